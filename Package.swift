@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+import Foundation
+
+// Kernels are written with explicit SIMD types. On x86-64 they only become AVX2/FMA code when the
+// compiler is told which CPU to target (the default baseline is SSE2, where `addProduct` turns into calls
+// to `fmaf`). DML_TARGET_CPU picks that CPU: `haswell` (AVX2+FMA, the default: runs on any x86-64 machine
+// made since 2013), `native` (the build machine, e.g. AVX-512), or `generic` for no flag at all.
+let targetCPU = ProcessInfo.processInfo.environment["DML_TARGET_CPU"] ?? "haswell"
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = targetCPU == "generic" ? [] : [.unsafeFlags(["-target-cpu", targetCPU])]
+#else
+let cpuFlags: [SwiftSetting] = []
+#endif
+let fast: [SwiftSetting] = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "DML",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dml-train", targets: ["dml-train"]),
+        .library(name: "DMLTraining", targets: ["DMLTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenMPI through pkg-config; the header turns its macro handles into inline functions.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "DMLComm", dependencies: ["CMPI"], swiftSettings: cpuFlags),
+        .target(name: "DMLKernels", swiftSettings: fast),
+        .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
+        .target(name: "DMLData", dependencies: ["DMLComm", "DMLKernels"], swiftSettings: fast),
+        .target(name: "DMLTraining", dependencies: ["DMLComm", "DMLKernels", "DMLModels", "DMLData"],
+                swiftSettings: cpuFlags),
+        .executableTarget(name: "dml-train", dependencies: [
+            "DMLTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: cpuFlags),
+        .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
+        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
+        .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
+        .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
+        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLTestSupport"]),
+        .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,44 @@
+/// An allreduce algorithm: after `run`, every rank's buffer holds the element-wise reduction of all ranks'
+/// buffers, with the same bits on every rank.
+///
+/// One type per algorithm (as in Gloo): whatever can be prepared once (neighbours, scratch buffers) is
+/// prepared in the initialiser or on first use and reused, so `run` only communicates and reduces.
+/// All ranks must call `run` with buffers of the same length and the same `op`.
+public protocol AllreduceAlgorithm: AnyObject {
+    /// The name the `--allreduce` flag uses.
+    var name: String { get }
+    func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws
+    func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws
+}
+
+/// The allreduce algorithms that can be chosen by name.
+public enum AllreduceKind: String, CaseIterable, Sendable {
+    /// Ring: reduce-scatter then allgather over point-to-point exchanges. Bandwidth-optimal.
+    case ring
+    /// The library's own `MPI_Allreduce`: the baseline.
+    case mpi
+
+    /// Builds the algorithm for `comm`.
+    public func make(for comm: Communicator) -> AllreduceAlgorithm {
+        switch self {
+        case .ring: return RingAllreduce(comm: comm)
+        case .mpi: return NativeAllreduce(comm: comm)
+        }
+    }
+}
+
+/// The communicator's own allreduce (`MPI_Allreduce` under MPI), behind the common interface.
+public final class NativeAllreduce: AllreduceAlgorithm {
+    public let name = "mpi"
+    let comm: Communicator
+
+    public init(comm: Communicator) { self.comm = comm }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
+        try comm.nativeAllreduce(buffer, op: op)
+    }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
+        try comm.nativeAllreduce(buffer, op: op)
+    }
+}

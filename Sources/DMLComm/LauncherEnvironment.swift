@@ -1,0 +1,21 @@
+import Foundation
+
+/// What the launcher (mpirun, srun) tells a process about itself through the environment, readable
+/// before `MPI_Init`: used so that only rank 0 prints a command-line error.
+public enum LauncherEnvironment {
+    /// True when a launcher started this process (its stdout is then a relay, often a pseudo-terminal
+    /// even when the job's output goes to a file).
+    public static var isLaunched: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].contains { env[$0] != nil }
+    }
+
+    /// This process's rank in the job, or 0 when not launched by a known launcher.
+    public static var rank: Int {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+            if let v = env[key], let r = Int(v) { return r }
+        }
+        return 0
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+
+/// A `Communicator` whose ranks are threads of one process: the test double for every collective.
+///
+/// Sends are buffered (the bytes are copied into the receiver's mailbox and `send` returns), so any
+/// pattern that is deadlock-free under MPI's rules is deadlock-free here. A receive that waits longer than
+/// the world's timeout, or while another rank has already failed, throws instead of hanging the test.
+public final class LocalCommunicator: Communicator {
+    public let rank: Int
+    public var size: Int { world.size }
+    let world: LocalWorld
+
+    init(rank: Int, world: LocalWorld) {
+        self.rank = rank
+        self.world = world
+    }
+
+    /// Runs `body` once per rank, each on its own thread, and returns the results in rank order. If any rank
+    /// throws, the others' pending receives fail too, and the first error (by rank) is rethrown.
+    public static func run<R>(size: Int, timeout: TimeInterval = 60,
+                              _ body: @escaping (LocalCommunicator) throws -> R) throws -> [R] {
+        precondition(size >= 1, "a world needs at least one rank")
+        let world = LocalWorld(size: size, timeout: timeout)
+        let results = ResultSlots<R>(count: size)
+        let group = DispatchGroup()
+        for r in 0..<size {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                let comm = LocalCommunicator(rank: r, world: world)
+                do { results.set(r, .success(try body(comm))) } catch {
+                    results.set(r, .failure(error))
+                    world.fail()
+                }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        group.wait()
+        return try results.all().map { try $0.get() }
+    }
+
+    public func send(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws {
+        try checkPeer(dest, "send")
+        world.post(Data(bytes), from: rank, to: dest, tag: tag)
+    }
+
+    public func recv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        try checkPeer(source, "recv")
+        let message = try world.take(from: source, to: rank, tag: tag)
+        guard message.count == bytes.count else {
+            throw CommError.invalidArgument("rank \(rank) expected \(bytes.count) bytes from rank \(source), got \(message.count)")
+        }
+        if !message.isEmpty { message.copyBytes(to: bytes) }
+    }
+
+    public func sendrecv(sending: UnsafeRawBufferPointer, to dest: Int,
+                         receiving: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        try send(sending, to: dest, tag: tag)
+        try recv(receiving, from: source, tag: tag)
+    }
+
+    /// Reserved tags keep the collectives' messages apart from the user's.
+    static let broadcastTag = -1, reduceTag = -2
+
+    public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {
+        try checkPeer(root, "broadcast")
+        if rank == root {
+            for r in 0..<size where r != root { try send(UnsafeRawBufferPointer(bytes), to: r, tag: Self.broadcastTag) }
+        } else {
+            try recv(bytes, from: root, tag: Self.broadcastTag)
+        }
+    }
+
+    public func barrier() throws { try world.barrier() }
+
+    /// Gathers to rank 0, reduces in rank order, broadcasts: simple, deterministic, and independent of the
+    /// algorithms it is used to test.
+    public func nativeAllreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let raw = UnsafeMutableRawBufferPointer(buffer)
+        if rank == 0 {
+            let incoming = UnsafeMutableBufferPointer<T>.allocate(capacity: buffer.count)
+            defer { incoming.deallocate() }
+            for r in 1..<size {
+                try recv(UnsafeMutableRawBufferPointer(incoming), from: r, tag: Self.reduceTag)
+                if buffer.count > 0 { op.combine(into: buffer.baseAddress!, from: incoming.baseAddress!, count: buffer.count) }
+            }
+        } else {
+            try send(UnsafeRawBufferPointer(raw), to: 0, tag: Self.reduceTag)
+        }
+        try broadcast(raw, root: 0)
+    }
+
+    public func abort(code: Int32) -> Never {
+        fatalError("LocalCommunicator.abort(code: \(code)) on rank \(rank)")
+    }
+}
+
+/// The shared state of one in-process world: mailboxes and a barrier, under one condition variable.
+final class LocalWorld: @unchecked Sendable {
+    let size: Int
+    let timeout: TimeInterval
+    private let cond = NSCondition()
+    private var mailboxes: [MailboxKey: [Data]] = [:]
+    private var barrierCount = 0
+    private var barrierGeneration = 0
+    private var failed = false
+
+    struct MailboxKey: Hashable { let from: Int, to: Int, tag: Int }
+
+    init(size: Int, timeout: TimeInterval) {
+        self.size = size
+        self.timeout = timeout
+    }
+
+    func post(_ data: Data, from: Int, to: Int, tag: Int) {
+        cond.lock()
+        mailboxes[MailboxKey(from: from, to: to, tag: tag), default: []].append(data)
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    func take(from: Int, to: Int, tag: Int) throws -> Data {
+        let key = MailboxKey(from: from, to: to, tag: tag)
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        cond.lock()
+        defer { cond.unlock() }
+        while true {
+            if var queue = mailboxes[key], !queue.isEmpty {
+                let first = queue.removeFirst()
+                mailboxes[key] = queue
+                return first
+            }
+            if failed { throw CommError.peerFailed("rank \(to) was waiting for rank \(from) when another rank failed") }
+            if !cond.wait(until: deadline) {
+                throw CommError.timeout("rank \(to) waited \(timeout) s for a message from rank \(from) (tag \(tag))")
+            }
+        }
+    }
+
+    func barrier() throws {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        cond.lock()
+        defer { cond.unlock() }
+        let generation = barrierGeneration
+        barrierCount += 1
+        if barrierCount == size {
+            barrierCount = 0
+            barrierGeneration += 1
+            cond.broadcast()
+            return
+        }
+        while barrierGeneration == generation {
+            if failed { throw CommError.peerFailed("another rank failed during a barrier") }
+            if !cond.wait(until: deadline) { throw CommError.timeout("barrier waited \(timeout) s") }
+        }
+    }
+
+    func fail() {
+        cond.lock()
+        failed = true
+        cond.broadcast()
+        cond.unlock()
+    }
+}
+
+/// Per-rank result slots written by the rank threads.
+final class ResultSlots<R>: @unchecked Sendable {
+    private var slots: [Result<R, Error>?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<R, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    func all() -> [Result<R, Error>] { lock.lock(); defer { lock.unlock() }; return slots.map { $0! } }
+}

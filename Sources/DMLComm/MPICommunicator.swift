@@ -1,0 +1,166 @@
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `Communicator` over OpenMPI's `MPI_COMM_WORLD` (or a communicator split from it).
+///
+/// Errors are returned, not fatal: the world communicator gets `MPI_ERRORS_RETURN`, and each call turns a
+/// non-success code into `CommError.mpi` naming the call. Messages larger than 1 GiB are sent as several
+/// messages, since MPI counts are `Int32`.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    /// The MPI handle (an `MPI_Comm`).
+    public let handle: MPI_Comm
+
+    /// Largest single message, in bytes. MPI counts are Int32; 1 GiB keeps well clear of that.
+    static let maxMessageBytes = 1 << 30
+
+    /// Initialises MPI (once per process) and returns the world communicator. A program run without
+    /// `mpirun` becomes a singleton job of one rank.
+    public static func initializeWorld() throws -> MPICommunicator {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var provided: Int32 = 0
+            let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+            guard rc == MPI_SUCCESS else { throw CommError.mpi(call: "MPI_Init_thread", code: rc, message: errorString(rc)) }
+        }
+        let world = cmpi_comm_world()!
+        try check(MPI_Comm_set_errhandler(world, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        return try MPICommunicator(handle: world)
+    }
+
+    /// Wraps an existing communicator handle.
+    public init(handle: MPI_Comm) throws {
+        self.handle = handle
+        var r: Int32 = 0, s: Int32 = 0
+        try Self.check(MPI_Comm_rank(handle, &r), "MPI_Comm_rank")
+        try Self.check(MPI_Comm_size(handle, &s), "MPI_Comm_size")
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    /// Finalises MPI. Call once, after the last communication, on every rank.
+    public static func finalize() {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+    }
+
+    /// The name of the host this rank runs on.
+    public static var processorName: String {
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
+        var len: Int32 = 0
+        MPI_Get_processor_name(&buf, &len)
+        return String(cString: buf)
+    }
+
+    static func errorString(_ code: Int32) -> String {
+        var buf = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
+        var len: Int32 = 0
+        MPI_Error_string(code, &buf, &len)
+        return String(cString: buf)
+    }
+
+    @inline(__always)
+    static func check(_ rc: Int32, _ call: @autoclosure () -> String) throws {
+        if rc != MPI_SUCCESS { throw CommError.mpi(call: call(), code: rc, message: errorString(rc)) }
+    }
+
+    static func datatype(_ kind: ScalarKind) -> MPI_Datatype {
+        switch kind {
+        case .float32: return cmpi_float()
+        case .float64: return cmpi_double()
+        case .int64: return cmpi_int64()
+        }
+    }
+
+    /// Splits a byte count into message-sized pieces: `(offset, length)` pairs. A zero-length buffer is one
+    /// empty piece, so both sides of an exchange still match.
+    static func pieces(_ count: Int) -> [(Int, Int)] {
+        if count <= maxMessageBytes { return [(0, count)] }
+        return stride(from: 0, to: count, by: maxMessageBytes).map { ($0, Swift.min(maxMessageBytes, count - $0)) }
+    }
+
+    public func send(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws {
+        try checkPeer(dest, "send")
+        for (offset, length) in Self.pieces(bytes.count) {
+            try Self.check(MPI_Send(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
+                                    Int32(dest), Int32(tag), handle), "MPI_Send to rank \(dest)")
+        }
+    }
+
+    public func recv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        try checkPeer(source, "recv")
+        for (offset, length) in Self.pieces(bytes.count) {
+            try Self.check(MPI_Recv(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
+                                    Int32(source), Int32(tag), handle, cmpi_status_ignore()),
+                           "MPI_Recv from rank \(source)")
+        }
+    }
+
+    public func sendrecv(sending: UnsafeRawBufferPointer, to dest: Int,
+                         receiving: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        try checkPeer(dest, "sendrecv")
+        try checkPeer(source, "sendrecv")
+        let out = Self.pieces(sending.count), inn = Self.pieces(receiving.count)
+        guard out.count == 1 && inn.count == 1 else {
+            // Above 1 GiB: non-blocking pieces, so neither side waits on the other's first piece.
+            var requests: [MPI_Request?] = []
+            for (offset, length) in inn {
+                var r: MPI_Request? = nil
+                try Self.check(MPI_Irecv(receiving.baseAddress! + offset, Int32(length), cmpi_byte(), Int32(source),
+                                         Int32(tag), handle, &r), "MPI_Irecv from rank \(source)")
+                requests.append(r)
+            }
+            for (offset, length) in out {
+                var r: MPI_Request? = nil
+                try Self.check(MPI_Isend(sending.baseAddress! + offset, Int32(length), cmpi_byte(), Int32(dest),
+                                         Int32(tag), handle, &r), "MPI_Isend to rank \(dest)")
+                requests.append(r)
+            }
+            try Self.check(MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore()), "MPI_Waitall")
+            return
+        }
+        try Self.check(MPI_Sendrecv(sending.baseAddress, Int32(sending.count), cmpi_byte(), Int32(dest), Int32(tag),
+                                    receiving.baseAddress, Int32(receiving.count), cmpi_byte(), Int32(source),
+                                    Int32(tag), handle, cmpi_status_ignore()),
+                       "MPI_Sendrecv with ranks \(dest)/\(source)")
+    }
+
+    public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {
+        try checkPeer(root, "broadcast")
+        for (offset, length) in Self.pieces(bytes.count) {
+            try Self.check(MPI_Bcast(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
+                                     Int32(root), handle), "MPI_Bcast from rank \(root)")
+        }
+    }
+
+    public func barrier() throws {
+        try Self.check(MPI_Barrier(handle), "MPI_Barrier")
+    }
+
+    public func nativeAllreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let mpiOp: MPI_Op
+        switch op {
+        case .sum: mpiOp = cmpi_op_sum()
+        case .max: mpiOp = cmpi_op_max()
+        case .min: mpiOp = cmpi_op_min()
+        }
+        let maxElements = Self.maxMessageBytes / MemoryLayout<T>.stride
+        var start = 0
+        repeat {
+            let n = Swift.min(maxElements, buffer.count - start)
+            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress.map { UnsafeMutableRawPointer($0 + start) },
+                                         Int32(n), Self.datatype(T.kind), mpiOp, handle), "MPI_Allreduce")
+            start += n
+        } while start < buffer.count
+    }
+
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(handle, code)
+        exit(code)
+    }
+}

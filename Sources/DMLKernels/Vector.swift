@@ -1,0 +1,115 @@
+/// Level-1 kernels over raw Float buffers.
+///
+/// Reductions (dot, sum) use several explicit SIMD accumulators: the compiler never reorders float
+/// additions on its own, so a plain loop would run one scalar add per cycle. Element-wise loops (axpy,
+/// scale) are written with SIMD too, so that they do not depend on the auto-vectoriser.
+/// All functions take counts explicitly and allocate nothing.
+public enum Vector {
+    public typealias V = SIMD8<Float>
+
+    @usableFromInline @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @usableFromInline @inline(__always)
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+
+    /// `Σ x[i]·y[i]` for `i < n`. 2n flops.
+    @inlinable @inline(__always)
+    public static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        var i = 0
+        while i + 32 <= n {
+            a0.addProduct(load(x + i), load(y + i))
+            a1.addProduct(load(x + i + 8), load(y + i + 8))
+            a2.addProduct(load(x + i + 16), load(y + i + 16))
+            a3.addProduct(load(x + i + 24), load(y + i + 24))
+            i += 32
+        }
+        while i + 8 <= n {
+            a0.addProduct(load(x + i), load(y + i))
+            i += 8
+        }
+        var s = ((a0 + a1) + (a2 + a3)).sum()
+        while i < n {
+            s = s.addingProduct(x[i], y[i])
+            i += 1
+        }
+        return s
+    }
+
+    /// `y[i] += a·x[i]` for `i < n`. 2n flops.
+    @inlinable @inline(__always)
+    public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let av = V(repeating: a)
+        var i = 0
+        while i + 16 <= n {
+            var y0 = load(y + i), y1 = load(y + i + 8)
+            y0.addProduct(av, load(x + i))
+            y1.addProduct(av, load(x + i + 8))
+            store(y0, y + i)
+            store(y1, y + i + 8)
+            i += 16
+        }
+        while i + 8 <= n {
+            var y0 = load(y + i)
+            y0.addProduct(av, load(x + i))
+            store(y0, y + i)
+            i += 8
+        }
+        while i < n {
+            y[i] = y[i].addingProduct(a, x[i])
+            i += 1
+        }
+    }
+
+    /// `x[i] *= a` for `i < n`.
+    @inlinable @inline(__always)
+    public static func scale(_ a: Float, _ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        let av = V(repeating: a)
+        var i = 0
+        while i + 8 <= n {
+            store(load(x + i) * av, x + i)
+            i += 8
+        }
+        while i < n {
+            x[i] *= a
+            i += 1
+        }
+    }
+
+    /// `Σ x[i]` for `i < n`.
+    @inlinable @inline(__always)
+    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        var i = 0
+        while i + 32 <= n {
+            a0 += load(x + i)
+            a1 += load(x + i + 8)
+            a2 += load(x + i + 16)
+            a3 += load(x + i + 24)
+            i += 32
+        }
+        while i + 8 <= n {
+            a0 += load(x + i)
+            i += 8
+        }
+        var s = ((a0 + a1) + (a2 + a3)).sum()
+        while i < n {
+            s += x[i]
+            i += 1
+        }
+        return s
+    }
+
+    /// The largest element of `x[0..<n]` (`-infinity` for n = 0).
+    @inlinable
+    public static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var m = -Float.infinity
+        for i in 0..<n where x[i] > m { m = x[i] }
+        return m
+    }
+}

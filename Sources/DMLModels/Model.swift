@@ -1,0 +1,41 @@
+/// A mini-batch of rows: `x` is `rows × features`, row-major; `y` holds one target per row (the class index
+/// as a Float for classifiers, the value for regression).
+public struct Batch {
+    public let x: UnsafePointer<Float>
+    public let y: UnsafePointer<Float>
+    public let rows: Int
+    public let features: Int
+
+    public init(x: UnsafePointer<Float>, y: UnsafePointer<Float>, rows: Int, features: Int) {
+        self.x = x
+        self.y = y
+        self.rows = rows
+        self.features = features
+    }
+}
+
+/// A trainable model: a parameter layout, its initialisation, and loss + gradient over a batch.
+///
+/// Gradients and losses are **sums** over the batch's rows, not means: the trainer adds them up across
+/// ranks and divides by the global number of rows, which keeps uneven shards and short batches exact.
+/// Models are classes because they own scratch space that is reused from step to step.
+public protocol Model: AnyObject {
+    /// The name the `--model` flag uses (also stored in checkpoints and outputs).
+    var kind: String { get }
+    var layout: ParameterLayout { get }
+    /// Number of features an input row has.
+    var inputs: Int { get }
+    /// Number of outputs (classes for a classifier).
+    var outputs: Int { get }
+
+    /// Deterministic initial parameters from `seed`.
+    func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, seed: UInt64)
+
+    /// Adds `Σ_rows ∇loss(row)` into `gradient` (which the caller zeroes) and returns `Σ_rows loss(row)`.
+    func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
+                            into gradient: UnsafeMutablePointer<Float>) -> Double
+
+    /// Writes `outputs` values per row (class probabilities for a classifier) into `predictions`.
+    func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
+                 into predictions: UnsafeMutablePointer<Float>)
+}

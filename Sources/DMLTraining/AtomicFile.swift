@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Writing a file so that a reader sees either the old file or the complete new one, never a torn one,
+/// even if the machine dies mid-write: write a temporary file in the same directory, fsync it, rename it
+/// over the target, fsync the directory (so the rename itself is durable).
+public enum AtomicFile {
+    public struct WriteError: Error, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot write \(path): \(reason)" }
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        func fail(_ what: String) -> WriteError {
+            WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw fail("cannot create \(temp)") }
+        var ok = false
+        defer { if !ok { unlink(temp) } }
+        do {
+            defer { close(fd) }
+            var written = 0
+            try bytes.withUnsafeBytes { raw in
+                while written < raw.count {
+                    let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+                    if n < 0 { if errno == EINTR { continue }; throw fail("write failed") }
+                    written += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw fail("fsync failed") }
+        }
+        guard rename(temp, path) == 0 else { throw fail("rename failed") }
+        ok = true
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// Checks, without leaving anything behind, that a file can be created next to `path` (and so that
+    /// `write(_:to:)` can succeed). Used to reject a bad `--output` before any training is done.
+    public static func checkWritable(_ path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw WriteError(path: path, reason: "it is a directory")
+        }
+        let dir = url.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw WriteError(path: path, reason: "directory \(dir) does not exist")
+        }
+        let probe = dir + "/.dml-write-probe-\(getpid())"
+        let fd = open(probe, O_CREAT | O_WRONLY | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw WriteError(path: path, reason: "directory \(dir) is not writable (\(String(cString: strerror(errno))))")
+        }
+        close(fd)
+        unlink(probe)
+    }
+}

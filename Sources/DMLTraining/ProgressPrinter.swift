@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import DMLComm
+
+/// Rank 0's progress output. On a terminal the line rewrites itself; in a batch log (stdout not a
+/// terminal, as under Slurm) each report is a plain line, so the log stays readable. Under mpirun the
+/// rank's stdout is a relay that may look like a terminal wherever the output goes, so plain lines are used.
+public struct ProgressPrinter {
+    public let interactive: Bool
+    private let started = Date()
+
+    public init(interactive: Bool = isatty(STDOUT_FILENO) == 1 && !LauncherEnvironment.isLaunched) {
+        self.interactive = interactive
+    }
+
+    public func report(_ r: StepReport) {
+        let elapsed = Date().timeIntervalSince(started)
+        let eta = r.step > 0 ? elapsed / Double(r.step) * Double(r.totalSteps - r.step) : 0
+        let width = String(r.totalSteps).count
+        let line = "step \(pad(r.step, width))/\(r.totalSteps)  epoch \(r.epoch + 1)  loss \(String(format: "%.6f", r.loss))  "
+            + "\(Self.grouped(r.samplesPerSecond)) samples/s  eta \(Self.duration(eta))"
+        if interactive {
+            print("\r" + line + "\u{1B}[K", terminator: r.step == r.totalSteps ? "\n" : "")
+        } else {
+            print(line)
+        }
+        fflush(stdout)
+    }
+
+    private func pad(_ n: Int, _ width: Int) -> String {
+        let s = String(n)
+        return String(repeating: " ", count: Swift.max(0, width - s.count)) + s
+    }
+
+    /// 1234567.8 → "1,234,568".
+    public static func grouped(_ value: Double) -> String {
+        let digits = String(Int(value.rounded()))
+        var out = ""
+        for (i, ch) in digits.reversed().enumerated() {
+            if i > 0 && i % 3 == 0 { out.append(",") }
+            out.append(ch)
+        }
+        return String(out.reversed())
+    }
+
+    public static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+    }
+}

@@ -1,0 +1,194 @@
+import ArgumentParser
+import DMLComm
+import DMLData
+import DMLModels
+import DMLTraining
+import Foundation
+
+/// `dml-train`: data-parallel training under `mpirun`. Every rank runs this same program.
+@main
+struct DMLTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dml-train",
+        abstract: "Data-parallel training over MPI: each rank trains on its shard, gradients are averaged with an allreduce.",
+        discussion: """
+            Run it under mpirun, one process per rank:
+              mpirun -np 8 dml-train
+            With no --data it trains on the built-in synthetic task (a deterministic classification set that \
+            each rank generates only its own rows of). All ranks hold bit-identical parameters after every step. \
+            Errors are printed once, by rank 0, and every rank exits non-zero.
+            """)
+
+    enum ModelKind: String, ExpressibleByArgument, CaseIterable {
+        case softmax
+    }
+
+    @Option(help: "Model to train.")
+    var model: ModelKind = .softmax
+
+    @Option(help: "Passes over the training set (ignored when --steps is given).")
+    var epochs: Int = 10
+
+    @Option(help: "Global steps to run, instead of --epochs.")
+    var steps: Int?
+
+    @Option(name: .customLong("batch-size"),
+            help: "Rows per global batch, over all ranks together, or 'full' for every training row each step.")
+    var batchSize: BatchSize = .rows(256)
+
+    @Option(help: "Learning rate.")
+    var lr: Float = 0.2
+
+    @Option(help: "Seed for the data set, the batch order and the initial parameters.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Allreduce algorithm: \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var allreduce: AllreduceKind = .ring
+
+    @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
+    var output: String?
+
+    @Option(name: .customLong("log-every"), help: "Print progress every N steps (default: about 10 lines per run).")
+    var logEvery: Int?
+
+    @Option(name: .customLong("synthetic-rows"), help: "Training rows of the synthetic task.")
+    var syntheticRows: Int = 16384
+
+    @Option(name: .customLong("synthetic-test-rows"), help: "Test rows of the synthetic task (0: no test set).")
+    var syntheticTestRows: Int = 4096
+
+    @Option(name: .customLong("synthetic-features"), help: "Features per row of the synthetic task.")
+    var syntheticFeatures: Int = 784
+
+    @Option(name: .customLong("synthetic-classes"), help: "Classes of the synthetic task.")
+    var syntheticClasses: Int = 10
+
+    func validate() throws {
+        guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
+        if let s = steps, s <= 0 { throw ValidationError("--steps must be at least 1 (got \(s))") }
+        guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a positive number (got \(lr))") }
+        if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
+        guard syntheticRows > 0 else { throw ValidationError("--synthetic-rows must be at least 1 (got \(syntheticRows))") }
+        guard syntheticTestRows >= 0 else { throw ValidationError("--synthetic-test-rows must not be negative") }
+        guard syntheticFeatures > 0 else { throw ValidationError("--synthetic-features must be at least 1") }
+        guard syntheticClasses >= 2 else { throw ValidationError("--synthetic-classes must be at least 2") }
+        if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
+    }
+
+    /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
+    static func main() {
+        let launcherRank = LauncherEnvironment.rank
+        let command: DMLTrain
+        do {
+            command = try parse()
+        } catch {
+            if launcherRank == 0 { exit(withError: error) }
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+        Foundation.exit(command.train())
+    }
+
+    /// Runs the job on this rank; returns the process exit status.
+    func train() -> Int32 {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator.initializeWorld() } catch {
+            FileHandle.standardError.write("dml-train: error: cannot start MPI: \(error)\n")
+            return 1
+        }
+        defer { MPICommunicator.finalize() }
+        do {
+            try run(comm)
+            return 0
+        } catch let failure as AgreedFailure {
+            if comm.rank == 0 {
+                let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
+                FileHandle.standardError.write("dml-train: error\(who): \(failure.message)\n")
+            }
+            return 1
+        } catch {
+            // A failure only this rank saw in the middle of a collective: the others cannot be told
+            // politely, so end the whole job now rather than leave them waiting.
+            FileHandle.standardError.write("dml-train: error on rank \(comm.rank): \(error)\n")
+            comm.abort(code: 1)
+        }
+    }
+
+    func run(_ comm: MPICommunicator) throws {
+        let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
+        try comm.agree(comm.size > syntheticRows
+            ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
+            : nil)
+        if comm.rank == 0, let path = output {
+            try comm.agreeing { try AtomicFile.checkWritable(path) }
+        } else if output != nil {
+            try comm.agree(nil)
+        }
+
+        let train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
+        let test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
+        let model = SoftmaxRegression(features: syntheticFeatures, classes: syntheticClasses)
+        let batch: Int? = { if case let .rows(n) = batchSize { return Swift.min(n, syntheticRows) }; return nil }()
+        let stepsPerEpoch = batch.map { (syntheticRows + $0 - 1) / $0 } ?? 1
+        let totalSteps = steps ?? epochs * stepsPerEpoch
+        let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
+                                    logEvery: logEvery ?? Swift.max(1, totalSteps / 10))
+        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: allreduce.make(for: comm))
+
+        if comm.rank == 0 {
+            print("dml-train: \(model.kind) on the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, "
+                  + "\(syntheticClasses) classes), \(comm.size) rank\(comm.size == 1 ? "" : "s"), global batch "
+                  + "\(batch.map(String.init) ?? "full"), \(totalSteps) steps, lr \(lr), allreduce \(allreduce.rawValue)")
+        }
+        let progress = ProgressPrinter()
+        let started = Date()
+        try trainer.run { report in if comm.rank == 0 { progress.report(report) } }
+        let seconds = Date().timeIntervalSince(started)
+
+        let trainEval = try trainer.evaluate(train)
+        let testEval = try test.map { try trainer.evaluate($0) }
+        if comm.rank == 0 {
+            var line = String(format: "done: %d steps in %.2f s; train loss %.4f accuracy %.2f%%", totalSteps, seconds,
+                              trainEval.loss, 100 * (trainEval.accuracy ?? 0))
+            if let t = testEval { line += String(format: "; test loss %.4f accuracy %.2f%%", t.loss, 100 * (t.accuracy ?? 0)) }
+            print(line)
+        }
+
+        if let path = output {
+            var failure: String?
+            if comm.rank == 0 {
+                let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
+                                "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
+                                "ranks": String(comm.size)]
+                do { try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path) }
+                catch { failure = String(describing: error) }
+            }
+            try comm.agree(failure)
+            if comm.rank == 0 { print("wrote \(path)") }
+        }
+    }
+}
+
+/// `--batch-size`: a row count or `full`.
+enum BatchSize: ExpressibleByArgument {
+    case rows(Int)
+    case full
+
+    init?(argument: String) {
+        if argument == "full" { self = .full; return }
+        guard let n = Int(argument), n > 0 else { return nil }
+        self = .rows(n)
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case let .rows(n): return String(n)
+        case .full: return "full"
+        }
+    }
+}
+
+extension AllreduceKind: ExpressibleByArgument {}
+
+extension FileHandle {
+    func write(_ string: String) { write(string.data(using: .utf8)!) }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// Launches the built executables under a real `mpirun`, for the integration tests.
+public enum MPIRunner {
+    public struct Result {
+        public let status: Int32
+        public let stdout: String
+        public let stderr: String
+        public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+    }
+
+    /// The folder holding the built products (`.build/<triple>/debug` when run from `swift test`).
+    public static var productsDirectory: URL {
+        #if os(macOS)
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            return bundle.bundleURL.deletingLastPathComponent()
+        }
+        #endif
+        return Bundle.main.bundleURL
+    }
+
+    /// The path of the executable `name` next to the test bundle.
+    public static func executable(_ name: String) -> String {
+        productsDirectory.appendingPathComponent(name).path
+    }
+
+    /// True when `mpirun` is on the PATH.
+    public static var available: Bool {
+        ProcessInfo.processInfo.environment["PATH", default: ""].split(separator: ":")
+            .contains { FileManager.default.isExecutableFile(atPath: "\($0)/mpirun") }
+    }
+
+    /// Runs `mpirun -np ranks <executable> arguments…` and waits for it, killing it after `timeout`
+    /// seconds (a hang is a test failure, never a hung suite).
+    public static func run(ranks: Int, _ executableName: String, _ arguments: [String],
+                           mpirunOptions: [String] = [], environment extra: [String: String] = [:],
+                           timeout: TimeInterval = 120) throws -> Result {
+        var argv = ["--oversubscribe", "-np", String(ranks)] + mpirunOptions
+        argv += [executable(executableName)] + arguments
+        return try runProcess("mpirun", argv, environment: extra, timeout: timeout)
+    }
+
+    /// Runs a program found on the PATH, capturing its output.
+    public static func runProcess(_ program: String, _ arguments: [String], environment extra: [String: String] = [:],
+                                  timeout: TimeInterval = 120) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [program] + arguments
+        // A parent that called MPI_Init carries OpenMPI's variables, and a child mpirun then fails silently.
+        var env = ProcessInfo.processInfo.environment.filter { key, _ in
+            !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { key.hasPrefix($0) }
+        }
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        env.merge(extra) { _, new in new }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+        // Read both pipes to the end before waiting, or a chatty child blocks on a full pipe.
+        var errData = Data()
+        let errReader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        errReader.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !errReader.isFinished { usleep(1000) }
+        timer.cancel()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// A fresh empty directory for one test.
+    public static func temporaryDirectory() -> String {
+        let path = NSTemporaryDirectory() + "dml-test-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}

@@ -1,0 +1,63 @@
+import XCTest
+import DMLComm
+import DMLData
+import DMLModels
+import DMLTraining
+import DMLTestSupport
+
+final class TrainerTests: XCTestCase {
+    let task = SyntheticClassification(seed: 2, features: 20, classes: 3)
+
+    func train(ranks: Int, batch: Int?, steps: Int, algorithm: AllreduceKind = .ring) throws -> [[Float]] {
+        try LocalCommunicator.run(size: ranks) { comm -> [Float] in
+            let shard = self.task.trainingShard(rows: 203, rank: comm.rank, ranks: comm.size)
+            let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 20, classes: 3), train: shard,
+                                  config: TrainingConfig(steps: steps, batchSize: batch, learningRate: 0.3, seed: 2, logEvery: 1000),
+                                  allreduce: algorithm.make(for: comm))
+            try trainer.run { _ in }
+            return trainer.parameters
+        }
+    }
+
+    func testReplicasAreBitIdenticalAfterTraining() throws {
+        for algorithm in AllreduceKind.allCases {
+            let replicas = try train(ranks: 3, batch: 16, steps: 30, algorithm: algorithm)
+            for r in 1..<3 {
+                XCTAssertEqual(replicas[r].map(\.bitPattern), replicas[0].map(\.bitPattern), "\(algorithm) rank \(r)")
+            }
+        }
+    }
+
+    func testFullBatchTrainingIsTheSameOnAnyNumberOfRanks() throws {
+        let reference = try train(ranks: 1, batch: nil, steps: 20)[0]
+        for p in [2, 3, 4, 8] {
+            let params = try train(ranks: p, batch: nil, steps: 20)[0]
+            XCTAssertLessThan(maxRelativeDifference(params, reference), 1e-5, "p=\(p)")
+        }
+    }
+
+    func testMiniBatchPathDoesNotDependOnTheNumberOfRanks() throws {
+        let reference = try train(ranks: 1, batch: 32, steps: 25)[0]
+        for p in [2, 5] {
+            XCTAssertLessThan(maxRelativeDifference(try train(ranks: p, batch: 32, steps: 25)[0], reference), 1e-4, "p=\(p)")
+        }
+    }
+
+    func testLossFallsAndEvaluationCoversEveryRow() throws {
+        let results = try LocalCommunicator.run(size: 2) { comm -> (Double, Double, Evaluation) in
+            let shard = self.task.trainingShard(rows: 203, rank: comm.rank, ranks: comm.size)
+            let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 20, classes: 3), train: shard,
+                                  config: TrainingConfig(steps: 60, batchSize: 32, learningRate: 0.3, seed: 2, logEvery: 1000),
+                                  allreduce: RingAllreduce(comm: comm))
+            let first = try trainer.trainStep().loss
+            try trainer.run { _ in }
+            let last = try trainer.trainStep().loss
+            return (first, last, try trainer.evaluate(shard))
+        }
+        let (first, last, eval) = results[0]
+        XCTAssertEqual(first, log(3), accuracy: 1e-5, "zero weights predict uniformly")
+        XCTAssertLessThan(last, 0.7 * first)
+        XCTAssertEqual(eval.rows, 203)
+        XCTAssertGreaterThan(eval.accuracy ?? 0, 0.8)
+    }
+}

@@ -1,0 +1,88 @@
+import XCTest
+import DMLTraining
+import DMLTestSupport
+
+/// `dml-train` launched under a real `mpirun`, as a user runs it.
+final class DMLTrainIntegrationTests: XCTestCase {
+    let small = ["--synthetic-rows", "600", "--synthetic-features", "24", "--synthetic-classes", "4", "--synthetic-test-rows", "200"]
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
+    }
+
+    /// The `loss` figures of rank 0's progress lines.
+    func losses(_ output: String) -> [Double] {
+        output.split(separator: "\n").compactMap { line -> Double? in
+            guard line.hasPrefix("step"), let r = line.range(of: "loss ") else { return nil }
+            return Double(line[r.upperBound...].prefix { $0 != " " })
+        }
+    }
+
+    func testLossFallsOnEveryRankCount() throws {
+        for np in 1...4 {
+            let r = try MPIRunner.run(ranks: np, "dml-train", small + ["--epochs", "4", "--batch-size", "64", "--log-every", "5"])
+            XCTAssertEqual(r.status, 0, "np=\(np): \(r.stderr)")
+            let l = losses(r.stdout)
+            XCTAssertGreaterThanOrEqual(l.count, 3, "np=\(np) progress lines: \(r.stdout)")
+            XCTAssertLessThan(l.last!, 0.8 * l.first!, "np=\(np) loss curve \(l)")
+            XCTAssertEqual(r.stdout.components(separatedBy: "done:").count - 1, 1, "only rank 0 reports")
+        }
+    }
+
+    func testFullBatchOutputsAgreeAcrossRankCountsAndAlgorithms() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        var outputs: [String: [Float]] = [:]
+        for (np, algorithm) in [(1, "ring"), (2, "ring"), (3, "ring"), (4, "ring"), (3, "mpi")] {
+            let path = "\(dir)/np\(np)-\(algorithm).safetensors"
+            let r = try MPIRunner.run(ranks: np, "dml-train", small + ["--batch-size", "full", "--steps", "15", "--allreduce", algorithm, "--output", path])
+            XCTAssertEqual(r.status, 0, "np=\(np) \(algorithm): \(r.stderr)")
+            let file = try Safetensors.read(path: path)
+            XCTAssertEqual(file.metadata["model"], "softmax")
+            XCTAssertEqual(file.metadata["step"], "15")
+            XCTAssertEqual(file.entries["weight"]?.shape, [4, 24])
+            outputs["\(np)-\(algorithm)"] = try file.floats("weight") + file.floats("bias")
+        }
+        let reference = outputs["1-ring"]!
+        XCTAssertTrue(reference.contains { $0 != 0 }, "training moved the parameters")
+        for (name, params) in outputs {
+            XCTAssertLessThan(maxRelativeDifference(params, reference), 1e-5, name)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".") }, [],
+                       "no temporary files are left behind")
+    }
+
+    func testAnUnknownFlagIsOneMessageAndAUsageExit() throws {
+        let r = try MPIRunner.run(ranks: 3, "dml-train", ["--no-such-flag"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.components(separatedBy: "Unknown option '--no-such-flag'").count - 1, 1, r.stderr)
+    }
+
+    func testABadValueNamesTheFlag() throws {
+        let r = try MPIRunner.run(ranks: 2, "dml-train", ["--batch-size", "zero"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--batch-size"), r.stderr)
+    }
+
+    func testAnUnwritableOutputFailsBeforeTraining() throws {
+        let r = try MPIRunner.run(ranks: 3, "dml-train", small + ["--output", "/nonexistent-dir/model.safetensors"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/nonexistent-dir"), r.stderr)
+        XCTAssertFalse(r.stdout.contains("step"), "no training happened")
+    }
+
+    func testMoreRanksThanRowsIsAClearError() throws {
+        let r = try MPIRunner.run(ranks: 4, "dml-train", ["--synthetic-rows", "3", "--synthetic-features", "4"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("4 ranks but only 3 training rows"), r.stderr)
+    }
+
+    func testHelpDocumentsEveryFlag() throws {
+        let r = try MPIRunner.run(ranks: 2, "dml-train", ["--help"])
+        XCTAssertEqual(r.status, 0)
+        for flag in ["--model", "--epochs", "--steps", "--batch-size", "--lr", "--seed", "--allreduce", "--output", "--log-every"] {
+            XCTAssertEqual(r.stdout.components(separatedBy: "  \(flag) ").count - 1, 1, "\(flag) appears once in:\n\(r.stdout)")
+        }
+    }
+}
