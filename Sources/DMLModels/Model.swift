@@ -35,7 +35,24 @@ public protocol Model: AnyObject {
     func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
                             into gradient: UnsafeMutablePointer<Float>) -> Double
 
+    /// True for classifiers (accuracy is reported), false for regression.
+    var isClassifier: Bool { get }
+
+    /// Loss summed over the batch's rows, and for a classifier the number of rows predicted correctly.
+    /// Used for evaluation; the caller adds the sums up across ranks.
+    func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums
+
     /// Writes `outputs` values per row (class probabilities for a classifier) into `predictions`.
     func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                  into predictions: UnsafeMutablePointer<Float>)
+}
+
+/// Per-batch evaluation sums (see `Model.evaluate`).
+public struct EvaluationSums: Sendable {
+    public var loss: Double
+    public var correct: Double
+    public init(loss: Double, correct: Double) {
+        self.loss = loss
+        self.correct = correct
+    }
 }

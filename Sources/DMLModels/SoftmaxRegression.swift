@@ -1,4 +1,5 @@
 import DMLKernels
+import Foundation
 
 /// Multinomial logistic (softmax) regression: `p = softmax(W·x + b)`, loss `−log p[y]`.
 ///
@@ -6,6 +7,7 @@ import DMLKernels
 /// `∂W += d ⊗ x`, `∂b += d`. Cost per row: 4·classes·features flops.
 public final class SoftmaxRegression: Model {
     public let kind = "softmax"
+    public let isClassifier = true
     public let inputs: Int
     public let outputs: Int
     public let layout: ParameterLayout
@@ -57,5 +59,21 @@ public final class SoftmaxRegression: Model {
             for c in 0..<k { out[c] = Vector.dot(parameters + c * d, x + i * d, d) + parameters[k * d + c] }
             Softmax.inPlace(out, k)
         }
+    }
+
+    public func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums {
+        let k = outputs
+        var sums = EvaluationSums(loss: 0, correct: 0)
+        scores.withUnsafeMutableBufferPointer { s in
+            for i in 0..<batch.rows {
+                predict(parameters: parameters, x: batch.x + i * inputs, rows: 1, into: s.baseAddress!)
+                let label = Int(batch.y[i])
+                sums.loss -= Double(Foundation.log(Swift.max(s[label], Float.leastNormalMagnitude)))
+                var best = 0
+                for c in 1..<k where s[c] > s[best] { best = c }
+                if best == label { sums.correct += 1 }
+            }
+        }
+        return sums
     }
 }

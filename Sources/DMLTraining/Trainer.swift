@@ -162,27 +162,19 @@ public final class Trainer {
         }
     }
 
-    /// Mean loss and accuracy of the current parameters over `data` (all ranks' shards). Collective.
+    /// Mean loss (and accuracy, for a classifier) of the current parameters over `data`, all ranks'
+    /// shards together. Collective.
     public func evaluate(_ data: Dataset) throws -> Evaluation {
-        let k = model.outputs
-        var lossSum = 0.0, correct = 0.0
-        var probs = [Float](repeating: 0, count: k)
-        parameters.withUnsafeBufferPointer { w in
+        let sums = parameters.withUnsafeBufferPointer { w in
             data.x.withUnsafeBufferPointer { x in
-                probs.withUnsafeMutableBufferPointer { pr in
-                    for i in 0..<data.rows {
-                        model.predict(parameters: w.baseAddress!, x: x.baseAddress! + i * data.features, rows: 1, into: pr.baseAddress!)
-                        let label = Int(data.y[i])
-                        lossSum -= Double(Foundation.log(Swift.max(pr[label], Float.leastNormalMagnitude)))
-                        var best = 0
-                        for c in 1..<k where pr[c] > pr[best] { best = c }
-                        if best == label { correct += 1 }
-                    }
+                data.y.withUnsafeBufferPointer { y in
+                    model.evaluate(parameters: w.baseAddress!, batch: Batch(x: x.baseAddress!, y: y.baseAddress!, rows: data.rows, features: data.features))
                 }
             }
         }
-        let totals = try comm.allreduced([lossSum, correct, Double(data.rows)], op: .sum)
-        return Evaluation(rows: Int(totals[2]), loss: totals[0] / Swift.max(totals[2], 1), accuracy: totals[1] / Swift.max(totals[2], 1))
+        let totals = try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
+        let n = Swift.max(totals[2], 1)
+        return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
     }
 
     /// The parameters as safetensors tensors, one per named view of the layout.

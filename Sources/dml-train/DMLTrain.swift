@@ -6,6 +6,9 @@ import DMLTraining
 import Foundation
 
 /// `dml-train`: data-parallel training under `mpirun`. Every rank runs this same program.
+///
+/// The flags are grouped by concern (`ModelOptions`, `DataOptions`, …, one file each); `run` wires the
+/// libraries together.
 @main
 struct DMLTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,12 +22,8 @@ struct DMLTrain: ParsableCommand {
             Errors are printed once, by rank 0, and every rank exits non-zero.
             """)
 
-    enum ModelKind: String, ExpressibleByArgument, CaseIterable {
-        case softmax
-    }
-
-    @Option(help: "Model to train.")
-    var model: ModelKind = .softmax
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup(title: "Data") var data: DataOptions
 
     @Option(help: "Passes over the training set (ignored when --steps is given).")
     var epochs: Int = 10
@@ -51,27 +50,11 @@ struct DMLTrain: ParsableCommand {
     @Option(name: .customLong("log-every"), help: "Print progress every N steps (default: about 10 lines per run).")
     var logEvery: Int?
 
-    @Option(name: .customLong("synthetic-rows"), help: "Training rows of the synthetic task.")
-    var syntheticRows: Int = 16384
-
-    @Option(name: .customLong("synthetic-test-rows"), help: "Test rows of the synthetic task (0: no test set).")
-    var syntheticTestRows: Int = 4096
-
-    @Option(name: .customLong("synthetic-features"), help: "Features per row of the synthetic task.")
-    var syntheticFeatures: Int = 784
-
-    @Option(name: .customLong("synthetic-classes"), help: "Classes of the synthetic task.")
-    var syntheticClasses: Int = 10
-
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
         if let s = steps, s <= 0 { throw ValidationError("--steps must be at least 1 (got \(s))") }
         guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a positive number (got \(lr))") }
         if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
-        guard syntheticRows > 0 else { throw ValidationError("--synthetic-rows must be at least 1 (got \(syntheticRows))") }
-        guard syntheticTestRows >= 0 else { throw ValidationError("--synthetic-test-rows must not be negative") }
-        guard syntheticFeatures > 0 else { throw ValidationError("--synthetic-features must be at least 1") }
-        guard syntheticClasses >= 2 else { throw ValidationError("--synthetic-classes must be at least 2") }
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
     }
 
@@ -114,30 +97,23 @@ struct DMLTrain: ParsableCommand {
     }
 
     func run(_ comm: MPICommunicator) throws {
-        let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
-        try comm.agree(comm.size > syntheticRows
-            ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
-            : nil)
-        if comm.rank == 0, let path = output {
-            try comm.agreeing { try AtomicFile.checkWritable(path) }
-        } else if output != nil {
-            try comm.agree(nil)
+        // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
+        if let path = output {
+            try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
+        let (train, test, dataDescription) = try data.load(comm: comm, seed: seed)
+        let model = try comm.agreeing { try modelOptions.make(features: train.features, classes: train.classes) }
 
-        let train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
-        let test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
-        let model = SoftmaxRegression(features: syntheticFeatures, classes: syntheticClasses)
-        let batch: Int? = { if case let .rows(n) = batchSize { return Swift.min(n, syntheticRows) }; return nil }()
-        let stepsPerEpoch = batch.map { (syntheticRows + $0 - 1) / $0 } ?? 1
+        let batch: Int? = { if case let .rows(n) = batchSize { return Swift.min(n, train.globalRows) }; return nil }()
+        let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = steps ?? epochs * stepsPerEpoch
         let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
                                     logEvery: logEvery ?? Swift.max(1, totalSteps / 10))
         let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: allreduce.make(for: comm))
 
         if comm.rank == 0 {
-            print("dml-train: \(model.kind) on the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, "
-                  + "\(syntheticClasses) classes), \(comm.size) rank\(comm.size == 1 ? "" : "s"), global batch "
-                  + "\(batch.map(String.init) ?? "full"), \(totalSteps) steps, lr \(lr), allreduce \(allreduce.rawValue)")
+            print("dml-train: \(model.kind) on \(dataDescription), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
+                  + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, lr \(lr), allreduce \(allreduce.rawValue)")
         }
         let progress = ProgressPrinter()
         let started = Date()
@@ -154,15 +130,13 @@ struct DMLTrain: ParsableCommand {
         }
 
         if let path = output {
-            var failure: String?
-            if comm.rank == 0 {
+            try comm.agreeing {
+                guard comm.rank == 0 else { return }
                 let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
                                 "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
                                 "ranks": String(comm.size)]
-                do { try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path) }
-                catch { failure = String(describing: error) }
+                try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
             }
-            try comm.agree(failure)
             if comm.rank == 0 { print("wrote \(path)") }
         }
     }
