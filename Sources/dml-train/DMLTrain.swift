@@ -66,7 +66,11 @@ struct DMLTrain: ParsableCommand {
             command = try parse()
         } catch {
             if launcherRank == 0 { exit(withError: error) }
-            Foundation.exit(exitCode(for: error).rawValue)
+            let code = exitCode(for: error).rawValue
+            // mpirun ends the whole job as soon as one rank exits non-zero. If this rank left first, rank 0
+            // could be killed before printing the message; so wait for rank 0 to report and end the job.
+            if code != 0 { sleep(10) }
+            Foundation.exit(code)
         }
         Foundation.exit(command.train())
     }
