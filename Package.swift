@@ -19,6 +19,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dml-train", targets: ["dml-train"]),
+        .executable(name: "dml-launch", targets: ["dml-launch"]),
         .library(name: "DMLTraining", targets: ["DMLTraining"]),
     ],
     dependencies: [
@@ -37,6 +38,9 @@ let package = Package(
             "DMLTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
+        .executableTarget(name: "dml-launch", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
