@@ -35,52 +35,56 @@ public enum Activation {
         return result
     }
 
-    /// Applies `f` to `x[0..<n]` in place, SIMD8 at a time (the tail through a padded vector).
+    // The element-wise loops below are written out per function rather than through a shared helper taking a
+    // closure: the optimiser merges such look-alike functions and then calls the closure through a pointer
+    // for every vector. Tails go through a padded vector, so every element sees the same arithmetic.
+
+    /// The `n − i < 8` trailing elements of `x` from `i`, as a vector padded with `pad`.
     @inlinable @inline(__always)
-    static func map(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ f: (V) -> V) {
-        var i = 0
-        while i + 8 <= n {
-            Vector.store(f(Vector.load(x + i)), x + i)
-            i += 8
-        }
-        if i < n {
-            var t = V()
-            for l in 0..<(n - i) { t[l] = x[i + l] }
-            let y = f(t)
-            for l in 0..<(n - i) { x[i + l] = y[l] }
-        }
+    static func tail(_ x: UnsafePointer<Float>, _ i: Int, _ n: Int, pad: Float = 0) -> V {
+        var t = V(repeating: pad)
+        for l in 0..<(n - i) { t[l] = x[i + l] }
+        return t
     }
 
-    /// `dy[i] = g(dy[i], y[i])` over `n` elements, SIMD8 at a time.
     @inlinable @inline(__always)
-    static func zip(_ dy: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int, _ g: (V, V) -> V) {
-        var i = 0
-        while i + 8 <= n {
-            Vector.store(g(Vector.load(dy + i), Vector.load(y + i)), dy + i)
-            i += 8
-        }
-        if i < n {
-            var a = V(), b = V()
-            for l in 0..<(n - i) { a[l] = dy[i + l]; b[l] = y[i + l] }
-            let r = g(a, b)
-            for l in 0..<(n - i) { dy[i + l] = r[l] }
-        }
+    static func storeTail(_ v: V, _ x: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
+        for l in 0..<(n - i) { x[i + l] = v[l] }
     }
 
     /// `x = max(x, 0)` in place.
     public static func relu(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        map(x, n) { $0.replacing(with: V(), where: $0 .< V()) }
+        var i = 0
+        while i + 8 <= n {
+            let v = Vector.load(x + i)
+            Vector.store(v.replacing(with: V(), where: v .< V()), x + i)
+            i += 8
+        }
+        if i < n {
+            let v = tail(x, i, n)
+            storeTail(v.replacing(with: V(), where: v .< V()), x, i, n)
+        }
     }
 
     /// `dy *= (y > 0)` (ReLU's derivative, taken as 0 at 0).
     public static func reluBackward(_ dy: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
-        zip(dy, y, n) { d, y in d.replacing(with: V(), where: y .<= V()) }
+        var i = 0
+        while i + 8 <= n {
+            Vector.store(Vector.load(dy + i).replacing(with: V(), where: Vector.load(y + i) .<= V()), dy + i)
+            i += 8
+        }
+        if i < n { storeTail(tail(dy, i, n).replacing(with: V(), where: tail(y, i, n) .<= V()), dy, i, n) }
     }
 
     /// `x = tanh(x)` in place, as `sign(x)·(1 − 2/(e^{2|x|} + 1))` (no overflow; absolute error ≲ 3e-7).
     /// For |x| < 0.0625 it uses the odd series `x − x³/3 + 2x⁵/15`, where the formula above cancels.
     public static func tanh(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        map(x, n) { v in tanh(v) }
+        var i = 0
+        while i + 8 <= n {
+            Vector.store(tanh(Vector.load(x + i)), x + i)
+            i += 8
+        }
+        if i < n { storeTail(tanh(tail(x, i, n)), x, i, n) }
     }
 
     @inlinable @inline(__always)
@@ -96,12 +100,27 @@ public enum Activation {
 
     /// `dy *= 1 − y²` where `y = tanh(x)`.
     public static func tanhBackward(_ dy: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
-        zip(dy, y, n) { d, y in d * (V(repeating: 1) - y * y) }
+        let one = V(repeating: 1)
+        var i = 0
+        while i + 8 <= n {
+            let t = Vector.load(y + i)
+            Vector.store(Vector.load(dy + i) * (one - t * t), dy + i)
+            i += 8
+        }
+        if i < n {
+            let t = tail(y, i, n)
+            storeTail(tail(dy, i, n) * (one - t * t), dy, i, n)
+        }
     }
 
     /// `x = 1/(1 + e^{−x})` in place, evaluated as `e^{x}/(1 + e^{x})` for x < 0 so nothing overflows.
     public static func sigmoid(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        map(x, n) { v in sigmoid(v) }
+        var i = 0
+        while i + 8 <= n {
+            Vector.store(sigmoid(Vector.load(x + i)), x + i)
+            i += 8
+        }
+        if i < n { storeTail(sigmoid(tail(x, i, n)), x, i, n) }
     }
 
     @inlinable @inline(__always)
@@ -115,6 +134,16 @@ public enum Activation {
 
     /// `dy *= y·(1 − y)` where `y = sigmoid(x)`.
     public static func sigmoidBackward(_ dy: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
-        zip(dy, y, n) { d, y in d * y * (V(repeating: 1) - y) }
+        let one = V(repeating: 1)
+        var i = 0
+        while i + 8 <= n {
+            let t = Vector.load(y + i)
+            Vector.store(Vector.load(dy + i) * t * (one - t), dy + i)
+            i += 8
+        }
+        if i < n {
+            let t = tail(y, i, n)
+            storeTail(tail(dy, i, n) * t * (one - t), dy, i, n)
+        }
     }
 }
