@@ -20,6 +20,7 @@ let package = Package(
     products: [
         .executable(name: "dml-train", targets: ["dml-train"]),
         .executable(name: "dml-launch", targets: ["dml-launch"]),
+        .executable(name: "dml-bench", targets: ["dml-bench"]),
         .library(name: "DMLTraining", targets: ["DMLTraining"]),
     ],
     dependencies: [
@@ -41,6 +42,10 @@ let package = Package(
         .executableTarget(name: "dml-launch", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "dml-bench", dependencies: [
+            "DMLKernels", "DMLModels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
