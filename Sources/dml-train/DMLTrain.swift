@@ -126,14 +126,15 @@ struct DMLTrain: ParsableCommand {
             + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
             + "\neval_every=\(evalEvery)\nlog_every=\(config.logEvery)\nfaults=\(faults.faults)"
 
+        let session = TrainingSession(trainer: trainer, test: test, options: options,
+                                      log: { print($0) },
+                                      warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
+        try session.checkConfigurationAgreement()
         if comm.rank == 0 {
             print("dml-train: \(model.kind) on \(dataDescription), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                   + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, \(training.optimizerConfig.description), "
                   + "lr \(config.schedule.description), allreduce \(allreduce.rawValue)")
         }
-        let session = TrainingSession(trainer: trainer, test: test, options: options,
-                                      log: { print($0) },
-                                      warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
         let result = try session.run(progress: ProgressPrinter())
 
         if comm.rank == 0 {
