@@ -152,7 +152,7 @@ public final class Trainer {
         guard meanLoss.isFinite && finiteGradient else {
             throw TrainingFailure("training diverged at step \(number): the \(meanLoss.isFinite ? "gradient" : "loss") is not finite "
                                   + "(learning rate \(config.schedule.lr(at: step))). Try a lower learning rate (--lr) or a warm-up (--warmup); "
-                                  + "the parameters of this step were not applied and no checkpoint was written from them")
+                                  + "the update of this step was not applied and no checkpoint was written from it")
         }
         let lr = config.schedule.lr(at: step)
         reduceBuffer.withUnsafeMutableBufferPointer { g in
@@ -164,9 +164,19 @@ public final class Trainer {
         step += 1
         lastLoss = meanLoss
         if faults.fires(.perturb, rank: comm.rank, step: number) {
-            parameters[0] = Float(bitPattern: parameters[0].bitPattern ^ 1)
+            // Large enough that rounding in later updates cannot wash it out.
+            parameters[0] += 1e-3
         }
         return (meanLoss, globalRows)
+    }
+
+    /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:
+    /// such parameters are never checkpointed or written out. Cost: one pass over the parameters.
+    public func checkParametersFinite() throws {
+        guard parameters.contains(where: { !$0.isFinite }) else { return }
+        throw TrainingFailure("training diverged by step \(step): the parameters are no longer finite "
+                              + "(learning rate \(config.schedule.lr(at: Swift.max(0, step - 1)))). Try a lower learning rate (--lr) or a warm-up "
+                              + "(--warmup); no checkpoint was written from these parameters")
     }
 
     /// A checksum of this rank's parameters and optimizer state (bit patterns).

@@ -97,6 +97,7 @@ public final class TrainingSession {
         let firstStep = trainer.step
 
         func saveCheckpoint() throws {
+            try trainer.checkParametersFinite()
             let snapshot = trainer.checkpoint(identity: identity)
             let path = try comm.agreeing { rank0 ? try store!.save(snapshot) : "" }
             lastCheckpoint = trainer.step
@@ -122,6 +123,7 @@ public final class TrainingSession {
         })
         let seconds = Date().timeIntervalSince(started)
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }
+        try trainer.checkParametersFinite()
         if store != nil && lastCheckpoint != trainer.step { try saveCheckpoint() }
 
         let trainEval = try trainer.evaluate(trainer.train)

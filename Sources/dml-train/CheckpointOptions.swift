@@ -12,7 +12,7 @@ struct CheckpointOptions: ParsableArguments {
     @Option(name: .customLong("keep-checkpoints"), help: "Keep the newest K checkpoints, delete older ones (0 keeps all).")
     var keepCheckpoints: Int = 3
 
-    @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir (start afresh if it has none).")
+    @Flag(help: "Continue from the newest valid checkpoint in the checkpoint directory (start afresh if it has none).")
     var resume = false
 
     @Option(name: .customLong("verify-every"),

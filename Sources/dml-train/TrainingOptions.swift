@@ -44,13 +44,13 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule after the warm-up: constant, step, cosine.")
     var lrSchedule: ScheduleKind = .constant
 
-    @Option(name: .customLong("lr-step-every"), help: "--lr-schedule step: multiply the rate by --lr-gamma every N steps.")
+    @Option(name: .customLong("lr-step-every"), help: "Step schedule: multiply the rate by the gamma every N steps.")
     var lrStepEvery: Int = 100
 
-    @Option(name: .customLong("lr-gamma"), help: "--lr-schedule step: the factor.")
+    @Option(name: .customLong("lr-gamma"), help: "Step schedule: the factor (gamma).")
     var lrGamma: Double = 0.1
 
-    @Option(name: .customLong("lr-min"), help: "--lr-schedule cosine: the rate at the last step.")
+    @Option(name: .customLong("lr-min"), help: "Cosine schedule: the rate at the last step.")
     var lrMin: Double = 0
 
     @Option(help: "Steps of linear learning-rate warm-up (from lr/N up to lr).")
