@@ -86,7 +86,9 @@ public final class TrainingSession {
         if options.resume, let store = store {
             resumedFrom = try resume(from: store, identity: identity)
         }
-        let metrics = rank0 ? try options.metricsPath.map { try MetricsLog(path: $0, resumedStep: resumedFrom?.step) } : nil
+        let metrics = try comm.agreeing {
+            rank0 ? try options.metricsPath.map { try MetricsLog(path: $0, resumedStep: resumedFrom?.step) } : nil
+        }
 
         let total = trainer.config.steps
         let stepsPerEpoch = trainer.sampler.stepsPerEpoch

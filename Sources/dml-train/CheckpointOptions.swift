@@ -6,7 +6,7 @@ struct CheckpointOptions: ParsableArguments {
             help: "Directory for checkpoints (rank 0 creates and writes it; other ranks never touch it).")
     var checkpointDir: String?
 
-    @Option(name: .customLong("checkpoint-every"), help: "Write a checkpoint every N steps, and at the end (default: once per epoch).")
+    @Option(name: .customLong("checkpoint-every"), help: "Write a checkpoint every N steps, and at the end (default: once per epoch; with a full batch, ten per run).")
     var checkpointEvery: Int?
 
     @Option(name: .customLong("keep-checkpoints"), help: "Keep the newest K checkpoints, delete older ones (0 keeps all).")

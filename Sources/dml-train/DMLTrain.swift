@@ -112,7 +112,8 @@ struct DMLTrain: ParsableCommand {
 
         var options = SessionOptions(dataDescription: dataDescription, configuration: "")
         options.checkpointDirectory = checkpoints.checkpointDir
-        options.checkpointEvery = checkpoints.checkpointEvery ?? stepsPerEpoch
+        // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
+        options.checkpointEvery = checkpoints.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
         options.keepCheckpoints = checkpoints.keepCheckpoints
         options.resume = checkpoints.resume
         options.verifyEvery = checkpoints.verifyEvery
