@@ -1,18 +1,121 @@
+import Foundation
 import DMLKernels
+
+/// Which update rule an `Optimizer` applies.
+public enum OptimizerKind: String, Sendable, CaseIterable {
+    case sgd, momentum, adam, adamw
+
+    /// Copies of the parameter buffer the rule keeps as state: none for SGD, a velocity for momentum,
+    /// first and second moments for Adam.
+    public var stateCopies: Int {
+        switch self {
+        case .sgd: return 0
+        case .momentum: return 1
+        case .adam, .adamw: return 2
+        }
+    }
+}
+
+/// The optimizer's hyper-parameters, as plain values (the command line fills them in).
+public struct OptimizerConfig: Sendable, Equatable {
+    public var kind: OptimizerKind
+    /// Momentum coefficient μ (`momentum`).
+    public var momentum: Float
+    /// Nesterov's variant of momentum.
+    public var nesterov: Bool
+    /// Adam's decay rates and ε.
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    /// Weight decay λ: an L2 term `λ·θ` added to the gradient for sgd, momentum and adam; decoupled
+    /// (`θ ← θ − lr·λ·θ`, applied before the Adam step) for adamw.
+    public var weightDecay: Float
+
+    public init(kind: OptimizerKind = .sgd, momentum: Float = 0.9, nesterov: Bool = false, beta1: Float = 0.9,
+                beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0) {
+        self.kind = kind
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+    }
+
+    /// A canonical one-line description with every value that changes the update (checked on resume).
+    public var description: String {
+        var s = kind.rawValue
+        switch kind {
+        case .sgd: break
+        case .momentum: s += "(momentum=\(momentum)\(nesterov ? ",nesterov" : ""))"
+        case .adam, .adamw: s += "(beta1=\(beta1),beta2=\(beta2),eps=\(epsilon))"
+        }
+        if weightDecay != 0 { s += " weight_decay=\(weightDecay)" }
+        return s
+    }
+}
 
 /// Applies one update to the flat parameter buffer from the averaged gradient. Every rank runs the same
 /// update on the same bits, so replicas stay identical.
-public protocol Optimizer: AnyObject {
-    var name: String { get }
-    func step(parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>, count: Int, learningRate: Float)
-}
+///
+/// The state lives in ONE flat buffer `state` of `kind.stateCopies × count` floats laid out like the
+/// parameters (copy 0 = velocity or first moment, copy 1 = second moment), so checkpointing, broadcasting
+/// and checksumming it are one call each. Cost per step: a few flops per parameter, no allocation.
+public final class Optimizer {
+    public let config: OptimizerConfig
+    public let count: Int
+    /// The optimizer's state, `config.kind.stateCopies × count` floats.
+    public var state: [Float]
 
-/// Plain stochastic gradient descent: `θ ← θ − lr·g`.
-public final class SGD: Optimizer {
-    public let name = "sgd"
-    public init() {}
+    public var name: String { config.kind.rawValue }
 
-    public func step(parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>, count: Int, learningRate: Float) {
-        Vector.axpy(-learningRate, gradient, parameters, count)
+    public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int) {
+        self.config = config
+        self.count = count
+        state = [Float](repeating: 0, count: config.kind.stateCopies * count)
+    }
+
+    /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr`.
+    /// `gradient` is left unchanged.
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {
+        let n = count
+        let c = config
+        let wd = c.weightDecay
+        switch c.kind {
+        case .sgd:
+            if wd == 0 {
+                Vector.axpy(-lr, g, w, n)
+            } else {
+                for i in 0..<n { w[i] -= lr * (g[i] + wd * w[i]) }
+            }
+        case .momentum:
+            let mu = c.momentum
+            state.withUnsafeMutableBufferPointer { s in
+                let v = s.baseAddress!
+                for i in 0..<n {
+                    let gi = g[i] + wd * w[i]
+                    v[i] = mu * v[i] + gi
+                    // Nesterov (as PyTorch writes it): step along g + μ·v instead of v.
+                    w[i] -= lr * (c.nesterov ? gi + mu * v[i] : v[i])
+                }
+            }
+        case .adam, .adamw:
+            let b1 = c.beta1, b2 = c.beta2, eps = c.epsilon
+            // Bias corrections in Double, rounded once: the same bits on every rank and after a resume.
+            let c1 = Float(1 - Foundation.pow(Double(b1), Double(t)))
+            let c2 = Float(1 - Foundation.pow(Double(b2), Double(t)))
+            let decoupled = c.kind == .adamw
+            state.withUnsafeMutableBufferPointer { s in
+                let m = s.baseAddress!, v = s.baseAddress! + n
+                for i in 0..<n {
+                    var gi = g[i]
+                    if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
+                    m[i] = b1 * m[i] + (1 - b1) * gi
+                    v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                    let mHat = m[i] / c1, vHat = v[i] / c2
+                    w[i] -= lr * mHat / (vHat.squareRoot() + eps)
+                }
+            }
+        }
     }
 }

@@ -10,14 +10,18 @@ import DMLComm
 public struct ProgressPrinter {
     public let interactive: Bool
     private let started = Date()
+    /// The step the run (re)started from: the ETA is measured from here.
+    public let firstStep: Int
 
-    public init(interactive: Bool = isatty(STDOUT_FILENO) == 1 && !LauncherEnvironment.isLaunched) {
+    public init(interactive: Bool = isatty(STDOUT_FILENO) == 1 && !LauncherEnvironment.isLaunched, firstStep: Int = 0) {
         self.interactive = interactive
+        self.firstStep = firstStep
     }
 
     public func report(_ r: StepReport) {
         let elapsed = Date().timeIntervalSince(started)
-        let eta = r.step > 0 ? elapsed / Double(r.step) * Double(r.totalSteps - r.step) : 0
+        let done = r.step - firstStep
+        let eta = done > 0 ? elapsed / Double(done) * Double(r.totalSteps - r.step) : 0
         let width = String(r.totalSteps).count
         let line = "step \(pad(r.step, width))/\(r.totalSteps)  epoch \(r.epoch + 1)  loss \(String(format: "%.6f", r.loss))  "
             + "\(Self.grouped(r.samplesPerSecond)) samples/s  eta \(Self.duration(eta))"

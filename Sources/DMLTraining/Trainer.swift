@@ -10,17 +10,24 @@ public struct TrainingConfig: Sendable {
     public var steps: Int
     /// Rows per global batch (over all ranks); nil means every training row each step.
     public var batchSize: Int?
+    /// The base learning rate (the schedule's, when one is given).
     public var learningRate: Float
     public var seed: UInt64
     /// Rank 0 reports progress every `logEvery` steps (and at the last step).
     public var logEvery: Int
+    public var optimizer: OptimizerConfig
+    /// The rate of every step; nil is a constant `learningRate`.
+    public var schedule: LearningRateSchedule
 
-    public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int) {
+    public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
+                optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
         self.steps = steps
         self.batchSize = batchSize
         self.learningRate = learningRate
         self.seed = seed
         self.logEvery = logEvery
+        self.optimizer = optimizer
+        self.schedule = schedule ?? LearningRateSchedule(base: Double(learningRate), total: steps)
     }
 }
 
@@ -48,7 +55,7 @@ public struct Evaluation: Sendable {
 /// ```
 /// sampler → this rank's rows of the global batch → model: Σ gradient, Σ loss
 ///   → one flat buffer [gradient | loss sum | row count] → allreduce(sum)
-///   → divide by the global row count → optimizer update (the same on every rank)
+///   → divide by the global row count → divergence guard → optimizer update (the same on every rank)
 /// ```
 public final class Trainer {
     public let comm: Communicator
@@ -58,11 +65,15 @@ public final class Trainer {
     public let allreduce: AllreduceAlgorithm
     public let optimizer: Optimizer
     public let sampler: BatchSampler
+    /// Deliberate faults (tests of the safety nets); empty in normal runs.
+    public let faults: FaultPlan
 
     /// The parameters, one flat buffer laid out by `model.layout`.
     public private(set) var parameters: [Float]
     /// Steps completed so far.
     public private(set) var step = 0
+    /// The mean loss of the last step's global batch (nil before the first step).
+    public private(set) var lastLoss: Double?
 
     /// `[gradient | loss sum | row count]`, the one buffer that is allreduced each step.
     private var reduceBuffer: [Float]
@@ -70,13 +81,14 @@ public final class Trainer {
     private var batchY: [Float] = []
 
     public init(comm: Communicator, model: Model, train: Dataset, config: TrainingConfig,
-                allreduce: AllreduceAlgorithm, optimizer: Optimizer = SGD()) {
+                allreduce: AllreduceAlgorithm, faults: FaultPlan = FaultPlan()) {
         self.comm = comm
         self.model = model
         self.train = train
         self.config = config
         self.allreduce = allreduce
-        self.optimizer = optimizer
+        self.faults = faults
+        optimizer = Optimizer(config.optimizer, count: model.layout.count)
         let full = config.batchSize == nil
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
                                seed: config.seed, shuffle: !full)
@@ -85,29 +97,37 @@ public final class Trainer {
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
     }
 
-    /// Runs the remaining steps; `report` is called on every rank at each log interval.
-    public func run(report: (StepReport) -> Void) throws {
+    /// Runs the remaining steps; `report` is called on every rank at each log interval, `afterStep`
+    /// after every step (checkpoints, replica checks and evaluation hang off it; it may communicate, as
+    /// every rank calls it at the same step).
+    public func run(report: (StepReport) throws -> Void, afterStep: () throws -> Void = {}) throws {
         var lastTime = Date()
         var samplesSinceReport = 0
         while step < config.steps {
+            let lr = config.schedule.lr(at: step)
             let (loss, rows) = try trainStep()
             samplesSinceReport += rows
             if step % config.logEvery == 0 || step == config.steps {
                 let now = Date()
                 let elapsed = now.timeIntervalSince(lastTime)
-                report(StepReport(step: step, totalSteps: config.steps, epoch: sampler.epoch(ofStep: step - 1),
-                                  loss: loss, samplesPerSecond: elapsed > 0 ? Double(samplesSinceReport) / elapsed : 0,
-                                  learningRate: config.learningRate))
+                try report(StepReport(step: step, totalSteps: config.steps, epoch: sampler.epoch(ofStep: step - 1),
+                                      loss: loss, samplesPerSecond: elapsed > 0 ? Double(samplesSinceReport) / elapsed : 0,
+                                      learningRate: lr))
                 lastTime = now
                 samplesSinceReport = 0
             }
+            try afterStep()
         }
     }
 
-    /// One global step. Returns the global batch's mean loss and its number of rows.
+    /// One global step. Returns the global batch's mean loss and its number of rows. Throws
+    /// `TrainingFailure` (on every rank alike) when the loss or the gradient is not finite, before the
+    /// parameters are touched.
     @discardableResult
     public func trainStep() throws -> (loss: Double, rows: Int) {
         let p = model.layout.count
+        let number = step + 1  // 1-based, as reported
+        if faults.fires(.crash, rank: comm.rank, step: number) { faults.crash() }
         let rows = sampler.localRows(ofStep: step, in: train.globalRange)
         reduceBuffer.withUnsafeMutableBufferPointer { buf in
             buf.initialize(repeating: 0)
@@ -118,19 +138,92 @@ public final class Trainer {
             }
             buf[p] = Float(loss)
             buf[p + 1] = Float(rows.count)
+            if faults.fires(.nan, rank: comm.rank, step: number) {
+                buf[0] = .nan
+                buf[p] = .nan
+            }
         }
         try reduceBuffer.withUnsafeMutableBufferPointer { try allreduce.run($0, op: .sum) }
         let globalRows = Int(reduceBuffer[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduceBuffer[p]) / Double(globalRows)
+        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike.
+        let finiteGradient = reduceBuffer.withUnsafeBufferPointer { g in !g[0..<p].contains { !$0.isFinite } }
+        guard meanLoss.isFinite && finiteGradient else {
+            throw TrainingFailure("training diverged at step \(number): the \(meanLoss.isFinite ? "gradient" : "loss") is not finite "
+                                  + "(learning rate \(config.schedule.lr(at: step))). Try a lower learning rate (--lr) or a warm-up (--warmup); "
+                                  + "the update of this step was not applied and no checkpoint was written from it")
+        }
+        let lr = config.schedule.lr(at: step)
         reduceBuffer.withUnsafeMutableBufferPointer { g in
             Vector.scale(1 / Float(globalRows), g.baseAddress!, p)
             parameters.withUnsafeMutableBufferPointer { w in
-                optimizer.step(parameters: w.baseAddress!, gradient: g.baseAddress!, count: p, learningRate: config.learningRate)
+                optimizer.step(parameters: w.baseAddress!, gradient: g.baseAddress!, t: number, learningRate: lr)
             }
         }
         step += 1
+        lastLoss = meanLoss
+        if faults.fires(.perturb, rank: comm.rank, step: number) {
+            // Large enough that rounding in later updates cannot wash it out.
+            parameters[0] += 1e-3
+        }
         return (meanLoss, globalRows)
+    }
+
+    /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:
+    /// such parameters are never checkpointed or written out. Cost: one pass over the parameters.
+    public func checkParametersFinite() throws {
+        guard parameters.contains(where: { !$0.isFinite }) else { return }
+        throw TrainingFailure("training diverged by step \(step): the parameters are no longer finite "
+                              + "(learning rate \(config.schedule.lr(at: Swift.max(0, step - 1)))). Try a lower learning rate (--lr) or a warm-up "
+                              + "(--warmup); no checkpoint was written from these parameters")
+    }
+
+    /// A checksum of this rank's parameters and optimizer state (bit patterns).
+    public var stateChecksum: UInt64 {
+        Checksum.hash(optimizer.state, seed: Checksum.hash(parameters))
+    }
+
+    /// Collective replica check: every rank's parameters and optimizer state must have the same bits.
+    /// Throws `TrainingFailure` on every rank, naming the ranks that differ. Cost: one checksum pass over
+    /// the parameters and state, one allreduce of `size` Int64.
+    public func verifyReplicas() throws {
+        let (differing, all) = try comm.ranksDiffering(in: stateChecksum)
+        guard !differing.isEmpty else { return }
+        let good = all.indices.first { !differing.contains($0) }!
+        throw TrainingFailure("replica check failed after step \(step): \(rankList(differing)) hold\(differing.count == 1 ? "s" : "") "
+                              + "different parameters from rank \(good) (checksum \(Checksum.hex(all[differing[0]])) vs \(Checksum.hex(all[good]))). "
+                              + "Replicas must be bit-identical: suspect faulty memory or hardware on that node, or a nondeterministic kernel")
+    }
+
+    /// A snapshot of the training state for a checkpoint.
+    public func checkpoint(identity: [String: String]) -> Checkpoint {
+        Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters,
+                   optimizerState: optimizer.state, identity: identity)
+    }
+
+    /// Continues from `checkpoint` (which the caller has checked against this run's identity).
+    public func restore(_ checkpoint: Checkpoint) throws {
+        guard checkpoint.parameters.count == parameters.count, checkpoint.optimizerState.count == optimizer.state.count else {
+            throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
+                                  + "optimizer values; this model needs \(parameters.count) and \(optimizer.state.count)")
+        }
+        parameters = checkpoint.parameters
+        optimizer.state = checkpoint.optimizerState
+        step = checkpoint.step
+    }
+
+    /// The identity a checkpoint of this run records and a resume checks (see `Checkpoint.identityFields`);
+    /// `data_checksum` is added by the caller (it is collective).
+    public func identity(dataDescription: String) -> [String: String] {
+        ["model": model.kind,
+         "model_shape": model.layout.views.map { "\($0.name)\($0.shape)" }.joined(separator: ","),
+         "batch_size": config.batchSize.map(String.init) ?? "full",
+         "seed": String(config.seed),
+         "optimizer": config.optimizer.description,
+         "lr_schedule": config.schedule.description,
+         "data": dataDescription,
+         "data_rows": String(train.globalRows)]
     }
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block. Unshuffled batches are

@@ -24,22 +24,8 @@ struct DMLTrain: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup(title: "Data") var data: DataOptions
-
-    @Option(help: "Passes over the training set (ignored when --steps is given).")
-    var epochs: Int = 10
-
-    @Option(help: "Global steps to run, instead of --epochs.")
-    var steps: Int?
-
-    @Option(name: .customLong("batch-size"),
-            help: "Rows per global batch, over all ranks together, or 'full' for every training row each step.")
-    var batchSize: BatchSize = .rows(256)
-
-    @Option(help: "Learning rate.")
-    var lr: Float = 0.2
-
-    @Option(help: "Seed for the data set, the batch order and the initial parameters.")
-    var seed: UInt64 = 1
+    @OptionGroup(title: "Training") var training: TrainingOptions
+    @OptionGroup(title: "Checkpoints and checks") var checkpoints: CheckpointOptions
 
     @Option(help: "Allreduce algorithm: \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var allreduce: AllreduceKind = .ring
@@ -47,15 +33,20 @@ struct DMLTrain: ParsableCommand {
     @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
     var output: String?
 
+    @Option(help: "Append metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line.")
+    var metrics: String?
+
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the test set every N epochs (and at the end); 0: only at the end.")
+    var evalEvery: Int = 1
+
     @Option(name: .customLong("log-every"), help: "Print progress every N steps (default: about 10 lines per run).")
     var logEvery: Int?
 
     func validate() throws {
-        guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
-        if let s = steps, s <= 0 { throw ValidationError("--steps must be at least 1 (got \(s))") }
-        guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a positive number (got \(lr))") }
         if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
+        if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
+        guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative (got \(evalEvery))") }
     }
 
     /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
@@ -86,6 +77,10 @@ struct DMLTrain: ParsableCommand {
         do {
             try run(comm)
             return 0
+        } catch let failure as TrainingFailure {
+            // Found alike on every rank (from identical values): rank 0 speaks for all.
+            if comm.rank == 0 { FileHandle.standardError.write("dml-train: error: \(failure.message)\n") }
+            return 1
         } catch let failure as AgreedFailure {
             if comm.rank == 0 {
                 let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
@@ -102,34 +97,57 @@ struct DMLTrain: ParsableCommand {
 
     func run(_ comm: MPICommunicator) throws {
         // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
+        let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
         if let path = output {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
+        let seed = training.seed
         let (train, test, dataDescription) = try data.load(comm: comm, seed: seed)
-        let model = try comm.agreeing { try modelOptions.make(features: train.features, classes: train.classes) }
+        let model = try comm.agreeing { try modelOptions.make(features: train.features, classes: train.classes, weightDecay: training.modelWeightDecay) }
 
-        let batch: Int? = { if case let .rows(n) = batchSize { return Swift.min(n, train.globalRows) }; return nil }()
+        let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
-        let totalSteps = steps ?? epochs * stepsPerEpoch
-        let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
-                                    logEvery: logEvery ?? Swift.max(1, totalSteps / 10))
-        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: allreduce.make(for: comm))
+        let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
+        let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: training.lr, seed: seed,
+                                    logEvery: logEvery ?? Swift.max(1, totalSteps / 10),
+                                    optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps))
+        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: allreduce.make(for: comm),
+                              faults: faults)
 
+        var options = SessionOptions(dataDescription: dataDescription, configuration: "")
+        options.checkpointDirectory = checkpoints.checkpointDir
+        // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
+        options.checkpointEvery = checkpoints.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
+        options.keepCheckpoints = checkpoints.keepCheckpoints
+        options.resume = checkpoints.resume
+        options.verifyEvery = checkpoints.verifyEvery
+        options.evalEvery = evalEvery
+        options.metricsPath = metrics
+        // Everything parsed that changes what the job computes or writes, in a fixed order.
+        let identity = trainer.identity(dataDescription: dataDescription)
+        options.configuration = identity.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+            + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
+            + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
+            + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
+            + "\neval_every=\(evalEvery)\nlog_every=\(config.logEvery)\nfaults=\(faults.faults)"
+
+        let session = TrainingSession(trainer: trainer, test: test, options: options,
+                                      log: { print($0) },
+                                      warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
+        try session.checkConfigurationAgreement()
         if comm.rank == 0 {
             print("dml-train: \(model.kind) on \(dataDescription), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
-                  + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, lr \(lr), allreduce \(allreduce.rawValue)")
+                  + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, \(training.optimizerConfig.description), "
+                  + "lr \(config.schedule.description), allreduce \(allreduce.rawValue)")
         }
-        let progress = ProgressPrinter()
-        let started = Date()
-        try trainer.run { report in if comm.rank == 0 { progress.report(report) } }
-        let seconds = Date().timeIntervalSince(started)
+        let result = try session.run(progress: ProgressPrinter())
 
-        let trainEval = try trainer.evaluate(train)
-        let testEval = try test.map { try trainer.evaluate($0) }
         if comm.rank == 0 {
-            func metrics(_ e: Evaluation) -> String { e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss) }
-            var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, seconds) + metrics(trainEval)
-            if let t = testEval { line += "; test " + metrics(t) }
+            func metrics(_ e: Evaluation) -> String {
+                e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
+            }
+            var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, result.seconds) + metrics(result.train)
+            if let t = result.test { line += "; test " + metrics(t) }
             print(line)
         }
 
@@ -142,25 +160,6 @@ struct DMLTrain: ParsableCommand {
                 try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
             }
             if comm.rank == 0 { print("wrote \(path)") }
-        }
-    }
-}
-
-/// `--batch-size`: a row count or `full`.
-enum BatchSize: ExpressibleByArgument {
-    case rows(Int)
-    case full
-
-    init?(argument: String) {
-        if argument == "full" { self = .full; return }
-        guard let n = Int(argument), n > 0 else { return nil }
-        self = .rows(n)
-    }
-
-    var defaultValueDescription: String {
-        switch self {
-        case let .rows(n): return String(n)
-        case .full: return "full"
         }
     }
 }

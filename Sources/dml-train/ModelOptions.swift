@@ -16,10 +16,6 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "MLP activation between layers: relu or tanh.")
     var activation: MLP.ActivationKind = .relu
 
-    @Option(name: .customLong("weight-decay"),
-            help: "L2 weight decay λ on the weights (not biases): adds (λ/2)·‖W‖² to the mean loss.")
-    var weightDecay: Float = 0
-
     var hiddenWidths: [Int]? {
         let parts = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
         guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
@@ -30,13 +26,11 @@ struct ModelOptions: ParsableArguments {
         guard hiddenWidths != nil else {
             throw ValidationError("--hidden must be positive layer widths separated by commas, e.g. 256,128 (got '\(hidden)')")
         }
-        guard weightDecay.isFinite && weightDecay >= 0 else {
-            throw ValidationError("--weight-decay must be a non-negative number (got \(weightDecay))")
-        }
     }
 
-    /// Builds the model for data with `features` inputs and `classes` classes (0: a regression target).
-    func make(features: Int, classes: Int) throws -> Model {
+    /// Builds the model for data with `features` inputs and `classes` classes (0: a regression target);
+    /// `weightDecay` is the L2 term the model adds to its loss (weights only, never biases).
+    func make(features: Int, classes: Int, weightDecay: Float) throws -> Model {
         switch model {
         case .linear:
             guard classes == 0 else {

@@ -60,4 +60,26 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(eval.rows, 203)
         XCTAssertGreaterThan(eval.accuracy ?? 0, 0.8)
     }
+
+    func testANaNOnOneRankStopsEveryRankBeforeTheUpdate() throws {
+        let outcomes = try LocalCommunicator.run(size: 3) { comm -> (String, Int, Bool) in
+            let shard = self.task.trainingShard(rows: 203, rank: comm.rank, ranks: comm.size)
+            let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 20, classes: 3), train: shard,
+                                  config: TrainingConfig(steps: 10, batchSize: 16, learningRate: 0.3, seed: 2, logEvery: 1000,
+                                                         optimizer: OptimizerConfig(kind: .adam)),
+                                  allreduce: RingAllreduce(comm: comm), faults: try FaultPlan(parsing: "nan:rank=1:step=4"))
+            var before: [Float] = []
+            do {
+                try trainer.run(report: { _ in }, afterStep: { before = trainer.parameters })
+                return ("no error", trainer.step, false)
+            } catch let f as TrainingFailure {
+                return (f.message, trainer.step, trainer.parameters == before && before.allSatisfy(\.isFinite))
+            }
+        }
+        for (message, step, unchanged) in outcomes {
+            XCTAssertTrue(message.contains("training diverged at step 4") && message.contains("lower learning rate"), message)
+            XCTAssertEqual(step, 3, "steps 1-3 done, step 4 refused")
+            XCTAssertTrue(unchanged, "the bad update was not applied")
+        }
+    }
 }

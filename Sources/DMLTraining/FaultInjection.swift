@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Deliberate faults at a chosen rank and step, for testing the runtime's own safety nets. Read from the
+/// environment variable `DML_FAULT`, a comma-separated list of `KIND:rank=R:step=S`:
+///
+/// - `perturb`: after step S's update, rank R flips the lowest bit of its first parameter (the replica
+///   check must catch it);
+/// - `nan`: rank R's share of step S's gradient and loss become NaN (the divergence guard must stop);
+/// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover).
+///
+/// Steps are 1-based, as in the progress lines and the metrics. Unset, it costs one comparison per step.
+public struct FaultPlan: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case perturb, nan, crash
+    }
+
+    public struct Fault: Sendable, Equatable {
+        public let kind: Kind
+        public let rank: Int
+        public let step: Int
+    }
+
+    public let faults: [Fault]
+
+    public init(_ faults: [Fault] = []) { self.faults = faults }
+
+    public static let variable = "DML_FAULT"
+
+    /// Parses a `DML_FAULT` value; the error names the bad part.
+    public init(parsing spec: String) throws {
+        var faults: [Fault] = []
+        for item in spec.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let parts = item.split(separator: ":").map(String.init)
+            func bad(_ why: String) -> TrainingFailure {
+                TrainingFailure("\(Self.variable)='\(spec)': '\(item)' \(why); expected KIND:rank=R:step=S with KIND one of "
+                                + Kind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            guard let kind = Kind(rawValue: parts[0]) else { throw bad("has an unknown kind '\(parts[0])'") }
+            var rank: Int?, step: Int?
+            for p in parts.dropFirst() {
+                let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, let v = Int(kv[1]), v >= 0 else { throw bad("has a bad field '\(p)'") }
+                switch kv[0] {
+                case "rank": rank = v
+                case "step": step = v
+                default: throw bad("has an unknown field '\(kv[0])'")
+                }
+            }
+            guard let r = rank, let s = step, s >= 1 else { throw bad("needs rank=R and step=S (S ≥ 1)") }
+            faults.append(Fault(kind: kind, rank: r, step: s))
+        }
+        self.faults = faults
+    }
+
+    /// The plan from `DML_FAULT` (empty when unset).
+    public static func fromEnvironment() throws -> FaultPlan {
+        guard let spec = ProcessInfo.processInfo.environment[variable] else { return FaultPlan() }
+        return try FaultPlan(parsing: spec)
+    }
+
+    /// True when a fault of `kind` is planned for `rank` at 1-based step `step`.
+    @inline(__always)
+    public func fires(_ kind: Kind, rank: Int, step: Int) -> Bool {
+        !faults.isEmpty && faults.contains { $0.kind == kind && $0.rank == rank && $0.step == step }
+    }
+
+    /// Kills this process as `kill -9` would: no cleanup, no MPI_Finalize.
+    func crash() -> Never {
+        fflush(stdout)
+        kill(getpid(), SIGKILL)
+        while true { pause() }
+    }
+}

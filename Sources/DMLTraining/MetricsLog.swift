@@ -1,0 +1,54 @@
+import Foundation
+
+/// The `--metrics` file: JSON lines, one object per logged step, per evaluation and a last
+/// `"event": "final"` line. Only rank 0 creates one. Keys: `step`, `epoch`, `loss`, `lr`,
+/// `samples_per_s` on every line; evaluation lines add `event: "eval"`, `test_loss`, `test_accuracy`.
+public final class MetricsLog {
+    public let path: String
+    private let handle: FileHandle
+
+    /// Opens `path` for a run starting at `resumedStep`: a fresh run truncates it; a resumed run keeps
+    /// the lines of steps up to `resumedStep` (dropping what the interrupted run logged after its last
+    /// checkpoint, and its final line), so the file reads as one continuous run.
+    public init(path: String, resumedStep: Int?) throws {
+        self.path = path
+        var kept: [UInt8] = []
+        if let s = resumedStep, let old = FileManager.default.contents(atPath: path) {
+            for line in String(decoding: old, as: UTF8.self).split(separator: "\n") {
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let step = obj["step"] as? Int, step <= s, obj["event"] as? String != "final" else { continue }
+                kept += Array(line.utf8) + [0x0A]
+            }
+        }
+        try AtomicFile.write(kept, to: path)
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw AtomicFile.WriteError(path: path, reason: "cannot open for appending")
+        }
+        h.seekToEndOfFile()
+        handle = h
+    }
+
+    deinit { try? handle.close() }
+
+    /// Appends one line; keys keep the given order. Non-finite numbers are written as null.
+    public func append(_ fields: KeyValuePairs<String, Any?>) {
+        var parts: [String] = []
+        for (k, v) in fields {
+            guard let v = v else { continue }
+            parts.append("\"\(k)\": " + Self.json(v))
+        }
+        handle.write(("{" + parts.joined(separator: ", ") + "}\n").data(using: .utf8)!)
+    }
+
+    static func json(_ v: Any) -> String {
+        switch v {
+        case let d as Double: return d.isFinite ? "\(d)" : "null"
+        case let f as Float: return f.isFinite ? "\(f)" : "null"
+        case let i as Int: return String(i)
+        case let s as String:
+            let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        default: return "null"
+        }
+    }
+}

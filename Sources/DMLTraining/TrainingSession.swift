@@ -1,0 +1,174 @@
+import Foundation
+import DMLComm
+import DMLData
+
+/// What a run does around the training steps: configuration agreement, resume, checkpoints, replica
+/// checks, evaluation and metrics. Plain values; the command line fills them in.
+public struct SessionOptions {
+    /// Where rank 0 keeps checkpoints; nil writes none.
+    public var checkpointDirectory: String?
+    /// A checkpoint every N steps (and always one at the end); 0: only at the end.
+    public var checkpointEvery: Int = 0
+    /// Checkpoints kept (older ones deleted); 0 keeps all.
+    public var keepCheckpoints: Int = 3
+    /// Continue from the newest valid checkpoint in `checkpointDirectory` (a fresh start when it has none).
+    public var resume = false
+    /// Replica check every N steps (and at the end); 0 disables it.
+    public var verifyEvery: Int = 0
+    /// Evaluate on the test set every N epochs (and always at the end); 0: only at the end.
+    public var evalEvery: Int = 1
+    /// Rank 0's JSON-lines metrics file; nil writes none.
+    public var metricsPath: String?
+    /// The data set, in words (recorded in checkpoints and checked on resume).
+    public var dataDescription: String
+    /// A canonical text of the whole parsed configuration: all ranks must have the same.
+    public var configuration: String
+
+    public init(dataDescription: String, configuration: String) {
+        self.dataDescription = dataDescription
+        self.configuration = configuration
+    }
+}
+
+/// The outcome of a session.
+public struct SessionResult {
+    public let train: Evaluation
+    public let test: Evaluation?
+    public let seconds: Double
+    /// The checkpoint the run continued from, if it resumed.
+    public let resumedFrom: (step: Int, path: String)?
+}
+
+/// Runs a `Trainer` to its last step with everything around it. Collective: every rank calls `run` with
+/// the same options. Only rank 0 touches the checkpoint directory and the metrics file; the other ranks
+/// receive a resumed state by broadcast. `log` and `warn` are called on rank 0 only.
+public final class TrainingSession {
+    public let trainer: Trainer
+    public let test: Dataset?
+    public let options: SessionOptions
+    private let log: (String) -> Void
+    private let warn: (String) -> Void
+    private var comm: Communicator { trainer.comm }
+
+    public init(trainer: Trainer, test: Dataset?, options: SessionOptions,
+                log: @escaping (String) -> Void = { print($0) },
+                warn: @escaping (String) -> Void = { FileHandle.standardError.write(("warning: " + $0 + "\n").data(using: .utf8)!) }) {
+        self.trainer = trainer
+        self.test = test
+        self.options = options
+        self.log = log
+        self.warn = warn
+    }
+
+    /// Checks that every rank parsed the same configuration. Collective; one allreduce of `size` Int64.
+    public func checkConfigurationAgreement() throws {
+        let (differing, _) = try comm.ranksDiffering(in: Checksum.hash(options.configuration))
+        guard !differing.isEmpty else { return }
+        let good = (0..<comm.size).first { !differing.contains($0) }!
+        throw TrainingFailure("the ranks do not run the same configuration: \(rankList(differing)) parsed different flags "
+                              + "or environment from rank \(good). Give every rank the same command line")
+    }
+
+    public func run(progress: ProgressPrinter? = nil) throws -> SessionResult {
+        try checkConfigurationAgreement()
+        let rank0 = comm.rank == 0
+        let store = options.checkpointDirectory.map { CheckpointStore(directory: $0, keep: options.keepCheckpoints) }
+        try comm.agreeing {
+            guard rank0 else { return }
+            try store?.prepare()
+            if let m = options.metricsPath { try AtomicFile.checkWritable(m) }
+        }
+        var identity = trainer.identity(dataDescription: options.dataDescription)
+        if store != nil {
+            identity["data_checksum"] = Checksum.hex(try Checksum.dataset(trainer.train, comm: comm))
+        }
+        var resumedFrom: (step: Int, path: String)?
+        if options.resume, let store = store {
+            resumedFrom = try resume(from: store, identity: identity)
+        }
+        let metrics = try comm.agreeing {
+            rank0 ? try options.metricsPath.map { try MetricsLog(path: $0, resumedStep: resumedFrom?.step) } : nil
+        }
+
+        let total = trainer.config.steps
+        let stepsPerEpoch = trainer.sampler.stepsPerEpoch
+        var lastCheckpoint = resumedFrom?.step ?? -1
+        var lastSpeed = 0.0
+        let printer = progress.map { ProgressPrinter(interactive: $0.interactive, firstStep: trainer.step) }
+        let started = Date()
+        let firstStep = trainer.step
+
+        func saveCheckpoint() throws {
+            try trainer.checkParametersFinite()
+            let snapshot = trainer.checkpoint(identity: identity)
+            let path = try comm.agreeing { rank0 ? try store!.save(snapshot) : "" }
+            lastCheckpoint = trainer.step
+            if rank0 && printer?.interactive == false { log("checkpoint \(path)") }
+        }
+
+        try trainer.run(report: { r in
+            lastSpeed = r.samplesPerSecond
+            if rank0 { printer?.report(r) }
+            metrics?.append(["step": r.step, "epoch": r.epoch + 1, "loss": r.loss, "lr": r.learningRate,
+                             "samples_per_s": r.samplesPerSecond])
+        }, afterStep: {
+            let s = self.trainer.step
+            if self.options.verifyEvery > 0 && s % self.options.verifyEvery == 0 { try self.trainer.verifyReplicas() }
+            if let test = self.test, self.options.evalEvery > 0, s % stepsPerEpoch == 0, s < total,
+               (s / stepsPerEpoch) % self.options.evalEvery == 0 {
+                let e = try self.trainer.evaluate(test)
+                metrics?.append(["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "loss": self.trainer.lastLoss,
+                                 "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
+                                 "test_loss": e.loss, "test_accuracy": e.accuracy])
+            }
+            if store != nil && self.options.checkpointEvery > 0 && s % self.options.checkpointEvery == 0 { try saveCheckpoint() }
+        })
+        let seconds = Date().timeIntervalSince(started)
+        if options.verifyEvery > 0 { try trainer.verifyReplicas() }
+        try trainer.checkParametersFinite()
+        if store != nil && lastCheckpoint != trainer.step { try saveCheckpoint() }
+
+        let trainEval = try trainer.evaluate(trainer.train)
+        let testEval = try test.map { try trainer.evaluate($0) }
+        let s = trainer.step
+        metrics?.append(["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
+                         "loss": trainer.lastLoss, "lr": s > 0 ? trainer.config.schedule.lr(at: s - 1) : nil,
+                         "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
+                         "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
+                         "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy, "seconds": seconds])
+        return SessionResult(train: trainEval, test: testEval, seconds: seconds, resumedFrom: resumedFrom)
+    }
+
+    private func stepRows(from a: Int, to b: Int) -> Int {
+        (a..<b).reduce(0) { $0 + trainer.sampler.globalBatchRows(ofStep: $1) }
+    }
+
+    /// Rank 0 finds the newest valid checkpoint and checks it against this run; all ranks get its bytes
+    /// by broadcast and continue from it. Returns nil (a fresh start) when the directory has none.
+    private func resume(from store: CheckpointStore, identity: [String: String]) throws -> (step: Int, path: String)? {
+        var bytes: [UInt8] = []
+        var path = ""
+        try comm.agreeing {
+            guard comm.rank == 0 else { return }
+            guard let found = try store.newestValid(warn: warn) else { return }
+            if let why = found.checkpoint.mismatch(with: identity) {
+                throw TrainingFailure("cannot resume from \(found.path): it was written by a different configuration, \(why). "
+                                      + "Use the same flags, or another --checkpoint-dir to start afresh")
+            }
+            bytes = found.bytes
+            path = found.path
+        }
+        var count = [Int64(bytes.count)]
+        try count.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
+        guard count[0] > 0 else {
+            if comm.rank == 0 { log("no checkpoint in \(store.directory): starting from step 0") }
+            return nil
+        }
+        if comm.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(count[0])) }
+        try bytes.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
+        let checkpoint = try Checkpoint.decode(bytes)
+        try trainer.restore(checkpoint)
+        if comm.rank == 0 { log("resuming from \(path) (step \(checkpoint.step))") }
+        return (checkpoint.step, path)
+    }
+}

@@ -1,0 +1,117 @@
+import ArgumentParser
+import DMLTraining
+
+/// How the parameters are updated: length of the run, batch, optimizer, learning-rate schedule.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Passes over the training set (ignored when --steps is given).")
+    var epochs: Int = 10
+
+    @Option(help: "Global steps to run, instead of --epochs.")
+    var steps: Int?
+
+    @Option(name: .customLong("batch-size"),
+            help: "Rows per global batch, over all ranks together, or 'full' for every training row each step.")
+    var batchSize: BatchSize = .rows(256)
+
+    @Option(help: "Base learning rate.")
+    var lr: Float = 0.2
+
+    @Option(help: "Seed for the data set, the batch order and the initial parameters.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var optimizer: OptimizerKind = .sgd
+
+    @Option(help: "Momentum coefficient (--optimizer momentum).")
+    var momentum: Float = 0.9
+
+    @Flag(help: "Nesterov momentum (--optimizer momentum).")
+    var nesterov = false
+
+    @Option(help: "Adam's first-moment decay (--optimizer adam/adamw).")
+    var beta1: Float = 0.9
+
+    @Option(help: "Adam's second-moment decay (--optimizer adam/adamw).")
+    var beta2: Float = 0.999
+
+    @Option(name: .customLong("adam-eps"), help: "Adam's epsilon (--optimizer adam/adamw).")
+    var adamEpsilon: Float = 1e-8
+
+    @Option(name: .customLong("weight-decay"),
+            help: "Weight decay λ on the weights (not biases): (λ/2)·‖W‖² added to the mean loss for sgd, momentum and adam; decoupled (w -= lr·λ·w) for adamw.")
+    var weightDecay: Float = 0
+
+    @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule after the warm-up: constant, step, cosine.")
+    var lrSchedule: ScheduleKind = .constant
+
+    @Option(name: .customLong("lr-step-every"), help: "Step schedule: multiply the rate by the gamma every N steps.")
+    var lrStepEvery: Int = 100
+
+    @Option(name: .customLong("lr-gamma"), help: "Step schedule: the factor (gamma).")
+    var lrGamma: Double = 0.1
+
+    @Option(name: .customLong("lr-min"), help: "Cosine schedule: the rate at the last step.")
+    var lrMin: Double = 0
+
+    @Option(help: "Steps of linear learning-rate warm-up (from lr/N up to lr).")
+    var warmup: Int = 0
+
+    enum ScheduleKind: String, ExpressibleByArgument, CaseIterable {
+        case constant, step, cosine
+    }
+
+    func validate() throws {
+        guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
+        if let s = steps, s <= 0 { throw ValidationError("--steps must be at least 1 (got \(s))") }
+        guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a positive number (got \(lr))") }
+        guard momentum >= 0 && momentum < 1 else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
+        guard beta1 >= 0 && beta1 < 1 else { throw ValidationError("--beta1 must be in [0, 1) (got \(beta1))") }
+        guard beta2 >= 0 && beta2 < 1 else { throw ValidationError("--beta2 must be in [0, 1) (got \(beta2))") }
+        guard adamEpsilon > 0 else { throw ValidationError("--adam-eps must be positive (got \(adamEpsilon))") }
+        guard weightDecay >= 0 && weightDecay.isFinite else { throw ValidationError("--weight-decay must be ≥ 0 (got \(weightDecay))") }
+        guard lrStepEvery > 0 else { throw ValidationError("--lr-step-every must be at least 1 (got \(lrStepEvery))") }
+        guard lrGamma > 0 && lrGamma.isFinite else { throw ValidationError("--lr-gamma must be positive (got \(lrGamma))") }
+        guard lrMin >= 0 && lrMin <= Double(lr) else { throw ValidationError("--lr-min must be in [0, --lr] (got \(lrMin))") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative (got \(warmup))") }
+        if nesterov && optimizer != .momentum { throw ValidationError("--nesterov needs --optimizer momentum") }
+    }
+
+    var optimizerConfig: OptimizerConfig {
+        OptimizerConfig(kind: optimizer, momentum: momentum, nesterov: nesterov, beta1: beta1, beta2: beta2,
+                        epsilon: adamEpsilon, weightDecay: optimizer == .adamw ? weightDecay : 0)
+    }
+
+    /// The L2 term the model charges in its loss: all optimizers but adamw, whose decay is decoupled.
+    var modelWeightDecay: Float { optimizer == .adamw ? 0 : weightDecay }
+
+    func schedule(totalSteps: Int) -> LearningRateSchedule {
+        let decay: LearningRateSchedule.Decay
+        switch lrSchedule {
+        case .constant: decay = .constant
+        case .step: decay = .step(every: lrStepEvery, gamma: lrGamma)
+        case .cosine: decay = .cosine(minimum: lrMin)
+        }
+        return LearningRateSchedule(base: Double(lr), decay: decay, warmup: warmup, total: totalSteps)
+    }
+}
+
+/// `--batch-size`: a row count or `full`.
+enum BatchSize: ExpressibleByArgument {
+    case rows(Int)
+    case full
+
+    init?(argument: String) {
+        if argument == "full" { self = .full; return }
+        guard let n = Int(argument), n > 0 else { return nil }
+        self = .rows(n)
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case let .rows(n): return String(n)
+        case .full: return "full"
+        }
+    }
+}
+
+extension OptimizerKind: ExpressibleByArgument {}

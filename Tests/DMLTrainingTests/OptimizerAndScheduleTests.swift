@@ -1,0 +1,204 @@
+import XCTest
+import DMLComm
+import DMLData
+import DMLTraining
+import DMLTestSupport
+
+/// Each rule against steps computed by hand (in Double) from its textbook formula.
+final class OptimizerAndScheduleTests: XCTestCase {
+    let w0: [Float] = [1, -2, 0.5]
+    let g1: [Float] = [0.5, 1, -4]
+    let g2: [Float] = [-1, 0.25, 2]
+
+    /// Two updates with gradients g1, g2 and rate lr; returns the parameters after each.
+    func twoSteps(_ config: OptimizerConfig, lr: Float) -> ([Float], [Float]) {
+        let opt = Optimizer(config, count: 3)
+        var w = w0
+        var after: [[Float]] = []
+        for (t, g) in [g1, g2].enumerated() {
+            w.withUnsafeMutableBufferPointer { wp in
+                g.withUnsafeBufferPointer { opt.step(parameters: wp.baseAddress!, gradient: $0.baseAddress!, t: t + 1, learningRate: lr) }
+            }
+            after.append(w)
+        }
+        XCTAssertEqual(opt.state.count, config.kind.stateCopies * 3)
+        return (after[0], after[1])
+    }
+
+    func assertClose(_ a: [Float], _ b: [Double], _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, message, file: file, line: line)
+        for (x, y) in zip(a, b) { XCTAssertEqual(Double(x), y, accuracy: 1e-6 * max(1, abs(y)), message, file: file, line: line) }
+    }
+
+    func testSGD() {
+        let (a, b) = twoSteps(OptimizerConfig(kind: .sgd), lr: 0.1)
+        assertClose(a, [0.95, -2.1, 0.9], "sgd step 1")
+        assertClose(b, [1.05, -2.125, 0.7], "sgd step 2")
+        // Weight decay 0.5 adds 0.5·w to the gradient: w − 0.1·(g + 0.5·w).
+        let (c, _) = twoSteps(OptimizerConfig(kind: .sgd, weightDecay: 0.5), lr: 0.1)
+        assertClose(c, [1 - 0.1 * (0.5 + 0.5), -2 - 0.1 * (1 - 1), 0.5 - 0.1 * (-4 + 0.25)], "sgd weight decay")
+    }
+
+    func testMomentumAndNesterov() {
+        // v1 = g1, w1 = w0 − lr·v1; v2 = 0.9·v1 + g2, w2 = w1 − lr·v2.
+        let lr = 0.1, mu = 0.9
+        var v = g1.map(Double.init)
+        let w1 = zip(w0, v).map { Double($0) - lr * $1 }
+        v = zip(v, g2).map { mu * $0 + Double($1) }
+        let w2 = zip(w1, v).map { $0 - lr * $1 }
+        let (a, b) = twoSteps(OptimizerConfig(kind: .momentum, momentum: 0.9), lr: 0.1)
+        assertClose(a, w1, "momentum step 1")
+        assertClose(b, w2, "momentum step 2")
+        // Nesterov: w ← w − lr·(g + μ·v) with v updated first.
+        var vn = g1.map(Double.init)
+        let n1 = (0..<3).map { Double(w0[$0]) - lr * (Double(g1[$0]) + mu * vn[$0]) }
+        vn = (0..<3).map { mu * vn[$0] + Double(g2[$0]) }
+        let n2 = (0..<3).map { n1[$0] - lr * (Double(g2[$0]) + mu * vn[$0]) }
+        let (c, d) = twoSteps(OptimizerConfig(kind: .momentum, momentum: 0.9, nesterov: true), lr: 0.1)
+        assertClose(c, n1, "nesterov step 1")
+        assertClose(d, n2, "nesterov step 2")
+    }
+
+    func adamReference(decoupled: Bool, wd: Double) -> ([Double], [Double]) {
+        let lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8
+        var w = w0.map(Double.init), m = [0.0, 0, 0], v = [0.0, 0, 0]
+        var out: [[Double]] = []
+        for (t, g) in [g1, g2].enumerated() {
+            for i in 0..<3 {
+                var gi = Double(g[i])
+                if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                let mh = m[i] / (1 - pow(b1, Double(t + 1))), vh = v[i] / (1 - pow(b2, Double(t + 1)))
+                w[i] -= lr * mh / (vh.squareRoot() + eps)
+            }
+            out.append(w)
+        }
+        return (out[0], out[1])
+    }
+
+    func testAdamAndAdamW() {
+        let (a, b) = twoSteps(OptimizerConfig(kind: .adam), lr: 0.01)
+        let (ra, rb) = adamReference(decoupled: false, wd: 0)
+        assertClose(a, ra, "adam step 1")
+        assertClose(b, rb, "adam step 2")
+        // The first Adam step moves every parameter by lr against the gradient's sign.
+        assertClose(a, [0.99, -2.01, 0.51], "adam step 1 is lr·sign")
+        let (c, d) = twoSteps(OptimizerConfig(kind: .adam, weightDecay: 0.1), lr: 0.01)
+        let (rc, rd) = adamReference(decoupled: false, wd: 0.1)
+        assertClose(c, rc, "adam L2 step 1")
+        assertClose(d, rd, "adam L2 step 2")
+        let (e, f) = twoSteps(OptimizerConfig(kind: .adamw, weightDecay: 0.1), lr: 0.01)
+        let (re, rf) = adamReference(decoupled: true, wd: 0.1)
+        assertClose(e, re, "adamw step 1")
+        assertClose(f, rf, "adamw step 2")
+        XCTAssertNotEqual(d, f, "adam's L2 and adamw's decoupled decay differ")
+    }
+
+    func testSchedules() {
+        let constant = LearningRateSchedule(base: 0.5, total: 100)
+        XCTAssertEqual([0, 50, 99].map { constant.lr(at: $0) }, [0.5, 0.5, 0.5])
+        let warm = LearningRateSchedule(base: 0.4, warmup: 4, total: 100)
+        XCTAssertEqual((0..<6).map { warm.lr(at: $0) }, [0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+        let step = LearningRateSchedule(base: 1, decay: .step(every: 10, gamma: 0.5), total: 100)
+        XCTAssertEqual([0, 9, 10, 19, 20, 35].map { step.lr(at: $0) }, [1, 1, 0.5, 0.5, 0.25, 0.125])
+        // Cosine from 1 to 0.1 over steps 10…110 after 10 warm-up steps: 1 at 10, 0.55 halfway, 0.1 at the end.
+        let cosine = LearningRateSchedule(base: 1, decay: .cosine(minimum: 0.1), warmup: 10, total: 110)
+        XCTAssertEqual(cosine.lr(at: 4), 0.5)
+        XCTAssertEqual(cosine.lr(at: 10), 1)
+        XCTAssertEqual(cosine.lr(at: 60), 0.55, accuracy: 1e-7)
+        XCTAssertEqual(cosine.lr(at: 35), Float(0.1 + 0.9 * (1 + cos(Double.pi / 4)) / 2), accuracy: 1e-7)
+        XCTAssertEqual(cosine.lr(at: 110), 0.1, accuracy: 1e-7)
+        XCTAssertTrue(cosine.description.contains("total=110"), "the cosine's horizon is part of its identity")
+        XCTAssertFalse(constant.description.contains("total"), "a constant rate may be resumed with more steps")
+    }
+}
+
+final class CheckpointTests: XCTestCase {
+    func sample(step: Int = 7) -> Checkpoint {
+        var rng = TestRandom(seed: UInt64(step))
+        return Checkpoint(step: step, epoch: 1, parameters: rng.floats(40), optimizerState: rng.floats(80),
+                          identity: ["model": "softmax", "model_shape": "weight[4, 9],bias[4]", "batch_size": "64", "seed": "1",
+                                     "optimizer": "adam", "lr_schedule": "constant(lr=0.1)", "data": "synthetic",
+                                     "data_rows": "600", "data_checksum": "0123456789abcdef"])
+    }
+
+    func testRoundTripAndEveryCorruptionIsDetected() throws {
+        let c = sample()
+        let bytes = try c.encode()
+        XCTAssertEqual(try Checkpoint.decode(bytes), c)
+        XCTAssertEqual(try c.encode(), bytes, "deterministic")
+        // Flip one bit at positions spread over the whole file: each is either unparsable or fails the checksum.
+        for pos in stride(from: 0, to: bytes.count, by: 37) {
+            var bad = bytes
+            bad[pos] ^= 0x10
+            XCTAssertThrowsError(try Checkpoint.decode(bad), "flipped bit at byte \(pos) of \(bytes.count)")
+        }
+        for n in [0, 7, 100, bytes.count - 1] {
+            XCTAssertThrowsError(try Checkpoint.decode(Array(bytes.prefix(n))), "truncated to \(n) bytes")
+        }
+    }
+
+    func testMismatchNamesTheField() {
+        let c = sample()
+        XCTAssertNil(c.mismatch(with: c.identity))
+        var other = c.identity
+        other["seed"] = "2"
+        let m = c.mismatch(with: other) ?? ""
+        XCTAssertTrue(m.contains("'seed'") && m.contains("'1'") && m.contains("'2'"), m)
+    }
+
+    func testStorePrunesAndFallsBackToTheNewestValidFile() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        let store = CheckpointStore(directory: dir + "/ckpt", keep: 3)
+        try store.prepare()
+        for s in [5, 10, 15, 20, 25] { try store.save(sample(step: s)) }
+        XCTAssertEqual(store.list().map(\.step), [25, 20, 15], "keeps the newest 3")
+        // Damage the newest two: a flipped data byte and a truncation.
+        var newest = [UInt8](FileManager.default.contents(atPath: store.path(step: 25))!)
+        newest[newest.count - 3] ^= 1
+        try Data(newest).write(to: URL(fileURLWithPath: store.path(step: 25)))
+        truncate(store.path(step: 20), 300)
+        var warnings: [String] = []
+        let found = try store.newestValid { warnings.append($0) }
+        XCTAssertEqual(found?.checkpoint, sample(step: 15))
+        XCTAssertEqual(warnings.count, 2)
+        XCTAssertTrue(warnings[0].contains("ckpt-00000025") && warnings[0].contains("checksum"), warnings[0])
+        XCTAssertTrue(warnings[1].contains("ckpt-00000020"), warnings[1])
+        truncate(store.path(step: 15), 10)
+        XCTAssertThrowsError(try store.newestValid { _ in }) { XCTAssertTrue("\($0)".contains("no valid checkpoint"), "\($0)") }
+        XCTAssertNil(try CheckpointStore(directory: dir + "/empty", keep: 1).newestValid { _ in })
+    }
+
+    func testFaultPlanParsing() throws {
+        let plan = try FaultPlan(parsing: "perturb:rank=1:step=5, nan:step=3:rank=0")
+        XCTAssertEqual(plan.faults.count, 2)
+        XCTAssertTrue(plan.fires(.perturb, rank: 1, step: 5))
+        XCTAssertFalse(plan.fires(.perturb, rank: 0, step: 5))
+        XCTAssertTrue(plan.fires(.nan, rank: 0, step: 3))
+        for bad in ["explode:rank=1:step=2", "nan:rank=1", "nan:rank=x:step=1", "nan:rank=0:step=0", "nan:rank=0:step=1:when=now"] {
+            XCTAssertThrowsError(try FaultPlan(parsing: bad), bad)
+        }
+    }
+
+    func testDataChecksumDoesNotDependOnTheNumberOfRanks() throws {
+        let task = SyntheticClassification(seed: 3, features: 7, classes: 3)
+        func checksum(_ p: Int, rows: Int = 101) throws -> UInt64 {
+            try LocalCommunicator.run(size: p) { comm in
+                try Checksum.dataset(task.trainingShard(rows: rows, rank: comm.rank, ranks: comm.size), comm: comm)
+            }[0]
+        }
+        let one = try checksum(1)
+        for p in [2, 3, 5] { XCTAssertEqual(try checksum(p), one, "p=\(p)") }
+        XCTAssertNotEqual(try checksum(2, rows: 100), one, "a different data set has a different checksum")
+    }
+
+    func testReplicaCheckNamesTheRankThatDiffers() throws {
+        let results = try LocalCommunicator.run(size: 4) { comm -> String? in
+            let h: UInt64 = comm.rank == 2 ? 99 : 7
+            let (differing, _) = try comm.ranksDiffering(in: h)
+            return differing.map(String.init).joined(separator: ",")
+        }
+        XCTAssertEqual(results, ["2", "2", "2", "2"])
+    }
+}
