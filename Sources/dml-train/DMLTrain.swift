@@ -101,7 +101,8 @@ struct DMLTrain: ParsableCommand {
         if let path = output {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
-        let (train, test, dataDescription) = try data.load(comm: comm, seed: seed)
+        let loaded = try data.load(comm: comm, seed: seed)
+        let (train, test, dataDescription) = (loaded.train, loaded.test, loaded.description)
         let model = try comm.agreeing { try modelOptions.make(features: train.features, classes: train.classes) }
 
         let batch: Int? = { if case let .rows(n) = batchSize { return Swift.min(n, train.globalRows) }; return nil }()
@@ -122,9 +123,11 @@ struct DMLTrain: ParsableCommand {
 
         let trainEval = try trainer.evaluate(train)
         let testEval = try test.map { try trainer.evaluate($0) }
+        let validationEval = try loaded.validation.map { try trainer.evaluate($0) }
         if comm.rank == 0 {
             var line = String(format: "done: %d steps in %.2f s; train loss %.4f accuracy %.2f%%", totalSteps, seconds,
                               trainEval.loss, 100 * (trainEval.accuracy ?? 0))
+            if let v = validationEval { line += String(format: "; validation loss %.4f accuracy %.2f%%", v.loss, 100 * (v.accuracy ?? 0)) }
             if let t = testEval { line += String(format: "; test loss %.4f accuracy %.2f%%", t.loss, 100 * (t.accuracy ?? 0)) }
             print(line)
         }
@@ -134,7 +137,7 @@ struct DMLTrain: ParsableCommand {
                 guard comm.rank == 0 else { return }
                 let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
                                 "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
-                                "ranks": String(comm.size)]
+                                "ranks": String(comm.size)].merging(loaded.metadata) { mine, _ in mine }
                 try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
             }
             if comm.rank == 0 { print("wrote \(path)") }
