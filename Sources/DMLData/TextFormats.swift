@@ -206,14 +206,11 @@ struct LIBSVMParser {
                     idxDigits += 1
                     p += 1
                 }
-                guard p < end && p.pointee == UInt8(ascii: ":") else {
-                    throw LocalLineError(localLine: index, column: column, message: "\"\(word(tokenStart, end))\" is not index:value")
+                if idxDigits == 0 && word(tokenStart, end).hasPrefix("qid:") {
+                    while p < end && !isBlank(p.pointee) { p += 1 }
+                    continue
                 }
-                if idxDigits == 0 {
-                    if word(tokenStart, end).hasPrefix("qid:") {
-                        while p < end && !isBlank(p.pointee) { p += 1 }
-                        continue
-                    }
+                guard idxDigits > 0 && p < end && p.pointee == UInt8(ascii: ":") else {
                     throw LocalLineError(localLine: index, column: column, message: "\"\(word(tokenStart, end))\" is not index:value")
                 }
                 guard idx >= 1 else {
