@@ -79,7 +79,8 @@ public struct LabelMapping: Sendable, Equatable {
 /// reads only its part, and problems found on any rank are thrown on all ranks as one `AgreedFailure`
 /// whose message names the file, line and column.
 public enum DataLoader {
-    /// Reads this rank's shard of `source`. For a test set pass the training set's `features` and
+    /// Reads this rank's shard of `source`. A training set (no `features` given) must have at least one
+    /// row per rank. For a test set pass the training set's `features` and
     /// `labels` (a test label that the training set lacks is an error). Collective.
     ///
     /// Cost: this rank's byte range (text) or rows (`.npy`) read once; a few small allreduces.
@@ -164,6 +165,10 @@ public enum DataLoader {
         }
 
         try comm.agree(globalRows == 0 ? "\(file): no data rows" : nil)
+        if expected == nil {
+            try comm.agree(globalRows < comm.size
+                ? "\(comm.size) ranks but only \(globalRows) training rows in \(file): every rank needs at least one row" : nil)
+        }
         if let e = expected, raw.features != e {
             try comm.agree("\(file): \(raw.features) features per row, but the training data has \(e)")
         }

@@ -93,9 +93,6 @@ struct DataOptions: ParsableArguments {
         options.features = features
         let source = DataSource(path: data!, labelsPath: labels, format: format)
         let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
-        try comm.agree(train.globalRows < comm.size
-            ? "\(comm.size) ranks but only \(train.globalRows) training rows in \(source.path): every rank needs at least one row"
-            : nil)
         let test = try testData.map {
             try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: options, comm: comm,
                                 features: train.features, labels: mapping).0
