@@ -1,5 +1,6 @@
 import DMLComm
 import DMLKernels
+import Foundation
 
 /// A file format the readers know.
 public enum DataFormat: String, Sendable, CaseIterable {
@@ -101,10 +102,13 @@ public enum DataLoader {
         case .csv, .libsvm:
             var local: Result<RawShard, Error>
             var sparse: LIBSVMParser.Sparse?
+            let started = ReadStatistics.now()
+            var rangeBytes = 0
             do {
                 let input = try InputFile(source.path)
                 if input.size == 0 { throw DataError(file: file, "the file is empty") }
                 let lines = LineRange(file: input, range: LineRange.byteRange(size: input.size, rank: comm.rank, ranks: comm.size))
+                rangeBytes = lines.range.count
                 if format == .csv {
                     let layout = try csvLayout(input, options: options)
                     let estimate = Int(Double(lines.range.count) / Double(Swift.max(1, try input.firstLine().count + 1)) * 1.1) + 16
@@ -119,6 +123,7 @@ public enum DataLoader {
             } catch {
                 local = .failure(error)
             }
+            ReadStatistics.report(file: file, rank: comm.rank, bytes: rangeBytes, rows: (try? local.get().rows) ?? 0, since: started)
             // Line numbers are global: rank r's first line is 1 + the lines of ranks before it. A failing
             // rank stopped early, but only the lowest failing rank's message is shown, and every rank
             // before it read all its lines.
@@ -326,5 +331,34 @@ public enum DataLoader {
             }
         }
         return (shard, xFile.rows, range.lowerBound)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// With `DML_DATA_STATS=1` in the environment, each rank prints to stderr how fast it parsed its part and
+/// its peak resident memory so far (`VmHWM`): the figures the data-loading benchmark reports.
+enum ReadStatistics {
+    static let enabled = getenv("DML_DATA_STATS").map { String(cString: $0) == "1" } ?? false
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    static func report(file: String, rank: Int, bytes: Int, rows: Int, since start: Double) {
+        guard enabled else { return }
+        let seconds = now() - start
+        var peak = "?"
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
+            peak = line.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        }
+        let rate = Double(bytes) / 1e6 / max(seconds, 1e-9)
+        fputs("dml-data: rank \(rank) parsed \(bytes) bytes of \(file), \(rows) rows, in \(String(format: "%.3f", seconds)) s "
+              + "(\(String(format: "%.1f", rate)) MB/s); peak RSS so far \(peak)\n", stderr)
     }
 }

@@ -11,6 +11,8 @@ struct RawShard {
     /// For each distinct label, the first local line (text) or local row (`.npy`) it occurs on: enough to
     /// point at a label that the training set does not have.
     var labelFirstSeen: [Double: Int] = [:]
+    /// `labelFirstSeen` for the labels 0 ..< 256 (-1: not seen), checked first.
+    var smallLabelsSeen: [Int] = []
 
     var rows: Int { labels.count }
 }
@@ -76,7 +78,6 @@ struct CSVParser {
         let columns = layout.columns
         let labelColumn = layout.labelColumn ?? -1
         let comma = layout.comma
-        var row = [Double](repeating: 0, count: columns)
         shard.lines = try lines.forEachLine { line, index in
             if index == 0 && skipFirst { return }
             guard var p = line.baseAddress else { return }
@@ -84,48 +85,54 @@ struct CSVParser {
             while p < end && isBlank(p.pointee) { p += 1 }
             if p == end { return }          // blank lines hold no row
             var column = 0
-            try row.withUnsafeMutableBufferPointer { out in
-                while true {
-                    if !comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                    if !comma && p == end { break }
-                    let tokenStart = p
-                    if comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                    guard column < columns else {
-                        throw LocalLineError(localLine: index, column: column + 1,
-                                             message: "\(fieldCount(line)) fields, but the file has \(columns) (as line 1 shows)")
-                    }
-                    guard let (v, after) = DecimalParser.parse(p, end) else {
-                        throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
-                    }
-                    p = after
-                    if comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                    let atEnd = p == end
-                    let separated = atEnd || (comma ? p.pointee == UInt8(ascii: ",") : isBlank(p.pointee))
-                    if !separated {
-                        throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
-                    }
-                    if !v.isFinite || (column != labelColumn && abs(v) > Double(Float.greatestFiniteMagnitude)) {
-                        throw LocalLineError(localLine: index, column: column + 1,
-                                             message: "\(token(tokenStart, end)) is not a finite number\(v.isFinite ? " in 32-bit float range" : "")")
-                    }
-                    out[column] = v
-                    column += 1
-                    if atEnd { break }
-                    if comma { p += 1 }
+            var label = 0.0
+            while true {
+                if !comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                if !comma && p == end { break }
+                let tokenStart = p
+                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                guard column < columns else {
+                    throw LocalLineError(localLine: index, column: column + 1,
+                                         message: "\(fieldCount(line)) fields, but the file has \(columns) (as line 1 shows)")
                 }
+                guard let (v, after) = DecimalParser.parse(p, end) else {
+                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
+                }
+                p = after
+                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                let atEnd = p == end
+                let separated = atEnd || (comma ? p.pointee == UInt8(ascii: ",") : isBlank(p.pointee))
+                if !separated {
+                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
+                }
+                if column == labelColumn {
+                    guard v.isFinite else {
+                        throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
+                    }
+                    label = v
+                } else {
+                    // Written straight into the shard; a bad line ends the read, so a partial row never survives.
+                    let f = Float(v)
+                    guard f.isFinite else {
+                        throw LocalLineError(localLine: index, column: column + 1,
+                                             message: v.isFinite ? "\(token(tokenStart, end)) is outside the 32-bit float range"
+                                                                 : badNumber(token(tokenStart, end)))
+                    }
+                    shard.x.append(f)
+                }
+                column += 1
+                if atEnd { break }
+                if comma { p += 1 }
             }
             guard column == columns else {
                 throw LocalLineError(localLine: index, column: nil,
                                      message: "\(column) fields, but the file has \(columns) (as line 1 shows)")
             }
-            for c in 0..<columns {
-                if c == labelColumn {
-                    try shard.addLabel(row[c], line: index, column: c + 1, classification: classification)
-                } else {
-                    shard.x.append(Float(row[c]))
-                }
+            if labelColumn >= 0 {
+                try shard.addLabel(label, line: index, column: labelColumn + 1, classification: classification)
+            } else {
+                shard.labels.append(0)
             }
-            if labelColumn < 0 { shard.labels.append(0) }
         }
         return shard
     }
@@ -152,7 +159,14 @@ extension RawShard {
                 throw LocalLineError(localLine: line, column: column,
                                      message: "class label \(v) is not an integer (use --task regression for real-valued targets)")
             }
-            if labelFirstSeen[v] == nil { labelFirstSeen[v] = line }
+            // Most label sets are small non-negative integers: an array spares a hash lookup per row.
+            if v >= 0 && v < 256 {
+                if smallLabelsSeen.isEmpty { smallLabelsSeen = [Int](repeating: -1, count: 256) }
+                let i = Int(v)
+                if smallLabelsSeen[i] < 0 { smallLabelsSeen[i] = line; labelFirstSeen[v] = line }
+            } else if labelFirstSeen[v] == nil {
+                labelFirstSeen[v] = line
+            }
         }
         labels.append(v)
     }
