@@ -343,15 +343,19 @@ import Glibc
 enum ReadStatistics {
     static let enabled = getenv("DML_DATA_STATS").map { String(cString: $0) == "1" } ?? false
 
-    static func now() -> Double {
-        var t = timespec()
+    /// Wall-clock and this thread's CPU seconds.
+    static func now() -> (wall: Double, cpu: Double) {
+        var t = timespec(), c = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c)
+        return (Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9, Double(c.tv_sec) + Double(c.tv_nsec) * 1e-9)
     }
 
-    static func report(file: String, rank: Int, bytes: Int, rows: Int, since start: Double) {
+    static func report(file: String, rank: Int, bytes: Int, rows: Int, since start: (wall: Double, cpu: Double)) {
         guard enabled else { return }
-        let seconds = now() - start
+        let end = now()
+        let seconds = end.wall - start.wall
+        let cpu = end.cpu - start.cpu
         var peak = "?"
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
@@ -359,6 +363,7 @@ enum ReadStatistics {
         }
         let rate = Double(bytes) / 1e6 / max(seconds, 1e-9)
         fputs("dml-data: rank \(rank) parsed \(bytes) bytes of \(file), \(rows) rows, in \(String(format: "%.3f", seconds)) s "
-              + "(\(String(format: "%.1f", rate)) MB/s); peak RSS so far \(peak)\n", stderr)
+              + "(\(String(format: "%.1f", rate)) MB/s; CPU \(String(format: "%.3f", cpu)) s, \(String(format: "%.1f", Double(bytes) / 1e6 / max(cpu, 1e-9))) MB/s per CPU second); "
+              + "peak RSS so far \(peak)\n", stderr)
     }
 }

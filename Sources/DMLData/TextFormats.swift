@@ -105,19 +105,16 @@ struct CSVParser {
                 if !separated {
                     throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
                 }
+                // The grammar has no nan or inf, so a non-finite value is an overflow.
+                let f = Float(v)
+                guard f.isFinite else {
+                    throw LocalLineError(localLine: index, column: column + 1,
+                                         message: "\(token(tokenStart, end)) is outside the 32-bit float range")
+                }
                 if column == labelColumn {
-                    guard v.isFinite else {
-                        throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
-                    }
                     label = v
                 } else {
                     // Written straight into the shard; a bad line ends the read, so a partial row never survives.
-                    let f = Float(v)
-                    guard f.isFinite else {
-                        throw LocalLineError(localLine: index, column: column + 1,
-                                             message: v.isFinite ? "\(token(tokenStart, end)) is outside the 32-bit float range"
-                                                                 : badNumber(token(tokenStart, end)))
-                    }
                     shard.x.append(f)
                 }
                 column += 1
