@@ -66,6 +66,8 @@ struct DMLTrain: ParsableCommand {
             command = try parse()
         } catch {
             if launcherRank == 0 { exit(withError: error) }
+            // mpirun ends the job at the first non-zero exit: let rank 0 print its message first.
+            if exitCode(for: error).rawValue != 0 { usleep(2_000_000) }
             Foundation.exit(exitCode(for: error).rawValue)
         }
         Foundation.exit(command.train())

@@ -13,7 +13,9 @@ struct ModelOptions: ParsableArguments {
     /// Builds the model for data with `features` inputs and `classes` classes.
     func make(features: Int, classes: Int) throws -> Model {
         switch model {
-        case .softmax: return SoftmaxRegression(features: features, classes: classes)
+        case .softmax:
+            guard classes >= 2 else { throw ValidationError("--model softmax needs class labels (--task classification)") }
+            return SoftmaxRegression(features: features, classes: classes)
         }
     }
 }

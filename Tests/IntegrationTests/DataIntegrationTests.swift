@@ -49,6 +49,17 @@ final class DataIntegrationTests: XCTestCase {
         XCTAssertLessThan(maxRelativeDifference(outputs[1], outputs[0]), 1e-5, "the same batches on 1 and 3 ranks")
     }
 
+    /// A line longer than a rank's byte range leaves that rank with no rows: training still works.
+    func testARankWithAnEmptyShardStillTrains() throws {
+        let lines = (0..<12).map { i in "\(i % 2),\(i == 1 ? String(repeating: "0", count: 1000) : "")1,\(i)" }
+        let path = write("long.csv", lines.joined(separator: "\n") + "\n")
+        let r = try MPIRunner.run(ranks: 3, "dml-train", ["--data", path, "--epochs", "2", "--batch-size", "4"],
+                                  environment: ["DML_DATA_STATS": "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 1 parsed 358 bytes of \(path), 0 rows"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("12 rows × 2 features, 2 classes"), r.stdout)
+    }
+
     /// Each bad input: exactly one message, from rank 0, naming the file (and line and column where there
     /// is one), a non-zero exit, nothing written.
     func testEachBadInputIsOneMessageNamingFileAndLine() throws {
