@@ -206,6 +206,35 @@ final class DataReaderTests: XCTestCase {
         }
     }
 
+    func testNPYErrorsNameTheFileAndTheElement() {
+        func fail(_ x: String, _ y: String?, ranks: Int = 3) -> String {
+            let outcomes = try! LocalCommunicator.run(size: ranks) { comm -> String? in
+                do { _ = try DataLoader.read(DataSource(path: x, labelsPath: y), options: ReadOptions(), comm: comm); return nil }
+                catch let f as AgreedFailure { return f.message } catch { return "not agreed: \(error)" }
+            }
+            XCTAssertEqual(Set(outcomes.map { $0 ?? "" }).count, 1, "all ranks agree")
+            return outcomes[0] ?? "no error"
+        }
+        var values = (0..<40).map { Float($0) }
+        values[4 * 7 + 2] = .nan
+        let x = writeNPY("nan.npy", descr: "<f4", shape: [10, 4], bytes: bytes(values))
+        let y = writeNPY("y.npy", descr: "<i8", shape: [10], bytes: bytes((0..<10).map { Int64($0 % 2) }))
+        XCTAssertEqual(fail(x, y), "\(x), X[7, 2]: nan is not a finite number")
+        let short = writeNPY("short.npy", descr: "<i8", shape: [9], bytes: bytes((0..<9).map { Int64($0 % 2) }))
+        let good = writeNPY("good.npy", descr: "<f8", shape: [10, 4], bytes: bytes((0..<40).map { Double($0) }))
+        XCTAssertEqual(fail(good, short), "\(short): 9 labels but \(good) has 10 rows")
+        let halves = writeNPY("halves.npy", descr: "<f8", shape: [10], bytes: bytes((0..<10).map { Double($0) / 2 }))
+        XCTAssertEqual(fail(good, halves), "\(halves), y[1]: class label 0.5 is not an integer (use --task regression for real-valued targets)")
+        let fortran = write("f.npy", "")
+        FileManager.default.createFile(atPath: fortran, contents: Data([0x93] + Array("NUMPY".utf8) + [1, 0, 70, 0]
+            + Array("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }".padding(toLength: 69, withPad: " ", startingAt: 0).utf8) + [10]
+            + [UInt8](repeating: 0, count: 16)))
+        XCTAssertEqual(fail(fortran, y), "\(fortran): the array is in Fortran order; save it in C order (numpy.ascontiguousarray)")
+        let truncated = writeNPY("t.npy", descr: "<f4", shape: [10, 4], bytes: bytes((0..<39).map { Float($0) }))
+        XCTAssertTrue(fail(truncated, y).hasPrefix("\(truncated): the file is truncated"))
+        XCTAssertEqual(fail(write("text.npy", "hello"), y), "\(dir)/text.npy: not a .npy file (no \\x93NUMPY magic)")
+    }
+
     // MARK: errors name the global line, whatever the number of ranks
 
     func failure(_ path: String, ranks: Int, options: ReadOptions = ReadOptions(), test: String? = nil) -> [String] {
