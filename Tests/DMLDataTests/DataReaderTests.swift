@@ -124,6 +124,10 @@ final class DataReaderTests: XCTestCase {
         options.task = .regression
         let shards = try LocalCommunicator.run(size: 2) { comm in try DataLoader.read(DataSource(path: path), options: options, comm: comm) }
         XCTAssertEqual(concatenated(shards).y, [0.25, -3.5])
+        options.labelColumn = .name("a")
+        let byName = try LocalCommunicator.run(size: 2) { comm in try DataLoader.read(DataSource(path: path), options: options, comm: comm) }
+        XCTAssertEqual(concatenated(byName).y, [1, 2])
+        XCTAssertEqual(concatenated(byName).x, [0.25, -3.5])
         XCTAssertEqual(shards[0].0.classes, 0)
         XCTAssertNil(shards[0].1)
     }
