@@ -34,6 +34,7 @@ public struct SessionOptions {
 public struct SessionResult {
     public let train: Evaluation
     public let test: Evaluation?
+    public let validation: Evaluation?
     public let seconds: Double
     /// The checkpoint the run continued from, if it resumed.
     public let resumedFrom: (step: Int, path: String)?
@@ -45,16 +46,19 @@ public struct SessionResult {
 public final class TrainingSession {
     public let trainer: Trainer
     public let test: Dataset?
+    /// The held-out part of the training rows (`--validation-fraction`), evaluated like the test set.
+    public let validation: Dataset?
     public let options: SessionOptions
     private let log: (String) -> Void
     private let warn: (String) -> Void
     private var comm: Communicator { trainer.comm }
 
-    public init(trainer: Trainer, test: Dataset?, options: SessionOptions,
+    public init(trainer: Trainer, test: Dataset?, validation: Dataset? = nil, options: SessionOptions,
                 log: @escaping (String) -> Void = { print($0) },
                 warn: @escaping (String) -> Void = { FileHandle.standardError.write(("warning: " + $0 + "\n").data(using: .utf8)!) }) {
         self.trainer = trainer
         self.test = test
+        self.validation = validation
         self.options = options
         self.log = log
         self.warn = warn
@@ -114,12 +118,14 @@ public final class TrainingSession {
         }, afterStep: {
             let s = self.trainer.step
             if self.options.verifyEvery > 0 && s % self.options.verifyEvery == 0 { try self.trainer.verifyReplicas() }
-            if let test = self.test, self.options.evalEvery > 0, s % stepsPerEpoch == 0, s < total,
+            if self.test != nil || self.validation != nil, self.options.evalEvery > 0, s % stepsPerEpoch == 0, s < total,
                (s / stepsPerEpoch) % self.options.evalEvery == 0 {
-                let e = try self.trainer.evaluate(test)
+                let e = try self.test.map { try self.trainer.evaluate($0) }
+                let v = try self.validation.map { try self.trainer.evaluate($0) }
                 metrics?.append(["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "loss": self.trainer.lastLoss,
                                  "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
-                                 "test_loss": e.loss, "test_accuracy": e.accuracy])
+                                 "test_loss": e?.loss, "test_accuracy": e?.accuracy,
+                                 "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
             }
             if store != nil && self.options.checkpointEvery > 0 && s % self.options.checkpointEvery == 0 { try saveCheckpoint() }
         })
@@ -130,13 +136,15 @@ public final class TrainingSession {
 
         let trainEval = try trainer.evaluate(trainer.train)
         let testEval = try test.map { try trainer.evaluate($0) }
+        let validationEval = try validation.map { try trainer.evaluate($0) }
         let s = trainer.step
         metrics?.append(["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
                          "loss": trainer.lastLoss, "lr": s > 0 ? trainer.config.schedule.lr(at: s - 1) : nil,
                          "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
-                         "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy, "seconds": seconds])
-        return SessionResult(train: trainEval, test: testEval, seconds: seconds, resumedFrom: resumedFrom)
+                         "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
+                         "validation_loss": validationEval?.loss, "validation_accuracy": validationEval?.accuracy, "seconds": seconds])
+        return SessionResult(train: trainEval, test: testEval, validation: validationEval, seconds: seconds, resumedFrom: resumedFrom)
     }
 
     private func stepRows(from a: Int, to b: Int) -> Int {

@@ -102,8 +102,11 @@ struct DMLTrain: ParsableCommand {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
         let seed = training.seed
-        let (train, test, dataDescription) = try data.load(comm: comm, seed: seed)
-        let model = try comm.agreeing { try modelOptions.make(features: train.features, classes: train.classes, weightDecay: training.modelWeightDecay) }
+        let loaded = try data.load(comm: comm, seed: seed)
+        let (train, test, dataDescription) = (loaded.train, loaded.test, loaded.description)
+        let model = try comm.agreeing {
+            try modelOptions.make(features: train.features, classes: train.classes, weightDecay: training.modelWeightDecay)
+        }
 
         let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
@@ -131,7 +134,7 @@ struct DMLTrain: ParsableCommand {
             + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
             + "\neval_every=\(evalEvery)\nlog_every=\(config.logEvery)\nfaults=\(faults.faults)"
 
-        let session = TrainingSession(trainer: trainer, test: test, options: options,
+        let session = TrainingSession(trainer: trainer, test: test, validation: loaded.validation, options: options,
                                       log: { print($0) },
                                       warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
         try session.checkConfigurationAgreement()
@@ -147,6 +150,7 @@ struct DMLTrain: ParsableCommand {
                 e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
             }
             var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, result.seconds) + metrics(result.train)
+            if let v = result.validation { line += "; validation " + metrics(v) }
             if let t = result.test { line += "; test " + metrics(t) }
             print(line)
         }
@@ -156,7 +160,7 @@ struct DMLTrain: ParsableCommand {
                 guard comm.rank == 0 else { return }
                 let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
                                 "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
-                                "ranks": String(comm.size)]
+                                "ranks": String(comm.size)].merging(loaded.metadata) { mine, _ in mine }
                 try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
             }
             if comm.rank == 0 { print("wrote \(path)") }

@@ -34,7 +34,7 @@ struct ModelOptions: ParsableArguments {
         switch model {
         case .linear:
             guard classes == 0 else {
-                throw ValidationError("--model linear needs a regression target, but the data has \(classes) classes (use --synthetic-target regression)")
+                throw ValidationError("--model linear needs a regression target, but the data has \(classes) classes (use --task regression)")
             }
             return LinearRegression(features: features, weightDecay: weightDecay)
         case .logistic:
@@ -44,7 +44,7 @@ struct ModelOptions: ParsableArguments {
             return LogisticRegression(features: features, weightDecay: weightDecay)
         case .softmax, .mlp:
             guard classes >= 2 else {
-                throw ValidationError("--model \(model.rawValue) needs class labels, but the data has a regression target")
+                throw ValidationError("--model \(model.rawValue) needs class labels, but the data has a regression target (--task classification)")
             }
             if model == .softmax { return SoftmaxRegression(features: features, classes: classes, weightDecay: weightDecay) }
             return MLP(features: features, hidden: hiddenWidths!, classes: classes, activation: activation, weightDecay: weightDecay)

@@ -22,7 +22,7 @@ final class ModelsIntegrationTests: XCTestCase {
     func testEveryModelTrainsFromTheCommandLine() throws {
         let dir = MPIRunner.temporaryDirectory()
         let cases: [(String, [String], String, (Double) -> Bool, [String: [Int]])] = [
-            ("linear", ["--synthetic-target", "regression", "--lr", "0.05"], "MSE", { $0 < 0.2 }, ["weight": [1, 16], "bias": [1]]),
+            ("linear", ["--task", "regression", "--lr", "0.05"], "MSE", { $0 < 0.2 }, ["weight": [1, 16], "bias": [1]]),
             ("logistic", ["--synthetic-classes", "2", "--weight-decay", "0.001"], "accuracy", { $0 > 85 }, ["weight": [1, 16], "bias": [1]]),
             ("softmax", ["--synthetic-classes", "4"], "accuracy", { $0 > 70 }, ["weight": [4, 16], "bias": [4]]),
             ("mlp", ["--synthetic-classes", "4", "--hidden", "32,16", "--activation", "tanh", "--lr", "0.1"], "accuracy", { $0 > 60 },

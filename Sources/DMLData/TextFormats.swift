@@ -1,0 +1,278 @@
+/// What the readers produce on one rank before the ranks agree on anything: the rows of its part, labels
+/// still as they were written in the file.
+struct RawShard {
+    var features: Int
+    /// `rows × features` values, row-major.
+    var x: [Float]
+    /// The label or target of each row, as written.
+    var labels: [Double]
+    /// Lines (text) this rank read, blank ones included: the other ranks need them to number lines.
+    var lines: Int = 0
+    /// For each distinct label, the first local line (text) or local row (`.npy`) it occurs on: enough to
+    /// point at a label that the training set does not have.
+    var labelFirstSeen: [Double: Int] = [:]
+    /// `labelFirstSeen` for the labels 0 ..< 256 (-1: not seen), checked first.
+    var smallLabelsSeen: [Int] = []
+
+    var rows: Int { labels.count }
+}
+
+/// How CSV fields are separated.
+public enum Delimiter: String, Sendable, CaseIterable {
+    /// `,` when the first line has one, else whitespace.
+    case auto
+    /// `,` (spaces around fields are allowed).
+    case comma
+    /// Runs of spaces and tabs.
+    case whitespace
+}
+
+/// The CSV layout every rank derives from the file's first line (each rank reads that line itself, so no
+/// communication is needed and all ranks decide the same).
+struct CSVLayout {
+    var comma: Bool
+    var hasHeader: Bool
+    var columns: Int
+    var labelColumn: Int?
+    var names: [String]
+}
+
+@inline(__always) func isBlank(_ c: UInt8) -> Bool { c == 32 || c == 9 }
+
+/// Splits a (short) line into its fields as strings: for the header and the first line only.
+func splitFields(_ line: [UInt8], comma: Bool) -> [String] {
+    if comma {
+        return line.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map {
+            String(decoding: $0.drop(while: isBlank).reversed().drop(while: isBlank).reversed(), as: UTF8.self)
+        }
+    }
+    return line.split(whereSeparator: isBlank).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// The message for a token that is not a number.
+func badNumber(_ token: String) -> String {
+    let t = token.lowercased().trimmingCharacters(in: ["+", "-"])
+    if ["nan", "inf", "infinity"].contains(t) { return "\(token) is not a finite number (NaN and infinite values are not allowed)" }
+    if token.isEmpty { return "empty value (missing values are not supported)" }
+    return "\"\(token.prefix(40))\" is not a number"
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: Set<Character>) -> Substring {
+        self.drop { set.contains($0) }
+    }
+}
+
+/// Parses the lines of one rank's byte range of a CSV file.
+struct CSVParser {
+    let layout: CSVLayout
+    let classification: Bool
+
+    /// Parses every owned line; throws `LocalLineError` at the first bad one.
+    func parse(_ lines: LineRange, estimatedRows: Int) throws -> RawShard {
+        let features = layout.columns - (layout.labelColumn == nil ? 0 : 1)
+        var shard = RawShard(features: features, x: [], labels: [])
+        shard.x.reserveCapacity(estimatedRows * features)
+        shard.labels.reserveCapacity(estimatedRows)
+        let skipFirst = lines.range.lowerBound == 0 && layout.hasHeader
+        let columns = layout.columns
+        let labelColumn = layout.labelColumn ?? -1
+        let comma = layout.comma
+        shard.lines = try lines.forEachLine { line, index in
+            if index == 0 && skipFirst { return }
+            guard var p = line.baseAddress else { return }
+            let end = p + line.count
+            while p < end && isBlank(p.pointee) { p += 1 }
+            if p == end { return }          // blank lines hold no row
+            var column = 0
+            var label = 0.0
+            while true {
+                if !comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                if !comma && p == end { break }
+                let tokenStart = p
+                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                guard column < columns else {
+                    throw LocalLineError(localLine: index, column: column + 1,
+                                         message: "\(fieldCount(line)) fields, but the file has \(columns) (as line 1 shows)")
+                }
+                guard let (v, after) = DecimalParser.parse(p, end) else {
+                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
+                }
+                p = after
+                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
+                let atEnd = p == end
+                let separated = atEnd || (comma ? p.pointee == UInt8(ascii: ",") : isBlank(p.pointee))
+                if !separated {
+                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
+                }
+                // The grammar has no nan or inf, so a non-finite value is an overflow.
+                let f = Float(v)
+                guard f.isFinite else {
+                    throw LocalLineError(localLine: index, column: column + 1,
+                                         message: "\(token(tokenStart, end)) is outside the 32-bit float range")
+                }
+                if column == labelColumn {
+                    label = v
+                } else {
+                    // Written straight into the shard; a bad line ends the read, so a partial row never survives.
+                    shard.x.append(f)
+                }
+                column += 1
+                if atEnd { break }
+                if comma { p += 1 }
+            }
+            guard column == columns else {
+                throw LocalLineError(localLine: index, column: nil,
+                                     message: "\(column) fields, but the file has \(columns) (as line 1 shows)")
+            }
+            if labelColumn >= 0 {
+                try shard.addLabel(label, line: index, column: labelColumn + 1, classification: classification)
+            } else {
+                shard.labels.append(0)
+            }
+        }
+        return shard
+    }
+
+    private func token(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> String {
+        var p = start
+        while p < end && isBlank(p.pointee) { p += 1 }
+        var q = p
+        while q < end && q.pointee != UInt8(ascii: ",") && (layout.comma || !isBlank(q.pointee)) { q += 1 }
+        while q > p && isBlank((q - 1).pointee) { q -= 1 }
+        return String(decoding: UnsafeBufferPointer(start: p, count: q - p), as: UTF8.self)
+    }
+
+    private func fieldCount(_ line: UnsafeBufferPointer<UInt8>) -> Int {
+        splitFields(Array(line), comma: layout.comma).count
+    }
+}
+
+extension RawShard {
+    /// Appends a row's label, checking it (finite; an integer for classification).
+    mutating func addLabel(_ v: Double, line: Int, column: Int?, classification: Bool) throws {
+        if classification {
+            guard v == v.rounded(), abs(v) < 1e15 else {
+                throw LocalLineError(localLine: line, column: column,
+                                     message: "class label \(v) is not an integer (use --task regression for real-valued targets)")
+            }
+            // Most label sets are small non-negative integers: an array spares a hash lookup per row.
+            if v >= 0 && v < 256 {
+                if smallLabelsSeen.isEmpty { smallLabelsSeen = [Int](repeating: -1, count: 256) }
+                let i = Int(v)
+                if smallLabelsSeen[i] < 0 { smallLabelsSeen[i] = line; labelFirstSeen[v] = line }
+            } else if labelFirstSeen[v] == nil {
+                labelFirstSeen[v] = line
+            }
+        }
+        labels.append(v)
+    }
+}
+
+/// Parses the lines of one rank's byte range of a LIBSVM / SVMlight file: `label idx:val idx:val …`, indices
+/// 1-based, `# comments` and `qid:` tokens ignored. Rows are kept sparse until the ranks agree on the number
+/// of features (the largest index over all ranks, or `--features`).
+struct LIBSVMParser {
+    let file: String
+    let classification: Bool
+    /// Indices above this are an error (from `--features`, or the training set's count for a test set).
+    let maxFeatures: Int?
+
+    struct Sparse {
+        var shard = RawShard(features: 0, x: [], labels: [])
+        var indices: [Int32] = []
+        var values: [Float] = []
+        var rowEnds: [Int] = []
+        var maxIndex = 0
+    }
+
+    func parse(_ lines: LineRange) throws -> Sparse {
+        var s = Sparse()
+        s.shard.lines = try lines.forEachLine { line, index in
+            guard var p = line.baseAddress else { return }
+            var end = p + line.count
+            if let hash = line.firstIndex(of: UInt8(ascii: "#")) { end = p + hash }
+            while p < end && isBlank(p.pointee) { p += 1 }
+            if p == end { return }
+            var column = 1
+            guard let (label, afterLabel) = DecimalParser.parse(p, end),
+                  afterLabel == end || isBlank(afterLabel.pointee) else {
+                throw LocalLineError(localLine: index, column: 1, message: "label " + badNumber(word(p, end)))
+            }
+            guard label.isFinite else {
+                throw LocalLineError(localLine: index, column: 1, message: "label " + badNumber(word(p, end)))
+            }
+            try s.shard.addLabel(label, line: index, column: 1, classification: classification)
+            p = afterLabel
+            var previous = 0
+            while true {
+                while p < end && isBlank(p.pointee) { p += 1 }
+                if p == end { break }
+                column += 1
+                let tokenStart = p
+                var idx = 0
+                var idxDigits = 0
+                while p < end, case let d = p.pointee &- 48, d < 10 {
+                    if idx < Int(Int32.max) { idx = idx * 10 + Int(d) }
+                    idxDigits += 1
+                    p += 1
+                }
+                if idxDigits == 0 && word(tokenStart, end).hasPrefix("qid:") {
+                    while p < end && !isBlank(p.pointee) { p += 1 }
+                    continue
+                }
+                guard idxDigits > 0 && p < end && p.pointee == UInt8(ascii: ":") else {
+                    throw LocalLineError(localLine: index, column: column, message: "\"\(word(tokenStart, end))\" is not index:value")
+                }
+                guard idx >= 1 else {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index 0: LIBSVM indices start at 1")
+                }
+                guard idx > previous else {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) is not above the previous one (\(previous))")
+                }
+                if let m = maxFeatures, idx > m {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) but the data has \(m) features")
+                }
+                p += 1
+                guard let (v, after) = DecimalParser.parse(p, end), after == end || isBlank(after.pointee) else {
+                    throw LocalLineError(localLine: index, column: column, message: badNumber(word(p, end)))
+                }
+                guard v.isFinite && abs(v) <= Double(Float.greatestFiniteMagnitude) else {
+                    throw LocalLineError(localLine: index, column: column, message: "\(word(p, end)) is not a finite number in 32-bit float range")
+                }
+                p = after
+                previous = idx
+                s.indices.append(Int32(idx - 1))
+                s.values.append(Float(v))
+            }
+            s.maxIndex = Swift.max(s.maxIndex, previous)
+            s.rowEnds.append(s.indices.count)
+        }
+        return s
+    }
+
+    private func word(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> String {
+        var q = start
+        while q < end && !isBlank(q.pointee) { q += 1 }
+        return String(decoding: UnsafeBufferPointer(start: start, count: q - start), as: UTF8.self)
+    }
+}
+
+extension LIBSVMParser.Sparse {
+    /// The dense rows, `features` wide; frees the sparse form.
+    mutating func densify(features: Int) -> RawShard {
+        var out = shard
+        out.features = features
+        out.x = [Float](repeating: 0, count: rowEnds.count * features)
+        out.x.withUnsafeMutableBufferPointer { x in
+            var start = 0
+            for (r, end) in rowEnds.enumerated() {
+                for k in start..<end { x[r * features + Int(indices[k])] = values[k] }
+                start = end
+            }
+        }
+        indices = []
+        values = []
+        return out
+    }
+}
