@@ -102,6 +102,10 @@ struct DMLTrain: ParsableCommand {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
         let seed = training.seed
+        var data = self.data
+        if training.lrCandidates != nil && data.validationFraction == 0 {
+            data.validationFraction = 0.2  // the search needs held-out rows to score on
+        }
         let loaded = try data.load(comm: comm, seed: seed)
         let (train, test, dataDescription) = (loaded.train, loaded.test, loaded.description)
         let model = try comm.agreeing {
@@ -111,37 +115,50 @@ struct DMLTrain: ParsableCommand {
         let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
-        let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: training.lr, seed: seed,
-                                    logEvery: logEvery ?? Swift.max(1, totalSteps / 10),
-                                    optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps))
-        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: allreduce.make(for: comm),
-                              faults: faults)
+        let algorithm = allreduce.make(for: comm)
+        func makeTrainer(lr: Float) -> Trainer {
+            let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
+                                        logEvery: logEvery ?? Swift.max(1, totalSteps / 10),
+                                        optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps, base: lr))
+            return Trainer(comm: comm, model: model, train: train, config: config, allreduce: algorithm, faults: faults)
+        }
+        func makeSession(_ trainer: Trainer) -> TrainingSession {
+            var options = SessionOptions(dataDescription: dataDescription, configuration: "")
+            options.checkpointDirectory = checkpoints.checkpointDir
+            // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
+            options.checkpointEvery = checkpoints.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
+            options.keepCheckpoints = checkpoints.keepCheckpoints
+            options.resume = checkpoints.resume
+            options.verifyEvery = checkpoints.verifyEvery
+            options.evalEvery = evalEvery
+            options.metricsPath = metrics
+            // Everything parsed that changes what the job computes or writes, in a fixed order.
+            let identity = trainer.identity(dataDescription: dataDescription)
+            options.configuration = identity.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+                + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
+                + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
+                + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
+                + "\neval_every=\(evalEvery)\nlog_every=\(trainer.config.logEvery)\nfaults=\(faults.faults)"
+                + "\nlr_search=\(training.lrSearch ?? "")"
+            return TrainingSession(trainer: trainer, test: test, validation: loaded.validation, options: options,
+                                   log: { print($0) },
+                                   warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
+        }
 
-        var options = SessionOptions(dataDescription: dataDescription, configuration: "")
-        options.checkpointDirectory = checkpoints.checkpointDir
-        // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
-        options.checkpointEvery = checkpoints.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
-        options.keepCheckpoints = checkpoints.keepCheckpoints
-        options.resume = checkpoints.resume
-        options.verifyEvery = checkpoints.verifyEvery
-        options.evalEvery = evalEvery
-        options.metricsPath = metrics
-        // Everything parsed that changes what the job computes or writes, in a fixed order.
-        let identity = trainer.identity(dataDescription: dataDescription)
-        options.configuration = identity.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
-            + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
-            + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
-            + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
-            + "\neval_every=\(evalEvery)\nlog_every=\(config.logEvery)\nfaults=\(faults.faults)"
-
-        let session = TrainingSession(trainer: trainer, test: test, validation: loaded.validation, options: options,
-                                      log: { print($0) },
-                                      warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
+        var trainer = makeTrainer(lr: training.lr)
+        var session = makeSession(trainer)
+        // Before anything is trained: every rank must run the same configuration.
         try session.checkConfigurationAgreement()
         if comm.rank == 0 {
             print("dml-train: \(model.kind) on \(dataDescription), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                   + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, \(training.optimizerConfig.description), "
-                  + "lr \(config.schedule.description), allreduce \(allreduce.rawValue)")
+                  + "lr \(training.lrCandidates == nil ? trainer.config.schedule.description : "search"), allreduce \(allreduce.rawValue)")
+        }
+        if let candidates = training.lrCandidates {
+            let best = try searchLearningRate(candidates, validation: loaded.validation, comm: comm, makeTrainer: makeTrainer)
+            trainer = makeTrainer(lr: best)
+            session = makeSession(trainer)
+            if comm.rank == 0 { print("training the final model with lr \(trainer.config.schedule.description)") }
         }
         let result = try session.run(progress: ProgressPrinter())
 
@@ -165,6 +182,37 @@ struct DMLTrain: ParsableCommand {
             }
             if comm.rank == 0 { print("wrote \(path)") }
         }
+    }
+}
+
+extension DMLTrain {
+    /// `--lr-search`: trains every candidate, prints a table of validation scores (rank 0) and returns the
+    /// best rate. Collective. Fails, on every rank alike, when every candidate diverged.
+    func searchLearningRate(_ candidates: [Float], validation: Dataset?, comm: Communicator,
+                            makeTrainer: (Float) throws -> Trainer) throws -> Float {
+        guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)") }
+        let rank0 = comm.rank == 0
+        if rank0 {
+            print("learning-rate search: \(candidates.count) candidates, scored on \(validation.globalRows) validation rows")
+            print("  lr          validation loss  accuracy   time")
+        }
+        let outcomes = try LearningRateSearch(candidates: candidates).run(validation: validation, makeTrainer: makeTrainer) { o in
+            guard rank0 else { return }
+            let lr = String(describing: o.learningRate).padding(toLength: 10, withPad: " ", startingAt: 0)
+            if let v = o.validation {
+                let accuracy = v.accuracy.map { String(format: "%7.2f%%", 100 * $0) } ?? "       -"
+                print("  \(lr)  " + String(format: "%15.6f", v.loss) + "  " + accuracy + String(format: "  %6.2f s", o.seconds))
+            } else {
+                // The guard's message names the step; its advice is for a single run, not for a search.
+                let reason = (o.failure ?? "non-finite").split(separator: ":").first.map(String.init) ?? ""
+                print("  \(lr)  diverged (\(reason))")
+            }
+        }
+        guard let best = LearningRateSearch.best(of: outcomes) else {
+            throw TrainingFailure("--lr-search: every candidate diverged (\(candidates.map { String(describing: $0) }.joined(separator: ", "))); try smaller rates")
+        }
+        if rank0 { print("best lr \(best.learningRate) (validation loss \(String(format: "%.6f", best.validation!.loss)))") }
+        return best.learningRate
     }
 }
 

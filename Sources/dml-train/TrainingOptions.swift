@@ -16,6 +16,14 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Base learning rate.")
     var lr: Float = 0.2
 
+    @Option(name: .customLong("lr-search"),
+            help: ArgumentHelp("Learning-rate grid search: train each rate (e.g. 0.01,0.03,0.1,0.3,1) on the training split, score it on the validation split, then train the final model with the best.",
+                               discussion: "Uses --validation-fraction (0.2 when not given)."))
+    var lrSearch: String?
+
+    /// The rates of `--lr-search`, parsed (validate() has checked them).
+    var lrCandidates: [Float]? { lrSearch.flatMap { LearningRateSearch.parse($0) } }
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 
@@ -63,6 +71,9 @@ struct TrainingOptions: ParsableArguments {
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
         if let s = steps, s <= 0 { throw ValidationError("--steps must be at least 1 (got \(s))") }
+        if let text = lrSearch, LearningRateSearch.parse(text) == nil {
+            throw ValidationError("--lr-search must be distinct positive rates separated by commas, e.g. 0.01,0.1,1 (got '\(text)')")
+        }
         guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a positive number (got \(lr))") }
         guard momentum >= 0 && momentum < 1 else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
         guard beta1 >= 0 && beta1 < 1 else { throw ValidationError("--beta1 must be in [0, 1) (got \(beta1))") }
@@ -84,14 +95,15 @@ struct TrainingOptions: ParsableArguments {
     /// The L2 term the model charges in its loss: all optimizers but adamw, whose decay is decoupled.
     var modelWeightDecay: Float { optimizer == .adamw ? 0 : weightDecay }
 
-    func schedule(totalSteps: Int) -> LearningRateSchedule {
+    /// The schedule of a run of `totalSteps` steps, with base rate `base` (default: `--lr`).
+    func schedule(totalSteps: Int, base: Float? = nil) -> LearningRateSchedule {
         let decay: LearningRateSchedule.Decay
         switch lrSchedule {
         case .constant: decay = .constant
         case .step: decay = .step(every: lrStepEvery, gamma: lrGamma)
         case .cosine: decay = .cosine(minimum: lrMin)
         }
-        return LearningRateSchedule(base: Double(lr), decay: decay, warmup: warmup, total: totalSteps)
+        return LearningRateSchedule(base: Double(base ?? lr), decay: decay, warmup: warmup, total: totalSteps)
     }
 }
 

@@ -52,3 +52,25 @@ final class ModelsIntegrationTests: XCTestCase {
         XCTAssertEqual(bad.stderr.components(separatedBy: "--hidden must be").count - 1, 1, bad.stderr)
     }
 }
+
+/// `--lr-search` under mpirun: a table of the candidates, the best chosen by validation loss, the final model
+/// trained with it and scored on the validation split; a bad list is one message.
+final class LearningRateSearchIntegrationTests: XCTestCase {
+    func testTheSearchTrainsTheFinalModelWithTheBestRate() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
+        let r = try MPIRunner.run(ranks: 2, "dml-train", ["--synthetic-rows", "600", "--synthetic-features", "16", "--synthetic-classes", "3",
+                                                         "--epochs", "3", "--batch-size", "50", "--lr-search", "0.001,0.3,3e38"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // The default --validation-fraction 0.2 holds out about 120 of the 600 rows (chosen by row hash).
+        let held = r.stdout.components(separatedBy: "scored on ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+        XCTAssertTrue((90...150).contains(held ?? 0), r.stdout)
+        XCTAssertTrue(r.stdout.contains("3e+38       diverged (training diverged at step"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("best lr 0.3 "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("training the final model with lr constant(lr=0.3"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("; validation loss "), r.stdout)
+
+        let bad = try MPIRunner.run(ranks: 1, "dml-train", ["--lr-search", "0.1,abc"])
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("--lr-search must be distinct positive rates"), bad.stderr)
+    }
+}
