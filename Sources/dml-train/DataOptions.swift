@@ -20,7 +20,7 @@ struct DataOptions: ParsableArguments {
     @Option(help: "File format: \(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file extension).")
     var format: DataFormat?
 
-    @Option(help: "classification (integer labels become classes 0…k−1) or regression (labels are real targets; without --data, the synthetic task's noisy linear target, for --model linear).")
+    @Option(help: "classification (integer labels become classes 0…k−1) or regression (labels are real targets; without --data, the synthetic task's noisy linear target, for the linear model).")
     var task: LearningTask = .classification
 
     @Option(name: .customLong("label-column"),
