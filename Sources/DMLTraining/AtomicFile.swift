@@ -13,7 +13,8 @@ public enum AtomicFile {
         public var description: String { "cannot write \(path): \(reason)" }
     }
 
-    public static func write(_ bytes: [UInt8], to path: String) throws {
+    /// `failAfter` (fault injection): write only that many bytes, then fail as a full disk would (ENOSPC).
+    public static func write(_ bytes: [UInt8], to path: String, failAfter: Int? = nil) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
@@ -29,7 +30,8 @@ public enum AtomicFile {
             var written = 0
             try bytes.withUnsafeBytes { raw in
                 while written < raw.count {
-                    let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+                    if let limit = failAfter, written >= limit { errno = ENOSPC; throw fail("write failed (injected fault)") }
+                    let n = Glibc.write(fd, raw.baseAddress! + written, Swift.min(raw.count, failAfter ?? raw.count) - written)
                     if n < 0 { if errno == EINTR { continue }; throw fail("write failed") }
                     written += n
                 }

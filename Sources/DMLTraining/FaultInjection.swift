@@ -9,12 +9,18 @@ import Foundation
 /// - `perturb`: after step S's update, rank R flips the lowest bit of its first parameter (the replica
 ///   check must catch it);
 /// - `nan`: rank R's share of step S's gradient and loss become NaN (the divergence guard must stop);
-/// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover).
+/// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover);
+/// - `hang`: rank R stops answering as step S begins (sleeps forever, deaf to stop signals), as a stalled
+///   node would (`--collective-timeout` must end the job, naming rank R);
+/// - `preempt`: rank R behaves as if it received SIGTERM as step S begins (the ranks must agree, write a
+///   checkpoint and exit with status 75);
+/// - `writefail`: rank R's checkpoint write after step S fails half-way, as on a full disk (the previous
+///   checkpoint must stay intact and no temporary file remain).
 ///
 /// Steps are 1-based, as in the progress lines and the metrics. Unset, it costs one comparison per step.
 public struct FaultPlan: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
-        case perturb, nan, crash
+        case perturb, nan, crash, hang, preempt, writefail
     }
 
     public struct Fault: Sendable, Equatable {
@@ -72,5 +78,15 @@ public struct FaultPlan: Sendable, Equatable {
         fflush(stdout)
         kill(getpid(), SIGKILL)
         while true { pause() }
+    }
+
+    /// Stops answering for good: sleeps forever with the stop signals blocked, as a stalled node would.
+    func hang() -> Never {
+        fflush(stdout)
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in Preemption.signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        while true { sleep(3600) }
     }
 }

@@ -18,6 +18,9 @@ public struct TrainingConfig: Sendable {
     public var optimizer: OptimizerConfig
     /// The rate of every step; nil is a constant `learningRate`.
     public var schedule: LearningRateSchedule
+    /// Seconds the ranks wait for each other at the start of a step and inside its allreduce before the
+    /// job is ended (`--collective-timeout`); 0 waits forever.
+    public var collectiveTimeout: Double = 60
 
     public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
                 optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
@@ -67,6 +70,10 @@ public final class Trainer {
     public let sampler: BatchSampler
     /// Deliberate faults (tests of the safety nets); empty in normal runs.
     public let faults: FaultPlan
+    /// Watches each gradient allreduce (timeout, signals); nil: unwatched.
+    public var watchdog: CollectiveWatchdog?
+    /// Prints a line on this rank (the gate's notes while it waits); rank 0 and rank 1 only use it.
+    public var say: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
     /// The parameters, one flat buffer laid out by `model.layout`.
     public private(set) var parameters: [Float]
@@ -128,6 +135,8 @@ public final class Trainer {
         let p = model.layout.count
         let number = step + 1  // 1-based, as reported
         if faults.fires(.crash, rank: comm.rank, step: number) { faults.crash() }
+        if faults.fires(.hang, rank: comm.rank, step: number) { faults.hang() }
+        if faults.fires(.preempt, rank: comm.rank, step: number) { Preemption.request(SIGTERM) }
         let rows = sampler.localRows(ofStep: step, in: train.globalRange)
         reduceBuffer.withUnsafeMutableBufferPointer { buf in
             buf.initialize(repeating: 0)
@@ -143,7 +152,10 @@ public final class Trainer {
                 buf[p] = .nan
             }
         }
+        try gate(step: number)
+        watchdog?.arm(step: number)
         try reduceBuffer.withUnsafeMutableBufferPointer { try allreduce.run($0, op: .sum) }
+        watchdog?.arm(step: 0)
         let globalRows = Int(reduceBuffer[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduceBuffer[p]) / Double(globalRows)
@@ -168,6 +180,44 @@ public final class Trainer {
             parameters[0] += 1e-3
         }
         return (meanLoss, globalRows)
+    }
+
+    /// The start of step `number` (1-based), after this rank's gradient is computed: every rank must arrive
+    /// within `collectiveTimeout` (else `CollectiveTimeout`, naming the ranks that did not), and the ranks
+    /// agree on whether any received a stop signal (then every rank throws `Preempted`, before the step's
+    /// update, so the state is that of the last completed step). Cost: one tiny non-blocking allreduce.
+    func gate(step number: Int) throws {
+        let flag = Int64(Preemption.signal)
+        var agreed: Int64
+        if let gate = comm as? StepGate {
+            var noted = false
+            do {
+                agreed = try gate.gate(flag: flag, step: number, timeout: config.collectiveTimeout) { waited, missing in
+                    let sig = Preemption.signal
+                    let reporter = comm.rank == 0 || (comm.rank == 1 && missing == [0])
+                    guard !noted, reporter, sig == SIGTERM || sig == SIGINT, waited > 0.5, !missing.isEmpty else { return }
+                    // mpirun ends a job whose rank died by sending the others SIGTERM, then SIGKILL a second
+                    // later: say now which rank never reached the step.
+                    noted = true
+                    say("dml-train: \(Preemption.name(sig)) received while waiting at the start of step \(number) for "
+                        + "\(rankList(missing)) (last completed step \(number - 1)): \(missing.count == 1 ? "that rank has" : "those ranks have") probably died")
+                }
+            } catch let t as GateTimeout {
+                let first = "collective timeout at the start of step \(number): "
+                if t.reporter {
+                    throw CollectiveTimeout(message: first + "\(rankList(t.missing)) did not answer within \(t.seconds) s "
+                                            + "(--collective-timeout); last completed step \(number - 1)")
+                }
+                // Give the reporting rank time to end the job with its message (signals cut sleeps short).
+                let until = Date().addingTimeInterval(5)
+                while Date() < until { usleep(100_000) }
+                throw CollectiveTimeout(message: first + "no answer within \(t.seconds) s (reported by rank \(comm.rank); "
+                                        + "last completed step \(number - 1))")
+            }
+        } else {
+            agreed = Int64(try comm.allreduced([Double(flag)], op: .max)[0])
+        }
+        if agreed != 0 { throw Preempted(signal: Int32(agreed), step: step) }
     }
 
     /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:

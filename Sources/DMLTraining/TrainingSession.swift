@@ -105,11 +105,13 @@ public final class TrainingSession {
         func saveCheckpoint() throws {
             try trainer.checkParametersFinite()
             let snapshot = trainer.checkpoint(identity: identity)
-            let path = try comm.agreeing { rank0 ? try store!.save(snapshot) : "" }
+            let failAfter = trainer.faults.fires(.writefail, rank: comm.rank, step: trainer.step) ? 100 : nil
+            let path = try comm.agreeing { rank0 ? try store!.save(snapshot, failAfterBytes: failAfter) : "" }
             lastCheckpoint = trainer.step
             if rank0 && printer?.interactive == false { log("checkpoint \(path)") }
         }
 
+        do {
         try trainer.run(report: { r in
             lastSpeed = r.samplesPerSecond
             if rank0 { printer?.report(r) }
@@ -129,6 +131,14 @@ public final class TrainingSession {
             }
             if store != nil && self.options.checkpointEvery > 0 && s % self.options.checkpointEvery == 0 { try saveCheckpoint() }
         })
+        } catch var stop as Preempted {
+            // Every rank stopped at the same step boundary: save it, then let the caller exit (status 75).
+            if let store, trainer.step > 0 {
+                if lastCheckpoint != trainer.step { try saveCheckpoint() }
+                stop.checkpoint = store.path(step: trainer.step)
+            }
+            throw stop
+        }
         let seconds = Date().timeIntervalSince(started)
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }
         try trainer.checkParametersFinite()

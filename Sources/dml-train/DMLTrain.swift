@@ -42,10 +42,18 @@ struct DMLTrain: ParsableCommand {
     @Option(name: .customLong("log-every"), help: "Print progress every N steps (default: about 10 lines per run).")
     var logEvery: Int?
 
+    @Option(name: .customLong("collective-timeout"),
+            help: ArgumentHelp("Seconds the ranks wait for each other at the start of a step and inside its gradient allreduce; on expiry the job ends with a message naming the step and the ranks that did not answer. 0 waits forever.",
+                               discussion: "Only the training steps are watched: start-up, data loading and checkpoint writes are not, so the default can stay short."))
+    var collectiveTimeout: Double = 60
+
     func validate() throws {
         if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
         if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
+        guard collectiveTimeout >= 0 && collectiveTimeout.isFinite else {
+            throw ValidationError("--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))")
+        }
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative (got \(evalEvery))") }
     }
 
@@ -74,9 +82,17 @@ struct DMLTrain: ParsableCommand {
             return 1
         }
         defer { MPICommunicator.finalize() }
+        Preemption.install()
         do {
             try run(comm)
             return 0
+        } catch let stop as Preempted {
+            if comm.rank == 0 { FileHandle.standardError.write("dml-train: \(stop) (exit status \(Preempted.exitStatus))\n") }
+            return Preempted.exitStatus
+        } catch let timeout as CollectiveTimeout {
+            // Some ranks are not answering: no collective can end this politely.
+            FileHandle.standardError.write("dml-train: error: \(timeout.message)\n")
+            comm.abort(code: 1)
         } catch let failure as TrainingFailure {
             // Found alike on every rank (from identical values): rank 0 speaks for all.
             if comm.rank == 0 { FileHandle.standardError.write("dml-train: error: \(failure.message)\n") }
@@ -116,11 +132,21 @@ struct DMLTrain: ParsableCommand {
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
         let algorithm = allreduce.make(for: comm)
+        let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
+                                          say: { FileHandle.standardError.write($0 + "\n") },
+                                          onTimeout: { message in
+                                              FileHandle.standardError.write("dml-train: error: \(message)\n")
+                                              comm.abort(code: 1)
+                                          })
         func makeTrainer(lr: Float) -> Trainer {
             let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
                                         logEvery: logEvery ?? Swift.max(1, totalSteps / 10),
                                         optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps, base: lr))
-            return Trainer(comm: comm, model: model, train: train, config: config, allreduce: algorithm, faults: faults)
+            var withTimeout = config
+            withTimeout.collectiveTimeout = collectiveTimeout
+            let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm, faults: faults)
+            trainer.watchdog = watchdog
+            return trainer
         }
         func makeSession(_ trainer: Trainer) -> TrainingSession {
             var options = SessionOptions(dataDescription: dataDescription, configuration: "")
@@ -139,7 +165,7 @@ struct DMLTrain: ParsableCommand {
                 + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
                 + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
                 + "\neval_every=\(evalEvery)\nlog_every=\(trainer.config.logEvery)\nfaults=\(faults.faults)"
-                + "\nlr_search=\(training.lrSearch ?? "")"
+                + "\nlr_search=\(training.lrSearch ?? "")\ncollective_timeout=\(collectiveTimeout)"
             return TrainingSession(trainer: trainer, test: test, validation: loaded.validation, options: options,
                                    log: { print($0) },
                                    warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
