@@ -22,6 +22,8 @@ struct DMLLaunch: ParsableCommand {
             Exit status: 0 when an attempt succeeds; the last attempt's status when restarts run out; the \
             job's status at once, without a restart, for a usage error (64) or a preemption (\(preemptedStatus)): \
             a restart cannot fix the first, and the scheduler owns the second.
+            SIGTERM and SIGINT are passed on to the job (to mpirun as SIGUSR1, the signal it forwards to \
+            the ranks), so dml-train checkpoints at the next step and exits with 75.
             """)
 
     /// dml-train's exit status after a clean stop on SIGTERM/SIGINT (a checkpoint was written).
@@ -65,6 +67,10 @@ struct DMLLaunch: ParsableCommand {
 
     func run() throws {
         let supervisor = Supervisor()
+        let launcher = np != nil ? mpirun.split(separator: " ").first.map(String.init) ?? "" : command[0]
+        if ["mpirun", "mpiexec", "orterun"].contains(URL(fileURLWithPath: launcher).lastPathComponent) {
+            supervisor.translate = [SIGTERM: SIGUSR1, SIGINT: SIGUSR1]
+        }
         var lastStatus: Int32 = 1
         var lastError: [String] = []
         var delay = backoff

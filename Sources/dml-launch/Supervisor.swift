@@ -8,6 +8,9 @@ import Glibc
 /// supervisor are forwarded to the job (so a preempted job can checkpoint) and stop further restarts.
 final class Supervisor {
     private(set) var interrupted = false
+    /// Signals to send the job instead of the one received: mpirun does not pass SIGTERM/SIGINT on to its
+    /// ranks (it kills them a second later) but forwards SIGUSR1, which dml-train takes as a stop request.
+    var translate: [Int32: Int32] = [:]
     private var child: Process?
     private var signalSources: [DispatchSourceSignal] = []
 
@@ -18,7 +21,7 @@ final class Supervisor {
             source.setEventHandler { [weak self] in
                 guard let self else { return }
                 self.interrupted = true
-                if let c = self.child, c.isRunning { kill(c.processIdentifier, sig) }
+                if let c = self.child, c.isRunning { kill(c.processIdentifier, self.translate[sig] ?? sig) }
             }
             source.resume()
             signalSources.append(source)

@@ -52,6 +52,14 @@ final class DMLLaunchTests: XCTestCase {
         XCTAssertEqual(lines(calls).count, 1)
     }
 
+    func testAPreemptedJobIsNotRestarted() throws {
+        let (script, calls) = try job(failures: 100, status: 75)
+        let r = try MPIRunner.runProcess(MPIRunner.executable("dml-launch"), ["--backoff", "0", "--", script, "--steps", "9"])
+        XCTAssertEqual(r.status, 75)
+        XCTAssertEqual(lines(calls).count, 1)
+        XCTAssertTrue(r.stderr.contains("the job was preempted and checkpointed (status 75); not restarting"), r.stderr)
+    }
+
     func testNpRunsTheCommandUnderTheLauncher() throws {
         try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
         let r = try MPIRunner.runProcess(MPIRunner.executable("dml-launch"),

@@ -1,0 +1,135 @@
+import XCTest
+import DMLTraining
+import DMLTestSupport
+
+/// Dead and stalled ranks, preemption and failed checkpoint writes, with `dml-train` under a real `mpirun`.
+final class FailureIntegrationTests: XCTestCase {
+    let small = ["--synthetic-rows", "600", "--synthetic-features", "24", "--synthetic-classes", "4", "--synthetic-test-rows", "200"]
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
+    }
+
+    func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
+
+    /// Our dml-train processes still alive (none may outlive a job).
+    func leftovers() throws -> String {
+        let r = try MPIRunner.runProcess("pgrep", ["-f", MPIRunner.executable("dml-train")])
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func timed(_ body: () throws -> MPIRunner.Result) rethrows -> (MPIRunner.Result, Double) {
+        let start = Date()
+        let r = try body()
+        return (r, Date().timeIntervalSince(start))
+    }
+
+    func testAStalledRankEndsTheJobNamingTheRankAndTheStep() throws {
+        for (np, rank, reporter) in [(3, 2, "dml-train: error: collective timeout at the start of step 5: rank 2 did not answer within 2.0 s"),
+                                     (2, 0, "dml-train: error: collective timeout at the start of step 5: rank 0 did not answer within 2.0 s")] {
+            let (r, seconds) = try timed {
+                try MPIRunner.run(ranks: np, "dml-train", small + ["--steps", "20", "--collective-timeout", "2"],
+                                  environment: ["DML_FAULT": "hang:rank=\(rank):step=5"], timeout: 30)
+            }
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertLessThan(seconds, 10, "np=\(np): ended in \(seconds) s")
+            XCTAssertTrue(r.stderr.contains(reporter), r.stderr)
+            XCTAssertTrue(r.stderr.contains("last completed step 4"), r.stderr)
+            XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, "one message: \(r.stderr)")
+            XCTAssertEqual(try leftovers(), "", "no process left behind")
+        }
+    }
+
+    func testADeadRankEndsTheJobWithinSecondsNamingTheRankAndTheStep() throws {
+        let (r, seconds) = try timed {
+            try MPIRunner.run(ranks: 3, "dml-train", small + ["--steps", "20"], environment: ["DML_FAULT": "crash:rank=1:step=5"], timeout: 30)
+        }
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(seconds, 10)
+        XCTAssertTrue(r.stderr.contains("waiting at the start of step 5 for rank 1 (last completed step 4)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("process rank 1 with PID"), "mpirun names it too: \(r.stderr)")
+        XCTAssertEqual(try leftovers(), "")
+    }
+
+    func testAPreemptedRunCheckpointsExitsWith75AndResumesExactly() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        let args = small + ["--steps", "30", "--batch-size", "64", "--optimizer", "adam", "--lr", "0.05"]
+        let reference = try MPIRunner.run(ranks: 2, "dml-train", args + ["--output", "\(dir)/ref.safetensors"])
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        let run = args + ["--checkpoint-dir", "\(dir)/ckpt", "--checkpoint-every", "4", "--output", "\(dir)/out.safetensors"]
+        let stopped = try MPIRunner.run(ranks: 2, "dml-train", run, environment: ["DML_FAULT": "preempt:rank=1:step=7"])
+        XCTAssertEqual(stopped.status, Preempted.exitStatus, stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("dml-train: stopped by SIGTERM after step 6; checkpoint \(dir)/ckpt/ckpt-00000006.safetensors written"),
+                      stopped.stderr)
+        XCTAssertEqual(try Checkpoint.decode(bytes("\(dir)/ckpt/ckpt-00000006.safetensors")).step, 6)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/out.safetensors"))
+        let resumed = try MPIRunner.run(ranks: 2, "dml-train", run + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(bytes("\(dir)/out.safetensors") == bytes("\(dir)/ref.safetensors"), "the same bits as the uninterrupted run")
+    }
+
+    /// A real signal to mpirun in the middle of a long run: SIGUSR1 is forwarded to the ranks (mpirun then
+    /// exits 75); SIGTERM makes mpirun signal the ranks itself a second later (it exits 1, the ranks 75).
+    func testSignalsToMpirunCheckpointAndStop() throws {
+        for (sig, status) in [(SIGUSR1, Preempted.exitStatus), (SIGTERM, 1)] {
+            let dir = MPIRunner.temporaryDirectory()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["mpirun", "--oversubscribe", "-np", "2", MPIRunner.executable("dml-train")] + small
+                + ["--steps", "10000000", "--batch-size", "64", "--checkpoint-dir", "\(dir)/ckpt", "--checkpoint-every", "200"]
+            var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { k.hasPrefix($0) } }
+            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            process.environment = env
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let start = Date()
+            while (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt"))?.isEmpty ?? true, Date().timeIntervalSince(start) < 30 {
+                usleep(50_000)
+            }
+            kill(process.processIdentifier, sig)
+            let killer = DispatchWorkItem { if process.isRunning { process.interrupt(); kill(process.processIdentifier, SIGKILL) } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 20, execute: killer)
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            killer.cancel()
+            XCTAssertEqual(process.terminationStatus, status, "signal \(sig): \(stderr)")
+            XCTAssertTrue(stderr.contains("dml-train: stopped by \(Preemption.name(sig)) after step"), stderr)
+            let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt").sorted()
+            let last = try Checkpoint.decode(bytes("\(dir)/ckpt/\(files.last!)"))
+            XCTAssertTrue(stderr.contains("after step \(last.step); checkpoint"), "the newest checkpoint is the stop step: \(files) \(stderr)")
+            XCTAssertEqual(try leftovers(), "")
+        }
+    }
+
+    func testAFailedCheckpointWriteKeepsThePreviousOneIntact() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        let args = small + ["--steps", "20", "--batch-size", "64", "--checkpoint-dir", "\(dir)/ckpt", "--checkpoint-every", "5",
+                            "--output", "\(dir)/never.safetensors"]
+        let r = try MPIRunner.run(ranks: 2, "dml-train", args, environment: ["DML_FAULT": "writefail:rank=0:step=10"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot write \(dir)/ckpt/ckpt-00000010.safetensors: write failed (injected fault)"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt"), ["ckpt-00000005.safetensors"], "no temporary left")
+        XCTAssertEqual(try Checkpoint.decode(bytes("\(dir)/ckpt/ckpt-00000005.safetensors")).step, 5)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/never.safetensors"))
+        // The resume continues from the intact one.
+        let resumed = try MPIRunner.run(ranks: 2, "dml-train", args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resuming from \(dir)/ckpt/ckpt-00000005.safetensors (step 5)"), resumed.stdout)
+    }
+
+    func testAnUnusableCheckpointDirectoryIsReportedBeforeTheFirstStep() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        FileManager.default.createFile(atPath: "\(dir)/file", contents: Data("x".utf8))
+        for (path, expected) in [("\(dir)/file", "cannot create the checkpoint directory"),
+                                 ("\(dir)/file/sub", "cannot create the checkpoint directory")] {
+            let r = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "5", "--checkpoint-dir", path])
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains(expected) && r.stderr.contains(path), r.stderr)
+            XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, r.stderr)
+            XCTAssertFalse(r.stdout.contains("step "), "nothing trained: \(r.stdout)")
+        }
+    }
+}
