@@ -75,8 +75,12 @@ final class NPYFile {
         rows = shape[0]
         columns = shape.count == 2 ? shape[1] : 1
         twoDimensional = shape.count == 2
-        let needed = dataOffset + rows * columns * itemSize
-        guard file.size >= needed else {
+        // Checked arithmetic: a hostile shape must be an error, not an overflow trap.
+        let (cells, o1) = rows.multipliedReportingOverflow(by: columns)
+        let (bytes, o2) = cells.multipliedReportingOverflow(by: itemSize)
+        let (needed, o3) = bytes.addingReportingOverflow(dataOffset)
+        guard rows >= 0, columns >= 0, !o1, !o2, !o3, file.size >= needed else {
+            if o1 || o2 || o3 || rows < 0 || columns < 0 { throw fail("shape \(shape) is not a valid array size") }
             throw fail("the file is truncated: shape \(shape) needs \(needed) bytes, the file has \(file.size)")
         }
     }

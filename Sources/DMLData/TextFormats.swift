@@ -227,6 +227,10 @@ struct LIBSVMParser {
                 guard idx >= 1 else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index 0: LIBSVM indices start at 1")
                 }
+                // idx stops growing at Int32.max, so a longer index would be silently wrong: refuse it.
+                guard idx < Int(Int32.max) else {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index \(word(tokenStart, p)) is too large (at most \(Int32.max - 1))")
+                }
                 guard idx > previous else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) is not above the previous one (\(previous))")
                 }

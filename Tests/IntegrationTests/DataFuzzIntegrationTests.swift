@@ -1,0 +1,104 @@
+import XCTest
+import DMLTestSupport
+
+/// A corpus of malformed inputs and flag values generated here: each must give one error message, a
+/// non-zero exit within 10 s and no output file. Run as singleton jobs (np 1, no mpirun), two at a time.
+final class DataFuzzIntegrationTests: XCTestCase {
+    func testMalformedInputsAndFlagsAreEachOneMessage() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        func write(_ name: String, _ bytes: [UInt8]) -> String {
+            let p = "\(dir)/\(name)"
+            FileManager.default.createFile(atPath: p, contents: Data(bytes))
+            return p
+        }
+        func text(_ name: String, _ s: String) -> String { write(name, Array(s.utf8)) }
+        var rng = SplitMix64(seed: 3)
+        let goodRows = (0..<20).map { "\($0 % 2),\($0).5,\(20 - $0)" }.joined(separator: "\n") + "\n"
+        var cases: [[String]] = []
+        // CSV
+        for (i, s) in ["", "\n\n\n", "label,a,b\n", "0,1,2\n1,2\n", "0,1,2\n1,2,3,4\n", "0,1,x\n1,2,3\n", "0,1,nan\n1,2,3\n",
+                       "0,inf,1\n1,2,3\n", "0,1e999,1\n1,2,3\n", "0.5,1,2\n1,2,3\n", "0,1,2\n0,3,4\n", ",,\n,,\n", "0;1;2\n1;2;3\n",
+                       "0,1,2\n1,\"2\",3\n", "0,--1,2\n1,2,3\n", "0,1..2,3\n1,2,3\n", "0,1,2" + String(repeating: ",7", count: 200_000) + "\n1,2,3\n",
+                       String(repeating: "9", count: 1_000_000) + ",1\n1,2\n", goodRows + "1,2\n"].enumerated() {
+            cases.append(["--data", text("c\(i).csv", s)])
+        }
+        cases.append(["--data", write("utf16.csv", [0xFF, 0xFE] + Array("0,1,2\n1,2,3\n".utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))])
+        cases.append(["--data", write("latin1.csv", Array("0,1,2\n1,".utf8) + [0xE9, 0xE8] + Array(",3\n".utf8))])
+        cases.append(["--data", write("badutf8.csv", [0x30, 0x2C, 0xC3, 0x28, 0x2C, 0x31, 0x0A, 0x31, 0x2C, 0x32, 0x2C, 0x33, 0x0A])])
+        for i in 0..<6 {
+            cases.append(["--data", write("garbage\(i).csv", (0..<(64 << i)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })])
+        }
+        // LIBSVM
+        for (i, s) in ["0 0:1\n1 1:2\n", "0 a:b\n1 1:2\n", "0 1\n1 1:2\n", "0 -3:1\n1 1:2\n", "x 1:1\n1 1:2\n", "0 1:nan\n1 1:2\n",
+                       "0 1:1:1\n1 1:2\n", "0 99999999999999999999:1\n1 1:2\n"].enumerated() {
+            cases.append(["--data", text("s\(i).svm", s)])
+        }
+        // NPY: bad magic, header, dtype, order, shape, truncation
+        func npy(_ header: String, _ payload: Int, major: UInt8 = 1) -> [UInt8] {
+            var h = Array(header.utf8)
+            while (10 + h.count + 1) % 64 != 0 { h.append(0x20) }
+            h.append(0x0A)
+            return [0x93] + Array("NUMPY".utf8) + [major, 0, UInt8(h.count & 0xFF), UInt8(h.count >> 8)] + h + [UInt8](repeating: 0, count: payload)
+        }
+        let npys: [[UInt8]] = [
+            Array("not numpy at all".utf8), [0x93, 0x4E, 0x55],
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 10),
+            npy("{'descr': '<c8', 'fortran_order': False, 'shape': (4, 3), }", 96),
+            npy("{'descr': '<f4', 'fortran_order': True, 'shape': (4, 3), }", 48),
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3, 2), }", 96),
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 4),
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-4, 3), }", 48),
+            npy("{'descr': 'f4' 'shape': (4, 3)", 48),
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 48, major: 9),
+            Array(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 0).prefix(20)),
+            npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", 48),
+        ]
+        for (i, b) in npys.enumerated() { cases.append(["--data", write("n\(i).npy", b)]) }
+        // Nonsense flag values.
+        let good = text("good.csv", goodRows)
+        for flags in [["--epochs", "-1"], ["--lr", "nan"], ["--lr", "abc"], ["--lr", "-1"], ["--batch-size", "0"], ["--batch-size", "lots"],
+                      ["--steps", "0"], ["--hidden", "0"], ["--activation", "sine"], ["--optimizer", "magic"], ["--allreduce", "telepathy"],
+                      ["--collective-timeout", "-1"], ["--checkpoint-every", "-3"], ["--label-column", "99"], ["--features", "-2"],
+                      ["--validation-fraction", "1.5"], ["--delimiter", "tab"], ["--format", "xlsx"], ["--model", "transformer"],
+                      ["--lr-search", ""], ["--seed", "-1"], ["--momentum", "2"], ["--warmup", "-5"], ["--output", dir],
+                      ["--test-data", "\(dir)/absent.csv"], ["--resume"], ["--no-such-flag"]] {
+            cases.append(["--data", good] + flags)
+        }
+        XCTAssertGreaterThanOrEqual(cases.count, 50)
+        let results = UnsafeMutableBufferPointer<(MPIRunner.Result, Double)?>.allocate(capacity: cases.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: (cases.count + 1) / 2) { pair in
+            for j in [2 * pair, 2 * pair + 1] where j < cases.count {
+                let start = Date()
+                let out = "\(dir)/never-\(j).safetensors"
+                let args = cases[j].contains("--output") ? cases[j] : cases[j] + ["--output", out]
+                if let r = try? MPIRunner.runProcess(MPIRunner.executable("dml-train"), args + ["--epochs", "1"].filter { _ in !cases[j].contains("--epochs") && !cases[j].contains("--steps") }, timeout: 20) {
+                    results[j] = (r, Date().timeIntervalSince(start))
+                }
+            }
+        }
+        for (j, c) in cases.enumerated() {
+            guard let (r, seconds) = results[j] else { XCTFail("\(c): could not run"); continue }
+            let messages = r.stderr.split(separator: "\n").filter { $0.hasPrefix("dml-train: error") || $0.hasPrefix("Error:") }
+            XCTAssertNotEqual(r.status, 0, "\(c)")
+            XCTAssertEqual(messages.count, 1, "\(c): \(r.stderr)")
+            XCTAssertLessThan(seconds, 10, "\(c)")
+            XCTAssertFalse(r.stdout.contains("step "), "\(c): nothing trained")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/never-\(j).safetensors"), "\(c): no output")
+        }
+        print("data fuzz: \(cases.count) malformed inputs and flags")
+    }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+}
