@@ -12,9 +12,10 @@ final class FailureIntegrationTests: XCTestCase {
 
     func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
 
-    /// Our dml-train processes still alive (none may outlive a job).
-    func leftovers() throws -> String {
-        let r = try MPIRunner.runProcess("pgrep", ["-f", MPIRunner.executable("dml-train")])
+    /// This test's dml-train processes still alive (none may outlive a job); `marker` is an argument only
+    /// this test's job has (other jobs may run the same binary meanwhile).
+    func leftovers(_ marker: String) throws -> String {
+        let r = try MPIRunner.runProcess("pgrep", ["-f", MPIRunner.executable("dml-train") + " .*" + marker])
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -25,10 +26,11 @@ final class FailureIntegrationTests: XCTestCase {
     }
 
     func testAStalledRankEndsTheJobNamingTheRankAndTheStep() throws {
+        let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
         for (np, rank, reporter) in [(3, 2, "dml-train: error: collective timeout at the start of step 5: rank 2 did not answer within 2.0 s"),
                                      (2, 0, "dml-train: error: collective timeout at the start of step 5: rank 0 did not answer within 2.0 s")] {
             let (r, seconds) = try timed {
-                try MPIRunner.run(ranks: np, "dml-train", small + ["--steps", "20", "--collective-timeout", "2"],
+                try MPIRunner.run(ranks: np, "dml-train", small + ["--steps", "20", "--collective-timeout", "2", "--metrics", marker],
                                   environment: ["DML_FAULT": "hang:rank=\(rank):step=5"], timeout: 30)
             }
             XCTAssertNotEqual(r.status, 0)
@@ -36,19 +38,20 @@ final class FailureIntegrationTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(reporter), r.stderr)
             XCTAssertTrue(r.stderr.contains("last completed step 4"), r.stderr)
             XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, "one message: \(r.stderr)")
-            XCTAssertEqual(try leftovers(), "", "no process left behind")
+            XCTAssertEqual(try leftovers(marker), "", "no process left behind")
         }
     }
 
     func testADeadRankEndsTheJobWithinSecondsNamingTheRankAndTheStep() throws {
+        let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
         let (r, seconds) = try timed {
-            try MPIRunner.run(ranks: 3, "dml-train", small + ["--steps", "20"], environment: ["DML_FAULT": "crash:rank=1:step=5"], timeout: 30)
+            try MPIRunner.run(ranks: 3, "dml-train", small + ["--steps", "20", "--metrics", marker], environment: ["DML_FAULT": "crash:rank=1:step=5"], timeout: 30)
         }
         XCTAssertNotEqual(r.status, 0)
         XCTAssertLessThan(seconds, 10)
         XCTAssertTrue(r.stderr.contains("waiting at the start of step 5 for rank 1 (last completed step 4)"), r.stderr)
         XCTAssertTrue(r.stderr.contains("process rank 1 with PID"), "mpirun names it too: \(r.stderr)")
-        XCTAssertEqual(try leftovers(), "")
+        XCTAssertEqual(try leftovers(marker), "")
     }
 
     func testAPreemptedRunCheckpointsExitsWith75AndResumesExactly() throws {
@@ -99,7 +102,7 @@ final class FailureIntegrationTests: XCTestCase {
             let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt").sorted()
             let last = try Checkpoint.decode(bytes("\(dir)/ckpt/\(files.last!)"))
             XCTAssertTrue(stderr.contains("after step \(last.step); checkpoint"), "the newest checkpoint is the stop step: \(files) \(stderr)")
-            XCTAssertEqual(try leftovers(), "")
+            XCTAssertEqual(try leftovers(dir), "")
         }
     }
 
