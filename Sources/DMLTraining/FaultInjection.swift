@@ -10,7 +10,8 @@ import Foundation
 ///   check must catch it);
 /// - `nan`: rank R's share of step S's gradient and loss become NaN (the divergence guard must stop);
 /// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover);
-/// - `hang`: rank R stops answering as step S begins (sleeps forever, deaf to stop signals), as a stalled
+/// - `hang`: rank R stops answering as step S begins (S = the last step + 1: in the final evaluation and
+///   output) (sleeps forever, deaf to stop signals), as a stalled
 ///   node would (`--collective-timeout` must end the job, naming rank R);
 /// - `preempt`: rank R behaves as if it received SIGTERM as step S begins (the ranks must agree, write a
 ///   checkpoint and exit with status 75);

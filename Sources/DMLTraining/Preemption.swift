@@ -75,6 +75,8 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     private let lock = NSLock()
     private var armedStep = 0
     private var armedAt: UInt64 = 0
+    /// Set while the end of the job is watched (see `armEnd`): what is being waited for, and for how long.
+    private var endPhase: (what: String, timeout: Double)?
     private var reportedSignal = false
     private let timeout: Double
     private let rank: Int
@@ -100,13 +102,36 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Watches the end of the job (`what`: the final checks, evaluation, output and MPI finalize after
+    /// `lastStep`), which has collectives too: a rank stopped there must not hang the job either. `timeout`
+    /// covers the work, not only the waiting, so the caller gives it room for a full evaluation.
+    public func armEnd(lastStep: Int, what: String, timeout: Double) {
+        lock.lock()
+        armedStep = lastStep + 1
+        armedAt = DispatchTime.now().uptimeNanoseconds
+        endPhase = (what, timeout)
+        lock.unlock()
+    }
+
     private func loop() {
         while true {
             usleep(100_000)
             lock.lock()
-            let step = armedStep, since = armedAt
+            let step = armedStep, since = armedAt, end = endPhase
             lock.unlock()
             guard step > 0 else { continue }
+            if let end {
+                guard self.timeout > 0 else { continue }
+                let waited = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
+                guard waited > end.timeout else { continue }
+                if rank != 0 {
+                    let until = Date().addingTimeInterval(5)
+                    while Date() < until { usleep(100_000) }
+                }
+                onTimeout("collective timeout: \(end.what) after the last step (\(step - 1)) did not finish within "
+                          + "\(String(format: "%.0f", end.timeout)) s (--collective-timeout plus room for the final evaluation): "
+                          + "a rank stopped answering (reported by rank \(rank))")
+            }
             let waited = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
             if Preemption.signal != 0 && !reportedSignal && waited > 0.5 && rank == 0 {
                 reportedSignal = true

@@ -140,6 +140,14 @@ public final class TrainingSession {
             throw stop
         }
         let seconds = Date().timeIntervalSince(started)
+        // From here to the end of the process (replica check, evaluation, checkpoint, output, MPI finalize)
+        // there are collectives outside the step gate: watch them too. An evaluation pass costs about a
+        // third of an epoch, so twice the measured epoch time is room enough on a healthy job.
+        let epochs = max(1.0, Double(trainer.step - firstStep) / Double(max(1, stepsPerEpoch)))
+        trainer.watchdog?.armEnd(lastStep: trainer.step, what: "the final replica check, evaluation, checkpoint and output",
+                                 timeout: trainer.config.collectiveTimeout + 2 * seconds / epochs)
+        // DML_FAULT=hang at the step after the last: a rank that stalls in the final phase.
+        if trainer.faults.fires(.hang, rank: comm.rank, step: trainer.step + 1) { trainer.faults.hang() }
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }
         try trainer.checkParametersFinite()
         if store != nil && lastCheckpoint != trainer.step { try saveCheckpoint() }

@@ -42,6 +42,19 @@ final class FailureIntegrationTests: XCTestCase {
         }
     }
 
+    func testARankStalledAfterTheLastStepStillEndsTheJob() throws {
+        let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
+        let (r, seconds) = try timed {
+            try MPIRunner.run(ranks: 3, "dml-train", small + ["--steps", "20", "--collective-timeout", "2", "--metrics", marker],
+                              environment: ["DML_FAULT": "hang:rank=1:step=21"], timeout: 30)
+        }
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(seconds, 12, "ended in \(seconds) s")
+        XCTAssertTrue(r.stderr.contains("the final replica check, evaluation, checkpoint and output after the last step (20) did not finish"), r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, "one message: \(r.stderr)")
+        XCTAssertEqual(try leftovers(marker), "", "no process left behind")
+    }
+
     func testADeadRankEndsTheJobWithinSecondsNamingTheRankAndTheStep() throws {
         let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
         let (r, seconds) = try timed {
