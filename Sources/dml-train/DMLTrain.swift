@@ -47,6 +47,7 @@ struct DMLTrain: ParsableCommand {
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
         if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative (got \(evalEvery))") }
+        if data.partition == .features, let conflict = featurePartitionConflicts() { throw ValidationError(conflict) }
     }
 
     /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
@@ -101,6 +102,7 @@ struct DMLTrain: ParsableCommand {
         if let path = output {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
+        if data.partition == .features { return try runFeaturePartitioned(comm) }
         let seed = training.seed
         var data = self.data
         if training.lrCandidates != nil && data.validationFraction == 0 {
