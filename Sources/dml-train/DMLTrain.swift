@@ -55,6 +55,7 @@ struct DMLTrain: ParsableCommand {
             throw ValidationError("--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))")
         }
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative (got \(evalEvery))") }
+        if data.partition == .features, let conflict = featurePartitionConflicts() { throw ValidationError(conflict) }
     }
 
     /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
@@ -117,6 +118,7 @@ struct DMLTrain: ParsableCommand {
         if let path = output {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
+        if data.partition == .features { return try runFeaturePartitioned(comm) }
         let seed = training.seed
         var data = self.data
         if training.lrCandidates != nil && data.validationFraction == 0 {

@@ -43,6 +43,11 @@ struct DataOptions: ParsableArguments {
             help: "Hold out this fraction of the training rows (chosen by row index and seed, the same for any rank count).")
     var validationFraction: Double = 0
 
+    @Option(help: "How the data is split across ranks: rows (each rank a share of the rows, all features) or features (each rank every row and a share of the feature columns, with the matching weights; linear, logistic and softmax only).")
+    var partition: Partition = .rows
+
+    enum Partition: String, ExpressibleByArgument, CaseIterable { case rows, features }
+
     @Option(name: .customLong("synthetic-rows"), help: "Training rows of the synthetic task.")
     var syntheticRows: Int = 16384
 
@@ -82,6 +87,36 @@ struct DataOptions: ParsableArguments {
         var loaded = try data == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
         try loaded.prepare(validationFraction: validationFraction, standardize: standardize, seed: seed, comm: comm)
         return loaded
+    }
+
+    /// Feature partitioning: every row of every split, this rank's share of the feature columns (a
+    /// `ShardPlan` of the columns). The synthetic classification task generates only those columns; other
+    /// data is loaded whole on each rank (a one-rank communicator, so parsing is not shared) and cut down
+    /// to the columns, so after loading a rank holds `rows × features / p` values. Collective.
+    func loadColumns(comm: Communicator, seed: UInt64) throws -> (data: LoadedData, columns: Range<Int>) {
+        let features = data == nil ? syntheticFeatures : nil
+        if let d = features {
+            try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features (--synthetic-features): with --partition features every rank needs at least one column" : nil)
+        }
+        if data == nil && task == .classification && validationFraction == 0 && !standardize {
+            let columns = ShardPlan(rows: syntheticFeatures, ranks: comm.size).range(of: comm.rank)
+            let generator = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
+            let train = generator.columnSlice(rows: syntheticRows, columns: columns, testSplit: false)
+            let test = syntheticTestRows > 0 ? generator.columnSlice(rows: syntheticTestRows, columns: columns, testSplit: true) : nil
+            return (LoadedData(train: train, test: test,
+                               description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)"),
+                    columns)
+        }
+        var whole = try comm.agreeing {
+            try LocalCommunicator.run(size: 1) { local in try self.load(comm: local, seed: seed) }[0]
+        }
+        let d = whole.train.features
+        try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(data ?? "the data"): with --partition features every rank needs at least one column" : nil)
+        let columns = ShardPlan(rows: d, ranks: comm.size).range(of: comm.rank)
+        whole.train = whole.train.columns(columns)
+        whole.validation = whole.validation.map { $0.columns(columns) }
+        whole.test = whole.test.map { $0.columns(columns) }
+        return (whole, columns)
     }
 
     private func files(comm: Communicator) throws -> LoadedData {

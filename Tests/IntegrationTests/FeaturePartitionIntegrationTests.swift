@@ -1,0 +1,68 @@
+import XCTest
+import DMLTraining
+import DMLTestSupport
+
+/// `dml-train --partition features` under mpirun: the model it writes equals the row-partitioned one up to
+/// float rounding, for a rank count that does not divide the features, on the synthetic task and on a CSV
+/// file with standardisation and a validation split; unsupported combinations are one message.
+final class FeaturePartitionIntegrationTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
+    }
+
+    func outputs(_ args: [String], rowsNp: Int = 2, featuresNp: Int = 3) throws -> (rows: Safetensors.File, features: Safetensors.File, stdout: String) {
+        let dir = MPIRunner.temporaryDirectory()
+        let r = try MPIRunner.run(ranks: rowsNp, "dml-train", args + ["--output", dir + "/rows.safetensors"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let f = try MPIRunner.run(ranks: featuresNp, "dml-train", args + ["--partition", "features", "--output", dir + "/features.safetensors"])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        return (try Safetensors.read(path: dir + "/rows.safetensors"), try Safetensors.read(path: dir + "/features.safetensors"), f.stdout)
+    }
+
+    func assertClose(_ a: Safetensors.File, _ b: Safetensors.File, _ what: String) throws {
+        XCTAssertEqual(Set(a.entries.keys), Set(b.entries.keys), what)
+        for (name, entry) in a.entries {
+            XCTAssertEqual(entry.shape, b.entries[name]?.shape, what)
+            let x = try a.floats(name), y = try b.floats(name)
+            XCTAssertTrue(x.contains { $0 != 0 }, "trained: \(what) \(name)")
+            XCTAssertEqual(x.count, y.count, what)
+            let worst = zip(x, y).map { abs(Double($0) - Double($1)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5, "\(what) \(name)")
+        }
+    }
+
+    func testSyntheticSoftmaxAndLinearEqualRowPartitioned() throws {
+        let base = ["--synthetic-rows", "700", "--synthetic-features", "23", "--synthetic-test-rows", "100", "--epochs", "2",
+                    "--batch-size", "64", "--weight-decay", "0.001"]
+        let softmax = try outputs(base + ["--synthetic-classes", "4", "--optimizer", "momentum"])
+        try assertClose(softmax.rows, softmax.features, "softmax")
+        XCTAssertTrue(softmax.stdout.contains("3 ranks partitioned by features (7–8 columns each)"), softmax.stdout)
+        XCTAssertEqual(softmax.features.metadata["partition"], "features")
+        let linear = try outputs(base + ["--model", "linear", "--task", "regression", "--lr", "0.05"], featuresNp: 2)
+        try assertClose(linear.rows, linear.features, "linear")
+    }
+
+    func testCSVWithStandardisationAndValidationEqualsRowPartitioned() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        var csv = "label,a,b,c,d,e\n"
+        for i in 0..<300 {
+            let v = (0..<5).map { j in Double((i * 7 + j * 13) % 17) - 8 + Double(j) }
+            csv += "\((v[0] + v[2] - v[4]) > 0 ? 1 : 0)," + v.map { String($0) }.joined(separator: ",") + "\n"
+        }
+        try csv.write(toFile: dir + "/d.csv", atomically: true, encoding: .utf8)
+        let r = try outputs(["--data", dir + "/d.csv", "--model", "logistic", "--standardize", "--validation-fraction", "0.2",
+                             "--epochs", "3", "--batch-size", "32", "--lr", "0.5"])
+        try assertClose(r.rows, r.features, "logistic csv")
+        XCTAssertNotNil(r.features.metadata["standardize_mean"])
+        XCTAssertTrue(r.stdout.contains("; validation loss"), r.stdout)
+    }
+
+    func testUnsupportedCombinationsAreOneMessage() throws {
+        let mlp = try MPIRunner.run(ranks: 1, "dml-train", ["--partition", "features", "--model", "mlp"])
+        XCTAssertEqual(mlp.status, 64)
+        XCTAssertTrue(mlp.stderr.contains("--partition features trains linear, logistic and softmax models"), mlp.stderr)
+        let wide = try MPIRunner.run(ranks: 3, "dml-train", ["--partition", "features", "--synthetic-features", "2", "--steps", "1"])
+        XCTAssertNotEqual(wide.status, 0)
+        XCTAssertEqual(wide.stderr.components(separatedBy: "3 ranks but only 2 features").count - 1, 1, wide.stderr)
+    }
+}
