@@ -42,6 +42,12 @@ extension DMLTrain {
                                     optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps))
         let trainer = FeaturePartitionedTrainer(comm: comm, slice: slice, train: train, config: config,
                                                 allreduce: allreduce.make(for: comm))
+        trainer.watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
+                                              say: { FileHandle.standardError.write($0 + "\n") },
+                                              onTimeout: { message in
+                                                  FileHandle.standardError.write("dml-train: error: \(message)\n")
+                                                  comm.abort(code: 1)
+                                              })
         if comm.rank == 0 {
             let d = Int(features), p = comm.size
             let widths = d % p == 0 ? "\(d / p)" : "\(d / p)–\(d / p + 1)"
@@ -54,6 +60,8 @@ extension DMLTrain {
         let started = Date()
         try trainer.run { r in if comm.rank == 0 { printer.report(r) } }
         let seconds = Date().timeIntervalSince(started)
+        trainer.watchdog?.armEnd(lastStep: trainer.step, what: "the final evaluation and output",
+                                 timeout: collectiveTimeout + 2 * seconds / Swift.max(1, Double(totalSteps) / Double(stepsPerEpoch)))
 
         let trainEval = try trainer.evaluate(train)
         let validationEval = try loaded.validation.map { try trainer.evaluate($0) }
