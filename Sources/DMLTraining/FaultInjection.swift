@@ -16,12 +16,14 @@ import Foundation
 /// - `preempt`: rank R behaves as if it received SIGTERM as step S begins (the ranks must agree, write a
 ///   checkpoint and exit with status 75);
 /// - `writefail`: rank R's checkpoint write after step S fails half-way, as on a full disk (the previous
-///   checkpoint must stay intact and no temporary file remain).
+///   checkpoint must stay intact and no temporary file remain);
+/// - `slow`: rank R spends 20 ms more on its gradient at every step from S on, as a straggler would (the
+///   timeline must name it).
 ///
 /// Steps are 1-based, as in the progress lines and the metrics. Unset, it costs one comparison per step.
 public struct FaultPlan: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
-        case perturb, nan, crash, hang, preempt, writefail
+        case perturb, nan, crash, hang, preempt, writefail, slow
     }
 
     public struct Fault: Sendable, Equatable {
@@ -73,6 +75,15 @@ public struct FaultPlan: Sendable, Equatable {
     public func fires(_ kind: Kind, rank: Int, step: Int) -> Bool {
         !faults.isEmpty && faults.contains { $0.kind == kind && $0.rank == rank && $0.step == step }
     }
+
+    /// True when `rank` is a planned straggler at step `step` (a `slow` fault at this or an earlier step).
+    @inline(__always)
+    public func slows(rank: Int, step: Int) -> Bool {
+        !faults.isEmpty && faults.contains { $0.kind == .slow && $0.rank == rank && $0.step <= step }
+    }
+
+    /// The extra time a straggler spends per step.
+    static let straggling: useconds_t = 20_000
 
     /// Kills this process as `kill -9` would: no cleanup, no MPI_Finalize.
     func crash() -> Never {

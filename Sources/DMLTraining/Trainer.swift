@@ -72,6 +72,8 @@ public final class Trainer {
     public let faults: FaultPlan
     /// Watches each gradient allreduce (timeout, signals); nil: unwatched.
     public var watchdog: CollectiveWatchdog?
+    /// Records where each step's time goes (`--timeline`); nil records nothing.
+    public var timeline: Timeline?
     /// Prints a line on this rank (the gate's notes while it waits); rank 0 and rank 1 only use it.
     public var say: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
@@ -137,11 +139,13 @@ public final class Trainer {
         if faults.fires(.crash, rank: comm.rank, step: number) { faults.crash() }
         if faults.fires(.hang, rank: comm.rank, step: number) { faults.hang() }
         if faults.fires(.preempt, rank: comm.rank, step: number) { Preemption.request(SIGTERM) }
+        var mark = timeline?.now() ?? 0
         let rows = sampler.localRows(ofStep: step, in: train.globalRange)
         reduceBuffer.withUnsafeMutableBufferPointer { buf in
             buf.initialize(repeating: 0)
             let loss = withBatch(rows) { batch in
-                parameters.withUnsafeBufferPointer { w in
+                if let t = timeline { mark = t.record("data", step: number, since: mark) }
+                return parameters.withUnsafeBufferPointer { w in
                     model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: buf.baseAddress!)
                 }
             }
@@ -152,10 +156,14 @@ public final class Trainer {
                 buf[p] = .nan
             }
         }
+        if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.straggling) }
+        if let t = timeline { mark = t.record("compute", step: number, since: mark) }
         try gate(step: number)
+        if let t = timeline { mark = t.record("wait", step: number, since: mark) }
         watchdog?.arm(step: number)
         try reduceBuffer.withUnsafeMutableBufferPointer { try allreduce.run($0, op: .sum) }
         watchdog?.arm(step: 0)
+        if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
         let globalRows = Int(reduceBuffer[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduceBuffer[p]) / Double(globalRows)
@@ -173,6 +181,7 @@ public final class Trainer {
                 optimizer.step(parameters: w.baseAddress!, gradient: g.baseAddress!, t: number, learningRate: lr)
             }
         }
+        timeline?.record("update", step: number, since: mark)
         step += 1
         lastLoss = meanLoss
         if faults.fires(.perturb, rank: comm.rank, step: number) {
@@ -238,6 +247,8 @@ public final class Trainer {
     /// Throws `TrainingFailure` on every rank, naming the ranks that differ. Cost: one checksum pass over
     /// the parameters and state, one allreduce of `size` Int64.
     public func verifyReplicas() throws {
+        let started = timeline?.now()
+        defer { if let t = timeline, let started { t.record("verify", step: step, since: started) } }
         let (differing, all) = try comm.ranksDiffering(in: stateChecksum)
         guard !differing.isEmpty else { return }
         let good = all.indices.first { !differing.contains($0) }!
@@ -308,6 +319,8 @@ public final class Trainer {
     /// Mean loss (and accuracy, for a classifier) of the current parameters over `data`, all ranks'
     /// shards together. Collective.
     public func evaluate(_ data: Dataset) throws -> Evaluation {
+        let started = timeline?.now()
+        defer { if let t = timeline, let started { t.record("evaluate", step: step, since: started) } }
         let sums = parameters.withUnsafeBufferPointer { w in
             data.x.withUnsafeBufferPointer { x in
                 data.y.withUnsafeBufferPointer { y in

@@ -103,6 +103,8 @@ public final class TrainingSession {
         let firstStep = trainer.step
 
         func saveCheckpoint() throws {
+            let started = trainer.timeline?.now()
+            defer { if let t = trainer.timeline, let started { t.record("checkpoint", step: trainer.step, since: started) } }
             try trainer.checkParametersFinite()
             let snapshot = trainer.checkpoint(identity: identity)
             let failAfter = trainer.faults.fires(.writefail, rank: comm.rank, step: trainer.step) ? 100 : nil

@@ -36,6 +36,9 @@ struct DMLTrain: ParsableCommand {
     @Option(help: "Append metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line.")
     var metrics: String?
 
+    @Option(help: "Write a Chrome trace of every rank's steps (data, compute, wait, allreduce, update, evaluate, checkpoint) to this file (rank 0; open in Perfetto or chrome://tracing), and print which rank is slowest.")
+    var timeline: String?
+
     @Option(name: .customLong("eval-every"), help: "Evaluate on the test set every N epochs (and at the end); 0: only at the end.")
     var evalEvery: Int = 1
 
@@ -51,6 +54,7 @@ struct DMLTrain: ParsableCommand {
         if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
         if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
+        if let t = timeline, t.isEmpty { throw ValidationError("--timeline must name a file") }
         guard collectiveTimeout >= 0 && collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))")
         }
@@ -115,7 +119,7 @@ struct DMLTrain: ParsableCommand {
     func run(_ comm: MPICommunicator) throws {
         // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
         let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
-        if let path = output {
+        for path in [output, timeline].compactMap({ $0 }) {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
         if data.partition == .features { return try runFeaturePartitioned(comm) }
@@ -188,6 +192,11 @@ struct DMLTrain: ParsableCommand {
             session = makeSession(trainer)
             if comm.rank == 0 { print("training the final model with lr \(trainer.config.schedule.description)") }
         }
+        let recorder = timeline == nil ? nil : Timeline()
+        if let recorder {
+            try recorder.synchronize(comm)
+            trainer.timeline = recorder
+        }
         let result = try session.run(progress: ProgressPrinter())
 
         if comm.rank == 0 {
@@ -209,6 +218,11 @@ struct DMLTrain: ParsableCommand {
                 try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
             }
             if comm.rank == 0 { print("wrote \(path)") }
+        }
+        if let recorder, let path = timeline {
+            let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, trainer.step - (result.resumedFrom?.step ?? 0)))
+            try recorder.write(to: path, comm: comm)
+            if comm.rank == 0 { print(summary); print("wrote \(path)") }
         }
     }
 }

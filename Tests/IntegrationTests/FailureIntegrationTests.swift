@@ -149,3 +149,24 @@ final class FailureIntegrationTests: XCTestCase {
         }
     }
 }
+
+/// `--timeline` under mpirun finds a straggler: rank 2 made 20 ms slower per step (`DML_FAULT=slow`) is named
+/// as the slowest rank, and in the trace the other ranks wait for it.
+final class TimelineIntegrationTests: XCTestCase {
+    func testTheTimelineNamesTheSlowRank() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
+        let path = MPIRunner.temporaryDirectory() + "/trace.json"
+        let r = try MPIRunner.run(ranks: 3, "dml-train", ["--synthetic-rows", "600", "--synthetic-features", "16", "--steps", "12",
+                                                         "--batch-size", "60", "--timeline", path],
+                                  environment: ["DML_FAULT": "slow:rank=2:step=1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("slowest rank 2 at"), r.stdout)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        let spans = (json["traceEvents"] as! [[String: Any]]).filter { $0["ph"] as? String == "X" }
+        func total(_ name: String, _ rank: Int) -> Double {
+            spans.filter { $0["name"] as? String == name && $0["pid"] as? Int == rank }.map { $0["dur"] as! Double }.reduce(0, +)
+        }
+        XCTAssertGreaterThan(total("compute", 2), 12 * 20_000, "rank 2 computes 20 ms more per step (µs)")
+        XCTAssertGreaterThan(total("wait", 0), total("wait", 2) + 100_000, "rank 0 waits for rank 2")
+    }
+}
