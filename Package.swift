@@ -19,6 +19,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dml-train", targets: ["dml-train"]),
+        .executable(name: "dml-bench", targets: ["dml-bench"]),
         .library(name: "DMLTraining", targets: ["DMLTraining"]),
     ],
     dependencies: [
@@ -37,6 +38,10 @@ let package = Package(
             "DMLTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
+        .executableTarget(name: "dml-bench", dependencies: [
+            "DMLTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),

@@ -175,6 +175,19 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Waitall(Int32(waitScratch.count), &waitScratch, cmpi_statuses_ignore()), "MPI_Waitall")
     }
 
+    /// How many ranks of this communicator share this rank's node, and this rank's index among them.
+    /// Collective.
+    public func nodeLayout() throws -> (ranksOnNode: Int, nodeRank: Int) {
+        var node: MPI_Comm? = nil
+        try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+                       "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
+        defer { MPI_Comm_free(&node) }
+        var s: Int32 = 0, r: Int32 = 0
+        try Self.check(MPI_Comm_size(node, &s), "MPI_Comm_size")
+        try Self.check(MPI_Comm_rank(node, &r), "MPI_Comm_rank")
+        return (Int(s), Int(r))
+    }
+
     /// `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`; if that gives every rank of this communicator, an MPI-3
     /// shared window (`MPI_Win_allocate_shared`, one part per rank, placed near its owner).
     public func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow? {
