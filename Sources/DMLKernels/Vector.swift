@@ -7,13 +7,13 @@
 public enum Vector {
     public typealias V = SIMD8<Float>
 
-    @usableFromInline @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> V {
+    @inlinable @inline(__always)
+    public static func load(_ p: UnsafePointer<Float>) -> V {
         UnsafeRawPointer(p).loadUnaligned(as: V.self)
     }
 
-    @usableFromInline @inline(__always)
-    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+    @inlinable @inline(__always)
+    public static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
     }
 

@@ -46,6 +46,9 @@ struct AllreduceBenchmark: ParsableCommand {
     @Option(help: "Write the results as CSV (algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps) to this file (rank 0, atomically).")
     var csv: String?
 
+    /// The CSV columns (DESIGN.md's command-line contract).
+    static let csvHeader = ["algorithm", "np", "bytes", "time_us", "algbw_GBps", "busbw_GBps"]
+
     enum ElementType: String, ExpressibleByArgument, CaseIterable {
         case float, double
         var bytes: Int { self == .float ? 4 : 8 }
@@ -186,11 +189,11 @@ struct AllreduceBenchmark: ParsableCommand {
         if let path = csv {
             try comm.agreeing {
                 guard comm.rank == 0 else { return }
-                var text = "algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps\n"
-                for pt in points {
-                    text += String(format: "%@,%d,%d,%.3f,%.4f,%.4f\n", pt.kind.rawValue, p, pt.bytes, pt.seconds * 1e6, pt.algbw, pt.busbw(ranks: p))
+                let rows = points.map { pt in
+                    [pt.kind.rawValue, String(p), String(pt.bytes), String(format: "%.3f", pt.seconds * 1e6),
+                     String(format: "%.4f", pt.algbw), String(format: "%.4f", pt.busbw(ranks: p))]
                 }
-                try AtomicFile.write(Array(text.utf8), to: path)
+                try BenchOutput.writeCSV(header: Self.csvHeader, rows: rows, to: path)
             }
             if comm.rank == 0 { print("# wrote \(path)") }
         }
@@ -234,8 +237,7 @@ struct AllreduceBenchmark: ParsableCommand {
             times[k] = try one()
         }
         times = try comm.allreduced(times, op: .max)
-        times.sort()
-        return n % 2 == 1 ? times[n / 2] : (times[n / 2 - 1] + times[n / 2]) / 2
+        return BenchOutput.median(times)
     }
 
     func resetData<T: ReducibleScalar>(_ slice: UnsafeMutableBufferPointer<T>, _ rank: Int) {
@@ -273,11 +275,11 @@ struct AllreduceBenchmark: ParsableCommand {
 
     func printHeader(_ kinds: [AllreduceKind]) {
         var top = "#" + String(repeating: " ", count: 28)
-        var sub = "#" + pad("size", 9) + pad("count", 12) + pad("type", 7)
+        var sub = "#" + BenchOutput.pad("size", 9) + BenchOutput.pad("count", 12) + BenchOutput.pad("type", 7)
         for k in kinds {
             let w = k == .mpi ? 26 : (check ? 40 : 33)
-            top += "|" + center(k.rawValue, w)
-            sub += "|" + pad("time_us", 11) + pad("algbw", 7) + pad("busbw", 7) + (k == .mpi ? "" : pad("x mpi", 7)) + (check ? pad("#wrong", 7) : "") + " "
+            top += "|" + BenchOutput.center(k.rawValue, w)
+            sub += "|" + BenchOutput.pad("time_us", 11) + BenchOutput.pad("algbw", 7) + BenchOutput.pad("busbw", 7) + (k == .mpi ? "" : BenchOutput.pad("x mpi", 7)) + (check ? BenchOutput.pad("#wrong", 7) : "") + " "
             if k == .mpi && check { top += String(repeating: " ", count: 7); }
         }
         print(top)
@@ -286,12 +288,12 @@ struct AllreduceBenchmark: ParsableCommand {
 
     func printRow(_ row: [Point], count: Int, ranks p: Int) {
         let mpi = row.first { $0.kind == .mpi }!.busbw(ranks: p)
-        var line = " " + pad(ByteCount.format(row[0].bytes), 9) + pad(String(count), 12) + pad(type.rawValue, 7)
+        var line = " " + BenchOutput.pad(ByteCount.format(row[0].bytes), 9) + BenchOutput.pad(String(count), 12) + BenchOutput.pad(type.rawValue, 7)
         for pt in row {
-            line += "|" + pad(String(format: "%.1f", pt.seconds * 1e6), 11) + pad(String(format: "%.2f", pt.algbw), 7)
-                + pad(String(format: "%.2f", pt.busbw(ranks: p)), 7)
-            if pt.kind != .mpi { line += pad(String(format: "%.2f", pt.busbw(ranks: p) / mpi), 7) }
-            if let w = pt.wrong { line += pad(String(w), 7) }
+            line += "|" + BenchOutput.pad(String(format: "%.1f", pt.seconds * 1e6), 11) + BenchOutput.pad(String(format: "%.2f", pt.algbw), 7)
+                + BenchOutput.pad(String(format: "%.2f", pt.busbw(ranks: p)), 7)
+            if pt.kind != .mpi { line += BenchOutput.pad(String(format: "%.2f", pt.busbw(ranks: p) / mpi), 7) }
+            if let w = pt.wrong { line += BenchOutput.pad(String(w), 7) }
             line += " "
         }
         print(line)
@@ -306,16 +308,7 @@ struct AllreduceBenchmark: ParsableCommand {
             let mpi = row.first { $0.kind == .mpi }!.busbw(ranks: p)
             let best = row.max { $0.busbw(ranks: p) < $1.busbw(ranks: p) }!
             let bb = best.busbw(ranks: p)
-            print(String(format: "#   %@: %@ %.2f GB/s, %.2fx mpi, %.2fx memcpy", pad(ByteCount.format(bytes), 5), best.kind.rawValue, bb, bb / mpi, bb / memcpy))
+            print(String(format: "#   %@: %@ %.2f GB/s, %.2fx mpi, %.2fx memcpy", BenchOutput.pad(ByteCount.format(bytes), 5), best.kind.rawValue, bb, bb / mpi, bb / memcpy))
         }
-    }
-
-    func pad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
-    }
-
-    func center(_ s: String, _ width: Int) -> String {
-        let left = Swift.max(0, (width - s.count) / 2)
-        return String(repeating: " ", count: left) + s + String(repeating: " ", count: Swift.max(0, width - left - s.count))
     }
 }

@@ -2,13 +2,14 @@ import ArgumentParser
 import DMLComm
 import Foundation
 
-/// `dml-bench`: the project's benchmarks, one subcommand each (each in its own file). Run under mpirun.
+/// `dml-bench`: the project's benchmarks, one subcommand each (each in its own file): `kernels` (one process,
+/// single-threaded) and `allreduce` (run under mpirun). Shared output helpers are in BenchOutput.swift.
 @main
 struct DMLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-bench",
-        abstract: "Benchmarks of DML's building blocks, run under mpirun (one subcommand per benchmark).",
-        subcommands: [AllreduceBenchmark.self])
+        abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
+        subcommands: [Kernels.self, AllreduceBenchmark.self])
 
     /// Parses on every rank but lets only rank 0 print help or errors, so a job prints one message.
     static func main() {

@@ -123,9 +123,9 @@ struct DMLTrain: ParsableCommand {
         let trainEval = try trainer.evaluate(train)
         let testEval = try test.map { try trainer.evaluate($0) }
         if comm.rank == 0 {
-            var line = String(format: "done: %d steps in %.2f s; train loss %.4f accuracy %.2f%%", totalSteps, seconds,
-                              trainEval.loss, 100 * (trainEval.accuracy ?? 0))
-            if let t = testEval { line += String(format: "; test loss %.4f accuracy %.2f%%", t.loss, 100 * (t.accuracy ?? 0)) }
+            func metrics(_ e: Evaluation) -> String { e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss) }
+            var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, seconds) + metrics(trainEval)
+            if let t = testEval { line += "; test " + metrics(t) }
             print(line)
         }
 

@@ -16,6 +16,12 @@ struct DataOptions: ParsableArguments {
     @Option(name: .customLong("synthetic-classes"), help: "Classes of the synthetic task.")
     var syntheticClasses: Int = 10
 
+    @Option(name: .customLong("synthetic-target"),
+            help: "Target of the synthetic task: classification (labels) or regression (a noisy linear target, for --model linear).")
+    var syntheticTarget: SyntheticTarget = .classification
+
+    enum SyntheticTarget: String, ExpressibleByArgument, CaseIterable { case classification, regression }
+
     func validate() throws {
         guard syntheticRows > 0 else { throw ValidationError("--synthetic-rows must be at least 1 (got \(syntheticRows))") }
         guard syntheticTestRows >= 0 else { throw ValidationError("--synthetic-test-rows must not be negative") }
@@ -30,8 +36,13 @@ struct DataOptions: ParsableArguments {
             ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
             : nil)
         let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
-        let train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
-        let test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
+        var train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
+        var test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
+        if syntheticTarget == .regression {
+            train = task.regressionShard(train, testSplit: false)
+            test = test.map { task.regressionShard($0, testSplit: true) }
+            return (train, test, "the synthetic regression task (\(syntheticRows) rows × \(syntheticFeatures) features)")
+        }
         return (train, test, "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)")
     }
 }

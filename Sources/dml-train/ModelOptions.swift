@@ -4,16 +4,58 @@ import DMLModels
 /// What to train: `--model` and its shape.
 struct ModelOptions: ParsableArguments {
     enum Kind: String, ExpressibleByArgument, CaseIterable {
-        case softmax
+        case linear, logistic, softmax, mlp
     }
 
-    @Option(help: "Model to train.")
+    @Option(help: "Model to train: linear (least squares; needs a regression target), logistic (2 classes), softmax, mlp.")
     var model: Kind = .softmax
 
-    /// Builds the model for data with `features` inputs and `classes` classes.
+    @Option(help: "MLP hidden layer widths, comma-separated (e.g. 256,128).")
+    var hidden: String = "256"
+
+    @Option(help: "MLP activation between layers: relu or tanh.")
+    var activation: MLP.ActivationKind = .relu
+
+    @Option(name: .customLong("weight-decay"),
+            help: "L2 weight decay λ on the weights (not biases): adds (λ/2)·‖W‖² to the mean loss.")
+    var weightDecay: Float = 0
+
+    var hiddenWidths: [Int]? {
+        let parts = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    func validate() throws {
+        guard hiddenWidths != nil else {
+            throw ValidationError("--hidden must be positive layer widths separated by commas, e.g. 256,128 (got '\(hidden)')")
+        }
+        guard weightDecay.isFinite && weightDecay >= 0 else {
+            throw ValidationError("--weight-decay must be a non-negative number (got \(weightDecay))")
+        }
+    }
+
+    /// Builds the model for data with `features` inputs and `classes` classes (0: a regression target).
     func make(features: Int, classes: Int) throws -> Model {
         switch model {
-        case .softmax: return SoftmaxRegression(features: features, classes: classes)
+        case .linear:
+            guard classes == 0 else {
+                throw ValidationError("--model linear needs a regression target, but the data has \(classes) classes (use --synthetic-target regression)")
+            }
+            return LinearRegression(features: features, weightDecay: weightDecay)
+        case .logistic:
+            guard classes == 2 else {
+                throw ValidationError("--model logistic needs 2 classes (labels 0/1), but the data has \(classes == 0 ? "a regression target" : "\(classes) classes") (use --synthetic-classes 2)")
+            }
+            return LogisticRegression(features: features, weightDecay: weightDecay)
+        case .softmax, .mlp:
+            guard classes >= 2 else {
+                throw ValidationError("--model \(model.rawValue) needs class labels, but the data has a regression target")
+            }
+            if model == .softmax { return SoftmaxRegression(features: features, classes: classes, weightDecay: weightDecay) }
+            return MLP(features: features, hidden: hiddenWidths!, classes: classes, activation: activation, weightDecay: weightDecay)
         }
     }
 }
+
+extension MLP.ActivationKind: ExpressibleByArgument {}

@@ -1,0 +1,148 @@
+import DMLKernels
+import Foundation
+
+/// A multi-layer perceptron classifier: `features → hidden[0] → … → hidden[L−1] → classes`, ReLU or tanh
+/// between layers, softmax cross-entropy on the output.
+///
+/// Layout: `fc1.weight` [hidden[0] × features], `fc1.bias` [hidden[0]], …, `fc{L+1}.weight`
+/// [classes × hidden[L−1]], `fc{L+1}.bias` [classes] (PyTorch's `nn.Linear` shapes).
+///
+/// On a batch X (rows × features), everything is a gemm over the whole batch:
+/// ```
+/// forward:  A₀ = X;  Zₗ = Aₗ₋₁·Wₗᵀ + bₗ;  Aₗ = act(Zₗ) (in place);  P = softmax(Z_out)
+/// backward: D = P − onehot(y);  for each layer from the top: ∂Wₗ += Dᵀ·Aₗ₋₁,  ∂bₗ += Σ_rows D,
+///           D ← (D·Wₗ) ⊙ act′(Aₗ₋₁)
+/// ```
+/// Cost ≈ 6·rows·Σ(inₗ·outₗ) flops per step. Activations and deltas live in scratch buffers that grow to
+/// the largest batch seen and are then reused, so steady-state steps allocate nothing.
+///
+/// Initialisation (deterministic from the seed, via `CounterRandom`): weights normal with variance
+/// `2/fan_in` (He) before ReLU, `2/(fan_in + fan_out)` (Xavier/Glorot) before tanh and for the output
+/// layer; biases zero. Optional L2 weight decay on the weights (see `WeightDecay`).
+public final class MLP: Model {
+    public enum ActivationKind: String, CaseIterable, Sendable {
+        case relu, tanh
+    }
+
+    public let kind = "mlp"
+    public let isClassifier = true
+    public let inputs: Int
+    public let outputs: Int
+    public let hidden: [Int]
+    public let activation: ActivationKind
+    public let weightDecay: Float
+    public let layout: ParameterLayout
+    /// Layer widths: [features, hidden…, classes].
+    private let widths: [Int]
+    /// One activation buffer per hidden layer, and the output logits.
+    private let activations: [Scratch]
+    private let deltaA = Scratch(), deltaB = Scratch()
+
+    public init(features: Int, hidden: [Int], classes: Int, activation: ActivationKind = .relu, weightDecay: Float = 0) {
+        precondition(features > 0 && classes > 1 && hidden.allSatisfy { $0 > 0 } && weightDecay >= 0)
+        inputs = features
+        outputs = classes
+        self.hidden = hidden
+        self.activation = activation
+        self.weightDecay = weightDecay
+        widths = [features] + hidden + [classes]
+        var layout = ParameterLayout([])
+        for l in 1..<widths.count {
+            layout.append("fc\(l).weight", [widths[l], widths[l - 1]])
+            layout.append("fc\(l).bias", [widths[l]])
+        }
+        self.layout = layout
+        activations = (1..<widths.count).map { _ in Scratch() }
+    }
+
+    private var layers: Int { widths.count - 1 }
+    private func weight(_ l: Int) -> TensorView { layout.views[2 * (l - 1)] }
+    private func bias(_ l: Int) -> TensorView { layout.views[2 * (l - 1) + 1] }
+
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+        parameters.initialize(repeating: 0)
+        for l in 1...layers {
+            let fanIn = widths[l - 1], fanOut = widths[l]
+            let variance = (l < layers && activation == .relu) ? 2.0 / Double(fanIn) : 2.0 / Double(fanIn + fanOut)
+            let std = Float(variance.squareRoot())
+            let key = CounterRandom.hash(seed, 0x4D4C_5049_4E49, UInt64(l))
+            let w = weight(l)
+            for i in 0..<w.count { parameters[w.offset + i] = std * CounterRandom.normal(key, UInt64(i)) }
+        }
+    }
+
+    /// Runs the forward pass over `rows` rows; returns the logits buffer (rows × classes). Hidden layer l's
+    /// activations are left in `activations[l − 1]`.
+    private func forward(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int) -> UnsafeMutablePointer<Float> {
+        var input = UnsafePointer(x)
+        var out = activations[0].get(1)
+        for l in 1...layers {
+            let fanIn = widths[l - 1], fanOut = widths[l]
+            out = activations[l - 1].get(rows * fanOut)
+            Gemm.gemm(transA: false, transB: true, m: rows, n: fanOut, k: fanIn, alpha: 1, a: input, lda: fanIn,
+                      b: p + weight(l).offset, ldb: fanIn, beta: 0, c: out, ldc: fanOut)
+            addBias(out, p + bias(l).offset, rows: rows, cols: fanOut)
+            if l < layers {
+                switch activation {
+                case .relu: Activation.relu(out, rows * fanOut)
+                case .tanh: Activation.tanh(out, rows * fanOut)
+                }
+            }
+            input = UnsafePointer(out)
+        }
+        return out
+    }
+
+    public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
+                                   into gradient: UnsafeMutablePointer<Float>) -> Double {
+        let n = batch.rows
+        guard n > 0 else { return 0 }
+        let z = forward(parameters, batch.x, n)
+        var correct = 0.0
+        let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: outputs, correct: &correct)
+        for r in 0..<n { z[r * outputs + Int(batch.y[r])] -= 1 }
+
+        let maxWidth = widths.dropFirst().max()!
+        var d = UnsafeMutablePointer(z)
+        var spare = deltaA.get(n * maxWidth)
+        var other = deltaB.get(n * maxWidth)
+        for l in stride(from: layers, through: 1, by: -1) {
+            let fanIn = widths[l - 1], fanOut = widths[l]
+            let below: UnsafePointer<Float> = l == 1 ? batch.x : UnsafePointer(activations[l - 2].get(0))
+            Gemm.gemm(transA: true, transB: false, m: fanOut, n: fanIn, k: n, alpha: 1, a: d, lda: fanOut,
+                      b: below, ldb: fanIn, beta: 1, c: gradient + weight(l).offset, ldc: fanIn)
+            addColumnSums(d, rows: n, cols: fanOut, into: gradient + bias(l).offset)
+            if l > 1 {
+                Gemm.gemm(transA: false, transB: false, m: n, n: fanIn, k: fanOut, alpha: 1, a: d, lda: fanOut,
+                          b: parameters + weight(l).offset, ldb: fanIn, beta: 0, c: spare, ldc: fanIn)
+                switch activation {
+                case .relu: Activation.reluBackward(spare, below, n * fanIn)
+                case .tanh: Activation.tanhBackward(spare, below, n * fanIn)
+                }
+                d = spare
+                swap(&spare, &other)
+            }
+        }
+        let weights = (1...layers).map { weight($0) }
+        return loss + WeightDecay.apply(weightDecay, views: weights, parameters: parameters, gradient: gradient, rows: n)
+    }
+
+    /// Writes class probabilities (classes per row).
+    public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
+                        into predictions: UnsafeMutablePointer<Float>) {
+        forEachBlock(rows) { first, count in
+            let z = forward(parameters, x + first * inputs, count)
+            Softmax.rows(z, rows: count, cols: outputs, ld: outputs)
+            (predictions + first * outputs).update(from: z, count: count * outputs)
+        }
+    }
+
+    public func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums {
+        var sums = EvaluationSums(loss: 0, correct: 0)
+        forEachBlock(batch.rows) { first, count in
+            let z = forward(parameters, batch.x + first * inputs, count)
+            sums.loss += softmaxCrossEntropy(z, labels: batch.y + first, rows: count, classes: outputs, correct: &sums.correct)
+        }
+        return sums
+    }
+}

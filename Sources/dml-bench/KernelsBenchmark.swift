@@ -1,0 +1,194 @@
+import ArgumentParser
+import DMLKernels
+import Foundation
+
+/// `dml-bench kernels`: GFLOP/s of gemm (square sizes and the shapes of an MLP step) and GB/s of the
+/// memory-bound kernels (gemv, dot, axpy) in and out of cache, each next to a naive scalar loop measured in
+/// the same run. Single-threaded. Each figure is the best of `--repeats` timed runs, each run repeating the
+/// kernel for at least `--min-time` seconds (the same method as benchmarks/openblas_gemm.py).
+struct Kernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Single-thread kernel throughput: gemm GFLOP/s, gemv/dot/axpy GB/s, against naive loops.")
+
+    @Option(help: "Square gemm sizes, comma-separated.")
+    var sizes: String = "128,256,512,1024,2048"
+
+    @Option(name: .customLong("naive-max"), help: "Largest n at which the naive gemm loop is also timed (it is slow).")
+    var naiveMax: Int = 512
+
+    @Option(help: "Timed runs per figure (the best is reported).")
+    var repeats: Int = 5
+
+    @Option(name: .customLong("min-time"), help: "Seconds each timed run lasts at least.")
+    var minTime: Double = 0.05
+
+    @Option(help: "Write the results as CSV (kernel,n,gflops,GBps) to this file.")
+    var csv: String?
+
+    func validate() throws {
+        guard parsedSizes != nil else { throw ValidationError("--sizes must be positive integers separated by commas (got '\(sizes)')") }
+        guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
+        guard minTime > 0 && minTime.isFinite else { throw ValidationError("--min-time must be positive") }
+        if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
+    }
+
+    var parsedSizes: [Int]? {
+        let parts = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    struct Row {
+        let kernel: String
+        let n: Int
+        let gflops: Double?
+        let gbps: Double?
+    }
+
+    /// Best seconds per call of `body` over `repeats` runs of at least `minTime` each.
+    func time(_ body: () -> Void) -> Double {
+        body()
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            var calls = 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            var elapsed = 0.0
+            repeat {
+                body()
+                calls += 1
+                elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            } while elapsed < minTime
+            best = Swift.min(best, elapsed / Double(calls))
+        }
+        return best
+    }
+
+    func run() throws {
+        var rows: [Row] = []
+        func report(_ r: Row) {
+            rows.append(r)
+            let value = r.gflops.map { String(format: "%9.2f GFLOP/s", $0) } ?? String(format: "%9.2f GB/s", r.gbps!)
+            let name = r.kernel.padding(toLength: Swift.max(34, r.kernel.count), withPad: " ", startingAt: 0)
+            print(name + String(format: " %7d ", r.n) + value)
+            fflush(stdout)
+        }
+        print("dml-bench kernels: one thread; best of \(repeats) runs of ≥ \(minTime) s")
+
+        // gemm, square.
+        for n in parsedSizes! {
+            let a = randomBuffer(n * n, seed: 1), b = randomBuffer(n * n, seed: 2)
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let flops = 2 * Double(n) * Double(n) * Double(n)
+            let t = time { Gemm.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n) }
+            report(Row(kernel: "gemm", n: n, gflops: flops / t / 1e9, gbps: nil))
+            if n <= naiveMax {
+                let tn = time { naiveGemm(n, a, b, c) }
+                report(Row(kernel: "gemm_naive", n: n, gflops: flops / tn / 1e9, gbps: nil))
+            }
+        }
+
+        // The gemms of one step of a 784→256→10 MLP on a batch of 256 (forward, then backward).
+        let batch = 256, d = 784, h = 256, k = 10
+        let shapes: [(String, Bool, Bool, Int, Int, Int)] = [
+            ("mlp_fwd1_NT", false, true, batch, h, d),    // Z1 = X·W1ᵀ
+            ("mlp_fwd2_NT", false, true, batch, k, h),    // Z2 = H·W2ᵀ
+            ("mlp_dW2_TN", true, false, k, h, batch),     // dW2 = dZ2ᵀ·H
+            ("mlp_dH_NN", false, false, batch, h, k),     // dH = dZ2·W2
+            ("mlp_dW1_TN", true, false, h, d, batch),     // dW1 = dZ1ᵀ·X
+        ]
+        var stepFlops = 0.0, stepTime = 0.0
+        for (name, ta, tb, m, n, kk) in shapes {
+            let a = randomBuffer(m * kk, seed: 3), b = randomBuffer(kk * n, seed: 4)
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let flops = 2 * Double(m) * Double(n) * Double(kk)
+            let t = time { Gemm.gemm(transA: ta, transB: tb, m: m, n: n, k: kk, alpha: 1, a: a, lda: ta ? m : kk,
+                                     b: b, ldb: tb ? kk : n, beta: 0, c: c, ldc: n) }
+            stepFlops += flops
+            stepTime += t
+            report(Row(kernel: "\(name)_m\(m)_n\(n)_k\(kk)", n: n, gflops: flops / t / 1e9, gbps: nil))
+        }
+        report(Row(kernel: "mlp_step_all_gemms", n: batch, gflops: stepFlops / stepTime / 1e9, gbps: nil))
+
+        // gemv: bytes = the matrix read once. 512² = 1 MiB (in L2), 4096² = 64 MiB (out of cache).
+        for n in [512, 4096] {
+            let a = randomBuffer(n * n, seed: 5), x = randomBuffer(n, seed: 6)
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            defer { a.deallocate(); x.deallocate(); y.deallocate() }
+            let bytes = Double(n * n * 4)
+            let t = time { Gemm.gemv(m: n, n: n, alpha: 1, a: a, lda: n, x: x, beta: 0, y: y) }
+            report(Row(kernel: "gemv", n: n, gflops: nil, gbps: bytes / t / 1e9))
+            let tt = time { Gemm.gemvT(m: n, n: n, alpha: 1, a: a, lda: n, x: x, beta: 0, y: y) }
+            report(Row(kernel: "gemvT", n: n, gflops: nil, gbps: bytes / tt / 1e9))
+            let tn = time { naiveGemv(n, a, x, y) }
+            report(Row(kernel: "gemv_naive", n: n, gflops: nil, gbps: bytes / tn / 1e9))
+        }
+
+        // Level 1: 4096 floats (32 KiB for two vectors: L1/L2) and 16 Mi floats (64 MiB each: memory).
+        for n in [4096, 1 << 24] {
+            let x = randomBuffer(n, seed: 7), y = randomBuffer(n, seed: 8)
+            defer { x.deallocate(); y.deallocate() }
+            var sink: Float = 0
+            let dotBytes = Double(8 * n), axpyBytes = Double(12 * n)
+            report(Row(kernel: "dot", n: n, gflops: nil, gbps: dotBytes / time { sink += Vector.dot(x, y, n) } / 1e9))
+            report(Row(kernel: "dot_naive", n: n, gflops: nil, gbps: dotBytes / time { sink += naiveDot(x, y, n) } / 1e9))
+            report(Row(kernel: "axpy", n: n, gflops: nil, gbps: axpyBytes / time { Vector.axpy(1e-7, x, y, n) } / 1e9))
+            report(Row(kernel: "axpy_naive", n: n, gflops: nil, gbps: axpyBytes / time { naiveAxpy(1e-7, x, y, n) } / 1e9))
+            // The machine's bandwidth as one core sees it: a read-only stream, and memcpy (read + write).
+            report(Row(kernel: "stream_sum", n: n, gflops: nil, gbps: Double(4 * n) / time { sink += Vector.sum(x, n) } / 1e9))
+            report(Row(kernel: "memcpy", n: n, gflops: nil, gbps: Double(8 * n) / time { y.update(from: x, count: n) } / 1e9))
+            if sink == 42 { print("") }  // keeps the reductions alive
+        }
+
+        if let path = csv {
+            let table = rows.map { r in
+                [r.kernel, String(r.n), r.gflops.map { String(format: "%.3f", $0) } ?? "", r.gbps.map { String(format: "%.3f", $0) } ?? ""]
+            }
+            try BenchOutput.writeCSV(header: ["kernel", "n", "gflops", "GBps"], rows: table, to: path)
+            print("wrote \(path)")
+        }
+    }
+}
+
+/// `count` floats uniform in [−1, 1), from the seed.
+private func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    for i in 0..<count { p[i] = CounterRandom.uniform(seed, UInt64(i)) * 2 - 1 }
+    return p
+}
+
+// Naive reference loops: what one writes without thinking about the machine. `@inline(never)` keeps them
+// from being specialised into the timing loop.
+
+@inline(never)
+private func naiveGemm(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+    for i in 0..<n {
+        for j in 0..<n {
+            var s: Float = 0
+            for p in 0..<n { s += a[i * n + p] * b[p * n + j] }
+            c[i * n + j] = s
+        }
+    }
+}
+
+@inline(never)
+private func naiveGemv(_ n: Int, _ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    for i in 0..<n {
+        var s: Float = 0
+        for j in 0..<n { s += a[i * n + j] * x[j] }
+        y[i] = s
+    }
+}
+
+@inline(never)
+private func naiveDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s: Float = 0
+    for i in 0..<n { s += x[i] * y[i] }
+    return s
+}
+
+@inline(never)
+private func naiveAxpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { y[i] += a * x[i] }
+}
