@@ -37,7 +37,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Option(name: .customLong("max-seconds"), help: "Fewer iterations (at least 3) where --iters would take longer than this per size and algorithm.")
     var maxSeconds: Double = 1.0
 
-    @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data) and report #wrong; exit 1 if any is wrong.")
+    @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data; exit 1 if not.")
     var check = false
 
     @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,shm' (default: DML_ALLREDUCE_AUTO, else the built-in one).")
@@ -163,6 +163,7 @@ struct AllreduceBenchmark: ParsableCommand {
         }
         var points: [Point] = []
         var totalWrong: Int64 = 0
+        var notIdentical: [String] = []
         for bytes in sizes {
             let count = bytes / MemoryLayout<T>.stride
             let slice = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
@@ -177,6 +178,12 @@ struct AllreduceBenchmark: ParsableCommand {
                     for i in 0..<count where slice[i] != expected(ranks: p, index: i) as T { bad += 1 }
                     wrong = try comm.allreduced(bad, op: .sum)
                     totalWrong += wrong!
+                    // Bit-identity where rounding matters: inexact values, whose sum depends on the order of
+                    // additions, must still come out with the same bits on every rank.
+                    for i in 0..<count { slice[i] = T(value(rank: comm.rank, index: i) as T) * T(0.1) + T(comm.rank) / T(3) }
+                    try run(algorithm, slice)
+                    let hashes = try comm.allgathered(Int64(bitPattern: MPICommunicator.fingerprint(UnsafeRawBufferPointer(slice))))
+                    if hashes.contains(where: { $0 != hashes[0] }) { notIdentical.append("\(kind.rawValue) at \(ByteCount.format(bytes))") }
                 }
                 let seconds = try time(algorithm, slice, comm)
                 row.append(Point(kind: kind, bytes: bytes, seconds: seconds, wrong: wrong))
@@ -200,7 +207,8 @@ struct AllreduceBenchmark: ParsableCommand {
         if check {
             let bad = points.filter { ($0.wrong ?? 0) > 0 }.map { "\($0.kind.rawValue) at \(ByteCount.format($0.bytes))" }
             try comm.agree(totalWrong == 0 ? nil : "--check: \(totalWrong) wrong element\(totalWrong == 1 ? "" : "s") (\(bad.joined(separator: ", ")))")
-            if comm.rank == 0 { print("# check: every result exact (0 wrong)") }
+            try comm.agree(notIdentical.isEmpty ? nil : "--check: ranks hold different bits after \(notIdentical.joined(separator: ", ")) on inexact data")
+            if comm.rank == 0 { print("# check: every result exact (0 wrong) and bit-identical on every rank (also on inexact data)") }
         }
     }
 

@@ -119,6 +119,8 @@ struct DMLTrain: ParsableCommand {
         let started = Date()
         try trainer.run { report in if comm.rank == 0 { progress.report(report) } }
         let seconds = Date().timeIntervalSince(started)
+        // Every allreduce leaves the same bits on every rank; a failure here is a bug, reported loudly.
+        try trainer.checkReplicasIdentical()
 
         let trainEval = try trainer.evaluate(train)
         let testEval = try test.map { try trainer.evaluate($0) }

@@ -28,18 +28,28 @@ final class AllreduceTests: XCTestCase {
             var expected = counts.map { [Float](repeating: 0, count: $0) }
             for r in 0..<p { for k in counts.indices { for i in 0..<counts[k] { expected[k][i] += inputs[r][k][i] } } }
             for (name, make) in Self.variants {
-                // One algorithm object per rank, reused across the counts (scratch and windows are reused).
-                let results = try LocalCommunicator.run(size: p, timeout: 30) { comm -> [[Float]] in
+                // One algorithm object per rank, reused across the counts and both types (scratch and
+                // windows are reused, and a Double call after a Float one changes the shm block layout).
+                let results = try LocalCommunicator.run(size: p, timeout: 30) { comm -> ([[Float]], [[Double]]) in
                     let algorithm = make(comm)
-                    return try counts.indices.map { k in
+                    let floats = try counts.indices.map { k in
                         var buffer = inputs[comm.rank][k]
                         try buffer.withUnsafeMutableBufferPointer { try algorithm.run($0, op: .sum) }
                         return buffer
                     }
+                    let doubles = try counts.indices.map { k in
+                        var buffer = inputs[comm.rank][k].map { Double($0) }
+                        try buffer.withUnsafeMutableBufferPointer { try algorithm.run($0, op: .sum) }
+                        return buffer
+                    }
+                    return (floats, doubles)
                 }
                 for r in 0..<p {
-                    for k in counts.indices where results[r][k] != expected[k] {
-                        XCTFail("\(name) p=\(p) count=\(counts[k]) rank=\(r): wrong sum")
+                    for k in counts.indices where results[r].0[k] != expected[k] {
+                        XCTFail("\(name) p=\(p) count=\(counts[k]) rank=\(r): wrong Float sum")
+                    }
+                    for k in counts.indices where results[r].1[k] != expected[k].map({ Double($0) }) {
+                        XCTFail("\(name) p=\(p) count=\(counts[k]) rank=\(r): wrong Double sum")
                     }
                 }
             }
@@ -95,6 +105,23 @@ final class AllreduceTests: XCTestCase {
                 XCTAssertEqual(mx, [Float](repeating: 4, count: 7), name)
                 XCTAssertEqual(mn, [Float](repeating: 0, count: 7), name)
             }
+        }
+    }
+
+    func testTheReplicaCheckFindsTheRankThatDiffers() throws {
+        let outcomes = try LocalCommunicator.run(size: 4) { comm -> [String] in
+            var same: [Float] = [1, 2, 3, 0.1]
+            try same.withUnsafeBytes { try comm.checkIdentical($0, what: "parameters") }
+            var one = same
+            if comm.rank == 2 { one[3] = one[3].nextUp }  // one bit in one element of one rank
+            var messages: [String] = []
+            do { try one.withUnsafeBytes { try comm.checkIdentical($0, what: "parameters") } } catch let f as AgreedFailure {
+                messages.append(f.message)
+            }
+            return messages
+        }
+        for messages in outcomes {
+            XCTAssertEqual(messages, ["parameters differ between ranks: rank 2 holds other bits than rank 0"])
         }
     }
 
