@@ -23,6 +23,9 @@ import Foundation
 ///
 /// Set-up (the first `run`, collective): `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)` and
 /// `MPI_Win_allocate_shared`. When the ranks do not all share one node, every call goes to the ring instead.
+/// The window is freed collectively when this object goes away: every rank must release its
+/// `SharedMemoryAllreduce` objects at the same point and in the same order (keep several in an array, not in
+/// a dictionary, whose order differs between processes).
 /// On `LocalCommunicator` the same code runs over threads sharing one allocation, with the world's barrier
 /// as the sync, so the unit tests exercise this algorithm itself, not a fallback.
 public final class SharedMemoryAllreduce: AllreduceAlgorithm {

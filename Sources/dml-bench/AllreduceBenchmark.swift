@@ -157,9 +157,11 @@ struct AllreduceBenchmark: ParsableCommand {
             printHeader(kinds)
         }
 
-        var algorithms: [AllreduceKind: AllreduceAlgorithm] = [:]
-        for kind in kinds {
-            algorithms[kind] = kind == .auto ? AutoAllreduce(comm: comm, policy: policy) : kind.make(for: comm)
+        // An array, not a dictionary: a shared-memory window is freed collectively when its algorithm goes
+        // away, so every rank must release the algorithms in the same order (a dictionary's order differs
+        // between processes, and two ranks freeing different windows first would hang).
+        let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
+            kind == .auto ? AutoAllreduce(comm: comm, policy: policy) : kind.make(for: comm)
         }
         var points: [Point] = []
         var totalWrong: Int64 = 0
@@ -168,8 +170,7 @@ struct AllreduceBenchmark: ParsableCommand {
             let count = bytes / MemoryLayout<T>.stride
             let slice = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
             var row: [Point] = []
-            for kind in kinds {
-                let algorithm = algorithms[kind]!
+            for (kind, algorithm) in zip(kinds, algorithms) {
                 var wrong: Int64? = nil
                 if check {
                     for i in 0..<count { slice[i] = pristine[i] }
