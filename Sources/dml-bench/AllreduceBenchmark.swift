@@ -122,7 +122,9 @@ struct AllreduceBenchmark: ParsableCommand {
     func benchmark<T: ReducibleScalar & BinaryFloatingPoint>(_ comm: MPICommunicator, _: T.Type) throws {
         let p = comm.size
         let sizes = try sizeList(), kinds = try kindList()
-        if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
+        if let path = csv {
+            try comm.agreeing { if comm.rank == 0 { do { try AtomicFile.checkWritable(path) } catch { throw BenchError("--csv: \(error)") } } }
+        }
         let givenPolicy = try auto.map { try AutoAllreducePolicy(parsing: $0) } ?? comm.agreeing { try AutoAllreducePolicy.fromEnvironment() }
 
         // Where the ranks are: oversubscribed cores make the timings meaningless, and the table says so.
