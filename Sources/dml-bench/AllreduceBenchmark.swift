@@ -40,7 +40,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data; exit 1 if not.")
     var check = false
 
-    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,shm' (default: DML_ALLREDUCE_AUTO, else the built-in one).")
+    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=16K,ring' when not).")
     var auto: String?
 
     @Option(help: "Write the results as CSV (algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps) to this file (rank 0, atomically).")
