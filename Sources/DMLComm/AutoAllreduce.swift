@@ -1,0 +1,115 @@
+import Foundation
+
+/// Which algorithm `auto` uses for a message: a list of `algorithm<=size` rules tried in order, and a last
+/// algorithm for everything larger. Written as text, e.g. `rd<=16K,ring`.
+///
+/// The defaults come from `dml-bench allreduce` on a 2-core x86-64 VM with OpenMPI 4.1.4 (benchmarks/RESULTS.md,
+/// "Allreduce"), and depend on where the ranks are:
+/// - all ranks on one node: `shm` at every size. One pass over memory beat `MPI_Allreduce`, the ring and
+///   recursive doubling from 4 KiB to 256 MiB at np=2 (no crossover: the window costs two barriers per
+///   block, cheaper than any message exchange).
+/// - ranks on several nodes: `rd<=16K,ring`: recursive doubling while latency dominates, then the
+///   bandwidth-optimal ring (the crossover measured over TCP loopback).
+/// Override with the environment variable `DML_ALLREDUCE_AUTO` (every rank must see the same value;
+/// `mpirun -x DML_ALLREDUCE_AUTO=rd<=64K,shm` passes it on), or `dml-bench allreduce --auto`.
+public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {
+    public var rules: [Rule]
+    public var otherwise: AllreduceKind
+
+    public struct Rule: Equatable, Sendable {
+        public var kind: AllreduceKind
+        public var maxBytes: Int
+    }
+
+    /// The default when every rank shares one node.
+    public static let oneNode = AutoAllreducePolicy(rules: [], otherwise: .shm)
+    /// The default when the ranks span nodes.
+    public static let acrossNodes = AutoAllreducePolicy(rules: [Rule(kind: .rd, maxBytes: 16 << 10)], otherwise: .ring)
+
+    public init(rules: [Rule], otherwise: AllreduceKind) {
+        self.rules = rules
+        self.otherwise = otherwise
+    }
+
+    /// Parses `rd<=16K,mpi<=1M,shm`. Throws a message naming the bad part.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ",").map { String($0).trimmingSpaces() }
+        guard let last = parts.last, !last.isEmpty else { throw CommError.invalidArgument("an auto policy needs at least one algorithm (e.g. 'rd<=16K,shm')") }
+        func kind(_ s: String) throws -> AllreduceKind {
+            guard let k = AllreduceKind(rawValue: s), k != .auto else {
+                throw CommError.invalidArgument("'\(s)' in auto policy '\(text)' is not one of \(AllreduceKind.allCases.filter { $0 != .auto }.map(\.rawValue).joined(separator: ", "))")
+            }
+            return k
+        }
+        rules = try parts.dropLast().map { part in
+            let pieces = part.components(separatedBy: "<=")
+            guard pieces.count == 2, let bytes = ByteCount.parse(pieces[1]) else {
+                throw CommError.invalidArgument("'\(part)' in auto policy '\(text)' is not of the form algorithm<=size (e.g. rd<=16K)")
+            }
+            return Rule(kind: try kind(pieces[0]), maxBytes: bytes)
+        }
+        otherwise = try kind(last)
+    }
+
+    /// `DML_ALLREDUCE_AUTO` when set, else nil (the default for where the ranks are).
+    public static func fromEnvironment() throws -> AutoAllreducePolicy? {
+        guard let text = ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] else { return nil }
+        do { return try AutoAllreducePolicy(parsing: text) } catch { throw CommError.invalidArgument("DML_ALLREDUCE_AUTO: \(error)") }
+    }
+
+    /// The algorithm for a message of `bytes` bytes.
+    public func choice(bytes: Int) -> AllreduceKind {
+        rules.first { bytes <= $0.maxBytes }?.kind ?? otherwise
+    }
+
+    public var description: String {
+        (rules.map { "\($0.kind.rawValue)<=\(ByteCount.format($0.maxBytes))" } + [otherwise.rawValue]).joined(separator: ",")
+    }
+}
+
+/// `auto`: per call, the algorithm its policy names for the message size. The size is the same on every
+/// rank, so every rank makes the same choice. Each algorithm is built on first use and kept.
+public final class AutoAllreduce: AllreduceAlgorithm {
+    public let name = "auto"
+    let comm: Communicator
+    /// The policy given, or `DML_ALLREDUCE_AUTO` (an error in it is reported by the first `run`); nil: the
+    /// default for where the ranks are, chosen by the first `run`.
+    private var policy: Result<AutoAllreducePolicy, Error>?
+    private var algorithms: [AllreduceKind: AllreduceAlgorithm] = [:]
+
+    public init(comm: Communicator, policy: AutoAllreducePolicy? = nil) {
+        self.comm = comm
+        if let p = policy { self.policy = .success(p) } else {
+            do { self.policy = try AutoAllreducePolicy.fromEnvironment().map { .success($0) } } catch { self.policy = .failure(error) }
+        }
+    }
+
+    /// The policy in use. Collective on the first call when no policy was given: whether the ranks share a
+    /// node is found by setting up the shared-memory window (kept for `shm`).
+    public func resolvedPolicy() throws -> AutoAllreducePolicy {
+        if let p = policy { return try p.get() }
+        let shm = SharedMemoryAllreduce(comm: comm)
+        try shm.prepare()
+        algorithms[.shm] = shm
+        let p = shm.usesSharedMemory ? AutoAllreducePolicy.oneNode : AutoAllreducePolicy.acrossNodes
+        policy = .success(p)
+        return p
+    }
+
+    /// The algorithm used for `bytes`-byte messages.
+    public func algorithm(bytes: Int) throws -> AllreduceAlgorithm {
+        let kind = try resolvedPolicy().choice(bytes: bytes)
+        if let a = algorithms[kind] { return a }
+        let a = kind.make(for: comm)
+        algorithms[kind] = a
+        return a
+    }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
+        try algorithm(bytes: buffer.count * MemoryLayout<Float>.stride).run(buffer, op: op)
+    }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
+        try algorithm(bytes: buffer.count * MemoryLayout<Double>.stride).run(buffer, op: op)
+    }
+}
