@@ -12,6 +12,9 @@ public protocol Communicator: AnyObject {
     var rank: Int { get }
     /// The number of ranks in the group.
     var size: Int { get }
+    /// True when calls may come from a thread other than the one that created the communicator, one call
+    /// at a time (MPI's `MPI_THREAD_SERIALIZED`): what overlapping communication with computation needs.
+    var allowsSerializedThreads: Bool { get }
 
     /// Sends `bytes` to `dest` (blocking until the buffer may be reused).
     func send(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws

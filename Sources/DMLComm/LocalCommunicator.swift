@@ -8,6 +8,7 @@ import Foundation
 public final class LocalCommunicator: Communicator {
     public let rank: Int
     public var size: Int { world.size }
+    public let allowsSerializedThreads = true
     let world: LocalWorld
 
     init(rank: Int, world: LocalWorld) {

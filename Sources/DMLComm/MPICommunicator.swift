@@ -11,6 +11,9 @@ import Glibc
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
+    /// The thread support MPI granted at initialisation (we ask for `MPI_THREAD_SERIALIZED`).
+    public private(set) static var threadLevel: Int32 = -1
+    public var allowsSerializedThreads: Bool { Self.threadLevel >= Int32(MPI_THREAD_SERIALIZED) }
     /// The MPI handle (an `MPI_Comm`).
     public let handle: MPI_Comm
     /// Reused by `waitAll`, so steady-state waits allocate nothing.
@@ -26,8 +29,15 @@ public final class MPICommunicator: Communicator {
         MPI_Initialized(&initialized)
         if initialized == 0 {
             var provided: Int32 = 0
-            let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+            // SERIALIZED: a communication thread may run a bucket's allreduce while the main thread computes
+            // (`Trainer`'s overlap); never two threads in MPI at once.
+            let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
             guard rc == MPI_SUCCESS else { throw CommError.mpi(call: "MPI_Init_thread", code: rc, message: errorString(rc)) }
+            threadLevel = provided
+        } else {
+            var provided: Int32 = 0
+            MPI_Query_thread(&provided)
+            threadLevel = provided
         }
         let world = cmpi_comm_world()!
         try check(MPI_Comm_set_errhandler(world, cmpi_errors_return()), "MPI_Comm_set_errhandler")

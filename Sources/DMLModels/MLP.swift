@@ -19,7 +19,7 @@ import Foundation
 /// Initialisation (deterministic from the seed, via `CounterRandom`): weights normal with variance
 /// `2/fan_in` (He) before ReLU, `2/(fan_in + fan_out)` (Xavier/Glorot) before tanh and for the output
 /// layer; biases zero. Optional L2 weight decay on the weights (see `WeightDecay`).
-public final class MLP: Model {
+public final class MLP: StagedGradientModel {
     public enum ActivationKind: String, CaseIterable, Sendable {
         case relu, tanh
     }
@@ -93,10 +93,23 @@ public final class MLP: Model {
         return out
     }
 
+    /// One stage per layer, the top (output) layer first: `fcL.weight` and `fcL.bias` are adjacent.
+    public var gradientStages: [Range<Int>] {
+        stride(from: layers, through: 1, by: -1).map { weight($0).offset ..< bias($0).range.upperBound }
+    }
+
     public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
                                    into gradient: UnsafeMutablePointer<Float>) -> Double {
+        accumulateGradient(parameters: parameters, batch: batch, into: gradient, stageDone: { _ in })
+    }
+
+    public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch, into gradient: UnsafeMutablePointer<Float>,
+                                   stageDone: (Int) -> Void) -> Double {
         let n = batch.rows
-        guard n > 0 else { return 0 }
+        guard n > 0 else {
+            for i in 0..<layers { stageDone(i) }
+            return 0
+        }
         let z = forward(parameters, batch.x, n)
         var correct = 0.0
         let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: outputs, correct: &correct)
@@ -106,12 +119,17 @@ public final class MLP: Model {
         var d = UnsafeMutablePointer(z)
         var spare = deltaA.get(n * maxWidth)
         var other = deltaB.get(n * maxWidth)
+        var decay = 0.0
         for l in stride(from: layers, through: 1, by: -1) {
             let fanIn = widths[l - 1], fanOut = widths[l]
             let below: UnsafePointer<Float> = l == 1 ? batch.x : UnsafePointer(activations[l - 2].get(0))
             Gemm.gemm(transA: true, transB: false, m: fanOut, n: fanIn, k: n, alpha: 1, a: d, lda: fanOut,
                       b: below, ldb: fanIn, beta: 1, c: gradient + weight(l).offset, ldc: fanIn)
             addColumnSums(d, rows: n, cols: fanOut, into: gradient + bias(l).offset)
+            // Weight decay per layer, so the layer's gradient is final here; the next layer's delta below
+            // reads the parameters, never this gradient.
+            decay += WeightDecay.apply(weightDecay, views: [weight(l)], parameters: parameters, gradient: gradient, rows: n)
+            stageDone(layers - l)
             if l > 1 {
                 Gemm.gemm(transA: false, transB: false, m: n, n: fanIn, k: fanOut, alpha: 1, a: d, lda: fanOut,
                           b: parameters + weight(l).offset, ldb: fanIn, beta: 0, c: spare, ldc: fanIn)
@@ -123,8 +141,7 @@ public final class MLP: Model {
                 swap(&spare, &other)
             }
         }
-        let weights = (1...layers).map { weight($0) }
-        return loss + WeightDecay.apply(weightDecay, views: weights, parameters: parameters, gradient: gradient, rows: n)
+        return loss + decay
     }
 
     /// Writes class probabilities (classes per row).

@@ -56,3 +56,16 @@ public struct EvaluationSums: Sendable {
         self.correct = correct
     }
 }
+
+/// A model whose backward pass finishes the gradient in stages (an MLP: one layer at a time, the top layer
+/// first), so the trainer can start reducing a stage's gradient while the next is still being computed.
+public protocol StagedGradientModel: Model {
+    /// Parameter ranges in the order the backward pass completes them: contiguous, disjoint, and together
+    /// the whole layout.
+    var gradientStages: [Range<Int>] { get }
+
+    /// `accumulateGradient`, calling `stageDone(i)` as soon as `gradientStages[i]` of `gradient` holds its
+    /// final value (weight decay included); the model does not touch that range afterwards.
+    func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch, into gradient: UnsafeMutablePointer<Float>,
+                            stageDone: (Int) -> Void) -> Double
+}

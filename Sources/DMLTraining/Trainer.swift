@@ -21,6 +21,12 @@ public struct TrainingConfig: Sendable {
     /// Seconds the ranks wait for each other at the start of a step and inside its allreduce before the
     /// job is ended (`--collective-timeout`); 0 waits forever.
     public var collectiveTimeout: Double = 60
+    /// For a model whose gradient is finished in stages (the MLP, layer by layer): reduce each bucket while
+    /// the backward pass computes the next (`--overlap`, on by default). The buckets are the same either
+    /// way, so the result has the same bits with and without overlap.
+    public var overlap = true
+    /// A staged model's stages are merged, top layer first, into buckets of at least this many bytes.
+    public var bucketBytes = 1 << 20
 
     public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
                 optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
@@ -86,6 +92,18 @@ public final class Trainer {
 
     /// `[gradient | loss sum | row count]`, the one buffer that is allreduced each step.
     private var reduceBuffer: [Float]
+    /// The model, when it finishes its gradient in stages.
+    private let stagedModel: StagedGradientModel?
+    /// Ranges of `reduceBuffer` reduced by one allreduce each, in this order: the whole buffer for most
+    /// models; for a staged model the merged stages (in the order backward completes them), then the
+    /// loss-sum and row-count tail.
+    public let buckets: [Range<Int>]
+    /// For a staged model: the bucket that stage i completes, if any.
+    private let bucketClosedByStage: [Int?]
+    /// Runs the bucket allreduces that overlap the backward pass, one at a time.
+    private let communication = DispatchQueue(label: "dml-communication")
+    /// True when this trainer overlaps: a staged model, `config.overlap`, and a communicator that allows it.
+    public var overlaps: Bool { stagedModel != nil && config.overlap && comm.allowsSerializedThreads }
     private var batchX: [Float] = []
     private var batchY: [Float] = []
 
@@ -104,6 +122,32 @@ public final class Trainer {
         parameters = [Float](repeating: 0, count: model.layout.count)
         reduceBuffer = [Float](repeating: 0, count: model.layout.count + 2)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
+        stagedModel = model as? StagedGradientModel
+        if let staged = stagedModel, staged.gradientStages.count > 1 {
+            var buckets: [Range<Int>] = [], closes: [Int?] = []
+            var open: Range<Int>?
+            for stage in staged.gradientStages {
+                // Stages arrive top layer first, i.e. from the end of the buffer towards its start.
+                open = open.map { stage.lowerBound ..< $0.upperBound } ?? stage
+                if open!.count * MemoryLayout<Float>.size >= config.bucketBytes {
+                    buckets.append(open!)
+                    closes.append(buckets.count - 1)
+                    open = nil
+                } else {
+                    closes.append(nil)
+                }
+            }
+            if let last = open {
+                buckets.append(last)
+                closes[closes.count - 1] = buckets.count - 1
+            }
+            let p = model.layout.count
+            self.buckets = buckets + [p ..< p + 2]
+            bucketClosedByStage = closes
+        } else {
+            buckets = [0 ..< model.layout.count + 2]
+            bucketClosedByStage = []
+        }
     }
 
     /// Runs the remaining steps; `report` is called on every rank at each log interval, `afterStep`
@@ -139,31 +183,61 @@ public final class Trainer {
         if faults.fires(.crash, rank: comm.rank, step: number) { faults.crash() }
         if faults.fires(.hang, rank: comm.rank, step: number) { faults.hang() }
         if faults.fires(.preempt, rank: comm.rank, step: number) { Preemption.request(SIGTERM) }
+        let overlapping = overlaps
         var mark = timeline?.now() ?? 0
+        if overlapping {
+            // The buckets start during the backward pass, so the ranks meet before it.
+            try gate(step: number)
+            if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+            watchdog?.arm(step: number)
+        }
         let rows = sampler.localRows(ofStep: step, in: train.globalRange)
-        reduceBuffer.withUnsafeMutableBufferPointer { buf in
+        let failure = LockedError()
+        try reduceBuffer.withUnsafeMutableBufferPointer { buf in
             buf.initialize(repeating: 0)
+            let base = buf.baseAddress!
+            let started = DispatchGroup()
+            func reduce(_ bucket: Range<Int>) throws {
+                try allreduce.run(UnsafeMutableBufferPointer(start: base + bucket.lowerBound, count: bucket.count), op: .sum)
+            }
             let loss = withBatch(rows) { batch in
                 if let t = timeline { mark = t.record("data", step: number, since: mark) }
                 return parameters.withUnsafeBufferPointer { w in
-                    model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: buf.baseAddress!)
+                    guard let staged = stagedModel, buckets.count > 1 else {
+                        return model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base)
+                    }
+                    return staged.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base) { stage in
+                        guard overlapping, let b = bucketClosedByStage[stage] else { return }
+                        let bucket = buckets[b]
+                        started.enter()
+                        communication.async {
+                            defer { started.leave() }
+                            do { try reduce(bucket) } catch { failure.record(error) }
+                        }
+                    }
                 }
             }
             buf[p] = Float(loss)
             buf[p + 1] = Float(rows.count)
             if faults.fires(.nan, rank: comm.rank, step: number) {
-                buf[0] = .nan
+                if !overlapping { buf[0] = .nan }  // (overlapping, the gradient may already be on the wire)
                 buf[p] = .nan
             }
+            if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.straggling) }
+            if let t = timeline { mark = t.record("compute", step: number, since: mark) }
+            if overlapping {
+                started.wait()
+                if let error = failure.error { throw error }
+                try reduce(buckets[buckets.count - 1])  // the loss and row count
+            } else {
+                try gate(step: number)
+                if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+                watchdog?.arm(step: number)
+                for bucket in buckets { try reduce(bucket) }
+            }
+            watchdog?.arm(step: 0)
+            if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
         }
-        if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.straggling) }
-        if let t = timeline { mark = t.record("compute", step: number, since: mark) }
-        try gate(step: number)
-        if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-        watchdog?.arm(step: number)
-        try reduceBuffer.withUnsafeMutableBufferPointer { try allreduce.run($0, op: .sum) }
-        watchdog?.arm(step: 0)
-        if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
         let globalRows = Int(reduceBuffer[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduceBuffer[p]) / Double(globalRows)
@@ -341,4 +415,12 @@ public final class Trainer {
             }
         }
     }
+}
+
+/// The first error a communication thread hit, for the main thread to rethrow.
+final class LockedError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+    func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
 }

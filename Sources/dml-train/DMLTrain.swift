@@ -148,6 +148,7 @@ struct DMLTrain: ParsableCommand {
                                         optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps, base: lr))
             var withTimeout = config
             withTimeout.collectiveTimeout = collectiveTimeout
+            withTimeout.overlap = training.overlap
             let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm, faults: faults)
             trainer.watchdog = watchdog
             return trainer

@@ -24,6 +24,10 @@ struct TrainingOptions: ParsableArguments {
     /// The rates of `--lr-search`, parsed (validate() has checked them).
     var lrCandidates: [Float]? { lrSearch.flatMap { LearningRateSearch.parse($0) } }
 
+    @Flag(inversion: .prefixedNo,
+          help: "MLP: allreduce each layer's gradient bucket while the backward pass computes the layers below (the same bits either way; pays when each rank has a spare core for the communication thread).")
+    var overlap = false
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 

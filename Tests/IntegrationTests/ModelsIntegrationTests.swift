@@ -74,3 +74,22 @@ final class LearningRateSearchIntegrationTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--lr-search must be distinct positive rates"), bad.stderr)
     }
 }
+
+/// `--overlap` under mpirun: the MLP's layer buckets reduced during the backward pass give the very same
+/// output file as reduced after it.
+final class OverlapIntegrationTests: XCTestCase {
+    func testOverlapWritesTheSameBits() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
+        let dir = MPIRunner.temporaryDirectory()
+        var outputs: [[UInt8]] = []
+        for flag in ["--overlap", "--no-overlap"] {
+            let path = "\(dir)/\(flag).safetensors"
+            let r = try MPIRunner.run(ranks: 3, "dml-train", ["--model", "mlp", "--hidden", "32,16", "--synthetic-rows", "600",
+                                                             "--synthetic-features", "24", "--epochs", "2", "--batch-size", "60",
+                                                             "--lr", "0.05", flag, "--output", path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            outputs.append(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+    }
+}
