@@ -15,6 +15,8 @@ import Foundation
 public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {
     public var rules: [Rule]
     public var otherwise: AllreduceKind
+    /// The ring's segment size when `auto` picks the ring (nil: `RingAllreduce`'s default); set by tuning.
+    public var ringSegmentBytes: Int?
 
     public struct Rule: Equatable, Sendable {
         public var kind: AllreduceKind
@@ -100,7 +102,9 @@ public final class AutoAllreduce: AllreduceAlgorithm {
     public func algorithm(bytes: Int) throws -> AllreduceAlgorithm {
         let kind = try resolvedPolicy().choice(bytes: bytes)
         if let a = algorithms[kind] { return a }
-        let a = kind.make(for: comm)
+        let policy = try resolvedPolicy()
+        let a = kind == .ring && policy.ringSegmentBytes != nil
+            ? RingAllreduce(comm: comm, segmentBytes: policy.ringSegmentBytes) : kind.make(for: comm)
         algorithms[kind] = a
         return a
     }

@@ -30,6 +30,13 @@ struct DMLTrain: ParsableCommand {
     @Option(help: "Allreduce algorithm: \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var allreduce: AllreduceKind = .ring
 
+    // Not `--tune`: mpirun takes that name for itself (an MCA parameter file) wherever it appears.
+    @Flag(help: "With --allreduce auto: measure the algorithms and the ring's segment size on this machine and rank layout before training, and cache the choice (see --tune-cache) for later jobs.")
+    var autotune = false
+
+    @Option(name: .customLong("tune-cache"), help: "The tuning cache --autotune writes and --allreduce auto reads (default: ~/.cache/dml/allreduce-tune.json).")
+    var tuneCache: String?
+
     @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
     var output: String?
 
@@ -55,6 +62,8 @@ struct DMLTrain: ParsableCommand {
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
         if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
         if let t = timeline, t.isEmpty { throw ValidationError("--timeline must name a file") }
+        if autotune && allreduce != .auto { throw ValidationError("--autotune needs --allreduce auto") }
+        if let c = tuneCache, c.isEmpty { throw ValidationError("--tune-cache must name a file") }
         guard collectiveTimeout >= 0 && collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))")
         }
@@ -135,7 +144,7 @@ struct DMLTrain: ParsableCommand {
         let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
-        let algorithm = allreduce.make(for: comm)
+        let algorithm = try makeAllreduce(comm, gradientBytes: (model.layout.count + 2) * MemoryLayout<Float>.size)
         let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
                                           say: { FileHandle.standardError.write($0 + "\n") },
                                           onTimeout: { message in
@@ -254,6 +263,46 @@ extension DMLTrain {
         }
         if rank0 { print("best lr \(best.learningRate) (validation loss \(String(format: "%.6f", best.validation!.loss)))") }
         return best.learningRate
+    }
+}
+
+extension DMLTrain {
+    /// The gradient allreduce. For `auto`: the policy tuned now (`--autotune`, then cached), or the one cached
+    /// for this layout, or the built-in default; rank 0 decides and broadcasts it, so every rank agrees.
+    func makeAllreduce(_ comm: Communicator, gradientBytes: Int) throws -> AllreduceAlgorithm {
+        guard allreduce == .auto else { return allreduce.make(for: comm) }
+        let cache = AllreduceTuneCache(path: tuneCache ?? AllreduceTuneCache.defaultPath)
+        let key = try AllreduceTuneCache.key(comm: comm, maxBytes: gradientBytes)
+        if autotune {
+            let started = Date()
+            let (measurements, segment) = try AllreduceTuner().measure(comm: comm, maxBytes: gradientBytes)
+            let policy = AllreduceTuner.policy(from: measurements, ringSegment: segment)
+            if comm.rank == 0 {
+                var stored = "cached in \(cache.path)"
+                do { try cache.store(policy, for: key) } catch { stored = "not cached: \(error)" }
+                let seconds = String(format: "%.2f", Date().timeIntervalSince(started))
+                print("allreduce auto: tuned in \(seconds) s on \(key): \(policy.description) (ring segment \(ByteCount.format(segment))); \(stored)")
+                for size in AllreduceTuner.sizes(upTo: gradientBytes) {
+                    let row = measurements.filter { $0.bytes == size && !$0.algorithm.contains("/") }
+                        .map { "\($0.algorithm) \(String(format: "%.1f", $0.seconds * 1e6)) µs" }.joined(separator: ", ")
+                    print("  \(ByteCount.format(size)): \(row)")
+                }
+            }
+            return AutoAllreduce(comm: comm, policy: policy)
+        }
+        var text = ""
+        var note = ""
+        if comm.rank == 0, let (policy, when) = cache.policy(for: key) {
+            text = policy.description + "|" + (policy.ringSegmentBytes.map(String.init) ?? "")
+            note = "tuned \(when), from \(cache.path)"
+        }
+        try comm.broadcast(&text, root: 0)
+        guard !text.isEmpty else { return AllreduceKind.auto.make(for: comm) }
+        let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        var policy = try AutoAllreducePolicy(parsing: parts[0])
+        policy.ringSegmentBytes = Int(parts[1])
+        if comm.rank == 0 { print("allreduce auto: \(policy.description) (\(note))") }
+        return AutoAllreduce(comm: comm, policy: policy)
     }
 }
 

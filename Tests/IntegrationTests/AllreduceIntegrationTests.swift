@@ -78,3 +78,22 @@ final class AllreduceIntegrationTests: XCTestCase {
         }
     }
 }
+
+/// `dml-train --allreduce auto --autotune` under mpirun: measures, caches, and a later job reuses the choice.
+final class AutotuneIntegrationTests: XCTestCase {
+    func testAutotuneCachesThePolicyForTheNextJob() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
+        let cache = MPIRunner.temporaryDirectory() + "/tune.json"
+        let small = ["--synthetic-rows", "400", "--synthetic-features", "16", "--steps", "4", "--allreduce", "auto", "--tune-cache", cache]
+        let tuned = try MPIRunner.run(ranks: 2, "dml-train", small + ["--autotune"])
+        XCTAssertEqual(tuned.status, 0, tuned.stderr)
+        XCTAssertTrue(tuned.stdout.contains("allreduce auto: tuned in"), tuned.stdout)
+        XCTAssertTrue(tuned.stdout.contains("cached in \(cache)"), tuned.stdout)
+        let reused = try MPIRunner.run(ranks: 2, "dml-train", small)
+        XCTAssertEqual(reused.status, 0, reused.stderr)
+        XCTAssertTrue(reused.stdout.contains("from \(cache))"), reused.stdout)
+        let bad = try MPIRunner.run(ranks: 1, "dml-train", ["--autotune"])
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("--autotune needs --allreduce auto"), bad.stderr)
+    }
+}
