@@ -43,7 +43,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
-            "DMLKernels", "DMLModels",
+            "DMLTraining", "DMLKernels", "DMLModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),

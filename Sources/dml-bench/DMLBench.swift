@@ -6,5 +6,5 @@ struct DMLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-bench",
         abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
-        subcommands: [Kernels.self])
+        subcommands: [Kernels.self, TrainBenchmark.self])
 }
