@@ -21,5 +21,8 @@ static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline int cmpi_undefined(void) { return MPI_UNDEFINED; }
+static inline int cmpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
+static inline MPI_Win cmpi_win_null(void) { return MPI_WIN_NULL; }
 
 #endif

@@ -1,9 +1,9 @@
 /// An allreduce algorithm: after `run`, every rank's buffer holds the element-wise reduction of all ranks'
 /// buffers, with the same bits on every rank.
 ///
-/// One type per algorithm (as in Gloo): whatever can be prepared once (neighbours, scratch buffers) is
-/// prepared in the initialiser or on first use and reused, so `run` only communicates and reduces.
-/// All ranks must call `run` with buffers of the same length and the same `op`.
+/// One type per algorithm (as in Gloo): whatever can be prepared once (neighbours, scratch buffers, shared
+/// windows) is prepared in the initialiser or on first use and reused, so `run` only communicates and
+/// reduces. All ranks must call `run` with buffers of the same length and the same `op`.
 public protocol AllreduceAlgorithm: AnyObject {
     /// The name the `--allreduce` flag uses.
     var name: String { get }
@@ -13,16 +13,28 @@ public protocol AllreduceAlgorithm: AnyObject {
 
 /// The allreduce algorithms that can be chosen by name.
 public enum AllreduceKind: String, CaseIterable, Sendable {
-    /// Ring: reduce-scatter then allgather over point-to-point exchanges. Bandwidth-optimal.
+    /// Segmented, pipelined ring: reduce-scatter then allgather. Bandwidth-optimal over a network.
     case ring
+    /// MPI-3 shared-memory window: one pass over memory when all ranks share a node; else the ring.
+    case shm
+    /// Recursive doubling: fewest message latencies, for small messages.
+    case rd
+    /// Gather to rank 0, reduce, broadcast: the parameter-server baseline.
+    case central
     /// The library's own `MPI_Allreduce`: the baseline.
     case mpi
+    /// Chooses one of the above by message size (`AutoAllreduce`).
+    case auto
 
     /// Builds the algorithm for `comm`.
     public func make(for comm: Communicator) -> AllreduceAlgorithm {
         switch self {
         case .ring: return RingAllreduce(comm: comm)
+        case .shm: return SharedMemoryAllreduce(comm: comm)
+        case .rd: return RecursiveDoublingAllreduce(comm: comm)
+        case .central: return CentralAllreduce(comm: comm)
         case .mpi: return NativeAllreduce(comm: comm)
+        case .auto: return AutoAllreduce(comm: comm)
         }
     }
 }

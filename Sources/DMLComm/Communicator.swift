@@ -21,6 +21,21 @@ public protocol Communicator: AnyObject {
     /// deadlock that a send-then-receive on every rank could cause.
     func sendrecv(sending: UnsafeRawBufferPointer, to dest: Int,
                   receiving: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws
+    /// Starts sending `bytes` to `dest` and returns at once. The bytes must stay valid and unchanged until
+    /// the request has been waited for.
+    func isend(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws -> CommRequest
+    /// Starts receiving exactly `bytes.count` bytes from `source` into `bytes` and returns at once. The
+    /// bytes hold the message only after the request has been waited for. Messages between one pair of
+    /// ranks with one tag arrive in the order they were sent (MPI's non-overtaking rule).
+    func irecv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws -> CommRequest
+    /// Blocks until `request` is complete; it is then `.completed`. Waiting for a completed request returns.
+    func wait(_ request: inout CommRequest) throws
+    /// Blocks until every request is complete, then empties the array (keeping its capacity).
+    func waitAll(_ requests: inout [CommRequest]) throws
+    /// Ranks of this group that share one node's memory, with a window of `bytesPerRank` bytes per rank that
+    /// every rank of the node can read and write directly; `nil` when the ranks do not all share one node
+    /// (or the implementation has no shared memory). Collective: every rank calls it with the same size.
+    func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow?
     /// Copies `root`'s bytes into every other rank's `bytes` (all ranks pass buffers of one size).
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Returns once every rank has entered the barrier.
@@ -30,6 +45,34 @@ public protocol Communicator: AnyObject {
     func nativeAllreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
     /// Ends every rank of the job at once with `code`. For failures that cannot be agreed on collectively.
     func abort(code: Int32) -> Never
+}
+
+/// A non-blocking send or receive in flight, completed by `Communicator.wait`/`waitAll`. A value type: the
+/// in-flight state (an `MPI_Request`, or the in-process receive to do) is moved out when waited for.
+public struct CommRequest {
+    enum State {
+        case completed
+        /// One `MPI_Request` per message piece (one unless the message is above 1 GiB).
+        case mpi([OpaquePointer?])
+        /// An in-process receive, done when waited for (sends are buffered there, so this cannot deadlock).
+        case localReceive(UnsafeMutableRawBufferPointer, source: Int, tag: Int)
+    }
+    var state: State
+    /// A request with nothing left to wait for.
+    public static let completed = CommRequest(state: .completed)
+    public var isCompleted: Bool { if case .completed = state { return true }; return false }
+}
+
+/// Memory shared by the ranks of one node: `bytesPerRank` bytes per rank, every rank's part readable and
+/// writable by every rank through plain loads and stores. Ordering between ranks comes only from `sync`.
+public protocol SharedMemoryWindow: AnyObject {
+    /// Bytes in each rank's part.
+    var bytesPerRank: Int { get }
+    /// The start of rank `rank`'s part (64-byte aligned), valid for this window's lifetime.
+    func base(of rank: Int) -> UnsafeMutableRawPointer
+    /// A barrier that also orders memory: every store any rank made before `sync` is visible to every
+    /// rank after it (`MPI_Win_sync` + `MPI_Barrier` + `MPI_Win_sync` under MPI).
+    func sync() throws
 }
 
 /// The reductions DML uses. Each is commutative and associative on exact values; on floats, the algorithms
@@ -60,6 +103,11 @@ public enum CommError: Error, CustomStringConvertible, Equatable {
 }
 
 extension Communicator {
+    public func waitAll(_ requests: inout [CommRequest]) throws {
+        for i in requests.indices { try wait(&requests[i]) }
+        requests.removeAll(keepingCapacity: true)
+    }
+
     /// The rank to the right in the ring (`rank + 1` modulo `size`).
     public var rightNeighbour: Int { (rank + 1) % size }
     /// The rank to the left in the ring (`rank - 1` modulo `size`).

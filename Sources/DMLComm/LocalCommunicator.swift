@@ -60,6 +60,37 @@ public final class LocalCommunicator: Communicator {
         try recv(receiving, from: source, tag: tag)
     }
 
+    /// Buffered, like `send`: the request is complete at once.
+    public func isend(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws -> CommRequest {
+        try send(bytes, to: dest, tag: tag)
+        return .completed
+    }
+
+    /// Remembers the receive; `wait` takes the message from the mailbox (mailboxes are FIFO per sender and
+    /// tag, so receives waited for in the order they were posted match the sends in order).
+    public func irecv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws -> CommRequest {
+        try checkPeer(source, "irecv")
+        return CommRequest(state: .localReceive(bytes, source: source, tag: tag))
+    }
+
+    public func wait(_ request: inout CommRequest) throws {
+        guard case let .localReceive(bytes, source, tag) = request.state else { return }
+        request = .completed
+        try recv(bytes, from: source, tag: tag)
+    }
+
+    /// The same idea as MPI's shared window, over threads: the world allocates one part per rank on the
+    /// first rank's call (the n-th call of every rank gets the n-th allocation), and `sync` is the barrier.
+    /// All ranks of a local world share one process, so this never returns nil.
+    public func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow? {
+        defer { windowCalls += 1 }
+        let region = world.sharedRegion(call: windowCalls, bytesPerRank: bytesPerRank)
+        try world.barrier()
+        return LocalSharedWindow(region: region, world: world)
+    }
+
+    private var windowCalls = 0
+
     /// Reserved tags keep the collectives' messages apart from the user's.
     static let broadcastTag = -1, reduceTag = -2
 
@@ -156,6 +187,18 @@ final class LocalWorld: @unchecked Sendable {
         }
     }
 
+    private var regions: [Int: LocalSharedRegion] = [:]
+
+    /// The shared region of the `call`-th `sharedMemoryWindow` call, allocated by whichever rank comes first.
+    func sharedRegion(call: Int, bytesPerRank: Int) -> LocalSharedRegion {
+        cond.lock()
+        defer { cond.unlock() }
+        if let r = regions[call] { return r }
+        let r = LocalSharedRegion(parts: size, bytesPerRank: bytesPerRank)
+        regions[call] = r
+        return r
+    }
+
     func fail() {
         cond.lock()
         failed = true
@@ -171,4 +214,25 @@ final class ResultSlots<R>: @unchecked Sendable {
     init(count: Int) { slots = Array(repeating: nil, count: count) }
     func set(_ i: Int, _ r: Result<R, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
     func all() -> [Result<R, Error>] { lock.lock(); defer { lock.unlock() }; return slots.map { $0! } }
+}
+
+/// One part per rank, freed when the last window over it goes away.
+final class LocalSharedRegion: @unchecked Sendable {
+    let bytesPerRank: Int
+    let parts: [UnsafeMutableRawPointer]
+    init(parts count: Int, bytesPerRank: Int) {
+        self.bytesPerRank = (Swift.max(bytesPerRank, 64) + 63) & ~63
+        parts = (0..<count).map { _ in UnsafeMutableRawPointer.allocate(byteCount: (Swift.max(bytesPerRank, 64) + 63) & ~63, alignment: 64) }
+    }
+    deinit { for p in parts { p.deallocate() } }
+}
+
+final class LocalSharedWindow: SharedMemoryWindow {
+    let region: LocalSharedRegion
+    let world: LocalWorld
+    init(region: LocalSharedRegion, world: LocalWorld) { self.region = region; self.world = world }
+    var bytesPerRank: Int { region.bytesPerRank }
+    func base(of rank: Int) -> UnsafeMutableRawPointer { region.parts[rank] }
+    /// The world's barrier takes a lock on entry and exit, which orders the threads' memory.
+    func sync() throws { try world.barrier() }
 }

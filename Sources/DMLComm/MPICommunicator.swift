@@ -13,6 +13,8 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     /// The MPI handle (an `MPI_Comm`).
     public let handle: MPI_Comm
+    /// Reused by `waitAll`, so steady-state waits allocate nothing.
+    private var waitScratch: [MPI_Request?] = []
 
     /// Largest single message, in bytes. MPI counts are Int32; 1 GiB keeps well clear of that.
     static let maxMessageBytes = 1 << 30
@@ -130,6 +132,79 @@ public final class MPICommunicator: Communicator {
                        "MPI_Sendrecv with ranks \(dest)/\(source)")
     }
 
+    public func isend(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws -> CommRequest {
+        try checkPeer(dest, "isend")
+        var requests: [MPI_Request?] = []
+        for (offset, length) in Self.pieces(bytes.count) {
+            var r: MPI_Request? = nil
+            try Self.check(MPI_Isend(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(), Int32(dest),
+                                     Int32(tag), handle, &r), "MPI_Isend to rank \(dest)")
+            requests.append(r)
+        }
+        return CommRequest(state: .mpi(requests))
+    }
+
+    public func irecv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws -> CommRequest {
+        try checkPeer(source, "irecv")
+        var requests: [MPI_Request?] = []
+        for (offset, length) in Self.pieces(bytes.count) {
+            var r: MPI_Request? = nil
+            try Self.check(MPI_Irecv(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(), Int32(source),
+                                     Int32(tag), handle, &r), "MPI_Irecv from rank \(source)")
+            requests.append(r)
+        }
+        return CommRequest(state: .mpi(requests))
+    }
+
+    public func wait(_ request: inout CommRequest) throws {
+        guard case var .mpi(requests) = request.state else { return }
+        request = .completed
+        if requests.count == 1 {
+            try Self.check(MPI_Wait(&requests[0], cmpi_status_ignore()), "MPI_Wait")
+        } else {
+            try Self.check(MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore()), "MPI_Waitall")
+        }
+    }
+
+    public func waitAll(_ requests: inout [CommRequest]) throws {
+        // One MPI_Waitall over every piece: MPI progresses them all together.
+        waitScratch.removeAll(keepingCapacity: true)
+        for request in requests { if case let .mpi(rs) = request.state { waitScratch.append(contentsOf: rs) } }
+        requests.removeAll(keepingCapacity: true)
+        if waitScratch.isEmpty { return }
+        try Self.check(MPI_Waitall(Int32(waitScratch.count), &waitScratch, cmpi_statuses_ignore()), "MPI_Waitall")
+    }
+
+    /// How many ranks of this communicator share this rank's node, and this rank's index among them.
+    /// Collective.
+    public func nodeLayout() throws -> (ranksOnNode: Int, nodeRank: Int) {
+        var node: MPI_Comm? = nil
+        try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+                       "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
+        defer { MPI_Comm_free(&node) }
+        var s: Int32 = 0, r: Int32 = 0
+        try Self.check(MPI_Comm_size(node, &s), "MPI_Comm_size")
+        try Self.check(MPI_Comm_rank(node, &r), "MPI_Comm_rank")
+        return (Int(s), Int(r))
+    }
+
+    /// `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`; if that gives every rank of this communicator, an MPI-3
+    /// shared window (`MPI_Win_allocate_shared`, one part per rank, placed near its owner).
+    public func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow? {
+        var node: MPI_Comm? = nil
+        try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+                       "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
+        var nodeSize: Int32 = 0
+        try Self.check(MPI_Comm_size(node, &nodeSize), "MPI_Comm_size")
+        // Every rank learns whether all ranks share one node (a rank's node group is all or nothing).
+        let everywhere = try allreduced(Int64(nodeSize) == Int64(size) ? 1 : 0, op: .min)
+        guard everywhere == 1 else {
+            MPI_Comm_free(&node)
+            return nil
+        }
+        return try MPISharedWindow(comm: node!, bytesPerRank: bytesPerRank)
+    }
+
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {
         try checkPeer(root, "broadcast")
         for (offset, length) in Self.pieces(bytes.count) {
@@ -162,5 +237,57 @@ public final class MPICommunicator: Communicator {
     public func abort(code: Int32) -> Never {
         MPI_Abort(handle, code)
         exit(code)
+    }
+}
+
+/// An MPI-3 shared-memory window over the ranks of one node. Freed (collectively) when released: every
+/// rank must release it at the same point of the program, before `MPI_Finalize`.
+final class MPISharedWindow: SharedMemoryWindow {
+    let comm: MPI_Comm
+    var window: MPI_Win? = cmpi_win_null()
+    let bytesPerRank: Int
+    private var bases: [UnsafeMutableRawPointer] = []
+
+    init(comm: MPI_Comm, bytesPerRank: Int) throws {
+        self.comm = comm
+        // Round up to whole cache lines so that each part starts 64-byte aligned.
+        self.bytesPerRank = (Swift.max(bytesPerRank, 64) + 63) & ~63
+        var info: MPI_Info? = nil
+        MPI_Info_create(&info)
+        // Each part may then be placed in its owner's NUMA node rather than one contiguous block.
+        MPI_Info_set(info, "alloc_shared_noncontig", "true")
+        defer { MPI_Info_free(&info) }
+        var mine: UnsafeMutableRawPointer? = nil
+        try MPICommunicator.check(MPI_Win_allocate_shared(MPI_Aint(self.bytesPerRank), 1, info, comm, &mine, &window),
+                                  "MPI_Win_allocate_shared")
+        MPI_Win_set_errhandler(window, cmpi_errors_return())
+        var size: Int32 = 0
+        MPI_Comm_size(comm, &size)
+        for r in 0..<size {
+            var bytes: MPI_Aint = 0, unit: Int32 = 0
+            var base: UnsafeMutableRawPointer? = nil
+            try MPICommunicator.check(MPI_Win_shared_query(window, r, &bytes, &unit, &base), "MPI_Win_shared_query")
+            bases.append(base!)
+        }
+        // One passive epoch for the window's whole life: MPI_Win_sync is then legal at any time.
+        try MPICommunicator.check(MPI_Win_lock_all(cmpi_mode_nocheck(), window), "MPI_Win_lock_all")
+    }
+
+    deinit {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        guard finalized == 0 else { return }
+        MPI_Win_unlock_all(window)
+        MPI_Win_free(&window)
+        var c: MPI_Comm? = comm
+        MPI_Comm_free(&c)
+    }
+
+    func base(of rank: Int) -> UnsafeMutableRawPointer { bases[rank] }
+
+    func sync() throws {
+        try MPICommunicator.check(MPI_Win_sync(window), "MPI_Win_sync")
+        try MPICommunicator.check(MPI_Barrier(comm), "MPI_Barrier (shared-memory node)")
+        try MPICommunicator.check(MPI_Win_sync(window), "MPI_Win_sync")
     }
 }

@@ -23,4 +23,25 @@ extension ReduceOp {
         case .min: for i in 0..<count { dst[i] = Swift.min(dst[i], src[i]) }
         }
     }
+
+    /// `dst[i] = src[i] ⊕ dst[i]`: as `combine(into:from:count:)` with the operands swapped, for algorithms
+    /// whose fixed order puts the incoming value on the left.
+    @inlinable
+    public func combine<T: ReducibleScalar>(into dst: UnsafeMutablePointer<T>, leftOperand src: UnsafePointer<T>, count: Int) {
+        switch self {
+        case .sum: for i in 0..<count { dst[i] = src[i] + dst[i] }
+        case .max: for i in 0..<count { dst[i] = Swift.max(src[i], dst[i]) }
+        case .min: for i in 0..<count { dst[i] = Swift.min(src[i], dst[i]) }
+        }
+    }
+
+    /// `dst[i] = a[i] ⊕ b[i]`: one pass instead of a copy and a combine.
+    @inlinable
+    public func combine<T: ReducibleScalar>(into dst: UnsafeMutablePointer<T>, _ a: UnsafePointer<T>, _ b: UnsafePointer<T>, count: Int) {
+        switch self {
+        case .sum: for i in 0..<count { dst[i] = a[i] + b[i] }
+        case .max: for i in 0..<count { dst[i] = Swift.max(a[i], b[i]) }
+        case .min: for i in 0..<count { dst[i] = Swift.min(a[i], b[i]) }
+        }
+    }
 }

@@ -120,6 +120,12 @@ public final class Trainer {
         }
     }
 
+    /// Collective: checks that every rank holds bit-identical parameters (invariant 1) and throws an
+    /// `AgreedFailure` naming the ranks that do not. One hash pass over the parameters and one allgather.
+    public func checkReplicasIdentical() throws {
+        try parameters.withUnsafeBytes { try comm.checkIdentical($0, what: "parameters after step \(step)") }
+    }
+
     /// One global step. Returns the global batch's mean loss and its number of rows. Throws
     /// `TrainingFailure` (on every rank alike) when the loss or the gradient is not finite, before the
     /// parameters are touched.

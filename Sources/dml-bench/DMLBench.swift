@@ -1,10 +1,25 @@
 import ArgumentParser
+import DMLComm
+import Foundation
 
-/// `dml-bench`: benchmarks, one subcommand each (`dml-bench kernels`, …).
+/// `dml-bench`: the project's benchmarks, one subcommand each (each in its own file): `kernels` (one process,
+/// single-threaded) and `allreduce` (run under mpirun). Shared output helpers are in BenchOutput.swift.
 @main
 struct DMLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-bench",
         abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
-        subcommands: [Kernels.self, TrainBenchmark.self])
+        subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self])
+
+    /// Parses on every rank but lets only rank 0 print help or errors, so a job prints one message.
+    static func main() {
+        let launcherRank = LauncherEnvironment.rank
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if launcherRank == 0 { exit(withError: error) }
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
 }

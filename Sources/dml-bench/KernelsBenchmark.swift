@@ -142,13 +142,10 @@ struct Kernels: ParsableCommand {
         }
 
         if let path = csv {
-            var text = "kernel,n,gflops,GBps\n"
-            for r in rows {
-                text += "\(r.kernel),\(r.n),\(r.gflops.map { String(format: "%.3f", $0) } ?? ""),\(r.gbps.map { String(format: "%.3f", $0) } ?? "")\n"
+            let table = rows.map { r in
+                [r.kernel, String(r.n), r.gflops.map { String(format: "%.3f", $0) } ?? "", r.gbps.map { String(format: "%.3f", $0) } ?? ""]
             }
-            do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-                throw ValidationError("cannot write --csv \(path): \(error.localizedDescription)")
-            }
+            try BenchOutput.writeCSV(header: ["kernel", "n", "gflops", "GBps"], rows: table, to: path)
             print("wrote \(path)")
         }
     }

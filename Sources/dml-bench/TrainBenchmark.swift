@@ -130,7 +130,9 @@ struct TrainBenchmark: ParsableCommand {
         let p = comm.size
         if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
         try comm.agree(p > rows ? "\(p) ranks but only \(rows) rows (--rows): every rank needs at least one row" : nil)
-        let oversubscribed = try comm.allreduced(Int64(ranksOnThisNode(size: p) > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
+        // More ranks than cores on some node: the figures then show contention, not speed, and say so.
+        let onNode = try comm.nodeLayout().ranksOnNode
+        let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
         let maxInit = try comm.allreduced(mpiInit, op: .max)
         let task = SyntheticClassification(seed: seed, features: features, classes: 10)
         let train = task.trainingShard(rows: rows, rank: comm.rank, ranks: p)
@@ -164,10 +166,7 @@ struct TrainBenchmark: ParsableCommand {
                      String(format: "%.4f", r.commShare), r.firstStep.map { String(format: "%.3f", $0) } ?? "",
                      String(format: "%.3f", maxInit), String(format: "%.4f", r.finalLoss), allreduce, oversubscribed ? "yes" : "no"]
                 }
-                let text = ([Self.csvHeader] + lines).map { $0.joined(separator: ",") + "\n" }.joined()
-                do { try AtomicFile.write(Array(text.utf8), to: path) } catch {
-                    throw ValidationError("cannot write --csv \(path): \(error)")
-                }
+                try BenchOutput.writeCSV(header: Self.csvHeader, rows: lines, to: path)
             }
             if comm.rank == 0 { print("wrote \(path)") }
         }
@@ -209,15 +208,10 @@ struct TrainBenchmark: ParsableCommand {
         let slowest = try comm.allreduced(stepTimes, op: .max)
         let share = try comm.allreduced(stepSeconds > 0 ? commSeconds / stepSeconds : 0, op: .sum) / Double(comm.size)
         let first = try firstStep.map { try comm.allreduced($0, op: .max) }
-        let median = Self.median(slowest)
+        let median = BenchOutput.median(slowest)
         let loss = try trainer.evaluate(train).loss
         return Result(model: name, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
                       stepSeconds: median, commShare: share, firstStep: first, finalLoss: loss)
-    }
-
-    static func median(_ values: [Double]) -> Double {
-        let s = values.sorted(), n = s.count
-        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
     }
 }
 
@@ -241,15 +235,6 @@ final class TimedAllreduce: AllreduceAlgorithm {
         defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         try inner.run(buffer, op: op)
     }
-}
-
-/// Ranks of this job on this host, from the launcher's environment (OpenMPI, Slurm); `size` when unknown.
-func ranksOnThisNode(size: Int) -> Int {
-    let env = ProcessInfo.processInfo.environment
-    for key in ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"] {
-        if let v = env[key], let n = Int(v) { return n }
-    }
-    return size
 }
 
 /// Seconds since this process started, from the kernel's record of its start (`/proc/self/stat` field 22,

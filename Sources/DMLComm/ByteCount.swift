@@ -1,0 +1,36 @@
+/// Byte counts as people write them: `4096`, `4K`, `256M`, `1G` (binary units: K = 1024), `64KiB`, `8MB`.
+public enum ByteCount {
+    /// The number of bytes `text` names, or nil if it is not a count.
+    public static func parse(_ text: String) -> Int? {
+        var digits = Substring(text.trimmingSpaces())
+        var unit = 1
+        for (suffixes, scale) in [(["KiB", "KB", "K", "k"], 1 << 10), (["MiB", "MB", "M"], 1 << 20), (["GiB", "GB", "G"], 1 << 30)] {
+            if let s = suffixes.first(where: { digits.hasSuffix($0) }) {
+                digits = digits.dropLast(s.count)
+                unit = scale
+                break
+            }
+        }
+        if digits.hasSuffix("B") { digits = digits.dropLast() }
+        guard let n = Int(digits), n >= 0 else { return nil }
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: unit)
+        return overflow ? nil : bytes
+    }
+
+    /// `bytes` in the largest binary unit that divides it: `4K`, `256M`, `1000`.
+    public static func format(_ bytes: Int) -> String {
+        for (suffix, scale) in [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] where bytes >= scale && bytes % scale == 0 {
+            return "\(bytes / scale)\(suffix)"
+        }
+        return String(bytes)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

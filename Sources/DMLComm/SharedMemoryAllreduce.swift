@@ -1,0 +1,107 @@
+import Foundation
+
+/// Shared-memory allreduce for ranks on one node: no messages, one pass over memory.
+///
+/// ```
+///  each rank's window part (blockBytes), visible to every rank of the node:
+///     W0 [ c0 | c1 | c2 ]   W1 [ c0 | c1 | c2 ]   W2 [ c0 | c1 | c2 ]      block cut into p slices
+///
+///  per block of the buffer:
+///   1. copy in:  rank r copies its block into W_r, all slices but its own          ── sync
+///   2. reduce:   rank r computes slice r = B_0 ⊕ B_1 ⊕ … ⊕ B_(p−1) in rank order, reading
+///                every peer's W_q directly (its own part from its buffer), and writes it
+///                to its buffer and to W_r's slice r                               ── sync
+///   3. copy out: rank r copies every other slice q from W_q into its buffer
+/// ```
+/// Each element is reduced once, by its slice's owner, in rank order, then copied: every rank ends with
+/// the same bits. Two syncs per block; they also keep the next block's copy-in from overwriting a
+/// slice that a peer is still reading. The window is small (`blockBytes` per rank, default 1 MiB), so
+/// peers read each other's blocks from cache and each rank streams its buffer from DRAM about twice
+/// (read n, write n) — a memcpy's worth of traffic, against the ring's `2(p−1)/p·n` sent + received.
+///
+/// Cost: `2·⌈n / block⌉` barriers (α each) + about `(2 + 2/p)·n` bytes through each core's caches.
+///
+/// Set-up (the first `run`, collective): `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)` and
+/// `MPI_Win_allocate_shared`. When the ranks do not all share one node, every call goes to the ring instead.
+/// The window is freed collectively when this object goes away: every rank must release its
+/// `SharedMemoryAllreduce` objects at the same point and in the same order (keep several in an array, not in
+/// a dictionary, whose order differs between processes).
+/// On `LocalCommunicator` the same code runs over threads sharing one allocation, with the world's barrier
+/// as the sync, so the unit tests exercise this algorithm itself, not a fallback.
+public final class SharedMemoryAllreduce: AllreduceAlgorithm {
+    public let name = "shm"
+    let comm: Communicator
+    /// Bytes of each rank's window part: the block processed between syncs. `DML_SHM_BLOCK` overrides.
+    public let blockBytes: Int
+    private var prepared = false
+    private var window: SharedMemoryWindow?
+    private var fallback: RingAllreduce?
+    /// Bytes of the last block processed: the slices peers may still be copying out from.
+    private var lastLayout = 0
+
+    public static let defaultBlockBytes = 1 << 20
+
+    public init(comm: Communicator, blockBytes: Int? = nil) {
+        self.comm = comm
+        let fromEnv = ProcessInfo.processInfo.environment["DML_SHM_BLOCK"].flatMap { ByteCount.parse($0) }
+        self.blockBytes = Swift.max(64, blockBytes ?? fromEnv ?? Self.defaultBlockBytes)
+    }
+
+    /// True when the ranks share one node and the shared window is in use (after the first `run`).
+    public var usesSharedMemory: Bool { window != nil }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try shm(buffer, op: op) }
+    public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try shm(buffer, op: op) }
+
+    /// Collective, once: the window, or the ring when the ranks span nodes.
+    public func prepare() throws {
+        if prepared { return }
+        prepared = true
+        window = try comm.sharedMemoryWindow(bytesPerRank: blockBytes)
+        if window == nil { fallback = RingAllreduce(comm: comm) }
+    }
+
+    func shm<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let p = comm.size, r = comm.rank, n = buffer.count
+        guard p > 1, n > 0, let base = buffer.baseAddress else { return }
+        try prepare()
+        if let ring = fallback { return try ring.ring(buffer, op: op) }
+        let w = window!
+        let parts = (0..<p).map { w.base(of: $0).assumingMemoryBound(to: T.self) }
+        let mine = parts[r]
+        let blockElements = Swift.max(1, w.bytesPerRank / MemoryLayout<T>.stride)
+        var start = 0
+        while start < n {
+            let m = Swift.min(blockElements, n - start)
+            let block = base + start
+            let slice = RingAllreduce.chunk(r, count: m, parts: p)
+            // A block cut differently from the last one (a short last block, another size or type) could
+            // copy into bytes a peer still reads in its copy-out: wait for every peer first.
+            let layout = m << 4 | MemoryLayout<T>.stride
+            if layout != lastLayout {
+                try w.sync()
+                lastLayout = layout
+            }
+            // 1. Copy in everything the peers need from this rank.
+            mine.update(from: block, count: slice.lowerBound)
+            (mine + slice.upperBound).update(from: block + slice.upperBound, count: m - slice.upperBound)
+            try w.sync()
+            // 2. Reduce this rank's slice in rank order; the source of rank r is its own buffer.
+            if !slice.isEmpty {
+                let k = slice.count, lo = slice.lowerBound
+                func source(_ q: Int) -> UnsafePointer<T> { UnsafePointer(q == r ? block + lo : parts[q] + lo) }
+                let out = mine + lo
+                op.combine(into: out, source(0), source(1), count: k)
+                for q in 2..<Swift.max(2, p) { op.combine(into: out, from: source(q), count: k) }
+                (block + lo).update(from: out, count: k)
+            }
+            try w.sync()
+            // 3. Copy out every peer's reduced slice.
+            for q in 0..<p where q != r {
+                let s = RingAllreduce.chunk(q, count: m, parts: p)
+                (block + s.lowerBound).update(from: parts[q] + s.lowerBound, count: s.count)
+            }
+            start += m
+        }
+    }
+}
