@@ -91,6 +91,19 @@ final class BenchmarkSuiteTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/m.safetensors"))
     }
 
+    /// The sbatch branch: inside an allocation mpirun takes the nodes from Slurm's variables (here a one-node
+    /// allocation of localhost, set by hand as sbatch would).
+    func testSlurmScriptUnderASimulatedAllocation() throws {
+        let slurm = ["SLURM_JOB_ID": "7", "SLURM_JOBID": "7", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1",
+                     "SLURM_JOB_NODELIST": "localhost", "SLURM_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "2",
+                     "DML_BIN": MPIRunner.productsDirectory.path]
+        let r = try MPIRunner.runProcess("bash", ["\(root)/benchmarks/slurm/dml-train.sbatch"] + small + ["--steps", "10"], environment: slurm)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("dml-train job 7: 2 ranks on 1 nodes"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("2 ranks, global batch"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("done: 10 steps"), r.stdout)
+    }
+
     func testDMLBenchTrainRejectsABadModelOnce() throws {
         let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax,resnet"])
         XCTAssertNotEqual(r.status, 0)
