@@ -103,7 +103,7 @@ struct TrainBenchmark: ParsableCommand {
     }
 
     func run() throws {
-        // Before anything else: the clock for time to first step starts at the process's start.
+        // MPI_Init's own time (time to first step is measured from the process's start, see processAge).
         let initStarted = DispatchTime.now().uptimeNanoseconds
         let comm: MPICommunicator
         do { comm = try MPICommunicator.initializeWorld() } catch {
@@ -207,11 +207,12 @@ struct TrainBenchmark: ParsableCommand {
         let wall = try comm.allreduced(Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9, op: .max)
         let slowest = try comm.allreduced(stepTimes, op: .max)
         let share = try comm.allreduced(stepSeconds > 0 ? commSeconds / stepSeconds : 0, op: .sum) / Double(comm.size)
-        let first = try firstStep.map { try comm.allreduced($0, op: .max) }
+        // Collective on every rank alike (a rank without /proc contributes −1; then there is no figure).
+        let first = try fromProcessStart ? comm.allreduced(firstStep ?? -1, op: .max) : -1
         let median = BenchOutput.median(slowest)
         let loss = try trainer.evaluate(train).loss
         return Result(model: name, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
-                      stepSeconds: median, commShare: share, firstStep: first, finalLoss: loss)
+                      stepSeconds: median, commShare: share, firstStep: first >= 0 ? first : nil, finalLoss: loss)
     }
 }
 
