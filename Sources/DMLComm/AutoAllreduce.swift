@@ -1,13 +1,17 @@
 import Foundation
 
 /// Which algorithm `auto` uses for a message: a list of `algorithm<=size` rules tried in order, and a last
-/// algorithm for everything larger. Written as text, e.g. `rd<=16K,shm` (the default).
+/// algorithm for everything larger. Written as text, e.g. `rd<=16K,ring`.
 ///
-/// The default comes from `dml-bench allreduce` on 2-core x86-64 machines with OpenMPI 4.1.4 (see
-/// benchmarks/RESULTS.md): recursive doubling below the crossover, the shared-memory window above it (which
-/// itself falls back to the ring when the ranks span nodes). Override with the environment variable
-/// `DML_ALLREDUCE_AUTO` (every rank must see the same value; `mpirun -x DML_ALLREDUCE_AUTO` passes it on),
-/// or `dml-bench allreduce --auto`.
+/// The defaults come from `dml-bench allreduce` on a 2-core x86-64 VM with OpenMPI 4.1.4 (benchmarks/RESULTS.md,
+/// "Allreduce"), and depend on where the ranks are:
+/// - all ranks on one node: `shm` at every size. One pass over memory beat `MPI_Allreduce`, the ring and
+///   recursive doubling from 4 KiB to 256 MiB at np=2 (no crossover: the window costs two barriers per
+///   block, cheaper than any message exchange).
+/// - ranks on several nodes: `rd<=16K,ring`: recursive doubling while latency dominates, then the
+///   bandwidth-optimal ring (the crossover measured over TCP loopback).
+/// Override with the environment variable `DML_ALLREDUCE_AUTO` (every rank must see the same value;
+/// `mpirun -x DML_ALLREDUCE_AUTO=rd<=64K,shm` passes it on), or `dml-bench allreduce --auto`.
 public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {
     public var rules: [Rule]
     public var otherwise: AllreduceKind
@@ -17,7 +21,10 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
         public var maxBytes: Int
     }
 
-    public static let defaultPolicy = AutoAllreducePolicy(rules: [Rule(kind: .rd, maxBytes: 16 << 10)], otherwise: .shm)
+    /// The default when every rank shares one node.
+    public static let oneNode = AutoAllreducePolicy(rules: [], otherwise: .shm)
+    /// The default when the ranks span nodes.
+    public static let acrossNodes = AutoAllreducePolicy(rules: [Rule(kind: .rd, maxBytes: 16 << 10)], otherwise: .ring)
 
     public init(rules: [Rule], otherwise: AllreduceKind) {
         self.rules = rules
@@ -44,9 +51,9 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
         otherwise = try kind(last)
     }
 
-    /// `DML_ALLREDUCE_AUTO` when set, else the default.
-    public static func fromEnvironment() throws -> AutoAllreducePolicy {
-        guard let text = ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] else { return defaultPolicy }
+    /// `DML_ALLREDUCE_AUTO` when set, else nil (the default for where the ranks are).
+    public static func fromEnvironment() throws -> AutoAllreducePolicy? {
+        guard let text = ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] else { return nil }
         do { return try AutoAllreducePolicy(parsing: text) } catch { throw CommError.invalidArgument("DML_ALLREDUCE_AUTO: \(error)") }
     }
 
@@ -65,18 +72,33 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
 public final class AutoAllreduce: AllreduceAlgorithm {
     public let name = "auto"
     let comm: Communicator
-    /// The policy; a bad `DML_ALLREDUCE_AUTO` is reported by the first `run`.
-    public let policy: Result<AutoAllreducePolicy, Error>
+    /// The policy given, or `DML_ALLREDUCE_AUTO` (an error in it is reported by the first `run`); nil: the
+    /// default for where the ranks are, chosen by the first `run`.
+    private var policy: Result<AutoAllreducePolicy, Error>?
     private var algorithms: [AllreduceKind: AllreduceAlgorithm] = [:]
 
     public init(comm: Communicator, policy: AutoAllreducePolicy? = nil) {
         self.comm = comm
-        self.policy = policy.map { .success($0) } ?? Result { try AutoAllreducePolicy.fromEnvironment() }
+        if let p = policy { self.policy = .success(p) } else {
+            do { self.policy = try AutoAllreducePolicy.fromEnvironment().map { .success($0) } } catch { self.policy = .failure(error) }
+        }
+    }
+
+    /// The policy in use. Collective on the first call when no policy was given: whether the ranks share a
+    /// node is found by setting up the shared-memory window (kept for `shm`).
+    public func resolvedPolicy() throws -> AutoAllreducePolicy {
+        if let p = policy { return try p.get() }
+        let shm = SharedMemoryAllreduce(comm: comm)
+        try shm.prepare()
+        algorithms[.shm] = shm
+        let p = shm.usesSharedMemory ? AutoAllreducePolicy.oneNode : AutoAllreducePolicy.acrossNodes
+        policy = .success(p)
+        return p
     }
 
     /// The algorithm used for `bytes`-byte messages.
     public func algorithm(bytes: Int) throws -> AllreduceAlgorithm {
-        let kind = try policy.get().choice(bytes: bytes)
+        let kind = try resolvedPolicy().choice(bytes: bytes)
         if let a = algorithms[kind] { return a }
         let a = kind.make(for: comm)
         algorithms[kind] = a

@@ -40,7 +40,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data; exit 1 if not.")
     var check = false
 
-    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,shm' (default: DML_ALLREDUCE_AUTO, else the built-in one).")
+    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=16K,ring' when not).")
     var auto: String?
 
     @Option(help: "Write the results as CSV (algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps) to this file (rank 0, atomically).")
@@ -122,8 +122,10 @@ struct AllreduceBenchmark: ParsableCommand {
     func benchmark<T: ReducibleScalar & BinaryFloatingPoint>(_ comm: MPICommunicator, _: T.Type) throws {
         let p = comm.size
         let sizes = try sizeList(), kinds = try kindList()
-        if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
-        let policy = try auto.map { try AutoAllreducePolicy(parsing: $0) } ?? comm.agreeing { try AutoAllreducePolicy.fromEnvironment() }
+        if let path = csv {
+            try comm.agreeing { if comm.rank == 0 { do { try AtomicFile.checkWritable(path) } catch { throw BenchError("--csv: \(error)") } } }
+        }
+        let givenPolicy = try auto.map { try AutoAllreducePolicy(parsing: $0) } ?? comm.agreeing { try AutoAllreducePolicy.fromEnvironment() }
 
         // Where the ranks are: oversubscribed cores make the timings meaningless, and the table says so.
         let layout = try comm.nodeLayout()
@@ -143,6 +145,15 @@ struct AllreduceBenchmark: ParsableCommand {
         defer { pristine.deallocate() }
         for i in 0..<pristine.count { pristine[i] = value(rank: comm.rank, index: i) }
 
+        // An array, not a dictionary: a shared-memory window is freed collectively when its algorithm goes
+        // away, so every rank must release the algorithms in the same order (a dictionary's order differs
+        // between processes, and two ranks freeing different windows first would hang).
+        let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
+            kind == .auto ? AutoAllreduce(comm: comm, policy: givenPolicy) : kind.make(for: comm)
+        }
+        // Collective when auto picks its default (it sets up the shared window to see where the ranks are).
+        let policy = try (algorithms.first { $0 is AutoAllreduce } as? AutoAllreduce)?.resolvedPolicy()
+
         let memcpy = try memcpyBandwidth(comm, bytes: Swift.max(64 << 20, sizes.max()!))
         if comm.rank == 0 {
             print("# dml-bench allreduce: \(p) rank\(p == 1 ? "" : "s") on \(nodes) node\(nodes == 1 ? "" : "s") (\(cores) cores per node here), "
@@ -153,16 +164,10 @@ struct AllreduceBenchmark: ParsableCommand {
             print("# time = median over timed iterations of the slowest rank; algbw = bytes/time; busbw = algbw*2(p-1)/p; GB/s = 1e9 B/s")
             print("# x mpi = busbw / MPI_Allreduce's busbw in this run; warm-up \(warmup), up to \(iters) iterations (at most ~\(maxSeconds) s each point)")
             print(String(format: "# one-core memcpy (rank 0, %@): %.2f GB/s (bytes copied per second) — the physical reference", ByteCount.format(Swift.max(64 << 20, sizes.max()!)), memcpy))
-            print("# auto policy: \(policy)")
+            if let policy { print("# auto policy: \(policy) (override: --auto or DML_ALLREDUCE_AUTO)") }
             printHeader(kinds)
         }
 
-        // An array, not a dictionary: a shared-memory window is freed collectively when its algorithm goes
-        // away, so every rank must release the algorithms in the same order (a dictionary's order differs
-        // between processes, and two ranks freeing different windows first would hang).
-        let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
-            kind == .auto ? AutoAllreduce(comm: comm, policy: policy) : kind.make(for: comm)
-        }
         var points: [Point] = []
         var totalWrong: Int64 = 0
         var notIdentical: [String] = []

@@ -13,7 +13,7 @@ enum BenchOutput {
     /// flag and the file.
     static func writeCSV(header: [String], rows: [[String]], to path: String) throws {
         do { try AtomicFile.write(Array(csvText(header: header, rows: rows).utf8), to: path) } catch {
-            throw BenchError("cannot write --csv \(path): \(error)")
+            throw BenchError("--csv: \(error)")
         }
     }
 

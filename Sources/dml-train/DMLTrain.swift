@@ -57,11 +57,9 @@ struct DMLTrain: ParsableCommand {
             command = try parse()
         } catch {
             if launcherRank == 0 { exit(withError: error) }
-            let code = exitCode(for: error).rawValue
-            // mpirun ends the whole job as soon as one rank exits non-zero. If this rank left first, rank 0
-            // could be killed before printing the message; so wait for rank 0 to report and end the job.
-            if code != 0 { sleep(10) }
-            Foundation.exit(code)
+            // The other ranks leave quietly with 0: a non-zero exit would make mpirun end the job at once,
+            // possibly before rank 0 has printed the message; rank 0's status is the job's.
+            Foundation.exit(0)
         }
         Foundation.exit(command.train())
     }

@@ -155,6 +155,17 @@ final class AllreduceTests: XCTestCase {
         }
     }
 
+    func testAutoDefaultsToSharedMemoryWhenTheRanksShareANode() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] != nil, "DML_ALLREDUCE_AUTO is set")
+        let policies = try LocalCommunicator.run(size: 3) { comm in try AutoAllreduce(comm: comm).resolvedPolicy() }
+        XCTAssertEqual(policies, [AutoAllreducePolicy.oneNode, .oneNode, .oneNode])
+        XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=16K,ring")
+        let given = try LocalCommunicator.run(size: 2) { comm in
+            try AutoAllreduce(comm: comm, policy: AutoAllreducePolicy(parsing: "rd<=1K,ring")).resolvedPolicy()
+        }
+        XCTAssertEqual(given.map(\.description), ["rd<=1K,ring", "rd<=1K,ring"])
+    }
+
     func testByteCounts() {
         XCTAssertEqual(ByteCount.parse("4K"), 4096)
         XCTAssertEqual(ByteCount.parse("256M"), 256 << 20)
