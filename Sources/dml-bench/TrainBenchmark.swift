@@ -1,0 +1,254 @@
+import ArgumentParser
+import DMLComm
+import DMLData
+import DMLModels
+import DMLTraining
+import Foundation
+
+/// `dml-bench train`: training throughput on the built-in synthetic task at the number of ranks it is
+/// launched with (under mpirun), with the global batch fixed, so samples/s at np = 1, 2, 4 … are
+/// comparable. Per model: `--warmup` untimed steps, then `--steps` timed steps, each timed alone; the
+/// figures are medians over the timed steps of the slowest rank. The same task, batches, learning rates
+/// and step counts as the peers in benchmarks/peers/ (numpy + mpi4py, torch DDP).
+struct TrainBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training samples/s (softmax, MLP) on the synthetic task at this job's np; time to first step; communication share.",
+        discussion: """
+            Run it under mpirun; the global batch is fixed, so np changes only how the work is split:
+              mpirun -np 2 dml-bench train --csv train.csv
+            Columns: samples_per_s = batch / median step time (slowest rank); mean_samples_per_s = timed rows / \
+            timed wall time (the peers' method); comm_share = time inside the allreduce / step time (mean over \
+            ranks; includes waiting for slower ranks); first_step_s = process start (the kernel's start time of \
+            the process, 10 ms resolution) to the end of the first training step, slowest rank (first model \
+            only); mpi_init_s = MPI_Init's own time.
+            """)
+
+    enum ModelName: String, CaseIterable {
+        case softmax, mlp
+    }
+
+    @Option(help: "Models to time, comma-separated: softmax (784→10), mlp (784→hidden→10, ReLU).")
+    var models: String = "softmax,mlp"
+
+    @Option(help: "Rows per global batch (all ranks together).")
+    var batch: Int = 256
+
+    @Option(help: "Timed steps per model.")
+    var steps: Int = 500
+
+    @Option(help: "Untimed steps per model before timing (the first one includes first-touch of every buffer).")
+    var warmup: Int = 50
+
+    @Option(help: "MLP hidden width.")
+    var hidden: Int = 256
+
+    @Option(help: "Training rows of the synthetic task.")
+    var rows: Int = 16384
+
+    @Option(help: "Features per row of the synthetic task.")
+    var features: Int = 784
+
+    @Option(help: "Learning rate of the softmax model (plain SGD).")
+    var softmaxLr: Float = 0.2
+
+    @Option(help: "Learning rate of the MLP (plain SGD).")
+    var mlpLr: Float = 0.05
+
+    @Option(help: "Data set, batch order and initialisation.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Allreduce algorithm: \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var allreduce: String = AllreduceKind.ring.rawValue
+
+    @Option(help: "Write the results as CSV (model,np,batch,samples_per_s, then the extra columns) to this file (rank 0).")
+    var csv: String?
+
+    /// DESIGN.md's columns first, extra columns after them.
+    static let csvHeader = ["model", "np", "batch", "samples_per_s", "mean_samples_per_s", "step_ms", "comm_share",
+                            "first_step_s", "mpi_init_s", "final_loss", "allreduce", "oversubscribed"]
+
+    var modelList: [ModelName]? {
+        let parts = models.split(separator: ",").map { ModelName(rawValue: String($0)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    func validate() throws {
+        guard modelList != nil else {
+            throw ValidationError("--models must be softmax and/or mlp separated by commas (got '\(models)')")
+        }
+        guard AllreduceKind(rawValue: allreduce) != nil else {
+            throw ValidationError("--allreduce must be one of \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(allreduce)')")
+        }
+        for (flag, value, least) in [("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), ("--hidden", hidden, 1),
+                                     ("--rows", rows, 1), ("--features", features, 1)] where value < least {
+            throw ValidationError("\(flag) must be at least \(least) (got \(value))")
+        }
+        guard batch <= rows else { throw ValidationError("--batch (\(batch)) must not exceed --rows (\(rows))") }
+        for (flag, lr) in [("--softmax-lr", softmaxLr), ("--mlp-lr", mlpLr)] where !(lr > 0 && lr.isFinite) {
+            throw ValidationError("\(flag) must be positive (got \(lr))")
+        }
+        if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
+    }
+
+    struct Result {
+        let model: ModelName
+        let samplesPerSecond: Double
+        let meanSamplesPerSecond: Double
+        let stepSeconds: Double
+        let commShare: Double
+        let firstStep: Double?
+        let finalLoss: Double
+    }
+
+    func run() throws {
+        // MPI_Init's own time (time to first step is measured from the process's start, see processAge).
+        let initStarted = DispatchTime.now().uptimeNanoseconds
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator.initializeWorld() } catch {
+            FileHandle.standardError.write(Data("dml-bench train: error: cannot start MPI: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let mpiInit = Double(DispatchTime.now().uptimeNanoseconds - initStarted) / 1e9
+        defer { MPICommunicator.finalize() }
+        do {
+            try benchmark(comm, mpiInit: mpiInit)
+        } catch let failure as AgreedFailure {
+            if comm.rank == 0 {
+                let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
+                FileHandle.standardError.write(Data("dml-bench train: error\(who): \(failure.message)\n".utf8))
+            }
+            throw ExitCode.failure
+        } catch {
+            FileHandle.standardError.write(Data("dml-bench train: error on rank \(comm.rank): \(error)\n".utf8))
+            comm.abort(code: 1)
+        }
+    }
+
+    func benchmark(_ comm: MPICommunicator, mpiInit: Double) throws {
+        let p = comm.size
+        if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
+        try comm.agree(p > rows ? "\(p) ranks but only \(rows) rows (--rows): every rank needs at least one row" : nil)
+        // More ranks than cores on some node: the figures then show contention, not speed, and say so.
+        let onNode = try comm.nodeLayout().ranksOnNode
+        let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
+        let maxInit = try comm.allreduced(mpiInit, op: .max)
+        let task = SyntheticClassification(seed: seed, features: features, classes: 10)
+        let train = task.trainingShard(rows: rows, rank: comm.rank, ranks: p)
+        if comm.rank == 0 {
+            print("dml-bench train: \(p) rank\(p == 1 ? "" : "s")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
+                  + "synthetic task \(rows) rows × \(features) features, 10 classes, global batch \(batch), plain SGD, "
+                  + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
+            print("model      samples/s  (mean)       step ms  comm share  first step  final loss")
+            fflush(stdout)
+        }
+        var results: [Result] = []
+        for (i, name) in modelList!.enumerated() {
+            let r = try measure(name, comm: comm, train: train, fromProcessStart: i == 0)
+            results.append(r)
+            if comm.rank == 0 {
+                print(name.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+                      + String(format: " %11.0f %11.0f %10.3f %10.1f%% %10@ %11.4f", r.samplesPerSecond, r.meanSamplesPerSecond,
+                               r.stepSeconds * 1e3, 100 * r.commShare, r.firstStep.map { String(format: "%.3f s", $0) } ?? "-", r.finalLoss))
+                fflush(stdout)
+            }
+        }
+        if comm.rank == 0 {
+            print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit))
+        }
+        if let path = csv {
+            try comm.agreeing {
+                guard comm.rank == 0 else { return }
+                let lines = results.map { r in
+                    [r.model.rawValue, String(p), String(batch), String(format: "%.1f", r.samplesPerSecond),
+                     String(format: "%.1f", r.meanSamplesPerSecond), String(format: "%.4f", r.stepSeconds * 1e3),
+                     String(format: "%.4f", r.commShare), r.firstStep.map { String(format: "%.3f", $0) } ?? "",
+                     String(format: "%.3f", maxInit), String(format: "%.4f", r.finalLoss), allreduce, oversubscribed ? "yes" : "no"]
+                }
+                try BenchOutput.writeCSV(header: Self.csvHeader, rows: lines, to: path)
+            }
+            if comm.rank == 0 { print("wrote \(path)") }
+        }
+    }
+
+    /// Trains one model for `warmup + steps` steps and times it. Collective.
+    func measure(_ name: ModelName, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
+        let model: Model = name == .softmax
+            ? SoftmaxRegression(features: features, classes: 10)
+            : MLP(features: features, hidden: [hidden], classes: 10, activation: .relu)
+        let lr = name == .softmax ? softmaxLr : mlpLr
+        let timed = TimedAllreduce(AllreduceKind(rawValue: allreduce)!.make(for: comm))
+        let total = warmup + steps
+        let config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
+        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: timed)
+
+        var stepTimes = [Double](repeating: 0, count: steps)
+        var firstStep: Double?
+        var commSeconds = 0.0, stepSeconds = 0.0
+        var wallStart: UInt64 = 0
+        for s in 0..<total {
+            if s == warmup {
+                try comm.barrier()
+                wallStart = DispatchTime.now().uptimeNanoseconds
+                timed.seconds = 0
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try trainer.trainStep()
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            if s == 0 && fromProcessStart { firstStep = processAge() }
+            if s >= warmup {
+                stepTimes[s - warmup] = Double(t1 - t0) / 1e9
+                stepSeconds += Double(t1 - t0) / 1e9
+            }
+        }
+        commSeconds = timed.seconds
+        // The slowest rank's end marks the end of the timed run.
+        let wall = try comm.allreduced(Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9, op: .max)
+        let slowest = try comm.allreduced(stepTimes, op: .max)
+        let share = try comm.allreduced(stepSeconds > 0 ? commSeconds / stepSeconds : 0, op: .sum) / Double(comm.size)
+        // Collective on every rank alike (a rank without /proc contributes −1; then there is no figure).
+        let first = try fromProcessStart ? comm.allreduced(firstStep ?? -1, op: .max) : -1
+        let median = BenchOutput.median(slowest)
+        let loss = try trainer.evaluate(train).loss
+        return Result(model: name, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
+                      stepSeconds: median, commShare: share, firstStep: first >= 0 ? first : nil, finalLoss: loss)
+    }
+}
+
+/// An allreduce that adds the time spent inside it to `seconds`: the communication share of a step.
+/// Costs two clock reads per call.
+final class TimedAllreduce: AllreduceAlgorithm {
+    let inner: AllreduceAlgorithm
+    var seconds = 0.0
+    var name: String { inner.name }
+
+    init(_ inner: AllreduceAlgorithm) { self.inner = inner }
+
+    func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        try inner.run(buffer, op: op)
+    }
+
+    func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        try inner.run(buffer, op: op)
+    }
+}
+
+/// Seconds since this process started, from the kernel's record of its start (`/proc/self/stat` field 22,
+/// clock ticks since boot, against `CLOCK_BOOTTIME`): includes exec, dynamic loading and runtime start-up.
+/// Resolution one clock tick (10 ms). Falls back to nil where /proc is absent.
+func processAge() -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    // Fields after the command name (which may hold spaces) start at field 3; starttime is field 22.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+    var now = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &now)
+    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - ticks / hz
+}
