@@ -160,6 +160,13 @@ public final class Trainer {
         if let t = timeline { mark = t.record("compute", step: number, since: mark) }
         try gate(step: number)
         if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+        // A 16-bit wire cannot hold a sum over a large batch (fp16 ends at 65504): compressed gradients are
+        // divided by the global row count before the allreduce rather than after.
+        let scaleFirst = allreduce is CompressedAllreduce
+        if scaleFirst {
+            let globalBatch = sampler.globalBatchRows(ofStep: step)
+            reduceBuffer.withUnsafeMutableBufferPointer { Vector.scale(1 / Float(globalBatch), $0.baseAddress!, p) }
+        }
         watchdog?.arm(step: number)
         try reduceBuffer.withUnsafeMutableBufferPointer { try allreduce.run($0, op: .sum) }
         watchdog?.arm(step: 0)
@@ -176,7 +183,7 @@ public final class Trainer {
         }
         let lr = config.schedule.lr(at: step)
         reduceBuffer.withUnsafeMutableBufferPointer { g in
-            Vector.scale(1 / Float(globalRows), g.baseAddress!, p)
+            if !scaleFirst { Vector.scale(1 / Float(globalRows), g.baseAddress!, p) }
             parameters.withUnsafeMutableBufferPointer { w in
                 optimizer.step(parameters: w.baseAddress!, gradient: g.baseAddress!, t: number, learningRate: lr)
             }
