@@ -148,6 +148,7 @@ struct AllreduceBenchmark: ParsableCommand {
         // An array, not a dictionary: a shared-memory window is freed collectively when its algorithm goes
         // away, so every rank must release the algorithms in the same order (a dictionary's order differs
         // between processes, and two ranks freeing different windows first would hang).
+        if kinds.contains(where: { $0.kind == .hier }) { try comm.agreeing { _ = try HierarchicalAllreduce.fakeNodesFromEnvironment() } }
         let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
             kind.kind == .auto ? AutoAllreduce(comm: comm, policy: givenPolicy) : kind.make(for: comm)
         }

@@ -143,6 +143,7 @@ struct DMLTrain: ParsableCommand {
         let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
+        if allreduce == .hier { try comm.agreeing { _ = try HierarchicalAllreduce.fakeNodesFromEnvironment() } }
         let exact = allreduce.make(for: comm)
         // One compressor per trainer (a fresh error-feedback residual), all over the one exact algorithm.
         func algorithm() -> AllreduceAlgorithm {
