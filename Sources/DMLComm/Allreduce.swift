@@ -23,6 +23,8 @@ public enum AllreduceKind: String, CaseIterable, Sendable {
     case central
     /// The library's own `MPI_Allreduce`: the baseline.
     case mpi
+    /// Shared memory inside each node, a ring across one leader per node (`HierarchicalAllreduce`).
+    case hier
     /// Chooses one of the above by message size (`AutoAllreduce`).
     case auto
 
@@ -34,6 +36,7 @@ public enum AllreduceKind: String, CaseIterable, Sendable {
         case .rd: return RecursiveDoublingAllreduce(comm: comm)
         case .central: return CentralAllreduce(comm: comm)
         case .mpi: return NativeAllreduce(comm: comm)
+        case .hier: return HierarchicalAllreduce(comm: comm)
         case .auto: return AutoAllreduce(comm: comm)
         }
     }

@@ -39,6 +39,12 @@ public protocol Communicator: AnyObject {
     /// every rank of the node can read and write directly; `nil` when the ranks do not all share one node
     /// (or the implementation has no shared memory). Collective: every rank calls it with the same size.
     func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow?
+    /// A new communicator over the ranks that pass the same `color`, ranked by `key` (ties: by this
+    /// communicator's rank), as `MPI_Comm_split`. Collective.
+    func split(color: Int, key: Int) throws -> Communicator
+    /// A new communicator over the ranks of this one that share this rank's node (`MPI_Comm_split_type` with
+    /// `MPI_COMM_TYPE_SHARED`), ranked as here. Collective. (`nodeGroup()` adds the fake nodes for tests.)
+    func splitByNode() throws -> Communicator
     /// Copies `root`'s bytes into every other rank's `bytes` (all ranks pass buffers of one size).
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Returns once every rank has entered the barrier.

@@ -91,6 +91,23 @@ public final class LocalCommunicator: Communicator {
     }
 
     private var windowCalls = 0
+    private var splitCalls = 0
+
+    /// Every rank learns every rank's (color, key) through the world; the n-th split of every rank with one
+    /// color gets the same new world (created by whichever of its ranks comes first).
+    public func split(color: Int, key: Int) throws -> Communicator {
+        defer { splitCalls += 1 }
+        var mine = [Int64](repeating: 0, count: 2 * size)
+        mine[2 * rank] = Int64(color)
+        mine[2 * rank + 1] = Int64(key)
+        let all = try allreduced(mine, op: .sum)
+        let members = (0..<size).filter { all[2 * $0] == Int64(color) }.sorted { (all[2 * $0 + 1], $0) < (all[2 * $1 + 1], $1) }
+        let sub = world.subWorld(call: splitCalls, color: color, size: members.count)
+        return LocalCommunicator(rank: members.firstIndex(of: rank)!, world: sub)
+    }
+
+    /// Threads of one process share one node.
+    public func splitByNode() throws -> Communicator { try split(color: 0, key: rank) }
 
     /// Reserved tags keep the collectives' messages apart from the user's.
     static let broadcastTag = -1, reduceTag = -2
@@ -200,11 +217,25 @@ final class LocalWorld: @unchecked Sendable {
         return r
     }
 
+    private var subWorlds: [Int: [Int: LocalWorld]] = [:]
+
+    /// The world of the `call`-th split's ranks of `color`. A failure here fails it too.
+    func subWorld(call: Int, color: Int, size: Int) -> LocalWorld {
+        cond.lock()
+        defer { cond.unlock() }
+        if let w = subWorlds[call]?[color] { return w }
+        let w = LocalWorld(size: size, timeout: timeout)
+        subWorlds[call, default: [:]][color] = w
+        return w
+    }
+
     func fail() {
         cond.lock()
         failed = true
         cond.broadcast()
+        let children = subWorlds.values.flatMap(\.values)
         cond.unlock()
+        for c in children { c.fail() }
     }
 }
 

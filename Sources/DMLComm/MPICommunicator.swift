@@ -44,9 +44,13 @@ public final class MPICommunicator: Communicator {
         return try MPICommunicator(handle: world)
     }
 
-    /// Wraps an existing communicator handle.
-    public init(handle: MPI_Comm) throws {
+    /// True for communicators this object created (by a split) and frees when it goes away.
+    private let owned: Bool
+
+    /// Wraps an existing communicator handle; `owned`: free it (`MPI_Comm_free`) when this object goes away.
+    public init(handle: MPI_Comm, owned: Bool = false) throws {
         self.handle = handle
+        self.owned = owned
         var r: Int32 = 0, s: Int32 = 0
         try Self.check(MPI_Comm_rank(handle, &r), "MPI_Comm_rank")
         try Self.check(MPI_Comm_size(handle, &s), "MPI_Comm_size")
@@ -183,6 +187,28 @@ public final class MPICommunicator: Communicator {
         requests.removeAll(keepingCapacity: true)
         if waitScratch.isEmpty { return }
         try Self.check(MPI_Waitall(Int32(waitScratch.count), &waitScratch, cmpi_statuses_ignore()), "MPI_Waitall")
+    }
+
+    deinit {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if owned && finalized == 0 {
+            var c: MPI_Comm? = handle
+            MPI_Comm_free(&c)
+        }
+    }
+
+    public func split(color: Int, key: Int) throws -> Communicator {
+        var new: MPI_Comm? = nil
+        try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &new), "MPI_Comm_split")
+        return try MPICommunicator(handle: new!, owned: true)
+    }
+
+    public func splitByNode() throws -> Communicator {
+        var node: MPI_Comm? = nil
+        try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+                       "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
+        return try MPICommunicator(handle: node!, owned: true)
     }
 
     /// How many ranks of this communicator share this rank's node, and this rank's index among them.

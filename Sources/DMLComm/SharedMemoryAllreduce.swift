@@ -61,11 +61,40 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
         if window == nil { fallback = RingAllreduce(comm: comm) }
     }
 
-    func shm<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+    /// Reduce to `root`: the allreduce without the other ranks' copy-out, so only `root`'s buffer ends with
+    /// the result (the others' buffers hold partial results). Collective.
+    public func reduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp, root: Int) throws { try shm(buffer, op: op, root: root) }
+
+    /// Copies `root`'s buffer into every rank's, through the window: per block, `root` copies in, a sync,
+    /// the others copy out. Cost: `2·⌈n / block⌉ + 1` syncs, one pass over memory per rank. Collective.
+    public func broadcast<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
         let p = comm.size, r = comm.rank, n = buffer.count
         guard p > 1, n > 0, let base = buffer.baseAddress else { return }
         try prepare()
-        if let ring = fallback { return try ring.ring(buffer, op: op) }
+        if fallback != nil { return try comm.broadcast(buffer, root: root) }
+        let w = window!
+        let part = w.base(of: root).assumingMemoryBound(to: T.self)
+        let blockElements = Swift.max(1, w.bytesPerRank / MemoryLayout<T>.stride)
+        // Peers may still be copying out of the window from the last call.
+        try w.sync()
+        var start = 0
+        while start < n {
+            let m = Swift.min(blockElements, n - start)
+            if start > 0 { try w.sync() }  // every peer has copied the last block out
+            if r == root { part.update(from: base + start, count: m) }
+            try w.sync()
+            if r != root { (base + start).update(from: part, count: m) }
+            start += m
+        }
+        // The next call of any kind starts with a sync before it writes (its layout differs from 0).
+        lastLayout = 0
+    }
+
+    func shm<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp, root: Int? = nil) throws {
+        let p = comm.size, r = comm.rank, n = buffer.count
+        guard p > 1, n > 0, let base = buffer.baseAddress else { return }
+        try prepare()
+        if let ring = fallback { return try ring.ring(buffer, op: op) }  // (an allreduce also reduces to root)
         let w = window!
         let parts = (0..<p).map { w.base(of: $0).assumingMemoryBound(to: T.self) }
         let mine = parts[r]
@@ -97,7 +126,7 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
             }
             try w.sync()
             // 3. Copy out every peer's reduced slice.
-            for q in 0..<p where q != r {
+            for q in 0..<p where q != r && (root == nil || root == r) {
                 let s = RingAllreduce.chunk(q, count: m, parts: p)
                 (block + s.lowerBound).update(from: parts[q] + s.lowerBound, count: s.count)
             }

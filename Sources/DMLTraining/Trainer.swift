@@ -122,7 +122,8 @@ public final class Trainer {
         parameters = [Float](repeating: 0, count: model.layout.count)
         reduceBuffer = [Float](repeating: 0, count: model.layout.count + 2)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
-        stagedModel = model as? StagedGradientModel
+        // A compressed allreduce takes the whole buffer (its exact tail and error feedback are positional).
+        stagedModel = allreduce is CompressedAllreduce ? nil : model as? StagedGradientModel
         if let staged = stagedModel, staged.gradientStages.count > 1 {
             var buckets: [Range<Int>] = [], closes: [Int?] = []
             var open: Range<Int>?
@@ -232,6 +233,11 @@ public final class Trainer {
             } else {
                 try gate(step: number)
                 if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+                // A 16-bit wire cannot hold a sum over a large batch (fp16 ends at 65504): compressed gradients
+                // are divided by the global row count before the allreduce rather than after.
+                if allreduce is CompressedAllreduce {
+                    Vector.scale(1 / Float(sampler.globalBatchRows(ofStep: step)), base, p)
+                }
                 watchdog?.arm(step: number)
                 for bucket in buckets { try reduce(bucket) }
             }
@@ -250,7 +256,7 @@ public final class Trainer {
         }
         let lr = config.schedule.lr(at: step)
         reduceBuffer.withUnsafeMutableBufferPointer { g in
-            Vector.scale(1 / Float(globalRows), g.baseAddress!, p)
+            if !(allreduce is CompressedAllreduce) { Vector.scale(1 / Float(globalRows), g.baseAddress!, p) }  // (compressed: divided before)
             parameters.withUnsafeMutableBufferPointer { w in
                 optimizer.step(parameters: w.baseAddress!, gradient: g.baseAddress!, t: number, learningRate: lr)
             }

@@ -22,7 +22,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Option(help: "Step between sizes of a FROM:TO range: 2 or 4.")
     var factor: Int = 4
 
-    @Option(help: "Algorithms to time, comma-separated, from: \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")). mpi is always timed.")
+    @Option(help: "Algorithms to time, comma-separated, from: \(BenchKind.names.joined(separator: ", ")) (ring-fp16/ring-bf16: the ring with 16-bit messages, as dml-train --compress). mpi is always timed.")
     var algorithms: String = AllreduceKind.allCases.map(\.rawValue).joined(separator: ",")
 
     @Option(help: "Element type: float or double.")
@@ -73,11 +73,11 @@ struct AllreduceBenchmark: ParsableCommand {
     }
 
     /// The algorithms to time, `mpi` first.
-    func kindList() throws -> [AllreduceKind] {
-        var kinds: [AllreduceKind] = [.mpi]
+    func kindList() throws -> [BenchKind] {
+        var kinds: [BenchKind] = [.mpi]
         for name in algorithms.split(separator: ",") {
-            guard let k = AllreduceKind(rawValue: String(name)) else {
-                throw ValidationError("--algorithms: '\(name)' is not one of \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard let k = BenchKind(rawValue: String(name)) else {
+                throw ValidationError("--algorithms: '\(name)' is not one of \(BenchKind.names.joined(separator: ", "))")
             }
             if !kinds.contains(k) { kinds.append(k) }
         }
@@ -111,7 +111,7 @@ struct AllreduceBenchmark: ParsableCommand {
     }
 
     struct Point {
-        let kind: AllreduceKind
+        let kind: BenchKind
         let bytes: Int
         let seconds: Double
         let wrong: Int64?
@@ -148,8 +148,9 @@ struct AllreduceBenchmark: ParsableCommand {
         // An array, not a dictionary: a shared-memory window is freed collectively when its algorithm goes
         // away, so every rank must release the algorithms in the same order (a dictionary's order differs
         // between processes, and two ranks freeing different windows first would hang).
+        if kinds.contains(where: { $0.kind == .hier }) { try comm.agreeing { _ = try HierarchicalAllreduce.fakeNodesFromEnvironment() } }
         let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
-            kind == .auto ? AutoAllreduce(comm: comm, policy: givenPolicy) : kind.make(for: comm)
+            kind.kind == .auto ? AutoAllreduce(comm: comm, policy: givenPolicy) : kind.make(for: comm)
         }
         // Collective when auto picks its default (it sets up the shared window to see where the ranks are).
         let policy = try (algorithms.first { $0 is AutoAllreduce } as? AutoAllreduce)?.resolvedPolicy()
@@ -287,7 +288,7 @@ struct AllreduceBenchmark: ParsableCommand {
 
     // MARK: the table
 
-    func printHeader(_ kinds: [AllreduceKind]) {
+    func printHeader(_ kinds: [BenchKind]) {
         var top = "#" + String(repeating: " ", count: 28)
         var sub = "#" + BenchOutput.pad("size", 9) + BenchOutput.pad("count", 12) + BenchOutput.pad("type", 7)
         for k in kinds {
@@ -324,5 +325,34 @@ struct AllreduceBenchmark: ParsableCommand {
             let bb = best.busbw(ranks: p)
             print(String(format: "#   %@: %@ %.2f GB/s, %.2fx mpi, %.2fx memcpy", BenchOutput.pad(ByteCount.format(bytes), 5), best.kind.rawValue, bb, bb / mpi, bb / memcpy))
         }
+    }
+}
+
+/// An algorithm `dml-bench allreduce` times: one of `AllreduceKind`, or the compressed ring (`ring-fp16`,
+/// `ring-bf16`). On the benchmark's integer data (|sum| ≤ 30·p) the compressed ring is exact up to p = 8
+/// ranks (bf16 holds integers up to 256 exactly), so `--check` applies to it unchanged there.
+struct BenchKind: Equatable {
+    let rawValue: String
+    let kind: AllreduceKind?
+    let format: WireFormat?
+
+    static let mpi = BenchKind(rawValue: "mpi", kind: .mpi, format: nil)
+    static var names: [String] { AllreduceKind.allCases.map(\.rawValue) + WireFormat.allCases.map { "ring-\($0.rawValue)" } }
+
+    private init(rawValue: String, kind: AllreduceKind?, format: WireFormat?) {
+        self.rawValue = rawValue
+        self.kind = kind
+        self.format = format
+    }
+
+    init?(rawValue: String) {
+        if let k = AllreduceKind(rawValue: rawValue) { self.init(rawValue: rawValue, kind: k, format: nil); return }
+        guard rawValue.hasPrefix("ring-"), let f = WireFormat(rawValue: String(rawValue.dropFirst(5))) else { return nil }
+        self.init(rawValue: rawValue, kind: nil, format: f)
+    }
+
+    func make(for comm: Communicator) -> AllreduceAlgorithm {
+        if let f = format { return CompressedRingAllreduce(comm: comm, format: f) }
+        return kind!.make(for: comm)
     }
 }

@@ -37,6 +37,13 @@ struct DMLTrain: ParsableCommand {
     @Option(name: .customLong("tune-cache"), help: "The tuning cache --autotune writes and --allreduce auto reads (default: ~/.cache/dml/allreduce-tune.json).")
     var tuneCache: String?
 
+    @Option(help: ArgumentHelp("Gradient wire format: none (Float32), fp16 or bf16 (half the bytes; sums still formed in Float32).",
+                               discussion: "Compressed gradients travel through a ring whose messages carry 16-bit values, whatever --allreduce says; the loss sum and row count stay exact (reduced with --allreduce)."))
+    var compress: Compression = .none
+
+    @Flag(name: .customLong("error-feedback"), help: "With --compress: each rank adds what rounding its last contribution lost to its next one (the residual is not checkpointed).")
+    var errorFeedback = false
+
     @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
     var output: String?
 
@@ -67,6 +74,7 @@ struct DMLTrain: ParsableCommand {
         guard collectiveTimeout >= 0 && collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))")
         }
+        if errorFeedback && compress == .none { throw ValidationError("--error-feedback needs --compress fp16 or bf16") }
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative (got \(evalEvery))") }
         if data.partition == .features, let conflict = featurePartitionConflicts() { throw ValidationError(conflict) }
     }
@@ -144,7 +152,13 @@ struct DMLTrain: ParsableCommand {
         let batch: Int? = { if case let .rows(n) = training.batchSize { return Swift.min(n, train.globalRows) }; return nil }()
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = training.steps ?? training.epochs * stepsPerEpoch
-        let algorithm = try makeAllreduce(comm, gradientBytes: (model.layout.count + 2) * MemoryLayout<Float>.size)
+        if allreduce == .hier { try comm.agreeing { _ = try HierarchicalAllreduce.fakeNodesFromEnvironment() } }
+        let exact = try makeAllreduce(comm, gradientBytes: (model.layout.count + 2) * MemoryLayout<Float>.size)
+        // One compressor per trainer (a fresh error-feedback residual), all over the one exact algorithm.
+        func algorithm() -> AllreduceAlgorithm {
+            guard let format = compress.format else { return exact }
+            return CompressedAllreduce(comm: comm, format: format, exact: exact, exactTail: 2, errorFeedback: errorFeedback)
+        }
         let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
                                           say: { FileHandle.standardError.write($0 + "\n") },
                                           onTimeout: { message in
@@ -158,7 +172,7 @@ struct DMLTrain: ParsableCommand {
             var withTimeout = config
             withTimeout.collectiveTimeout = collectiveTimeout
             withTimeout.overlap = training.overlap
-            let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm, faults: faults)
+            let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm(), faults: faults)
             trainer.watchdog = watchdog
             return trainer
         }
@@ -175,7 +189,7 @@ struct DMLTrain: ParsableCommand {
             // Everything parsed that changes what the job computes or writes, in a fixed order.
             let identity = trainer.identity(dataDescription: dataDescription)
             options.configuration = identity.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
-                + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
+                + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\ncompress=\(compress.rawValue)\nerror_feedback=\(errorFeedback)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
                 + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
                 + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
                 + "\neval_every=\(evalEvery)\nlog_every=\(trainer.config.logEvery)\nfaults=\(faults.faults)"
@@ -192,7 +206,7 @@ struct DMLTrain: ParsableCommand {
         if comm.rank == 0 {
             print("dml-train: \(model.kind) on \(dataDescription), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                   + "global batch \(batch.map(String.init) ?? "full"), \(totalSteps) steps, \(training.optimizerConfig.description), "
-                  + "lr \(training.lrCandidates == nil ? trainer.config.schedule.description : "search"), allreduce \(allreduce.rawValue)")
+                  + "lr \(training.lrCandidates == nil ? trainer.config.schedule.description : "search"), allreduce \(allreduce.rawValue)\(compress == .none ? "" : ", gradients \(compress.rawValue)\(errorFeedback ? " with error feedback" : "")")")
         }
         if let candidates = training.lrCandidates {
             let best = try searchLearningRate(candidates, validation: loaded.validation, comm: comm, makeTrainer: makeTrainer)
@@ -307,6 +321,12 @@ extension DMLTrain {
 }
 
 extension AllreduceKind: ExpressibleByArgument {}
+
+/// `--compress`: the gradient's wire format.
+enum Compression: String, CaseIterable, ExpressibleByArgument {
+    case none, fp16, bf16
+    var format: WireFormat? { self == .none ? nil : WireFormat(rawValue: rawValue) }
+}
 
 extension FileHandle {
     func write(_ string: String) { write(string.data(using: .utf8)!) }

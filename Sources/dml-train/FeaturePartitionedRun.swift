@@ -18,6 +18,7 @@ extension DMLTrain {
         }
         if training.lrSearch != nil { return "--lr-search needs --partition rows" }
         if metrics != nil { return "--metrics needs --partition rows" }
+        if compress != .none { return "--compress compresses gradients, which --partition features does not exchange; use --partition rows" }
         return nil
     }
 

@@ -10,6 +10,8 @@ final class AllreduceTests: XCTestCase {
         AllreduceKind.allCases.map { kind in (kind.rawValue, { kind.make(for: $0) }) } + [
             ("ring/12-byte segments", { RingAllreduce(comm: $0, segmentBytes: 12, window: 2) }),
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
+            ("hier/2 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
+            ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),
             ("auto/rd<=64,central<=400,shm", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,shm")) }),
         ]
 

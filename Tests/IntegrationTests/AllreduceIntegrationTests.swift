@@ -25,8 +25,8 @@ final class AllreduceIntegrationTests: XCTestCase {
             let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map(String.init)
             XCTAssertEqual(lines.first, "algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps")
             let rows = lines.dropFirst().map { $0.split(separator: ",").map(String.init) }
-            XCTAssertEqual(rows.count, 6 * 4, "every algorithm (mpi included) at every size")
-            XCTAssertEqual(Set(rows.map { $0[0] }), ["mpi", "ring", "shm", "rd", "central", "auto"])
+            XCTAssertEqual(rows.count, 7 * 4, "every algorithm (mpi included) at every size")
+            XCTAssertEqual(Set(rows.map { $0[0] }), ["mpi", "ring", "shm", "rd", "central", "hier", "auto"])
             for row in rows {
                 XCTAssertEqual(row.count, 6)
                 XCTAssertEqual(row[1], String(np))
@@ -35,6 +35,33 @@ final class AllreduceIntegrationTests: XCTestCase {
                 XCTAssertEqual(busbw, algbw * 2 * Double(np - 1) / Double(np), accuracy: 1e-3 + 1e-3 * busbw, "\(row)")
             }
         }
+    }
+
+    /// Two fake nodes on one machine (DML_FAKE_NODES): np=4 as 2+2, np=3 as 2+1 (uneven). Exact, the same
+    /// bits everywhere, and dml-train with hier follows the flat ring's path up to float rounding.
+    func testHierarchicalOverFakeNodes() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        for np in [4, 3] {
+            let r = try MPIRunner.run(ranks: np, "dml-bench", ["allreduce", "--sizes", "4,4K,2M", "--algorithms", "hier", "--check"] + quick,
+                                      environment: ["DML_FAKE_NODES": "2"])
+            XCTAssertEqual(r.status, 0, "np=\(np): \(r.stdout) \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("# check: every result exact"), r.stdout)
+            var weights: [[Float]] = []
+            for algorithm in ["ring", "hier"] {
+                let path = "\(dir)/np\(np)-\(algorithm).safetensors"
+                let t = try MPIRunner.run(ranks: np, "dml-train", ["--synthetic-rows", "400", "--synthetic-features", "16", "--synthetic-classes", "3",
+                                                                  "--steps", "10", "--batch-size", "full", "--verify-every", "1",
+                                                                  "--allreduce", algorithm, "--output", path],
+                                          environment: ["DML_FAKE_NODES": "2"])
+                XCTAssertEqual(t.status, 0, "np=\(np) \(algorithm): \(t.stderr)")
+                weights.append(try Safetensors.read(path: path).floats("weight"))
+            }
+            XCTAssertLessThan(zip(weights[0], weights[1]).map { abs($0 - $1) }.max()!, 1e-4, "np=\(np)")
+        }
+        let bad = try MPIRunner.run(ranks: 2, "dml-bench", ["allreduce", "--sizes", "4K", "--algorithms", "hier"] + quick,
+                                    environment: ["DML_FAKE_NODES": "two"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.stderr.components(separatedBy: "DML_FAKE_NODES must be").count - 1, 1, bad.stderr)
     }
 
     func testDoublesToo() throws {
