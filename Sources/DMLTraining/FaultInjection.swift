@@ -10,8 +10,8 @@ import Foundation
 ///   check must catch it);
 /// - `nan`: rank R's share of step S's gradient and loss become NaN (the divergence guard must stop);
 /// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover);
-/// - `hang`: rank R stops answering as step S begins (S = the last step + 1: in the final evaluation and
-///   output) (sleeps forever, deaf to stop signals), as a stalled
+/// - `hang`: rank R stops answering as step S begins (S = 0: during start-up, before the data is loaded;
+///   S = the last step + 1: in the final evaluation and output) (sleeps forever, deaf to stop signals), as a stalled
 ///   node would (`--collective-timeout` must end the job, naming rank R);
 /// - `preempt`: rank R behaves as if it received SIGTERM as step S begins (the ranks must agree, write a
 ///   checkpoint and exit with status 75);
@@ -58,7 +58,9 @@ public struct FaultPlan: Sendable, Equatable {
                 default: throw bad("has an unknown field '\(kv[0])'")
                 }
             }
-            guard let r = rank, let s = step, s >= 1 else { throw bad("needs rank=R and step=S (S ≥ 1)") }
+            guard let r = rank, let s = step, s >= 1 || (s == 0 && kind == .hang) else {
+                throw bad("needs rank=R and step=S (S ≥ 1; hang also takes S = 0: during start-up)")
+            }
             faults.append(Fault(kind: kind, rank: r, step: s))
         }
         self.faults = faults
@@ -84,6 +86,11 @@ public struct FaultPlan: Sendable, Equatable {
 
     /// The extra time a straggler spends per step.
     static let straggling: useconds_t = 20_000
+
+    /// Hangs this rank now if a `hang` at step 0 is planned for it (a rank stalled during start-up).
+    public func hangDuringStartupIfPlanned(rank: Int) {
+        if fires(.hang, rank: rank, step: 0) { hang() }
+    }
 
     /// Kills this process as `kill -9` would: no cleanup, no MPI_Finalize.
     func crash() -> Never {

@@ -75,8 +75,9 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     private let lock = NSLock()
     private var armedStep = 0
     private var armedAt: UInt64 = 0
-    /// Set while the end of the job is watched (see `armEnd`): what is being waited for, and for how long.
-    private var endPhase: (what: String, timeout: Double)?
+    /// Set while a phase outside the steps is watched (`armPhase`, `armEnd`): the message to give on
+    /// expiry, and the deadline.
+    private var phase: (message: String, timeout: Double)?
     private var reportedSignal = false
     private let timeout: Double
     private let rank: Int
@@ -99,6 +100,18 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         lock.lock()
         armedStep = step
         armedAt = DispatchTime.now().uptimeNanoseconds
+        phase = nil
+        lock.unlock()
+    }
+
+    /// Watches a phase outside the training steps (start-up: data loading, configuration agreement,
+    /// resume), which has collectives too: if it has not ended within `timeout` seconds (the next `arm`
+    /// ends it), the job ends with `message`. `timeout` covers the work as well as the waiting.
+    public func armPhase(_ message: String, timeout: Double) {
+        lock.lock()
+        armedStep = 1
+        armedAt = DispatchTime.now().uptimeNanoseconds
+        phase = (message, timeout)
         lock.unlock()
     }
 
@@ -106,18 +119,16 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     /// `lastStep`), which has collectives too: a rank stopped there must not hang the job either. `timeout`
     /// covers the work, not only the waiting, so the caller gives it room for a full evaluation.
     public func armEnd(lastStep: Int, what: String, timeout: Double) {
-        lock.lock()
-        armedStep = lastStep + 1
-        armedAt = DispatchTime.now().uptimeNanoseconds
-        endPhase = (what, timeout)
-        lock.unlock()
+        armPhase("collective timeout: \(what) after the last step (\(lastStep)) did not finish within "
+                 + "\(String(format: "%.0f", timeout)) s (--collective-timeout plus room for the final evaluation): "
+                 + "a rank stopped answering", timeout: timeout)
     }
 
     private func loop() {
         while true {
             usleep(100_000)
             lock.lock()
-            let step = armedStep, since = armedAt, end = endPhase
+            let step = armedStep, since = armedAt, end = phase
             lock.unlock()
             guard step > 0 else { continue }
             if let end {
@@ -128,9 +139,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
                     let until = Date().addingTimeInterval(5)
                     while Date() < until { usleep(100_000) }
                 }
-                onTimeout("collective timeout: \(end.what) after the last step (\(step - 1)) did not finish within "
-                          + "\(String(format: "%.0f", end.timeout)) s (--collective-timeout plus room for the final evaluation): "
-                          + "a rank stopped answering (reported by rank \(rank))")
+                onTimeout(end.message + " (reported by rank \(rank))")
             }
             let waited = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
             if Preemption.signal != 0 && !reportedSignal && waited > 0.5 && rank == 0 {

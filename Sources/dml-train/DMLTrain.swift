@@ -95,12 +95,27 @@ struct DMLTrain: ParsableCommand {
     }
 
     /// Runs the job on this rank; returns the process exit status.
+    /// Seconds the start-up (MPI_Init, data loading, configuration agreement, resume) may take before a rank
+    /// that stopped answering there is presumed: five collective timeouts (0: no limit).
+    var startupTimeout: Double { collectiveTimeout * 5 }
+
     func train() -> Int32 {
         let comm: MPICommunicator
+        // MPI_Init itself waits for every rank: if one never arrives, leave (mpirun then ends the others).
+        let started = StartupFlag()
+        let initTimeout = startupTimeout
+        if initTimeout > 0 {
+            DispatchQueue.global().asyncAfter(deadline: .now() + initTimeout) {
+                guard !started.isSet else { return }
+                FileHandle.standardError.write("dml-train: error: MPI start-up did not finish within \(Int(initTimeout)) s (5 × --collective-timeout): a rank stopped answering\n")
+                _exit(1)
+            }
+        }
         do { comm = try MPICommunicator.initializeWorld() } catch {
             FileHandle.standardError.write("dml-train: error: cannot start MPI: \(error)\n")
             return 1
         }
+        started.set()
         defer { MPICommunicator.finalize() }
         Preemption.install()
         do {
@@ -132,12 +147,24 @@ struct DMLTrain: ParsableCommand {
     }
 
     func run(_ comm: MPICommunicator) throws {
+        let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
+                                          say: { FileHandle.standardError.write($0 + "\n") },
+                                          onTimeout: { message in
+                                              FileHandle.standardError.write("dml-train: error: \(message)\n")
+                                              comm.abort(code: 1)
+                                          })
+        if startupTimeout > 0 {
+            watchdog.armPhase("collective timeout: the start-up (data loading, configuration agreement, checkpoint "
+                              + "directory, resume) did not finish within \(Int(startupTimeout)) s (5 × --collective-timeout): "
+                              + "a rank stopped answering", timeout: startupTimeout)
+        }
         // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
         let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
         for path in [output, timeline].compactMap({ $0 }) {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
-        if data.partition == .features { return try runFeaturePartitioned(comm) }
+        faults.hangDuringStartupIfPlanned(rank: comm.rank)
+        if data.partition == .features { return try runFeaturePartitioned(comm, watchdog: watchdog) }
         let seed = training.seed
         var data = self.data
         if training.lrCandidates != nil && data.validationFraction == 0 {
@@ -159,12 +186,6 @@ struct DMLTrain: ParsableCommand {
             guard let format = compress.format else { return exact }
             return CompressedAllreduce(comm: comm, format: format, exact: exact, exactTail: 2, errorFeedback: errorFeedback)
         }
-        let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
-                                          say: { FileHandle.standardError.write($0 + "\n") },
-                                          onTimeout: { message in
-                                              FileHandle.standardError.write("dml-train: error: \(message)\n")
-                                              comm.abort(code: 1)
-                                          })
         func makeTrainer(lr: Float) -> Trainer {
             let config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
                                         logEvery: logEvery ?? Swift.max(1, totalSteps / 10),
@@ -321,6 +342,14 @@ extension DMLTrain {
 }
 
 extension AllreduceKind: ExpressibleByArgument {}
+
+/// Set once MPI is up (the start-up timer reads it from another thread).
+final class StartupFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
 
 /// `--compress`: the gradient's wire format.
 enum Compression: String, CaseIterable, ExpressibleByArgument {

@@ -22,7 +22,7 @@ extension DMLTrain {
         return nil
     }
 
-    func runFeaturePartitioned(_ comm: Communicator) throws {
+    func runFeaturePartitioned(_ comm: Communicator, watchdog: CollectiveWatchdog) throws {
         let seed = training.seed
         let (loaded, columns) = try data.loadColumns(comm: comm, seed: seed)
         let train = loaded.train
@@ -43,12 +43,7 @@ extension DMLTrain {
                                     optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps))
         let trainer = FeaturePartitionedTrainer(comm: comm, slice: slice, train: train, config: config,
                                                 allreduce: allreduce.make(for: comm))
-        trainer.watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
-                                              say: { FileHandle.standardError.write($0 + "\n") },
-                                              onTimeout: { message in
-                                                  FileHandle.standardError.write("dml-train: error: \(message)\n")
-                                                  comm.abort(code: 1)
-                                              })
+        trainer.watchdog = watchdog
         if comm.rank == 0 {
             let d = Int(features), p = comm.size
             let widths = d % p == 0 ? "\(d / p)" : "\(d / p)–\(d / p + 1)"

@@ -42,6 +42,18 @@ final class FailureIntegrationTests: XCTestCase {
         }
     }
 
+    func testARankStalledDuringStartUpEndsTheJob() throws {
+        let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
+        let (r, seconds) = try timed {
+            try MPIRunner.run(ranks: 3, "dml-train", small + ["--steps", "20", "--collective-timeout", "1", "--metrics", marker],
+                              environment: ["DML_FAULT": "hang:rank=2:step=0"], timeout: 30)
+        }
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(seconds, 15, "ended in \(seconds) s")
+        XCTAssertTrue(r.stderr.contains("the start-up (data loading, configuration agreement, checkpoint directory, resume) did not finish within 5 s"), r.stderr)
+        XCTAssertEqual(try leftovers(marker), "", "no process left behind")
+    }
+
     func testARankStalledAfterTheLastStepStillEndsTheJob() throws {
         let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
         let (r, seconds) = try timed {
