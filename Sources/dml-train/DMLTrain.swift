@@ -243,25 +243,9 @@ struct DMLTrain: ParsableCommand {
         let result = try session.run(progress: ProgressPrinter())
 
         if comm.rank == 0 {
-            func metrics(_ e: Evaluation) -> String {
-                e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
-            }
-            var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, result.seconds) + metrics(result.train)
-            if let v = result.validation { line += "; validation " + metrics(v) }
-            if let t = result.test { line += "; test " + metrics(t) }
-            print(line)
+            printDone(steps: totalSteps, seconds: result.seconds, train: result.train, validation: result.validation, test: result.test)
         }
-
-        if let path = output {
-            try comm.agreeing {
-                guard comm.rank == 0 else { return }
-                let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
-                                "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
-                                "ranks": String(comm.size)].merging(loaded.metadata) { mine, _ in mine }
-                try AtomicFile.write(Safetensors.encode(trainer.parameterTensors(), metadata: metadata), to: path)
-            }
-            if comm.rank == 0 { print("wrote \(path)") }
-        }
+        try writeOutput(parameters: trainer.parameters, model: model, step: trainer.step, extra: loaded.metadata, comm: comm)
         if let recorder, let path = timeline {
             let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, trainer.step - (result.resumedFrom?.step ?? 0)))
             try recorder.write(to: path, comm: comm)
@@ -338,6 +322,38 @@ extension DMLTrain {
         policy.ringSegmentBytes = Int(parts[1])
         if comm.rank == 0 { print("allreduce auto: \(policy.description) (\(note))") }
         return AutoAllreduce(comm: comm, policy: policy)
+    }
+}
+
+extension DMLTrain {
+    /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).
+    func printDone(steps: Int, seconds: Double, train: Evaluation, validation: Evaluation?, test: Evaluation?) {
+        func describe(_ e: Evaluation) -> String {
+            e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
+        }
+        var line = String(format: "done: %d steps in %.2f s; train ", steps, seconds) + describe(train)
+        if let v = validation { line += "; validation " + describe(v) }
+        if let t = test { line += "; test " + describe(t) }
+        print(line)
+    }
+
+    /// `--output`: rank 0 writes the whole model's parameters (laid out by `model.layout`) as safetensors,
+    /// atomically, with the metadata that prediction needs. Collective (a failed write is an error on all).
+    func writeOutput(parameters: [Float], model: Model, step: Int, extra: [String: String], comm: Communicator) throws {
+        guard let path = output else { return }
+        try comm.agreeing {
+            guard comm.rank == 0 else { return }
+            let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
+                            "classes": String(model.outputs), "step": String(step), "seed": String(training.seed),
+                            "ranks": String(comm.size)].merging(extra) { mine, _ in mine }
+            let tensors = parameters.withUnsafeBufferPointer { w in
+                model.layout.views.map { v in
+                    Safetensors.Tensor(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(rebasing: w[v.range]))
+                }
+            }
+            try AtomicFile.write(Safetensors.encode(tensors, metadata: metadata), to: path)
+        }
+        if comm.rank == 0 { print("wrote \(path)") }
     }
 }
 

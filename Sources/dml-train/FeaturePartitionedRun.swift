@@ -67,28 +67,9 @@ extension DMLTrain {
             throw TrainingFailure("training diverged: the parameters are no longer finite (learning rate \(training.lr)); try a lower --lr")
         }
         if comm.rank == 0 {
-            func describe(_ e: Evaluation) -> String {
-                e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
-            }
-            var line = String(format: "done: %d steps in %.2f s; train ", totalSteps, seconds) + describe(trainEval)
-            if let v = validationEval { line += "; validation " + describe(v) }
-            if let t = testEval { line += "; test " + describe(t) }
-            print(line)
+            printDone(steps: totalSteps, seconds: seconds, train: trainEval, validation: validationEval, test: testEval)
         }
-        if let path = output {
-            try comm.agreeing {
-                guard comm.rank == 0 else { return }
-                let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
-                                "classes": String(model.outputs), "step": String(trainer.step), "seed": String(seed),
-                                "ranks": String(comm.size), "partition": "features"].merging(loaded.metadata) { mine, _ in mine }
-                let tensors = parameters.withUnsafeBufferPointer { w in
-                    model.layout.views.map { v in
-                        Safetensors.Tensor(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(rebasing: w[v.range]))
-                    }
-                }
-                try AtomicFile.write(Safetensors.encode(tensors, metadata: metadata), to: path)
-            }
-            if comm.rank == 0 { print("wrote \(path)") }
-        }
+        try writeOutput(parameters: parameters, model: model, step: trainer.step,
+                        extra: loaded.metadata.merging(["partition": "features"]) { mine, _ in mine }, comm: comm)
     }
 }
