@@ -17,7 +17,8 @@ import Foundation
 ///   checkpoint and exit with status 75);
 /// - `writefail`: rank R's checkpoint write after step S fails half-way, as on a full disk (the previous
 ///   checkpoint must stay intact and no temporary file remain);
-/// - `slow`: rank R spends 20 ms more on its gradient at every step from S on, as a straggler would (the
+/// - `slow`: rank R spends 200 µs more per row of its gradient at every step from S on, as a rank on a slower
+///   core would (the
 ///   timeline must name it).
 ///
 /// Steps are 1-based, as in the progress lines and the metrics. Unset, it costs one comparison per step.
@@ -85,7 +86,7 @@ public struct FaultPlan: Sendable, Equatable {
     }
 
     /// The extra time a straggler spends per step.
-    static let straggling: useconds_t = 20_000
+    static let stragglingPerRow: useconds_t = 200
 
     /// Hangs this rank now if a `hang` at step 0 is planned for it (a rank stalled during start-up).
     public func hangDuringStartupIfPlanned(rank: Int) {

@@ -27,6 +27,10 @@ public struct TrainingConfig: Sendable {
     public var overlap = true
     /// A staged model's stages are merged, top layer first, into buckets of at least this many bytes.
     public var bucketBytes = 1 << 20
+    /// Straggler balancing (`--balance`): rows in fixed blocks moved towards the faster ranks at epoch
+    /// boundaries, gradients summed in block order (see `BlockPlan`), so the bits do not depend on who
+    /// holds which block.
+    public var balance = false
 
     public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
                 optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
@@ -69,7 +73,8 @@ public struct Evaluation: Sendable {
 public final class Trainer {
     public let comm: Communicator
     public let model: Model
-    public let train: Dataset
+    /// This rank's training rows (they change at epoch boundaries under `--balance`).
+    public internal(set) var train: Dataset
     public let config: TrainingConfig
     public let allreduce: AllreduceAlgorithm
     public let optimizer: Optimizer
@@ -82,6 +87,8 @@ public final class Trainer {
     public var timeline: Timeline?
     /// Prints a line on this rank (the gate's notes while it waits); rank 0 and rank 1 only use it.
     public var say: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+    /// Where rank 0 reports what balancing did (stdout by default).
+    public var note: (String) -> Void = { print($0) }
 
     /// The parameters, one flat buffer laid out by `model.layout`.
     public private(set) var parameters: [Float]
@@ -91,7 +98,13 @@ public final class Trainer {
     public private(set) var lastLoss: Double?
 
     /// `[gradient | loss sum | row count]`, the one buffer that is allreduced each step.
-    private var reduceBuffer: [Float]
+    var reduceBuffer: [Float]
+    /// Under `--balance`: which blocks each rank holds, and this rank's compute time and rows since the
+    /// last rebalancing.
+    public internal(set) var blockPlan: BlockPlan?
+    var balanceSeconds = 0.0
+    var balanceRows = 0
+    var blockScratch: [Float] = []
     /// The model, when it finishes its gradient in stages.
     private let stagedModel: StagedGradientModel?
     /// Ranges of `reduceBuffer` reduced by one allreduce each, in this order: the whole buffer for most
@@ -171,6 +184,7 @@ public final class Trainer {
                 samplesSinceReport = 0
             }
             try afterStep()
+            if config.balance && step % sampler.stepsPerEpoch == 0 && step < config.steps { try rebalanceIfNeeded() }
         }
     }
 
@@ -184,65 +198,69 @@ public final class Trainer {
         if faults.fires(.crash, rank: comm.rank, step: number) { faults.crash() }
         if faults.fires(.hang, rank: comm.rank, step: number) { faults.hang() }
         if faults.fires(.preempt, rank: comm.rank, step: number) { Preemption.request(SIGTERM) }
-        let overlapping = overlaps
         var mark = timeline?.now() ?? 0
-        if overlapping {
-            // The buckets start during the backward pass, so the ranks meet before it.
-            try gate(step: number)
-            if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-            watchdog?.arm(step: number)
-        }
-        let rows = sampler.localRows(ofStep: step, in: train.globalRange)
-        let failure = LockedError()
-        try reduceBuffer.withUnsafeMutableBufferPointer { buf in
-            buf.initialize(repeating: 0)
-            let base = buf.baseAddress!
-            let started = DispatchGroup()
-            func reduce(_ bucket: Range<Int>) throws {
-                try allreduce.run(UnsafeMutableBufferPointer(start: base + bucket.lowerBound, count: bucket.count), op: .sum)
+        if config.balance {
+            mark = try balancedStep(number: number)
+        } else {
+            let overlapping = overlaps
+            if overlapping {
+                // The buckets start during the backward pass, so the ranks meet before it.
+                try gate(step: number)
+                if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+                watchdog?.arm(step: number)
             }
-            let loss = withBatch(rows) { batch in
-                if let t = timeline { mark = t.record("data", step: number, since: mark) }
-                return parameters.withUnsafeBufferPointer { w in
-                    guard let staged = stagedModel, buckets.count > 1 else {
-                        return model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base)
-                    }
-                    return staged.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base) { stage in
-                        guard overlapping, let b = bucketClosedByStage[stage] else { return }
-                        let bucket = buckets[b]
-                        started.enter()
-                        communication.async {
-                            defer { started.leave() }
-                            do { try reduce(bucket) } catch { failure.record(error) }
+            let rows = sampler.localRows(ofStep: step, in: train.globalRange)
+            let failure = LockedError()
+            try reduceBuffer.withUnsafeMutableBufferPointer { buf in
+                buf.initialize(repeating: 0)
+                let base = buf.baseAddress!
+                let started = DispatchGroup()
+                func reduce(_ bucket: Range<Int>) throws {
+                    try allreduce.run(UnsafeMutableBufferPointer(start: base + bucket.lowerBound, count: bucket.count), op: .sum)
+                }
+                let loss = withBatch(rows) { batch in
+                    if let t = timeline { mark = t.record("data", step: number, since: mark) }
+                    return parameters.withUnsafeBufferPointer { w in
+                        guard let staged = stagedModel, buckets.count > 1 else {
+                            return model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base)
+                        }
+                        return staged.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: base) { stage in
+                            guard overlapping, let b = bucketClosedByStage[stage] else { return }
+                            let bucket = buckets[b]
+                            started.enter()
+                            communication.async {
+                                defer { started.leave() }
+                                do { try reduce(bucket) } catch { failure.record(error) }
+                            }
                         }
                     }
                 }
-            }
-            buf[p] = Float(loss)
-            buf[p + 1] = Float(rows.count)
-            if faults.fires(.nan, rank: comm.rank, step: number) {
-                if !overlapping { buf[0] = .nan }  // (overlapping, the gradient may already be on the wire)
-                buf[p] = .nan
-            }
-            if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.straggling) }
-            if let t = timeline { mark = t.record("compute", step: number, since: mark) }
-            if overlapping {
-                started.wait()
-                if let error = failure.error { throw error }
-                try reduce(buckets[buckets.count - 1])  // the loss and row count
-            } else {
-                try gate(step: number)
-                if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-                // A 16-bit wire cannot hold a sum over a large batch (fp16 ends at 65504): compressed gradients
-                // are divided by the global row count before the allreduce rather than after.
-                if allreduce is CompressedAllreduce {
-                    Vector.scale(1 / Float(sampler.globalBatchRows(ofStep: step)), base, p)
+                buf[p] = Float(loss)
+                buf[p + 1] = Float(rows.count)
+                if faults.fires(.nan, rank: comm.rank, step: number) {
+                    if !overlapping { buf[0] = .nan }  // (overlapping, the gradient may already be on the wire)
+                    buf[p] = .nan
                 }
-                watchdog?.arm(step: number)
-                for bucket in buckets { try reduce(bucket) }
+                if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.stragglingPerRow * useconds_t(rows.count)) }
+                if let t = timeline { mark = t.record("compute", step: number, since: mark) }
+                if overlapping {
+                    started.wait()
+                    if let error = failure.error { throw error }
+                    try reduce(buckets[buckets.count - 1])  // the loss and row count
+                } else {
+                    try gate(step: number)
+                    if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+                    // A 16-bit wire cannot hold a sum over a large batch (fp16 ends at 65504): compressed gradients
+                    // are divided by the global row count before the allreduce rather than after.
+                    if allreduce is CompressedAllreduce {
+                        Vector.scale(1 / Float(sampler.globalBatchRows(ofStep: step)), base, p)
+                    }
+                    watchdog?.arm(step: number)
+                    for bucket in buckets { try reduce(bucket) }
+                }
+                watchdog?.arm(step: 0)
+                if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
             }
-            watchdog?.arm(step: 0)
-            if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
         }
         let globalRows = Int(reduceBuffer[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
@@ -369,7 +387,7 @@ public final class Trainer {
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block. Unshuffled batches are
     /// runs of consecutive rows and are passed in place; shuffled rows are gathered into a reused buffer.
-    private func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) -> R {
+    func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) -> R {
         let d = train.features
         let first = train.firstRow
         if !sampler.shuffle, let lo = rows.first {

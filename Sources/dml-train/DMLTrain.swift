@@ -69,6 +69,8 @@ struct DMLTrain: ParsableCommand {
         if let o = output, o.isEmpty { throw ValidationError("--output must name a file") }
         if let m = metrics, m.isEmpty { throw ValidationError("--metrics must name a file") }
         if let t = timeline, t.isEmpty { throw ValidationError("--timeline must name a file") }
+        if training.balance && compress != .none { throw ValidationError("--balance sums gradients in its own fixed order: it cannot be combined with --compress") }
+        if training.balance && data.partition == .features { throw ValidationError("--balance moves rows: it needs --partition rows") }
         if autotune && allreduce != .auto { throw ValidationError("--autotune needs --allreduce auto") }
         if let c = tuneCache, c.isEmpty { throw ValidationError("--tune-cache must name a file") }
         guard collectiveTimeout >= 0 && collectiveTimeout.isFinite else {
@@ -193,6 +195,7 @@ struct DMLTrain: ParsableCommand {
             var withTimeout = config
             withTimeout.collectiveTimeout = collectiveTimeout
             withTimeout.overlap = training.overlap
+            withTimeout.balance = training.balance
             let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm(), faults: faults)
             trainer.watchdog = watchdog
             return trainer

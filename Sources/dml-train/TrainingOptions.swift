@@ -28,6 +28,9 @@ struct TrainingOptions: ParsableArguments {
           help: "MLP: allreduce each layer's gradient bucket while the backward pass computes the layers below (the same bits either way; pays when each rank has a spare core for the communication thread).")
     var overlap = false
 
+    @Flag(help: "Straggler balancing: at epoch boundaries move blocks of rows from slower ranks to faster ones; gradients are summed in block order, so the parameters have the same bits as without moving (see README).")
+    var balance = false
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 

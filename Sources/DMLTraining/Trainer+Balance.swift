@@ -1,0 +1,222 @@
+import Foundation
+import DMLComm
+import DMLData
+import DMLKernels
+
+/// Straggler balancing (`--balance`): the training rows are cut into `BlockPlan.blocks` fixed blocks, each
+/// rank holds a contiguous run of blocks, and at epoch boundaries the runs are moved so that a slower rank
+/// holds fewer rows — while the parameters keep the same bits as if nothing had moved.
+///
+/// Why the bits cannot change: the gradient of a step is summed in one fixed order, block by block from
+/// the first to the last, whatever rank holds which block:
+/// ```
+/// rank 0: P = 0 + g(b0) + g(b1) + …          ─send P→ rank 1: P += g(b5) + g(b6) …  ─→ … ─→ rank p−1: total
+/// rank p−1 broadcasts the total (every rank then holds the same bits)
+/// ```
+/// Each block's gradient `g(b)` is computed from the same rows in the same order by whichever rank holds it
+/// (one model call into a zeroed buffer), so moving a block changes who computes it, not what is computed.
+/// The order of additions is the global block order, so the result does not even depend on the number of
+/// ranks. Cost per step: a chain of p−1 sends of the gradient plus a broadcast (≈ (p+1)·n bytes on the
+/// critical path, against the ring's 2n) — a price worth paying when one rank is much slower than the rest.
+public struct BlockPlan: Sendable, Equatable {
+    /// Rows of the whole training set.
+    public let rows: Int
+    /// Fixed blocks of rows (the unit that moves between ranks).
+    public let blocks: Int
+    /// `owners[r] ..< owners[r + 1]`: the blocks rank r holds.
+    public private(set) var bounds: [Int]
+
+    /// The even plan: `blocksPerRank` blocks per rank (fewer when there are fewer rows).
+    public init(rows: Int, ranks: Int, blocksPerRank: Int = 8) {
+        self.rows = rows
+        let count = Swift.max(ranks, Swift.min(rows, ranks * blocksPerRank))
+        blocks = count
+        let even = ShardPlan(rows: count, ranks: ranks)
+        bounds = (0..<ranks).map { even.range(of: $0).lowerBound } + [count]
+    }
+
+    public var ranks: Int { bounds.count - 1 }
+
+    /// The global rows of block `b`.
+    public func rows(ofBlock b: Int) -> Range<Int> { ShardPlan(rows: rows, ranks: blocks).range(of: b) }
+
+    /// The blocks rank `r` holds.
+    public func blocks(of r: Int) -> Range<Int> { bounds[r] ..< bounds[r + 1] }
+
+    /// The global rows rank `r` holds.
+    public func rowRange(of r: Int) -> Range<Int> {
+        let b = blocks(of: r)
+        return rows(ofBlock: b.lowerBound).lowerBound ..< rows(ofBlock: b.upperBound - 1).upperBound
+    }
+
+    /// A plan whose shares follow the ranks' speeds (`secondsPerRow[r]`: rank r's measured compute time per
+    /// row): rank r gets about `rows · speed_r / Σ speed` rows, at least one block. Deterministic in its input.
+    public func rebalanced(secondsPerRow: [Double]) -> BlockPlan {
+        precondition(secondsPerRow.count == ranks)
+        let speeds = secondsPerRow.map { $0 > 0 ? 1 / $0 : 0 }
+        let total = speeds.reduce(0, +)
+        guard total > 0 else { return self }
+        var next = self
+        var cumulative = 0.0
+        for r in 1..<ranks {
+            cumulative += speeds[r - 1] / total
+            let target = Int((cumulative * Double(blocks)).rounded())
+            // At least one block each, boundaries in order.
+            next.bounds[r] = Swift.min(Swift.max(target, next.bounds[r - 1] + 1), blocks - (ranks - r))
+        }
+        return next
+    }
+}
+
+extension Dataset {
+    /// This rank's rows changed to `newRange` (global rows), fetched from the ranks that hold them now
+    /// (`ranges[q]`: rank q's current global rows; `newRanges[q]`: what rank q will hold). Collective: one
+    /// message per pair of ranks whose old and new ranges overlap; rows never pass through a third rank.
+    public func redistributed(from ranges: [Range<Int>], to newRanges: [Range<Int>], comm: Communicator) throws -> Dataset {
+        let me = comm.rank, d = features
+        let target = newRanges[me]
+        var x = [Float](repeating: 0, count: target.count * d)
+        var y = [Float](repeating: 0, count: target.count)
+        let tag = 7_411
+        // Message buffers live outside Swift arrays: they must stay put until every request is complete.
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        func buffer(_ bytes: Int) -> UnsafeMutableRawBufferPointer {
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(bytes, 1), alignment: 16)
+            buffers.append(b)
+            return b
+        }
+        var requests: [CommRequest] = []
+        // Receive what others hold of the new range; copy what this rank holds already.
+        var incoming: [(rows: Range<Int>, x: UnsafeMutableRawBufferPointer, y: UnsafeMutableRawBufferPointer)] = []
+        for q in 0..<comm.size {
+            let overlap = ranges[q].clamped(to: target)
+            guard !overlap.isEmpty else { continue }
+            if q == me {
+                for row in overlap {
+                    let from = row - firstRow, to = row - target.lowerBound
+                    for j in 0..<d { x[to * d + j] = self.x[from * d + j] }
+                    y[to] = self.y[from]
+                }
+                continue
+            }
+            let px = buffer(overlap.count * d * 4), py = buffer(overlap.count * 4)
+            requests.append(try comm.irecv(UnsafeMutableRawBufferPointer(rebasing: px[0..<(overlap.count * d * 4)]), from: q, tag: tag))
+            requests.append(try comm.irecv(UnsafeMutableRawBufferPointer(rebasing: py[0..<(overlap.count * 4)]), from: q, tag: tag + 1))
+            incoming.append((overlap, px, py))
+        }
+        for q in 0..<comm.size where q != me {
+            let overlap = newRanges[q].clamped(to: globalRange)
+            guard !overlap.isEmpty else { continue }
+            let lo = overlap.lowerBound - firstRow, n = overlap.count
+            let px = buffer(n * d * 4), py = buffer(n * 4)
+            self.x.withUnsafeBytes { px.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(lo * d * 4)..<((lo + n) * d * 4)])) }
+            self.y.withUnsafeBytes { py.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(lo * 4)..<((lo + n) * 4)])) }
+            requests.append(try comm.isend(UnsafeRawBufferPointer(rebasing: px[0..<(n * d * 4)]), to: q, tag: tag))
+            requests.append(try comm.isend(UnsafeRawBufferPointer(rebasing: py[0..<(n * 4)]), to: q, tag: tag + 1))
+        }
+        try comm.waitAll(&requests)
+        for part in incoming {
+            let to = part.rows.lowerBound - target.lowerBound, n = part.rows.count
+            x.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: to * d * 4).copyMemory(from: part.x.baseAddress!, byteCount: n * d * 4) }
+            y.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: to * 4).copyMemory(from: part.y.baseAddress!, byteCount: n * 4) }
+        }
+        return Dataset(features: d, classes: classes, globalRows: globalRows, firstRow: target.lowerBound, x: x, y: y)
+    }
+}
+
+extension Trainer {
+    /// Moves this rank's rows into the even block plan (collective; the first balanced step calls it).
+    func startBalancing() throws {
+        let plan = BlockPlan(rows: train.globalRows, ranks: comm.size)
+        try move(to: plan)
+    }
+
+    /// Collective: every rank's current rows, then each fetches the rows `plan` gives it.
+    func move(to plan: BlockPlan) throws {
+        let lows = try comm.allgathered(Int64(train.globalRange.lowerBound))
+        let highs = try comm.allgathered(Int64(train.globalRange.upperBound))
+        let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
+        let targets = (0..<comm.size).map { plan.rowRange(of: $0) }
+        if ranges != targets { train = try train.redistributed(from: ranges, to: targets, comm: comm) }
+        blockPlan = plan
+    }
+
+    /// One step under `--balance`: each of this rank's blocks' gradient into its own buffer, then the
+    /// chain — receive the sum of all earlier blocks from rank − 1, add this rank's blocks in order, pass
+    /// it on — and a broadcast of the total from the last rank.
+    /// Returns the time of its last timeline mark.
+    func balancedStep(number: Int) throws -> UInt64 {
+        if blockPlan == nil { try startBalancing() }
+        let plan = blockPlan!
+        let p = model.layout.count, n = p + 2
+        var mark = timeline?.now() ?? 0
+        let started = DispatchTime.now().uptimeNanoseconds
+        let mine = plan.blocks(of: comm.rank)
+        if blockScratch.count < mine.count * n { blockScratch = [Float](repeating: 0, count: mine.count * n) }
+        var filled: [Int] = []
+        var rowsDone = 0
+        for (i, b) in mine.enumerated() {
+            let rows = sampler.localRows(ofStep: step, in: plan.rows(ofBlock: b))
+            guard !rows.isEmpty else { continue }
+            blockScratch.withUnsafeMutableBufferPointer { scratch in
+                let g = scratch.baseAddress! + i * n
+                g.initialize(repeating: 0, count: n)
+                let loss = withBatch(rows) { batch in
+                    parameters.withUnsafeBufferPointer { w in model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: g) }
+                }
+                g[p] = Float(loss)
+                g[p + 1] = Float(rows.count)
+            }
+            filled.append(i)
+            rowsDone += rows.count
+        }
+        if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.stragglingPerRow * useconds_t(rowsDone)) }
+        balanceSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        balanceRows += rowsDone
+        if let t = timeline { mark = t.record("compute", step: number, since: mark) }
+        try gate(step: number)
+        if let t = timeline { mark = t.record("wait", step: number, since: mark) }
+        watchdog?.arm(step: number)
+        try reduceBuffer.withUnsafeMutableBufferPointer { sum in
+            let tag = 7_500
+            if comm.rank == 0 {
+                sum.initialize(repeating: 0)
+            } else {
+                try comm.recv(UnsafeMutableRawBufferPointer(sum), from: comm.rank - 1, tag: tag)
+            }
+            blockScratch.withUnsafeBufferPointer { scratch in
+                for i in filled { Vector.axpy(1, scratch.baseAddress! + i * n, sum.baseAddress!, n) }
+            }
+            if faults.fires(.nan, rank: comm.rank, step: number) { sum[p] = .nan }
+            if comm.rank < comm.size - 1 {
+                try comm.send(UnsafeRawBufferPointer(sum), to: comm.rank + 1, tag: tag)
+            }
+            try comm.broadcast(UnsafeMutableRawBufferPointer(sum), root: comm.size - 1)
+        }
+        watchdog?.arm(step: 0)
+        if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
+        return mark
+    }
+
+    /// At an epoch boundary: the ranks share their compute time per row; if moving blocks towards the faster
+    /// ranks would shorten the slowest rank's step by more than 10 %, they move. Collective.
+    func rebalanceIfNeeded() throws {
+        guard let plan = blockPlan else { return }
+        let mine = balanceRows > 0 ? balanceSeconds / Double(balanceRows) : 0
+        let perRow = try comm.allgathered(Int64(mine * 1e12)).map { Double($0) / 1e12 }  // picoseconds, exact to share
+        balanceSeconds = 0
+        balanceRows = 0
+        guard perRow.allSatisfy({ $0 > 0 }) else { return }
+        let next = plan.rebalanced(secondsPerRow: perRow)
+        func slowest(_ q: BlockPlan) -> Double { (0..<comm.size).map { Double(q.rowRange(of: $0).count) * perRow[$0] }.max()! }
+        guard next.bounds != plan.bounds, slowest(next) < 0.9 * slowest(plan) else { return }
+        try move(to: next)
+        if comm.rank == 0 {
+            let rows = (0..<comm.size).map { String(next.rowRange(of: $0).count) }.joined(separator: ", ")
+            let ms = perRow.map { String(format: "%.1f", $0 * 1e6) }.joined(separator: ", ")
+            note("balance: after step \(step), rows per rank \(rows) (compute µs per row: \(ms)); "
+                 + String(format: "predicted slowest-rank compute %.0f%% of before", 100 * slowest(next) / slowest(plan)))
+        }
+    }
+}
