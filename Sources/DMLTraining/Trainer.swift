@@ -22,9 +22,9 @@ public struct TrainingConfig: Sendable {
     /// job is ended (`--collective-timeout`); 0 waits forever.
     public var collectiveTimeout: Double = 60
     /// For a model whose gradient is finished in stages (the MLP, layer by layer): reduce each bucket while
-    /// the backward pass computes the next (`--overlap`, on by default). The buckets are the same either
-    /// way, so the result has the same bits with and without overlap.
-    public var overlap = true
+    /// the backward pass computes the next (`--overlap`, opt-in: it needs a spare core for the communication
+    /// thread to pay). The buckets are the same either way, so the result has the same bits with and without.
+    public var overlap = false
     /// A staged model's stages are merged, top layer first, into buckets of at least this many bytes.
     public var bucketBytes = 1 << 20
     /// Straggler balancing (`--balance`): rows in fixed blocks moved towards the faster ranks at epoch

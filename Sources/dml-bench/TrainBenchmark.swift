@@ -22,6 +22,9 @@ struct TrainBenchmark: ParsableCommand {
             ranks; includes waiting for slower ranks); first_step_s = process start (the kernel's start time of \
             the process, 10 ms resolution) to the end of the first training step, slowest rank (first model \
             only); mpi_init_s = MPI_Init's own time.
+            With --overlap the MLP is timed twice in the same run, without and with its bucket allreduces \
+            overlapping the backward pass (row mlp+overlap), and the two final losses must be the same bits:
+              mpirun -np 2 dml-bench train --models mlp --hidden 512,256 --bucket-kb 256 --overlap
             """)
 
     enum ModelName: String, CaseIterable {
@@ -40,8 +43,15 @@ struct TrainBenchmark: ParsableCommand {
     @Option(help: "Untimed steps per model before timing (the first one includes first-touch of every buffer).")
     var warmup: Int = 50
 
-    @Option(help: "MLP hidden width.")
-    var hidden: Int = 256
+    @Option(help: "MLP hidden layer widths, comma-separated (e.g. 512,256).")
+    var hidden: String = "256"
+
+    @Flag(help: "Time the MLP a second time with each gradient bucket's allreduce overlapping the backward pass (row mlp+overlap); the plain mlp row does not overlap.")
+    var overlap = false
+
+    @Option(name: .customLong("bucket-kb"),
+            help: "MLP gradient buckets: layers are grouped, top layer first, into buckets of at least this many KiB, one allreduce each.")
+    var bucketKB: Int = 1024
 
     @Option(help: "Training rows of the synthetic task.")
     var rows: Int = 16384
@@ -68,6 +78,18 @@ struct TrainBenchmark: ParsableCommand {
     static let csvHeader = ["model", "np", "batch", "samples_per_s", "mean_samples_per_s", "step_ms", "comm_share",
                             "first_step_s", "mpi_init_s", "final_loss", "allreduce", "oversubscribed"]
 
+    /// The `--hidden` widths, or nil when they do not parse.
+    var hiddenWidths: [Int]? {
+        let parts = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    /// What is timed, in order: each model once, and the MLP a second time with overlap when asked.
+    var runs: [(model: ModelName, overlap: Bool)] {
+        modelList!.flatMap { m in m == .mlp && overlap ? [(m, false), (m, true)] : [(m, false)] }
+    }
+
     var modelList: [ModelName]? {
         let parts = models.split(separator: ",").map { ModelName(rawValue: String($0)) }
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
@@ -81,7 +103,13 @@ struct TrainBenchmark: ParsableCommand {
         guard AllreduceKind(rawValue: allreduce) != nil else {
             throw ValidationError("--allreduce must be one of \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(allreduce)')")
         }
-        for (flag, value, least) in [("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), ("--hidden", hidden, 1),
+        guard hiddenWidths != nil else {
+            throw ValidationError("--hidden must be positive layer widths separated by commas, e.g. 512,256 (got '\(hidden)')")
+        }
+        if overlap && !modelList!.contains(.mlp) {
+            throw ValidationError("--overlap times the MLP: add mlp to --models")
+        }
+        for (flag, value, least) in [("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), ("--bucket-kb", bucketKB, 1),
                                      ("--rows", rows, 1), ("--features", features, 1)] where value < least {
             throw ValidationError("\(flag) must be at least \(least) (got \(value))")
         }
@@ -94,12 +122,16 @@ struct TrainBenchmark: ParsableCommand {
 
     struct Result {
         let model: ModelName
+        let overlap: Bool
         let samplesPerSecond: Double
         let meanSamplesPerSecond: Double
         let stepSeconds: Double
         let commShare: Double
         let firstStep: Double?
         let finalLoss: Double
+
+        /// The row's name in the table and the CSV.
+        var label: String { model.rawValue + (overlap ? "+overlap" : "") }
     }
 
     func run() throws {
@@ -140,15 +172,15 @@ struct TrainBenchmark: ParsableCommand {
             print("dml-bench train: \(p) rank\(p == 1 ? "" : "s")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
                   + "synthetic task \(rows) rows × \(features) features, 10 classes, global batch \(batch), plain SGD, "
                   + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
-            print("model      samples/s  (mean)       step ms  comm share  first step  final loss")
+            print("model          samples/s  (mean)       step ms  comm share  first step  final loss")
             fflush(stdout)
         }
         var results: [Result] = []
-        for (i, name) in modelList!.enumerated() {
-            let r = try measure(name, comm: comm, train: train, fromProcessStart: i == 0)
+        for (i, run) in runs.enumerated() {
+            let r = try measure(run.model, overlap: run.overlap, comm: comm, train: train, fromProcessStart: i == 0)
             results.append(r)
             if comm.rank == 0 {
-                print(name.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+                print(r.label.padding(toLength: 12, withPad: " ", startingAt: 0)
                       + String(format: " %11.0f %11.0f %10.3f %10.1f%% %10@ %11.4f", r.samplesPerSecond, r.meanSamplesPerSecond,
                                r.stepSeconds * 1e3, 100 * r.commShare, r.firstStep.map { String(format: "%.3f s", $0) } ?? "-", r.finalLoss))
                 fflush(stdout)
@@ -156,12 +188,24 @@ struct TrainBenchmark: ParsableCommand {
         }
         if comm.rank == 0 {
             print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit))
+            if let plain = results.first(where: { $0.model == .mlp && !$0.overlap }),
+               let over = results.first(where: { $0.model == .mlp && $0.overlap }) {
+                print(String(format: "overlap: MLP step %.3f ms without, %.3f ms with (%.2f× as fast); final loss %@",
+                             plain.stepSeconds * 1e3, over.stepSeconds * 1e3, plain.stepSeconds / over.stepSeconds,
+                             plain.finalLoss == over.finalLoss ? "the same bits" : "DIFFERS"))
+            }
+        }
+        // Overlap must not change a bit of the result: a benchmark that finds otherwise fails.
+        if let plain = results.first(where: { $0.model == .mlp && !$0.overlap }),
+           let over = results.first(where: { $0.model == .mlp && $0.overlap }) {
+            try comm.agree(plain.finalLoss == over.finalLoss ? nil
+                           : "the MLP trained with --overlap ended with another loss (\(over.finalLoss)) than without (\(plain.finalLoss))")
         }
         if let path = csv {
             try comm.agreeing {
                 guard comm.rank == 0 else { return }
                 let lines = results.map { r in
-                    [r.model.rawValue, String(p), String(batch), String(format: "%.1f", r.samplesPerSecond),
+                    [r.label, String(p), String(batch), String(format: "%.1f", r.samplesPerSecond),
                      String(format: "%.1f", r.meanSamplesPerSecond), String(format: "%.4f", r.stepSeconds * 1e3),
                      String(format: "%.4f", r.commShare), r.firstStep.map { String(format: "%.3f", $0) } ?? "",
                      String(format: "%.3f", maxInit), String(format: "%.4f", r.finalLoss), allreduce, oversubscribed ? "yes" : "no"]
@@ -173,14 +217,16 @@ struct TrainBenchmark: ParsableCommand {
     }
 
     /// Trains one model for `warmup + steps` steps and times it. Collective.
-    func measure(_ name: ModelName, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
+    func measure(_ name: ModelName, overlap: Bool, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
         let model: Model = name == .softmax
             ? SoftmaxRegression(features: features, classes: 10)
-            : MLP(features: features, hidden: [hidden], classes: 10, activation: .relu)
+            : MLP(features: features, hidden: hiddenWidths!, classes: 10, activation: .relu)
         let lr = name == .softmax ? softmaxLr : mlpLr
         let timed = TimedAllreduce(AllreduceKind(rawValue: allreduce)!.make(for: comm))
         let total = warmup + steps
-        let config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
+        var config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
+        config.overlap = overlap
+        config.bucketBytes = bucketKB << 10
         let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: timed)
 
         var stepTimes = [Double](repeating: 0, count: steps)
@@ -211,7 +257,7 @@ struct TrainBenchmark: ParsableCommand {
         let first = try fromProcessStart ? comm.allreduced(firstStep ?? -1, op: .max) : -1
         let median = BenchOutput.median(slowest)
         let loss = try trainer.evaluate(train).loss
-        return Result(model: name, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
+        return Result(model: name, overlap: overlap, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
                       stepSeconds: median, commShare: share, firstStep: first >= 0 ? first : nil, finalLoss: loss)
     }
 }

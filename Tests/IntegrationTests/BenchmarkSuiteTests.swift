@@ -104,9 +104,27 @@ final class BenchmarkSuiteTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("done: 10 steps"), r.stdout)
     }
 
+    /// `--overlap` times the MLP without and with overlapping bucket allreduces in one run; the benchmark
+    /// itself fails unless both end with the same loss bits.
+    func testDMLBenchTrainTimesTheMLPWithAndWithoutOverlap() throws {
+        let csv = MPIRunner.temporaryDirectory() + "/train.csv"
+        let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "mlp", "--hidden", "48,32", "--bucket-kb", "2",
+                                                          "--overlap", "--rows", "512", "--features", "24", "--batch", "64",
+                                                          "--steps", "20", "--warmup", "2", "--csv", csv])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("overlap: MLP step"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("final loss the same bits"), r.stdout)
+        let rows = try readCSV(csv, header: "model,np,batch,samples_per_s")
+        XCTAssertEqual(rows.map { $0["model"]! }, ["mlp", "mlp+overlap"])
+        XCTAssertEqual(rows[0]["final_loss"], rows[1]["final_loss"])
+    }
+
     func testDMLBenchTrainRejectsABadModelOnce() throws {
         let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax,resnet"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertEqual(r.stderr.components(separatedBy: "--models must be softmax and/or mlp").count - 1, 1, r.stderr)
+        let o = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax", "--overlap"])
+        XCTAssertNotEqual(o.status, 0)
+        XCTAssertEqual(o.stderr.components(separatedBy: "--overlap times the MLP").count - 1, 1, o.stderr)
     }
 }
