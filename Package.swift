@@ -30,7 +30,9 @@ let package = Package(
         // OpenMPI through pkg-config; the header turns its macro handles into inline functions.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "DMLComm", dependencies: ["CMPI"], swiftSettings: cpuFlags),
-        .target(name: "DMLKernels", swiftSettings: fast),
+        // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
+        .target(name: "CKernelHints"),
+        .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),
         .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
         .target(name: "DMLData", dependencies: ["DMLComm", "DMLKernels"], swiftSettings: fast),
         .target(name: "DMLTraining", dependencies: ["DMLComm", "DMLKernels", "DMLModels", "DMLData"],

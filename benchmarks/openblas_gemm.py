@@ -64,6 +64,12 @@ def main():
         total_time += t
         rows.append((name, n, flops / t / 1e9))
     rows.append(("mlp_step_all_gemms", batch, total_flops / total_time / 1e9))
+    Wk = rng.uniform(-1, 1, (k, d)).astype(np.float32)
+    for name, a, b, n in [(f"softmax_fwd_NT_m{batch}_n{k}_k{d}", X, Wk.T, k),
+                          (f"softmax_dW_TN_m{k}_n{d}_k{batch}", dZ2.T, X, d)]:
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+        t = best_time(lambda: np.matmul(a, b, out=c))
+        rows.append((name, n, 2 * a.shape[0] * a.shape[1] * b.shape[1] / t / 1e9))
     print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     for name, n, g in rows:
         print(f"{name:34s} {n:7d} {g:9.2f} GFLOP/s")

@@ -40,6 +40,13 @@ public enum Gemm {
             for i in 0..<m { scaleRow(c + i * ldc, n, beta) }
             return
         }
+        // A classifier's few-class side: no packing, no padding (Gemm+Skinny.swift).
+        if !transA && transB && n <= skinnyLimit {
+            return skinnyNT(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+        if transA && !transB && m <= skinnyLimit {
+            return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
         let ws = workspace ?? GemmWorkspace.current
         let packA = ws.packA, packB = ws.packB, tile = ws.tile
         var jc = 0

@@ -1,3 +1,4 @@
+import CKernelHints
 /// Level-1 kernels over raw Float buffers.
 ///
 /// Reductions (dot, sum) use several explicit SIMD accumulators: the compiler never reorders float
@@ -111,5 +112,29 @@ public enum Vector {
         var m = -Float.infinity
         for i in 0..<n where x[i] > m { m = x[i] }
         return m
+    }
+}
+
+extension Vector {
+    /// Copies rows `rows[i]` (indices into `source`, rows of `width` floats) to row i of `destination`.
+    /// Rows scattered through a large array cost a memory latency each where they start; prefetching the
+    /// rows `lookahead` ahead keeps several of those misses in flight.
+    public static func gatherRows(_ source: UnsafePointer<Float>, width: Int, rows: UnsafeBufferPointer<Int>,
+                                  into destination: UnsafeMutablePointer<Float>) {
+        let lookahead = 4, floatsPerLine = 16
+        for i in 0..<min(lookahead, rows.count) { prefetchRow(source + rows[i] * width, width, floatsPerLine) }
+        for i in 0..<rows.count {
+            if i + lookahead < rows.count { prefetchRow(source + rows[i + lookahead] * width, width, floatsPerLine) }
+            (destination + i * width).update(from: source + rows[i] * width, count: width)
+        }
+    }
+
+    @inline(__always)
+    static func prefetchRow(_ row: UnsafePointer<Float>, _ width: Int, _ step: Int) {
+        var o = 0
+        while o < width {
+            dml_prefetch_read(row + o)
+            o += step
+        }
     }
 }

@@ -399,14 +399,13 @@ public final class Trainer {
         }
         if batchX.count < rows.count * d { batchX = [Float](repeating: 0, count: rows.count * d) }
         if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
+        let local = rows.map { $0 - first }
         train.x.withUnsafeBufferPointer { x in
             batchX.withUnsafeMutableBufferPointer { bx in
-                for (i, r) in rows.enumerated() {
-                    (bx.baseAddress! + i * d).update(from: x.baseAddress! + (r - first) * d, count: d)
-                    batchY[i] = train.y[r - first]
-                }
+                local.withUnsafeBufferPointer { Vector.gatherRows(x.baseAddress!, width: d, rows: $0, into: bx.baseAddress!) }
             }
         }
+        for (i, r) in local.enumerated() { batchY[i] = train.y[r] }
         return batchX.withUnsafeBufferPointer { x in
             batchY.withUnsafeBufferPointer { y in
                 body(Batch(x: x.baseAddress!, y: y.baseAddress!, rows: rows.count, features: d))

@@ -111,6 +111,17 @@ struct Kernels: ParsableCommand {
         }
         report(Row(kernel: "mlp_step_all_gemms", n: batch, gflops: stepFlops / stepTime / 1e9, gbps: nil))
 
+        // The two gemms of a softmax-regression step (784 → 10): the few-class shapes (Gemm+Skinny.swift).
+        for (name, ta, tb, m, n, kk) in [("softmax_fwd_NT", false, true, batch, k, d),   // Z = X·Wᵀ
+                                         ("softmax_dW_TN", true, false, k, d, batch)] {  // dW = Dᵀ·X
+            let a = randomBuffer(m * kk, seed: 5), b = randomBuffer(kk * n, seed: 6)
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let t = time { Gemm.gemm(transA: ta, transB: tb, m: m, n: n, k: kk, alpha: 1, a: a, lda: ta ? m : kk,
+                                     b: b, ldb: tb ? kk : n, beta: 0, c: c, ldc: n) }
+            report(Row(kernel: "\(name)_m\(m)_n\(n)_k\(kk)", n: n, gflops: 2 * Double(m * n * kk) / t / 1e9, gbps: nil))
+        }
+
         // gemv: bytes = the matrix read once. 512² = 1 MiB (in L2), 4096² = 64 MiB (out of cache).
         for n in [512, 4096] {
             let a = randomBuffer(n * n, seed: 5), x = randomBuffer(n, seed: 6)

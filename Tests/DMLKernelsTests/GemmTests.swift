@@ -57,6 +57,34 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// The few-class shapes routed to the skinny kernels (Gemm+Skinny.swift): every width up to the limit
+    /// (partial groups of five), odd row counts, k and n with tails past a multiple of 8 and 16, and the
+    /// first width above the limit (the packed kernel again).
+    func testSkinnyClassifierShapes() {
+        var rng = TestRandom(seed: 13)
+        for classes in Array(1...Gemm.skinnyLimit) + [Gemm.skinnyLimit + 1] {
+            check(transA: false, transB: true, m: 37, n: classes, k: 101, alpha: 1, beta: 0, pad: 2, rng: &rng)
+            check(transA: true, transB: false, m: classes, n: 53, k: 29, alpha: 0.5, beta: 1, pad: 1, rng: &rng)
+        }
+        check(transA: false, transB: true, m: 256, n: 10, k: 784, alpha: 1, beta: 0, pad: 0, rng: &rng)
+        check(transA: true, transB: false, m: 10, n: 784, k: 256, alpha: 1, beta: 1, pad: 0, rng: &rng)
+        check(transA: true, transB: false, m: 10, n: 784, k: 256, alpha: -1.5, beta: 0.25, pad: 3, rng: &rng)
+    }
+
+    func testGatherRowsCopiesTheNamedRows() {
+        var rng = TestRandom(seed: 14)
+        let width = 37, rows = 50
+        let source = rng.floats(rows * width)
+        let picked = (0..<40).map { ($0 * 17 + 3) % rows }
+        var out = [Float](repeating: .nan, count: picked.count * width)
+        source.withUnsafeBufferPointer { s in
+            picked.withUnsafeBufferPointer { Vector.gatherRows(s.baseAddress!, width: width, rows: $0, into: &out) }
+        }
+        for (i, r) in picked.enumerated() {
+            XCTAssertEqual(Array(out[(i * width)..<((i + 1) * width)]), Array(source[(r * width)..<((r + 1) * width)]))
+        }
+    }
+
     /// Crosses every cache block boundary (mc = 96, kc = 256) with edge tiles on both sides.
     func testGemmAcrossCacheBlocks() {
         var rng = TestRandom(seed: 12)
