@@ -55,11 +55,14 @@ def main():
         (f"mlp_dH_NN_m{batch}_n{h}_k{k}", dZ2, W2, h),
         (f"mlp_dW1_TN_m{h}_n{d}_k{batch}", dZ1.T, X, d),
     ]
-    total_flops = total_time = 0.0
-    for name, a, b, n in cases:
+    def flops_and_time(a, b):
         c = np.empty((a.shape[0], b.shape[1]), np.float32)
         t = best_time(lambda: np.matmul(a, b, out=c))
-        flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1], t
+
+    total_flops = total_time = 0.0
+    for name, a, b, n in cases:
+        flops, t = flops_and_time(a, b)
         total_flops += flops
         total_time += t
         rows.append((name, n, flops / t / 1e9))
@@ -67,9 +70,8 @@ def main():
     Wk = rng.uniform(-1, 1, (k, d)).astype(np.float32)
     for name, a, b, n in [(f"softmax_fwd_NT_m{batch}_n{k}_k{d}", X, Wk.T, k),
                           (f"softmax_dW_TN_m{k}_n{d}_k{batch}", dZ2.T, X, d)]:
-        c = np.empty((a.shape[0], b.shape[1]), np.float32)
-        t = best_time(lambda: np.matmul(a, b, out=c))
-        rows.append((name, n, 2 * a.shape[0] * a.shape[1] * b.shape[1] / t / 1e9))
+        flops, t = flops_and_time(a, b)
+        rows.append((name, n, flops / t / 1e9))
     print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     for name, n, g in rows:
         print(f"{name:34s} {n:7d} {g:9.2f} GFLOP/s")

@@ -116,16 +116,18 @@ public enum Vector {
 }
 
 extension Vector {
-    /// Copies rows `rows[i]` (indices into `source`, rows of `width` floats) to row i of `destination`.
+    /// Copies row `rows[i] − firstRow` of `source` (rows of `width` floats) to row i of `destination`:
+    /// `rows` holds global row numbers, `source` starts at global row `firstRow`.
     /// Rows scattered through a large array cost a memory latency each where they start; prefetching the
     /// rows `lookahead` ahead keeps several of those misses in flight.
     public static func gatherRows(_ source: UnsafePointer<Float>, width: Int, rows: UnsafeBufferPointer<Int>,
-                                  into destination: UnsafeMutablePointer<Float>) {
+                                  firstRow: Int = 0, into destination: UnsafeMutablePointer<Float>) {
         let lookahead = 4, floatsPerLine = 16
-        for i in 0..<min(lookahead, rows.count) { prefetchRow(source + rows[i] * width, width, floatsPerLine) }
+        @inline(__always) func row(_ i: Int) -> UnsafePointer<Float> { source + (rows[i] - firstRow) * width }
+        for i in 0..<min(lookahead, rows.count) { prefetchRow(row(i), width, floatsPerLine) }
         for i in 0..<rows.count {
-            if i + lookahead < rows.count { prefetchRow(source + rows[i + lookahead] * width, width, floatsPerLine) }
-            (destination + i * width).update(from: source + rows[i] * width, count: width)
+            if i + lookahead < rows.count { prefetchRow(row(i + lookahead), width, floatsPerLine) }
+            (destination + i * width).update(from: row(i), count: width)
         }
     }
 

@@ -399,13 +399,14 @@ public final class Trainer {
         }
         if batchX.count < rows.count * d { batchX = [Float](repeating: 0, count: rows.count * d) }
         if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
-        let local = rows.map { $0 - first }
         train.x.withUnsafeBufferPointer { x in
             batchX.withUnsafeMutableBufferPointer { bx in
-                local.withUnsafeBufferPointer { Vector.gatherRows(x.baseAddress!, width: d, rows: $0, into: bx.baseAddress!) }
+                rows.withUnsafeBufferPointer {
+                    Vector.gatherRows(x.baseAddress!, width: d, rows: $0, firstRow: first, into: bx.baseAddress!)
+                }
             }
         }
-        for (i, r) in local.enumerated() { batchY[i] = train.y[r] }
+        for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
         return batchX.withUnsafeBufferPointer { x in
             batchY.withUnsafeBufferPointer { y in
                 body(Batch(x: x.baseAddress!, y: y.baseAddress!, rows: rows.count, features: d))

@@ -97,30 +97,28 @@ struct Kernels: ParsableCommand {
             ("mlp_dH_NN", false, false, batch, h, k),     // dH = dZ2·W2
             ("mlp_dW1_TN", true, false, h, d, batch),     // dW1 = dZ1ᵀ·X
         ]
-        var stepFlops = 0.0, stepTime = 0.0
-        for (name, ta, tb, m, n, kk) in shapes {
+        /// Times one gemm shape on random operands and reports it; returns its flops and seconds.
+        func timeShape(_ name: String, _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ kk: Int) -> (flops: Double, seconds: Double) {
             let a = randomBuffer(m * kk, seed: 3), b = randomBuffer(kk * n, seed: 4)
             let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
             defer { a.deallocate(); b.deallocate(); c.deallocate() }
             let flops = 2 * Double(m) * Double(n) * Double(kk)
             let t = time { Gemm.gemm(transA: ta, transB: tb, m: m, n: n, k: kk, alpha: 1, a: a, lda: ta ? m : kk,
                                      b: b, ldb: tb ? kk : n, beta: 0, c: c, ldc: n) }
+            report(Row(kernel: "\(name)_m\(m)_n\(n)_k\(kk)", n: n, gflops: flops / t / 1e9, gbps: nil))
+            return (flops, t)
+        }
+        var stepFlops = 0.0, stepTime = 0.0
+        for (name, ta, tb, m, n, kk) in shapes {
+            let (flops, t) = timeShape(name, ta, tb, m, n, kk)
             stepFlops += flops
             stepTime += t
-            report(Row(kernel: "\(name)_m\(m)_n\(n)_k\(kk)", n: n, gflops: flops / t / 1e9, gbps: nil))
         }
         report(Row(kernel: "mlp_step_all_gemms", n: batch, gflops: stepFlops / stepTime / 1e9, gbps: nil))
 
         // The two gemms of a softmax-regression step (784 → 10): the few-class shapes (Gemm+Skinny.swift).
-        for (name, ta, tb, m, n, kk) in [("softmax_fwd_NT", false, true, batch, k, d),   // Z = X·Wᵀ
-                                         ("softmax_dW_TN", true, false, k, d, batch)] {  // dW = Dᵀ·X
-            let a = randomBuffer(m * kk, seed: 5), b = randomBuffer(kk * n, seed: 6)
-            let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-            defer { a.deallocate(); b.deallocate(); c.deallocate() }
-            let t = time { Gemm.gemm(transA: ta, transB: tb, m: m, n: n, k: kk, alpha: 1, a: a, lda: ta ? m : kk,
-                                     b: b, ldb: tb ? kk : n, beta: 0, c: c, ldc: n) }
-            report(Row(kernel: "\(name)_m\(m)_n\(n)_k\(kk)", n: n, gflops: 2 * Double(m * n * kk) / t / 1e9, gbps: nil))
-        }
+        _ = timeShape("softmax_fwd_NT", false, true, batch, k, d)   // Z = X·Wᵀ
+        _ = timeShape("softmax_dW_TN", true, false, k, d, batch)    // dW = Dᵀ·X
 
         // gemv: bytes = the matrix read once. 512² = 1 MiB (in L2), 4096² = 64 MiB (out of cache).
         for n in [512, 4096] {

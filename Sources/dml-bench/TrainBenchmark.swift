@@ -79,11 +79,7 @@ struct TrainBenchmark: ParsableCommand {
                             "first_step_s", "mpi_init_s", "final_loss", "allreduce", "oversubscribed"]
 
     /// The `--hidden` widths, or nil when they do not parse.
-    var hiddenWidths: [Int]? {
-        let parts = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
-        return parts.map { $0! }
-    }
+    var hiddenWidths: [Int]? { MLP.hiddenWidths(parsing: hidden) }
 
     /// What is timed, in order: each model once, and the MLP a second time with overlap when asked.
     var runs: [(model: ModelName, overlap: Bool)] {
@@ -186,20 +182,17 @@ struct TrainBenchmark: ParsableCommand {
                 fflush(stdout)
             }
         }
-        if comm.rank == 0 {
-            print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit))
-            if let plain = results.first(where: { $0.model == .mlp && !$0.overlap }),
-               let over = results.first(where: { $0.model == .mlp && $0.overlap }) {
-                print(String(format: "overlap: MLP step %.3f ms without, %.3f ms with (%.2f× as fast); final loss %@",
-                             plain.stepSeconds * 1e3, over.stepSeconds * 1e3, plain.stepSeconds / over.stepSeconds,
-                             plain.finalLoss == over.finalLoss ? "the same bits" : "DIFFERS"))
-            }
-        }
-        // Overlap must not change a bit of the result: a benchmark that finds otherwise fails.
+        if comm.rank == 0 { print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit)) }
         if let plain = results.first(where: { $0.model == .mlp && !$0.overlap }),
            let over = results.first(where: { $0.model == .mlp && $0.overlap }) {
-            try comm.agree(plain.finalLoss == over.finalLoss ? nil
-                           : "the MLP trained with --overlap ended with another loss (\(over.finalLoss)) than without (\(plain.finalLoss))")
+            let same = plain.finalLoss == over.finalLoss
+            if comm.rank == 0 {
+                print(String(format: "overlap: MLP step %.3f ms without, %.3f ms with (%.2f× as fast); final loss %@",
+                             plain.stepSeconds * 1e3, over.stepSeconds * 1e3, plain.stepSeconds / over.stepSeconds,
+                             same ? "the same bits" : "DIFFERS"))
+            }
+            // Overlap must not change a bit of the result: a benchmark that finds otherwise fails.
+            try comm.agree(same ? nil : "the MLP trained with --overlap ended with another loss (\(over.finalLoss)) than without (\(plain.finalLoss))")
         }
         if let path = csv {
             try comm.agreeing {

@@ -16,11 +16,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "MLP activation between layers: relu or tanh.")
     var activation: MLP.ActivationKind = .relu
 
-    var hiddenWidths: [Int]? {
-        let parts = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
-        return parts.map { $0! }
-    }
+    var hiddenWidths: [Int]? { MLP.hiddenWidths(parsing: hidden) }
 
     func validate() throws {
         guard hiddenWidths != nil else {
