@@ -29,7 +29,9 @@ let package = Package(
     targets: [
         // OpenMPI through pkg-config; the header turns its macro handles into inline functions.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "DMLComm", dependencies: ["CMPI"], swiftSettings: cpuFlags),
+        // xxHash's XXH3 through pkg-config: the one digest (checkpoints, replica checks, data identity).
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash"], swiftSettings: cpuFlags),
         // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
         .target(name: "CKernelHints"),
         .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),

@@ -121,9 +121,7 @@ public struct AllreduceTuneCache {
     /// one allgather), and the gradient size. Collective.
     public static func key(comm: Communicator, maxBytes: Int) throws -> String {
         let host = ProcessInfo.processInfo.hostName
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        for b in host.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let all = try comm.allgathered(Int64(bitPattern: hash))
+        let all = try comm.allgathered(Int64(bitPattern: Checksum.hash(host)))
         let perNode = Dictionary(all.map { ($0, 1) }, uniquingKeysWith: +).values.sorted(by: >)
         return "\(host) nodes=\(perNode.count) ranks=\(perNode.map(String.init).joined(separator: "+")) bytes=\(maxBytes)"
     }

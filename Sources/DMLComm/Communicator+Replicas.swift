@@ -3,25 +3,15 @@ extension Communicator {
     /// parameters after training or of an allreduce's result). Throws `AgreedFailure` on every rank,
     /// naming the ranks whose bytes differ from rank 0's and `what`, when they do not.
     ///
-    /// Cost: one pass over the buffer (a 64-bit FNV-1a hash, 8 bytes at a time) and one allgather of one
+    /// Cost: one pass over the buffer (`Checksum.hash`) and one allgather of one
     /// Int64. A hash, not a comparison: equal hashes of different bytes are possible, but the chance is
     /// 2^−64 per pair.
     public func checkIdentical(_ buffer: UnsafeRawBufferPointer, what: String) throws {
-        let hashes = try allgathered(Int64(bitPattern: Self.fingerprint(buffer)))
+        let hashes = try allgathered(Int64(bitPattern: Checksum.hash(buffer)))
         let differ = hashes.indices.filter { hashes[$0] != hashes[0] }
         guard !differ.isEmpty else { return }
         // Every rank knows the outcome; rank 0 (whose bytes are the reference) reports it.
         let who = differ.count == 1 ? "rank \(differ[0]) holds" : "ranks \(differ.map(String.init).joined(separator: ", ")) hold"
         try agree(rank == 0 ? "\(what) differ between ranks: \(who) other bits than rank 0" : nil)
-    }
-
-    /// 64-bit FNV-1a over the bytes, eight at a time (then the tail byte by byte), mixing in the length.
-    public static func fingerprint(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(buffer.count)
-        let prime: UInt64 = 0x0000_0100_0000_01b3
-        let words = buffer.count / 8
-        for i in 0..<words { h = (h ^ buffer.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) &* prime }
-        for i in (8 * words)..<buffer.count { h = (h ^ UInt64(buffer[i])) &* prime }
-        return h
     }
 }

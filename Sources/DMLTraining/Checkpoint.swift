@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import DMLComm
 
 /// Everything a run needs to continue exactly where it stopped.
 ///
@@ -10,7 +11,8 @@ import Foundation
 ///
 /// On disk: safetensors with tensors `parameters` [P], `optimizer_state` [copies, P] (absent for plain
 /// SGD), `step` and `epoch` (I64); metadata holds the run's identity (the fields a resume checks), and
-/// `checksum`, a checksum of the file's own content (metadata, tensor table and data), verified on load.
+/// `checksum`, a `Checksum` (XXH3-64, named in `checksum_algorithm`) of the file's own content (metadata, tensor
+/// table and data), verified on load.
 public struct Checkpoint: Equatable {
     public var step: Int
     public var epoch: Int
@@ -46,6 +48,7 @@ public struct Checkpoint: Equatable {
         metadata["format"] = "dml-checkpoint"
         metadata["step"] = String(step)
         metadata["sampler"] = "a pure function of seed and step"
+        metadata["checksum_algorithm"] = Checksum.algorithm
         let unsigned = try Safetensors.decode(Safetensors.encode(tensors, metadata: metadata))
         metadata["checksum"] = Checksum.hex(Self.contentChecksum(unsigned))
         return try Safetensors.encode(tensors, metadata: metadata)
@@ -56,6 +59,10 @@ public struct Checkpoint: Equatable {
         let file = try Safetensors.decode(bytes)
         guard file.metadata["format"] == "dml-checkpoint" else { throw Safetensors.FormatError(reason: "not a DML checkpoint") }
         guard let stored = file.metadata["checksum"] else { throw Safetensors.FormatError(reason: "it has no checksum") }
+        guard file.metadata["checksum_algorithm"] == Checksum.algorithm else {
+            throw Safetensors.FormatError(reason: "its checksum is \(file.metadata["checksum_algorithm"].map { "'\($0)'" } ?? "the FNV-1a of DML before 2026-12"), "
+                                          + "not \(Checksum.algorithm): it was written by another version of DML and cannot be verified")
+        }
         let actual = Checksum.hex(contentChecksum(file))
         guard stored == actual else {
             throw Safetensors.FormatError(reason: "checksum mismatch (stored \(stored), content gives \(actual)): the file is damaged")

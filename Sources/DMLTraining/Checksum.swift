@@ -2,43 +2,8 @@ import DMLComm
 import DMLData
 import DMLKernels
 
-/// 64-bit checksums for replica checks, configuration agreement, checkpoint files and data identity.
-///
-/// Not cryptographic: FNV-1a over 64-bit words (then single bytes for the tail), finished with
-/// SplitMix64's mixer. One multiply per 8 bytes (several GB/s): cheap next to a training step.
-public enum Checksum {
-    public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
-    static let prime: UInt64 = 0x0000_0100_0000_01B3
-
-    /// The checksum of `bytes`, continuing from `seed` (chain calls by passing the previous result).
-    public static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = offsetBasis) -> UInt64 {
-        var h = seed
-        let words = bytes.count / 8
-        for i in 0..<words {
-            h = (h ^ UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))) &* prime
-        }
-        for i in (words * 8)..<bytes.count { h = (h ^ UInt64(bytes[i])) &* prime }
-        return CounterRandom.mix(h ^ UInt64(bytes.count))
-    }
-
-    public static func hash(_ floats: [Float], seed: UInt64 = offsetBasis) -> UInt64 {
-        floats.withUnsafeBytes { hash($0, seed: seed) }
-    }
-
-    public static func hash(_ bytes: [UInt8], seed: UInt64 = offsetBasis) -> UInt64 {
-        bytes.withUnsafeBytes { hash($0, seed: seed) }
-    }
-
-    public static func hash(_ string: String, seed: UInt64 = offsetBasis) -> UInt64 {
-        hash(Array(string.utf8), seed: seed)
-    }
-
-    /// 16 lower-case hex digits.
-    public static func hex(_ h: UInt64) -> String {
-        let s = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
-
+/// The data-identity checksum (the digest itself, `Checksum.hash`, lives in DMLComm).
+extension Checksum {
     /// A checksum of the whole training set that does not depend on how it is sharded: each row's
     /// features and label are hashed together with the row's global index, and the row hashes are
     /// added up modulo 2^64 over all ranks (addition is order-free, so any number of ranks gives the

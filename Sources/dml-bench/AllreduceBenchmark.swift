@@ -189,7 +189,7 @@ struct AllreduceBenchmark: ParsableCommand {
                     // additions, must still come out with the same bits on every rank.
                     for i in 0..<count { slice[i] = T(value(rank: comm.rank, index: i) as T) * T(0.1) + T(comm.rank) / T(3) }
                     try run(algorithm, slice)
-                    let hashes = try comm.allgathered(Int64(bitPattern: MPICommunicator.fingerprint(UnsafeRawBufferPointer(slice))))
+                    let hashes = try comm.allgathered(Int64(bitPattern: Checksum.hash(UnsafeRawBufferPointer(slice))))
                     if hashes.contains(where: { $0 != hashes[0] }) { notIdentical.append("\(kind.rawValue) at \(ByteCount.format(bytes))") }
                 }
                 let seconds = try time(algorithm, slice, comm)
