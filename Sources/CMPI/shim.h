@@ -24,5 +24,6 @@ static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline int cmpi_undefined(void) { return MPI_UNDEFINED; }
 static inline int cmpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
 static inline MPI_Win cmpi_win_null(void) { return MPI_WIN_NULL; }
+static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }
 
 #endif

@@ -54,6 +54,12 @@ public protocol Communicator: AnyObject {
     func nativeAllreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
     /// Ends every rank of the job at once with `code`. For failures that cannot be agreed on collectively.
     func abort(code: Int32) -> Never
+    /// The deadline every blocking call polls against (`Communicator.watched` sets it), shared with the
+    /// communicators split from this one. See `CollectiveDeadline`.
+    var deadlines: DeadlineState { get }
+    /// On a rank that caught a `CollectiveStall` it does not report: go on answering the reporter's roll
+    /// call for up to `seconds`, so that this rank is not named as missing while the reporter listens.
+    func keepAnswering(for seconds: Double)
 }
 
 /// A non-blocking send or receive in flight, completed by `Communicator.wait`/`waitAll`. A value type: the

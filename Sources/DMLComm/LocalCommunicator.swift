@@ -5,16 +5,29 @@ import Foundation
 /// Sends are buffered (the bytes are copied into the receiver's mailbox and `send` returns), so any
 /// pattern that is deadlock-free under MPI's rules is deadlock-free here. A receive that waits longer than
 /// the world's timeout, or while another rank has already failed, throws instead of hanging the test.
+///
+/// Deadlines (`watched`) work as under MPI: a wait past its deadline holds a roll call (`LocalRoot`: a
+/// rank answers while it is inside any wait of its world or of a world split from it) and throws
+/// `CollectiveStall` with the same decision rules (`CollectiveStall`), so the unit tests run the same
+/// failure path as `mpirun` jobs, in one process.
 public final class LocalCommunicator: Communicator {
     public let rank: Int
     public var size: Int { world.size }
     public let allowsSerializedThreads = true
     let world: LocalWorld
+    /// The rank in the outermost world of each rank of this one (roll calls name those).
+    let rootRanks: [Int]
+    public var deadlines: DeadlineState { world.root.deadlines(of: rootRanks[rank]) }
 
-    init(rank: Int, world: LocalWorld) {
+    init(rank: Int, world: LocalWorld, rootRanks: [Int]) {
         self.rank = rank
         self.world = world
+        self.rootRanks = rootRanks
     }
+
+    var rootRank: Int { rootRanks[rank] }
+
+    public func keepAnswering(for seconds: Double) { world.root.keepAnswering(rootRank, for: seconds) }
 
     /// Runs `body` once per rank, each on its own thread, and returns the results in rank order. If any rank
     /// throws, the others' pending receives fail too, and the first error (by rank) is rethrown.
@@ -28,7 +41,7 @@ public final class LocalCommunicator: Communicator {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
-                let comm = LocalCommunicator(rank: r, world: world)
+                let comm = LocalCommunicator(rank: r, world: world, rootRanks: Array(0..<size))
                 do { results.set(r, .success(try body(comm))) } catch {
                     results.set(r, .failure(error))
                     world.fail()
@@ -48,7 +61,7 @@ public final class LocalCommunicator: Communicator {
 
     public func recv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
         try checkPeer(source, "recv")
-        let message = try world.take(from: source, to: rank, tag: tag)
+        let message = try world.take(from: source, to: rank, tag: tag, rootRank: rootRank)
         guard message.count == bytes.count else {
             throw CommError.invalidArgument("rank \(rank) expected \(bytes.count) bytes from rank \(source), got \(message.count)")
         }
@@ -86,8 +99,8 @@ public final class LocalCommunicator: Communicator {
     public func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow? {
         defer { windowCalls += 1 }
         let region = world.sharedRegion(call: windowCalls, bytesPerRank: bytesPerRank)
-        try world.barrier()
-        return LocalSharedWindow(region: region, world: world)
+        try world.barrier(rootRank: rootRank)
+        return LocalSharedWindow(region: region, world: world, rootRank: rootRank)
     }
 
     private var windowCalls = 0
@@ -103,7 +116,7 @@ public final class LocalCommunicator: Communicator {
         let all = try allreduced(mine, op: .sum)
         let members = (0..<size).filter { all[2 * $0] == Int64(color) }.sorted { (all[2 * $0 + 1], $0) < (all[2 * $1 + 1], $1) }
         let sub = world.subWorld(call: splitCalls, color: color, size: members.count)
-        return LocalCommunicator(rank: members.firstIndex(of: rank)!, world: sub)
+        return LocalCommunicator(rank: members.firstIndex(of: rank)!, world: sub, rootRanks: members.map { rootRanks[$0] })
     }
 
     /// Threads of one process share one node.
@@ -121,7 +134,7 @@ public final class LocalCommunicator: Communicator {
         }
     }
 
-    public func barrier() throws { try world.barrier() }
+    public func barrier() throws { try world.barrier(rootRank: rootRank) }
 
     /// Gathers to rank 0, reduces in rank order, broadcasts: simple, deterministic, and independent of the
     /// algorithms it is used to test.
@@ -149,6 +162,8 @@ public final class LocalCommunicator: Communicator {
 final class LocalWorld: @unchecked Sendable {
     let size: Int
     let timeout: TimeInterval
+    /// The outermost world's deadlines and roll calls, shared by every world split from it.
+    let root: LocalRoot
     private let cond = NSCondition()
     private var mailboxes: [MailboxKey: [Data]] = [:]
     private var barrierCount = 0
@@ -157,9 +172,10 @@ final class LocalWorld: @unchecked Sendable {
 
     struct MailboxKey: Hashable { let from: Int, to: Int, tag: Int }
 
-    init(size: Int, timeout: TimeInterval) {
+    init(size: Int, timeout: TimeInterval, root: LocalRoot? = nil) {
         self.size = size
         self.timeout = timeout
+        self.root = root ?? LocalRoot(size: size)
     }
 
     func post(_ data: Data, from: Int, to: Int, tag: Int) {
@@ -169,40 +185,49 @@ final class LocalWorld: @unchecked Sendable {
         cond.unlock()
     }
 
-    func take(from: Int, to: Int, tag: Int) throws -> Data {
-        let key = MailboxKey(from: from, to: to, tag: tag)
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        cond.lock()
-        defer { cond.unlock() }
+    /// Waits for `ready` (checked under the lock, which it may change), polling every 10 ms so that the
+    /// deadline, a roll call or a notice is seen; `what` names the wait in a timeout message.
+    private func waitUntil(rootRank: Int, what: @autoclosure () -> String, _ ready: () -> Bool) throws {
+        root.enterWait(rootRank)
+        defer { root.leaveWait(rootRank) }
+        let start = Date()
         while true {
-            if var queue = mailboxes[key], !queue.isEmpty {
-                let first = queue.removeFirst()
-                mailboxes[key] = queue
-                return first
-            }
-            if failed { throw CommError.peerFailed("rank \(to) was waiting for rank \(from) when another rank failed") }
-            if !cond.wait(until: deadline) {
-                throw CommError.timeout("rank \(to) waited \(timeout) s for a message from rank \(from) (tag \(tag))")
-            }
+            cond.lock()
+            if ready() { cond.unlock(); return }
+            if failed { cond.unlock(); throw CommError.peerFailed("rank \(rootRank) was in \(what()) when another rank failed") }
+            _ = cond.wait(until: Date(timeIntervalSinceNow: 0.01))
+            let done = ready()
+            cond.unlock()
+            if done { return }
+            try root.check(rank: rootRank, waited: -start.timeIntervalSinceNow, timeout: timeout, what: what())
         }
     }
 
-    func barrier() throws {
-        let deadline = Date(timeIntervalSinceNow: timeout)
+    func take(from: Int, to: Int, tag: Int, rootRank: Int) throws -> Data {
+        let key = MailboxKey(from: from, to: to, tag: tag)
+        var message: Data?
+        try waitUntil(rootRank: rootRank, what: "a receive from rank \(from) (tag \(tag))") {
+            guard var queue = mailboxes[key], !queue.isEmpty else { return false }
+            message = queue.removeFirst()
+            mailboxes[key] = queue
+            return true
+        }
+        return message!
+    }
+
+    func barrier(rootRank: Int) throws {
         cond.lock()
-        defer { cond.unlock() }
         let generation = barrierGeneration
         barrierCount += 1
         if barrierCount == size {
             barrierCount = 0
             barrierGeneration += 1
             cond.broadcast()
+            cond.unlock()
             return
         }
-        while barrierGeneration == generation {
-            if failed { throw CommError.peerFailed("another rank failed during a barrier") }
-            if !cond.wait(until: deadline) { throw CommError.timeout("barrier waited \(timeout) s") }
-        }
+        cond.unlock()
+        try waitUntil(rootRank: rootRank, what: "a barrier") { barrierGeneration != generation }
     }
 
     private var regions: [Int: LocalSharedRegion] = [:]
@@ -224,7 +249,7 @@ final class LocalWorld: @unchecked Sendable {
         cond.lock()
         defer { cond.unlock() }
         if let w = subWorlds[call]?[color] { return w }
-        let w = LocalWorld(size: size, timeout: timeout)
+        let w = LocalWorld(size: size, timeout: timeout, root: root)
         subWorlds[call, default: [:]][color] = w
         return w
     }
@@ -262,9 +287,92 @@ final class LocalSharedRegion: @unchecked Sendable {
 final class LocalSharedWindow: SharedMemoryWindow {
     let region: LocalSharedRegion
     let world: LocalWorld
-    init(region: LocalSharedRegion, world: LocalWorld) { self.region = region; self.world = world }
+    let rootRank: Int
+    init(region: LocalSharedRegion, world: LocalWorld, rootRank: Int) { self.region = region; self.world = world; self.rootRank = rootRank }
     var bytesPerRank: Int { region.bytesPerRank }
     func base(of rank: Int) -> UnsafeMutableRawPointer { region.parts[rank] }
     /// The world's barrier takes a lock on entry and exit, which orders the threads' memory.
-    func sync() throws { try world.barrier() }
+    func sync() throws { try world.barrier(rootRank: rootRank) }
+}
+
+/// The roll call of `CollectiveStall` among the threads of one in-process job: a rank answers while it is
+/// inside a wait (of any world split from the outermost one), which is what a live MPI rank does from its
+/// polling loop; a rank that is computing, sleeping or stopped does not. Deadlines are per rank (each rank
+/// thread sets its own phase, as each MPI process does).
+final class LocalRoot: @unchecked Sendable {
+    let size: Int
+    private let lock = NSCondition()
+    private var waits: [Int]
+    private var perRank: [DeadlineState]
+    /// Calls in progress: their answers so far.
+    private var calls: [Int: Set<Int>] = [:]
+    private var nextCall = 0
+    private var noticed: [Bool]
+
+    init(size: Int) {
+        self.size = size
+        waits = Array(repeating: 0, count: size)
+        perRank = (0..<size).map { _ in DeadlineState() }
+        noticed = Array(repeating: false, count: size)
+    }
+
+    func deadlines(of rank: Int) -> DeadlineState { perRank[rank] }
+
+    func enterWait(_ rank: Int) {
+        lock.lock()
+        waits[rank] += 1
+        for id in calls.keys { calls[id]!.insert(rank) }
+        lock.unlock()
+    }
+
+    func leaveWait(_ rank: Int) {
+        lock.lock()
+        waits[rank] -= 1
+        lock.unlock()
+    }
+
+    func keepAnswering(_ rank: Int, for seconds: Double) {
+        enterWait(rank)
+        Thread.sleep(forTimeInterval: seconds)
+        leaveWait(rank)
+    }
+
+    /// Called by a waiting rank every 10 ms: throws `CollectiveStall` (after the roll call) when its deadline
+    /// has passed or a notice arrived, `CommError.timeout` past the world's own timeout when no deadline is set.
+    func check(rank: Int, waited: Double, timeout: Double, what: String) throws {
+        let state = perRank[rank]
+        guard let deadline = state.current, deadline.seconds > 0 else {
+            if waited >= timeout { throw CommError.timeout("rank \(rank) waited \(timeout) s in \(what)") }
+            return
+        }
+        lock.lock()
+        let notice = noticed[rank]
+        noticed[rank] = false
+        lock.unlock()
+        guard waited >= deadline.seconds || notice else { return }
+        throw stall(rank: rank, deadline: deadline)
+    }
+
+    /// The same decisions as `MPIRollCall.stall`.
+    private func stall(rank: Int, deadline: CollectiveDeadline) -> CollectiveStall {
+        guard size > 1 else { return CollectiveStall(phase: deadline.phase, seconds: deadline.seconds, missing: [], reporter: true, rank: rank) }
+        guard rank < 2 else {
+            lock.lock()
+            for r in 0..<Swift.min(2, size) { noticed[r] = true }
+            lock.unlock()
+            return CollectiveStall(phase: deadline.phase, seconds: deadline.seconds, missing: [], reporter: false, rank: rank)
+        }
+        lock.lock()
+        let id = nextCall
+        nextCall += 1
+        calls[id] = Set((0..<size).filter { waits[$0] > 0 })
+        lock.unlock()
+        Thread.sleep(forTimeInterval: CollectiveStall.window(deadline: deadline.seconds))
+        lock.lock()
+        let answered = calls.removeValue(forKey: id)!
+        lock.unlock()
+        let missing = (0..<size).filter { $0 != rank && !answered.contains($0) }
+        return CollectiveStall(phase: deadline.phase, seconds: deadline.seconds, missing: missing,
+                               reporter: rank == 0 || missing.contains(0), rank: rank)
+    }
 }

@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,13 @@ import Glibc
 /// Errors are returned, not fatal: the world communicator gets `MPI_ERRORS_RETURN`, and each call turns a
 /// non-success code into `CommError.mpi` naming the call. Messages larger than 1 GiB are sent as several
 /// messages, since MPI counts are `Int32`.
+///
+/// Deadlines: with no deadline set every call blocks in MPI as usual. Under a deadline (`watched`) every
+/// blocking call becomes its non-blocking form (`MPI_Isend`/`Irecv`, `MPI_Ibcast`, `MPI_Ibarrier`,
+/// `MPI_Iallreduce`) completed by a polling loop that spins, then yields the core between polls, answers
+/// roll calls, and on expiry holds one (`MPIRollCall`) and throws `CollectiveStall`. The calls MPI has no
+/// non-blocking form for (`MPI_Comm_split`, `MPI_Comm_split_type`, `MPI_Win_allocate_shared`) are preceded by
+/// a polled barrier under the deadline, so a rank that never arrives is found there.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -18,6 +26,9 @@ public final class MPICommunicator: Communicator {
     public let handle: MPI_Comm
     /// Reused by `waitAll`, so steady-state waits allocate nothing.
     private var waitScratch: [MPI_Request?] = []
+    public let deadlines: DeadlineState
+    /// The world's roll call (shared by every communicator split from it); nil on a wrapped foreign handle.
+    let rollCall: MPIRollCall?
 
     /// Largest single message, in bytes. MPI counts are Int32; 1 GiB keeps well clear of that.
     static let maxMessageBytes = 1 << 30
@@ -41,16 +52,24 @@ public final class MPICommunicator: Communicator {
         }
         let world = cmpi_comm_world()!
         try check(MPI_Comm_set_errhandler(world, cmpi_errors_return()), "MPI_Comm_set_errhandler")
-        return try MPICommunicator(handle: world)
+        let roll = try MPIRollCall(world: world)
+        worldRollCall = roll
+        return try MPICommunicator(handle: world, deadlines: DeadlineState(), rollCall: roll)
     }
+
+    /// The world's roll call, closed by `finalize`.
+    nonisolated(unsafe) private static var worldRollCall: MPIRollCall?
 
     /// True for communicators this object created (by a split) and frees when it goes away.
     private let owned: Bool
 
     /// Wraps an existing communicator handle; `owned`: free it (`MPI_Comm_free`) when this object goes away.
-    public init(handle: MPI_Comm, owned: Bool = false) throws {
+    /// `deadlines` and `rollCall` are shared with the communicator it was split from.
+    init(handle: MPI_Comm, owned: Bool = false, deadlines: DeadlineState, rollCall: MPIRollCall?) throws {
         self.handle = handle
         self.owned = owned
+        self.deadlines = deadlines
+        self.rollCall = rollCall
         var r: Int32 = 0, s: Int32 = 0
         try Self.check(MPI_Comm_rank(handle, &r), "MPI_Comm_rank")
         try Self.check(MPI_Comm_size(handle, &s), "MPI_Comm_size")
@@ -62,7 +81,10 @@ public final class MPICommunicator: Communicator {
     public static func finalize() {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
-        if finalized == 0 { MPI_Finalize() }
+        guard finalized == 0 else { return }
+        worldRollCall?.close()
+        worldRollCall = nil
+        MPI_Finalize()
     }
 
     /// The name of the host this rank runs on.
@@ -102,19 +124,29 @@ public final class MPICommunicator: Communicator {
 
     public func send(_ bytes: UnsafeRawBufferPointer, to dest: Int, tag: Int) throws {
         try checkPeer(dest, "send")
-        for (offset, length) in Self.pieces(bytes.count) {
-            try Self.check(MPI_Send(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
-                                    Int32(dest), Int32(tag), handle), "MPI_Send to rank \(dest)")
+        guard polling else {
+            for (offset, length) in Self.pieces(bytes.count) {
+                try Self.check(MPI_Send(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
+                                        Int32(dest), Int32(tag), handle), "MPI_Send to rank \(dest)")
+            }
+            return
         }
+        var request = try isend(bytes, to: dest, tag: tag)
+        try wait(&request)
     }
 
     public func recv(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
         try checkPeer(source, "recv")
-        for (offset, length) in Self.pieces(bytes.count) {
-            try Self.check(MPI_Recv(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
-                                    Int32(source), Int32(tag), handle, cmpi_status_ignore()),
-                           "MPI_Recv from rank \(source)")
+        guard polling else {
+            for (offset, length) in Self.pieces(bytes.count) {
+                try Self.check(MPI_Recv(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
+                                        Int32(source), Int32(tag), handle, cmpi_status_ignore()),
+                               "MPI_Recv from rank \(source)")
+            }
+            return
         }
+        var request = try irecv(bytes, from: source, tag: tag)
+        try wait(&request)
     }
 
     public func sendrecv(sending: UnsafeRawBufferPointer, to dest: Int,
@@ -122,22 +154,11 @@ public final class MPICommunicator: Communicator {
         try checkPeer(dest, "sendrecv")
         try checkPeer(source, "sendrecv")
         let out = Self.pieces(sending.count), inn = Self.pieces(receiving.count)
-        guard out.count == 1 && inn.count == 1 else {
-            // Above 1 GiB: non-blocking pieces, so neither side waits on the other's first piece.
-            var requests: [MPI_Request?] = []
-            for (offset, length) in inn {
-                var r: MPI_Request? = nil
-                try Self.check(MPI_Irecv(receiving.baseAddress! + offset, Int32(length), cmpi_byte(), Int32(source),
-                                         Int32(tag), handle, &r), "MPI_Irecv from rank \(source)")
-                requests.append(r)
-            }
-            for (offset, length) in out {
-                var r: MPI_Request? = nil
-                try Self.check(MPI_Isend(sending.baseAddress! + offset, Int32(length), cmpi_byte(), Int32(dest),
-                                         Int32(tag), handle, &r), "MPI_Isend to rank \(dest)")
-                requests.append(r)
-            }
-            try Self.check(MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore()), "MPI_Waitall")
+        guard out.count == 1 && inn.count == 1 && !polling else {
+            // Above 1 GiB, or under a deadline: non-blocking pieces, so neither side waits on the other's
+            // first piece, completed together.
+            var requests = [try irecv(receiving, from: source, tag: tag), try isend(sending, to: dest, tag: tag)]
+            try waitAll(&requests)
             return
         }
         try Self.check(MPI_Sendrecv(sending.baseAddress, Int32(sending.count), cmpi_byte(), Int32(dest), Int32(tag),
@@ -173,20 +194,71 @@ public final class MPICommunicator: Communicator {
     public func wait(_ request: inout CommRequest) throws {
         guard case var .mpi(requests) = request.state else { return }
         request = .completed
-        if requests.count == 1 {
-            try Self.check(MPI_Wait(&requests[0], cmpi_status_ignore()), "MPI_Wait")
-        } else {
-            try Self.check(MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore()), "MPI_Waitall")
-        }
+        try requests.withUnsafeMutableBufferPointer { try complete($0.baseAddress!, $0.count, "MPI_Wait") }
     }
 
     public func waitAll(_ requests: inout [CommRequest]) throws {
-        // One MPI_Waitall over every piece: MPI progresses them all together.
+        // One completion over every piece: MPI progresses them all together.
         waitScratch.removeAll(keepingCapacity: true)
         for request in requests { if case let .mpi(rs) = request.state { waitScratch.append(contentsOf: rs) } }
         requests.removeAll(keepingCapacity: true)
         if waitScratch.isEmpty { return }
-        try Self.check(MPI_Waitall(Int32(waitScratch.count), &waitScratch, cmpi_statuses_ignore()), "MPI_Waitall")
+        try waitScratch.withUnsafeMutableBufferPointer { try complete($0.baseAddress!, $0.count, "MPI_Waitall") }
+    }
+
+    /// True when a deadline is in force: blocking calls then poll (see the type's documentation).
+    var polling: Bool { (deadlines.current?.seconds ?? 0) > 0 }
+
+    /// Completes `count` requests: `MPI_Waitall` without a deadline; under one, a polling loop that answers
+    /// roll calls and throws `CollectiveStall` after the roll call when the deadline passes (or a stop
+    /// signal interrupts the wait and a rank is missing). The requests of an expired wait stay pending (their
+    /// buffers must stay alive): the job is ended next.
+    func complete(_ requests: UnsafeMutablePointer<MPI_Request?>, _ count: Int, _ call: @autoclosure () -> String) throws {
+        guard count > 0 else { return }
+        guard let deadline = deadlines.current, deadline.seconds > 0 else {
+            try Self.check(MPI_Waitall(Int32(count), requests, cmpi_statuses_ignore()), call())
+            return
+        }
+        var done: Int32 = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        var nextCheck = start + 1_000_000
+        var spins = 0
+        var interruptionAnswered = false
+        while true {
+            try Self.check(MPI_Testall(Int32(count), requests, &done, cmpi_statuses_ignore()), call())
+            if done != 0 { return }
+            // Spin briefly (ranks are usually close), then yield the core between polls.
+            spins += 1
+            if spins > 2000 { usleep(20) }
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now >= nextCheck else { continue }
+            nextCheck = now + 1_000_000
+            let waited = Double(now - start) / 1e9
+            try rollCall?.service()
+            let expired = waited >= deadline.seconds || rollCall?.noticed == true
+            let interrupted = !expired && !interruptionAnswered && (deadlines.interruption?(waited) ?? false)
+            guard expired || interrupted else { continue }
+            guard let roll = rollCall else {
+                throw CollectiveStall(phase: deadline.phase, seconds: deadline.seconds, missing: [], reporter: true, rank: rank)
+            }
+            let stall = try roll.stall(phase: deadline.phase, seconds: deadline.seconds, interrupted: interrupted)
+            // A stop signal, and every rank answered: nobody died, the wait goes on.
+            if interrupted && (stall.missing.isEmpty || !stall.reporter) { interruptionAnswered = true; continue }
+            throw stall
+        }
+    }
+
+    public func keepAnswering(for seconds: Double) {
+        if let rollCall { rollCall.keepAnswering(for: seconds) } else { usleep(useconds_t(seconds * 1e6)) }
+    }
+
+    /// Under a deadline, a polled barrier first: the next call (a collective MPI has no non-blocking form
+    /// for) then finds every rank present.
+    private func arriveTogether(_ what: String) throws {
+        guard polling else { return }
+        var request: MPI_Request? = nil
+        try Self.check(MPI_Ibarrier(handle, &request), "MPI_Ibarrier before \(what)")
+        try complete(&request, 1, "MPI_Ibarrier before \(what)")
     }
 
     deinit {
@@ -199,21 +271,24 @@ public final class MPICommunicator: Communicator {
     }
 
     public func split(color: Int, key: Int) throws -> Communicator {
+        try arriveTogether("MPI_Comm_split")
         var new: MPI_Comm? = nil
         try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &new), "MPI_Comm_split")
-        return try MPICommunicator(handle: new!, owned: true)
+        return try MPICommunicator(handle: new!, owned: true, deadlines: deadlines, rollCall: rollCall)
     }
 
     public func splitByNode() throws -> Communicator {
+        try arriveTogether("MPI_Comm_split_type")
         var node: MPI_Comm? = nil
         try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
                        "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
-        return try MPICommunicator(handle: node!, owned: true)
+        return try MPICommunicator(handle: node!, owned: true, deadlines: deadlines, rollCall: rollCall)
     }
 
     /// How many ranks of this communicator share this rank's node, and this rank's index among them.
     /// Collective.
     public func nodeLayout() throws -> (ranksOnNode: Int, nodeRank: Int) {
+        try arriveTogether("MPI_Comm_split_type")
         var node: MPI_Comm? = nil
         try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
                        "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
@@ -227,6 +302,7 @@ public final class MPICommunicator: Communicator {
     /// `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`; if that gives every rank of this communicator, an MPI-3
     /// shared window (`MPI_Win_allocate_shared`, one part per rank, placed near its owner).
     public func sharedMemoryWindow(bytesPerRank: Int) throws -> SharedMemoryWindow? {
+        try arriveTogether("MPI_Comm_split_type")
         var node: MPI_Comm? = nil
         try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
                        "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
@@ -238,19 +314,30 @@ public final class MPICommunicator: Communicator {
             MPI_Comm_free(&node)
             return nil
         }
-        return try MPISharedWindow(comm: node!, bytesPerRank: bytesPerRank)
+        let nodeComm = try MPICommunicator(handle: node!, owned: false, deadlines: deadlines, rollCall: rollCall)
+        try nodeComm.arriveTogether("MPI_Win_allocate_shared")
+        return try MPISharedWindow(comm: nodeComm, bytesPerRank: bytesPerRank)
     }
 
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {
         try checkPeer(root, "broadcast")
         for (offset, length) in Self.pieces(bytes.count) {
-            try Self.check(MPI_Bcast(bytes.baseAddress.map { $0 + offset }, Int32(length), cmpi_byte(),
-                                     Int32(root), handle), "MPI_Bcast from rank \(root)")
+            let start = bytes.baseAddress.map { $0 + offset }
+            if polling {
+                var request: MPI_Request? = nil
+                try Self.check(MPI_Ibcast(start, Int32(length), cmpi_byte(), Int32(root), handle, &request), "MPI_Ibcast from rank \(root)")
+                try complete(&request, 1, "MPI_Ibcast from rank \(root)")
+            } else {
+                try Self.check(MPI_Bcast(start, Int32(length), cmpi_byte(), Int32(root), handle), "MPI_Bcast from rank \(root)")
+            }
         }
     }
 
     public func barrier() throws {
-        try Self.check(MPI_Barrier(handle), "MPI_Barrier")
+        guard polling else { return try Self.check(MPI_Barrier(handle), "MPI_Barrier") }
+        var request: MPI_Request? = nil
+        try Self.check(MPI_Ibarrier(handle, &request), "MPI_Ibarrier")
+        try complete(&request, 1, "MPI_Ibarrier")
     }
 
     public func nativeAllreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
@@ -264,8 +351,14 @@ public final class MPICommunicator: Communicator {
         var start = 0
         repeat {
             let n = Swift.min(maxElements, buffer.count - start)
-            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress.map { UnsafeMutableRawPointer($0 + start) },
-                                         Int32(n), Self.datatype(T.kind), mpiOp, handle), "MPI_Allreduce")
+            let data = buffer.baseAddress.map { UnsafeMutableRawPointer($0 + start) }
+            if polling {
+                var request: MPI_Request? = nil
+                try Self.check(MPI_Iallreduce(cmpi_in_place(), data, Int32(n), Self.datatype(T.kind), mpiOp, handle, &request), "MPI_Iallreduce")
+                try complete(&request, 1, "MPI_Iallreduce")
+            } else {
+                try Self.check(MPI_Allreduce(cmpi_in_place(), data, Int32(n), Self.datatype(T.kind), mpiOp, handle), "MPI_Allreduce")
+            }
             start += n
         } while start < buffer.count
     }
@@ -279,13 +372,14 @@ public final class MPICommunicator: Communicator {
 /// An MPI-3 shared-memory window over the ranks of one node. Freed (collectively) when released: every
 /// rank must release it at the same point of the program, before `MPI_Finalize`.
 final class MPISharedWindow: SharedMemoryWindow {
-    let comm: MPI_Comm
+    /// The node's ranks (its handle is freed with the window); its barrier follows the job's deadline.
+    let node: MPICommunicator
     var window: MPI_Win? = cmpi_win_null()
     let bytesPerRank: Int
     private var bases: [UnsafeMutableRawPointer] = []
 
-    init(comm: MPI_Comm, bytesPerRank: Int) throws {
-        self.comm = comm
+    init(comm node: MPICommunicator, bytesPerRank: Int) throws {
+        self.node = node
         // Round up to whole cache lines so that each part starts 64-byte aligned.
         self.bytesPerRank = (Swift.max(bytesPerRank, 64) + 63) & ~63
         var info: MPI_Info? = nil
@@ -294,15 +388,13 @@ final class MPISharedWindow: SharedMemoryWindow {
         MPI_Info_set(info, "alloc_shared_noncontig", "true")
         defer { MPI_Info_free(&info) }
         var mine: UnsafeMutableRawPointer? = nil
-        try MPICommunicator.check(MPI_Win_allocate_shared(MPI_Aint(self.bytesPerRank), 1, info, comm, &mine, &window),
+        try MPICommunicator.check(MPI_Win_allocate_shared(MPI_Aint(self.bytesPerRank), 1, info, node.handle, &mine, &window),
                                   "MPI_Win_allocate_shared")
         MPI_Win_set_errhandler(window, cmpi_errors_return())
-        var size: Int32 = 0
-        MPI_Comm_size(comm, &size)
-        for r in 0..<size {
+        for r in 0..<node.size {
             var bytes: MPI_Aint = 0, unit: Int32 = 0
             var base: UnsafeMutableRawPointer? = nil
-            try MPICommunicator.check(MPI_Win_shared_query(window, r, &bytes, &unit, &base), "MPI_Win_shared_query")
+            try MPICommunicator.check(MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &base), "MPI_Win_shared_query")
             bases.append(base!)
         }
         // One passive epoch for the window's whole life: MPI_Win_sync is then legal at any time.
@@ -315,7 +407,7 @@ final class MPISharedWindow: SharedMemoryWindow {
         guard finalized == 0 else { return }
         MPI_Win_unlock_all(window)
         MPI_Win_free(&window)
-        var c: MPI_Comm? = comm
+        var c: MPI_Comm? = node.handle
         MPI_Comm_free(&c)
     }
 
@@ -323,7 +415,7 @@ final class MPISharedWindow: SharedMemoryWindow {
 
     func sync() throws {
         try MPICommunicator.check(MPI_Win_sync(window), "MPI_Win_sync")
-        try MPICommunicator.check(MPI_Barrier(comm), "MPI_Barrier (shared-memory node)")
+        try node.barrier()
         try MPICommunicator.check(MPI_Win_sync(window), "MPI_Win_sync")
     }
 }

@@ -13,8 +13,16 @@ public enum AtomicFile {
         public var description: String { "cannot write \(path): \(reason)" }
     }
 
-    /// `failAfter` (fault injection): write only that many bytes, then fail as a full disk would (ENOSPC).
-    public static func write(_ bytes: [UInt8], to path: String, failAfter: Int? = nil) throws {
+    /// A deliberate fault in a write (`DML_FAULT`), after `bytes` bytes of the temporary file are written.
+    public enum Fault: Sendable {
+        /// Fail as a full disk would (ENOSPC).
+        case fail(afterBytes: Int)
+        /// Stop for good, as a hung node or file system would (`FaultPlan.hang`).
+        case stall(afterBytes: Int, hang: @Sendable () -> Never)
+        var afterBytes: Int { switch self { case let .fail(n), let .stall(n, _): return n } }
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String, fault: Fault? = nil) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
@@ -30,8 +38,12 @@ public enum AtomicFile {
             var written = 0
             try bytes.withUnsafeBytes { raw in
                 while written < raw.count {
-                    if let limit = failAfter, written >= limit { errno = ENOSPC; throw fail("write failed (injected fault)") }
-                    let n = Glibc.write(fd, raw.baseAddress! + written, Swift.min(raw.count, failAfter ?? raw.count) - written)
+                    if let fault, written >= fault.afterBytes {
+                        if case let .stall(_, hang) = fault { hang() }
+                        errno = ENOSPC
+                        throw fail("write failed (injected fault)")
+                    }
+                    let n = Glibc.write(fd, raw.baseAddress! + written, Swift.min(raw.count, fault?.afterBytes ?? raw.count) - written)
                     if n < 0 { if errno == EINTR { continue }; throw fail("write failed") }
                     written += n
                 }

@@ -139,9 +139,9 @@ public struct CheckpointStore {
 
     /// Writes `checkpoint` atomically, then deletes all but the newest `keep`. Returns the file's path.
     @discardableResult
-    public func save(_ checkpoint: Checkpoint, failAfterBytes: Int? = nil) throws -> String {
+    public func save(_ checkpoint: Checkpoint, fault: AtomicFile.Fault? = nil) throws -> String {
         let p = path(step: checkpoint.step)
-        try AtomicFile.write(checkpoint.encode(), to: p, failAfter: failAfterBytes)
+        try AtomicFile.write(checkpoint.encode(), to: p, fault: fault)
         if keep > 0 {
             for old in list().dropFirst(keep) { unlink(old.path) }
         }

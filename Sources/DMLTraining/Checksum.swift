@@ -48,6 +48,4 @@ public struct TrainingFailure: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-func rankList(_ ranks: [Int]) -> String {
-    (ranks.count == 1 ? "rank " : "ranks ") + ranks.map(String.init).joined(separator: ", ")
-}
+

@@ -12,7 +12,10 @@ import Foundation
 /// - `crash`: rank R dies by SIGKILL as step S begins, as a killed job would (resume must recover);
 /// - `hang`: rank R stops answering as step S begins (S = 0: during start-up, before the data is loaded;
 ///   S = the last step + 1: in the final evaluation and output) (sleeps forever, deaf to stop signals), as a stalled
-///   node would (`--collective-timeout` must end the job, naming rank R);
+///   node would (`--collective-timeout` must end the job, naming rank R). With `:at=PHASE` it stalls in
+///   that phase after step S instead: `checkpoint` (rank 0 half-way through writing the file, other ranks
+///   as they enter the checkpoint), `verify` (the replica check), `eval` (the evaluation), `allreduce`
+///   (inside the gradient allreduce of step S, between two of its messages);
 /// - `preempt`: rank R behaves as if it received SIGTERM as step S begins (the ranks must agree, write a
 ///   checkpoint and exit with status 75);
 /// - `writefail`: rank R's checkpoint write after step S fails half-way, as on a full disk (the previous
@@ -27,10 +30,16 @@ public struct FaultPlan: Sendable, Equatable {
         case perturb, nan, crash, hang, preempt, writefail, slow
     }
 
+    /// Where in step S (or after it) a fault fires; only `hang` takes another phase than `step`.
+    public enum Phase: String, Sendable, CaseIterable {
+        case step, allreduce, checkpoint, verify, eval
+    }
+
     public struct Fault: Sendable, Equatable {
         public let kind: Kind
         public let rank: Int
         public let step: Int
+        public var phase: Phase = .step
     }
 
     public let faults: [Fault]
@@ -49,9 +58,16 @@ public struct FaultPlan: Sendable, Equatable {
                                 + Kind.allCases.map(\.rawValue).joined(separator: ", "))
             }
             guard let kind = Kind(rawValue: parts[0]) else { throw bad("has an unknown kind '\(parts[0])'") }
-            var rank: Int?, step: Int?
+            var rank: Int?, step: Int?, phase = Phase.step
             for p in parts.dropFirst() {
                 let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.count == 2, kv[0] == "at" {
+                    guard let ph = Phase(rawValue: kv[1]), ph == .step || kind == .hang else {
+                        throw bad("has a bad phase '\(kv[1])' (hang takes at=\(Phase.allCases.map(\.rawValue).joined(separator: "|")))")
+                    }
+                    phase = ph
+                    continue
+                }
                 guard kv.count == 2, let v = Int(kv[1]), v >= 0 else { throw bad("has a bad field '\(p)'") }
                 switch kv[0] {
                 case "rank": rank = v
@@ -59,10 +75,10 @@ public struct FaultPlan: Sendable, Equatable {
                 default: throw bad("has an unknown field '\(kv[0])'")
                 }
             }
-            guard let r = rank, let s = step, s >= 1 || (s == 0 && kind == .hang) else {
+            guard let r = rank, let s = step, s >= 1 || (s == 0 && kind == .hang && phase == .step) else {
                 throw bad("needs rank=R and step=S (S ≥ 1; hang also takes S = 0: during start-up)")
             }
-            faults.append(Fault(kind: kind, rank: r, step: s))
+            faults.append(Fault(kind: kind, rank: r, step: s, phase: phase))
         }
         self.faults = faults
     }
@@ -73,10 +89,15 @@ public struct FaultPlan: Sendable, Equatable {
         return try FaultPlan(parsing: spec)
     }
 
-    /// True when a fault of `kind` is planned for `rank` at 1-based step `step`.
+    /// True when a fault of `kind` is planned for `rank` at 1-based step `step`, in `phase`.
     @inline(__always)
-    public func fires(_ kind: Kind, rank: Int, step: Int) -> Bool {
-        !faults.isEmpty && faults.contains { $0.kind == kind && $0.rank == rank && $0.step == step }
+    public func fires(_ kind: Kind, rank: Int, step: Int, at phase: Phase = .step) -> Bool {
+        !faults.isEmpty && faults.contains { $0.kind == kind && $0.rank == rank && $0.step == step && $0.phase == phase }
+    }
+
+    /// Hangs this rank if a `hang` is planned for it at `step` in `phase`.
+    public func hangIfPlanned(rank: Int, step: Int, at phase: Phase) {
+        if fires(.hang, rank: rank, step: step, at: phase) { hang() }
     }
 
     /// True when `rank` is a planned straggler at step `step` (a `slow` fault at this or an earlier step).
@@ -101,7 +122,7 @@ public struct FaultPlan: Sendable, Equatable {
     }
 
     /// Stops answering for good: sleeps forever with the stop signals blocked, as a stalled node would.
-    func hang() -> Never {
+    public func hang() -> Never {
         fflush(stdout)
         var set = sigset_t()
         sigemptyset(&set)

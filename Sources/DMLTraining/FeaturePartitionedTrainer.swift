@@ -31,8 +31,6 @@ public final class FeaturePartitionedTrainer {
     public private(set) var parameters: [Float]
     public private(set) var step = 0
     public private(set) var lastLoss: Double?
-    /// Times the score allreduce of each step (`--collective-timeout`): a stalled rank ends the job.
-    public var watchdog: CollectiveWatchdog?
 
     private var scores: [Float] = []
     private var gradient: [Float]
@@ -93,9 +91,9 @@ public final class FeaturePartitionedTrainer {
             }
         }
         scores[n * k] = Float(decayLoss)
-        watchdog?.arm(step: number)
-        try scores.withUnsafeMutableBufferPointer { try allreduce.run(UnsafeMutableBufferPointer(rebasing: $0[0..<(n * k + 1)]), op: .sum) }
-        watchdog?.arm(step: 0)
+        try comm.watched("the score allreduce of step \(number)", seconds: config.collectiveTimeout) {
+            try scores.withUnsafeMutableBufferPointer { try allreduce.run(UnsafeMutableBufferPointer(rebasing: $0[0..<(n * k + 1)]), op: .sum) }
+        }
 
         var correct = 0.0
         let dataLoss = parameters.withUnsafeBufferPointer { w in

@@ -58,105 +58,38 @@ public struct Preempted: Error, CustomStringConvertible {
     }
 }
 
-/// Ranks did not reach a step, or a collective did not finish, within `--collective-timeout`.
-public struct CollectiveTimeout: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
+/// A timer for the two calls of a job that MPI offers no pollable form of, `MPI_Init` and `MPI_Finalize`
+/// (every other collective runs under `CollectiveDeadline`): if the call has not returned after `seconds`,
+/// the process prints `message` and ends at once (mpirun then ends the others). 0 seconds: no timer.
+public final class Backstop: @unchecked Sendable {
+    private let lock = NSLock()
+    private var armed = true
+
+    public init(seconds: Double, message: String) {
+        guard seconds > 0 else { armed = false; return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+            lock.lock()
+            let fire = armed
+            lock.unlock()
+            guard fire else { return }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            _exit(1)
+        }
+    }
+
+    public func disarm() {
+        lock.lock()
+        armed = false
+        lock.unlock()
+    }
 }
 
-/// A thread that watches the step in progress from outside, for what the main thread cannot see while it
-/// is blocked inside a collective:
-/// - a gradient allreduce that does not finish within the timeout (a rank stopped inside it): the job is
-///   ended with `MPI_Abort`, after one message;
-/// - a stop signal while blocked in the allreduce (mpirun ending the job because a rank died): rank 0
-///   says which step was in progress, before mpirun's SIGKILL arrives.
-/// It never calls MPI except `abort`. Cost: a wake-up every 100 ms; arming is a lock and two stores.
-public final class CollectiveWatchdog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var armedStep = 0
-    private var armedAt: UInt64 = 0
-    /// Set while a phase outside the steps is watched (`armPhase`, `armEnd`): the message to give on
-    /// expiry, and the deadline.
-    private var phase: (message: String, timeout: Double)?
-    private var reportedSignal = false
-    private let timeout: Double
-    private let rank: Int
-    private let onTimeout: (String) -> Never
-    private let say: (String) -> Void
-
-    /// `onTimeout` prints and ends the job; `say` prints a line (rank 0 only calls it).
-    public init(rank: Int, timeout: Double, say: @escaping (String) -> Void, onTimeout: @escaping (String) -> Never) {
-        self.rank = rank
-        self.timeout = timeout
-        self.say = say
-        self.onTimeout = onTimeout
-        let thread = Thread { [self] in loop() }
-        thread.name = "dml-watchdog"
-        thread.start()
-    }
-
-    /// Marks the start (`step` ≥ 1) or the end (`step` 0) of a watched collective.
-    public func arm(step: Int) {
-        lock.lock()
-        armedStep = step
-        armedAt = DispatchTime.now().uptimeNanoseconds
-        phase = nil
-        lock.unlock()
-    }
-
-    /// Watches a phase outside the training steps (start-up: data loading, configuration agreement,
-    /// resume), which has collectives too: if it has not ended within `timeout` seconds (the next `arm`
-    /// ends it), the job ends with `message`. `timeout` covers the work as well as the waiting.
-    public func armPhase(_ message: String, timeout: Double) {
-        lock.lock()
-        armedStep = 1
-        armedAt = DispatchTime.now().uptimeNanoseconds
-        phase = (message, timeout)
-        lock.unlock()
-    }
-
-    /// Watches the end of the job (`what`: the final checks, evaluation, output and MPI finalize after
-    /// `lastStep`), which has collectives too: a rank stopped there must not hang the job either. `timeout`
-    /// covers the work, not only the waiting, so the caller gives it room for a full evaluation.
-    public func armEnd(lastStep: Int, what: String, timeout: Double) {
-        armPhase("collective timeout: \(what) after the last step (\(lastStep)) did not finish within "
-                 + "\(String(format: "%.0f", timeout)) s (--collective-timeout plus room for the final evaluation): "
-                 + "a rank stopped answering", timeout: timeout)
-    }
-
-    private func loop() {
-        while true {
-            usleep(100_000)
-            lock.lock()
-            let step = armedStep, since = armedAt, end = phase
-            lock.unlock()
-            guard step > 0 else { continue }
-            if let end {
-                guard self.timeout > 0 else { continue }
-                let waited = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
-                guard waited > end.timeout else { continue }
-                if rank != 0 {
-                    let until = Date().addingTimeInterval(5)
-                    while Date() < until { usleep(100_000) }
-                }
-                onTimeout(end.message + " (reported by rank \(rank))")
-            }
-            let waited = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
-            if Preemption.signal != 0 && !reportedSignal && waited > 0.5 && rank == 0 {
-                reportedSignal = true
-                say("dml-train: \(Preemption.name(Preemption.signal)) received while the allreduce of step \(step) was blocked "
-                    + "for \(String(format: "%.1f", waited)) s (last completed step \(step - 1)): a rank has probably died")
-            }
-            if timeout > 0 && waited > timeout {
-                // Rank 0 speaks first; the others give it a moment, so the job prints one message.
-                if rank != 0 {
-                    let until = Date().addingTimeInterval(5)
-                    while Date() < until { usleep(100_000) }
-                }
-                onTimeout("collective timeout: the gradient allreduce of step \(step) did not finish within \(timeout) s "
-                          + "(--collective-timeout), although every rank had reached the step: a rank stopped inside the "
-                          + "collective (reported by rank \(rank); last completed step \(step - 1))")
-            }
-        }
+extension Preemption {
+    /// The `DeadlineState.interruption` of a job: a SIGTERM or SIGINT received while a wait has been blocked
+    /// for more than half a second is how mpirun ends a job whose rank died (it signals the survivors, then
+    /// kills them a second later), so the wait stops for a quick roll call that names the dead rank.
+    public static let diedWhileWaiting: @Sendable (Double) -> Bool = { waited in
+        let s = signal
+        return (s == SIGTERM || s == SIGINT) && waited > 0.5
     }
 }

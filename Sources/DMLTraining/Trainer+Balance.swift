@@ -177,7 +177,7 @@ extension Trainer {
         if let t = timeline { mark = t.record("compute", step: number, since: mark) }
         try gate(step: number)
         if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-        watchdog?.arm(step: number)
+        try comm.watched("the gradient chain of step \(number)", seconds: config.collectiveTimeout) {
         try reduceBuffer.withUnsafeMutableBufferPointer { sum in
             let tag = 7_500
             if comm.rank == 0 {
@@ -194,7 +194,7 @@ extension Trainer {
             }
             try comm.broadcast(UnsafeMutableRawBufferPointer(sum), root: comm.size - 1)
         }
-        watchdog?.arm(step: 0)
+        }
         if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
         return mark
     }

@@ -81,12 +81,8 @@ public final class Trainer {
     public let sampler: BatchSampler
     /// Deliberate faults (tests of the safety nets); empty in normal runs.
     public let faults: FaultPlan
-    /// Watches each gradient allreduce (timeout, signals); nil: unwatched.
-    public var watchdog: CollectiveWatchdog?
     /// Records where each step's time goes (`--timeline`); nil records nothing.
     public var timeline: Timeline?
-    /// Prints a line on this rank (the gate's notes while it waits); rank 0 and rank 1 only use it.
-    public var say: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
     /// Where rank 0 reports what balancing did (stdout by default).
     public var note: (String) -> Void = { print($0) }
 
@@ -207,7 +203,7 @@ public final class Trainer {
                 // The buckets start during the backward pass, so the ranks meet before it.
                 try gate(step: number)
                 if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-                watchdog?.arm(step: number)
+                comm.deadlines.current = CollectiveDeadline(seconds: config.collectiveTimeout, phase: "the gradient allreduce of step \(number)")
             }
             let rows = sampler.localRows(ofStep: step, in: train.globalRange)
             let failure = LockedError()
@@ -245,6 +241,7 @@ public final class Trainer {
                 if let t = timeline { mark = t.record("compute", step: number, since: mark) }
                 if overlapping {
                     started.wait()
+                    defer { comm.deadlines.current = nil }
                     if let error = failure.error { throw error }
                     try reduce(buckets[buckets.count - 1])  // the loss and row count
                 } else {
@@ -255,10 +252,11 @@ public final class Trainer {
                     if allreduce is CompressedAllreduce {
                         Vector.scale(1 / Float(sampler.globalBatchRows(ofStep: step)), base, p)
                     }
-                    watchdog?.arm(step: number)
-                    for bucket in buckets { try reduce(bucket) }
+                    faults.hangIfPlanned(rank: comm.rank, step: number, at: .allreduce)
+                    try comm.watched("the gradient allreduce of step \(number)", seconds: config.collectiveTimeout) {
+                        for bucket in buckets { try reduce(bucket) }
+                    }
                 }
-                watchdog?.arm(step: 0)
                 if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
             }
         }
@@ -289,40 +287,13 @@ public final class Trainer {
         return (meanLoss, globalRows)
     }
 
-    /// The start of step `number` (1-based), after this rank's gradient is computed: every rank must arrive
-    /// within `collectiveTimeout` (else `CollectiveTimeout`, naming the ranks that did not), and the ranks
-    /// agree on whether any received a stop signal (then every rank throws `Preempted`, before the step's
-    /// update, so the state is that of the last completed step). Cost: one tiny non-blocking allreduce.
+    /// The start of step `number` (1-based): the ranks agree on whether any received a stop signal (then
+    /// every rank throws `Preempted`, before the step's update, so the state is that of the last completed
+    /// step). Under the step's deadline, so a rank that never arrives is named by the roll call
+    /// (`CollectiveStall`). Cost: one allreduce of one Int64.
     func gate(step number: Int) throws {
-        let flag = Int64(Preemption.signal)
-        var agreed: Int64
-        if let gate = comm as? StepGate {
-            var noted = false
-            do {
-                agreed = try gate.gate(flag: flag, step: number, timeout: config.collectiveTimeout) { waited, missing in
-                    let sig = Preemption.signal
-                    let reporter = comm.rank == 0 || (comm.rank == 1 && missing == [0])
-                    guard !noted, reporter, sig == SIGTERM || sig == SIGINT, waited > 0.5, !missing.isEmpty else { return }
-                    // mpirun ends a job whose rank died by sending the others SIGTERM, then SIGKILL a second
-                    // later: say now which rank never reached the step.
-                    noted = true
-                    say("dml-train: \(Preemption.name(sig)) received while waiting at the start of step \(number) for "
-                        + "\(rankList(missing)) (last completed step \(number - 1)): \(missing.count == 1 ? "that rank has" : "those ranks have") probably died")
-                }
-            } catch let t as GateTimeout {
-                let first = "collective timeout at the start of step \(number): "
-                if t.reporter {
-                    throw CollectiveTimeout(message: first + "\(rankList(t.missing)) did not answer within \(t.seconds) s "
-                                            + "(--collective-timeout); last completed step \(number - 1)")
-                }
-                // Give the reporting rank time to end the job with its message (signals cut sleeps short).
-                let until = Date().addingTimeInterval(5)
-                while Date() < until { usleep(100_000) }
-                throw CollectiveTimeout(message: first + "no answer within \(t.seconds) s (reported by rank \(comm.rank); "
-                                        + "last completed step \(number - 1))")
-            }
-        } else {
-            agreed = Int64(try comm.allreduced([Double(flag)], op: .max)[0])
+        let agreed = try comm.watched("the start of step \(number)", seconds: config.collectiveTimeout) {
+            try comm.allreduced(Int64(Preemption.signal), op: .max)
         }
         if agreed != 0 { throw Preempted(signal: Int32(agreed), step: step) }
     }
@@ -347,7 +318,11 @@ public final class Trainer {
     public func verifyReplicas() throws {
         let started = timeline?.now()
         defer { if let t = timeline, let started { t.record("verify", step: step, since: started) } }
-        let (differing, all) = try comm.ranksDiffering(in: stateChecksum)
+        faults.hangIfPlanned(rank: comm.rank, step: step, at: .verify)
+        let checksum = stateChecksum
+        let (differing, all) = try comm.watched("the replica check after step \(step)", seconds: config.collectiveTimeout) {
+            try comm.ranksDiffering(in: checksum)
+        }
         guard !differing.isEmpty else { return }
         let good = all.indices.first { !differing.contains($0) }!
         throw TrainingFailure("replica check failed after step \(step): \(rankList(differing)) hold\(differing.count == 1 ? "s" : "") "
@@ -415,10 +390,13 @@ public final class Trainer {
     }
 
     /// Mean loss (and accuracy, for a classifier) of the current parameters over `data`, all ranks'
-    /// shards together. Collective.
+    /// shards together. Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
+    /// rank's own evaluation time (shards differ in size, so the others may need longer).
     public func evaluate(_ data: Dataset) throws -> Evaluation {
         let started = timeline?.now()
         defer { if let t = timeline, let started { t.record("evaluate", step: step, since: started) } }
+        faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
+        let clock = DispatchTime.now().uptimeNanoseconds
         let sums = parameters.withUnsafeBufferPointer { w in
             data.x.withUnsafeBufferPointer { x in
                 data.y.withUnsafeBufferPointer { y in
@@ -426,7 +404,10 @@ public final class Trainer {
                 }
             }
         }
-        let totals = try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
+        let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
+        let totals = try comm.watched("the evaluation after step \(step)", seconds: config.collectiveTimeout + 2 * own) {
+            try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
+        }
         let n = Swift.max(totals[2], 1)
         return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
     }

@@ -52,6 +52,8 @@ public final class TrainingSession {
     private let log: (String) -> Void
     private let warn: (String) -> Void
     private var comm: Communicator { trainer.comm }
+    /// `--collective-timeout`: the deadline of every collective phase (plus room for work a phase does).
+    private var timeout: Double { trainer.config.collectiveTimeout }
 
     public init(trainer: Trainer, test: Dataset?, validation: Dataset? = nil, options: SessionOptions,
                 log: @escaping (String) -> Void = { print($0) },
@@ -94,6 +96,9 @@ public final class TrainingSession {
             rank0 ? try options.metricsPath.map { try MetricsLog(path: $0, resumedStep: resumedFrom?.step) } : nil
         }
 
+        // The start-up is over: from here every collective not watched more closely waits at most the
+        // collective timeout.
+        comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: timeout, phase: "training after step \(trainer.step)") : nil
         let total = trainer.config.steps
         let stepsPerEpoch = trainer.sampler.stepsPerEpoch
         var lastCheckpoint = resumedFrom?.step ?? -1
@@ -107,8 +112,18 @@ public final class TrainingSession {
             defer { if let t = trainer.timeline, let started { t.record("checkpoint", step: trainer.step, since: started) } }
             try trainer.checkParametersFinite()
             let snapshot = trainer.checkpoint(identity: identity)
-            let failAfter = trainer.faults.fires(.writefail, rank: comm.rank, step: trainer.step) ? 100 : nil
-            let path = try comm.agreeing { rank0 ? try store!.save(snapshot, failAfterBytes: failAfter) : "" }
+            let faults = trainer.faults, step = trainer.step
+            var fault: AtomicFile.Fault?
+            if faults.fires(.writefail, rank: comm.rank, step: step) { fault = .fail(afterBytes: 100) }
+            if faults.fires(.hang, rank: comm.rank, step: step, at: .checkpoint) {
+                // Rank 0 stalls half-way through the file (a temporary file exists), the others on arrival.
+                if rank0 { fault = .stall(afterBytes: 100, hang: { faults.hang() }) } else { faults.hang() }
+            }
+            // The other ranks wait while rank 0 writes: the deadline allows for the write (at 50 MB/s).
+            let bytes = Double(4 * (snapshot.parameters.count + snapshot.optimizerState.count))
+            let path = try comm.watched("the checkpoint after step \(trainer.step)", seconds: timeout + bytes / 50e6) {
+                try comm.agreeing { rank0 ? try store!.save(snapshot, fault: fault) : "" }
+            }
             lastCheckpoint = trainer.step
             if rank0 && printer?.interactive == false { log("checkpoint \(path)") }
         }
@@ -142,12 +157,6 @@ public final class TrainingSession {
             throw stop
         }
         let seconds = Date().timeIntervalSince(started)
-        // From here to the end of the process (replica check, evaluation, checkpoint, output, MPI finalize)
-        // there are collectives outside the step gate: watch them too. An evaluation pass costs about a
-        // third of an epoch, so twice the measured epoch time is room enough on a healthy job.
-        let epochs = max(1.0, Double(trainer.step - firstStep) / Double(max(1, stepsPerEpoch)))
-        trainer.watchdog?.armEnd(lastStep: trainer.step, what: "the final replica check, evaluation, checkpoint and output",
-                                 timeout: trainer.config.collectiveTimeout + 2 * seconds / epochs)
         // DML_FAULT=hang at the step after the last: a rank that stalls in the final phase.
         if trainer.faults.fires(.hang, rank: comm.rank, step: trainer.step + 1) { trainer.faults.hang() }
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }

@@ -96,39 +96,45 @@ struct DMLTrain: ParsableCommand {
         Foundation.exit(command.train())
     }
 
-    /// Runs the job on this rank; returns the process exit status.
     /// Seconds the start-up (MPI_Init, data loading, configuration agreement, resume) may take before a rank
     /// that stopped answering there is presumed: five collective timeouts (0: no limit).
     var startupTimeout: Double { collectiveTimeout * 5 }
 
+    /// Runs the job on this rank; returns the process exit status.
     func train() -> Int32 {
+        // Before MPI_Init, so a stop signal during the start-up is kept for the first step's agreement
+        // (exit 75), not taken by the default action.
+        Preemption.install()
+        // MPI_Init waits for every rank and has no form that can be polled: a timer ends this process if it
+        // does not return (mpirun then ends the others).
+        let initialising = Backstop(seconds: startupTimeout,
+                                    message: "dml-train: error: MPI start-up did not finish within \(Int(startupTimeout)) s (5 × --collective-timeout): a rank stopped answering")
         let comm: MPICommunicator
-        // MPI_Init itself waits for every rank: if one never arrives, leave (mpirun then ends the others).
-        let started = StartupFlag()
-        let initTimeout = startupTimeout
-        if initTimeout > 0 {
-            DispatchQueue.global().asyncAfter(deadline: .now() + initTimeout) {
-                guard !started.isSet else { return }
-                FileHandle.standardError.write("dml-train: error: MPI start-up did not finish within \(Int(initTimeout)) s (5 × --collective-timeout): a rank stopped answering\n")
-                _exit(1)
-            }
-        }
         do { comm = try MPICommunicator.initializeWorld() } catch {
             FileHandle.standardError.write("dml-train: error: cannot start MPI: \(error)\n")
             return 1
         }
-        started.set()
-        defer { MPICommunicator.finalize() }
+        initialising.disarm()
         Preemption.install()
+        defer {
+            // MPI_Finalize cannot be polled either: the ranks have met in a polled barrier just before, and a
+            // timer covers the rest.
+            let finalizing = Backstop(seconds: collectiveTimeout + 10, message: "dml-train: error: MPI_Finalize did not return within \(Int(collectiveTimeout + 10)) s")
+            MPICommunicator.finalize()
+            finalizing.disarm()
+        }
         do {
             try run(comm)
             return 0
         } catch let stop as Preempted {
             if comm.rank == 0 { FileHandle.standardError.write("dml-train: \(stop) (exit status \(Preempted.exitStatus))\n") }
             return Preempted.exitStatus
-        } catch let timeout as CollectiveTimeout {
-            // Some ranks are not answering: no collective can end this politely.
-            FileHandle.standardError.write("dml-train: error: \(timeout.message)\n")
+        } catch let stall as CollectiveStall {
+            // Some ranks are not answering: no collective can end this politely. The reporter speaks; the
+            // others answer its roll call, then end the job themselves if it has not.
+            stall.settle(on: comm)
+            let what = stall.interrupted ? "\(Preemption.name(Preemption.signal)) received: " : "collective timeout (--collective-timeout): "
+            FileHandle.standardError.write("dml-train: error: \(what)\(stall)\n")
             comm.abort(code: 1)
         } catch let failure as TrainingFailure {
             // Found alike on every rank (from identical values): rank 0 speaks for all.
@@ -149,24 +155,18 @@ struct DMLTrain: ParsableCommand {
     }
 
     func run(_ comm: MPICommunicator) throws {
-        let watchdog = CollectiveWatchdog(rank: comm.rank, timeout: collectiveTimeout,
-                                          say: { FileHandle.standardError.write($0 + "\n") },
-                                          onTimeout: { message in
-                                              FileHandle.standardError.write("dml-train: error: \(message)\n")
-                                              comm.abort(code: 1)
-                                          })
-        if startupTimeout > 0 {
-            watchdog.armPhase("collective timeout: the start-up (data loading, configuration agreement, checkpoint "
-                              + "directory, resume) did not finish within \(Int(startupTimeout)) s (5 × --collective-timeout): "
-                              + "a rank stopped answering", timeout: startupTimeout)
-        }
+        // Every collective of the job runs under a deadline (see CollectiveDeadline): the start-up's is
+        // five collective timeouts (it reads the data); phases narrow it as they go.
+        comm.deadlines.interruption = Preemption.diedWhileWaiting
+        comm.deadlines.current = startupTimeout > 0 ? CollectiveDeadline(seconds: startupTimeout,
+            phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
         // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
         let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
         for path in [output, timeline].compactMap({ $0 }) {
             try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
         }
         faults.hangDuringStartupIfPlanned(rank: comm.rank)
-        if data.partition == .features { return try runFeaturePartitioned(comm, watchdog: watchdog) }
+        if data.partition == .features { return try runFeaturePartitioned(comm) }
         let seed = training.seed
         var data = self.data
         if training.lrCandidates != nil && data.validationFraction == 0 {
@@ -196,9 +196,7 @@ struct DMLTrain: ParsableCommand {
             withTimeout.collectiveTimeout = collectiveTimeout
             withTimeout.overlap = training.overlap
             withTimeout.balance = training.balance
-            let trainer = Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm(), faults: faults)
-            trainer.watchdog = watchdog
-            return trainer
+            return Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm(), faults: faults)
         }
         func makeSession(_ trainer: Trainer) -> TrainingSession {
             var options = SessionOptions(dataDescription: dataDescription, configuration: "")
@@ -251,9 +249,16 @@ struct DMLTrain: ParsableCommand {
         try writeOutput(parameters: trainer.parameters, model: model, step: trainer.step, extra: loaded.metadata, comm: comm)
         if let recorder, let path = timeline {
             let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, trainer.step - (result.resumedFrom?.step ?? 0)))
-            try recorder.write(to: path, comm: comm)
+            try comm.watched("gathering the timeline", seconds: collectiveTimeout + 10) { try recorder.write(to: path, comm: comm) }
             if comm.rank == 0 { print(summary); print("wrote \(path)") }
         }
+        try endTogether(comm)
+    }
+
+    /// The last collective of a job: a barrier under the deadline, so that MPI_Finalize (which cannot be
+    /// polled) starts only when every rank is there.
+    func endTogether(_ comm: Communicator) throws {
+        try comm.watched("the end of the job", seconds: collectiveTimeout) { try comm.barrier() }
     }
 }
 
@@ -344,6 +349,8 @@ extension DMLTrain {
     /// atomically, with the metadata that prediction needs. Collective (a failed write is an error on all).
     func writeOutput(parameters: [Float], model: Model, step: Int, extra: [String: String], comm: Communicator) throws {
         guard let path = output else { return }
+        // The others wait while rank 0 writes: the deadline allows for the write at 50 MB/s.
+        try comm.watched("writing \(path)", seconds: collectiveTimeout + Double(4 * parameters.count) / 50e6) {
         try comm.agreeing {
             guard comm.rank == 0 else { return }
             let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
@@ -356,19 +363,13 @@ extension DMLTrain {
             }
             try AtomicFile.write(Safetensors.encode(tensors, metadata: metadata), to: path)
         }
+        }
         if comm.rank == 0 { print("wrote \(path)") }
     }
 }
 
 extension AllreduceKind: ExpressibleByArgument {}
 
-/// Set once MPI is up (the start-up timer reads it from another thread).
-final class StartupFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-}
 
 /// `--compress`: the gradient's wire format.
 enum Compression: String, CaseIterable, ExpressibleByArgument {

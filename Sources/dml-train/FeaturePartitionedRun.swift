@@ -22,7 +22,7 @@ extension DMLTrain {
         return nil
     }
 
-    func runFeaturePartitioned(_ comm: Communicator, watchdog: CollectiveWatchdog) throws {
+    func runFeaturePartitioned(_ comm: Communicator) throws {
         let seed = training.seed
         let (loaded, columns) = try data.loadColumns(comm: comm, seed: seed)
         let train = loaded.train
@@ -43,7 +43,6 @@ extension DMLTrain {
                                     optimizer: training.optimizerConfig, schedule: training.schedule(totalSteps: totalSteps))
         let trainer = FeaturePartitionedTrainer(comm: comm, slice: slice, train: train, config: config,
                                                 allreduce: allreduce.make(for: comm))
-        trainer.watchdog = watchdog
         if comm.rank == 0 {
             let d = Int(features), p = comm.size
             let widths = d % p == 0 ? "\(d / p)" : "\(d / p)–\(d / p + 1)"
@@ -53,11 +52,12 @@ extension DMLTrain {
                   + "lr \(config.schedule.description), allreduce \(allreduce.rawValue)")
         }
         let printer = ProgressPrinter()
+        comm.deadlines.current = collectiveTimeout > 0 ? CollectiveDeadline(seconds: collectiveTimeout, phase: "training") : nil
         let started = Date()
         try trainer.run { r in if comm.rank == 0 { printer.report(r) } }
         let seconds = Date().timeIntervalSince(started)
-        trainer.watchdog?.armEnd(lastStep: trainer.step, what: "the final evaluation and output",
-                                 timeout: collectiveTimeout + 2 * seconds / Swift.max(1, Double(totalSteps) / Double(stepsPerEpoch)))
+        comm.deadlines.current = CollectiveDeadline(seconds: collectiveTimeout + 2 * seconds / Swift.max(1, Double(totalSteps) / Double(stepsPerEpoch)),
+                                                    phase: "the final evaluation and output after step \(trainer.step)")
 
         let trainEval = try trainer.evaluate(train)
         let validationEval = try loaded.validation.map { try trainer.evaluate($0) }
@@ -71,5 +71,6 @@ extension DMLTrain {
         }
         try writeOutput(parameters: parameters, model: model, step: trainer.step,
                         extra: loaded.metadata.merging(["partition": "features"]) { mine, _ in mine }, comm: comm)
+        try endTogether(comm)
     }
 }
