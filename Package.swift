@@ -29,32 +29,35 @@ let package = Package(
     targets: [
         // OpenMPI through pkg-config; the header turns its macro handles into inline functions.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "DMLComm", dependencies: ["CMPI"], swiftSettings: cpuFlags),
+        // What a failure means to whoever runs the job (the exit statuses); no dependencies, so the
+        // launcher can use it without linking MPI.
+        .target(name: "DMLStatus"),
+        .target(name: "DMLComm", dependencies: ["CMPI", "DMLStatus"], swiftSettings: cpuFlags),
         // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
         .target(name: "CKernelHints"),
         .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),
         .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLData", dependencies: ["DMLComm", "DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLTraining", dependencies: ["DMLComm", "DMLKernels", "DMLModels", "DMLData"],
+        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"], swiftSettings: fast),
+        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData"],
                 swiftSettings: cpuFlags),
         .executableTarget(name: "dml-train", dependencies: [
-            "DMLTraining",
+            "DMLTraining", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
         .executableTarget(name: "dml-launch", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
-            "DMLTraining", "DMLKernels", "DMLModels",
+            "DMLTraining", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
-        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
+        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
-        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLTestSupport"]),
-        .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
+        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import DMLStatus
 import DMLComm
 
 /// The number of the last stop signal received (0: none). Written by the signal handler only.
@@ -44,9 +45,10 @@ public enum Preemption {
 }
 
 /// The job stopped cleanly on a stop signal at a step boundary: every rank throws it alike.
-public struct Preempted: Error, CustomStringConvertible {
+public struct Preempted: ClassifiedError, CustomStringConvertible {
     /// EX_TEMPFAIL: "try again later", what a preempted job should report to its scheduler or supervisor.
-    public static let exitStatus: Int32 = 75
+    public static let exitStatus: Int32 = FailureKind.preempted.exitStatus
+    public var failureKind: FailureKind { .preempted }
     public let signal: Int32
     /// The last completed step (the one the checkpoint holds).
     public let step: Int
@@ -58,9 +60,11 @@ public struct Preempted: Error, CustomStringConvertible {
     }
 }
 
-/// Ranks did not reach a step, or a collective did not finish, within `--collective-timeout`.
-public struct CollectiveTimeout: Error, CustomStringConvertible {
+/// Ranks did not reach a step, or a collective did not finish, within `--collective-timeout`: a rank
+/// stopped answering (`.unavailable`).
+public struct CollectiveTimeout: ClassifiedError, CustomStringConvertible {
     public let message: String
+    public var failureKind: FailureKind { .unavailable }
     public var description: String { message }
 }
 
