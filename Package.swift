@@ -44,7 +44,10 @@ let package = Package(
             "DMLTraining", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
+        // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
+        .target(name: "DMLLaunch", dependencies: ["DMLStatus"]),
         .executableTarget(name: "dml-launch", dependencies: [
+            "DMLLaunch",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
@@ -57,6 +60,7 @@ let package = Package(
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
