@@ -20,7 +20,8 @@ struct DMLTrain: ParsableCommand {
               mpirun -np 8 dml-train
             With no --data it trains on the built-in synthetic task (a deterministic classification set that \
             each rank generates only its own rows of). All ranks hold bit-identical parameters after every step. \
-            Errors are printed once, by rank 0, and the job's exit status (sysexits.h) says what failed:
+            Errors are printed once, by rank 0, and the job's exit status (sysexits.h) says what failed \
+            (dml-launch restarts 69, 75 and 128+N only; see its --help):
             \(FailureKind.exitStatusHelp)
             """)
 
