@@ -31,32 +31,39 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
         // xxHash's XXH3 through pkg-config: the one digest (checkpoints, replica checks, data identity).
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
-        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash"], swiftSettings: cpuFlags),
+        // What a failure means to whoever runs the job (the exit statuses); no dependencies, so the
+        // launcher can use it without linking MPI.
+        .target(name: "DMLStatus"),
+        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus"], swiftSettings: cpuFlags),
         // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
         .target(name: "CKernelHints"),
         .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),
         .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLData", dependencies: ["DMLComm", "DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLTraining", dependencies: ["DMLComm", "DMLKernels", "DMLModels", "DMLData"],
+        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"], swiftSettings: fast),
+        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData"],
                 swiftSettings: cpuFlags),
         .executableTarget(name: "dml-train", dependencies: [
-            "DMLTraining",
+            "DMLTraining", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
+        // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
+        .target(name: "DMLLaunch", dependencies: ["DMLStatus"]),
         .executableTarget(name: "dml-launch", dependencies: [
+            "DMLLaunch",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
-            "DMLTraining", "DMLKernels", "DMLModels",
+            "DMLTraining", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
-        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLTestSupport"]),
+        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
-        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLTestSupport"]),
-        .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLTestSupport"]),
+        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

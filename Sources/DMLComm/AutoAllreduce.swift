@@ -1,3 +1,4 @@
+import DMLStatus
 import Foundation
 
 /// Which algorithm `auto` uses for a message: a list of `algorithm<=size` rules tried in order, and a last
@@ -53,10 +54,10 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
         otherwise = try kind(last)
     }
 
-    /// `DML_ALLREDUCE_AUTO` when set, else nil (the default for where the ranks are).
+    /// `DML_ALLREDUCE_AUTO` when set, else nil (the default for where the ranks are); a bad value is a usage error.
     public static func fromEnvironment() throws -> AutoAllreducePolicy? {
         guard let text = ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] else { return nil }
-        do { return try AutoAllreducePolicy(parsing: text) } catch { throw CommError.invalidArgument("DML_ALLREDUCE_AUTO: \(error)") }
+        do { return try AutoAllreducePolicy(parsing: text) } catch { throw JobError(.usage, "DML_ALLREDUCE_AUTO: \(error)") }
     }
 
     /// The algorithm for a message of `bytes` bytes.

@@ -1,3 +1,5 @@
+import DMLStatus
+
 extension Communicator {
     /// Collective: checks that every rank holds the same bytes in `buffer` (a replica check, e.g. of the
     /// parameters after training or of an allreduce's result). Throws `AgreedFailure` on every rank,
@@ -12,6 +14,6 @@ extension Communicator {
         guard !differ.isEmpty else { return }
         // Every rank knows the outcome; rank 0 (whose bytes are the reference) reports it.
         let who = differ.count == 1 ? "rank \(differ[0]) holds" : "ranks \(differ.map(String.init).joined(separator: ", ")) hold"
-        try agree(rank == 0 ? "\(what) differ between ranks: \(who) other bits than rank 0" : nil)
+        try agree(rank == 0 ? "\(what) differ between ranks: \(who) other bits than rank 0" : nil, kind: .software)
     }
 }

@@ -1,3 +1,4 @@
+import DMLStatus
 import Foundation
 
 /// How long a blocking wait may last in the phase a job is in, and what to call that phase in a message.
@@ -55,7 +56,9 @@ public final class DeadlineState: @unchecked Sendable {
 /// heard; when rank 0 itself did not answer rank 1's call, rank 1 reports. Every other rank keeps answering
 /// for a while (`Communicator.keepAnswering`) and then ends the job itself only if the reporter has not.
 /// Ranks are the world's (`MPI_COMM_WORLD`'s), also when the wait was on a communicator split from it.
-public struct CollectiveStall: Error, CustomStringConvertible {
+public struct CollectiveStall: ClassifiedError, CustomStringConvertible {
+    /// A rank or the network went away: a restart may help (69, `EX_UNAVAILABLE`).
+    public var failureKind: FailureKind { .unavailable }
     public let phase: String
     /// The deadline that passed.
     public let seconds: Double

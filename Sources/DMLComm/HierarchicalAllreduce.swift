@@ -1,3 +1,4 @@
+import DMLStatus
 import Foundation
 
 extension Communicator {
@@ -52,11 +53,11 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
     }
 
     /// `DML_FAKE_NODES` when set; throws (without communicating, alike on every rank) when it is not a
-    /// whole number ≥ 1. Commands check it up front with `Communicator.agreeing`.
+    /// whole number ≥ 1 (a usage error). Commands check it up front with `Communicator.agreeing`.
     public static func fakeNodesFromEnvironment() throws -> Int? {
         guard let text = ProcessInfo.processInfo.environment["DML_FAKE_NODES"] else { return nil }
         guard let n = Int(text), n >= 1 else {
-            throw CommError.invalidArgument("DML_FAKE_NODES must be a whole number of nodes, at least 1 (got '\(text)')")
+            throw JobError(.usage, "DML_FAKE_NODES must be a whole number of nodes, at least 1 (got '\(text)')")
         }
         return n
     }

@@ -11,14 +11,15 @@ final class InputFile {
     let fd: Int32
     let size: Int
 
-    /// Opens `path`, or throws a `DataError` saying why not (missing, a directory, unreadable).
+    /// Opens `path`, or throws a `DataError` of kind `.noInput` saying why not (missing, a directory,
+    /// unreadable).
     init(_ path: String) throws {
         self.path = path
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw DataError(file: path, Self.reason(errno)) }
+        guard fd >= 0 else { throw DataError(file: path, Self.reason(errno), kind: .noInput) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw DataError(file: path, Self.reason(e)) }
-        if (st.st_mode & S_IFMT) == S_IFDIR { close(fd); throw DataError(file: path, "is a directory, not a data file") }
+        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw DataError(file: path, Self.reason(e), kind: .noInput) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { close(fd); throw DataError(file: path, "is a directory, not a data file", kind: .noInput) }
         self.fd = fd
         size = Int(st.st_size)
     }
@@ -34,13 +35,14 @@ final class InputFile {
     }
 
     /// Reads up to `count` bytes at `offset` into `buffer`; returns the bytes read (fewer only at the end).
+    /// A failed read is a `DataError` of kind `.ioError`.
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws -> Int {
         var done = 0
         while done < count {
             let n = pread(fd, buffer + done, count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw DataError(file: path, Self.reason(errno))
+                throw DataError(file: path, Self.reason(errno), kind: .ioError)
             }
             if n == 0 { break }
             done += n

@@ -1,6 +1,8 @@
+import DMLStatus
+
 /// A problem with an input file, found on one rank. Its description is the one line the user reads:
 /// the file, and where known the (global, 1-based) line and column, then what is wrong.
-public struct DataError: Error, CustomStringConvertible, Equatable {
+public struct DataError: ClassifiedError, CustomStringConvertible, Equatable {
     public let file: String
     /// 1-based line of a text file (global: counted from the file's start whatever rank found it).
     public var line: Int?
@@ -9,8 +11,13 @@ public struct DataError: Error, CustomStringConvertible, Equatable {
     /// Where, for files that have no lines (`.npy`): e.g. `X[16, 2]`.
     public var location: String?
     public let message: String
+    /// `.dataFormat` (the file is there but its content is wrong: the default), `.noInput` (it does not
+    /// exist, is a directory or cannot be opened) or `.ioError` (reading it failed part-way).
+    public let failureKind: FailureKind
 
-    public init(file: String, line: Int? = nil, column: Int? = nil, location: String? = nil, _ message: String) {
+    public init(file: String, line: Int? = nil, column: Int? = nil, location: String? = nil, _ message: String,
+                kind: FailureKind = .dataFormat) {
+        self.failureKind = kind
         self.file = file
         self.line = line
         self.column = column

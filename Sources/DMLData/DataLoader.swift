@@ -1,4 +1,5 @@
 import DMLComm
+import DMLStatus
 import DMLKernels
 import Foundation
 
@@ -90,7 +91,7 @@ public enum DataLoader {
         let format = source.format ?? DataFormat.infer(fromPath: source.path)
         try comm.agree(format == nil
             ? "\(source.path): cannot tell the format from the file name; name it with --format (\(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")))"
-            : nil)
+            : nil, kind: .usage)
         let classification = options.task == .classification
         var raw: RawShard
         var firstRow = 0, globalRows = 0
@@ -133,21 +134,21 @@ public enum DataLoader {
             let lineBase = (0..<comm.rank).reduce(0) { $0 + Int(counts[2 * $1]) }
             firstRow = (0..<comm.rank).reduce(0) { $0 + Int(counts[2 * $1 + 1]) }
             globalRows = (0..<comm.size).reduce(0) { $0 + Int(counts[2 * $1 + 1]) }
-            var message: String?
+            var failure: Error?
             if case let .failure(e) = local {
                 if let l = e as? LocalLineError {
-                    message = DataError(file: file, line: lineBase + l.localLine + 1, column: l.column, l.message).description
+                    failure = DataError(file: file, line: lineBase + l.localLine + 1, column: l.column, l.message)
                 } else {
-                    message = String(describing: e)
+                    failure = e
                 }
             }
-            try comm.agree(message)
+            try comm.agree(error: failure)
             raw = try local.get()
             locate = { (lineBase + $0 + 1, nil) }
             if var s = sparse {
                 let maxIndex = Int(try comm.allreduced(Int64(s.maxIndex), op: .max))
                 let features = expected ?? options.features ?? maxIndex
-                try comm.agree(features < 1 ? "\(file): no feature values in any row" : nil)
+                try comm.agree(features < 1 ? "\(file): no feature values in any row" : nil, kind: .dataFormat)
                 raw = s.densify(features: features)
             }
         case .npy:
@@ -161,7 +162,7 @@ public enum DataLoader {
             } catch {
                 local = .failure(error)
             }
-            try comm.agree({ if case let .failure(e) = local { return String(describing: e) }; return nil }())
+            try comm.agree(error: { if case let .failure(e) = local { return e }; return nil }())
             raw = try local.get()
             globalRows = rowsInFile
             let base = firstRow
@@ -169,13 +170,14 @@ public enum DataLoader {
             locate = { (nil, source.labelsPath == nil ? "label of row \(base + $0)" : "\(labelFile)[\(base + $0)]") }
         }
 
-        try comm.agree(globalRows == 0 ? "\(file): no data rows" : nil)
+        try comm.agree(globalRows == 0 ? "\(file): no data rows" : nil, kind: .dataFormat)
         if expected == nil {
             try comm.agree(globalRows < comm.size
-                ? "\(comm.size) ranks but only \(globalRows) training rows in \(file): every rank needs at least one row" : nil)
+                ? "\(comm.size) ranks but only \(globalRows) training rows in \(file): every rank needs at least one row" : nil,
+                           kind: .dataFormat)
         }
         if let e = expected, raw.features != e {
-            try comm.agree("\(file): \(raw.features) features per row, but the training data has \(e)")
+            try comm.agree("\(file): \(raw.features) features per row, but the training data has \(e)", kind: .dataFormat)
         }
 
         // Labels: the union of every rank's distinct labels, sorted, numbered 0 ..< k.
@@ -191,14 +193,14 @@ public enum DataLoader {
                                         "class label \(LabelMapping(values: [v]).names[0]) does not occur in the training data").description
                     break
                 }
-                try comm.agree(unknown)
+                try comm.agree(unknown, kind: .dataFormat)
                 for i in 0..<raw.rows { y[i] = Float(index[raw.labels[i]]!) }
                 mapping = known
             } else {
                 let values = try unionOfLabels(Array(raw.labelFirstSeen.keys), comm: comm, file: source.labelsPath ?? file)
                 try comm.agree(values.count < 2
                     ? "\(source.labelsPath ?? file): every row has the same class label (\(LabelMapping(values: values).names.first ?? "")): classification needs at least two classes"
-                    : nil)
+                    : nil, kind: .dataFormat)
                 let index = Dictionary(uniqueKeysWithValues: values.enumerated().map { ($1, $0) })
                 for i in 0..<raw.rows { y[i] = Float(index[raw.labels[i]]!) }
                 mapping = LabelMapping(values: values)
@@ -240,7 +242,7 @@ public enum DataLoader {
         let counts = try allgather([Int64(local.count)], comm: comm)
         let total = counts.reduce(0, +)
         try comm.agree(total > 1 << 16
-            ? "\(file): more than 65536 distinct class labels; for real-valued targets use --task regression" : nil)
+            ? "\(file): more than 65536 distinct class labels; for real-valued targets use --task regression" : nil, kind: .dataFormat)
         let width = Int(counts.max() ?? 0)
         var slots = [Double](repeating: 0, count: width * comm.size)
         for (i, v) in local.enumerated() { slots[comm.rank * width + i] = v }

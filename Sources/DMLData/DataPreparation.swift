@@ -1,4 +1,5 @@
 import DMLComm
+import DMLStatus
 import DMLKernels
 
 /// Per-feature standardisation `(x − mean) / std`, computed over the training rows of all ranks.
@@ -79,9 +80,9 @@ extension Dataset {
         let counts = try comm.allreduced(slots, op: .sum)
         let before = (0..<comm.rank).reduce((0, 0)) { ($0.0 + Int(counts[2 * $1]), $0.1 + Int(counts[2 * $1 + 1])) }
         let total = (0..<comm.size).reduce((0, 0)) { ($0.0 + Int(counts[2 * $1]), $0.1 + Int(counts[2 * $1 + 1])) }
-        try comm.agree(total.1 == 0 ? "--validation-fraction \(fraction) leaves no validation rows out of \(globalRows)" : nil)
+        try comm.agree(total.1 == 0 ? "--validation-fraction \(fraction) leaves no validation rows out of \(globalRows)" : nil, kind: .usage)
         try comm.agree(total.0 < comm.size
-            ? "--validation-fraction \(fraction) leaves \(total.0) training rows for \(comm.size) ranks" : nil)
+            ? "--validation-fraction \(fraction) leaves \(total.0) training rows for \(comm.size) ranks" : nil, kind: .usage)
         return (Dataset(features: features, classes: classes, globalRows: total.0, firstRow: before.0, x: tx, y: ty),
                 Dataset(features: features, classes: classes, globalRows: total.1, firstRow: before.1, x: vx, y: vy))
     }

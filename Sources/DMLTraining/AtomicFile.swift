@@ -2,14 +2,23 @@
 import Glibc
 #endif
 import Foundation
+import DMLStatus
 
 /// Writing a file so that a reader sees either the old file or the complete new one, never a torn one,
 /// even if the machine dies mid-write: write a temporary file in the same directory, fsync it, rename it
 /// over the target, fsync the directory (so the rename itself is durable).
 public enum AtomicFile {
-    public struct WriteError: Error, CustomStringConvertible {
+    public struct WriteError: ClassifiedError, CustomStringConvertible {
         public let path: String
         public let reason: String
+        /// `.cannotCreate` when the file (or its temporary, or its directory) cannot be created at all;
+        /// `.ioError` when writing, syncing or renaming it failed part-way (a full disk).
+        public let failureKind: FailureKind
+        public init(path: String, reason: String, kind: FailureKind) {
+            self.path = path
+            self.reason = reason
+            failureKind = kind
+        }
         public var description: String { "cannot write \(path): \(reason)" }
     }
 
@@ -26,11 +35,11 @@ public enum AtomicFile {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        func fail(_ what: String) -> WriteError {
-            WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
+        func fail(_ what: String, kind: FailureKind = .ioError) -> WriteError {
+            WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))", kind: kind)
         }
         let fd = open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw fail("cannot create \(temp)") }
+        guard fd >= 0 else { throw fail("cannot create \(temp)", kind: .cannotCreate) }
         var ok = false
         defer { if !ok { unlink(temp) } }
         do {
@@ -57,21 +66,22 @@ public enum AtomicFile {
     }
 
     /// Checks, without leaving anything behind, that a file can be created next to `path` (and so that
-    /// `write(_:to:)` can succeed). Used to reject a bad `--output` before any training is done.
+    /// `write(_:to:)` can succeed). Used to reject a bad `--output` before any training is done; its errors
+    /// are `.cannotCreate`.
     public static func checkWritable(_ path: String) throws {
         let url = URL(fileURLWithPath: path)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            throw WriteError(path: path, reason: "it is a directory")
+            throw WriteError(path: path, reason: "it is a directory", kind: .cannotCreate)
         }
         let dir = url.deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw WriteError(path: path, reason: "directory \(dir) does not exist")
+            throw WriteError(path: path, reason: "directory \(dir) does not exist", kind: .cannotCreate)
         }
         let probe = dir + "/.dml-write-probe-\(getpid())"
         let fd = open(probe, O_CREAT | O_WRONLY | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw WriteError(path: path, reason: "directory \(dir) is not writable (\(String(cString: strerror(errno))))")
+            throw WriteError(path: path, reason: "directory \(dir) is not writable (\(String(cString: strerror(errno))))", kind: .cannotCreate)
         }
         close(fd)
         unlink(probe)

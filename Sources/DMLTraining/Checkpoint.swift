@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import DMLComm
+import DMLStatus
 
 /// Everything a run needs to continue exactly where it stopped.
 ///
@@ -122,7 +123,8 @@ public struct CheckpointStore {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw AtomicFile.WriteError(path: directory, reason: "cannot create the checkpoint directory (\(error.localizedDescription))")
+            throw AtomicFile.WriteError(path: directory, reason: "cannot create the checkpoint directory (\(error.localizedDescription))",
+                                         kind: .cannotCreate)
         }
         try AtomicFile.checkWritable(directory + "/probe")
     }
@@ -150,7 +152,7 @@ public struct CheckpointStore {
 
     /// The newest checkpoint that reads and verifies, with its path and bytes; each damaged newer file
     /// is passed to `warn` (and left in place for inspection). Nil when the directory has no checkpoint
-    /// files; an error when it has some but none is valid.
+    /// files; an error (`.dataFormat`) when it has some but none is valid.
     public func newestValid(warn: (String) -> Void) throws -> (checkpoint: Checkpoint, path: String, bytes: [UInt8])? {
         let files = list()
         guard !files.isEmpty else { return nil }
@@ -170,6 +172,6 @@ public struct CheckpointStore {
                 warn(message)
             }
         }
-        throw TrainingFailure("no valid checkpoint in \(directory): " + problems.joined(separator: "; "))
+        throw TrainingFailure("no valid checkpoint in \(directory): " + problems.joined(separator: "; "), kind: .dataFormat)
     }
 }

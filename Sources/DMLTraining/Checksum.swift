@@ -1,4 +1,5 @@
 import DMLComm
+import DMLStatus
 import DMLData
 import DMLKernels
 
@@ -41,10 +42,16 @@ extension Communicator {
 
 /// A failure that every rank detects identically on its own (from values that are the same on every
 /// rank, such as an allreduced loss), so no agreement round is needed: every rank throws it, rank 0
-/// prints it, all exit non-zero.
-public struct TrainingFailure: Error, CustomStringConvertible {
+/// prints it, all exit with its kind's status (`JobExit`).
+public struct TrainingFailure: ClassifiedError, CustomStringConvertible {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// `.software` (the default: divergence, replicas that differ), or what the failure says about the
+    /// job's inputs (`.configuration` for a checkpoint of another configuration, …).
+    public let failureKind: FailureKind
+    public init(_ message: String, kind: FailureKind = .software) {
+        self.message = message
+        failureKind = kind
+    }
     public var description: String { message }
 }
 

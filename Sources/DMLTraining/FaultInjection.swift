@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import DMLStatus
 
 /// Deliberate faults at a chosen rank and step, for testing the runtime's own safety nets. Read from the
 /// environment variable `DML_FAULT`, a comma-separated list of `KIND:rank=R:step=S`:
@@ -55,7 +56,7 @@ public struct FaultPlan: Sendable, Equatable {
             let parts = item.split(separator: ":").map(String.init)
             func bad(_ why: String) -> TrainingFailure {
                 TrainingFailure("\(Self.variable)='\(spec)': '\(item)' \(why); expected KIND:rank=R:step=S with KIND one of "
-                                + Kind.allCases.map(\.rawValue).joined(separator: ", "))
+                                + Kind.allCases.map(\.rawValue).joined(separator: ", "), kind: .usage)
             }
             guard let kind = Kind(rawValue: parts[0]) else { throw bad("has an unknown kind '\(parts[0])'") }
             var rank: Int?, step: Int?, phase = Phase.step

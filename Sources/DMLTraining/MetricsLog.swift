@@ -1,4 +1,5 @@
 import Foundation
+import DMLStatus
 
 /// The `--metrics` file: JSON lines, one object per logged step, per evaluation and a last
 /// `"event": "final"` line. Only rank 0 creates one. Keys: `step`, `epoch`, `loss`, `lr`,
@@ -22,7 +23,7 @@ public final class MetricsLog {
         }
         try AtomicFile.write(kept, to: path)
         guard let h = FileHandle(forWritingAtPath: path) else {
-            throw AtomicFile.WriteError(path: path, reason: "cannot open for appending")
+            throw AtomicFile.WriteError(path: path, reason: "cannot open for appending", kind: .cannotCreate)
         }
         h.seekToEndOfFile()
         handle = h

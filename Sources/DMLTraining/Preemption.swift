@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import DMLStatus
 import DMLComm
 
 /// The number of the last stop signal received (0: none). Written by the signal handler only.
@@ -44,9 +45,10 @@ public enum Preemption {
 }
 
 /// The job stopped cleanly on a stop signal at a step boundary: every rank throws it alike.
-public struct Preempted: Error, CustomStringConvertible {
+public struct Preempted: ClassifiedError, CustomStringConvertible {
     /// EX_TEMPFAIL: "try again later", what a preempted job should report to its scheduler or supervisor.
-    public static let exitStatus: Int32 = 75
+    public static let exitStatus: Int32 = FailureKind.preempted.exitStatus
+    public var failureKind: FailureKind { .preempted }
     public let signal: Int32
     /// The last completed step (the one the checkpoint holds).
     public let step: Int
@@ -73,7 +75,7 @@ public final class Backstop: @unchecked Sendable {
             lock.unlock()
             guard fire else { return }
             FileHandle.standardError.write(Data((message + "\n").utf8))
-            _exit(1)
+            _exit(FailureKind.unavailable.exitStatus)
         }
     }
 

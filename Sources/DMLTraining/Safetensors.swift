@@ -1,4 +1,5 @@
 import Foundation
+import DMLStatus
 
 /// The safetensors format (what numpy, PyTorch and the `safetensors` package read): an 8-byte
 /// little-endian header length N, N bytes of JSON mapping tensor names to
@@ -39,8 +40,10 @@ public enum Safetensors {
         }
     }
 
-    public struct FormatError: Error, CustomStringConvertible {
+    /// A file that is not valid safetensors (or not a valid DML checkpoint): bad data (`.dataFormat`).
+    public struct FormatError: ClassifiedError, CustomStringConvertible {
         public let reason: String
+        public var failureKind: FailureKind { .dataFormat }
         public var description: String { reason }
     }
 

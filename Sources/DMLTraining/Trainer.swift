@@ -3,6 +3,7 @@ import DMLComm
 import DMLData
 import DMLKernels
 import DMLModels
+import DMLStatus
 
 /// What a training run does, as plain values (the command line fills it in).
 public struct TrainingConfig: Sendable {
@@ -340,7 +341,7 @@ public final class Trainer {
     public func restore(_ checkpoint: Checkpoint) throws {
         guard checkpoint.parameters.count == parameters.count, checkpoint.optimizerState.count == optimizer.state.count else {
             throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
-                                  + "optimizer values; this model needs \(parameters.count) and \(optimizer.state.count)")
+                                  + "optimizer values; this model needs \(parameters.count) and \(optimizer.state.count)", kind: .configuration)
         }
         parameters = checkpoint.parameters
         optimizer.state = checkpoint.optimizerState

@@ -1,4 +1,5 @@
 import Foundation
+import DMLStatus
 import DMLComm
 import DMLData
 
@@ -72,7 +73,7 @@ public final class TrainingSession {
         guard !differing.isEmpty else { return }
         let good = (0..<comm.size).first { !differing.contains($0) }!
         throw TrainingFailure("the ranks do not run the same configuration: \(rankList(differing)) parsed different flags "
-                              + "or environment from rank \(good). Give every rank the same command line")
+                              + "or environment from rank \(good). Give every rank the same command line", kind: .configuration)
     }
 
     public func run(progress: ProgressPrinter? = nil) throws -> SessionResult {
@@ -190,7 +191,7 @@ public final class TrainingSession {
             guard let found = try store.newestValid(warn: warn) else { return }
             if let why = found.checkpoint.mismatch(with: identity) {
                 throw TrainingFailure("cannot resume from \(found.path): it was written by a different configuration, \(why). "
-                                      + "Use the same flags, or another --checkpoint-dir to start afresh")
+                                      + "Use the same flags, or another --checkpoint-dir to start afresh", kind: .configuration)
             }
             bytes = found.bytes
             path = found.path

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DMLComm
+import DMLStatus
 import DMLTraining
 import Foundation
 
@@ -102,7 +103,7 @@ struct AllreduceBenchmark: ParsableCommand {
     }
 
     func run() throws {
-        try BenchJob.run("dml-bench allreduce") { comm in
+        try BenchJob.run("dml-bench allreduce") { comm, _ in
             switch type {
             case .float: try benchmark(comm, Float.self)
             case .double: try benchmark(comm, Double.self)
@@ -123,7 +124,7 @@ struct AllreduceBenchmark: ParsableCommand {
         let p = comm.size
         let sizes = try sizeList(), kinds = try kindList()
         if let path = csv {
-            try comm.agreeing { if comm.rank == 0 { do { try AtomicFile.checkWritable(path) } catch { throw BenchError("--csv: \(error)") } } }
+            try comm.agreeing { if comm.rank == 0 { do { try AtomicFile.checkWritable(path) } catch { throw BenchError("--csv: \(error)", cause: error) } } }
         }
         let givenPolicy = try auto.map { try AutoAllreducePolicy(parsing: $0) } ?? comm.agreeing { try AutoAllreducePolicy.fromEnvironment() }
 
@@ -213,8 +214,8 @@ struct AllreduceBenchmark: ParsableCommand {
         }
         if check {
             let bad = points.filter { ($0.wrong ?? 0) > 0 }.map { "\($0.kind.rawValue) at \(ByteCount.format($0.bytes))" }
-            try comm.agree(totalWrong == 0 ? nil : "--check: \(totalWrong) wrong element\(totalWrong == 1 ? "" : "s") (\(bad.joined(separator: ", ")))")
-            try comm.agree(notIdentical.isEmpty ? nil : "--check: ranks hold different bits after \(notIdentical.joined(separator: ", ")) on inexact data")
+            try comm.agree(totalWrong == 0 ? nil : "--check: \(totalWrong) wrong element\(totalWrong == 1 ? "" : "s") (\(bad.joined(separator: ", ")))", kind: .software)
+            try comm.agree(notIdentical.isEmpty ? nil : "--check: ranks hold different bits after \(notIdentical.joined(separator: ", ")) on inexact data", kind: .software)
             if comm.rank == 0 { print("# check: every result exact (0 wrong) and bit-identical on every rank (also on inexact data)") }
         }
     }

@@ -1,30 +1,28 @@
 import ArgumentParser
 import DMLComm
+import DMLStatus
+import DMLTraining
 import Foundation
 
-/// The MPI life cycle every benchmark subcommand shares: start MPI, run, finalise, and report a failure
-/// as one message from rank 0 with a non-zero exit.
+/// The MPI life cycle every benchmark subcommand shares: start MPI, run, finalise, and end a failure the
+/// way `dml-train` does (`JobExit`: one message, the error's exit status).
 enum BenchJob {
-    /// Runs `body` on this rank; throws `ExitCode` (after `MPI_Finalize`) when it failed on any rank.
-    static func run(_ name: String, _ body: (MPICommunicator) throws -> Void) throws {
+    /// Runs `body` on this rank, passing it the seconds `MPI_Init` took; throws `ExitCode` with `JobExit`'s
+    /// status (after `MPI_Finalize`) when it failed on any rank, or ends the job with `MPI_Abort` when only
+    /// this rank knows. MPI that does not start is 69 (`FailureKind.unavailable`).
+    static func run(_ name: String, _ body: (MPICommunicator, _ mpiInitSeconds: Double) throws -> Void) throws {
+        let initStarted = DispatchTime.now().uptimeNanoseconds
         let comm: MPICommunicator
         do { comm = try MPICommunicator.initializeWorld() } catch {
-            FileHandle.standardError.write(Data("\(name): error: cannot start MPI: \(error)\n".utf8))
-            throw ExitCode.failure
+            JobExit.writeToStandardError("\(name): error: cannot start MPI: \(error)")
+            throw ExitCode(FailureKind.unavailable.exitStatus)
         }
+        let mpiInit = Double(DispatchTime.now().uptimeNanoseconds - initStarted) / 1e9
         defer { MPICommunicator.finalize() }
         do {
-            try body(comm)
-        } catch let failure as AgreedFailure {
-            if comm.rank == 0 {
-                let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
-                FileHandle.standardError.write(Data("\(name): error\(who): \(failure.message)\n".utf8))
-            }
-            throw ExitCode.failure
+            try body(comm, mpiInit)
         } catch {
-            // Seen by this rank alone in the middle of a collective: end the whole job rather than hang.
-            FileHandle.standardError.write(Data("\(name): error on rank \(comm.rank): \(error)\n".utf8))
-            comm.abort(code: 1)
+            throw ExitCode(JobExit.report(error, comm: comm, program: name))
         }
     }
 }

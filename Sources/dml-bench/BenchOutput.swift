@@ -1,3 +1,4 @@
+import DMLStatus
 import DMLTraining
 import Foundation
 
@@ -13,7 +14,7 @@ enum BenchOutput {
     /// flag and the file.
     static func writeCSV(header: [String], rows: [[String]], to path: String) throws {
         do { try AtomicFile.write(Array(csvText(header: header, rows: rows).utf8), to: path) } catch {
-            throw BenchError("--csv: \(error)")
+            throw BenchError("--csv: \(error)", cause: error)
         }
     }
 
@@ -35,8 +36,14 @@ enum BenchOutput {
     }
 }
 
-/// A benchmark failure with its message (printed once, by `dml-bench`'s error handling).
-struct BenchError: Error, CustomStringConvertible {
+/// A benchmark failure with its message (printed once, by `dml-bench`'s error handling) and the kind of
+/// the error it reports (its exit status).
+struct BenchError: ClassifiedError, CustomStringConvertible {
     let description: String
-    init(_ message: String) { description = message }
+    let failureKind: FailureKind
+    /// `message` about `cause`: the kind is the cause's.
+    init(_ message: String, cause: Error) {
+        description = message
+        failureKind = FailureKind(of: cause)
+    }
 }

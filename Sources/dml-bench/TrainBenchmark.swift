@@ -2,6 +2,7 @@ import ArgumentParser
 import DMLComm
 import DMLData
 import DMLModels
+import DMLStatus
 import DMLTraining
 import Foundation
 
@@ -132,32 +133,13 @@ struct TrainBenchmark: ParsableCommand {
 
     func run() throws {
         // MPI_Init's own time (time to first step is measured from the process's start, see processAge).
-        let initStarted = DispatchTime.now().uptimeNanoseconds
-        let comm: MPICommunicator
-        do { comm = try MPICommunicator.initializeWorld() } catch {
-            FileHandle.standardError.write(Data("dml-bench train: error: cannot start MPI: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-        let mpiInit = Double(DispatchTime.now().uptimeNanoseconds - initStarted) / 1e9
-        defer { MPICommunicator.finalize() }
-        do {
-            try benchmark(comm, mpiInit: mpiInit)
-        } catch let failure as AgreedFailure {
-            if comm.rank == 0 {
-                let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
-                FileHandle.standardError.write(Data("dml-bench train: error\(who): \(failure.message)\n".utf8))
-            }
-            throw ExitCode.failure
-        } catch {
-            FileHandle.standardError.write(Data("dml-bench train: error on rank \(comm.rank): \(error)\n".utf8))
-            comm.abort(code: 1)
-        }
+        try BenchJob.run("dml-bench train") { comm, mpiInit in try benchmark(comm, mpiInit: mpiInit) }
     }
 
     func benchmark(_ comm: MPICommunicator, mpiInit: Double) throws {
         let p = comm.size
         if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
-        try comm.agree(p > rows ? "\(p) ranks but only \(rows) rows (--rows): every rank needs at least one row" : nil)
+        try comm.agree(p > rows ? "\(p) ranks but only \(rows) rows (--rows): every rank needs at least one row" : nil, kind: .usage)
         // More ranks than cores on some node: the figures then show contention, not speed, and say so.
         let onNode = try comm.nodeLayout().ranksOnNode
         let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
@@ -192,7 +174,7 @@ struct TrainBenchmark: ParsableCommand {
                              same ? "the same bits" : "DIFFERS"))
             }
             // Overlap must not change a bit of the result: a benchmark that finds otherwise fails.
-            try comm.agree(same ? nil : "the MLP trained with --overlap ended with another loss (\(over.finalLoss)) than without (\(plain.finalLoss))")
+            try comm.agree(same ? nil : "the MLP trained with --overlap ended with another loss (\(over.finalLoss)) than without (\(plain.finalLoss))", kind: .software)
         }
         if let path = csv {
             try comm.agreeing {

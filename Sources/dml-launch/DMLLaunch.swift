@@ -1,33 +1,44 @@
 import ArgumentParser
+import DMLLaunch
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// `dml-launch`: a restart supervisor for long jobs. It runs the job (normally `mpirun … dml-train …`); when
-/// the job fails it waits (exponential back-off), then runs it again with `--resume` added, so training
-/// continues from the newest valid checkpoint. It gives up after `--max-restarts` failures and exits with the
-/// job's last status, printing the job's last error lines.
+/// `dml-launch`: a restart supervisor for long jobs. It parses its flags and prints; `DMLLaunch.Launcher`
+/// runs the attempts, `RestartPolicy` decides which failures are restarted.
 @main
-struct DMLLaunch: ParsableCommand {
+struct LaunchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-launch",
-        abstract: "Run a training job, restarting it with --resume after a failure.",
+        abstract: "Run a training job, restarting it with --resume after a failure that a restart can fix.",
         discussion: """
             Either give the whole command after --:
               dml-launch --max-restarts 3 -- mpirun -np 8 dml-train --checkpoint-dir ckpt
             or let dml-launch call mpirun itself:
               dml-launch --max-restarts 3 -np 8 -- dml-train --checkpoint-dir ckpt
             The job should write checkpoints (dml-train --checkpoint-dir), or a restart starts from scratch.
-            Exit status: 0 when an attempt succeeds; the last attempt's status when restarts run out; the \
-            job's status at once, without a restart, for a usage error (64) or a preemption (\(preemptedStatus)): \
-            a restart cannot fix the first, and the scheduler owns the second.
-            SIGTERM and SIGINT are passed on to the job (to mpirun as SIGUSR1, the signal it forwards to \
-            the ranks), so dml-train checkpoints at the next step and exits with 75.
-            """)
 
-    /// dml-train's exit status after a clean stop on SIGTERM/SIGINT (a checkpoint was written).
-    static let preemptedStatus: Int32 = 75
+            Root: when dml-launch runs as root and the job is started by OpenMPI's launcher (the --mpirun \
+            program with -np, else the command's first word, named mpirun, mpiexec or orterun), the job's \
+            environment gets OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (unless already \
+            set), which OpenMPI requires to run as root. More ranks than cores also needs \
+            --mpirun "mpirun --oversubscribe".
+
+            Restarted (after the back-off, with --resume, at most --max-restarts times): status 69 (a rank \
+            stopped answering, or MPI failed); 75 (the job was preempted and checkpointed) when dml-launch \
+            itself was not signalled; 128+N, a process killed by signal N, unless N is a crash the program \
+            raises itself (SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS: mpirun also reports \
+            132/134 when it cannot start the executable). Not restarted: everything else, e.g. 64 usage, \
+            65 bad data, 66 missing input, 70 divergence or failed check, 73 cannot create an output, 74 \
+            I/O error, 78 configuration conflict (dml-train's exit statuses), 126/127 command not \
+            executable/not found, 1 (mpirun's own errors).
+
+            Signals: SIGTERM and SIGINT are passed on to a running job (to mpirun as SIGUSR1, the signal \
+            it forwards to the ranks), so dml-train checkpoints at the next step and exits with 75; \
+            dml-launch then exits with the job's status and starts no other attempt. During a back-off \
+            wait they end dml-launch at once with status 75, without a restart (logged in --log).
+
+            Exit status: 0 when an attempt succeeds; the attempt's status when it is not restarted or \
+            restarts run out; 75 when stopped during a back-off; 64 for dml-launch's own usage errors.
+            """)
 
     @Option(name: .customLong("max-restarts"), help: "Restarts after the first attempt before giving up.")
     var maxRestarts: Int = 3
@@ -38,10 +49,10 @@ struct DMLLaunch: ParsableCommand {
     @Option(name: [.customLong("np"), .customLong("np", withSingleDash: true)], help: "Run the command under `mpirun -np N` (see --mpirun).")
     var np: Int?
 
-    @Option(help: "The launcher used with -np, with its own flags (e.g. \"mpirun --hostfile hosts\").")
+    @Option(help: "The launcher used with -np, with its own flags separated by spaces (e.g. \"mpirun --hostfile hosts\").")
     var mpirun: String = "mpirun"
 
-    @Option(help: "Append one line per attempt (time, command, status, duration) to this file.")
+    @Option(help: "Append one line per attempt (time, attempt, status, seconds, command), and one for a stop during a back-off, to this file.")
     var log: String?
 
     @Flag(name: .customLong("no-resume"), help: "Restart with the same arguments, without adding --resume.")
@@ -55,74 +66,23 @@ struct DMLLaunch: ParsableCommand {
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must not be negative (got \(maxRestarts))") }
         guard backoff >= 0 && backoff.isFinite else { throw ValidationError("--backoff must be a non-negative number of seconds") }
         if let n = np, n < 1 { throw ValidationError("-np must be at least 1 (got \(n))") }
-    }
-
-    /// The command of attempt `attempt` (0-based): `--resume` is added from the first restart on.
-    func arguments(attempt: Int) -> [String] {
-        var job = command
-        if attempt > 0 && !noResume && !job.contains("--resume") { job.append("--resume") }
-        if let n = np { return mpirun.split(separator: " ").map(String.init) + ["-np", String(n)] + job }
-        return job
+        guard !mpirun.split(separator: " ").isEmpty else { throw ValidationError("--mpirun must name a program") }
     }
 
     func run() throws {
-        let supervisor = Supervisor()
-        let launcher = np != nil ? mpirun.split(separator: " ").first.map(String.init) ?? "" : command[0]
-        if ["mpirun", "mpiexec", "orterun"].contains(URL(fileURLWithPath: launcher).lastPathComponent) {
-            supervisor.translate = [SIGTERM: SIGUSR1, SIGINT: SIGUSR1]
+        var options = LaunchOptions(command: command)
+        options.np = np
+        options.mpirun = mpirun.split(separator: " ").map(String.init)
+        options.maxRestarts = maxRestarts
+        options.backoff = backoff
+        options.logPath = log
+        options.noResume = noResume
+        let launcher = Launcher(options: options) { FileHandle.standardError.write(Data("dml-launch: \($0)\n".utf8)) }
+        let status: Int32
+        do { status = try launcher.run() } catch {
+            FileHandle.standardError.write(Data("dml-launch: error: \(error)\n".utf8))
+            throw ExitCode.failure
         }
-        var lastStatus: Int32 = 1
-        var lastError: [String] = []
-        var delay = backoff
-        for attempt in 0...maxRestarts {
-            let argv = arguments(attempt: attempt)
-            say("attempt \(attempt + 1)/\(maxRestarts + 1): \(argv.joined(separator: " "))")
-            let started = Date()
-            let (status, tail) = try supervisor.run(argv)
-            let seconds = Date().timeIntervalSince(started)
-            lastStatus = status
-            lastError = tail
-            appendLog(attempt: attempt, argv: argv, status: status, seconds: seconds)
-            if status == 0 {
-                say("attempt \(attempt + 1) succeeded after \(String(format: "%.1f", seconds)) s")
-                return
-            }
-            if supervisor.interrupted {
-                say("stopped by a signal; not restarting")
-                throw ExitCode(status)
-            }
-            if status == 64 || status == Self.preemptedStatus {
-                say(status == 64 ? "the job rejected its arguments (status 64); a restart cannot fix that"
-                                 : "the job was preempted and checkpointed (status \(status)); not restarting")
-                throw ExitCode(status)
-            }
-            if attempt < maxRestarts {
-                say("attempt \(attempt + 1) failed with status \(status) after \(String(format: "%.1f", seconds)) s; restarting with --resume in \(String(format: "%.1f", delay)) s")
-                Thread.sleep(forTimeInterval: delay)
-                delay = Swift.min(delay * 2, 300)
-            }
-        }
-        say("giving up after \(maxRestarts + 1) attempts; last status \(lastStatus)")
-        if !lastError.isEmpty {
-            say("last error output:")
-            for line in lastError { FileHandle.standardError.write(Data(("  " + line + "\n").utf8)) }
-        }
-        throw ExitCode(lastStatus)
-    }
-
-    func say(_ message: String) {
-        FileHandle.standardError.write(Data("dml-launch: \(message)\n".utf8))
-    }
-
-    func appendLog(attempt: Int, argv: [String], status: Int32, seconds: Double) {
-        guard let path = log else { return }
-        let line = "\(ISO8601DateFormatter().string(from: Date())) attempt=\(attempt + 1) status=\(status) seconds=\(String(format: "%.2f", seconds)) command=\(argv.joined(separator: " "))\n"
-        if let h = FileHandle(forWritingAtPath: path) {
-            h.seekToEndOfFile()
-            h.write(Data(line.utf8))
-            try? h.close()
-        } else {
-            FileManager.default.createFile(atPath: path, contents: Data(line.utf8))
-        }
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DMLComm
 import DMLData
 import DMLModels
+import DMLStatus
 import DMLTraining
 import Foundation
 
@@ -19,7 +20,9 @@ struct DMLTrain: ParsableCommand {
               mpirun -np 8 dml-train
             With no --data it trains on the built-in synthetic task (a deterministic classification set that \
             each rank generates only its own rows of). All ranks hold bit-identical parameters after every step. \
-            Errors are printed once, by rank 0, and every rank exits non-zero.
+            Errors are printed once, by rank 0, and the job's exit status (sysexits.h) says what failed \
+            (dml-launch restarts 69, 75 and 128+N only; see its --help):
+            \(FailureKind.exitStatusHelp)
             """)
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
@@ -112,7 +115,7 @@ struct DMLTrain: ParsableCommand {
         let comm: MPICommunicator
         do { comm = try MPICommunicator.initializeWorld() } catch {
             FileHandle.standardError.write("dml-train: error: cannot start MPI: \(error)\n")
-            return 1
+            return FailureKind.unavailable.exitStatus
         }
         initialising.disarm()
         Preemption.install()
@@ -126,31 +129,9 @@ struct DMLTrain: ParsableCommand {
         do {
             try run(comm)
             return 0
-        } catch let stop as Preempted {
-            if comm.rank == 0 { FileHandle.standardError.write("dml-train: \(stop) (exit status \(Preempted.exitStatus))\n") }
-            return Preempted.exitStatus
-        } catch let stall as CollectiveStall {
-            // Some ranks are not answering: no collective can end this politely. The reporter speaks; the
-            // others answer its roll call, then end the job themselves if it has not.
-            stall.settle(on: comm)
-            let what = stall.interrupted ? "\(Preemption.name(Preemption.signal)) received: " : "collective timeout (--collective-timeout): "
-            FileHandle.standardError.write("dml-train: error: \(what)\(stall)\n")
-            comm.abort(code: 1)
-        } catch let failure as TrainingFailure {
-            // Found alike on every rank (from identical values): rank 0 speaks for all.
-            if comm.rank == 0 { FileHandle.standardError.write("dml-train: error: \(failure.message)\n") }
-            return 1
-        } catch let failure as AgreedFailure {
-            if comm.rank == 0 {
-                let who = failure.rank == 0 ? "" : " (reported by rank \(failure.rank))"
-                FileHandle.standardError.write("dml-train: error\(who): \(failure.message)\n")
-            }
-            return 1
         } catch {
-            // A failure only this rank saw in the middle of a collective: the others cannot be told
-            // politely, so end the whole job now rather than leave them waiting.
-            FileHandle.standardError.write("dml-train: error on rank \(comm.rank): \(error)\n")
-            comm.abort(code: 1)
+            // The message once, and the error's exit status (or MPI_Abort for what one rank alone saw).
+            return JobExit.report(error, comm: comm, program: "dml-train")
         }
     }
 
@@ -267,7 +248,7 @@ extension DMLTrain {
     /// best rate. Collective. Fails, on every rank alike, when every candidate diverged.
     func searchLearningRate(_ candidates: [Float], validation: Dataset?, comm: Communicator,
                             makeTrainer: (Float) throws -> Trainer) throws -> Float {
-        guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)") }
+        guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)", kind: .usage) }
         let rank0 = comm.rank == 0
         if rank0 {
             print("learning-rate search: \(candidates.count) candidates, scored on \(validation.globalRows) validation rows")

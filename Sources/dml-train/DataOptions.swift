@@ -1,6 +1,7 @@
 import ArgumentParser
 import DMLComm
 import DMLData
+import DMLStatus
 
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
 /// built-in synthetic task. Each rank reads only its share of a file.
@@ -96,7 +97,8 @@ struct DataOptions: ParsableArguments {
     func loadColumns(comm: Communicator, seed: UInt64) throws -> (data: LoadedData, columns: Range<Int>) {
         let features = data == nil ? syntheticFeatures : nil
         if let d = features {
-            try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features (--synthetic-features): with --partition features every rank needs at least one column" : nil)
+            try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features (--synthetic-features): with --partition features every rank needs at least one column" : nil,
+                           kind: .usage)
         }
         if data == nil && task == .classification && validationFraction == 0 && !standardize {
             let columns = ShardPlan(rows: syntheticFeatures, ranks: comm.size).range(of: comm.rank)
@@ -111,7 +113,8 @@ struct DataOptions: ParsableArguments {
             try LocalCommunicator.run(size: 1) { local in try self.load(comm: local, seed: seed) }[0]
         }
         let d = whole.train.features
-        try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(data ?? "the data"): with --partition features every rank needs at least one column" : nil)
+        try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(data ?? "the data"): with --partition features every rank needs at least one column" : nil,
+                       kind: data == nil ? .usage : .dataFormat)
         let columns = ShardPlan(rows: d, ranks: comm.size).range(of: comm.rank)
         whole.train = whole.train.columns(columns)
         whole.validation = whole.validation.map { $0.columns(columns) }
@@ -140,7 +143,7 @@ struct DataOptions: ParsableArguments {
     private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {
         try comm.agree(comm.size > syntheticRows
             ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
-            : nil)
+            : nil, kind: .usage)
         let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
         var train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
         var test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil

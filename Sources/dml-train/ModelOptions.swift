@@ -1,5 +1,6 @@
 import ArgumentParser
 import DMLModels
+import DMLStatus
 
 /// What to train: `--model` and its shape.
 struct ModelOptions: ParsableArguments {
@@ -30,17 +31,17 @@ struct ModelOptions: ParsableArguments {
         switch model {
         case .linear:
             guard classes == 0 else {
-                throw ValidationError("--model linear needs a regression target, but the data has \(classes) classes (use --task regression)")
+                throw JobError(.usage, "--model linear needs a regression target, but the data has \(classes) classes (use --task regression)")
             }
             return LinearRegression(features: features, weightDecay: weightDecay)
         case .logistic:
             guard classes == 2 else {
-                throw ValidationError("--model logistic needs 2 classes (labels 0/1), but the data has \(classes == 0 ? "a regression target" : "\(classes) classes") (use --synthetic-classes 2)")
+                throw JobError(.usage, "--model logistic needs 2 classes (labels 0/1), but the data has \(classes == 0 ? "a regression target" : "\(classes) classes") (use --synthetic-classes 2)")
             }
             return LogisticRegression(features: features, weightDecay: weightDecay)
         case .softmax, .mlp:
             guard classes >= 2 else {
-                throw ValidationError("--model \(model.rawValue) needs class labels, but the data has a regression target (--task classification)")
+                throw JobError(.usage, "--model \(model.rawValue) needs class labels, but the data has a regression target (--task classification)")
             }
             if model == .softmax { return SoftmaxRegression(features: features, classes: classes, weightDecay: weightDecay) }
             return MLP(features: features, hidden: hiddenWidths!, classes: classes, activation: activation, weightDecay: weightDecay)

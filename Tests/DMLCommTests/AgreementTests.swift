@@ -1,16 +1,18 @@
 import XCTest
 import DMLComm
+import DMLStatus
 import DMLTestSupport
 
 final class AgreementTests: XCTestCase {
     func testNoFailureMeansNoThrow() throws {
-        _ = try LocalCommunicator.run(size: 4) { comm in try comm.agree(nil) }
+        _ = try LocalCommunicator.run(size: 4) { comm in try comm.agree(nil, kind: .usage) }
     }
 
     func testEveryRankLearnsTheLowestFailingRanksMessage() throws {
         let outcomes = try LocalCommunicator.run(size: 5) { comm -> AgreedFailure? in
             do {
-                try comm.agree(comm.rank == 2 || comm.rank == 4 ? "broken on rank \(comm.rank)" : nil)
+                try comm.agree(comm.rank == 2 || comm.rank == 4 ? "broken on rank \(comm.rank)" : nil,
+                               kind: comm.rank == 2 ? .noInput : .usage)
                 return nil
             } catch let f as AgreedFailure { return f }
         }
@@ -18,6 +20,23 @@ final class AgreementTests: XCTestCase {
             XCTAssertEqual(f?.rank, 2)
             XCTAssertEqual(f?.failedRanks, [2, 4])
             XCTAssertEqual(f?.message, "broken on rank 2")
+            XCTAssertEqual(f?.failureKind, .noInput, "the lowest failing rank's kind, on every rank")
+        }
+    }
+
+    /// `agreeing` takes the kind from the error thrown: its own for a `ClassifiedError`, `.software` for any
+    /// other, so the job's exit status says what failed on the rank that failed.
+    func testAgreeingCarriesTheThrownErrorsKindToEveryRank() throws {
+        struct Unclassified: Error {}
+        for (thrown, kind) in [(JobError(.dataFormat, "bad") as Error, FailureKind.dataFormat),
+                               (CommError.timeout("late"), .unavailable), (Unclassified(), .software)] {
+            let outcomes = try LocalCommunicator.run(size: 3) { comm -> FailureKind? in
+                do {
+                    try comm.agreeing { if comm.rank == 1 { throw thrown } }
+                    return nil
+                } catch let f as AgreedFailure { return f.failureKind }
+            }
+            XCTAssertEqual(outcomes, [kind, kind, kind], "\(thrown)")
         }
     }
 

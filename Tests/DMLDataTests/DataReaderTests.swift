@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import DMLComm
 @testable import DMLData
+import DMLStatus
 import DMLTestSupport
 
 final class DataReaderTests: XCTestCase {
@@ -237,6 +238,25 @@ final class DataReaderTests: XCTestCase {
         let truncated = writeNPY("t.npy", descr: "<f4", shape: [10, 4], bytes: bytes((0..<39).map { Float($0) }))
         XCTAssertTrue(fail(truncated, y).hasPrefix("\(truncated): the file is truncated"))
         XCTAssertEqual(fail(write("text.npy", "hello"), y), "\(dir)/text.npy: not a .npy file (no \\x93NUMPY magic)")
+    }
+
+    /// The kind of a data error survives the agreement, whichever rank found it: a file that is not there
+    /// (or a directory) is `.noInput` (exit 66), one that does not parse is `.dataFormat` (65).
+    func testMissingAndMalformedFilesAreTheirOwnKindsOnEveryRank() {
+        func kinds(_ path: String, format: DataFormat? = nil, ranks: Int = 3) -> [FailureKind?] {
+            try! LocalCommunicator.run(size: ranks) { comm -> FailureKind? in
+                do { _ = try DataLoader.read(DataSource(path: path, format: format), options: ReadOptions(), comm: comm); return nil }
+                catch let f as AgreedFailure { return f.failureKind } catch { return nil }
+            }
+        }
+        XCTAssertEqual(kinds("\(dir)/missing.csv"), [.noInput, .noInput, .noInput])
+        XCTAssertEqual(kinds(dir, format: .csv), [.noInput, .noInput, .noInput])
+        XCTAssertEqual(kinds("\(dir)/missing.npy"), [.noInput, .noInput, .noInput])
+        var lines = (1...60).map { "\($0 % 2),\($0).5,2" }
+        lines[55] = "1,x,2"  // in the last rank's byte range
+        XCTAssertEqual(kinds(write("bad.csv", lines.joined(separator: "\n"))), [.dataFormat, .dataFormat, .dataFormat])
+        XCTAssertEqual(kinds(write("empty.csv", "")), [.dataFormat, .dataFormat, .dataFormat])
+        XCTAssertEqual(kinds(write("bad.npy", "hello")), [.dataFormat, .dataFormat, .dataFormat])
     }
 
     // MARK: errors name the global line, whatever the number of ranks

@@ -9,8 +9,11 @@ public enum MPIRunner {
         public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
-    /// The folder holding the built products (`.build/<triple>/debug` when run from `swift test`).
+    /// The folder holding the built products (`.build/<triple>/debug` when run from `swift test`), or
+    /// `DML_TEST_PRODUCTS` when set: the integration tests then run another build's executables (a release
+    /// build, or an older commit's to see a new test fail there).
     public static var productsDirectory: URL {
+        if let other = ProcessInfo.processInfo.environment["DML_TEST_PRODUCTS"] { return URL(fileURLWithPath: other) }
         #if os(macOS)
         for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
             return bundle.bundleURL.deletingLastPathComponent()
@@ -40,21 +43,29 @@ public enum MPIRunner {
         return try runProcess("mpirun", argv, environment: extra, timeout: timeout)
     }
 
-    /// Runs a program found on the PATH, capturing its output.
-    public static func runProcess(_ program: String, _ arguments: [String], environment extra: [String: String] = [:],
-                                  timeout: TimeInterval = 120) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [program] + arguments
-        // A parent that called MPI_Init carries OpenMPI's variables, and a child mpirun then fails silently.
+    /// The environment a child gets: ours without OpenMPI's variables (a parent that called MPI_Init
+    /// carries them, and a child mpirun then fails silently), with root allowed for mpirun (unless
+    /// `allowRoot` is false: then as in a plain shell), no Swift backtraces, and `extra`.
+    public static func environment(_ extra: [String: String] = [:], allowRoot: Bool = true) -> [String: String] {
         var env = ProcessInfo.processInfo.environment.filter { key, _ in
             !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { key.hasPrefix($0) }
         }
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        if allowRoot {
+            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+            env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        }
         env["SWIFT_BACKTRACE"] = "enable=no"
         env.merge(extra) { _, new in new }
-        process.environment = env
+        return env
+    }
+
+    /// Runs a program found on the PATH, capturing its output; `allowRoot` as in `environment`.
+    public static func runProcess(_ program: String, _ arguments: [String], environment extra: [String: String] = [:],
+                                  allowRoot: Bool = true, timeout: TimeInterval = 120) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [program] + arguments
+        process.environment = environment(extra, allowRoot: allowRoot)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
