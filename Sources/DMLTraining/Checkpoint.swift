@@ -11,28 +11,33 @@ import DMLStatus
 /// initialisation, so the step number *is* the sampler and RNG state: nothing else needs saving.
 ///
 /// On disk: safetensors with tensors `parameters` [P], `optimizer_state` [copies, P] (absent for plain
-/// SGD), `step` and `epoch` (I64); metadata holds the run's identity (the fields a resume checks), and
-/// `checksum`, a `Checksum` (XXH3-64, named in `checksum_algorithm`) of the file's own content (metadata, tensor
-/// table and data), verified on load.
+/// SGD), `step` and `epoch` (I64); metadata holds the run's identity (the fields a resume checks: every
+/// `config.*` field of `JobConfiguration.identity` and the `derived.*` values the session adds), the run's
+/// `run_id`, and `checksum`, a `Checksum` (XXH3-64, named in `checksum_algorithm`) of the file's own content
+/// (metadata, tensor table and data), verified on load.
 public struct Checkpoint: Equatable {
     public var step: Int
     public var epoch: Int
     public var parameters: [Float]
     public var optimizerState: [Float]
-    /// Fields that must be equal on resume (model, shapes, batch size, seed, optimizer, schedule, data…).
+    /// Fields that must be equal on resume: keys `config.*` (the configuration that changes the math) and
+    /// `derived.*` (model shape, schedule, data rows and checksum).
     public var identity: [String: String]
+    /// The run that wrote it: made at a fresh start, kept by every resume of that run. Pruning deletes only
+    /// this run's files.
+    public var runID: String
 
-    public init(step: Int, epoch: Int, parameters: [Float], optimizerState: [Float], identity: [String: String]) {
+    public init(step: Int, epoch: Int, parameters: [Float], optimizerState: [Float], identity: [String: String], runID: String = "") {
         self.step = step
         self.epoch = epoch
         self.parameters = parameters
         self.optimizerState = optimizerState
         self.identity = identity
+        self.runID = runID
     }
 
-    /// The identity fields, in the order a resume checks them (and names the first that differs).
-    public static let identityFields = ["model", "model_shape", "batch_size", "seed", "optimizer", "lr_schedule",
-                                        "data", "data_rows", "data_checksum"]
+    /// True for the metadata keys that are identity fields.
+    static func isIdentityKey(_ k: String) -> Bool { k.hasPrefix("config.") || k.hasPrefix("derived.") }
 
     public func encode() throws -> [UInt8] {
         var tensors = [
@@ -46,6 +51,7 @@ public struct Checkpoint: Equatable {
             })
         }
         var metadata = identity
+        metadata["run_id"] = runID
         metadata["format"] = "dml-checkpoint"
         metadata["step"] = String(step)
         metadata["sampler"] = "a pure function of seed and step"
@@ -73,9 +79,9 @@ public struct Checkpoint: Equatable {
         guard let step = try file.int64s("step").first, let epoch = try file.int64s("epoch").first else {
             throw Safetensors.FormatError(reason: "step or epoch is empty")
         }
-        var identity: [String: String] = [:]
-        for k in identityFields { identity[k] = file.metadata[k] }
-        return Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, identity: identity)
+        let identity = file.metadata.filter { isIdentityKey($0.key) }
+        return Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, identity: identity,
+                          runID: file.metadata["run_id"] ?? "")
     }
 
     /// The checksum of everything in a parsed file except the `checksum` entry itself: metadata (sorted),
@@ -89,14 +95,18 @@ public struct Checkpoint: Equatable {
         return Checksum.hash(file.data, seed: Checksum.hash(text))
     }
 
-    /// The first identity field where this checkpoint and the current run differ, as a message; nil
-    /// when they match.
+    /// The identity fields where this checkpoint and the current run differ, as a message naming each
+    /// (configuration fields first, then derived ones, each group sorted); nil when they match.
     public func mismatch(with expected: [String: String]) -> String? {
-        for k in Self.identityFields where identity[k] != expected[k] {
-            return "field '\(k)' differs: the checkpoint has \(identity[k].map { "'\($0)'" } ?? "none"), "
-                + "this run has \(expected[k].map { "'\($0)'" } ?? "none")"
-        }
-        return nil
+        let keys = Set(identity.keys).union(expected.keys).filter(Self.isIdentityKey)
+            .sorted { ($0.hasPrefix("config.") ? 0 : 1, $0) < ($1.hasPrefix("config.") ? 0 : 1, $1) }
+        let differing = keys.filter { identity[$0] != expected[$0] }
+        guard !differing.isEmpty else { return nil }
+        func show(_ v: String?) -> String { v.map { "'\($0)'" } ?? "none" }
+        return differing.map { k in
+            let name = k.split(separator: ".", maxSplits: 1).last.map(String.init) ?? k
+            return "'\(name)' differs (the checkpoint has \(show(identity[k])), this run has \(show(expected[k])))"
+        }.joined(separator: "; ")
     }
 }
 
@@ -104,22 +114,41 @@ public struct Checkpoint: Equatable {
 ///
 /// Files are `ckpt-<step, 8 digits>.safetensors`, written atomically (`AtomicFile`: temp file, fsync,
 /// rename, directory fsync), so a crash leaves either the previous file set or the new complete file.
-public struct CheckpointStore {
+///
+/// A directory belongs to one run at a time:
+/// - `prepare` takes an advisory lock (`flock` on `.dml-lock`, released by the kernel when the process
+///   ends, however it ends): a second job on the same directory is refused, naming the holder;
+/// - holding the lock, it removes the temporary files of writes that a killed job left behind (nobody
+///   else can be writing);
+/// - a fresh run (`startFresh`) refuses a directory that already holds checkpoints, unless told to
+///   overwrite them, so an older run's files can neither be pruned in place of the new run's nor resumed
+///   by mistake later;
+/// - every checkpoint records its run's id, and pruning deletes only the current run's files.
+public final class CheckpointStore {
     public let directory: String
-    /// Checkpoints kept after each save (older ones are deleted); 0 keeps all.
+    /// Checkpoints kept after each save (older ones of this run are deleted); 0 keeps all.
     public let keep: Int
+    /// The run whose checkpoints this store writes and prunes (`startFresh` makes one, `adopt` takes a
+    /// resumed checkpoint's).
+    public private(set) var runID = ""
+    private var lock: Int32 = -1
 
     public init(directory: String, keep: Int) {
         self.directory = directory
         self.keep = keep
     }
 
+    deinit { if lock >= 0 { close(lock) } }
+
     public func path(step: Int) -> String {
         directory + "/" + String(format: "ckpt-%08d.safetensors", step)
     }
 
-    /// Creates the directory if needed and checks that files can be written in it.
-    public func prepare() throws {
+    /// Creates the directory if needed, checks that files can be written in it, takes the directory's lock
+    /// (`.configuration` when another job holds it) and removes stray temporary files. Returns a note on
+    /// what it removed, if anything.
+    @discardableResult
+    public func prepare() throws -> String? {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -127,6 +156,64 @@ public struct CheckpointStore {
                                          kind: .cannotCreate)
         }
         try AtomicFile.checkWritable(directory + "/probe")
+        let lockPath = directory + "/.dml-lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw AtomicFile.WriteError(path: lockPath, reason: "cannot open the lock file: \(String(cString: strerror(errno)))", kind: .cannotCreate)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw TrainingFailure("the checkpoint directory \(directory) is in use by another job\(holder.isEmpty ? "" : " (\(holder))"): "
+                                  + "two jobs sharing a directory would delete each other's checkpoints. Give this job its own --checkpoint-dir",
+                                  kind: .configuration)
+        }
+        lock = fd
+        let me = "process \(getpid()) on \(ProcessInfo.processInfo.hostName)"
+        ftruncate(fd, 0)
+        _ = me.withCString { write(fd, $0, strlen($0)) }
+        // Holding the lock, no one else can be writing here: temporary files are a killed writer's.
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let stray = names.filter { $0.hasPrefix(".ckpt-") && $0.contains(".safetensors.tmp-") }
+        for name in stray { unlink(directory + "/" + name) }
+        return stray.isEmpty ? nil : "removed \(stray.count) temporary file\(stray.count == 1 ? "" : "s") of an interrupted checkpoint write from \(directory)"
+    }
+
+    /// A fresh run in this directory: refused (`.configuration`) when it already holds checkpoints, unless
+    /// `overwrite`, which deletes them first. Makes the run's id. Returns a note on what it deleted, if anything.
+    @discardableResult
+    public func startFresh(overwrite: Bool) throws -> String? {
+        runID = Self.newRunID()
+        let present = list()
+        guard let newest = present.first else { return nil }
+        guard overwrite else {
+            let other = Self.runID(of: newest.path).map { " of run \($0)" } ?? ""
+            throw TrainingFailure("the checkpoint directory \(directory) already holds \(present.count) checkpoint\(present.count == 1 ? "" : "s")\(other), "
+                                  + "the newest at step \(newest.step): continue that run with --resume, give this run another --checkpoint-dir, "
+                                  + "or pass --overwrite-checkpoints to delete them", kind: .configuration)
+        }
+        for f in present { unlink(f.path) }
+        return "--overwrite-checkpoints: deleted \(present.count) checkpoint\(present.count == 1 ? "" : "s") (up to step \(newest.step)) from \(directory)"
+    }
+
+    /// Continues the run that wrote `checkpoint`: its files are the ones pruned from now on.
+    public func adopt(_ checkpoint: Checkpoint) {
+        runID = checkpoint.runID
+    }
+
+    /// A new run id: 16 hex digits from the system's random source.
+    static func newRunID() -> String { Checksum.hex(UInt64.random(in: 0 ... .max)) }
+
+    /// The `run_id` in a checkpoint file's header, read without reading its data; nil when unreadable.
+    static func runID(of path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 8), head.count == 8 else { return nil }
+        let n = head.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard n < 1 << 24, let json = try? handle.read(upToCount: Int(n)), json.count == Int(n),
+              let header = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+              let metadata = header["__metadata__"] as? [String: String] else { return nil }
+        return metadata["run_id"]
     }
 
     /// The checkpoint files present, newest (highest step) first.
@@ -139,13 +226,16 @@ public struct CheckpointStore {
         }.sorted { $0.0 > $1.0 }
     }
 
-    /// Writes `checkpoint` atomically, then deletes all but the newest `keep`. Returns the file's path.
+    /// Writes `checkpoint` (stamped with this run's id) atomically, then deletes all but the newest `keep`
+    /// of this run's files (files of another run are never deleted). Returns the file's path.
     @discardableResult
     public func save(_ checkpoint: Checkpoint, fault: AtomicFile.Fault? = nil) throws -> String {
+        var stamped = checkpoint
+        stamped.runID = runID
         let p = path(step: checkpoint.step)
-        try AtomicFile.write(checkpoint.encode(), to: p, fault: fault)
+        try AtomicFile.write(stamped.encode(), to: p, fault: fault)
         if keep > 0 {
-            for old in list().dropFirst(keep) { unlink(old.path) }
+            for old in list().filter({ Self.runID(of: $0.path) == runID }).dropFirst(keep) { unlink(old.path) }
         }
         return p
     }

@@ -348,17 +348,13 @@ public final class Trainer {
         step = checkpoint.step
     }
 
-    /// The identity a checkpoint of this run records and a resume checks (see `Checkpoint.identityFields`);
-    /// `data_checksum` is added by the caller (it is collective).
-    public func identity(dataDescription: String) -> [String: String] {
-        ["model": model.kind,
-         "model_shape": model.layout.views.map { "\($0.name)\($0.shape)" }.joined(separator: ","),
-         "batch_size": config.batchSize.map(String.init) ?? "full",
-         "seed": String(config.seed),
-         "optimizer": config.optimizer.description,
-         "lr_schedule": config.schedule.description,
-         "data": dataDescription,
-         "data_rows": String(train.globalRows)]
+    /// The identity fields that only the built trainer knows (what the configuration implies once the data
+    /// is read): the model's shape, the schedule with its horizon, the training rows. The session adds them
+    /// to `JobConfiguration.identity`, and `derived.data_checksum` (collective).
+    public var derivedIdentity: [String: String] {
+        ["derived.model_shape": model.layout.views.map { "\($0.name)\($0.shape)" }.joined(separator: ","),
+         "derived.lr_schedule": config.schedule.description,
+         "derived.data_rows": String(train.globalRows)]
     }
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block. Unshuffled batches are

@@ -14,19 +14,23 @@ public struct SessionOptions {
     public var keepCheckpoints: Int = 3
     /// Continue from the newest valid checkpoint in `checkpointDirectory` (a fresh start when it has none).
     public var resume = false
+    /// A fresh run (no `resume`) may delete the checkpoints already in `checkpointDirectory`; without it,
+    /// a directory holding checkpoints is refused.
+    public var overwriteCheckpoints = false
     /// Replica check every N steps (and at the end); 0 disables it.
     public var verifyEvery: Int = 0
     /// Evaluate on the test set every N epochs (and always at the end); 0: only at the end.
     public var evalEvery: Int = 1
     /// Rank 0's JSON-lines metrics file; nil writes none.
     public var metricsPath: String?
-    /// The data set, in words (recorded in checkpoints and checked on resume).
-    public var dataDescription: String
+    /// The fields a checkpoint records and a resume checks (`JobConfiguration.identity`); the session adds
+    /// the trainer's derived fields (`Trainer.derivedIdentity`) and the data's checksum.
+    public var identity: [String: String]
     /// A canonical text of the whole parsed configuration: all ranks must have the same.
     public var configuration: String
 
-    public init(dataDescription: String, configuration: String) {
-        self.dataDescription = dataDescription
+    public init(identity: [String: String], configuration: String) {
+        self.identity = identity
         self.configuration = configuration
     }
 }
@@ -80,14 +84,18 @@ public final class TrainingSession {
         try checkConfigurationAgreement()
         let rank0 = comm.rank == 0
         let store = options.checkpointDirectory.map { CheckpointStore(directory: $0, keep: options.keepCheckpoints) }
-        try comm.agreeing {
-            guard rank0 else { return }
-            try store?.prepare()
+        let notes = try comm.agreeing { () -> [String] in
+            guard rank0 else { return [] }
+            var notes: [String] = []
+            if let note = try store?.prepare() { notes.append(note) }
             if let m = options.metricsPath { try AtomicFile.checkWritable(m) }
+            if let store, !options.resume, let note = try store.startFresh(overwrite: options.overwriteCheckpoints) { notes.append(note) }
+            return notes
         }
-        var identity = trainer.identity(dataDescription: options.dataDescription)
+        notes.forEach(log)
+        var identity = options.identity.merging(trainer.derivedIdentity) { _, derived in derived }
         if store != nil {
-            identity["data_checksum"] = Checksum.hex(try Checksum.dataset(trainer.train, comm: comm))
+            identity["derived.data_checksum"] = Checksum.hex(try Checksum.dataset(trainer.train, comm: comm))
         }
         var resumedFrom: (step: Int, path: String)?
         if options.resume, let store = store {
@@ -186,13 +194,24 @@ public final class TrainingSession {
     private func resume(from store: CheckpointStore, identity: [String: String]) throws -> (step: Int, path: String)? {
         var bytes: [UInt8] = []
         var path = ""
+        let total = trainer.config.steps
         try comm.agreeing {
             guard comm.rank == 0 else { return }
-            guard let found = try store.newestValid(warn: warn) else { return }
+            guard let found = try store.newestValid(warn: warn) else {
+                // Nothing to continue: this is a fresh run of its own.
+                _ = try store.startFresh(overwrite: false)
+                return
+            }
             if let why = found.checkpoint.mismatch(with: identity) {
-                throw TrainingFailure("cannot resume from \(found.path): it was written by a different configuration, \(why). "
+                throw TrainingFailure("cannot resume from \(found.path): it was written by a different configuration: \(why). "
                                       + "Use the same flags, or another --checkpoint-dir to start afresh", kind: .configuration)
             }
+            if found.checkpoint.step > total {
+                throw TrainingFailure("cannot resume from \(found.path): it is at step \(found.checkpoint.step), past this run's last step (\(total)), "
+                                      + "so it belongs to a longer run. Resume with --steps \(found.checkpoint.step) or more, or start afresh "
+                                      + "(another --checkpoint-dir, or --overwrite-checkpoints without --resume)", kind: .configuration)
+            }
+            store.adopt(found.checkpoint)
             bytes = found.bytes
             path = found.path
         }
@@ -206,7 +225,10 @@ public final class TrainingSession {
         try bytes.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
         let checkpoint = try Checkpoint.decode(bytes)
         try trainer.restore(checkpoint)
-        if comm.rank == 0 { log("resuming from \(path) (step \(checkpoint.step))") }
+        if comm.rank == 0 {
+            log(checkpoint.step == total ? "\(path) is already at the last step (\(total)): nothing left to train; evaluating and writing the outputs"
+                                         : "resuming from \(path) (step \(checkpoint.step))")
+        }
         return (checkpoint.step, path)
     }
 }

@@ -15,6 +15,10 @@ struct CheckpointOptions: ParsableArguments {
     @Flag(help: "Continue from the newest valid checkpoint in the checkpoint directory (start afresh if it has none).")
     var resume = false
 
+    @Flag(name: .customLong("overwrite-checkpoints"),
+          help: "Start afresh in a checkpoint directory that already holds checkpoints, deleting them (without it such a directory is refused, so an older run's checkpoints are never pruned or resumed by mistake).")
+    var overwriteCheckpoints = false
+
     @Option(name: .customLong("verify-every"),
             help: "Check every N steps (and at the end) that all ranks hold bit-identical parameters; 0 disables it.")
     var verifyEvery: Int = 50
@@ -26,5 +30,9 @@ struct CheckpointOptions: ParsableArguments {
         guard verifyEvery >= 0 else { throw ValidationError("--verify-every must not be negative (got \(verifyEvery))") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
         if checkpointEvery != nil && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+        if overwriteCheckpoints && checkpointDir == nil { throw ValidationError("--overwrite-checkpoints needs --checkpoint-dir") }
+        if overwriteCheckpoints && resume {
+            throw ValidationError("--overwrite-checkpoints starts afresh and --resume continues: give one of them")
+        }
     }
 }

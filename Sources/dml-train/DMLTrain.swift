@@ -180,23 +180,17 @@ struct DMLTrain: ParsableCommand {
             return Trainer(comm: comm, model: model, train: train, config: withTimeout, allreduce: algorithm(), faults: faults)
         }
         func makeSession(_ trainer: Trainer) -> TrainingSession {
-            var options = SessionOptions(dataDescription: dataDescription, configuration: "")
+            let job = configuration
+            var options = SessionOptions(identity: job.identity, configuration: job.agreementText + "\nfaults=\(faults.faults)")
             options.checkpointDirectory = checkpoints.checkpointDir
             // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
             options.checkpointEvery = checkpoints.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
             options.keepCheckpoints = checkpoints.keepCheckpoints
             options.resume = checkpoints.resume
+            options.overwriteCheckpoints = checkpoints.overwriteCheckpoints
             options.verifyEvery = checkpoints.verifyEvery
             options.evalEvery = evalEvery
             options.metricsPath = metrics
-            // Everything parsed that changes what the job computes or writes, in a fixed order.
-            let identity = trainer.identity(dataDescription: dataDescription)
-            options.configuration = identity.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
-                + "\nsteps=\(totalSteps)\nallreduce=\(allreduce.rawValue)\ncompress=\(compress.rawValue)\nerror_feedback=\(errorFeedback)\noutput=\(output ?? "")\nmetrics=\(metrics ?? "")"
-                + "\ncheckpoint_dir=\(options.checkpointDirectory ?? "")\ncheckpoint_every=\(options.checkpointEvery)"
-                + "\nkeep=\(options.keepCheckpoints)\nresume=\(options.resume)\nverify_every=\(options.verifyEvery)"
-                + "\neval_every=\(evalEvery)\nlog_every=\(trainer.config.logEvery)\nfaults=\(faults.faults)"
-                + "\nlr_search=\(training.lrSearch ?? "")\ncollective_timeout=\(collectiveTimeout)"
             return TrainingSession(trainer: trainer, test: test, validation: loaded.validation, options: options,
                                    log: { print($0) },
                                    warn: { FileHandle.standardError.write("dml-train: warning: \($0)\n") })
@@ -225,7 +219,8 @@ struct DMLTrain: ParsableCommand {
         let result = try session.run(progress: ProgressPrinter())
 
         if comm.rank == 0 {
-            printDone(steps: totalSteps, seconds: result.seconds, train: result.train, validation: result.validation, test: result.test)
+            printDone(steps: totalSteps, seconds: result.seconds, train: result.train, validation: result.validation, test: result.test,
+                      resumedAt: result.resumedFrom?.step)
         }
         try writeOutput(parameters: trainer.parameters, model: model, step: trainer.step, extra: loaded.metadata, comm: comm)
         if let recorder, let path = timeline {
@@ -316,11 +311,12 @@ extension DMLTrain {
 
 extension DMLTrain {
     /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).
-    func printDone(steps: Int, seconds: Double, train: Evaluation, validation: Evaluation?, test: Evaluation?) {
+    func printDone(steps: Int, seconds: Double, train: Evaluation, validation: Evaluation?, test: Evaluation?, resumedAt: Int? = nil) {
         func describe(_ e: Evaluation) -> String {
             e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
         }
-        var line = String(format: "done: %d steps in %.2f s; train ", steps, seconds) + describe(train)
+        let these = resumedAt.map { " (\(steps - $0) in this run, resumed at step \($0))" } ?? ""
+        var line = "done: \(steps) steps\(these) in " + String(format: "%.2f s; train ", seconds) + describe(train)
         if let v = validation { line += "; validation " + describe(v) }
         if let t = test { line += "; test " + describe(t) }
         print(line)
@@ -356,6 +352,71 @@ extension AllreduceKind: ExpressibleByArgument {}
 enum Compression: String, CaseIterable, ExpressibleByArgument {
     case none, fp16, bf16
     var format: WireFormat? { self == .none ? nil : WireFormat(rawValue: rawValue) }
+}
+
+extension DMLTrain {
+    /// What the command line asked for, as the library's plain values.
+    var configuration: JobConfiguration {
+        var c = JobConfiguration()
+        c.model.kind = modelOptions.model
+        c.model.hidden = modelOptions.hiddenWidths ?? []
+        c.model.activation = modelOptions.activation
+        c.data.path = data.data
+        c.data.labels = data.labels
+        c.data.testPath = data.testData
+        c.data.testLabels = data.testLabels
+        c.data.format = data.format
+        c.data.task = data.task
+        c.data.labelColumn = data.labelColumn
+        c.data.header = data.header
+        c.data.delimiter = data.delimiter
+        c.data.features = data.features
+        c.data.standardize = data.standardize
+        c.data.validationFraction = data.validationFraction
+        c.data.partition = data.partition
+        c.data.syntheticRows = data.syntheticRows
+        c.data.syntheticTestRows = data.syntheticTestRows
+        c.data.syntheticFeatures = data.syntheticFeatures
+        c.data.syntheticClasses = data.syntheticClasses
+        c.optimization.epochs = training.epochs
+        c.optimization.steps = training.steps
+        if case let .rows(n) = training.batchSize { c.optimization.batchSize = n } else { c.optimization.batchSize = nil }
+        c.optimization.lr = training.lr
+        c.optimization.lrSearch = training.lrCandidates
+        c.optimization.seed = training.seed
+        c.optimization.optimizer = training.optimizer
+        c.optimization.momentum = training.momentum
+        c.optimization.nesterov = training.nesterov
+        c.optimization.beta1 = training.beta1
+        c.optimization.beta2 = training.beta2
+        c.optimization.adamEpsilon = training.adamEpsilon
+        c.optimization.weightDecay = training.weightDecay
+        c.optimization.schedule = training.lrSchedule
+        c.optimization.lrStepEvery = training.lrStepEvery
+        c.optimization.lrGamma = training.lrGamma
+        c.optimization.lrMin = training.lrMin
+        c.optimization.warmup = training.warmup
+        c.reduction.allreduce = allreduce
+        c.reduction.autotune = autotune
+        c.reduction.tuneCache = tuneCache
+        c.reduction.compress = compress.format
+        c.reduction.errorFeedback = errorFeedback
+        c.reduction.overlap = training.overlap
+        c.reduction.balance = training.balance
+        c.outputs.checkpointDir = checkpoints.checkpointDir
+        c.outputs.checkpointEvery = checkpoints.checkpointEvery
+        c.outputs.keepCheckpoints = checkpoints.keepCheckpoints
+        c.outputs.resume = checkpoints.resume
+        c.outputs.overwriteCheckpoints = checkpoints.overwriteCheckpoints
+        c.outputs.verifyEvery = checkpoints.verifyEvery
+        c.outputs.evalEvery = evalEvery
+        c.outputs.metrics = metrics
+        c.outputs.output = output
+        c.outputs.timeline = timeline
+        c.outputs.logEvery = logEvery
+        c.outputs.collectiveTimeout = collectiveTimeout
+        return c
+    }
 }
 
 extension FileHandle {

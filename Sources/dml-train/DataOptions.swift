@@ -2,6 +2,7 @@ import ArgumentParser
 import DMLComm
 import DMLData
 import DMLStatus
+import DMLTraining
 
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
 /// built-in synthetic task. Each rank reads only its share of a file.
@@ -46,8 +47,6 @@ struct DataOptions: ParsableArguments {
 
     @Option(help: "How the data is split across ranks: rows (each rank a share of the rows, all features) or features (each rank every row and a share of the feature columns, with the matching weights; linear, logistic and softmax only).")
     var partition: Partition = .rows
-
-    enum Partition: String, ExpressibleByArgument, CaseIterable { case rows, features }
 
     @Option(name: .customLong("synthetic-rows"), help: "Training rows of the synthetic task.")
     var syntheticRows: Int = 16384
@@ -159,6 +158,7 @@ struct DataOptions: ParsableArguments {
 }
 
 extension DataFormat: ExpressibleByArgument {}
+extension Partition: ExpressibleByArgument {}
 extension LearningTask: ExpressibleByArgument {}
 extension Delimiter: ExpressibleByArgument {}
 extension LabelColumn: ExpressibleByArgument {

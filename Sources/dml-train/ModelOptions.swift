@@ -1,15 +1,12 @@
 import ArgumentParser
 import DMLModels
+import DMLTraining
 import DMLStatus
 
 /// What to train: `--model` and its shape.
 struct ModelOptions: ParsableArguments {
-    enum Kind: String, ExpressibleByArgument, CaseIterable {
-        case linear, logistic, softmax, mlp
-    }
-
     @Option(help: "Model to train: linear (least squares; needs a regression target), logistic (2 classes), softmax, mlp.")
-    var model: Kind = .softmax
+    var model: ModelKind = .softmax
 
     @Option(help: "MLP hidden layer widths, comma-separated (e.g. 256,128).")
     var hidden: String = "256"
@@ -50,3 +47,4 @@ struct ModelOptions: ParsableArguments {
 }
 
 extension MLP.ActivationKind: ExpressibleByArgument {}
+extension ModelKind: ExpressibleByArgument {}

@@ -71,9 +71,6 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Steps of linear learning-rate warm-up (from lr/N up to lr).")
     var warmup: Int = 0
 
-    enum ScheduleKind: String, ExpressibleByArgument, CaseIterable {
-        case constant, step, cosine
-    }
 
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
@@ -134,3 +131,4 @@ enum BatchSize: ExpressibleByArgument {
 }
 
 extension OptimizerKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}

@@ -7,7 +7,7 @@ import DMLTestSupport
 final class CheckpointFuzzTests: XCTestCase {
     func valid(step: Int = 7) throws -> (Checkpoint, [UInt8]) {
         let c = Checkpoint(step: step, epoch: 1, parameters: (0..<37).map { Float($0) * 0.25 - 3 },
-                           optimizerState: (0..<74).map { Float($0) * 0.5 }, identity: ["model": "softmax", "seed": "1"])
+                           optimizerState: (0..<74).map { Float($0) * 0.5 }, identity: ["config.model.kind": "softmax", "config.optimization.seed": "1"])
         return (c, try c.encode())
     }
 

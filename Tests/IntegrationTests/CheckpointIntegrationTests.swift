@@ -100,15 +100,24 @@ final class CheckpointIntegrationTests: XCTestCase {
         let dir = MPIRunner.temporaryDirectory()
         let args = small + ["--steps", "6", "--batch-size", "64", "--checkpoint-dir", "\(dir)/ckpt"]
         XCTAssertEqual(try MPIRunner.run(ranks: 2, "dml-train", args).status, 0)
-        for (flags, field) in [(["--seed", "2"], "seed"), (["--optimizer", "adam"], "optimizer"),
-                               (["--synthetic-classes", "3"], "model_shape")] {
+        // The two reported cases (a model option, an optimizer hyperparameter), then one of each kind.
+        for (flags, field) in [(["--weight-decay", "0.01"], "optimization.weightDecay"),
+                               (["--seed", "2"], "optimization.seed"), (["--optimizer", "adam"], "optimization.optimizer"),
+                               (["--compress", "bf16"], "reduction.compress"), (["--standardize"], "data.standardize"),
+                               (["--lr-schedule", "cosine"], "optimization.schedule"), (["--synthetic-classes", "3"], "model_shape")] {
             let r = try MPIRunner.run(ranks: 2, "dml-train", args + flags + ["--resume", "--output", "\(dir)/never.safetensors"])
-            XCTAssertNotEqual(r.status, 0, "\(flags)")
+            XCTAssertEqual(r.status, 78, "\(flags)")
             XCTAssertEqual(count("dml-train: error", in: r.stderr), 1, r.stderr)
-            XCTAssertTrue(r.stderr.contains("field '\(field)' differs"), "\(flags): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("'\(field)' differs"), "\(flags): \(r.stderr)")
             XCTAssertFalse(r.stdout.contains("step "), "nothing trained")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/never.safetensors"))
+        // The other reported case: an MLP checkpoint written with tanh does not resume a relu run.
+        let mlp = ["--model", "mlp", "--hidden", "8"] + small + ["--steps", "6", "--batch-size", "64", "--checkpoint-dir", "\(dir)/mlp"]
+        XCTAssertEqual(try MPIRunner.run(ranks: 2, "dml-train", mlp + ["--activation", "tanh"]).status, 0)
+        let relu = try MPIRunner.run(ranks: 2, "dml-train", mlp + ["--resume"])
+        XCTAssertEqual(relu.status, 78, relu.stderr)
+        XCTAssertTrue(relu.stderr.contains("'model.activation' differs (the checkpoint has 'tanh', this run has 'relu')"), relu.stderr)
     }
 
     func testTheReplicaCheckCatchesAPerturbedRank() throws {
@@ -131,7 +140,7 @@ final class CheckpointIntegrationTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertEqual(count("dml-train: error", in: r.stderr), 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("training diverged at step 7") && r.stderr.contains("lower learning rate"), r.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt"), ["ckpt-00000005.safetensors"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/ckpt").filter { $0 != ".dml-lock" }, ["ckpt-00000005.safetensors"])
         let good = try Checkpoint.decode(bytes("\(dir)/ckpt/ckpt-00000005.safetensors"))
         XCTAssertEqual(good.step, 5)
         XCTAssertTrue(good.parameters.allSatisfy(\.isFinite))
@@ -142,7 +151,7 @@ final class CheckpointIntegrationTests: XCTestCase {
         XCTAssertNotEqual(big.status, 0)
         XCTAssertEqual(count("dml-train: error", in: big.stderr), 1, big.stderr)
         XCTAssertTrue(big.stderr.contains("training diverged") && big.stderr.contains("lower learning rate"), big.stderr)
-        for f in try FileManager.default.contentsOfDirectory(atPath: "\(dir)/big") {
+        for f in try FileManager.default.contentsOfDirectory(atPath: "\(dir)/big") where f != ".dml-lock" {
             XCTAssertTrue(try Checkpoint.decode(bytes("\(dir)/big/\(f)")).parameters.allSatisfy(\.isFinite), f)
         }
     }
