@@ -37,10 +37,12 @@ let package = Package(
         .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus"], swiftSettings: cpuFlags),
         // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
         .target(name: "CKernelHints"),
+        // Stop signals recorded by an async-signal-safe C handler, installed before main in dml-train.
+        .target(name: "CStopSignals"),
         .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),
         .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
         .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData"],
+        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"],
                 swiftSettings: cpuFlags),
         .executableTarget(name: "dml-train", dependencies: [
             "DMLTraining", "DMLStatus",

@@ -34,7 +34,9 @@ public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, fault: Fault? = nil) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
-        let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let prefix = "." + url.lastPathComponent + ".tmp-" + host + "-"
+        removeStrayTemporaries(in: dir, prefix: prefix)
+        let temp = dir + "/" + prefix + "\(getpid())"
         func fail(_ what: String, kind: FailureKind = .ioError) -> WriteError {
             WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))", kind: kind)
         }
@@ -63,6 +65,19 @@ public enum AtomicFile {
         ok = true
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// This host's name, in temporary file names (a shared file system may see writers on several hosts).
+    static let host = ProcessInfo.processInfo.hostName.replacingOccurrences(of: "/", with: "_")
+
+    /// Removes the temporary files `<prefix><pid>` in `dir` whose writer, a process of this host, is gone
+    /// (a writer killed mid-write cannot clean up after itself). A live writer's file is left alone.
+    static func removeStrayTemporaries(in dir: String, prefix: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + name) }
+        }
     }
 
     /// Checks, without leaving anything behind, that a file can be created next to `path` (and so that

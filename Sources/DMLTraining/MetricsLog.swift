@@ -4,6 +4,8 @@ import DMLStatus
 /// The `--metrics` file: JSON lines, one object per logged step, per evaluation and a last
 /// `"event": "final"` line. Only rank 0 creates one. Keys: `step`, `epoch`, `loss`, `lr`,
 /// `samples_per_s` on every line; evaluation lines add `event: "eval"`, `test_loss`, `test_accuracy`.
+/// A fresh run starts the file anew; a resumed run keeps the lines up to its checkpoint. A failed write
+/// (a full disk) is an `AtomicFile.WriteError` (`.ioError`), never a crash.
 public final class MetricsLog {
     public let path: String
     private let handle: FileHandle
@@ -31,14 +33,19 @@ public final class MetricsLog {
 
     deinit { try? handle.close() }
 
-    /// Appends one line; keys keep the given order. Non-finite numbers are written as null.
-    public func append(_ fields: KeyValuePairs<String, Any?>) {
+    /// Appends one line; keys keep the given order. Non-finite numbers are written as null. Throws
+    /// `AtomicFile.WriteError` (`.ioError`) when the write fails.
+    public func append(_ fields: KeyValuePairs<String, Any?>) throws {
         var parts: [String] = []
         for (k, v) in fields {
             guard let v = v else { continue }
             parts.append("\"\(k)\": " + Self.json(v))
         }
-        handle.write(("{" + parts.joined(separator: ", ") + "}\n").data(using: .utf8)!)
+        do {
+            try handle.write(contentsOf: Data(("{" + parts.joined(separator: ", ") + "}\n").utf8))
+        } catch {
+            throw AtomicFile.WriteError(path: path, reason: "write failed: \((error as NSError).localizedDescription)", kind: .ioError)
+        }
     }
 
     static func json(_ v: Any) -> String {
@@ -47,8 +54,18 @@ public final class MetricsLog {
         case let f as Float: return f.isFinite ? "\(f)" : "null"
         case let i as Int: return String(i)
         case let s as String:
-            let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default: out += u.value < 0x20 ? String(format: "\\u%04x", u.value) : String(u)
+                }
+            }
+            return out + "\""
         default: return "null"
         }
     }

@@ -4,9 +4,7 @@ import Glibc
 import Foundation
 import DMLStatus
 import DMLComm
-
-/// The number of the last stop signal received (0: none). Written by the signal handler only.
-private var receivedSignal: sig_atomic_t = 0
+import CStopSignals
 
 /// Stop requests by signal: SIGTERM, SIGINT (what Slurm and a terminal send) and SIGUSR1 (what `mpirun`
 /// forwards to the ranks: `kill -USR1 <mpirun>`, which `dml-launch` sends when it is told to stop).
@@ -17,22 +15,16 @@ private var receivedSignal: sig_atomic_t = 0
 public enum Preemption {
     public static let signals: [Int32] = [SIGTERM, SIGINT, SIGUSR1]
 
-    /// Installs the handlers (once per process, after MPI_Init: OpenMPI installs its own for other signals).
-    public static func install() {
-        for s in signals {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { sig in receivedSignal = sig }
-            action.sa_flags = SA_RESTART
-            sigemptyset(&action.sa_mask)
-            sigaction(s, &action, nil)
-        }
-    }
+    /// Installs the handlers (idempotent; the handler only records the signal, in C: `CStopSignals`). In
+    /// dml-train they are already in place before `main` (a C constructor), so a signal during start-up is
+    /// kept too; dml-train installs them again after `MPI_Init` in case the MPI library replaced them.
+    public static func install() { dml_stop_signals_install() }
 
     /// The stop signal received so far, or 0.
-    public static var signal: Int32 { receivedSignal }
+    public static var signal: Int32 { dml_stop_signal() }
 
     /// Records a stop request as a signal would (tests, fault injection).
-    public static func request(_ sig: Int32) { receivedSignal = sig }
+    public static func request(_ sig: Int32) { dml_stop_signal_request(sig) }
 
     public static func name(_ sig: Int32) -> String {
         switch sig {

@@ -87,6 +87,10 @@ public final class Trainer {
     /// Where rank 0 reports what balancing did (stdout by default).
     public var note: (String) -> Void = { print($0) }
 
+    /// A failure this rank found outside any collective (rank 0's metrics write on a full disk): the next
+    /// step's gate agrees on it, and every rank throws it (`AgreedFailure`) before that step's update.
+    public var failureToAgree: Error?
+
     /// The parameters, one flat buffer laid out by `model.layout`.
     public private(set) var parameters: [Float]
     /// Steps completed so far.
@@ -293,11 +297,16 @@ public final class Trainer {
     /// step). Under the step's deadline, so a rank that never arrives is named by the roll call
     /// (`CollectiveStall`). Cost: one allreduce of one Int64.
     func gate(step number: Int) throws {
-        let agreed = try comm.watched("the start of step \(number)", seconds: config.collectiveTimeout) {
-            try comm.allreduced(Int64(Preemption.signal), op: .max)
+        let local = failureToAgree != nil ? Self.failureFlag : Int64(Preemption.signal)
+        try comm.watched("the start of step \(number)", seconds: config.collectiveTimeout) {
+            let agreed = try comm.allreduced(local, op: .max)
+            if agreed >= Self.failureFlag { try comm.agree(error: failureToAgree) }
+            if agreed != 0 { throw Preempted(signal: Int32(agreed), step: step) }
         }
-        if agreed != 0 { throw Preempted(signal: Int32(agreed), step: step) }
     }
+
+    /// The gate's flag for "a rank has a failure to agree on": above every signal number.
+    static let failureFlag: Int64 = 1 << 16
 
     /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:
     /// such parameters are never checkpointed or written out. Cost: one pass over the parameters.

@@ -141,8 +141,8 @@ public final class TrainingSession {
         try trainer.run(report: { r in
             lastSpeed = r.samplesPerSecond
             if rank0 { printer?.report(r) }
-            metrics?.append(["step": r.step, "epoch": r.epoch + 1, "loss": r.loss, "lr": r.learningRate,
-                             "samples_per_s": r.samplesPerSecond])
+            self.log(to: metrics, ["step": r.step, "epoch": r.epoch + 1, "loss": r.loss, "lr": r.learningRate,
+                                   "samples_per_s": r.samplesPerSecond])
         }, afterStep: {
             let s = self.trainer.step
             if self.options.verifyEvery > 0 && s % self.options.verifyEvery == 0 { try self.trainer.verifyReplicas() }
@@ -150,7 +150,7 @@ public final class TrainingSession {
                (s / stepsPerEpoch) % self.options.evalEvery == 0 {
                 let e = try self.test.map { try self.trainer.evaluate($0) }
                 let v = try self.validation.map { try self.trainer.evaluate($0) }
-                metrics?.append(["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "loss": self.trainer.lastLoss,
+                self.log(to: metrics, ["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "loss": self.trainer.lastLoss,
                                  "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
                                  "test_loss": e?.loss, "test_accuracy": e?.accuracy,
                                  "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
@@ -176,13 +176,23 @@ public final class TrainingSession {
         let testEval = try test.map { try trainer.evaluate($0) }
         let validationEval = try validation.map { try trainer.evaluate($0) }
         let s = trainer.step
-        metrics?.append(["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
+        // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
+        log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
                          "loss": trainer.lastLoss, "lr": s > 0 ? trainer.config.schedule.lr(at: s - 1) : nil,
                          "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
                          "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
                          "validation_loss": validationEval?.loss, "validation_accuracy": validationEval?.accuracy, "seconds": seconds])
+        try comm.agree(error: trainer.failureToAgree)
         return SessionResult(train: trainEval, test: testEval, validation: validationEval, seconds: seconds, resumedFrom: resumedFrom)
+    }
+
+    /// Rank 0 appends a metrics line; a failed write (a full disk) does not stop rank 0 alone in the middle
+    /// of the steps: the next step's gate (or the end of the run) agrees on it and every rank stops with
+    /// its message (exit 74). Lines after a failed one are not attempted.
+    private func log(to metrics: MetricsLog?, _ fields: KeyValuePairs<String, Any?>) {
+        guard let metrics, trainer.failureToAgree == nil else { return }
+        do { try metrics.append(fields) } catch { trainer.failureToAgree = error }
     }
 
     private func stepRows(from a: Int, to b: Int) -> Int {

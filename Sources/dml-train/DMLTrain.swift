@@ -50,7 +50,7 @@ struct DMLTrain: ParsableCommand {
     @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
     var output: String?
 
-    @Option(help: "Append metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line.")
+    @Option(help: "Write metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line. A fresh run starts the file anew; --resume keeps the lines up to its checkpoint.")
     var metrics: String?
 
     @Option(help: "Write a Chrome trace of every rank's steps (data, compute, wait, allreduce, update, evaluate, checkpoint) to this file (rank 0; open in Perfetto or chrome://tracing), and print which rank is slowest.")
@@ -143,8 +143,15 @@ struct DMLTrain: ParsableCommand {
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
         // Checks that can fail come first, agreed on by all ranks, so nothing is trained in vain.
         let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
-        for path in [output, timeline].compactMap({ $0 }) {
-            try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } }
+        try comm.agreeing {
+            guard comm.rank == 0 else { return }
+            let job = configuration
+            let inputs = [("--data", job.data.path), ("--labels", job.data.labels), ("--test-data", job.data.testPath),
+                          ("--test-labels", job.data.testLabels)].compactMap { f, p in p.map { (flag: f, path: $0) } }
+            let outputs = [("--output", job.outputs.output), ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
+                           ("--tune-cache", job.reduction.autotune ? job.reduction.tuneCache : nil)].compactMap { f, p in p.map { (flag: f, path: $0) } }
+            try OutputPaths.checkDistinct(inputs: inputs, outputs: outputs)
+            for path in [output, timeline].compactMap({ $0 }) { try AtomicFile.checkWritable(path) }
         }
         faults.hangDuringStartupIfPlanned(rank: comm.rank)
         if data.partition == .features { return try runFeaturePartitioned(comm) }

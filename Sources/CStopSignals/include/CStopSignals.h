@@ -1,0 +1,12 @@
+#ifndef DML_CSTOPSIGNALS_H
+#define DML_CSTOPSIGNALS_H
+// Stop requests by signal (SIGTERM, SIGINT, SIGUSR1), recorded by an async-signal-safe handler in a
+// `volatile sig_atomic_t`, the only kind of variable a handler may write. See Preemption.swift.
+
+/// Installs the handler for the three stop signals (idempotent).
+void dml_stop_signals_install(void);
+/// The last stop signal received, or 0.
+int dml_stop_signal(void);
+/// Records `sig` as if it had been received (tests, fault injection).
+void dml_stop_signal_request(int sig);
+#endif
