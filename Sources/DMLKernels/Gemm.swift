@@ -308,6 +308,17 @@ public enum Gemm {
     }
 }
 
+extension Gemm {
+    /// `y = Σ_r A[r, ·] + beta·y`: the column sums of `A` (`m × n`, row stride `lda`), e.g. a layer's bias
+    /// gradient from its row deltas. m·n flops; `beta == 0` never reads y.
+    public static func columnSums(m: Int, n: Int, a: UnsafePointer<Float>, lda: Int, beta: Float,
+                                  y: UnsafeMutablePointer<Float>) {
+        precondition(m >= 0 && n >= 0 && lda >= n)
+        scaleRow(y, n, beta)
+        for r in 0..<m { Vector.axpy(1, a + r * lda, y, n) }
+    }
+}
+
 /// Packing buffers for `Gemm.gemm`, allocated once (about 2.2 MiB, 64-byte aligned). A workspace must not
 /// be used by two threads at once; `current` gives each thread its own.
 public final class GemmWorkspace {
