@@ -72,6 +72,12 @@ def main():
                           (f"softmax_dW_TN_m{k}_n{d}_k{batch}", dZ2.T, X, d)]:
         flops, t = flops_and_time(a, b)
         rows.append((name, n, flops / t / 1e9))
+    # A full batch on one rank: the softmax dW over 30,000 rows (dml-bench's full_batch_softmax_dW_TN).
+    tall = 30_000
+    Xt = rng.uniform(-1, 1, (tall, d)).astype(np.float32)
+    dZt = rng.uniform(-1, 1, (tall, k)).astype(np.float32)
+    flops, t = flops_and_time(dZt.T, Xt)
+    rows.append((f"full_batch_softmax_dW_TN_m{k}_n{d}_k{tall}", d, flops / t / 1e9))
     print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     for name, n, g in rows:
         print(f"{name:34s} {n:7d} {g:9.2f} GFLOP/s")

@@ -6,7 +6,9 @@
 /// The packed kernel pads such a side to its 16-wide (or 6-high) tile and copies all of X into its packing
 /// buffers first; these kernels read X where it lies, once per group of five classes, with the five
 /// classes' accumulators in registers. `Gemm.gemm` routes these shapes here. Same flops (2·m·n·k), no
-/// packing, no allocation; the summation order is fixed, so results are deterministic.
+/// packing; the summation order is fixed by the shapes, so results are deterministic. The backward kernel
+/// sums over the batch's rows, so it sums blocks of `rowBlock` rows and combines them pairwise (its error
+/// then does not grow with the rows per rank); its scratch comes from the `GemmWorkspace`.
 extension Gemm {
     /// Widest skinny side routed to these kernels (above it the packed kernel's tile is well used).
     public static let skinnyLimit = 16
@@ -81,22 +83,73 @@ extension Gemm {
     }
 
     /// `C = alpha·Aᵀ·B + beta·C`: `A` is stored `k × m` (row stride `lda`), `B` is `k × n` (row stride `ldb`),
-    /// `C` is `m × n`, `m ≤ skinnyLimit`. Five rows of C × 16 columns in registers while the k rows of B stream
-    /// past: per row of B, two loads, five broadcasts and ten FMAs.
+    /// `C` is `m × n`, `m ≤ skinnyLimit`: a classifier's `∂W = Dᵀ·X`, a sum over the k rows of a batch.
+    ///
+    /// Columns go in panels of `skinnyPanel`; in a panel the rows go in blocks of `rowBlock`, each block summed
+    /// in registers (`skinnyTNBlock`) into an `m × cols` partial, and the partials are combined pairwise
+    /// (`PairwiseSums`), so the rounding error grows like `rowBlock + log₂(k / rowBlock)` additions rather
+    /// than k. A block's rows (`rowBlock × skinnyPanel` floats of B, 1 MiB at most) are read from memory once
+    /// and from cache by the other groups of five classes. Scratch: `(⌊log₂ blocks⌋ + 1)·m·cols` floats from
+    /// `workspace`; storing and merging the partials costs about 3·m·cols memory operations per block
+    /// (a few per cent of the block's FMAs). With a single block (k ≤ `rowBlock`: a mini-batch) the sums go
+    /// straight from registers to C.
     static func skinnyTN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                         b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let n16 = n & ~15
+                         b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                         workspace: GemmWorkspace) {
+        if k <= rowBlock {
+            return skinnyTNBlock(m: m, cols: n, rows: k, a: a, lda: lda, b: b, ldb: ldb, alpha: alpha, beta: beta,
+                                 into: c, ldo: ldc)
+        }
+        let blocks = (k + rowBlock - 1) / rowBlock
+        let slots = workspace.sums(PairwiseSums.slots(forPartials: blocks) * m * min(n, skinnyPanel))
+        var j0 = 0
+        while j0 < n {
+            let cols = min(skinnyPanel, n - j0)
+            var sums = PairwiseSums(slots, width: m * cols)
+            var p0 = 0
+            while p0 < k {
+                skinnyTNBlock(m: m, cols: cols, rows: min(rowBlock, k - p0), a: a + p0 * lda, lda: lda,
+                              b: b + p0 * ldb + j0, ldb: ldb, alpha: 1, beta: 0, into: sums.next(), ldo: cols)
+                sums.commit()
+                p0 += rowBlock
+            }
+            let total = sums.total()
+            for i in 0..<m {
+                let out = c + i * ldc + j0, t = total + i * cols
+                var j = 0
+                while j + 16 <= cols {
+                    writeRow(out + j, load(t + j), load(t + j + 8), alpha, beta)
+                    j += 16
+                }
+                while j < cols {
+                    out[j] = beta == 0 ? alpha * t[j] : alpha * t[j] + beta * out[j]
+                    j += 1
+                }
+            }
+            j0 += cols
+        }
+    }
+
+    /// `out[i·ldo + j] = alpha·Σ_{p < rows} A[p, i]·B[p, j] + beta·out[i·ldo + j]` for i < m, j < cols (A stored
+    /// `rows × m`, B `rows × cols`; `beta == 0` never reads out). Five rows of the result × 16 columns in
+    /// registers while the rows of B stream past: per row of B, two loads, five broadcasts and ten FMAs.
+    /// The last `cols mod 16` columns go one at a time.
+    @inline(__always)
+    static func skinnyTNBlock(m: Int, cols: Int, rows: Int, a: UnsafePointer<Float>, lda: Int,
+                              b: UnsafePointer<Float>, ldb: Int, alpha: Float, beta: Float,
+                              into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        let cols16 = cols & ~15
         var g = 0
         while g < m {
-            let rows = min(skinnyGroup, m - g)
+            let count = min(skinnyGroup, m - g)
             // Columns of A past the last class repeat the last one; their results are not written.
             let a0 = g, a1 = min(g + 1, m - 1), a2 = min(g + 2, m - 1), a3 = min(g + 3, m - 1), a4 = min(g + 4, m - 1)
             var j = 0
-            while j < n16 {
+            while j < cols16 {
                 var s00 = V(), s01 = V(), s10 = V(), s11 = V(), s20 = V(), s21 = V()
                 var s30 = V(), s31 = V(), s40 = V(), s41 = V()
                 var pa = a, pb = b + j
-                for _ in 0..<k {
+                for _ in 0..<rows {
                     let x0 = load(pb), x1 = load(pb + 8)
                     var d = V(repeating: pa[a0])
                     s00.addProduct(d, x0); s01.addProduct(d, x1)
@@ -111,25 +164,24 @@ extension Gemm {
                     pa += lda
                     pb += ldb
                 }
-                let out = c + g * ldc + j
-                writeRow(out, s00, s01, alpha, beta)
-                if rows > 1 { writeRow(out + ldc, s10, s11, alpha, beta) }
-                if rows > 2 { writeRow(out + 2 * ldc, s20, s21, alpha, beta) }
-                if rows > 3 { writeRow(out + 3 * ldc, s30, s31, alpha, beta) }
-                if rows > 4 { writeRow(out + 4 * ldc, s40, s41, alpha, beta) }
+                let o = out + g * ldo + j
+                writeRow(o, s00, s01, alpha, beta)
+                if count > 1 { writeRow(o + ldo, s10, s11, alpha, beta) }
+                if count > 2 { writeRow(o + 2 * ldo, s20, s21, alpha, beta) }
+                if count > 3 { writeRow(o + 3 * ldo, s30, s31, alpha, beta) }
+                if count > 4 { writeRow(o + 4 * ldo, s40, s41, alpha, beta) }
                 j += 16
             }
-            // The last n mod 16 columns, one at a time.
-            while j < n {
-                for r in 0..<rows {
+            while j < cols {
+                for r in 0..<count {
                     var s: Float = 0
                     var pa = a + g + r, pb = b + j
-                    for _ in 0..<k {
-                        s += pa[0] * pb[0]
+                    for _ in 0..<rows {
+                        s = s.addingProduct(pa[0], pb[0])
                         pa += lda
                         pb += ldb
                     }
-                    let o = c + (g + r) * ldc + j
+                    let o = out + (g + r) * ldo + j
                     o[0] = beta == 0 ? alpha * s : alpha * s + beta * o[0]
                 }
                 j += 1

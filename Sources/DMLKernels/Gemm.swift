@@ -14,6 +14,17 @@ public enum Gemm {
     /// Cache blocks: A block `mc × kc` (96 KiB: L2), B panel `kc × nc` (2 MiB: L3), B sliver `kc × nr`
     /// (16 KiB: L1).
     public static let mc = 96, kc = 256, nc = 2048
+    /// Rows summed in registers (or a small buffer) before a sum over rows hands its block partial to
+    /// `PairwiseSums` (the few-class TN kernel, `gemvT`, `columnSums`). Small enough that a block's own
+    /// rounding stays near Float32's precision; large enough that a mini-batch of 256 rows per rank is one
+    /// block (no partials at all) and that storing and merging partials costs a few per cent at most.
+    public static let rowBlock = 256
+    /// Columns per pass of `gemvT` and `columnSums` (a 16 KiB partial, in L1): bounds their pairwise scratch
+    /// (`slots · sumPanel` floats) whatever the number of features.
+    static let sumPanel = 4096
+    /// Columns per panel of the few-class TN kernel: a block of `rowBlock` rows of B (1 MiB) stays in L2
+    /// while each group of five classes passes over it; bounds its scratch to `slots · m · skinnyPanel`.
+    static let skinnyPanel = 1024
 
     @usableFromInline @inline(__always)
     static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
@@ -26,8 +37,12 @@ public enum Gemm {
     /// - `transA == false`: `A` is `m × k`, element (i, p) at `a[i·lda + p]`; `true`: `A` is stored `k × m`,
     ///   (i, p) at `a[p·lda + i]`. Likewise `B`: `k × n` at `b[p·ldb + j]`, or stored `n × k` at `b[j·ldb + p]`.
     /// - `beta == 0` never reads C (it may hold garbage); `beta == 1` accumulates.
-    /// - Cost: 2·m·n·k flops. Allocates nothing: the packing buffers come from `workspace`, by default the
-    ///   calling thread's own (created on the thread's first call, then reused).
+    /// - Cost: 2·m·n·k flops. Allocates nothing once warm: the packing buffers (and the few-class TN
+    ///   kernel's pairwise scratch) come from `workspace`, by default the calling thread's own (created on
+    ///   the thread's first call, then reused; the scratch grows to the largest k seen).
+    /// - Sums over k: the packed kernel sums k in panels of `kc` in registers and adds the panels into C;
+    ///   the few-class TN kernel (k = rows of a batch) sums blocks of `rowBlock` and combines the blocks
+    ///   pairwise (`PairwiseSums`). Deterministic: the order depends only on the shapes.
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
@@ -44,10 +59,11 @@ public enum Gemm {
         if !transA && transB && n <= skinnyLimit {
             return skinnyNT(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
-        if transA && !transB && m <= skinnyLimit {
-            return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        }
         let ws = workspace ?? GemmWorkspace.current
+        if transA && !transB && m <= skinnyLimit {
+            return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
+                            workspace: ws)
+        }
         let packA = ws.packA, packB = ws.packB, tile = ws.tile
         var jc = 0
         while jc < n {
@@ -273,48 +289,122 @@ public enum Gemm {
         }
     }
 
-    /// `y = alpha·Aᵀ·x + beta·y` with `A` `m × n` row-major (row stride `lda`), `x` of m, `y` of n.
-    /// Four rows of A are added into each loaded block of y. 2·m·n flops; `beta == 0` never reads y.
+    /// `y = alpha·Aᵀ·x + beta·y` with `A` `m × n` row-major (row stride `lda`), `x` of m, `y` of n: a sum over
+    /// the m rows (linear and logistic regression's `∂w = Xᵀ·d`).
+    ///
+    /// The rows are summed in blocks of `rowBlock` into a partial of the columns, and the blocks' partials
+    /// combined pairwise (`PairwiseSums`), so the rounding error grows like `rowBlock + log₂(m / rowBlock)`
+    /// additions rather than m; alpha scales the total. Columns go in passes of `sumPanel`. 2·m·n flops;
+    /// `beta == 0` never reads y; deterministic. Scratch from `workspace` (default: the thread's own).
     public static func gemvT(m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>,
+                             workspace: GemmWorkspace? = nil) {
         precondition(m >= 0 && n >= 0 && lda >= n)
-        scaleRow(y, n, beta)
+        sumRows(m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: y, workspace: workspace)
+    }
+
+    /// `y = Σ_r A[r, ·] + beta·y`: the column sums of `A` (`m × n`, row stride `lda`), e.g. a layer's bias
+    /// gradient from its row deltas. Blocks of `rowBlock` rows combined pairwise, as `gemvT`. m·n flops;
+    /// `beta == 0` never reads y; deterministic. Scratch from `workspace` (default: the thread's own).
+    public static func columnSums(m: Int, n: Int, a: UnsafePointer<Float>, lda: Int, beta: Float,
+                                  y: UnsafeMutablePointer<Float>, workspace: GemmWorkspace? = nil) {
+        precondition(m >= 0 && n >= 0 && lda >= n)
+        sumRows(m: m, n: n, alpha: 1, a: a, lda: lda, x: nil, beta: beta, y: y, workspace: workspace)
+    }
+
+    /// `y = alpha·Σ_r x[r]·A[r, ·] + beta·y` (`x == nil`: every weight 1), in column panels of `sumPanel`,
+    /// each a pairwise sum of blocks of `rowBlock` rows; a single block with alpha 1 goes straight into y.
+    static func sumRows(m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>?,
+                        beta: Float, y: UnsafeMutablePointer<Float>, workspace: GemmWorkspace?) {
+        if n == 0 { return }
+        if m == 0 || alpha == 0 { return scaleRow(y, n, beta) }
+        if m <= rowBlock && alpha == 1 {  // one block (a mini-batch): straight into y
+            scaleRow(y, n, beta)
+            return addRows(m, n, a, lda, x, y)
+        }
+        let blocks = (m + rowBlock - 1) / rowBlock
+        let ws = workspace ?? GemmWorkspace.current
+        let slots = ws.sums(PairwiseSums.slots(forPartials: blocks) * min(n, sumPanel))
+        var j0 = 0
+        while j0 < n {
+            let cols = min(sumPanel, n - j0)
+            var sums = PairwiseSums(slots, width: cols)
+            var r0 = 0
+            while r0 < m {
+                let partial = sums.next()
+                partial.update(repeating: 0, count: cols)
+                addRows(min(rowBlock, m - r0), cols, a + r0 * lda + j0, lda, x.map { $0 + r0 }, partial)
+                sums.commit()
+                r0 += rowBlock
+            }
+            let total = sums.total(), out = y + j0
+            let al = V(repeating: alpha), be = V(repeating: beta)
+            var j = 0
+            while j + 8 <= cols {
+                let v = load(total + j) * al
+                store(beta == 0 ? v : v + load(out + j) * be, out + j)
+                j += 8
+            }
+            while j < cols {
+                out[j] = beta == 0 ? alpha * total[j] : alpha * total[j] + beta * out[j]
+                j += 1
+            }
+            j0 += cols
+        }
+    }
+
+    /// `t[0..<n] += Σ_{r < rows} x[r]·A[r, 0..<n]` (`x == nil`: weight 1). Weighted (`gemvT`): four rows
+    /// added into each loaded block of t; unweighted (`columnSums`): one row per pass over t. Each is the
+    /// loop its kernel had before the pairwise sums, kept because it measured at least as fast on the
+    /// shapes of `dml-bench kernels` (four rows win when A is in cache, one row on tall A of few columns).
+    @inline(__always)
+    static func addRows(_ rows: Int, _ n: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ x: UnsafePointer<Float>?,
+                        _ t: UnsafeMutablePointer<Float>) {
+        guard let x else {
+            for i in 0..<rows { Vector.axpy(1, a + i * lda, t, n) }
+            return
+        }
         var i = 0
-        while i + 4 <= m {
+        while i + 4 <= rows {
             let r0 = a + i * lda, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda
-            let x0 = alpha * x[i], x1 = alpha * x[i + 1], x2 = alpha * x[i + 2], x3 = alpha * x[i + 3]
+            let x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3]
             let v0 = V(repeating: x0), v1 = V(repeating: x1), v2 = V(repeating: x2), v3 = V(repeating: x3)
             var j = 0
             while j + 8 <= n {
-                var yv = load(y + j)
-                yv.addProduct(v0, load(r0 + j))
-                yv.addProduct(v1, load(r1 + j))
-                yv.addProduct(v2, load(r2 + j))
-                yv.addProduct(v3, load(r3 + j))
-                store(yv, y + j)
+                var tv = load(t + j)
+                tv.addProduct(v0, load(r0 + j))
+                tv.addProduct(v1, load(r1 + j))
+                tv.addProduct(v2, load(r2 + j))
+                tv.addProduct(v3, load(r3 + j))
+                store(tv, t + j)
                 j += 8
             }
             while j < n {
-                y[j] = y[j].addingProduct(x0, r0[j]).addingProduct(x1, r1[j])
-                    .addingProduct(x2, r2[j]).addingProduct(x3, r3[j])
+                t[j] = t[j].addingProduct(x0, r0[j]).addingProduct(x1, r1[j]).addingProduct(x2, r2[j])
+                    .addingProduct(x3, r3[j])
                 j += 1
             }
             i += 4
         }
-        while i < m {
-            Vector.axpy(alpha * x[i], a + i * lda, y, n)
+        while i < rows {
+            Vector.axpy(x[i], a + i * lda, t, n)
             i += 1
         }
     }
 }
 
-/// Packing buffers for `Gemm.gemm`, allocated once (about 2.2 MiB, 64-byte aligned). A workspace must not
-/// be used by two threads at once; `current` gives each thread its own.
+/// Packing buffers for `Gemm.gemm`, allocated once (about 2.2 MiB, 64-byte aligned), and the scratch of the
+/// sums over rows (`PairwiseSums`), grown on demand. A workspace must not be used by two threads at once;
+/// `current` gives each thread its own.
 public final class GemmWorkspace {
     let packA: UnsafeMutablePointer<Float>
     let packB: UnsafeMutablePointer<Float>
     let tile: UnsafeMutablePointer<Float>
     private let raw: UnsafeMutableRawPointer
+
+    /// Scratch of the sums over rows (`PairwiseSums` slots): grown when a call needs more, then kept.
+    private var sumsScratch: UnsafeMutableRawPointer?
+    private var sumsCapacity = 0
 
     public init() {
         let a = Gemm.mc * Gemm.kc, b = Gemm.kc * Gemm.nc, t = Gemm.mr * Gemm.nr
@@ -325,16 +415,42 @@ public final class GemmWorkspace {
         tile = base + b + a
     }
 
-    deinit { raw.deallocate() }
+    deinit {
+        raw.deallocate()
+        sumsScratch?.deallocate()
+    }
 
-    private static let key = "DMLKernels.GemmWorkspace"
+    /// At least `count` floats of scratch for `PairwiseSums` (contents unspecified), 64-byte aligned.
+    /// Reallocated only when a call needs more than any before on this workspace.
+    func sums(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > sumsCapacity || sumsScratch == nil {
+            sumsScratch?.deallocate()
+            sumsCapacity = Swift.max(count, 1024)
+            sumsScratch = UnsafeMutableRawPointer.allocate(byteCount: sumsCapacity * 4, alignment: 64)
+        }
+        return sumsScratch!.bindMemory(to: Float.self, capacity: sumsCapacity)
+    }
 
-    /// The calling thread's workspace (created on first use, freed with the thread).
+    /// The thread-specific slot holding each thread's workspace (retained; released when the thread ends).
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        #if os(Linux)
+        let created = pthread_key_create(&key) { if let p = $0 { Unmanaged<GemmWorkspace>.fromOpaque(p).release() } }
+        #else
+        let created = pthread_key_create(&key) { Unmanaged<GemmWorkspace>.fromOpaque($0).release() }
+        #endif
+        precondition(created == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// The calling thread's workspace (created on first use, freed with the thread). A thread-specific
+    /// pointer (`pthread_getspecific`, a few ns) rather than `Thread.threadDictionary` (about 0.3 µs, which
+    /// was a few per cent of a batch-256 few-class gemm).
     public static var current: GemmWorkspace {
-        let dict = Thread.current.threadDictionary
-        if let ws = dict[key] as? GemmWorkspace { return ws }
+        if let p = pthread_getspecific(key) { return Unmanaged<GemmWorkspace>.fromOpaque(p).takeUnretainedValue() }
         let ws = GemmWorkspace()
-        dict[key] = ws
+        let stored = pthread_setspecific(key, Unmanaged.passRetained(ws).toOpaque())
+        precondition(stored == 0, "pthread_setspecific failed")
         return ws
     }
 }

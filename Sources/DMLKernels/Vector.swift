@@ -82,9 +82,42 @@ public enum Vector {
         }
     }
 
-    /// `Σ x[i]` for `i < n`.
-    @inlinable @inline(__always)
+    /// `Σ x[i]` for `i < n`: blocks of `sumBlock` elements (four SIMD8 accumulators, 128 terms per lane),
+    /// whose sums are combined pairwise (a binary counter of partial sums, as `PairwiseSums`), so the
+    /// rounding error grows like log₂(n) rather than n (it is e.g. a bias gradient: a sum over a batch's
+    /// rows). The order depends only on n: deterministic. n flops; no allocation (64 floats of stack).
     public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        if n <= sumBlock { return blockSum(x, n) }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: Int.bitWidth) { slots in
+            var count = 0, i = 0
+            while i < n {
+                var s = blockSum(x + i, Swift.min(sumBlock, n - i))
+                var level = 0
+                while (count >> level) & 1 == 1 {
+                    s += slots[level]
+                    level += 1
+                }
+                slots[level] = s
+                count += 1
+                i += sumBlock
+            }
+            var bits = count
+            var total = slots[bits.trailingZeroBitCount]
+            bits &= bits - 1
+            while bits != 0 {
+                total += slots[bits.trailingZeroBitCount]
+                bits &= bits - 1
+            }
+            return total
+        }
+    }
+
+    /// Elements per block of `sum`.
+    public static let sumBlock = 4096
+
+    /// `Σ x[i]` for `i < n` with four SIMD8 accumulators (each lane a naive sum of n/32 terms).
+    @inline(__always)
+    static func blockSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var a0 = V(), a1 = V(), a2 = V(), a3 = V()
         var i = 0
         while i + 32 <= n {

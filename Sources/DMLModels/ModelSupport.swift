@@ -64,10 +64,10 @@ func addBias(_ z: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, row
     for r in 0..<rows { Vector.axpy(1, bias, z + r * cols, cols) }
 }
 
-/// `out[j] += Σ_r m[r·cols + j]`: the bias gradient from a matrix of row deltas.
+/// `out[j] += Σ_r m[r·cols + j]`: the bias gradient from a matrix of row deltas (`Gemm.columnSums`).
 @inline(__always)
 func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
-    for r in 0..<rows { Vector.axpy(1, m + r * cols, out, cols) }
+    Gemm.columnSums(m: rows, n: cols, a: m, lda: cols, beta: 1, y: out)
 }
 
 /// Softmax cross-entropy over a block of logits (rows × classes), in place: returns `Σ −log p[label]`,

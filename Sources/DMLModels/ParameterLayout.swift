@@ -6,6 +6,8 @@ public struct TensorView: Equatable, Sendable {
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset ..< offset + count }
+    /// A bias: named `bias`, or ending in `.bias` (`fc1.bias`). Weight decay spares biases.
+    public var isBias: Bool { name == "bias" || name.hasSuffix(".bias") }
 }
 
 /// The layout of a model's parameters: named views packed one after another into one contiguous Float
@@ -26,4 +28,7 @@ public struct ParameterLayout: Equatable, Sendable {
     }
 
     public func view(named name: String) -> TensorView? { views.first { $0.name == name } }
+
+    /// The ranges of every tensor that is not a bias, in layout order: what weight decay applies to.
+    public var weightRanges: [Range<Int>] { views.filter { !$0.isBias }.map(\.range) }
 }

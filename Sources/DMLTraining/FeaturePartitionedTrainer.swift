@@ -44,7 +44,7 @@ public final class FeaturePartitionedTrainer {
         self.train = train
         self.config = config
         self.allreduce = allreduce
-        optimizer = Optimizer(config.optimizer, count: slice.localCount)
+        optimizer = Optimizer(config.optimizer, layout: slice.layout)
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
                                seed: config.seed, shuffle: config.batchSize != nil)
         // Zero, like the row-partitioned linear models (their losses are convex).

@@ -1,5 +1,6 @@
 import Foundation
 import DMLKernels
+import DMLModels
 
 /// Which update rule an `Optimizer` applies.
 public enum OptimizerKind: String, Sendable, CaseIterable {
@@ -27,8 +28,10 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var beta1: Float
     public var beta2: Float
     public var epsilon: Float
-    /// Weight decay λ: an L2 term `λ·θ` added to the gradient for sgd, momentum and adam; decoupled
-    /// (`θ ← θ − lr·λ·θ`, applied before the Adam step) for adamw.
+    /// Weight decay λ on the optimizer's decayed ranges (the weights, never the biases: `Optimizer.decayed`):
+    /// an L2 term `λ·θ` added to the gradient for sgd, momentum and adam; decoupled (`θ ← θ − lr·λ·θ`,
+    /// applied before the Adam step) for adamw. `dml-train` sets it for adamw only: for the other rules the
+    /// model charges the L2 term itself (`WeightDecay` in DMLModels), and this is 0.
     public var weightDecay: Float
 
     public init(kind: OptimizerKind = .sgd, momentum: Float = 0.9, nesterov: Bool = false, beta1: Float = 0.9,
@@ -60,19 +63,51 @@ public struct OptimizerConfig: Sendable, Equatable {
 ///
 /// The state lives in ONE flat buffer `state` of `kind.stateCopies × count` floats laid out like the
 /// parameters (copy 0 = velocity or first moment, copy 1 = second moment), so checkpointing, broadcasting
-/// and checksumming it are one call each. Cost per step: a few flops per parameter, no allocation.
+/// and checksumming it are one call each. Weight decay (`config.weightDecay`) touches only `decayed`: the
+/// weights, never the biases. Cost per step: a few flops per parameter, no allocation.
 public final class Optimizer {
     public let config: OptimizerConfig
     public let count: Int
+    /// The parameter ranges weight decay applies to: sorted, disjoint, inside `0..<count`. Built from the
+    /// model's layout, every tensor but the biases (`ParameterLayout.weightRanges`).
+    public let decayed: [Range<Int>]
     /// The optimizer's state, `config.kind.stateCopies × count` floats.
     public var state: [Float]
+    /// `0..<count` cut into consecutive runs, each with the decay λ it gets (0 outside `decayed`, and
+    /// everywhere when `config.weightDecay` is 0: then one run).
+    private let runs: [(range: Range<Int>, lambda: Float)]
 
     public var name: String { config.kind.rawValue }
 
-    public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int) {
+    /// An optimizer over `count` parameters that decays the ranges `decayed` (sorted, disjoint, in bounds).
+    public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int, decayed: [Range<Int>]) {
+        precondition(count >= 0)
+        for (i, r) in decayed.enumerated() {
+            precondition(r.lowerBound >= 0 && r.upperBound <= count, "decayed range \(r) outside 0..<\(count)")
+            precondition(i == 0 || decayed[i - 1].upperBound <= r.lowerBound, "decayed ranges must be sorted and disjoint")
+        }
         self.config = config
         self.count = count
+        self.decayed = decayed
         state = [Float](repeating: 0, count: config.kind.stateCopies * count)
+        var runs: [(range: Range<Int>, lambda: Float)] = []
+        if config.weightDecay == 0 {
+            runs = [(0..<count, 0)]
+        } else {
+            var next = 0
+            for r in decayed where !r.isEmpty {
+                if next < r.lowerBound { runs.append((next..<r.lowerBound, 0)) }
+                runs.append((r, config.weightDecay))
+                next = r.upperBound
+            }
+            if next < count { runs.append((next..<count, 0)) }
+        }
+        self.runs = runs
+    }
+
+    /// An optimizer over `layout`'s parameters that decays every tensor but the biases.
+    public convenience init(_ config: OptimizerConfig = OptimizerConfig(), layout: ParameterLayout) {
+        self.init(config, count: layout.count, decayed: layout.weightRanges)
     }
 
     /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr`.
@@ -80,23 +115,26 @@ public final class Optimizer {
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {
         let n = count
         let c = config
-        let wd = c.weightDecay
         switch c.kind {
         case .sgd:
-            if wd == 0 {
-                Vector.axpy(-lr, g, w, n)
-            } else {
-                for i in 0..<n { w[i] -= lr * (g[i] + wd * w[i]) }
+            for (range, wd) in runs {
+                if wd == 0 {
+                    Vector.axpy(-lr, g + range.lowerBound, w + range.lowerBound, range.count)
+                } else {
+                    for i in range { w[i] -= lr * (g[i] + wd * w[i]) }
+                }
             }
         case .momentum:
             let mu = c.momentum
             state.withUnsafeMutableBufferPointer { s in
                 let v = s.baseAddress!
-                for i in 0..<n {
-                    let gi = g[i] + wd * w[i]
-                    v[i] = mu * v[i] + gi
-                    // Nesterov (as PyTorch writes it): step along g + μ·v instead of v.
-                    w[i] -= lr * (c.nesterov ? gi + mu * v[i] : v[i])
+                for (range, wd) in runs {
+                    for i in range {
+                        let gi = wd == 0 ? g[i] : g[i] + wd * w[i]
+                        v[i] = mu * v[i] + gi
+                        // Nesterov (as PyTorch writes it): step along g + μ·v instead of v.
+                        w[i] -= lr * (c.nesterov ? gi + mu * v[i] : v[i])
+                    }
                 }
             }
         case .adam, .adamw:
@@ -107,13 +145,17 @@ public final class Optimizer {
             let decoupled = c.kind == .adamw
             state.withUnsafeMutableBufferPointer { s in
                 let m = s.baseAddress!, v = s.baseAddress! + n
-                for i in 0..<n {
-                    var gi = g[i]
-                    if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
-                    m[i] = b1 * m[i] + (1 - b1) * gi
-                    v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                    let mHat = m[i] / c1, vHat = v[i] / c2
-                    w[i] -= lr * mHat / (vHat.squareRoot() + eps)
+                for (range, wd) in runs {
+                    for i in range {
+                        var gi = g[i]
+                        if wd != 0 {
+                            if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
+                        }
+                        m[i] = b1 * m[i] + (1 - b1) * gi
+                        v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                        let mHat = m[i] / c1, vHat = v[i] / c2
+                        w[i] -= lr * mHat / (vHat.squareRoot() + eps)
+                    }
                 }
             }
         }

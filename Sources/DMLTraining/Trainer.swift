@@ -129,7 +129,7 @@ public final class Trainer {
         self.config = config
         self.allreduce = allreduce
         self.faults = faults
-        optimizer = Optimizer(config.optimizer, count: model.layout.count)
+        optimizer = Optimizer(config.optimizer, layout: model.layout)
         let full = config.batchSize == nil
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
                                seed: config.seed, shuffle: !full)

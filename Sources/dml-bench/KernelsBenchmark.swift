@@ -121,6 +121,22 @@ struct Kernels: ParsableCommand {
         _ = timeShape("softmax_fwd_NT", false, true, batch, k, d)   // Z = X·Wᵀ
         _ = timeShape("softmax_dW_TN", true, false, k, d, batch)    // dW = Dᵀ·X
 
+        // A full batch on one rank: the gradient's sums over `tall` rows (the softmax and MLP output layer's
+        // dW, the logistic/linear gemvT, a bias gradient's column sums). Memory-bound: GB/s of X read once.
+        let tall = 30_000
+        _ = timeShape("full_batch_softmax_dW_TN", true, false, k, d, tall)
+        do {
+            let a = randomBuffer(tall * d, seed: 9), x = randomBuffer(tall, seed: 10)
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: d)
+            defer { a.deallocate(); x.deallocate(); y.deallocate() }
+            let t = time { Gemm.gemvT(m: tall, n: d, alpha: 1, a: a, lda: d, x: x, beta: 0, y: y) }
+            report(Row(kernel: "full_batch_gemvT_m\(tall)", n: d, gflops: nil, gbps: Double(tall * d * 4) / t / 1e9))
+            for cols in [k, h] {
+                let tc = time { Gemm.columnSums(m: tall, n: cols, a: a, lda: cols, beta: 0, y: y) }
+                report(Row(kernel: "full_batch_column_sums_m\(tall)", n: cols, gflops: nil, gbps: Double(tall * cols * 4) / tc / 1e9))
+            }
+        }
+
         // gemv: bytes = the matrix read once. 512² = 1 MiB (in L2), 4096² = 64 MiB (out of cache).
         for n in [512, 4096] {
             let a = randomBuffer(n * n, seed: 5), x = randomBuffer(n, seed: 6)

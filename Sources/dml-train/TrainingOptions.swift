@@ -53,7 +53,7 @@ struct TrainingOptions: ParsableArguments {
     var adamEpsilon: Float = 1e-8
 
     @Option(name: .customLong("weight-decay"),
-            help: "Weight decay λ on the weights (not biases): (λ/2)·‖W‖² added to the mean loss for sgd, momentum and adam; decoupled (w -= lr·λ·w) for adamw.")
+            help: "Weight decay λ on the weights, never the biases: (λ/2)·‖W‖² added to the mean loss for sgd, momentum and adam; decoupled (w -= lr·λ·w, weights only) for adamw.")
     var weightDecay: Float = 0
 
     @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule after the warm-up: constant, step, cosine.")

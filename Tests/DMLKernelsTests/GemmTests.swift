@@ -71,6 +71,88 @@ final class GemmTests: XCTestCase {
         check(transA: true, transB: false, m: 10, n: 784, k: 256, alpha: -1.5, beta: 0.25, pad: 3, rng: &rng)
     }
 
+    /// The sums over rows in blocks of `Gemm.rowBlock` combined pairwise: one block (straight into C or y),
+    /// block counts that are not powers of two (the binary counter's carries), a last short block, alpha
+    /// other than 1, and more columns than one panel (1024 for the few-class TN kernel, 4096 for `gemvT` and
+    /// `columnSums`) with a tail past a multiple of 16. The error is measured per term of the sum, as in
+    /// `check`: an indexing mistake shows as an error of order 1.
+    func testSumsOverRowsAcrossBlocksAndPanels() {
+        var rng = TestRandom(seed: 16)
+        let b = Gemm.rowBlock
+        for k in [b - 1, b, b + 1, 3 * b, 5 * b + 37, 8 * b] {
+            check(transA: true, transB: false, m: 10, n: 37, k: k, alpha: 1, beta: 0, pad: 1, rng: &rng)
+            check(transA: true, transB: false, m: 3, n: 16, k: k, alpha: -0.5, beta: 1, pad: 0, rng: &rng)
+        }
+        check(transA: true, transB: false, m: 7, n: 1024 + 16 * 3 + 5, k: 2 * b + 3, alpha: 1.5, beta: 0.25, pad: 2, rng: &rng)
+        for (m, n) in [(b, 19), (5 * b + 37, 19), (2 * b + 3, 4096 + 40), (b + 1, 8)] {
+            for (alpha, beta, pad) in [(Float(1), Float(0), 0), (-2, 0.5, 3)] {
+                let lda = n + pad
+                let a = rng.floats(m * lda), x = rng.floats(m)
+                var yt = rng.floats(n), ys = rng.floats(n)
+                var reft = [Double](repeating: 0, count: n), refs = [Double](repeating: 0, count: n)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        reft[j] += Double(a[i * lda + j]) * Double(x[i])
+                        refs[j] += Double(a[i * lda + j])
+                    }
+                }
+                for j in 0..<n {
+                    reft[j] = Double(alpha) * reft[j] + Double(beta) * Double(yt[j])
+                    refs[j] += Double(beta) * Double(ys[j])
+                }
+                Gemm.gemvT(m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: &yt)
+                Gemm.columnSums(m: m, n: n, a: a, lda: lda, beta: beta, y: &ys)
+                let perTermT = zip(yt, reft).map { abs(Double($0) - $1) }.max()! / Double(m)
+                let perTermS = zip(ys, refs).map { abs(Double($0) - $1) }.max()! / Double(m)
+                XCTAssertLessThan(perTermT, 1e-6, "gemvT m=\(m) n=\(n) alpha=\(alpha)")
+                XCTAssertLessThan(perTermS, 1e-6, "columnSums m=\(m) n=\(n)")
+            }
+        }
+    }
+
+    /// Sums of 30,000 rows of positive values (no cancellation): the naive Float32 running sum's error grows
+    /// with the rows (each addition rounds a partial sum up to 15,000), a pairwise sum's stays near ε.
+    /// Every kernel that sums a gradient over rows: the few-class TN gemm, `gemvT`, `columnSums`,
+    /// `Vector.sum`, and the packed gemm (TN with 32 rows: an MLP hidden layer's `∂W`), which sums k in
+    /// panels of `kc` in registers and adds the panels into C.
+    func testSumsOverManyRowsStayNearFloatPrecision() {
+        let k = 30_000, m = 32, n = 37
+        var rng = TestRandom(seed: 17)
+        let a = rng.floats(k * m, in: 0...1), b = rng.floats(k * n, in: 0...1)
+        func worst(_ got: [Float], _ want: [Double]) -> Double {
+            zip(got, want).map { abs(Double($0) - $1) / abs($1) }.max()!
+        }
+        func report(_ name: String, _ e: Double, bound: Double) {
+            print("\(name): largest relative error of a \(k)-row sum \(String(format: "%.3g", e))")
+            XCTAssertLessThan(e, bound, name)
+        }
+        // C = Aᵀ·B (A: k × m, B: k × n); the few-class kernel for the first 10 columns of A, packed for all 32.
+        var ab = [Double](repeating: 0, count: m * n)
+        for p in 0..<k {
+            for i in 0..<m { for j in 0..<n { ab[i * n + j] += Double(a[p * m + i]) * Double(b[p * n + j]) } }
+        }
+        var c = [Float](repeating: 0, count: m * n)
+        Gemm.gemm(transA: true, transB: false, m: 10, n: n, k: k, alpha: 1, a: a, lda: m, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+        report("few-class TN gemm", worst(Array(c[0..<(10 * n)]), Array(ab[0..<(10 * n)])), bound: 1e-6)
+        Gemm.gemm(transA: true, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: m, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+        report("packed TN gemm", worst(c, ab), bound: 1e-6)
+        // gemvT and columnSums over B's rows, weights the first column of A; Vector.sum of that column.
+        let x = (0..<k).map { a[$0 * m] }
+        var xb = [Double](repeating: 0, count: n), cs = [Double](repeating: 0, count: n)
+        for p in 0..<k {
+            for j in 0..<n {
+                xb[j] += Double(x[p]) * Double(b[p * n + j])
+                cs[j] += Double(b[p * n + j])
+            }
+        }
+        var y = [Float](repeating: 0, count: n)
+        Gemm.gemvT(m: k, n: n, alpha: 1, a: b, lda: n, x: x, beta: 0, y: &y)
+        report("gemvT", worst(y, xb), bound: 1e-6)
+        Gemm.columnSums(m: k, n: n, a: b, lda: n, beta: 0, y: &y)
+        report("columnSums", worst(y, cs), bound: 1e-6)
+        report("Vector.sum", worst([Vector.sum(x, k)], [x.reduce(0.0) { $0 + Double($1) }]), bound: 1e-6)
+    }
+
     func testGatherRowsCopiesTheNamedRows() {
         var rng = TestRandom(seed: 14)
         let width = 37, rows = 50

@@ -16,6 +16,17 @@ final class VectorTests: XCTestCase {
         }
     }
 
+    /// `Vector.sum` over several blocks of `Vector.sumBlock` (block counts that are not powers of two, a short
+    /// last block): on integer values every partial sum is exact, so the result must be the exact total.
+    func testSumOverManyBlocksIsExactOnIntegers() {
+        var rng = TestRandom(seed: 3)
+        let block = Vector.sumBlock
+        for n in [block + 1, 3 * block, 5 * block + 17, 7 * block + block / 2] {
+            let x = rng.integerFloats(n)
+            XCTAssertEqual(Double(Vector.sum(x, n)), x.reduce(0.0) { $0 + Double($1) }, "sum n=\(n)")
+        }
+    }
+
     func testAxpyAndScaleMatchADoubleReference() {
         var rng = TestRandom(seed: 2)
         for n in sizes {

@@ -1,6 +1,7 @@
 import XCTest
 import DMLComm
 import DMLData
+import DMLModels
 import DMLTraining
 import DMLTestSupport
 
@@ -10,9 +11,10 @@ final class OptimizerAndScheduleTests: XCTestCase {
     let g1: [Float] = [0.5, 1, -4]
     let g2: [Float] = [-1, 0.25, 2]
 
-    /// Two updates with gradients g1, g2 and rate lr; returns the parameters after each.
-    func twoSteps(_ config: OptimizerConfig, lr: Float) -> ([Float], [Float]) {
-        let opt = Optimizer(config, count: 3)
+    /// Two updates with gradients g1, g2 and rate lr; returns the parameters after each. All three
+    /// parameters are weights (decayed) unless `decayed` says otherwise.
+    func twoSteps(_ config: OptimizerConfig, lr: Float, decayed: [Range<Int>] = [0..<3]) -> ([Float], [Float]) {
+        let opt = Optimizer(config, count: 3, decayed: decayed)
         var w = w0
         var after: [[Float]] = []
         for (t, g) in [g1, g2].enumerated() {
@@ -59,14 +61,16 @@ final class OptimizerAndScheduleTests: XCTestCase {
         assertClose(d, n2, "nesterov step 2")
     }
 
-    func adamReference(decoupled: Bool, wd: Double) -> ([Double], [Double]) {
+    /// Adam from its textbook formula in Double; `decays[i]` says whether parameter i gets the weight decay.
+    func adamReference(decoupled: Bool, wd: Double, decays: [Bool] = [true, true, true]) -> ([Double], [Double]) {
         let lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8
         var w = w0.map(Double.init), m = [0.0, 0, 0], v = [0.0, 0, 0]
         var out: [[Double]] = []
         for (t, g) in [g1, g2].enumerated() {
             for i in 0..<3 {
                 var gi = Double(g[i])
-                if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
+                let lambda = decays[i] ? wd : 0
+                if decoupled { w[i] -= lr * lambda * w[i] } else { gi += lambda * w[i] }
                 m[i] = b1 * m[i] + (1 - b1) * gi
                 v[i] = b2 * v[i] + (1 - b2) * gi * gi
                 let mh = m[i] / (1 - pow(b1, Double(t + 1))), vh = v[i] / (1 - pow(b2, Double(t + 1)))
@@ -95,6 +99,62 @@ final class OptimizerAndScheduleTests: XCTestCase {
         XCTAssertNotEqual(d, f, "adam's L2 and adamw's decoupled decay differ")
     }
 
+    /// adamw on a layout of a weight [1 × 2] and a bias [1]: the decoupled decay shrinks the weights and
+    /// spares the bias, as `--help` and the README say.
+    func testAdamWDecaysTheWeightsAndSparesTheBias() {
+        let layout = ParameterLayout([("weight", [1, 2]), ("bias", [1])])
+        let opt = Optimizer(OptimizerConfig(kind: .adamw, weightDecay: 0.1), layout: layout)
+        XCTAssertEqual(opt.decayed, [0..<2])
+        var w = w0  // weight (1, −2), bias 0.5
+        var after: [[Float]] = []
+        for (t, g) in [g1, g2].enumerated() {
+            w.withUnsafeMutableBufferPointer { wp in
+                g.withUnsafeBufferPointer { opt.step(parameters: wp.baseAddress!, gradient: $0.baseAddress!, t: t + 1, learningRate: 0.01) }
+            }
+            after.append(w)
+        }
+        // Step 1 by hand (lr 0.01, λ 0.1): Adam's first step is lr·g/(|g| + ε) ≈ lr·sign(g); the decay takes
+        // lr·λ·w = 0.001·w off the weights first.
+        //   1 − 0.001·1 − 0.01 = 0.989;   −2 + 0.001·2 − 0.01 = −2.008;   bias 0.5 + 0.01 = 0.51 (not 0.5095).
+        assertClose(after[0], [0.989, -2.008, 0.51], "adamw step 1")
+        let (r1, r2) = adamReference(decoupled: true, wd: 0.1, decays: [true, true, false])
+        assertClose(after[0], r1, "adamw step 1 (reference)")
+        assertClose(after[1], r2, "adamw step 2")
+        let (_, plain) = adamReference(decoupled: false, wd: 0)
+        XCTAssertEqual(Double(after[1][2]), plain[2], accuracy: 1e-7, "the bias moves as under plain Adam")
+        XCTAssertGreaterThan(abs(Double(after[1][0]) - plain[0]), 1e-5, "the weights are decayed")
+        // The L2 form (sgd, momentum, adam) takes the same ranges: here sgd, λ 0.5, the bias spared.
+        let (sgd, _) = twoSteps(OptimizerConfig(kind: .sgd, weightDecay: 0.5), lr: 0.1, decayed: [0..<2])
+        assertClose(sgd, [1 - 0.1 * (0.5 + 0.5), -2 - 0.1 * (1 - 1), 0.5 - 0.1 * -4], "sgd weight decay spares the bias")
+    }
+
+    /// The ranges come from the layouts: every tensor but the biases, for each model, for a feature slice,
+    /// and in the optimizers the two trainers build.
+    func testDecayedRangesAreTheWeightsOfTheLayout() throws {
+        XCTAssertEqual(SoftmaxRegression(features: 5, classes: 3).layout.weightRanges, [0..<15])
+        XCTAssertEqual(LogisticRegression(features: 4).layout.weightRanges, [0..<4])
+        let mlp = MLP(features: 3, hidden: [4], classes: 2)
+        XCTAssertEqual(mlp.layout.views.map(\.name), ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
+        XCTAssertEqual(mlp.layout.weightRanges, [0..<12, 16..<24])
+        let slice = FeatureSlice(kind: .softmax, features: 13, columns: 4..<9, classes: 3)
+        XCTAssertEqual(slice.layout.count, slice.localCount)
+        XCTAssertEqual(slice.layout.weightRanges, [0..<15])
+
+        let task = SyntheticClassification(seed: 3, features: 13, classes: 3)
+        let config = TrainingConfig(steps: 1, batchSize: 8, learningRate: 0.01, seed: 3, logEvery: 1000,
+                                    optimizer: OptimizerConfig(kind: .adamw, weightDecay: 0.1))
+        let decayed = try LocalCommunicator.run(size: 1) { comm -> [[Range<Int>]] in
+            let model = MLP(features: 13, hidden: [4], classes: 3)
+            let rows = Trainer(comm: comm, model: model, train: task.trainingShard(rows: 20, rank: 0, ranks: 1), config: config,
+                               allreduce: AllreduceKind.ring.make(for: comm))
+            let features = FeaturePartitionedTrainer(comm: comm, slice: slice, train: task.columnSlice(rows: 20, columns: 4..<9, testSplit: false),
+                                                     config: config, allreduce: AllreduceKind.ring.make(for: comm))
+            return [rows.optimizer.decayed, features.optimizer.decayed]
+        }[0]
+        XCTAssertEqual(decayed[0], [0..<52, 56..<68], "Trainer: fc1.weight and fc2.weight")
+        XCTAssertEqual(decayed[1], [0..<15], "FeaturePartitionedTrainer: the weight slice")
+    }
+
     func testSchedules() {
         let constant = LearningRateSchedule(base: 0.5, total: 100)
         XCTAssertEqual([0, 50, 99].map { constant.lr(at: $0) }, [0.5, 0.5, 0.5])
@@ -118,9 +178,10 @@ final class CheckpointTests: XCTestCase {
     func sample(step: Int = 7) -> Checkpoint {
         var rng = TestRandom(seed: UInt64(step))
         return Checkpoint(step: step, epoch: 1, parameters: rng.floats(40), optimizerState: rng.floats(80),
-                          identity: ["model": "softmax", "model_shape": "weight[4, 9],bias[4]", "batch_size": "64", "seed": "1",
-                                     "optimizer": "adam", "lr_schedule": "constant(lr=0.1)", "data": "synthetic",
-                                     "data_rows": "600", "data_checksum": "0123456789abcdef"])
+                          identity: ["config.model.kind": "softmax", "derived.model_shape": "weight[4, 9],bias[4]",
+                                     "config.optimization.batchSize": "64", "config.optimization.seed": "1",
+                                     "config.optimization.optimizer": "adam", "derived.lr_schedule": "constant(lr=0.1)",
+                                     "derived.data_rows": "600", "derived.data_checksum": "0123456789abcdef"])
     }
 
     func testRoundTripAndEveryCorruptionIsDetected() throws {
@@ -143,9 +204,9 @@ final class CheckpointTests: XCTestCase {
         let c = sample()
         XCTAssertNil(c.mismatch(with: c.identity))
         var other = c.identity
-        other["seed"] = "2"
+        other["config.optimization.seed"] = "2"
         let m = c.mismatch(with: other) ?? ""
-        XCTAssertTrue(m.contains("'seed'") && m.contains("'1'") && m.contains("'2'"), m)
+        XCTAssertEqual(m, "'optimization.seed' differs (the checkpoint has '1', this run has '2')")
     }
 
     func testStorePrunesAndFallsBackToTheNewestValidFile() throws {
