@@ -227,10 +227,12 @@ public final class MPICommunicator: Communicator {
         while true {
             try Self.check(MPI_Testall(Int32(count), requests, &done, cmpi_statuses_ignore()), call())
             if done != 0 { return }
-            // Spin briefly (ranks are usually close), then yield the core between polls.
+            // Poll as MPI's own blocking waits do: spin, yielding the core to any other runnable process (a
+            // rank sharing it when oversubscribed) but keeping it when idle; after 100 ms of waiting (a
+            // straggler, a stall) sleep between polls so a long wait does not burn a core.
             spins += 1
-            if spins > 2000 { usleep(20) }
             let now = DispatchTime.now().uptimeNanoseconds
+            if now - start > 100_000_000 { usleep(200) } else if spins > 64 { sched_yield() }
             guard now >= nextCheck else { continue }
             nextCheck = now + 1_000_000
             let waited = Double(now - start) / 1e9
