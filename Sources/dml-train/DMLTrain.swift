@@ -50,7 +50,7 @@ struct DMLTrain: ParsableCommand {
     @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
     var output: String?
 
-    @Option(help: "Write metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line. A fresh run starts the file anew; --resume keeps the lines up to its checkpoint.")
+    @Option(help: "Write metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line. A fresh run starts the file anew; a resumed run keeps the lines up to its checkpoint.")
     var metrics: String?
 
     @Option(help: "Write a Chrome trace of every rank's steps (data, compute, wait, allreduce, update, evaluate, checkpoint) to this file (rank 0; open in Perfetto or chrome://tracing), and print which rank is slowest.")

@@ -83,8 +83,8 @@ final class DMLLaunchTests: XCTestCase {
         let script = dir + "/job.sh", calls = dir + "/calls", log = dir + "/launch.log"
         try """
         #!/bin/sh
-        echo "attempt $*" >> \(calls)
         trap 'echo "job: got SIGTERM" >&2; exit 75' TERM
+        echo "attempt $*" >> \(calls)
         while :; do sleep 0.05; done
         """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
