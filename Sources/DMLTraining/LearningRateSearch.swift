@@ -29,7 +29,7 @@ public struct LearningRateSearch {
 
     /// Runs every candidate. `makeTrainer(lr)` builds a fresh trainer whose configuration differs from the
     /// final run's only in its learning rate; `progress` is told of each outcome as it is known.
-    public func run(validation: Dataset, makeTrainer: (Float) throws -> Trainer,
+    public func run(validation: Dataset, makeTrainer: (Float) throws -> TrainingStrategy,
                     progress: (Outcome) -> Void = { _ in }) throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for lr in candidates {

@@ -49,7 +49,7 @@ public struct SessionResult {
 /// the same options. Only rank 0 touches the checkpoint directory and the metrics file; the other ranks
 /// receive a resumed state by broadcast. `log` and `warn` are called on rank 0 only.
 public final class TrainingSession {
-    public let trainer: Trainer
+    public let trainer: TrainingStrategy
     public let test: Dataset?
     /// The held-out part of the training rows (`--validation-fraction`), evaluated like the test set.
     public let validation: Dataset?
@@ -60,7 +60,7 @@ public final class TrainingSession {
     /// `--collective-timeout`: the deadline of every collective phase (plus room for work a phase does).
     private var timeout: Double { trainer.config.collectiveTimeout }
 
-    public init(trainer: Trainer, test: Dataset?, validation: Dataset? = nil, options: SessionOptions,
+    public init(trainer: TrainingStrategy, test: Dataset?, validation: Dataset? = nil, options: SessionOptions,
                 log: @escaping (String) -> Void = { print($0) },
                 warn: @escaping (String) -> Void = { FileHandle.standardError.write(("warning: " + $0 + "\n").data(using: .utf8)!) }) {
         self.trainer = trainer
@@ -117,11 +117,13 @@ public final class TrainingSession {
         let firstStep = trainer.step
 
         func saveCheckpoint() throws {
-            let started = trainer.timeline?.now()
-            defer { if let t = trainer.timeline, let started { t.record("checkpoint", step: trainer.step, since: started) } }
+            try trainer.hooks.outside("checkpoint", step: trainer.step) { try saveCheckpointNow() }
+        }
+
+        func saveCheckpointNow() throws {
             try trainer.checkParametersFinite()
-            let snapshot = trainer.checkpoint(identity: identity)
-            let faults = trainer.faults, step = trainer.step
+            let snapshot = try trainer.checkpoint(identity: identity)
+            let faults = trainer.hooks.faults, step = trainer.step
             var fault: AtomicFile.Fault?
             if faults.fires(.writefail, rank: comm.rank, step: step) { fault = .fail(afterBytes: 100) }
             if faults.fires(.hang, rank: comm.rank, step: step, at: .checkpoint) {
@@ -167,7 +169,7 @@ public final class TrainingSession {
         }
         let seconds = Date().timeIntervalSince(started)
         // DML_FAULT=hang at the step after the last: a rank that stalls in the final phase.
-        if trainer.faults.fires(.hang, rank: comm.rank, step: trainer.step + 1) { trainer.faults.hang() }
+        if trainer.hooks.faults.fires(.hang, rank: comm.rank, step: trainer.step + 1) { trainer.hooks.faults.hang() }
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }
         try trainer.checkParametersFinite()
         if store != nil && lastCheckpoint != trainer.step { try saveCheckpoint() }
@@ -183,7 +185,7 @@ public final class TrainingSession {
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
                          "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
                          "validation_loss": validationEval?.loss, "validation_accuracy": validationEval?.accuracy, "seconds": seconds])
-        try comm.agree(error: trainer.failureToAgree)
+        try comm.agree(error: trainer.hooks.failureToAgree)
         return SessionResult(train: trainEval, test: testEval, validation: validationEval, seconds: seconds, resumedFrom: resumedFrom)
     }
 
@@ -191,8 +193,8 @@ public final class TrainingSession {
     /// of the steps: the next step's gate (or the end of the run) agrees on it and every rank stops with
     /// its message (exit 74). Lines after a failed one are not attempted.
     private func log(to metrics: MetricsLog?, _ fields: KeyValuePairs<String, Any?>) {
-        guard let metrics, trainer.failureToAgree == nil else { return }
-        do { try metrics.append(fields) } catch { trainer.failureToAgree = error }
+        guard let metrics, trainer.hooks.failureToAgree == nil else { return }
+        do { try metrics.append(fields) } catch { trainer.hooks.failureToAgree = error }
     }
 
     private func stepRows(from a: Int, to b: Int) -> Int {

@@ -28,11 +28,6 @@ struct CheckpointOptions: ParsableArguments {
         if let e = checkpointEvery, e < 0 { throw ValidationError("--checkpoint-every must not be negative (got \(e))") }
         guard keepCheckpoints >= 0 else { throw ValidationError("--keep-checkpoints must not be negative (got \(keepCheckpoints))") }
         guard verifyEvery >= 0 else { throw ValidationError("--verify-every must not be negative (got \(verifyEvery))") }
-        if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
-        if checkpointEvery != nil && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
-        if overwriteCheckpoints && checkpointDir == nil { throw ValidationError("--overwrite-checkpoints needs --checkpoint-dir") }
-        if overwriteCheckpoints && resume {
-            throw ValidationError("--overwrite-checkpoints starts afresh and --resume continues: give one of them")
-        }
+
     }
 }

@@ -5,7 +5,7 @@ import DMLStatus
 import DMLTraining
 
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
-/// built-in synthetic task. Each rank reads only its share of a file.
+/// built-in synthetic task (`JobConfiguration.Data`, whose `load` reads each rank's share).
 struct DataOptions: ParsableArguments {
     @Option(help: "Training data: a CSV, LIBSVM/SVMlight or NumPy .npy file (default: the synthetic task).")
     var data: String?
@@ -79,81 +79,6 @@ struct DataOptions: ParsableArguments {
         if testData != nil && (labels == nil) != (testLabels == nil) {
             throw ValidationError("give --labels and --test-labels together (or neither)")
         }
-    }
-
-    /// This rank's shards of the training, validation and test sets, with what the output must record.
-    /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
-    func load(comm: Communicator, seed: UInt64) throws -> LoadedData {
-        var loaded = try data == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
-        try loaded.prepare(validationFraction: validationFraction, standardize: standardize, seed: seed, comm: comm)
-        return loaded
-    }
-
-    /// Feature partitioning: every row of every split, this rank's share of the feature columns (a
-    /// `ShardPlan` of the columns). The synthetic classification task generates only those columns; other
-    /// data is loaded whole on each rank (a one-rank communicator, so parsing is not shared) and cut down
-    /// to the columns, so after loading a rank holds `rows × features / p` values. Collective.
-    func loadColumns(comm: Communicator, seed: UInt64) throws -> (data: LoadedData, columns: Range<Int>) {
-        let features = data == nil ? syntheticFeatures : nil
-        if let d = features {
-            try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features (--synthetic-features): with --partition features every rank needs at least one column" : nil,
-                           kind: .usage)
-        }
-        if data == nil && task == .classification && validationFraction == 0 && !standardize {
-            let columns = ShardPlan(rows: syntheticFeatures, ranks: comm.size).range(of: comm.rank)
-            let generator = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
-            let train = generator.columnSlice(rows: syntheticRows, columns: columns, testSplit: false)
-            let test = syntheticTestRows > 0 ? generator.columnSlice(rows: syntheticTestRows, columns: columns, testSplit: true) : nil
-            return (LoadedData(train: train, test: test,
-                               description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)"),
-                    columns)
-        }
-        var whole = try comm.agreeing {
-            try LocalCommunicator.run(size: 1) { local in try self.load(comm: local, seed: seed) }[0]
-        }
-        let d = whole.train.features
-        try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(data ?? "the data"): with --partition features every rank needs at least one column" : nil,
-                       kind: data == nil ? .usage : .dataFormat)
-        let columns = ShardPlan(rows: d, ranks: comm.size).range(of: comm.rank)
-        whole.train = whole.train.columns(columns)
-        whole.validation = whole.validation.map { $0.columns(columns) }
-        whole.test = whole.test.map { $0.columns(columns) }
-        return (whole, columns)
-    }
-
-    private func files(comm: Communicator) throws -> LoadedData {
-        var options = ReadOptions()
-        options.task = task
-        options.header = header
-        options.delimiter = delimiter
-        options.labelColumn = labelColumn
-        options.features = features
-        let source = DataSource(path: data!, labelsPath: labels, format: format)
-        let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
-        let test = try testData.map {
-            try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: options, comm: comm,
-                                features: train.features, labels: mapping).0
-        }
-        let what = task == .classification ? "\(train.classes) classes" : "regression"
-        return LoadedData(train: train, test: test, labels: mapping,
-                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features, \(what))")
-    }
-
-    private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {
-        try comm.agree(comm.size > syntheticRows
-            ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
-            : nil, kind: .usage)
-        let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
-        var train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
-        var test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
-        if self.task == .regression {
-            train = task.regressionShard(train, testSplit: false)
-            test = test.map { task.regressionShard($0, testSplit: true) }
-            return LoadedData(train: train, test: test,
-                              description: "the synthetic regression task (\(syntheticRows) rows × \(syntheticFeatures) features)")
-        }
-        return LoadedData(train: train, test: test,
-                          description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)")
     }
 }
 

@@ -90,25 +90,6 @@ struct TrainingOptions: ParsableArguments {
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative (got \(warmup))") }
         if nesterov && optimizer != .momentum { throw ValidationError("--nesterov needs --optimizer momentum") }
     }
-
-    var optimizerConfig: OptimizerConfig {
-        OptimizerConfig(kind: optimizer, momentum: momentum, nesterov: nesterov, beta1: beta1, beta2: beta2,
-                        epsilon: adamEpsilon, weightDecay: optimizer == .adamw ? weightDecay : 0)
-    }
-
-    /// The L2 term the model charges in its loss: all optimizers but adamw, whose decay is decoupled.
-    var modelWeightDecay: Float { optimizer == .adamw ? 0 : weightDecay }
-
-    /// The schedule of a run of `totalSteps` steps, with base rate `base` (default: `--lr`).
-    func schedule(totalSteps: Int, base: Float? = nil) -> LearningRateSchedule {
-        let decay: LearningRateSchedule.Decay
-        switch lrSchedule {
-        case .constant: decay = .constant
-        case .step: decay = .step(every: lrStepEvery, gamma: lrGamma)
-        case .cosine: decay = .cosine(minimum: lrMin)
-        }
-        return LearningRateSchedule(base: Double(base ?? lr), decay: decay, warmup: warmup, total: totalSteps)
-    }
 }
 
 /// `--batch-size`: a row count or `full`.

@@ -2,7 +2,7 @@ import XCTest
 import DMLComm
 import DMLData
 import DMLModels
-import DMLTraining
+@testable import DMLTraining
 import DMLTestSupport
 
 /// Straggler balancing: blocks move towards the faster ranks, the rows arrive intact, and the parameters
@@ -48,10 +48,10 @@ final class BalanceTests: XCTestCase {
             config.balance = true
             let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 12, classes: 3),
                                   train: self.task.trainingShard(rows: 240, rank: comm.rank, ranks: comm.size), config: config,
-                                  allreduce: AllreduceKind.ring.make(for: comm), faults: try faults.map { try FaultPlan(parsing: $0) } ?? FaultPlan())
-            trainer.note = { _ in }
+                                  allreduce: AllreduceKind.ring.make(for: comm), faults: try faults.map { try FaultPlan(parsing: $0) } ?? FaultPlan(),
+                                  note: { _ in })
             try trainer.run { _ in }
-            return (trainer.parameters, trainer.blockPlan!)
+            return (trainer.parameters, (trainer.reducer as! BlockChainReducer).plan!)
         }
     }
 

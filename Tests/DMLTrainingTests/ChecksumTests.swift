@@ -19,7 +19,7 @@ final class ChecksumTests: XCTestCase {
                                                          optimizer: OptimizerConfig(kind: .adam)),
                                   allreduce: RingAllreduce(comm: comm))
             try trainer.run { _ in }
-            return trainer.checkpoint(identity: ["config.model.kind": "logistic", "config.optimization.seed": "5"])
+            return try trainer.checkpoint(identity: ["config.model.kind": "logistic", "config.optimization.seed": "5"])
         }[0]
         return (checkpoint, try checkpoint.encode())
     }

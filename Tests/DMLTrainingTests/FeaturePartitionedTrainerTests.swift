@@ -51,7 +51,7 @@ final class FeaturePartitionedTrainerTests: XCTestCase {
                         let t = FeaturePartitionedTrainer(comm: comm, slice: slice, train: all.columns(columns), config: self.config(.momentum),
                                                           allreduce: AllreduceKind.ring.make(for: comm))
                         try t.run { _ in }
-                        return (try t.fullParameters(), try t.evaluate(all.columns(columns)), t.lastLoss!)
+                        return (try t.outputParameters(), try t.evaluate(all.columns(columns)), t.lastLoss!)
                     }
                     for (rank, r) in results.enumerated() {
                         let what = "\(kind) decay \(decay) np \(ranks) rank \(rank)"

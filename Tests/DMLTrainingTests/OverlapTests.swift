@@ -2,7 +2,7 @@ import XCTest
 import DMLComm
 import DMLData
 import DMLModels
-import DMLTraining
+@testable import DMLTraining
 import DMLTestSupport
 
 /// The MLP's bucketed allreduce overlapping the backward pass gives the same bits as the same buckets
@@ -19,7 +19,7 @@ final class OverlapTests: XCTestCase {
             let mlp = MLP(features: 40, hidden: [64, 32, 16], classes: 5, weightDecay: 0.001)
             let trainer = Trainer(comm: comm, model: mlp, train: self.task.trainingShard(rows: 500, rank: comm.rank, ranks: comm.size),
                                   config: config, allreduce: algorithm.make(for: comm))
-            XCTAssertEqual(trainer.overlaps, overlap)
+            XCTAssertEqual((trainer.reducer as! BucketedReducer).overlap, overlap)
             try trainer.run { _ in }
             return trainer.parameters
         }
@@ -45,7 +45,7 @@ final class OverlapTests: XCTestCase {
             let mlp = MLP(features: 10, hidden: [6, 4], classes: 3)
             let t = Trainer(comm: comm, model: mlp, train: self.task.trainingShard(rows: 8, rank: 0, ranks: 1).columns(0..<10),
                             config: config, allreduce: AllreduceKind.ring.make(for: comm))
-            return t.buckets
+            return (t.reducer as! BucketedReducer).buckets
         }[0]
         // fc3 (3×4+3), fc2 (4×6+4), fc1 (6×10+6), then the loss/count tail.
         XCTAssertEqual(buckets, [94 ..< 109, 66 ..< 94, 0 ..< 66, 109 ..< 111])

@@ -3,7 +3,7 @@ import DMLComm
 import DMLData
 import DMLKernels
 
-/// Straggler balancing (`--balance`): the training rows are cut into `BlockPlan.blocks` fixed blocks, each
+/// The block plan of straggler balancing (`--balance`, `BlockChainReducer`): the training rows are cut into `BlockPlan.blocks` fixed blocks, each
 /// rank holds a contiguous run of blocks, and at epoch boundaries the runs are moved so that a slower rank
 /// holds fewer rows — while the parameters keep the same bits as if nothing had moved.
 ///
@@ -72,12 +72,11 @@ extension Dataset {
     /// This rank's rows changed to `newRange` (global rows), fetched from the ranks that hold them now
     /// (`ranges[q]`: rank q's current global rows; `newRanges[q]`: what rank q will hold). Collective: one
     /// message per pair of ranks whose old and new ranges overlap; rows never pass through a third rank.
-    public func redistributed(from ranges: [Range<Int>], to newRanges: [Range<Int>], comm: Communicator) throws -> Dataset {
+    public func redistributed(from ranges: [Range<Int>], to newRanges: [Range<Int>], comm: Communicator, tag: Int = 7_411) throws -> Dataset {
         let me = comm.rank, d = features
         let target = newRanges[me]
         var x = [Float](repeating: 0, count: target.count * d)
         var y = [Float](repeating: 0, count: target.count)
-        let tag = 7_411
         // Message buffers live outside Swift arrays: they must stay put until every request is complete.
         var buffers: [UnsafeMutableRawBufferPointer] = []
         defer { buffers.forEach { $0.deallocate() } }
@@ -122,101 +121,5 @@ extension Dataset {
             y.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: to * 4).copyMemory(from: part.y.baseAddress!, byteCount: n * 4) }
         }
         return Dataset(features: d, classes: classes, globalRows: globalRows, firstRow: target.lowerBound, x: x, y: y)
-    }
-}
-
-extension Trainer {
-    /// Moves this rank's rows into the even block plan (collective; the first balanced step calls it).
-    func startBalancing() throws {
-        let plan = BlockPlan(rows: train.globalRows, ranks: comm.size)
-        try move(to: plan)
-    }
-
-    /// Collective: every rank's current rows, then each fetches the rows `plan` gives it.
-    func move(to plan: BlockPlan) throws {
-        let lows = try comm.allgathered(Int64(train.globalRange.lowerBound))
-        let highs = try comm.allgathered(Int64(train.globalRange.upperBound))
-        let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
-        let targets = (0..<comm.size).map { plan.rowRange(of: $0) }
-        if ranges != targets { train = try train.redistributed(from: ranges, to: targets, comm: comm) }
-        blockPlan = plan
-    }
-
-    /// One step under `--balance`: each of this rank's blocks' gradient into its own buffer, then the
-    /// chain — receive the sum of all earlier blocks from rank − 1, add this rank's blocks in order, pass
-    /// it on — and a broadcast of the total from the last rank.
-    /// Returns the time of its last timeline mark.
-    func balancedStep(number: Int) throws -> UInt64 {
-        if blockPlan == nil { try startBalancing() }
-        let plan = blockPlan!
-        let p = model.layout.count, n = p + 2
-        var mark = timeline?.now() ?? 0
-        let started = DispatchTime.now().uptimeNanoseconds
-        let mine = plan.blocks(of: comm.rank)
-        if blockScratch.count < mine.count * n { blockScratch = [Float](repeating: 0, count: mine.count * n) }
-        var filled: [Int] = []
-        var rowsDone = 0
-        for (i, b) in mine.enumerated() {
-            let rows = sampler.localRows(ofStep: step, in: plan.rows(ofBlock: b))
-            guard !rows.isEmpty else { continue }
-            blockScratch.withUnsafeMutableBufferPointer { scratch in
-                let g = scratch.baseAddress! + i * n
-                g.initialize(repeating: 0, count: n)
-                let loss = withBatch(rows) { batch in
-                    parameters.withUnsafeBufferPointer { w in model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: g) }
-                }
-                g[p] = Float(loss)
-                g[p + 1] = Float(rows.count)
-            }
-            filled.append(i)
-            rowsDone += rows.count
-        }
-        if faults.slows(rank: comm.rank, step: number) { usleep(FaultPlan.stragglingPerRow * useconds_t(rowsDone)) }
-        balanceSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        balanceRows += rowsDone
-        if let t = timeline { mark = t.record("compute", step: number, since: mark) }
-        try gate(step: number)
-        if let t = timeline { mark = t.record("wait", step: number, since: mark) }
-        try comm.watched("the gradient chain of step \(number)", seconds: config.collectiveTimeout) {
-        try reduceBuffer.withUnsafeMutableBufferPointer { sum in
-            let tag = 7_500
-            if comm.rank == 0 {
-                sum.initialize(repeating: 0)
-            } else {
-                try comm.recv(UnsafeMutableRawBufferPointer(sum), from: comm.rank - 1, tag: tag)
-            }
-            blockScratch.withUnsafeBufferPointer { scratch in
-                for i in filled { Vector.axpy(1, scratch.baseAddress! + i * n, sum.baseAddress!, n) }
-            }
-            if faults.fires(.nan, rank: comm.rank, step: number) { sum[p] = .nan }
-            if comm.rank < comm.size - 1 {
-                try comm.send(UnsafeRawBufferPointer(sum), to: comm.rank + 1, tag: tag)
-            }
-            try comm.broadcast(UnsafeMutableRawBufferPointer(sum), root: comm.size - 1)
-        }
-        }
-        if let t = timeline { mark = t.record("allreduce", step: number, since: mark) }
-        return mark
-    }
-
-    /// At an epoch boundary: the ranks share their compute time per row; if moving blocks towards the faster
-    /// ranks would shorten the slowest rank's step by more than 10 %, they move. Collective.
-    func rebalanceIfNeeded() throws {
-        guard let plan = blockPlan else { return }
-        let mine = balanceRows > 0 ? balanceSeconds / Double(balanceRows) : 0
-        let perRow = try comm.allgathered(Int64(mine * 1e12)).map { Double($0) / 1e12 }  // picoseconds, exact to share
-        balanceSeconds = 0
-        balanceRows = 0
-        guard perRow.allSatisfy({ $0 > 0 }) else { return }
-        let next = plan.rebalanced(secondsPerRow: perRow)
-        func slowest(_ q: BlockPlan) -> Double { (0..<comm.size).map { Double(q.rowRange(of: $0).count) * perRow[$0] }.max()! }
-        guard next.bounds != plan.bounds, slowest(next) < 0.9 * slowest(plan) else { return }
-        try move(to: next)
-        if comm.rank == 0 {
-            let rows = (0..<comm.size).map { String(next.rowRange(of: $0).count) }.joined(separator: ", ")
-            let ms = perRow.map { String(format: "%.1f", $0 * 1e6) }.joined(separator: ", ")
-            note("balance: after step \(step), rows per rank \(rows) (compute µs per row: \(ms)); "
-                 + String(format: "predicted slowest-rank compute %.0f%% of before", 100 * slowest(next) / slowest(plan)))
-        }
     }
 }

@@ -1,0 +1,122 @@
+import DMLComm
+import DMLData
+import DMLModels
+
+/// One group of rows of a step that this rank computes, and where its sums go: `buffer` holds
+/// `[gradient sum | loss sum | row count]`, zeroed by the reducer. Most reducers want one group (all of
+/// this rank's rows of the batch); the block chain wants one per block it holds.
+public struct Contribution {
+    public let rows: [Int]
+    public let buffer: UnsafeMutablePointer<Float>
+}
+
+/// How a rank's share of a step's gradient becomes the same averaged gradient on every rank: the part of
+/// the step that varies (one allreduce of one buffer, layer buckets overlapped with the backward pass, a
+/// chain in global block order, a 16-bit wire). As PyTorch's c10d `Reducer`: the step calls it in fixed
+/// phases, and the reducer owns the buffers, the buckets and the communication.
+///
+/// ```
+/// begin(step)          → the groups of rows to compute, each with its zeroed buffer
+/// stageReady(i)        ← during the backward pass of a staged model (wantsStages), as each stage is final
+/// finish(step, gate)   → [mean gradient | loss sum | row count], the same bits on every rank
+/// ```
+/// Invariants: `finish` calls `gate` exactly once, when none of the reducer's own communication is in
+/// flight; every element of the result is reduced in an order that depends only on the number of ranks
+/// (and the reducer's fixed structure: buckets, blocks), so every rank holds the same bits.
+///
+/// A new strategy is one file with a class conforming to this protocol, plus its case in `ReducerKind`.
+public protocol GradientReducer: AnyObject {
+    /// True when the model should report its gradient stages (`StagedGradientModel`) through `stageReady`.
+    var wantsStages: Bool { get }
+    /// The data this reducer trains on, given the rank's rows: the same, or rows moved between ranks (the
+    /// block chain moves them into its block plan). Collective; called once, before the first step.
+    func attach(_ train: Dataset) throws -> Dataset
+    /// The groups of rows of step `number` (1-based) to compute; `rows(in:)` gives the batch's rows among
+    /// a range of global rows, `holding` is this rank's range.
+    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution]
+    /// A staged model has finished stage `i` of the (single) group's gradient.
+    func stageReady(_ stage: Int)
+    /// Completes step `number`'s reduction (`globalRows`: the batch's rows over all ranks). Returns the mean
+    /// gradient, followed by the global loss sum and row count.
+    func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float>
+    /// An epoch boundary after step `completed`: the data to train on from now (the block chain may move
+    /// rows towards faster ranks). Collective.
+    func epochEnded(_ train: Dataset, completed: Int) throws -> Dataset
+}
+
+extension GradientReducer {
+    public func attach(_ train: Dataset) throws -> Dataset { train }
+    public func epochEnded(_ train: Dataset, completed: Int) throws -> Dataset { train }
+    public func stageReady(_ stage: Int) {}
+    public var wantsStages: Bool { false }
+}
+
+/// How a buffer of gradient sums crosses the wire, as c10d's communication hooks and Horovod's
+/// prescale/postscale: the allreduce algorithm and whether the values are divided by the batch's rows
+/// before the sum (a 16-bit wire cannot hold a sum over a large batch: fp16 ends at 65504) or after.
+public struct ReductionHook {
+    public let algorithm: AllreduceAlgorithm
+    /// True: divide by the global rows before the allreduce; false: after.
+    public let prescales: Bool
+
+    /// Float32 on the wire (`--allreduce`'s algorithm), divided after the sum.
+    public static func plain(_ algorithm: AllreduceAlgorithm) -> ReductionHook { ReductionHook(algorithm: algorithm, prescales: false) }
+
+    /// 16-bit values on the wire (`--compress`), divided before the sum; the buffer's last two values (loss
+    /// sum and row count) travel exactly through `exact`.
+    public static func compressed(_ format: WireFormat, exact: AllreduceAlgorithm, errorFeedback: Bool, comm: Communicator) -> ReductionHook {
+        ReductionHook(algorithm: CompressedAllreduce(comm: comm, format: format, exact: exact, exactTail: 2, errorFeedback: errorFeedback),
+                      prescales: true)
+    }
+}
+
+/// The reduction strategies, by what selects them. Registration of a new `GradientReducer` is a case here.
+public enum ReducerKind: Sendable, Equatable {
+    /// One buffer, one allreduce (any hook).
+    case flat
+    /// A staged model's layers in buckets of at least `bucketBytes`, each one allreduce, optionally
+    /// overlapped with the backward pass.
+    case bucketed(bucketBytes: Int, overlap: Bool)
+    /// `--balance`: blocks of rows summed in global block order along a chain of ranks.
+    case blockChain
+
+    /// The strategy a configuration selects: the block chain under `balance`; buckets for a staged model on a
+    /// plain wire (a 16-bit wire takes the whole buffer: its exact tail and error feedback are positional);
+    /// otherwise one buffer.
+    public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
+        if config.balance { return .blockChain }
+        if !hook.prescales, let staged = model as? StagedGradientModel, staged.gradientStages.count > 1 {
+            return .bucketed(bucketBytes: config.bucketBytes, overlap: config.overlap)
+        }
+        return .flat
+    }
+
+    /// Builds the reducer for a gradient of `count` values.
+    public func make(comm: Communicator, model: Model, hook: ReductionHook, collectiveTimeout: Double,
+                     note: @escaping (String) -> Void) -> GradientReducer {
+        let count = model.layout.count
+        switch self {
+        case .flat:
+            return FlatReducer(comm: comm, count: count, hook: hook, collectiveTimeout: collectiveTimeout)
+        case let .bucketed(bytes, overlap):
+            return BucketedReducer(comm: comm, stages: (model as! StagedGradientModel).gradientStages, count: count,
+                                   bucketBytes: bytes, overlap: overlap && comm.allowsSerializedThreads,
+                                   algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
+        case .blockChain:
+            return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
+        }
+    }
+}
+
+/// A zeroed, 64-byte aligned Float buffer owned by a reducer (freed with it).
+final class ReduceBuffer {
+    let base: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        base = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * 4, alignment: 64).bindMemory(to: Float.self, capacity: Swift.max(1, count))
+        base.initialize(repeating: 0, count: count)
+    }
+    deinit { base.deallocate() }
+    var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+}

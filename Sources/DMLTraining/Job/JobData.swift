@@ -1,0 +1,80 @@
+import DMLComm
+import DMLData
+import DMLStatus
+
+extension JobConfiguration.Data {
+    /// This rank's shards of the training, validation and test sets, with what the output must record.
+    /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
+    public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil) throws -> LoadedData {
+        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
+        try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm)
+        return loaded
+    }
+
+    /// Feature partitioning: every row of every split, this rank's share of the feature columns (a
+    /// `ShardPlan` of the columns). The synthetic classification task generates only those columns; other
+    /// data is read as usual, each rank its own rows (prepared: validation split, standardisation), then
+    /// turned from rows into columns (`Dataset.transposedToColumns`), so no rank ever parses the whole file.
+    /// Collective.
+    public func loadColumns(comm: Communicator, seed: UInt64, validationFraction: Double? = nil) throws -> (data: LoadedData, columns: Range<Int>) {
+        let fraction = validationFraction ?? self.validationFraction
+        if path == nil {
+            try comm.agree(comm.size > syntheticFeatures ? "\(comm.size) ranks but only \(syntheticFeatures) features (--synthetic-features): with --partition features every rank needs at least one column" : nil,
+                           kind: .usage)
+        }
+        if path == nil && task == .classification && fraction == 0 && !standardize {
+            let columns = ShardPlan(rows: syntheticFeatures, ranks: comm.size).range(of: comm.rank)
+            let generator = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
+            let train = generator.columnSlice(rows: syntheticRows, columns: columns, testSplit: false)
+            let test = syntheticTestRows > 0 ? generator.columnSlice(rows: syntheticTestRows, columns: columns, testSplit: true) : nil
+            return (LoadedData(train: train, test: test,
+                               description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)"),
+                    columns)
+        }
+        var rows = try load(comm: comm, seed: seed, validationFraction: fraction)
+        let d = rows.train.features
+        try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(path ?? "the data"): with --partition features every rank needs at least one column" : nil,
+                       kind: path == nil ? .usage : .dataFormat)
+        let plan = ShardPlan(rows: d, ranks: comm.size)
+        func columns(_ set: Dataset) throws -> Dataset { try set.transposedToColumns({ plan.range(of: $0) }, comm: comm, tag: 7_601) }
+        rows.train = try columns(rows.train)
+        rows.validation = try rows.validation.map(columns)
+        rows.test = try rows.test.map(columns)
+        return (rows, plan.range(of: comm.rank))
+    }
+
+    private func files(comm: Communicator) throws -> LoadedData {
+        var options = ReadOptions()
+        options.task = task
+        options.header = header
+        options.delimiter = delimiter
+        options.labelColumn = labelColumn
+        options.features = features
+        let source = DataSource(path: path!, labelsPath: labels, format: format)
+        let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
+        let test = try testPath.map {
+            try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: options, comm: comm,
+                                features: train.features, labels: mapping).0
+        }
+        let what = task == .classification ? "\(train.classes) classes" : "regression"
+        return LoadedData(train: train, test: test, labels: mapping,
+                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features, \(what))")
+    }
+
+    private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {
+        try comm.agree(comm.size > syntheticRows
+            ? "\(comm.size) ranks but only \(syntheticRows) training rows (--synthetic-rows): every rank needs at least one row"
+            : nil, kind: .usage)
+        let task = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
+        var train = task.trainingShard(rows: syntheticRows, rank: comm.rank, ranks: comm.size)
+        var test = syntheticTestRows > 0 ? task.testShard(rows: syntheticTestRows, rank: comm.rank, ranks: comm.size) : nil
+        if self.task == .regression {
+            train = task.regressionShard(train, testSplit: false)
+            test = test.map { task.regressionShard($0, testSplit: true) }
+            return LoadedData(train: train, test: test,
+                              description: "the synthetic regression task (\(syntheticRows) rows × \(syntheticFeatures) features)")
+        }
+        return LoadedData(train: train, test: test,
+                          description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)")
+    }
+}

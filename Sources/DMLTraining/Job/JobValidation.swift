@@ -1,0 +1,34 @@
+import DMLModels
+
+extension JobConfiguration {
+    /// The first combination of options this job cannot honour, as one message naming the flags; nil when
+    /// every option will be honoured. Checked before anything is read or trained (`dml-train` turns it into
+    /// a usage error, 64), so no option is ever silently ignored. `CombinationTests` enumerates the
+    /// combinations of the step's variations and checks each is either refused here or has its effect.
+    public func conflict() -> String? {
+        let r = reduction, d = data, o = outputs
+        if r.errorFeedback && r.compress == nil { return "--error-feedback needs --compress fp16 or bf16" }
+        if r.autotune && r.allreduce != .auto { return "--autotune needs --allreduce auto" }
+        if r.balance && r.compress != nil { return "--balance sums gradients in its own fixed order: it cannot be combined with --compress" }
+        if r.balance && d.partition == .features { return "--balance moves rows: it needs --partition rows" }
+        if r.overlap {
+            if model.kind != .mlp {
+                return "--overlap overlaps an MLP's layer buckets with its backward pass; --model \(model.kind.rawValue) computes its gradient in one stage (use --model mlp, or leave out --overlap)"
+            }
+            if r.compress != nil { return "--overlap reduces layer buckets, but a 16-bit wire (--compress) takes the whole gradient in one message: give one of them" }
+            if r.balance { return "--overlap cannot be combined with --balance: the chain sums the gradient in block order after the backward pass" }
+        }
+        if d.partition == .features {
+            if ![.linear, .logistic, .softmax].contains(model.kind) {
+                return "--partition features trains linear, logistic and softmax models (their scores are sums over features); --model \(model.kind.rawValue) needs --partition rows"
+            }
+            if r.compress != nil { return "--compress compresses gradients, which --partition features does not exchange; use --partition rows" }
+        }
+        if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
+        if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }
+        if o.resume && o.checkpointDir == nil { return "--resume needs --checkpoint-dir" }
+        if o.checkpointEvery != nil && o.checkpointDir == nil { return "--checkpoint-every needs --checkpoint-dir" }
+        if optimization.nesterov && optimization.optimizer != .momentum { return "--nesterov needs --optimizer momentum" }
+        return nil
+    }
+}

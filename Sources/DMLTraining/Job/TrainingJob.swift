@@ -1,0 +1,253 @@
+import Foundation
+import DMLComm
+import DMLData
+import DMLModels
+import DMLStatus
+
+/// Where a job's messages go. Only rank 0 calls them. `say` is the log (progress, checkpoints, results: stdout
+/// in dml-train), `warn` what a user must notice (a damaged checkpoint skipped: stderr).
+public struct JobOutput {
+    public var program: String
+    public var say: (String) -> Void
+    public var warn: (String) -> Void
+    /// Progress lines at the log interval; nil prints none.
+    public var progress: ProgressPrinter?
+
+    /// `warn` defaults to standard error, as `<program>: warning: …`.
+    public init(program: String = "dml-train", say: @escaping (String) -> Void = { print($0) },
+                warn: ((String) -> Void)? = nil, progress: ProgressPrinter? = ProgressPrinter()) {
+        self.program = program
+        self.say = say
+        self.warn = warn ?? { FileHandle.standardError.write(Data((program + ": warning: " + $0 + "\n").utf8)) }
+        self.progress = progress
+    }
+
+    /// Prints nothing (tests, benchmarks).
+    public static let silent = JobOutput(say: { _ in }, warn: { _ in }, progress: nil)
+}
+
+/// What a finished job reports.
+public struct JobResult {
+    public let steps: Int
+    public let seconds: Double
+    public let train: Evaluation
+    public let test: Evaluation?
+    public let validation: Evaluation?
+    /// The checkpoint the run continued from, if it resumed.
+    public let resumedFrom: (step: Int, path: String)?
+    /// The whole model's parameters at the end (the row-partitioned layout), on every rank.
+    public let parameters: [Float]
+}
+
+/// A training job built from its configuration: the library side of `dml-train`, which only parses flags
+/// into a `JobConfiguration` and prints. Collective: every rank runs `run` with the same configuration.
+///
+/// ```
+/// checks (conflicts, outputs vs inputs, writable outputs) → data (rows, or columns for --partition features)
+///   → model → allreduce (auto: tuned or cached) → strategy (Trainer with its reducer and hook, or
+///   FeaturePartitionedTrainer) → configuration agreement → [learning-rate search] → TrainingSession
+///   → --output → --timeline → a polled barrier (the last collective before MPI_Finalize)
+/// ```
+/// Every collective runs under a deadline from `outputs.collectiveTimeout`: the start-up's five times it.
+public final class TrainingJob {
+    public let configuration: JobConfiguration
+    public let comm: Communicator
+    public let faults: FaultPlan
+    public let output: JobOutput
+    /// The strategy of the final run, once built (tests and benchmarks look at it).
+    public private(set) var strategy: TrainingStrategy?
+
+    public init(configuration: JobConfiguration, comm: Communicator, faults: FaultPlan = FaultPlan(), output: JobOutput = JobOutput()) {
+        self.configuration = configuration
+        self.comm = comm
+        self.faults = faults
+        self.output = output
+    }
+
+    private var rank0: Bool { comm.rank == 0 }
+    private func say(_ line: String) { if rank0 { output.say(line) } }
+    private var timeout: Double { configuration.outputs.collectiveTimeout }
+
+    public func run() throws -> JobResult {
+        let job = configuration
+        if let conflict = job.conflict() { throw JobError(.usage, conflict) }
+        comm.deadlines.interruption = Preemption.diedWhileWaiting
+        comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
+            phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
+        try checkFiles()
+        faults.hangDuringStartupIfPlanned(rank: comm.rank)
+
+        // Data, in rows or (--partition features) in columns.
+        let seed = job.optimization.seed
+        let fraction = job.optimization.lrSearch != nil && job.data.validationFraction == 0 ? 0.2 : job.data.validationFraction
+        let loaded: LoadedData, columns: Range<Int>?
+        if job.data.partition == .features {
+            (loaded, columns) = try job.data.loadColumns(comm: comm, seed: seed, validationFraction: fraction)
+        } else {
+            (loaded, columns) = (try job.data.load(comm: comm, seed: seed, validationFraction: fraction), nil)
+        }
+        let train = loaded.train
+        let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
+        let model = try comm.agreeing {
+            try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay)
+        }
+        let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
+        let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
+        let totalSteps = job.optimization.steps ?? job.optimization.epochs * stepsPerEpoch
+        let exact = try job.reduction.algorithm(comm: comm, gradientBytes: (model.layout.count + 2) * MemoryLayout<Float>.size, say: say)
+
+        func makeStrategy(lr: Float) -> TrainingStrategy {
+            var config = TrainingConfig(steps: totalSteps, batchSize: batch, learningRate: lr, seed: seed,
+                                        logEvery: job.outputs.logEvery ?? Swift.max(1, totalSteps / 10),
+                                        optimizer: job.optimization.optimizerConfig,
+                                        schedule: job.optimization.schedule(totalSteps: totalSteps, base: lr))
+            config.collectiveTimeout = timeout
+            config.overlap = job.reduction.overlap
+            config.bucketBytes = job.reduction.bucketBytes
+            config.balance = job.reduction.balance
+            if let columns {
+                let slice = FeatureSlice(kind: FeatureSlice.Kind(rawValue: model.kind)!, features: features, columns: columns,
+                                         classes: train.classes, weightDecay: job.optimization.modelWeightDecay)
+                return FeaturePartitionedTrainer(comm: comm, slice: slice, train: train, config: config, allreduce: exact, faults: faults)
+            }
+            return Trainer(comm: comm, model: model, train: train, config: config, allreduce: exact,
+                           hook: job.reduction.hook(exact: exact, comm: comm), faults: faults, note: say)
+        }
+        func makeSession(_ strategy: TrainingStrategy) -> TrainingSession {
+            var options = SessionOptions(identity: job.identity, configuration: job.agreementText + "\nfaults=\(faults.faults)")
+            options.checkpointDirectory = job.outputs.checkpointDir
+            // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
+            options.checkpointEvery = job.outputs.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
+            options.keepCheckpoints = job.outputs.keepCheckpoints
+            options.resume = job.outputs.resume
+            options.overwriteCheckpoints = job.outputs.overwriteCheckpoints
+            options.verifyEvery = job.outputs.verifyEvery
+            options.evalEvery = job.outputs.evalEvery
+            options.metricsPath = job.outputs.metrics
+            return TrainingSession(trainer: strategy, test: loaded.test, validation: loaded.validation, options: options,
+                                   log: output.say, warn: output.warn)
+        }
+
+        var strategy = makeStrategy(lr: job.optimization.lr)
+        var session = makeSession(strategy)
+        // Before anything is trained: every rank must run the same configuration.
+        try session.checkConfigurationAgreement()
+        say(header(model: model, description: loaded.description, batch: batch, steps: totalSteps, schedule: strategy.config.schedule,
+                   columns: features))
+        if let candidates = job.optimization.lrSearch {
+            let best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: makeStrategy)
+            strategy = makeStrategy(lr: best)
+            session = makeSession(strategy)
+            say("training the final model with lr \(strategy.config.schedule.description)")
+        }
+        self.strategy = strategy
+        let recorder = job.outputs.timeline == nil ? nil : Timeline()
+        if let recorder {
+            try recorder.synchronize(comm)
+            strategy.hooks.timeline = recorder
+        }
+        let result = try session.run(progress: output.progress)
+        say(done(steps: totalSteps, result: result))
+
+        let parameters = try strategy.outputParameters()
+        var extra = loaded.metadata
+        if columns != nil { extra["partition"] = "features" }
+        try writeOutput(parameters, model: model, step: strategy.step, extra: extra)
+        if let recorder, let path = job.outputs.timeline {
+            let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, strategy.step - (result.resumedFrom?.step ?? 0)))
+            try comm.watched("gathering the timeline", seconds: timeout + 10) { try recorder.write(to: path, comm: comm) }
+            say(summary)
+            say("wrote \(path)")
+        }
+        // The last collective of a job: a barrier under the deadline, so that MPI_Finalize (which cannot be
+        // polled) starts only when every rank is there.
+        try comm.watched("the end of the job", seconds: timeout) { try comm.barrier() }
+        return JobResult(steps: strategy.step, seconds: result.seconds, train: result.train, test: result.test,
+                         validation: result.validation, resumedFrom: result.resumedFrom, parameters: parameters)
+    }
+
+    /// Rank 0 checks, before anything is read, that no output is an input or another output, and that the
+    /// outputs can be written. Collective.
+    private func checkFiles() throws {
+        let job = configuration
+        try comm.agreeing {
+            guard rank0 else { return }
+            let inputs = [("--data", job.data.path), ("--labels", job.data.labels), ("--test-data", job.data.testPath),
+                          ("--test-labels", job.data.testLabels)].compactMap { f, p in p.map { (flag: f, path: $0) } }
+            let outputs = [("--output", job.outputs.output), ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
+                           ("--tune-cache", job.reduction.autotune ? job.reduction.tuneCache : nil)].compactMap { f, p in p.map { (flag: f, path: $0) } }
+            try OutputPaths.checkDistinct(inputs: inputs, outputs: outputs)
+            for path in [job.outputs.output, job.outputs.timeline].compactMap({ $0 }) { try AtomicFile.checkWritable(path) }
+        }
+    }
+
+    private func header(model: Model, description: String, batch: Int?, steps: Int, schedule: LearningRateSchedule, columns features: Int) -> String {
+        let job = configuration, p = comm.size
+        var layout = "\(p) rank\(p == 1 ? "" : "s")"
+        if job.data.partition == .features {
+            layout += " partitioned by features (\(features % p == 0 ? "\(features / p)" : "\(features / p)–\(features / p + 1)") columns each)"
+        }
+        let lr = job.optimization.lrSearch == nil ? schedule.description : "search"
+        let wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
+        return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full"), \(steps) steps, "
+            + "\(job.optimization.optimizerConfig.description), lr \(lr), allreduce \(job.reduction.allreduce.rawValue)\(wire)"
+    }
+
+    /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).
+    private func done(steps: Int, result: SessionResult) -> String {
+        func describe(_ e: Evaluation) -> String {
+            e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
+        }
+        let these = result.resumedFrom.map { " (\(steps - $0.step) in this run, resumed at step \($0.step))" } ?? ""
+        var line = "done: \(steps) steps\(these) in " + String(format: "%.2f s; train ", result.seconds) + describe(result.train)
+        if let v = result.validation { line += "; validation " + describe(v) }
+        if let t = result.test { line += "; test " + describe(t) }
+        return line
+    }
+
+    /// `--output`: rank 0 writes the whole model's parameters (laid out by `model.layout`) as safetensors,
+    /// atomically, with the metadata that prediction needs. Collective (a failed write is an error on all).
+    private func writeOutput(_ parameters: [Float], model: Model, step: Int, extra: [String: String]) throws {
+        guard let path = configuration.outputs.output else { return }
+        // The others wait while rank 0 writes: the deadline allows for the write at 50 MB/s.
+        try comm.watched("writing \(path)", seconds: timeout + Double(4 * parameters.count) / 50e6) {
+            try comm.agreeing {
+                guard rank0 else { return }
+                let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
+                                "classes": String(model.outputs), "step": String(step), "seed": String(configuration.optimization.seed),
+                                "ranks": String(comm.size)].merging(extra) { mine, _ in mine }
+                let tensors = parameters.withUnsafeBufferPointer { w in
+                    model.layout.views.map { v in
+                        Safetensors.Tensor(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(rebasing: w[v.range]))
+                    }
+                }
+                try AtomicFile.write(Safetensors.encode(tensors, metadata: metadata), to: path)
+            }
+        }
+        say("wrote \(path)")
+    }
+
+    /// `--lr-search`: trains every candidate, prints a table of validation scores (rank 0) and returns the
+    /// best rate. Collective. Fails, on every rank alike, when every candidate diverged.
+    private func searchLearningRate(_ candidates: [Float], validation: Dataset?, makeStrategy: (Float) throws -> TrainingStrategy) throws -> Float {
+        guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)", kind: .usage) }
+        say("learning-rate search: \(candidates.count) candidates, scored on \(validation.globalRows) validation rows")
+        say("  lr          validation loss  accuracy   time")
+        let outcomes = try LearningRateSearch(candidates: candidates).run(validation: validation, makeTrainer: makeStrategy) { o in
+            let lr = String(describing: o.learningRate).padding(toLength: 10, withPad: " ", startingAt: 0)
+            if let v = o.validation {
+                let accuracy = v.accuracy.map { String(format: "%7.2f%%", 100 * $0) } ?? "       -"
+                say("  \(lr)  " + String(format: "%15.6f", v.loss) + "  " + accuracy + String(format: "  %6.2f s", o.seconds))
+            } else {
+                // The guard's message names the step; its advice is for a single run, not for a search.
+                let reason = (o.failure ?? "non-finite").split(separator: ":").first.map(String.init) ?? ""
+                say("  \(lr)  diverged (\(reason))")
+            }
+        }
+        guard let best = LearningRateSearch.best(of: outcomes) else {
+            throw TrainingFailure("--lr-search: every candidate diverged (\(candidates.map { String(describing: $0) }.joined(separator: ", "))); try smaller rates")
+        }
+        say("best lr \(best.learningRate) (validation loss \(String(format: "%.6f", best.validation!.loss)))")
+        return best.learningRate
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import DMLComm
+import DMLKernels
+
+/// A staged model's gradient (an MLP: one layer at a time, the top layer first) in **buckets** of at least
+/// `bucketBytes`, each reduced by its own allreduce, then the loss sum and row count; with `overlap`, a
+/// bucket's allreduce starts on a communication thread as soon as the backward pass has finished it, while
+/// the layers below are still computed (MPI_THREAD_SERIALIZED: one thread in MPI at a time; the gate runs
+/// after the last bucket is done).
+///
+/// The buckets are the same with and without overlap, so the result has the same bits (`OverlapTests`).
+/// Cost per step: one allreduce per bucket (α per bucket more than one flat allreduce); with overlap, the
+/// buckets' communication hides behind the backward pass when a core is free for it.
+final class BucketedReducer: GradientReducer {
+    let comm: Communicator
+    let count: Int
+    let algorithm: AllreduceAlgorithm
+    let overlap: Bool
+    let collectiveTimeout: Double
+    /// Ranges of the buffer reduced by one allreduce each, in this order: the merged stages (in the order
+    /// backward completes them), then the loss-sum and row-count tail.
+    let buckets: [Range<Int>]
+    /// The bucket that stage i completes, if any.
+    private let closedByStage: [Int?]
+    private let sums: ReduceBuffer
+    /// Runs the overlapped bucket allreduces, one at a time.
+    private let communication = DispatchQueue(label: "dml-communication")
+    private let started = DispatchGroup()
+    private let failure = LockedError()
+    private var stepNumber = 0
+    /// The deadline in force before an overlapped step set its own.
+    private var ambient: CollectiveDeadline?
+
+    var wantsStages: Bool { true }
+
+    init(comm: Communicator, stages: [Range<Int>], count: Int, bucketBytes: Int, overlap: Bool,
+         algorithm: AllreduceAlgorithm, collectiveTimeout: Double) {
+        self.comm = comm
+        self.count = count
+        self.algorithm = algorithm
+        self.overlap = overlap
+        self.collectiveTimeout = collectiveTimeout
+        sums = ReduceBuffer(count: count + 2)
+        var buckets: [Range<Int>] = [], closes: [Int?] = []
+        var open: Range<Int>?
+        for stage in stages {
+            // Stages arrive top layer first, i.e. from the end of the buffer towards its start.
+            open = open.map { stage.lowerBound ..< $0.upperBound } ?? stage
+            if open!.count * MemoryLayout<Float>.size >= bucketBytes {
+                buckets.append(open!)
+                closes.append(buckets.count - 1)
+                open = nil
+            } else {
+                closes.append(nil)
+            }
+        }
+        if let last = open {
+            buckets.append(last)
+            closes[closes.count - 1] = buckets.count - 1
+        }
+        self.buckets = buckets + [count ..< count + 2]
+        closedByStage = closes
+    }
+
+    private func reduce(_ bucket: Range<Int>) throws {
+        try algorithm.run(UnsafeMutableBufferPointer(start: sums.base + bucket.lowerBound, count: bucket.count), op: .sum)
+    }
+
+    private var phase: String { "the gradient allreduce of step \(stepNumber)" }
+
+    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
+        stepNumber = number
+        sums.buffer.initialize(repeating: 0)
+        // The communication thread's waits run under this step's deadline.
+        if overlap {
+            ambient = comm.deadlines.current
+            comm.deadlines.current = collectiveTimeout > 0 ? CollectiveDeadline(seconds: collectiveTimeout, phase: phase) : nil
+        }
+        return [Contribution(rows: rows(holding), buffer: sums.base)]
+    }
+
+    func stageReady(_ stage: Int) {
+        guard overlap, let b = closedByStage[stage] else { return }
+        let job = BucketJob(reducer: self, bucket: buckets[b])
+        started.enter()
+        communication.async { job.run() }
+    }
+
+    /// One overlapped bucket's allreduce, handed to the communication thread.
+    private final class BucketJob: @unchecked Sendable {
+        let reducer: BucketedReducer
+        let bucket: Range<Int>
+        init(reducer: BucketedReducer, bucket: Range<Int>) { self.reducer = reducer; self.bucket = bucket }
+        func run() {
+            defer { reducer.started.leave() }
+            do { try reducer.reduce(bucket) } catch { reducer.failure.record(error) }
+        }
+    }
+
+    func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
+        if overlap {
+            started.wait()
+            comm.deadlines.current = ambient
+            if let error = failure.error { throw error }
+            try gate()
+            try comm.watched(phase, seconds: collectiveTimeout) { try reduce(buckets[buckets.count - 1]) }
+        } else {
+            try gate()
+            try comm.watched(phase, seconds: collectiveTimeout) { for bucket in buckets { try reduce(bucket) } }
+        }
+        let whole = sums.buffer
+        Vector.scale(1 / whole[count + 1], whole.baseAddress!, count)
+        return whole
+    }
+}
+
+/// The first error a communication thread hit, for the main thread to rethrow.
+final class LockedError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+    func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+}

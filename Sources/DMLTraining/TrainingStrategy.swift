@@ -1,0 +1,98 @@
+import Foundation
+import DMLComm
+import DMLData
+
+/// A way of training one model on many ranks, one global step at a time: what the session loop
+/// (`TrainingSession`, `run`) drives, whatever the step does inside. Two exist: `Trainer` (each rank a
+/// share of the rows; the gradient reduced by a `GradientReducer`) and `FeaturePartitionedTrainer` (each rank
+/// every row and a share of the columns; partial scores reduced). Checkpoints, replica checks, evaluation,
+/// metrics, the timeline, faults and the gate apply to both through this protocol and `StepHooks`.
+public protocol TrainingStrategy: AnyObject {
+    var comm: Communicator { get }
+    var config: TrainingConfig { get }
+    var sampler: BatchSampler { get }
+    /// Faults, timeline and gate: called at the named phases of every step.
+    var hooks: StepHooks { get }
+    /// Steps completed so far.
+    var step: Int { get }
+    /// The mean loss of the last step's global batch (nil before the first step).
+    var lastLoss: Double? { get }
+    /// This rank's training rows (what `data_checksum` digests).
+    var train: Dataset { get }
+    /// The identity fields only the built strategy knows: the model's shape, the schedule, the rows.
+    var derivedIdentity: [String: String] { get }
+
+    /// The body of step `number` (1-based), between the hooks' `begin` and `end` (see `trainStep`): it must
+    /// call `hooks.computed` after its local computation and `hooks.gate` once, then apply the update and
+    /// count the step. Returns the global batch's mean loss and rows. Throws `TrainingFailure` (every rank
+    /// alike) when the loss or gradient is not finite, before the parameters are touched.
+    func stepBody(number: Int) throws -> (loss: Double, rows: Int)
+    /// The parameters every rank holds identically (all of them, or a feature partition's bias): what the
+    /// replica check compares and the `perturb` fault shifts.
+    func withReplicatedParameters(_ body: (UnsafeMutableBufferPointer<Float>) -> Void)
+    /// An epoch boundary after `step`. Collective.
+    func epochEnded() throws
+    /// Collective replica check: what every rank must hold identically, compared by checksum.
+    func verifyReplicas() throws
+    /// Mean loss (and accuracy) over `data`, all ranks' shards together. Collective.
+    func evaluate(_ data: Dataset) throws -> Evaluation
+    /// Throws `TrainingFailure` (every rank alike) when the parameters are no longer finite.
+    func checkParametersFinite() throws
+    /// A snapshot of the whole model's training state (collective; rank 0's is complete).
+    func checkpoint(identity: [String: String]) throws -> Checkpoint
+    /// Continues from `checkpoint` (checked against the run's identity by the caller).
+    func restore(_ checkpoint: Checkpoint) throws
+    /// The whole model's parameters in the row-partitioned layout (`model.layout`). Collective.
+    func outputParameters() throws -> [Float]
+}
+
+extension TrainingStrategy {
+    /// One global step, with the hooks around it: `begin` (faults that fire as a step begins, the timeline),
+    /// the strategy's body, `end` (which checks the body ran the gate; the `perturb` fault; the timeline).
+    @discardableResult
+    public func trainStep() throws -> (loss: Double, rows: Int) {
+        let number = step + 1
+        hooks.begin(step: number)
+        let result = try stepBody(number: number)
+        withReplicatedParameters { hooks.end(step: number, parameters: $0) }
+        return result
+    }
+
+    /// Runs the remaining steps; `report` is called on every rank at each log interval, `afterStep` after
+    /// every step (checkpoints, replica checks and evaluation hang off it; it may communicate, as every rank
+    /// calls it at the same step); at each epoch boundary `epochEnded` runs.
+    public func run(report: (StepReport) throws -> Void, afterStep: () throws -> Void = {}) throws {
+        var lastTime = Date()
+        var samplesSinceReport = 0
+        while step < config.steps {
+            let lr = config.schedule.lr(at: step)
+            let (loss, rows) = try trainStep()
+            samplesSinceReport += rows
+            if step % config.logEvery == 0 || step == config.steps {
+                let now = Date()
+                let elapsed = now.timeIntervalSince(lastTime)
+                try report(StepReport(step: step, totalSteps: config.steps, epoch: sampler.epoch(ofStep: step - 1),
+                                      loss: loss, samplesPerSecond: elapsed > 0 ? Double(samplesSinceReport) / elapsed : 0,
+                                      learningRate: lr))
+                lastTime = now
+                samplesSinceReport = 0
+            }
+            try afterStep()
+            if step % sampler.stepsPerEpoch == 0 && step < config.steps { try epochEnded() }
+        }
+    }
+
+    /// The divergence guard's message for step `number`.
+    func diverged(_ number: Int, lossFinite: Bool) -> TrainingFailure {
+        TrainingFailure("training diverged at step \(number): the \(lossFinite ? "gradient" : "loss") is not finite "
+                        + "(learning rate \(config.schedule.lr(at: number - 1))). Try a lower learning rate (--lr) or a warm-up (--warmup); "
+                        + "the update of this step was not applied and no checkpoint was written from it")
+    }
+
+    /// The message when an update has left parameters non-finite.
+    func nonFiniteParameters() -> TrainingFailure {
+        TrainingFailure("training diverged by step \(step): the parameters are no longer finite "
+                        + "(learning rate \(config.schedule.lr(at: Swift.max(0, step - 1)))). Try a lower learning rate (--lr) or a warm-up "
+                        + "(--warmup); no checkpoint was written from these parameters")
+    }
+}
