@@ -133,6 +133,8 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
 
     public func epochEnded() throws {}
 
+    public func dataChecksum() throws -> UInt64 { try Checksum.datasetColumns(train, firstColumn: slice.columns.lowerBound, comm: comm) }
+
     public func checkParametersFinite() throws {
         guard parameters.contains(where: { !$0.isFinite }) else { return }
         throw nonFiniteParameters()

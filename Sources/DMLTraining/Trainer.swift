@@ -174,6 +174,8 @@ public final class Trainer: TrainingStrategy {
 
     public func outputParameters() throws -> [Float] { parameters }
 
+    public func dataChecksum() throws -> UInt64 { try Checksum.dataset(train, comm: comm) }
+
     /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:
     /// such parameters are never checkpointed or written out. Cost: one pass over the parameters.
     public func checkParametersFinite() throws {

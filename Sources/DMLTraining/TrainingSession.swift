@@ -95,7 +95,7 @@ public final class TrainingSession {
         notes.forEach(log)
         var identity = options.identity.merging(trainer.derivedIdentity) { _, derived in derived }
         if store != nil {
-            identity["derived.data_checksum"] = Checksum.hex(try Checksum.dataset(trainer.train, comm: comm))
+            identity["derived.data_checksum"] = Checksum.hex(try trainer.dataChecksum())
         }
         var resumedFrom: (step: Int, path: String)?
         if options.resume, let store = store {

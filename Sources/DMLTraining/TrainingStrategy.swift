@@ -21,6 +21,9 @@ public protocol TrainingStrategy: AnyObject {
     var train: Dataset { get }
     /// The identity fields only the built strategy knows: the model's shape, the schedule, the rows.
     var derivedIdentity: [String: String] { get }
+    /// A checksum of the whole training set that does not depend on the number of ranks (`data_checksum`).
+    /// Collective.
+    func dataChecksum() throws -> UInt64
 
     /// The body of step `number` (1-based), between the hooks' `begin` and `end` (see `trainStep`): it must
     /// call `hooks.computed` after its local computation and `hooks.gate` once, then apply the update and
