@@ -36,8 +36,7 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
 
     /// Parses `rd<=16K,mpi<=1M,shm`. Throws a message naming the bad part.
     public init(parsing text: String) throws {
-        let parts = text.split(separator: ",").map { String($0).trimmingSpaces() }
-        guard let last = parts.last, !last.isEmpty else { throw CommError.invalidArgument("an auto policy needs at least one algorithm (e.g. 'rd<=16K,shm')") }
+        guard let parts = CommaList.items(text), let last = parts.last else { throw CommError.invalidArgument("an auto policy needs at least one algorithm (e.g. 'rd<=16K,shm')") }
         func kind(_ s: String) throws -> AllreduceKind {
             guard let k = AllreduceKind(rawValue: s), k != .auto else {
                 throw CommError.invalidArgument("'\(s)' in auto policy '\(text)' is not one of \(AllreduceKind.allCases.filter { $0 != .auto }.map(\.rawValue).joined(separator: ", "))")

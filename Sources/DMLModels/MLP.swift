@@ -30,12 +30,6 @@ public final class MLP: StagedGradientModel {
     public let outputs: Int
     public let hidden: [Int]
 
-    /// Hidden widths from a command-line list such as `256,128`; nil unless every entry is a positive integer.
-    public static func hiddenWidths(parsing list: String) -> [Int]? {
-        let parts = list.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
-        return parts.map { $0! }
-    }
     public let activation: ActivationKind
     public let weightDecay: Float
     public let layout: ParameterLayout

@@ -60,10 +60,7 @@ public struct LearningRateSearch {
 
     /// Parses `0.01,0.03,0.1`: positive finite rates, no repeats.
     public static func parse(_ text: String) -> [Float]? {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-            .map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0!.isFinite && $0! > 0 }) else { return nil }
-        let rates = parts.map { $0! }
+        guard let rates = CommaList.parse(text, { Float($0).flatMap { $0.isFinite && $0 > 0 ? $0 : nil } }) else { return nil }
         guard Set(rates).count == rates.count else { return nil }
         return rates
     }

@@ -67,8 +67,9 @@ struct AllreduceBenchmark: ParsableCommand {
             while s <= to { list.append(s); s *= factor }
             return list
         }
-        return try sizes.split(separator: ",").map { part in
-            guard let b = ByteCount.parse(String(part)), b >= 0 else { throw ValidationError("--sizes: '\(part)' is not a size (e.g. 4K, 1M, 4096)") }
+        guard let parts = CommaList.items(sizes) else { throw ValidationError("--sizes: give sizes separated by commas, e.g. 4K,1M,4096 (got '\(sizes)')") }
+        return try parts.map { part in
+            guard let b = ByteCount.parse(part), b >= 0 else { throw ValidationError("--sizes: '\(part)' is not a size (e.g. 4K, 1M, 4096)") }
             return b
         }
     }
@@ -76,8 +77,9 @@ struct AllreduceBenchmark: ParsableCommand {
     /// The algorithms to time, `mpi` first.
     func kindList() throws -> [BenchKind] {
         var kinds: [BenchKind] = [.mpi]
-        for name in algorithms.split(separator: ",") {
-            guard let k = BenchKind(rawValue: String(name)) else {
+        guard let names = CommaList.items(algorithms) else { throw ValidationError("--algorithms: give names separated by commas (got '\(algorithms)')") }
+        for name in names {
+            guard let k = BenchKind(rawValue: name) else {
                 throw ValidationError("--algorithms: '\(name)' is not one of \(BenchKind.names.joined(separator: ", "))")
             }
             if !kinds.contains(k) { kinds.append(k) }

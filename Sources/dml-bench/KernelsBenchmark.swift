@@ -34,9 +34,7 @@ struct Kernels: ParsableCommand {
     }
 
     var parsedSizes: [Int]? {
-        let parts = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
-        return parts.map { $0! }
+        CommaList.positiveIntegers(sizes)
     }
 
     struct Row {

@@ -80,7 +80,7 @@ struct TrainBenchmark: ParsableCommand {
                             "first_step_s", "mpi_init_s", "final_loss", "allreduce", "oversubscribed"]
 
     /// The `--hidden` widths, or nil when they do not parse.
-    var hiddenWidths: [Int]? { MLP.hiddenWidths(parsing: hidden) }
+    var hiddenWidths: [Int]? { CommaList.positiveIntegers(hidden) }
 
     /// What is timed, in order: each model once, and the MLP a second time with overlap when asked.
     var runs: [(model: ModelName, overlap: Bool)] {
@@ -88,9 +88,7 @@ struct TrainBenchmark: ParsableCommand {
     }
 
     var modelList: [ModelName]? {
-        let parts = models.split(separator: ",").map { ModelName(rawValue: String($0)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
-        return parts.map { $0! }
+        CommaList.parse(models) { ModelName(rawValue: $0) }
     }
 
     func validate() throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DMLComm
 import DMLModels
 import DMLTraining
 import DMLStatus
@@ -14,7 +15,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "MLP activation between layers: relu or tanh.")
     var activation: MLP.ActivationKind = .relu
 
-    var hiddenWidths: [Int]? { MLP.hiddenWidths(parsing: hidden) }
+    var hiddenWidths: [Int]? { CommaList.positiveIntegers(hidden) }
 
     func validate() throws {
         guard hiddenWidths != nil else {
