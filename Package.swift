@@ -67,5 +67,5 @@ let package = Package(
         .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

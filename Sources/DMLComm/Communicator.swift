@@ -74,7 +74,7 @@ public struct CommRequest {
     }
     var state: State
     /// A request with nothing left to wait for.
-    public static let completed = CommRequest(state: .completed)
+    public static var completed: CommRequest { CommRequest(state: .completed) }
     public var isCompleted: Bool { if case .completed = state { return true }; return false }
 }
 

@@ -36,13 +36,16 @@ public final class LocalCommunicator: Communicator {
         precondition(size >= 1, "a world needs at least one rank")
         let world = LocalWorld(size: size, timeout: timeout)
         let results = ResultSlots<R>(count: size)
+        // The ranks' threads share the caller's body: that is the contract of this test double (each
+        // thread calls it with its own communicator, as each MPI process runs the same program).
+        let shared = SharedBody(body)
         let group = DispatchGroup()
         for r in 0..<size {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
                 let comm = LocalCommunicator(rank: r, world: world, rootRanks: Array(0..<size))
-                do { results.set(r, .success(try body(comm))) } catch {
+                do { results.set(r, .success(try shared.body(comm))) } catch {
                     results.set(r, .failure(error))
                     world.fail()
                 }
@@ -262,6 +265,12 @@ final class LocalWorld: @unchecked Sendable {
         cond.unlock()
         for c in children { c.fail() }
     }
+}
+
+/// The body every rank thread of a local world runs (see `LocalCommunicator.run`).
+private final class SharedBody<R>: @unchecked Sendable {
+    let body: (LocalCommunicator) throws -> R
+    init(_ body: @escaping (LocalCommunicator) throws -> R) { self.body = body }
 }
 
 /// Per-rank result slots written by the rank threads.

@@ -20,7 +20,15 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     /// The thread support MPI granted at initialisation (we ask for `MPI_THREAD_SERIALIZED`).
-    public private(set) static var threadLevel: Int32 = -1
+    /// The thread support MPI granted (`MPI_Query_thread`; -1 before `MPI_Init`).
+    public static var threadLevel: Int32 {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        guard initialized != 0 else { return -1 }
+        var provided: Int32 = 0
+        MPI_Query_thread(&provided)
+        return provided
+    }
     public var allowsSerializedThreads: Bool { Self.threadLevel >= Int32(MPI_THREAD_SERIALIZED) }
     /// The MPI handle (an `MPI_Comm`).
     public let handle: MPI_Comm
@@ -44,11 +52,6 @@ public final class MPICommunicator: Communicator {
             // (`Trainer`'s overlap); never two threads in MPI at once.
             let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
             guard rc == MPI_SUCCESS else { throw CommError.mpi(call: "MPI_Init_thread", code: rc, message: errorString(rc)) }
-            threadLevel = provided
-        } else {
-            var provided: Int32 = 0
-            MPI_Query_thread(&provided)
-            threadLevel = provided
         }
         let world = cmpi_comm_world()!
         try check(MPI_Comm_set_errhandler(world, cmpi_errors_return()), "MPI_Comm_set_errhandler")
@@ -92,14 +95,19 @@ public final class MPICommunicator: Communicator {
         var buf = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
         var len: Int32 = 0
         MPI_Get_processor_name(&buf, &len)
-        return String(cString: buf)
+        return Self.text(buf, length: len)
     }
 
     static func errorString(_ code: Int32) -> String {
         var buf = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var len: Int32 = 0
         MPI_Error_string(code, &buf, &len)
-        return String(cString: buf)
+        return text(buf, length: len)
+    }
+
+    /// The first `length` characters MPI wrote into `buffer`, as UTF-8.
+    static func text(_ buffer: [CChar], length: Int32) -> String {
+        String(decoding: buffer.prefix(Swift.max(0, Swift.min(Int(length), buffer.count))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     @inline(__always)

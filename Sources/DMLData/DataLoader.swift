@@ -375,8 +375,8 @@ enum ReadStatistics {
             peak = line.dropFirst(6).trimmingCharacters(in: .whitespaces)
         }
         let rate = Double(bytes) / 1e6 / max(seconds, 1e-9)
-        fputs("dml-data: rank \(rank) parsed \(bytes) bytes of \(file), \(rows) rows, in \(String(format: "%.3f", seconds)) s "
+        FileHandle.standardError.write(Data(("dml-data: rank \(rank) parsed \(bytes) bytes of \(file), \(rows) rows, in \(String(format: "%.3f", seconds)) s "
               + "(\(String(format: "%.1f", rate)) MB/s; CPU \(String(format: "%.3f", cpu)) s, \(String(format: "%.1f", Double(bytes) / 1e6 / max(cpu, 1e-9))) MB/s per CPU second); "
-              + "peak RSS so far \(peak)\n", stderr)
+              + "peak RSS so far \(peak)\n").utf8))
     }
 }

@@ -117,14 +117,14 @@ public struct FaultPlan: Sendable, Equatable {
 
     /// Kills this process as `kill -9` would: no cleanup, no MPI_Finalize.
     func crash() -> Never {
-        fflush(stdout)
+        fflush(nil)
         kill(getpid(), SIGKILL)
         while true { pause() }
     }
 
     /// Stops answering for good: sleeps forever with the stop signals blocked, as a stalled node would.
     public func hang() -> Never {
-        fflush(stdout)
+        fflush(nil)
         var set = sigset_t()
         sigemptyset(&set)
         for s in Preemption.signals { sigaddset(&set, s) }

@@ -30,7 +30,7 @@ public struct ProgressPrinter {
         } else {
             print(line)
         }
-        fflush(stdout)
+        fflush(nil)
     }
 
     private func pad(_ n: Int, _ width: Int) -> String {

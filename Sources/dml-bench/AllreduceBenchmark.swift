@@ -315,7 +315,7 @@ struct AllreduceBenchmark: ParsableCommand {
             line += " "
         }
         print(line)
-        fflush(stdout)
+        fflush(nil)
     }
 
     func printSummary(_ points: [Point], ranks p: Int, memcpy: Double) {

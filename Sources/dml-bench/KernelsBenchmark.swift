@@ -69,7 +69,7 @@ struct Kernels: ParsableCommand {
             let value = r.gflops.map { String(format: "%9.2f GFLOP/s", $0) } ?? String(format: "%9.2f GB/s", r.gbps!)
             let name = r.kernel.padding(toLength: Swift.max(34, r.kernel.count), withPad: " ", startingAt: 0)
             print(name + String(format: " %7d ", r.n) + value)
-            fflush(stdout)
+            fflush(nil)
         }
         print("dml-bench kernels: one thread; best of \(repeats) runs of ≥ \(minTime) s")
 

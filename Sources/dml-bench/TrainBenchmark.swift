@@ -149,7 +149,7 @@ struct TrainBenchmark: ParsableCommand {
                   + "synthetic task \(rows) rows × \(features) features, 10 classes, global batch \(batch), plain SGD, "
                   + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
             print("model          samples/s  (mean)       step ms  comm share  first step  final loss")
-            fflush(stdout)
+            fflush(nil)
         }
         var results: [Result] = []
         for (i, run) in runs.enumerated() {
@@ -159,7 +159,7 @@ struct TrainBenchmark: ParsableCommand {
                 print(r.label.padding(toLength: 12, withPad: " ", startingAt: 0)
                       + String(format: " %11.0f %11.0f %10.3f %10.1f%% %10@ %11.4f", r.samplesPerSecond, r.meanSamplesPerSecond,
                                r.stepSeconds * 1e3, 100 * r.commShare, r.firstStep.map { String(format: "%.3f s", $0) } ?? "-", r.finalLoss))
-                fflush(stdout)
+                fflush(nil)
             }
         }
         if comm.rank == 0 { print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit)) }

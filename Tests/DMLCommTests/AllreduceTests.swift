@@ -6,7 +6,7 @@ import DMLTestSupport
 final class AllreduceTests: XCTestCase {
     /// Every algorithm by name, plus variants with tiny segments and blocks so that small test buffers go
     /// through many segments (ring) and many blocks, including a short last one (shm).
-    static let variants: [(String, (Communicator) -> AllreduceAlgorithm)] =
+    static var variants: [(String, (Communicator) -> AllreduceAlgorithm)] {
         AllreduceKind.allCases.map { kind in (kind.rawValue, { kind.make(for: $0) }) } + [
             ("ring/12-byte segments", { RingAllreduce(comm: $0, segmentBytes: 12, window: 2) }),
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
@@ -14,6 +14,7 @@ final class AllreduceTests: XCTestCase {
             ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),
             ("auto/rd<=64,central<=400,shm", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,shm")) }),
         ]
+    }
 
     /// Each rank's input: integer-valued, so the exact sum does not depend on the order of additions.
     func input(rank: Int, count: Int, seed: UInt64) -> [Float] {
@@ -112,7 +113,7 @@ final class AllreduceTests: XCTestCase {
 
     func testTheReplicaCheckFindsTheRankThatDiffers() throws {
         let outcomes = try LocalCommunicator.run(size: 4) { comm -> [String] in
-            var same: [Float] = [1, 2, 3, 0.1]
+            let same: [Float] = [1, 2, 3, 0.1]
             try same.withUnsafeBytes { try comm.checkIdentical($0, what: "parameters") }
             var one = same
             if comm.rank == 2 { one[3] = one[3].nextUp }  // one bit in one element of one rank

@@ -13,7 +13,7 @@ final class DataReaderTests: XCTestCase {
 
     func write(_ name: String, _ text: String) -> String {
         let path = "\(dir)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return path
     }
 
@@ -176,7 +176,7 @@ final class DataReaderTests: XCTestCase {
         var data: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
         data += Array(header.utf8) + bytes
         let path = "\(dir)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: Data(data))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
         return path
     }
 
@@ -231,7 +231,7 @@ final class DataReaderTests: XCTestCase {
         let halves = writeNPY("halves.npy", descr: "<f8", shape: [10], bytes: bytes((0..<10).map { Double($0) / 2 }))
         XCTAssertEqual(fail(good, halves), "\(halves), y[1]: class label 0.5 is not an integer (use --task regression for real-valued targets)")
         let fortran = write("f.npy", "")
-        FileManager.default.createFile(atPath: fortran, contents: Data([0x93] + Array("NUMPY".utf8) + [1, 0, 70, 0]
+        _ = FileManager.default.createFile(atPath: fortran, contents: Data([0x93] + Array("NUMPY".utf8) + [1, 0, 70, 0]
             + Array("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }".padding(toLength: 69, withPad: " ", startingAt: 0).utf8) + [10]
             + [UInt8](repeating: 0, count: 16)))
         XCTAssertEqual(fail(fortran, y), "\(fortran): the array is in Fortran order; save it in C order (numpy.ascontiguousarray)")

@@ -15,7 +15,7 @@ final class DecimalParserTests: XCTestCase {
         for i in 0..<60_000 {
             let magnitude = Double.random(in: -30...30, using: &random)
             var v = Double.random(in: -1...1, using: &random) * pow(10, magnitude)
-            if i % 1000 == 0 { v = [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 9007199254740993, 0.1, -0.0][i / 1000 % 6] }
+            if i % 1000 == 0 { v = [Double.leastNonzeroMagnitude, 2.2250738585072014e-308, 1.7976931348623157e308, 0x1p53 + 2, 0.1, -0.0][i / 1000 % 6] }
             let text = String(format: formats[i % formats.count], v)
             guard let parsed = DecimalParser.parse(text) else { XCTFail("not parsed: \(text)"); continue }
             XCTAssertEqual(parsed.bitPattern, strtodValue(text).bitPattern, text)

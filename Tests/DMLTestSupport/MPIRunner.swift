@@ -2,7 +2,7 @@ import Foundation
 
 /// Launches the built executables under a real `mpirun`, for the integration tests.
 public enum MPIRunner {
-    public struct Result {
+    public struct Result: Sendable {
         public let status: Int32
         public let stdout: String
         public let stderr: String
@@ -74,15 +74,16 @@ public enum MPIRunner {
         let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
         // Read both pipes to the end before waiting, or a chatty child blocks on a full pipe.
-        var errData = Data()
-        let errReader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        let errData = DataBox()
+        let errHandle = err.fileHandleForReading
+        let errReader = Thread { errData.set(errHandle.readDataToEndOfFile()) }
         errReader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while !errReader.isFinished { usleep(1000) }
         timer.cancel()
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+                      stderr: String(decoding: errData.get(), as: UTF8.self))
     }
 
     /// A fresh empty directory for one test.
@@ -91,4 +92,33 @@ public enum MPIRunner {
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
+}
+
+extension MPIRunner {
+    /// Runs `body(j)` for j in 0..<count, two at a time (each job is mostly mpirun's start-up), and returns
+    /// the results by index.
+    public static func twoAtATime<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) -> T?) -> [T?] {
+        let slots = Slots<T>(count: count)
+        DispatchQueue.concurrentPerform(iterations: (count + 1) / 2) { pair in
+            for j in [2 * pair, 2 * pair + 1] where j < count { slots.set(j, body(j)) }
+        }
+        return slots.all
+    }
+}
+
+/// Results written by several threads.
+final class Slots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [T?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ v: T?) { lock.lock(); values[i] = v; lock.unlock() }
+    var all: [T?] { lock.lock(); defer { lock.unlock() }; return values }
+}
+
+/// Bytes read on one thread and used on another.
+final class DataBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
 }

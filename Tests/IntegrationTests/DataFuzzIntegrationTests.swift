@@ -8,7 +8,7 @@ final class DataFuzzIntegrationTests: XCTestCase {
         let dir = MPIRunner.temporaryDirectory()
         func write(_ name: String, _ bytes: [UInt8]) -> String {
             let p = "\(dir)/\(name)"
-            FileManager.default.createFile(atPath: p, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: p, contents: Data(bytes))
             return p
         }
         func text(_ name: String, _ s: String) -> String { write(name, Array(s.utf8)) }
@@ -65,21 +65,17 @@ final class DataFuzzIntegrationTests: XCTestCase {
             cases.append(["--data", good] + flags)
         }
         XCTAssertGreaterThanOrEqual(cases.count, 50)
-        let results = UnsafeMutableBufferPointer<(MPIRunner.Result, Double)?>.allocate(capacity: cases.count)
-        results.initialize(repeating: nil)
-        defer { results.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: (cases.count + 1) / 2) { pair in
-            for j in [2 * pair, 2 * pair + 1] where j < cases.count {
-                let start = Date()
-                let out = "\(dir)/never-\(j).safetensors"
-                let args = cases[j].contains("--output") ? cases[j] : cases[j] + ["--output", out]
-                if let r = try? MPIRunner.runProcess(MPIRunner.executable("dml-train"), args + ["--epochs", "1"].filter { _ in !cases[j].contains("--epochs") && !cases[j].contains("--steps") }, timeout: 20) {
-                    results[j] = (r, Date().timeIntervalSince(start))
-                }
-            }
+        let all = cases
+        let results = MPIRunner.twoAtATime(all.count) { j -> Timed? in
+            let start = Date()
+            let out = "\(dir)/never-\(j).safetensors"
+            let args = all[j].contains("--output") ? all[j] : all[j] + ["--output", out]
+            guard let r = try? MPIRunner.runProcess(MPIRunner.executable("dml-train"), args + ["--epochs", "1"].filter { _ in !all[j].contains("--epochs") && !all[j].contains("--steps") }, timeout: 20) else { return nil }
+            return Timed(result: r, seconds: Date().timeIntervalSince(start))
         }
         for (j, c) in cases.enumerated() {
-            guard let (r, seconds) = results[j] else { XCTFail("\(c): could not run"); continue }
+            guard let timed = results[j] else { XCTFail("\(c): could not run"); continue }
+            let (r, seconds) = (timed.result, timed.seconds)
             let messages = r.stderr.split(separator: "\n").filter { $0.hasPrefix("dml-train: error") || $0.hasPrefix("Error:") }
             XCTAssertNotEqual(r.status, 0, "\(c)")
             XCTAssertEqual(messages.count, 1, "\(c): \(r.stderr)")
@@ -101,4 +97,10 @@ struct SplitMix64 {
         z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
         return z ^ (z >> 31)
     }
+}
+
+/// A job's result and how long it took.
+struct Timed: Sendable {
+    let result: MPIRunner.Result
+    let seconds: Double
 }

@@ -16,7 +16,7 @@ final class DataIntegrationTests: XCTestCase {
 
     func write(_ name: String, _ text: String) -> String {
         let path = "\(dir)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return path
     }
 
@@ -77,15 +77,11 @@ final class DataIntegrationTests: XCTestCase {
         ]
         // Runs two jobs at a time: each is mostly mpirun's start-up.
         let jobs = [2, 3].flatMap { np in cases.enumerated().map { (np, $0.offset, $0.element) } }
-        let results = UnsafeMutableBufferPointer<MPIRunner.Result?>.allocate(capacity: jobs.count)
-        results.initialize(repeating: nil)
-        defer { results.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: (jobs.count + 1) / 2) { pair in
-            for j in [2 * pair, 2 * pair + 1] where j < jobs.count {
-                let (np, i, c) = jobs[j]
-                results[j] = try? MPIRunner.run(ranks: np, "dml-train", c.args + ["--output", "\(dir)/never\(np)-\(i).safetensors", "--epochs", "1"],
-                                                timeout: 60)
-            }
+        let arguments = jobs.map { ($0.0, $0.1, $0.2.args) }, dir = self.dir
+        let results = MPIRunner.twoAtATime(jobs.count) { j -> MPIRunner.Result? in
+            let (np, i, args) = arguments[j]
+            return try? MPIRunner.run(ranks: np, "dml-train", args + ["--output", "\(dir)/never\(np)-\(i).safetensors", "--epochs", "1"],
+                                      timeout: 60)
         }
         for (j, (np, i, c)) in jobs.enumerated() {
             guard let r = results[j] else { XCTFail("np=\(np) \(c.args): could not run"); continue }

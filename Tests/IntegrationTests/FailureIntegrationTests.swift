@@ -156,7 +156,7 @@ final class FailureIntegrationTests: XCTestCase {
 
     func testAnUnusableCheckpointDirectoryIsReportedBeforeTheFirstStep() throws {
         let dir = MPIRunner.temporaryDirectory()
-        FileManager.default.createFile(atPath: "\(dir)/file", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: "\(dir)/file", contents: Data("x".utf8))
         for (path, expected) in [("\(dir)/file", "cannot create the checkpoint directory"),
                                  ("\(dir)/file/sub", "cannot create the checkpoint directory")] {
             let r = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "5", "--checkpoint-dir", path])

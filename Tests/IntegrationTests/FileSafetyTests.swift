@@ -86,7 +86,7 @@ final class FileSafetyTests: XCTestCase {
         let host = ProcessInfo.processInfo.hostName
         let dead = dir + "/.out.safetensors.tmp-\(host)-\(Int32.max)"
         let live = dir + "/.out.safetensors.tmp-\(host)-\(getpid())"
-        for p in [dead, live] { FileManager.default.createFile(atPath: p, contents: Data([1, 2, 3])) }
+        for p in [dead, live] { _ = FileManager.default.createFile(atPath: p, contents: Data([1, 2, 3])) }
         let r = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "5", "--output", dir + "/out.safetensors"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dead), "the dead writer's temporary file is gone")

@@ -23,7 +23,7 @@ public struct JobOutput {
     }
 
     /// Prints nothing (tests, benchmarks).
-    public static let silent = JobOutput(say: { _ in }, warn: { _ in }, progress: nil)
+    public static var silent: JobOutput { JobOutput(say: { _ in }, warn: { _ in }, progress: nil) }
 }
 
 /// What a finished job reports.
