@@ -1,4 +1,4 @@
-import CXXHash
+internal import CXXHash
 
 /// DML's one digest: 64-bit XXH3 (xxHash 0.8, Debian's `libxxhash`), for checkpoint files, replica checks,
 /// configuration agreement and data identity. Not cryptographic: it guards against damage and mistakes

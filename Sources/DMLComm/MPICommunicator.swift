@@ -1,4 +1,4 @@
-import CMPI
+internal import CMPI
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +31,7 @@ public final class MPICommunicator: Communicator {
     }
     public var allowsSerializedThreads: Bool { Self.threadLevel >= Int32(MPI_THREAD_SERIALIZED) }
     /// The MPI handle (an `MPI_Comm`).
-    public let handle: MPI_Comm
+    let handle: MPI_Comm
     /// Reused by `waitAll`, so steady-state waits allocate nothing.
     private var waitScratch: [MPI_Request?] = []
     public let deadlines: DeadlineState

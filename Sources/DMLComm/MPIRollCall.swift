@@ -1,4 +1,4 @@
-import CMPI
+internal import CMPI
 import Foundation
 #if canImport(Glibc)
 import Glibc
