@@ -140,27 +140,15 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
         throw nonFiniteParameters()
     }
 
-    /// The replica check of a feature partition: the bias and its optimizer state are replicated (every rank
-    /// computes the same bias update), so they must have the same bits on every rank; the weight slices
-    /// differ by design. Collective: one allreduce of `size` Int64.
-    public func verifyReplicas() throws {
-        try hooks.outside("verify", step: step) {
-            hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .verify)
-            let k = slice.outputs, w = slice.localCount - k
-            var replicated = Array(parameters[w...])
-            for c in 0..<(optimizer.state.count / Swift.max(1, slice.localCount)) {
-                replicated += optimizer.state[(c * slice.localCount + w) ..< ((c + 1) * slice.localCount)]
-            }
-            let checksum = Checksum.hash(replicated)
-            let (differing, all) = try comm.watched("the replica check after step \(step)", seconds: config.collectiveTimeout) {
-                try comm.ranksDiffering(in: checksum)
-            }
-            guard !differing.isEmpty else { return }
-            let good = all.indices.first { !differing.contains($0) }!
-            throw TrainingFailure("replica check failed after step \(step): \(rankList(differing)) hold\(differing.count == 1 ? "s" : "") "
-                                  + "a different bias from rank \(good) (checksum \(Checksum.hex(all[differing[0]])) vs \(Checksum.hex(all[good]))). "
-                                  + "The replicated bias must be bit-identical: suspect faulty memory or hardware on that node")
+    /// What a feature partition replicates: the bias and its optimizer state (every rank computes the same
+    /// bias update); the weight slices differ by design.
+    public var replicaChecksum: (checksum: UInt64, what: String) {
+        let w = slice.localCount - slice.outputs
+        var replicated = Array(parameters[w...])
+        for c in 0..<(optimizer.state.count / Swift.max(1, slice.localCount)) {
+            replicated += optimizer.state[(c * slice.localCount + w) ..< ((c + 1) * slice.localCount)]
         }
+        return (Checksum.hash(replicated), "bias")
     }
 
     /// Loss (and accuracy) over a data set holding every row and this rank's columns. Collective: one

@@ -188,25 +188,8 @@ public final class Trainer: TrainingStrategy {
         Checksum.hash(optimizer.state, seed: Checksum.hash(parameters))
     }
 
-    /// Collective replica check: every rank's parameters and optimizer state must have the same bits.
-    /// Throws `TrainingFailure` on every rank, naming the ranks that differ. Cost: one checksum pass over
-    /// the parameters and state, one allreduce of `size` Int64.
-    public func verifyReplicas() throws {
-        try hooks.outside("verify", step: step) { try verifyReplicasNow() }
-    }
-
-    private func verifyReplicasNow() throws {
-        faults.hangIfPlanned(rank: comm.rank, step: step, at: .verify)
-        let checksum = stateChecksum
-        let (differing, all) = try comm.watched("the replica check after step \(step)", seconds: config.collectiveTimeout) {
-            try comm.ranksDiffering(in: checksum)
-        }
-        guard !differing.isEmpty else { return }
-        let good = all.indices.first { !differing.contains($0) }!
-        throw TrainingFailure("replica check failed after step \(step): \(rankList(differing)) hold\(differing.count == 1 ? "s" : "") "
-                              + "different parameters from rank \(good) (checksum \(Checksum.hex(all[differing[0]])) vs \(Checksum.hex(all[good]))). "
-                              + "Replicas must be bit-identical: suspect faulty memory or hardware on that node, or a nondeterministic kernel")
-    }
+    /// The parameters and the optimizer state: every rank holds them with the same bits.
+    public var replicaChecksum: (checksum: UInt64, what: String) { (stateChecksum, "parameters") }
 
     /// A snapshot of the training state for a checkpoint.
     public func checkpoint(identity: [String: String]) throws -> Checkpoint {

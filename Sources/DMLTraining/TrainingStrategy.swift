@@ -35,8 +35,9 @@ public protocol TrainingStrategy: AnyObject {
     func withReplicatedParameters(_ body: (UnsafeMutableBufferPointer<Float>) -> Void)
     /// An epoch boundary after `step`. Collective.
     func epochEnded() throws
-    /// Collective replica check: what every rank must hold identically, compared by checksum.
-    func verifyReplicas() throws
+    /// A checksum of what every rank must hold with the same bits (the replica check compares it), and
+    /// what that is, in words ("parameters", "bias").
+    var replicaChecksum: (checksum: UInt64, what: String) { get }
     /// Mean loss (and accuracy) over `data`, all ranks' shards together. Collective.
     func evaluate(_ data: Dataset) throws -> Evaluation
     /// Throws `TrainingFailure` (every rank alike) when the parameters are no longer finite.
@@ -82,6 +83,23 @@ extension TrainingStrategy {
             }
             try afterStep()
             if step % sampler.stepsPerEpoch == 0 && step < config.steps { try epochEnded() }
+        }
+    }
+
+    /// Collective replica check: every rank's `replicaChecksum` must be the same. Throws `TrainingFailure` on
+    /// every rank, naming the ranks that differ. Cost: one checksum pass, one allreduce of `size` Int64.
+    public func verifyReplicas() throws {
+        try hooks.outside("verify", step: step) {
+            hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .verify)
+            let (checksum, what) = replicaChecksum
+            let (differing, all) = try comm.watched("the replica check after step \(step)", seconds: config.collectiveTimeout) {
+                try comm.ranksDiffering(in: checksum)
+            }
+            guard !differing.isEmpty else { return }
+            let good = all.indices.first { !differing.contains($0) }!
+            throw TrainingFailure("replica check failed after step \(step): \(rankList(differing)) hold\(differing.count == 1 ? "s" : "") "
+                                  + "different \(what) from rank \(good) (checksum \(Checksum.hex(all[differing[0]])) vs \(Checksum.hex(all[good]))). "
+                                  + "Replicas must be bit-identical: suspect faulty memory or hardware on that node, or a nondeterministic kernel")
         }
     }
 

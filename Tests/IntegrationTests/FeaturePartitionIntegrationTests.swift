@@ -104,6 +104,6 @@ final class FeaturePartitionIntegrationTests: XCTestCase {
         // A perturbed bias is caught by the replica check.
         let perturbed = try MPIRunner.run(ranks: 2, "dml-train", base, environment: ["DML_FAULT": "perturb:rank=1:step=3"])
         XCTAssertEqual(perturbed.status, 70, perturbed.stderr)
-        XCTAssertTrue(perturbed.stderr.contains("replica check failed after step 5: rank 1 holds a different bias"), perturbed.stderr)
+        XCTAssertTrue(perturbed.stderr.contains("replica check failed after step 5: rank 1 holds different bias"), perturbed.stderr)
     }
 }
