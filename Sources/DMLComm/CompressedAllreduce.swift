@@ -71,7 +71,8 @@ public enum WireFormat: String, CaseIterable, Sendable {
 public final class CompressedRingAllreduce: AllreduceAlgorithm {
     public var name: String { "ring-\(format.rawValue)" }
     public let format: WireFormat
-    let comm: Communicator
+    /// This algorithm's own duplicate of the communicator it was built for.
+    let comm: PrivateCommunicator
     let schedule: RingSchedule
     /// Bytes per segment on the wire. `DML_RING_SEGMENT` overrides the default, as for the ring.
     public var segmentBytes: Int { schedule.segmentBytes }
@@ -80,7 +81,7 @@ public final class CompressedRingAllreduce: AllreduceAlgorithm {
     private var wire = UnsafeMutableBufferPointer<UInt16>(start: nil, count: 0)
 
     public init(comm: Communicator, format: WireFormat, segmentBytes: Int? = nil, window: Int = 4) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         self.format = format
         schedule = RingSchedule(segmentBytes: Swift.max(2, segmentBytes ?? RingSchedule.segmentBytesFromEnvironment ?? RingAllreduce.defaultSegmentBytes),
                                 window: window)
@@ -88,12 +89,17 @@ public final class CompressedRingAllreduce: AllreduceAlgorithm {
 
     deinit { wire.deallocate() }
 
+    /// Collective, once: the duplicate communicator.
+    public func prepare() throws { _ = try comm.get() }
+
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
+        let comm = try comm.get()
         guard let base = buffer.baseAddress else { return }
         try schedule.run(Unencoded<Double>(), values: base, wire: base, count: buffer.count, op: op, comm: comm)
     }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
+        let comm = try comm.get()
         guard let base = buffer.baseAddress else { return }
         if wire.count < buffer.count {
             wire.deallocate()
@@ -152,7 +158,8 @@ struct SixteenBit: RingWireEncoding {
 
 /// What `dml-train --compress` runs: the leading elements of each buffer (the gradient) through
 /// `CompressedRingAllreduce`, the last `exactTail` elements (the loss sum and row count) through `exact`, the
-/// uncompressed algorithm chosen with `--allreduce`, so they stay exact.
+/// uncompressed algorithm chosen with `--allreduce`, so they stay exact. It sends nothing itself: the
+/// compressed ring and `exact` each talk on their own duplicate communicator.
 ///
 /// With `errorFeedback`, each rank first rounds its own contribution to 16 bits and keeps what that lost
 /// (the residual), which it adds to its next contribution: over steps, nothing a rank contributes is lost
@@ -174,6 +181,12 @@ public final class CompressedAllreduce: AllreduceAlgorithm {
         self.exact = exact
         self.exactTail = Swift.max(0, exactTail)
         self.errorFeedback = errorFeedback
+    }
+
+    /// Collective, once: the set-up of the compressed ring, then of `exact`.
+    public func prepare() throws {
+        try compressed.prepare()
+        try exact.prepare()
     }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try exact.run(buffer, op: op) }

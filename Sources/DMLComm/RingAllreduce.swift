@@ -36,7 +36,9 @@ import Foundation
 /// nothing special.
 public final class RingAllreduce: AllreduceAlgorithm {
     public let name = "ring"
-    let comm: Communicator
+    /// This algorithm's own duplicate of the communicator it was built for: the step numbers it uses as
+    /// tags cannot meet anyone else's messages.
+    let comm: PrivateCommunicator
     let schedule: RingSchedule
     /// Bytes per segment (rounded down to whole elements, at least one). `DML_RING_SEGMENT` overrides the default.
     public var segmentBytes: Int { schedule.segmentBytes }
@@ -46,10 +48,13 @@ public final class RingAllreduce: AllreduceAlgorithm {
     public static let defaultSegmentBytes = 256 << 10
 
     public init(comm: Communicator, segmentBytes: Int? = nil, window: Int = 4) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         schedule = RingSchedule(segmentBytes: Swift.max(1, segmentBytes ?? RingSchedule.segmentBytesFromEnvironment ?? Self.defaultSegmentBytes),
                                 window: window)
     }
+
+    /// Collective, once: the duplicate communicator.
+    public func prepare() throws { _ = try comm.get() }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try ring(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try ring(buffer, op: op) }
@@ -65,6 +70,7 @@ public final class RingAllreduce: AllreduceAlgorithm {
     /// The ring on any reducible element type (`SharedMemoryAllreduce` and `HierarchicalAllreduce` call it
     /// for their element type).
     func ring<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let comm = try comm.get()
         guard let base = buffer.baseAddress else { return }
         try schedule.run(Unencoded<T>(), values: base, wire: base, count: buffer.count, op: op, comm: comm)
     }
