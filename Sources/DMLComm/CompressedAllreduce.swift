@@ -94,13 +94,13 @@ public final class CompressedRingAllreduce: AllreduceAlgorithm {
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
         let comm = try comm.get()
-        guard let base = buffer.baseAddress else { return }
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
         try schedule.run(Unencoded<Double>(), values: base, wire: base, count: buffer.count, op: op, comm: comm)
     }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
         let comm = try comm.get()
-        guard let base = buffer.baseAddress else { return }
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
         if wire.count < buffer.count {
             wire.deallocate()
             wire = .allocate(capacity: buffer.count)

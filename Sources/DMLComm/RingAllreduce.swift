@@ -71,7 +71,7 @@ public final class RingAllreduce: AllreduceAlgorithm {
     /// for their element type).
     func ring<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         let comm = try comm.get()
-        guard let base = buffer.baseAddress else { return }
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
         try schedule.run(Unencoded<T>(), values: base, wire: base, count: buffer.count, op: op, comm: comm)
     }
 }

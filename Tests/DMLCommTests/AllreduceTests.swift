@@ -5,15 +5,18 @@ import DMLTestSupport
 /// Every allreduce algorithm on the in-process communicator, against a serial sum.
 final class AllreduceTests: XCTestCase {
     /// Every algorithm by name, plus variants with tiny segments and blocks so that small test buffers go
-    /// through many segments (ring) and many blocks, including a short last one (shm).
-    static let variants: [(String, (Communicator) -> AllreduceAlgorithm)] =
+    /// through many segments (ring) and many blocks, including a short last one (shm). The fp16 ring is exact
+    /// on these tests' data too: integers in −100…100 summed over at most 16 ranks stay below 2048.
+    static var variants: [(String, (Communicator) -> AllreduceAlgorithm)] {
         AllreduceKind.allCases.map { kind in (kind.rawValue, { kind.make(for: $0) }) } + [
             ("ring/12-byte segments", { RingAllreduce(comm: $0, segmentBytes: 12, window: 2) }),
+            ("ring-fp16/6-byte segments", { CompressedRingAllreduce(comm: $0, format: .fp16, segmentBytes: 6, window: 2) }),
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
             ("hier/2 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
             ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),
             ("auto/rd<=64,central<=400,shm", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,shm")) }),
         ]
+    }
 
     /// Each rank's input: integer-valued, so the exact sum does not depend on the order of additions.
     func input(rank: Int, count: Int, seed: UInt64) -> [Float] {
@@ -112,7 +115,7 @@ final class AllreduceTests: XCTestCase {
 
     func testTheReplicaCheckFindsTheRankThatDiffers() throws {
         let outcomes = try LocalCommunicator.run(size: 4) { comm -> [String] in
-            var same: [Float] = [1, 2, 3, 0.1]
+            let same: [Float] = [1, 2, 3, 0.1]
             try same.withUnsafeBytes { try comm.checkIdentical($0, what: "parameters") }
             var one = same
             if comm.rank == 2 { one[3] = one[3].nextUp }  // one bit in one element of one rank
