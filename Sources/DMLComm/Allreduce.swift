@@ -6,8 +6,9 @@
 /// reduces. All ranks must call `run` with buffers of the same length and the same `op`.
 ///
 /// Each algorithm talks on its own duplicate of the communicator it was built for (`PrivateCommunicator`),
-/// so its messages can only ever match its own: two algorithms — on two threads, or one inside another —
-/// and the training layer's own messages on the parent never take each other's, whatever their tags.
+/// so its messages can only ever match its own: two algorithms — on two threads (under MPI still one thread in
+/// MPI at a time, `MPI_THREAD_SERIALIZED`), or one inside another — and the training layer's own messages on
+/// the parent never take each other's, whatever their tags.
 /// Set-up is collective (the duplicate, and windows or splits where the algorithm has them): it happens in
 /// `prepare()` or else in the first `run`, so every rank must prepare or first run its algorithms in the same
 /// order (relative to each other and to the parent's other collectives), from one thread at a time — as
@@ -29,21 +30,24 @@ extension AllreduceAlgorithm {
     public func prepare() throws {}
 }
 
-/// The communicator one algorithm talks on: a duplicate (`Communicator.duplicate`) of the one it was built
-/// for, made by the first `get()` — the algorithm's `prepare()` or first `run` — and kept. Making it is the
-/// algorithm's only collective on the parent; `rank` and `size` are the parent's (a duplicate has the same).
-/// Not thread-safe: one thread at a time, as the algorithm that owns it.
-final class PrivateCommunicator {
-    let parent: Communicator
+/// The communicator one concern talks on: a duplicate (`Communicator.duplicate`) of the one it was built for,
+/// made by the first `get()` and kept — for an algorithm, its `prepare()` or first `run`. Making it is the
+/// concern's only collective on the parent, so every rank must make its first `get()` calls in the same order
+/// (relative to each other and to the parent's other collectives); `rank` and `size` are the parent's (a
+/// duplicate has the same). For an owner whose initialiser cannot throw or communicate (the training layer's
+/// timeline gather, row redistribution, balance chain): hold one per concern, call `get()` where it talks.
+/// Not thread-safe: one thread at a time, as its owner.
+public final class PrivateCommunicator {
+    public let parent: Communicator
     private var own: Communicator?
 
-    init(_ parent: Communicator) { self.parent = parent }
+    public init(_ parent: Communicator) { self.parent = parent }
 
-    var rank: Int { parent.rank }
-    var size: Int { parent.size }
+    public var rank: Int { parent.rank }
+    public var size: Int { parent.size }
 
     /// The duplicate (collective on the first call).
-    func get() throws -> Communicator {
+    public func get() throws -> Communicator {
         if let own { return own }
         let made = try parent.duplicate()
         own = made

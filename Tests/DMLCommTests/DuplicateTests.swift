@@ -30,6 +30,29 @@ final class DuplicateTests: XCTestCase {
         XCTAssertEqual(got[1], [3, 1, 2], "duplicate b, the parent, duplicate a")
     }
 
+    /// `PrivateCommunicator` (one per concern, made on first use): one duplicate, kept, apart from the parent.
+    func testAPrivateCommunicatorIsOneDuplicateMadeOnFirstUse() throws {
+        let got = try LocalCommunicator.run(size: 2) { comm -> Int64 in
+            let timeline = PrivateCommunicator(comm)
+            XCTAssertEqual([timeline.rank, timeline.size], [comm.rank, 2])
+            let own = try timeline.get()
+            XCTAssertTrue(own === (try timeline.get()), "made once, then kept")
+            XCTAssertFalse(own === comm)
+            var v: Int64 = comm.rank == 0 ? 7 : 0
+            if comm.rank == 0 {
+                try withUnsafeBytes(of: &v) { try own.send($0, to: 1, tag: 0) }
+                v = 8
+                try withUnsafeBytes(of: &v) { try comm.send($0, to: 1, tag: 0) }
+                return 0
+            }
+            var fromParent: Int64 = 0
+            try withUnsafeMutableBytes(of: &fromParent) { try comm.recv($0, from: 0, tag: 0) }
+            try withUnsafeMutableBytes(of: &v) { try own.recv($0, from: 0, tag: 0) }
+            return fromParent * 10 + v
+        }
+        XCTAssertEqual(got[1], 87, "the parent's message (8) reaches the parent's receive, the duplicate's (7) its own")
+    }
+
     /// A duplicate obeys the parent's deadline (one `DeadlineState`), and its waits take part in the roll
     /// call: a rank stalled outside any wait is named when a wait on the duplicate expires.
     func testADuplicateSharesTheDeadlineAndTheRollCall() throws {
@@ -62,7 +85,7 @@ final class DuplicateTests: XCTestCase {
     /// this test when `PrivateCommunicator` hands out the parent instead of a duplicate): the same tags between
     /// the same ranks (ring and ring, ring and its 16-bit form, rd's 1, central's 0, auto's ring and a ring),
     /// the in-process world's reserved tags (native) and its barrier (shm's syncs).
-    static let pairs: [(String, (Communicator) -> AllreduceAlgorithm, (Communicator) -> AllreduceAlgorithm)] = [
+    static var pairs: [(String, (Communicator) -> AllreduceAlgorithm, (Communicator) -> AllreduceAlgorithm)] { [
         ("ring + ring", { RingAllreduce(comm: $0, segmentBytes: 64, window: 2) }, { RingAllreduce(comm: $0) }),
         ("ring + ring-bf16", { RingAllreduce(comm: $0, segmentBytes: 64) }, { CompressedRingAllreduce(comm: $0, format: .bf16, segmentBytes: 32) }),
         ("rd + rd", { RecursiveDoublingAllreduce(comm: $0) }, { RecursiveDoublingAllreduce(comm: $0) }),
@@ -71,7 +94,7 @@ final class DuplicateTests: XCTestCase {
         ("shm + shm", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }, { SharedMemoryAllreduce(comm: $0, blockBytes: 512) }),
         ("auto + ring", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,ring")) },
          { RingAllreduce(comm: $0, segmentBytes: 128) }),
-    ]
+    ] }
 
     /// Two algorithms built on one communicator, each driven by its own thread on every rank, their calls
     /// interleaving freely: every call of each gives the exact sum (integer-valued data, so exact in any
@@ -89,12 +112,12 @@ final class DuplicateTests: XCTestCase {
                     // Set-up is collective: both algorithms, in one order, from this rank's thread.
                     let jobs = [Job(makeA(comm), small: false), Job(makeB(comm), small: true)]
                     for job in jobs { try job.algorithm.prepare() }
-                    let group = DispatchGroup()
+                    let group = DispatchGroup(), rank = comm.rank
                     for job in jobs {
                         group.enter()
                         let thread = Thread {
                             defer { group.leave() }
-                            job.run(rounds: 6, rank: comm.rank, inputs: inputs)
+                            job.run(rounds: 6, rank: rank, inputs: inputs)
                         }
                         thread.stackSize = 8 << 20
                         thread.start()
