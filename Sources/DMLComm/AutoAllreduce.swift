@@ -70,17 +70,19 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
 }
 
 /// `auto`: per call, the algorithm its policy names for the message size. The size is the same on every
-/// rank, so every rank makes the same choice. Each algorithm is built on first use and kept.
+/// rank, so every rank makes the same choice. Each algorithm is built on first use and kept, on this
+/// algorithm's own duplicate communicator (which each of them duplicates again for itself): after its first
+/// call, nothing `auto` does touches the communicator it was built for.
 public final class AutoAllreduce: AllreduceAlgorithm {
     public let name = "auto"
-    let comm: Communicator
+    let comm: PrivateCommunicator
     /// The policy given, or `DML_ALLREDUCE_AUTO` (an error in it is reported by the first `run`); nil: the
     /// default for where the ranks are, chosen by the first `run`.
     private var policy: Result<AutoAllreducePolicy, Error>?
     private var algorithms: [AllreduceKind: AllreduceAlgorithm] = [:]
 
     public init(comm: Communicator, policy: AutoAllreducePolicy? = nil) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         if let p = policy { self.policy = .success(p) } else {
             do { self.policy = try AutoAllreducePolicy.fromEnvironment().map { .success($0) } } catch { self.policy = .failure(error) }
         }
@@ -90,7 +92,7 @@ public final class AutoAllreduce: AllreduceAlgorithm {
     /// node is found by setting up the shared-memory window (kept for `shm`).
     public func resolvedPolicy() throws -> AutoAllreducePolicy {
         if let p = policy { return try p.get() }
-        let shm = SharedMemoryAllreduce(comm: comm)
+        let shm = SharedMemoryAllreduce(comm: try comm.get())
         try shm.prepare()
         algorithms[.shm] = shm
         let p = shm.usesSharedMemory ? AutoAllreducePolicy.oneNode : AutoAllreducePolicy.acrossNodes
@@ -102,11 +104,18 @@ public final class AutoAllreduce: AllreduceAlgorithm {
     public func algorithm(bytes: Int) throws -> AllreduceAlgorithm {
         let kind = try resolvedPolicy().choice(bytes: bytes)
         if let a = algorithms[kind] { return a }
-        let policy = try resolvedPolicy()
+        let policy = try resolvedPolicy(), own = try comm.get()
         let a = kind == .ring && policy.ringSegmentBytes != nil
-            ? RingAllreduce(comm: comm, segmentBytes: policy.ringSegmentBytes) : kind.make(for: comm)
+            ? RingAllreduce(comm: own, segmentBytes: policy.ringSegmentBytes) : kind.make(for: own)
         algorithms[kind] = a
         return a
+    }
+
+    /// Collective, once: the duplicate communicator and the policy (which sets up `shm` when it is the
+    /// default for where the ranks are). The algorithms the policy names are set up on their first call.
+    public func prepare() throws {
+        _ = try comm.get()
+        _ = try resolvedPolicy()
     }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {

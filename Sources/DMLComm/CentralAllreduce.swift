@@ -6,16 +6,21 @@
 /// why the ring wins. Every rank gets rank 0's bits. Rank 0's scratch (n elements) is kept between calls.
 public final class CentralAllreduce: AllreduceAlgorithm {
     public let name = "central"
-    let comm: Communicator
+    /// This algorithm's own duplicate: its tag 0 and its broadcast meet nobody else's messages.
+    let comm: PrivateCommunicator
     private var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
-    public init(comm: Communicator) { self.comm = comm }
+    public init(comm: Communicator) { self.comm = PrivateCommunicator(comm) }
     deinit { scratch.deallocate() }
+
+    /// Collective, once: the duplicate communicator.
+    public func prepare() throws { _ = try comm.get() }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try central(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try central(buffer, op: op) }
 
     func central<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let comm = try comm.get()
         let p = comm.size, n = buffer.count
         guard p > 1, n > 0, let base = buffer.baseAddress else { return }
         let whole = UnsafeMutableRawBufferPointer(buffer)

@@ -45,6 +45,16 @@ public protocol Communicator: AnyObject {
     /// A new communicator over the ranks of this one that share this rank's node (`MPI_Comm_split_type` with
     /// `MPI_COMM_TYPE_SHARED`), ranked as here. Collective. (`nodeGroup()` adds the fake nodes for tests.)
     func splitByNode() throws -> Communicator
+    /// A new communicator over the same ranks, ranked as here, whose messages and collectives can only ever
+    /// match its own: never this one's, nor another duplicate's, whatever their tags (`MPI_Comm_dup`). One per
+    /// concern — each allreduce algorithm (`PrivateCommunicator`), the timeline gather, a data redistribution —
+    /// so that two of them, or two threads, can never take each other's messages.
+    ///
+    /// It shares this communicator's deadlines and roll call (`watched` on either bounds both). Collective:
+    /// every rank calls it, in the same order relative to this communicator's other collectives, one thread
+    /// at a time. Under a deadline the wait is polled like every other (`MPI_Comm_idup`). Cost: one small
+    /// collective (MPI agrees on a context id); the handle is freed when the duplicate goes away.
+    func duplicate() throws -> Communicator
     /// Copies `root`'s bytes into every other rank's `bytes` (all ranks pass buffers of one size).
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Returns once every rank has entered the barrier.

@@ -54,121 +54,90 @@ public enum WireFormat: String, CaseIterable, Sendable {
 /// Ring allreduce of Float32 buffers whose messages carry 16-bit values (`fp16` or `bf16`): half the bytes
 /// of `RingAllreduce` on the wire, with every partial sum formed in Float32.
 ///
-/// The same segmented, pipelined ring as `RingAllreduce` (reduce-scatter, then allgather, the same chunk
-/// schedule, the same order of operations), with one difference: a rank adds the decoded incoming partial
-/// sum to its own Float32 values in Float32 and rounds the result to 16 bits only to send it on. The rank
-/// that completes a chunk rounds the full sum to 16 bits once; those 16 bits travel unchanged around the
-/// allgather, and every rank — the owner included — stores their decoded value. So every rank ends with the
-/// same bits, and each element is the exact sum up to one 16-bit rounding per ring hop (p − 1 roundings of
-/// partial sums, at most `p · u · Σ|x|` with u = `format.unitRoundoff`).
+/// The same segmented, pipelined ring as `RingAllreduce` — the one `RingSchedule`, run with the
+/// `SixteenBit` wire encoding (the same chunk schedule, the same order of operations) — with one difference:
+/// a rank adds the decoded incoming partial sum to its own Float32 values in Float32 and rounds the result to
+/// 16 bits only to send it on. The rank that completes a chunk rounds the full sum to 16 bits once; those 16
+/// bits travel unchanged around the allgather, and every rank — the owner included — stores their decoded
+/// value. So every rank ends with the same bits, and each element is the exact sum up to one 16-bit rounding
+/// per ring hop (p − 1 roundings of partial sums, at most `p · u · Σ|x|` with u = `format.unitRoundoff`).
 ///
 /// Values outside the format's range become ±inf (fp16: |x| > 65504), so scale sums before compressing them
 /// (the trainer divides the gradient by the global batch size first). On one rank the buffer is just rounded.
 ///
 /// Cost: `2(p−1)·α + (p−1)/p · n·β` (half the ring's bandwidth term) plus an encode and a decode per element
 /// per step. Scratch: a 16-bit mirror of the buffer (2n bytes) and `window` receive segments, kept between
-/// calls. Double buffers are not compressed: they go to `RingAllreduce`.
+/// calls. Double buffers are not compressed: they go round the same schedule unencoded (as `RingAllreduce`).
 public final class CompressedRingAllreduce: AllreduceAlgorithm {
     public var name: String { "ring-\(format.rawValue)" }
     public let format: WireFormat
-    let comm: Communicator
+    /// This algorithm's own duplicate of the communicator it was built for.
+    let comm: PrivateCommunicator
+    let schedule: RingSchedule
     /// Bytes per segment on the wire. `DML_RING_SEGMENT` overrides the default, as for the ring.
-    public let segmentBytes: Int
-    public let window: Int
+    public var segmentBytes: Int { schedule.segmentBytes }
+    public var window: Int { schedule.window }
+    /// The 16-bit view of the buffer: what is sent, and what the allgather receives.
     private var wire = UnsafeMutableBufferPointer<UInt16>(start: nil, count: 0)
-    private var scratch = UnsafeMutableBufferPointer<UInt16>(start: nil, count: 0)
-    private var receives: [CommRequest] = []
-    private var sendsThisStep: [CommRequest] = []
-    private var sendsNextStep: [CommRequest] = []
-    private lazy var uncompressed = RingAllreduce(comm: comm)
 
     public init(comm: Communicator, format: WireFormat, segmentBytes: Int? = nil, window: Int = 4) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         self.format = format
-        let fromEnv = ProcessInfo.processInfo.environment["DML_RING_SEGMENT"].flatMap { ByteCount.parse($0) }
-        self.segmentBytes = Swift.max(2, segmentBytes ?? fromEnv ?? RingAllreduce.defaultSegmentBytes)
-        self.window = Swift.max(1, window)
+        schedule = RingSchedule(segmentBytes: Swift.max(2, segmentBytes ?? RingSchedule.segmentBytesFromEnvironment ?? RingAllreduce.defaultSegmentBytes),
+                                window: window)
     }
 
-    deinit {
-        wire.deallocate()
-        scratch.deallocate()
-    }
+    deinit { wire.deallocate() }
 
-    public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try uncompressed.run(buffer, op: op) }
+    /// Collective, once: the duplicate communicator.
+    public func prepare() throws { _ = try comm.get() }
+
+    public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws {
+        let comm = try comm.get()
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
+        try schedule.run(Unencoded<Double>(), values: base, wire: base, count: buffer.count, op: op, comm: comm)
+    }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
-        let p = comm.size, r = comm.rank, n = buffer.count
-        guard n > 0, let base = buffer.baseAddress else { return }
-        if wire.count < n {
+        let comm = try comm.get()
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
+        if wire.count < buffer.count {
             wire.deallocate()
-            wire = .allocate(capacity: n)
+            wire = .allocate(capacity: buffer.count)
         }
-        let w = wire.baseAddress!
-        guard p > 1 else {
-            format.encode(base, into: w, count: n)
-            format.decode(w, into: base, count: n)
-            return
-        }
-        let right = comm.rightNeighbour, left = comm.leftNeighbour
-        let segment = Swift.max(1, segmentBytes / 2)
-        let slots = window
-        let slotElements = Swift.min(segment, n / p + 1)
-        if scratch.count < slots * slotElements {
-            scratch.deallocate()
-            scratch = .allocate(capacity: slots * slotElements)
-        }
-        let incoming = scratch.baseAddress!
-        if receives.count < slots { receives = Array(repeating: .completed, count: slots) }
-        sendsThisStep.removeAll(keepingCapacity: true)
-        sendsNextStep.removeAll(keepingCapacity: true)
-        let steps = 2 * (p - 1)
-        func received(_ t: Int) -> Range<Int> {
-            let c = t < p - 1 ? r - t - 1 : r - (t - (p - 1))
-            return RingAllreduce.chunk((c % p + p) % p, count: n, parts: p)
-        }
-        func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(start: w + range.lowerBound, count: range.count * 2)
-        }
-        let own = RingAllreduce.chunk(r, count: n, parts: p)
-        format.encode(base + own.lowerBound, into: w + own.lowerBound, count: own.count)
-        for lower in Swift.stride(from: own.lowerBound, to: own.upperBound, by: segment) {
-            sendsThisStep.append(try comm.isend(bytes(lower ..< Swift.min(lower + segment, own.upperBound)), to: right, tag: 0))
-        }
-        for t in 0..<steps {
-            let chunk = received(t)
-            let reduce = t < p - 1, forward = t + 1 < steps, completes = t == p - 2
-            let segments = (chunk.count + segment - 1) / segment
-            func range(_ j: Int) -> Range<Int> {
-                let lower = chunk.lowerBound + j * segment
-                return lower ..< Swift.min(lower + segment, chunk.upperBound)
-            }
-            func post(_ j: Int) throws {
-                let seg = range(j)
-                let into = reduce ? incoming + (j % slots) * slotElements : w + seg.lowerBound
-                receives[j % slots] = try comm.irecv(UnsafeMutableRawBufferPointer(start: into, count: seg.count * 2),
-                                                     from: left, tag: t)
-            }
-            for j in 0..<Swift.min(slots, segments) { try post(j) }
-            for j in 0..<segments {
-                try comm.wait(&receives[j % slots])
-                let seg = range(j)
-                let values = base + seg.lowerBound, coded = w + seg.lowerBound
-                if reduce {
-                    addDecoded(incoming + (j % slots) * slotElements, into: values, count: seg.count, op: op)
-                    format.encode(values, into: coded, count: seg.count)
-                    // The owner keeps what every other rank will decode, not its unrounded sum.
-                    if completes { format.decode(coded, into: values, count: seg.count) }
-                } else {
-                    format.decode(coded, into: values, count: seg.count)
-                }
-                if forward { sendsNextStep.append(try comm.isend(bytes(seg), to: right, tag: t + 1)) }
-                if j + slots < segments { try post(j + slots) }
-            }
-            try comm.waitAll(&sendsThisStep)
-            swap(&sendsThisStep, &sendsNextStep)
-        }
-        try comm.waitAll(&sendsThisStep)
+        try schedule.run(SixteenBit(format: format), values: base, wire: wire.baseAddress!, count: buffer.count, op: op, comm: comm)
+    }
+}
+
+/// Float32 values on a 16-bit wire (`CompressedRingAllreduce`): partial sums formed in Float32 from the
+/// decoded incoming ones, rounded to 16 bits only to be sent on; the completing rank keeps the decoded value
+/// of the 16 bits it sends, which is what every other rank decodes in the allgather.
+struct SixteenBit: RingWireEncoding {
+    let format: WireFormat
+
+    @inline(__always)
+    func alone(_ values: UnsafeMutablePointer<Float>, wire: UnsafeMutablePointer<UInt16>, count: Int) {
+        format.encode(values, into: wire, count: count)
+        format.decode(wire, into: values, count: count)
+    }
+
+    @inline(__always)
+    func encode(_ values: UnsafeMutablePointer<Float>, into wire: UnsafeMutablePointer<UInt16>, count: Int) {
+        format.encode(values, into: wire, count: count)
+    }
+
+    @inline(__always)
+    func reduce(_ incoming: UnsafePointer<UInt16>, into values: UnsafeMutablePointer<Float>, wire: UnsafeMutablePointer<UInt16>,
+                count: Int, op: ReduceOp, completes: Bool) {
+        addDecoded(incoming, into: values, count: count, op: op)
+        format.encode(values, into: wire, count: count)
+        // The owner keeps what every other rank will decode, not its unrounded sum.
+        if completes { format.decode(wire, into: values, count: count) }
+    }
+
+    @inline(__always)
+    func gathered(_ wire: UnsafePointer<UInt16>, into values: UnsafeMutablePointer<Float>, count: Int) {
+        format.decode(wire, into: values, count: count)
     }
 
     /// `values[i] = values[i] ⊕ decode(coded[i])` in Float32, in blocks (decode into a stack buffer, then
@@ -189,7 +158,8 @@ public final class CompressedRingAllreduce: AllreduceAlgorithm {
 
 /// What `dml-train --compress` runs: the leading elements of each buffer (the gradient) through
 /// `CompressedRingAllreduce`, the last `exactTail` elements (the loss sum and row count) through `exact`, the
-/// uncompressed algorithm chosen with `--allreduce`, so they stay exact.
+/// uncompressed algorithm chosen with `--allreduce`, so they stay exact. It sends nothing itself: the
+/// compressed ring and `exact` each talk on their own duplicate communicator.
 ///
 /// With `errorFeedback`, each rank first rounds its own contribution to 16 bits and keeps what that lost
 /// (the residual), which it adds to its next contribution: over steps, nothing a rank contributes is lost
@@ -211,6 +181,12 @@ public final class CompressedAllreduce: AllreduceAlgorithm {
         self.exact = exact
         self.exactTail = Swift.max(0, exactTail)
         self.errorFeedback = errorFeedback
+    }
+
+    /// Collective, once: the set-up of the compressed ring, then of `exact`.
+    public func prepare() throws {
+        try compressed.prepare()
+        try exact.prepare()
     }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try exact.run(buffer, op: op) }

@@ -34,10 +34,12 @@ extension Communicator {
 /// Cost with N nodes of q ranks: the network carries only the leaders' ring, `2(N−1)·α + 2(N−1)/N · n·β`,
 /// instead of the flat ring's `2(Nq−1)` latencies; inside a node about three passes over memory (reduce,
 /// broadcast). Worth it when messages between nodes cost far more than memory inside one.
-/// Set-up (first `run`, collective): two communicator splits and the node's shared window.
+/// Set-up (`prepare` or the first `run`, collective): the algorithm's own duplicate communicator, two splits
+/// of it, and the node's shared window (the in-node and leader algorithms each duplicate their part again).
 public final class HierarchicalAllreduce: AllreduceAlgorithm {
     public let name = "hier"
-    let comm: Communicator
+    /// This algorithm's own duplicate: the node and leader communicators are split from it.
+    let comm: PrivateCommunicator
     private var prepared = false
     private var node: Communicator!
     private var leaders: Communicator!
@@ -48,7 +50,7 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
 
     /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests.
     public init(comm: Communicator, fakeNodes: Int? = nil) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         self.fakeNodes = fakeNodes
     }
 
@@ -65,9 +67,10 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
     /// Ranks on this rank's node (after `prepare` or the first `run`).
     public var ranksOnNode: Int { node?.size ?? 0 }
 
-    /// Collective, once: the node and leader communicators, and the node's shared window.
+    /// Collective, once: the duplicate, the node and leader communicators, and the node's shared window.
     public func prepare() throws {
         if prepared { return }
+        let comm = try comm.get()
         node = try comm.nodeGroup(fakeNodes: fakeNodes)
         leaders = try comm.split(color: node.rank == 0 ? 0 : 1, key: comm.rank)
         inNode = SharedMemoryAllreduce(comm: node)

@@ -125,6 +125,16 @@ public final class LocalCommunicator: Communicator {
     /// Threads of one process share one node.
     public func splitByNode() throws -> Communicator { try split(color: 0, key: rank) }
 
+    private var duplicateCalls = 0
+
+    /// The n-th duplicate of every rank is one new world of the same size (created by whichever rank comes
+    /// first), sharing the outermost world's deadlines and roll call as `split` does: its mailboxes, barrier
+    /// and shared regions are its own. Nothing is exchanged, so it cannot fail or wait.
+    public func duplicate() throws -> Communicator {
+        defer { duplicateCalls += 1 }
+        return LocalCommunicator(rank: rank, world: world.duplicate(call: duplicateCalls), rootRanks: rootRanks)
+    }
+
     /// Reserved tags keep the collectives' messages apart from the user's.
     static let broadcastTag = -1, reduceTag = -2
 
@@ -257,11 +267,23 @@ final class LocalWorld: @unchecked Sendable {
         return w
     }
 
+    private var duplicates: [Int: LocalWorld] = [:]
+
+    /// The world of every rank's `call`-th duplicate. A failure here fails it too.
+    func duplicate(call: Int) -> LocalWorld {
+        cond.lock()
+        defer { cond.unlock() }
+        if let w = duplicates[call] { return w }
+        let w = LocalWorld(size: size, timeout: timeout, root: root)
+        duplicates[call] = w
+        return w
+    }
+
     func fail() {
         cond.lock()
         failed = true
         cond.broadcast()
-        let children = subWorlds.values.flatMap(\.values)
+        let children = subWorlds.values.flatMap(\.values) + duplicates.values
         cond.unlock()
         for c in children { c.fail() }
     }

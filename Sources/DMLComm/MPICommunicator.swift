@@ -15,7 +15,8 @@ import Glibc
 /// `MPI_Iallreduce`) completed by a polling loop that spins, then yields the core between polls, answers
 /// roll calls, and on expiry holds one (`MPIRollCall`) and throws `CollectiveStall`. The calls MPI has no
 /// non-blocking form for (`MPI_Comm_split`, `MPI_Comm_split_type`, `MPI_Win_allocate_shared`) are preceded by
-/// a polled barrier under the deadline, so a rank that never arrives is found there.
+/// a polled barrier under the deadline, so a rank that never arrives is found there; `duplicate` polls
+/// `MPI_Comm_idup`.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -293,6 +294,24 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
                        "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
         return try MPICommunicator(handle: node!, owned: true, deadlines: deadlines, rollCall: rollCall)
+    }
+
+    public func duplicate() throws -> Communicator {
+        // The handle is written when the duplication completes; a wait cut short by a stall leaves it pending
+        // (the job ends next), so it lives on the heap, not in this frame.
+        let slot = UnsafeMutablePointer<MPI_Comm?>.allocate(capacity: 1)
+        slot.initialize(to: nil)
+        if polling {
+            var request: MPI_Request? = nil
+            try Self.check(MPI_Comm_idup(handle, slot, &request), "MPI_Comm_idup")
+            try complete(&request, 1, "MPI_Comm_idup")
+        } else {
+            try Self.check(MPI_Comm_dup(handle, slot), "MPI_Comm_dup")
+        }
+        defer { slot.deallocate() }
+        let new = slot.pointee!
+        try Self.check(MPI_Comm_set_errhandler(new, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        return try MPICommunicator(handle: new, owned: true, deadlines: deadlines, rollCall: rollCall)
     }
 
     /// How many ranks of this communicator share this rank's node, and this rank's index among them.

@@ -16,16 +16,21 @@
 /// elements kept between calls.
 public final class RecursiveDoublingAllreduce: AllreduceAlgorithm {
     public let name = "rd"
-    let comm: Communicator
+    /// This algorithm's own duplicate: its tags 0 (fold), 1 (exchanges) and 2 (unfold) meet nobody else's.
+    let comm: PrivateCommunicator
     private var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
-    public init(comm: Communicator) { self.comm = comm }
+    public init(comm: Communicator) { self.comm = PrivateCommunicator(comm) }
     deinit { scratch.deallocate() }
+
+    /// Collective, once: the duplicate communicator.
+    public func prepare() throws { _ = try comm.get() }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try rd(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try rd(buffer, op: op) }
 
     func rd<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let comm = try comm.get()
         let p = comm.size, r = comm.rank, n = buffer.count
         guard p > 1, n > 0, let base = buffer.baseAddress else { return }
         let bytes = n * MemoryLayout<T>.stride

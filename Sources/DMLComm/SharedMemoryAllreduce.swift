@@ -21,8 +21,9 @@ import Foundation
 ///
 /// Cost: `2·⌈n / block⌉` barriers (α each) + about `(2 + 2/p)·n` bytes through each core's caches.
 ///
-/// Set-up (the first `run`, collective): `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)` and
-/// `MPI_Win_allocate_shared`. When the ranks do not all share one node, every call goes to the ring instead.
+/// Set-up (`prepare` or the first `run`, collective): the algorithm's own duplicate communicator,
+/// `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)` and `MPI_Win_allocate_shared` on it. When the ranks do not all
+/// share one node, every call goes to the ring instead (built on that duplicate; it duplicates it again).
 /// The window is freed collectively when this object goes away: every rank must release its
 /// `SharedMemoryAllreduce` objects at the same point and in the same order (keep several in an array, not in
 /// a dictionary, whose order differs between processes).
@@ -30,7 +31,8 @@ import Foundation
 /// as the sync, so the unit tests exercise this algorithm itself, not a fallback.
 public final class SharedMemoryAllreduce: AllreduceAlgorithm {
     public let name = "shm"
-    let comm: Communicator
+    /// This algorithm's own duplicate: the window, its syncs and the fallback ring are set up on it.
+    let comm: PrivateCommunicator
     /// Bytes of each rank's window part: the block processed between syncs. `DML_SHM_BLOCK` overrides.
     public let blockBytes: Int
     private var prepared = false
@@ -42,7 +44,7 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
     public static let defaultBlockBytes = 1 << 20
 
     public init(comm: Communicator, blockBytes: Int? = nil) {
-        self.comm = comm
+        self.comm = PrivateCommunicator(comm)
         let fromEnv = ProcessInfo.processInfo.environment["DML_SHM_BLOCK"].flatMap { ByteCount.parse($0) }
         self.blockBytes = Swift.max(64, blockBytes ?? fromEnv ?? Self.defaultBlockBytes)
     }
@@ -53,12 +55,13 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try shm(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try shm(buffer, op: op) }
 
-    /// Collective, once: the window, or the ring when the ranks span nodes.
+    /// Collective, once: the duplicate communicator, then the window, or the ring when the ranks span nodes.
     public func prepare() throws {
         if prepared { return }
+        let own = try comm.get()
         prepared = true
-        window = try comm.sharedMemoryWindow(bytesPerRank: blockBytes)
-        if window == nil { fallback = RingAllreduce(comm: comm) }
+        window = try own.sharedMemoryWindow(bytesPerRank: blockBytes)
+        if window == nil { fallback = RingAllreduce(comm: own) }
     }
 
     /// Reduce to `root`: the allreduce without the other ranks' copy-out, so only `root`'s buffer ends with
@@ -71,7 +74,7 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
         let p = comm.size, r = comm.rank, n = buffer.count
         guard p > 1, n > 0, let base = buffer.baseAddress else { return }
         try prepare()
-        if fallback != nil { return try comm.broadcast(buffer, root: root) }
+        if fallback != nil { return try comm.get().broadcast(buffer, root: root) }
         let w = window!
         let part = w.base(of: root).assumingMemoryBound(to: T.self)
         let blockElements = Swift.max(1, w.bytesPerRank / MemoryLayout<T>.stride)

@@ -72,7 +72,7 @@ extension Dataset {
     /// This rank's rows changed to `newRange` (global rows), fetched from the ranks that hold them now
     /// (`ranges[q]`: rank q's current global rows; `newRanges[q]`: what rank q will hold). Collective: one
     /// message per pair of ranks whose old and new ranges overlap; rows never pass through a third rank.
-    public func redistributed(from ranges: [Range<Int>], to newRanges: [Range<Int>], comm: Communicator, tag: Int = 7_411) throws -> Dataset {
+    public func redistributed(from ranges: [Range<Int>], to newRanges: [Range<Int>], comm: Communicator, tag: Int = 0) throws -> Dataset {
         let me = comm.rank, d = features
         let target = newRanges[me]
         var x = [Float](repeating: 0, count: target.count * d)

@@ -79,9 +79,11 @@ public final class Timeline {
 
     /// Gathers every rank's events to rank 0, which writes the trace to `path` atomically. Collective:
     /// every rank sends its events (an 8-byte length, then the bytes) to rank 0.
-    public func write(to path: String, comm: Communicator) throws {
+    public func write(to path: String, comm world: Communicator) throws {
+        // Its own communicator (collective): the gathering's messages can meet no other concern's.
+        let comm = try world.duplicate()
         let mine = Array(chromeEvents(rank: comm.rank).utf8)
-        let tag = 7_301
+        let tag = 0
         guard comm.rank == 0 else {
             var n = Int64(mine.count)
             try withUnsafeBytes(of: &n) { try comm.send($0, to: 0, tag: tag) }

@@ -38,7 +38,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Option(name: .customLong("max-seconds"), help: "Fewer iterations (at least 3) where --iters would take longer than this per size and algorithm.")
     var maxSeconds: Double = 1.0
 
-    @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data; exit 1 if not.")
+    @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data, with messages of another concern in flight on the world communicator (the tags the algorithms use) that no algorithm may take; exit 1 if not.")
     var check = false
 
     @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=16K,ring' when not).")
@@ -155,6 +155,9 @@ struct AllreduceBenchmark: ParsableCommand {
         let algorithms: [AllreduceAlgorithm] = kinds.map { kind in
             kind.kind == .auto ? AutoAllreduce(comm: comm, policy: givenPolicy) : kind.make(for: comm)
         }
+        // Set-up (each algorithm's own duplicate communicator, windows, splits) is collective and untimed;
+        // under a deadline, as dml-train's first allreduce, so its waits are the polled ones.
+        try comm.watched("the set-up of the algorithms", seconds: 60) { for a in algorithms { try a.prepare() } }
         // Collective when auto picks its default (it sets up the shared window to see where the ranks are).
         let policy = try (algorithms.first { $0 is AutoAllreduce } as? AutoAllreduce)?.resolvedPolicy()
 
@@ -175,6 +178,7 @@ struct AllreduceBenchmark: ParsableCommand {
         var points: [Point] = []
         var totalWrong: Int64 = 0
         var notIdentical: [String] = []
+        var strayTaken: [String] = []
         for bytes in sizes {
             let count = bytes / MemoryLayout<T>.stride
             let slice = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
@@ -183,7 +187,12 @@ struct AllreduceBenchmark: ParsableCommand {
                 var wrong: Int64? = nil
                 if check {
                     for i in 0..<count { slice[i] = pristine[i] }
-                    try run(algorithm, slice)
+                    let strays = try StrayMessages(comm)
+                    let taken = try comm.watched("the check of \(kind.rawValue) at \(ByteCount.format(bytes))", seconds: 60) { () -> Int64 in
+                        try run(algorithm, slice)
+                        return try comm.allreduced(try strays.collect(), op: .sum)
+                    }
+                    if taken > 0 { strayTaken.append("\(kind.rawValue) at \(ByteCount.format(bytes))") }
                     var bad: Int64 = 0
                     for i in 0..<count where slice[i] != expected(ranks: p, index: i) as T { bad += 1 }
                     wrong = try comm.allreduced(bad, op: .sum)
@@ -218,7 +227,11 @@ struct AllreduceBenchmark: ParsableCommand {
             let bad = points.filter { ($0.wrong ?? 0) > 0 }.map { "\($0.kind.rawValue) at \(ByteCount.format($0.bytes))" }
             try comm.agree(totalWrong == 0 ? nil : "--check: \(totalWrong) wrong element\(totalWrong == 1 ? "" : "s") (\(bad.joined(separator: ", ")))", kind: .software)
             try comm.agree(notIdentical.isEmpty ? nil : "--check: ranks hold different bits after \(notIdentical.joined(separator: ", ")) on inexact data", kind: .software)
-            if comm.rank == 0 { print("# check: every result exact (0 wrong) and bit-identical on every rank (also on inexact data)") }
+            try comm.agree(strayTaken.isEmpty ? nil : "--check: messages of another concern on the world communicator were taken or changed during \(strayTaken.joined(separator: ", "))", kind: .software)
+            if comm.rank == 0 {
+                print("# check: every result exact (0 wrong) and bit-identical on every rank (also on inexact data); "
+                      + "no algorithm took another concern's messages")
+            }
         }
     }
 
@@ -328,6 +341,59 @@ struct AllreduceBenchmark: ParsableCommand {
             let bb = best.busbw(ranks: p)
             print(String(format: "#   %@: %@ %.2f GB/s, %.2fx mpi, %.2fx memcpy", BenchOutput.pad(ByteCount.format(bytes), 5), best.kind.rawValue, bb, bb / mpi, bb / memcpy))
         }
+    }
+}
+
+/// Messages of another concern, in flight on the world communicator while an algorithm runs under `--check`:
+/// one 8-byte message from every rank to every other rank with each tag the algorithms use on their own
+/// communicators (the ring's step numbers 0 … 2(p−1)−1, rd's 0, 1 and 2, central's 0), sent before the
+/// algorithm's call and received after it. An algorithm talking on the world communicator would take one
+/// (its data wrong, or a truncation error); one on its own duplicate never can. Cost: `2(p−1)·(p−1)` tiny
+/// messages per rank and check, untimed.
+final class StrayMessages {
+    let comm: Communicator
+    let tags: Range<Int>
+    let peers: [Int]
+    private let outgoing: UnsafeMutableBufferPointer<Int64>
+    private var sends: [CommRequest] = []
+
+    /// Sends them (non-blocking; they wait, unmatched, until `collect`).
+    init(_ comm: Communicator) throws {
+        self.comm = comm
+        tags = 0 ..< Swift.max(3, 2 * (comm.size - 1))
+        peers = (0..<comm.size).filter { $0 != comm.rank }
+        outgoing = .allocate(capacity: Swift.max(1, peers.count * tags.count))
+        for (i, q) in peers.enumerated() {
+            for tag in tags {
+                let k = i * tags.count + tag
+                outgoing[k] = Self.value(from: comm.rank, to: q, tag: tag)
+                sends.append(try comm.isend(UnsafeRawBufferPointer(start: outgoing.baseAddress! + k, count: 8), to: q, tag: tag))
+            }
+        }
+    }
+
+    deinit { outgoing.deallocate() }
+
+    static func value(from: Int, to: Int, tag: Int) -> Int64 { 0x5EED << 40 | Int64(from) << 24 | Int64(to) << 8 | Int64(tag) }
+
+    /// Receives them: how many did not arrive as sent.
+    func collect() throws -> Int64 {
+        let incoming = UnsafeMutableBufferPointer<Int64>.allocate(capacity: Swift.max(1, peers.count * tags.count))
+        defer { incoming.deallocate() }
+        incoming.initialize(repeating: -1)
+        var receives: [CommRequest] = []
+        for (i, q) in peers.enumerated() {
+            for tag in tags {
+                receives.append(try comm.irecv(UnsafeMutableRawBufferPointer(start: incoming.baseAddress! + i * tags.count + tag, count: 8), from: q, tag: tag))
+            }
+        }
+        try comm.waitAll(&receives)
+        try comm.waitAll(&sends)
+        var wrong: Int64 = 0
+        for (i, q) in peers.enumerated() {
+            for tag in tags where incoming[i * tags.count + tag] != Self.value(from: q, to: comm.rank, tag: tag) { wrong += 1 }
+        }
+        return wrong
     }
 }
 

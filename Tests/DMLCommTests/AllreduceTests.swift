@@ -5,10 +5,12 @@ import DMLTestSupport
 /// Every allreduce algorithm on the in-process communicator, against a serial sum.
 final class AllreduceTests: XCTestCase {
     /// Every algorithm by name, plus variants with tiny segments and blocks so that small test buffers go
-    /// through many segments (ring) and many blocks, including a short last one (shm).
+    /// through many segments (ring) and many blocks, including a short last one (shm). The fp16 ring is exact
+    /// on these tests' data too: integers in −100…100 summed over at most 16 ranks stay below 2048.
     static var variants: [(String, (Communicator) -> AllreduceAlgorithm)] {
         AllreduceKind.allCases.map { kind in (kind.rawValue, { kind.make(for: $0) }) } + [
             ("ring/12-byte segments", { RingAllreduce(comm: $0, segmentBytes: 12, window: 2) }),
+            ("ring-fp16/6-byte segments", { CompressedRingAllreduce(comm: $0, format: .fp16, segmentBytes: 6, window: 2) }),
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
             ("hier/2 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
             ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),

@@ -36,7 +36,9 @@ extension JobConfiguration.Data {
         try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(path ?? "the data"): with --partition features every rank needs at least one column" : nil,
                        kind: path == nil ? .usage : .dataFormat)
         let plan = ShardPlan(rows: d, ranks: comm.size)
-        func columns(_ set: Dataset) throws -> Dataset { try set.transposedToColumns({ plan.range(of: $0) }, comm: comm, tag: 7_601) }
+        // The transposition's own communicator: its messages can meet no other concern's.
+        let own = try comm.duplicate()
+        func columns(_ set: Dataset) throws -> Dataset { try set.transposedToColumns({ plan.range(of: $0) }, comm: own, tag: 0) }
         rows.train = try columns(rows.train)
         rows.validation = try rows.validation.map(columns)
         rows.test = try rows.test.map(columns)

@@ -27,8 +27,10 @@ final class BlockChainReducer: GradientReducer {
     /// This rank's compute time and rows since the last rebalancing.
     private var seconds = 0.0
     private var rows = 0
-    /// Message tags of the chain and of the row moves.
-    static let chainTag = 7_500, moveTag = 7_411
+    /// The chain's and the row moves' own communicators (made in `attach`, on every rank alike), so their
+    /// messages can meet no other concern's.
+    private let chain: PrivateCommunicator
+    private let moves: PrivateCommunicator
 
     init(comm: Communicator, count: Int, collectiveTimeout: Double, note: @escaping (String) -> Void) {
         self.comm = comm
@@ -36,11 +38,15 @@ final class BlockChainReducer: GradientReducer {
         self.collectiveTimeout = collectiveTimeout
         self.note = note
         sum = ReduceBuffer(count: count + 2)
+        chain = PrivateCommunicator(comm)
+        moves = PrivateCommunicator(comm)
     }
 
     /// Moves this rank's rows into the even block plan. Collective.
     func attach(_ train: Dataset) throws -> Dataset {
-        try move(train, to: BlockPlan(rows: train.globalRows, ranks: comm.size))
+        _ = try chain.get()
+        _ = try moves.get()
+        return try move(train, to: BlockPlan(rows: train.globalRows, ranks: comm.size))
     }
 
     /// Every rank's current rows, then each fetches the rows `plan` gives it. Collective.
@@ -50,7 +56,7 @@ final class BlockChainReducer: GradientReducer {
         let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
         let targets = (0..<comm.size).map { plan.rowRange(of: $0) }
         self.plan = plan
-        return ranges == targets ? train : try train.redistributed(from: ranges, to: targets, comm: comm, tag: Self.moveTag)
+        return ranges == targets ? train : try train.redistributed(from: ranges, to: targets, comm: try moves.get())
     }
 
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
@@ -79,17 +85,18 @@ final class BlockChainReducer: GradientReducer {
         rows += rowsThisStep
         try gate()
         let n = count + 2, whole = sum.buffer
+        let chain = try self.chain.get()
         try comm.watched("the gradient chain of step \(number)", seconds: collectiveTimeout) {
-            if comm.rank == 0 {
+            if chain.rank == 0 {
                 whole.initialize(repeating: 0)
             } else {
-                try comm.recv(UnsafeMutableRawBufferPointer(whole), from: comm.rank - 1, tag: Self.chainTag)
+                try chain.recv(UnsafeMutableRawBufferPointer(whole), from: chain.rank - 1, tag: 0)
             }
             for i in filled { Vector.axpy(1, scratch.base + i * n, whole.baseAddress!, n) }
-            if comm.rank < comm.size - 1 {
-                try comm.send(UnsafeRawBufferPointer(whole), to: comm.rank + 1, tag: Self.chainTag)
+            if chain.rank < chain.size - 1 {
+                try chain.send(UnsafeRawBufferPointer(whole), to: chain.rank + 1, tag: 0)
             }
-            try comm.broadcast(UnsafeMutableRawBufferPointer(whole), root: comm.size - 1)
+            try chain.broadcast(UnsafeMutableRawBufferPointer(whole), root: chain.size - 1)
         }
         Vector.scale(1 / whole[count + 1], whole.baseAddress!, count)
         return whole

@@ -1,5 +1,6 @@
 import Foundation
 import DMLComm
+import DMLData
 import DMLKernels
 
 /// A staged model's gradient (an MLP: one layer at a time, the top layer first) in **buckets** of at least
@@ -60,6 +61,13 @@ final class BucketedReducer: GradientReducer {
         }
         self.buckets = buckets + [count ..< count + 2]
         closedByStage = closes
+    }
+
+    /// The algorithm's collective set-up (its own communicator, windows) on the main thread, before the
+    /// first step, so the communication thread never runs it.
+    func attach(_ train: Dataset) throws -> Dataset {
+        try algorithm.prepare()
+        return train
     }
 
     private func reduce(_ bucket: Range<Int>) throws {
