@@ -27,7 +27,7 @@ final class CheckpointFuzzTests: XCTestCase {
         }
         // Flipped bytes at pseudo-random places (a flip may only be accepted if the content is unchanged,
         // e.g. a space of header padding turned into another whitespace).
-        var rng = SplitMix(seed: 8)
+        var rng = TestRandom(seed: 8)
         for i in 0..<80 {
             var b = good
             let at = Int(rng.next() % UInt64(b.count))
@@ -108,15 +108,3 @@ final class CheckpointFuzzTests: XCTestCase {
     }
 }
 
-/// A tiny deterministic generator for the fuzz positions.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}

@@ -12,7 +12,7 @@ final class DataFuzzIntegrationTests: XCTestCase {
             return p
         }
         func text(_ name: String, _ s: String) -> String { write(name, Array(s.utf8)) }
-        var rng = SplitMix64(seed: 3)
+        var rng = TestRandom(seed: 3)
         let goodRows = (0..<20).map { "\($0 % 2),\($0).5,\(20 - $0)" }.joined(separator: "\n") + "\n"
         var cases: [[String]] = []
         // CSV
@@ -87,17 +87,6 @@ final class DataFuzzIntegrationTests: XCTestCase {
     }
 }
 
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A job's result and how long it took.
 struct Timed: Sendable {
