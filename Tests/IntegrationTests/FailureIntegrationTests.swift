@@ -110,9 +110,7 @@ final class FailureIntegrationTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["mpirun", "--oversubscribe", "-np", "2", MPIRunner.executable("dml-train")] + small
                 + ["--steps", "10000000", "--batch-size", "64", "--checkpoint-dir", "\(dir)/ckpt", "--checkpoint-every", "200"]
-            var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { k.hasPrefix($0) } }
-            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            process.environment = env
+            process.environment = MPIRunner.environment()
             let err = Pipe()
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice

@@ -102,9 +102,7 @@ final class FileSafetyTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             let binary = MPIRunner.executable("dml-train")
             process.arguments = ["mpirun", "--oversubscribe", "-np", "2", binary] + small + ["--steps", "50"]
-            var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { k.hasPrefix($0) } }
-            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            process.environment = env
+            process.environment = MPIRunner.environment()
             let err = Pipe()
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice
