@@ -34,7 +34,7 @@ public final class FeatureSlice {
     /// Local parameters: weight slice then bias.
     public var localCount: Int { outputs * columns.count + outputs }
     /// The local parameters as named tensors: `weight` [outputs × columns.count], then `bias` [outputs].
-    public var layout: ParameterLayout { ParameterLayout([("weight", [outputs, columns.count]), ("bias", [outputs])]) }
+    public var layout: ParameterLayout { ParameterLayout([("layers.0.weight", [outputs, columns.count]), ("layers.0.bias", [outputs])]) }
     private var width: Int { columns.count }
 
     public init(kind: Kind, features: Int, columns: Range<Int>, classes: Int, weightDecay: Float = 0) {

@@ -20,7 +20,7 @@ public final class LinearRegression: Model {
         precondition(features > 0 && weightDecay >= 0)
         inputs = features
         self.weightDecay = weightDecay
-        layout = ParameterLayout([("weight", [1, features]), ("bias", [1])])
+        layout = ParameterLayout([("layers.0.weight", [1, features]), ("layers.0.bias", [1])])
     }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
@@ -88,7 +88,7 @@ public final class LogisticRegression: Model {
         precondition(features > 0 && weightDecay >= 0)
         inputs = features
         self.weightDecay = weightDecay
-        layout = ParameterLayout([("weight", [1, features]), ("bias", [1])])
+        layout = ParameterLayout([("layers.0.weight", [1, features]), ("layers.0.bias", [1])])
     }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, seed: UInt64) {

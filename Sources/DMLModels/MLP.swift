@@ -4,7 +4,7 @@ import Foundation
 /// A multi-layer perceptron classifier: `features → hidden[0] → … → hidden[L−1] → classes`, ReLU or tanh
 /// between layers, softmax cross-entropy on the output.
 ///
-/// Layout: `fc1.weight` [hidden[0] × features], `fc1.bias` [hidden[0]], …, `fc{L+1}.weight`
+/// Layout: `layers.0.weight` [hidden[0] × features], `layers.0.bias` [hidden[0]], …, `layers.{L}.weight`
 /// [classes × hidden[L−1]], `fc{L+1}.bias` [classes] (PyTorch's `nn.Linear` shapes).
 ///
 /// On a batch X (rows × features), everything is a gemm over the whole batch:
@@ -49,8 +49,8 @@ public final class MLP: StagedGradientModel {
         widths = [features] + hidden + [classes]
         var layout = ParameterLayout([])
         for l in 1..<widths.count {
-            layout.append("fc\(l).weight", [widths[l], widths[l - 1]])
-            layout.append("fc\(l).bias", [widths[l]])
+            layout.append("layers.\(l - 1).weight", [widths[l], widths[l - 1]])
+            layout.append("layers.\(l - 1).bias", [widths[l]])
         }
         self.layout = layout
         activations = (1..<widths.count).map { _ in Scratch() }

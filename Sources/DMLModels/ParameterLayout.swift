@@ -6,7 +6,7 @@ public struct TensorView: Equatable, Sendable {
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset ..< offset + count }
-    /// A bias: named `bias`, or ending in `.bias` (`fc1.bias`). Weight decay spares biases.
+    /// A bias: named `bias`, or ending in `.bias` (`layers.0.bias`). Weight decay spares biases.
     public var isBias: Bool { name == "bias" || name.hasSuffix(".bias") }
 }
 

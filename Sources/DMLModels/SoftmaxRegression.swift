@@ -20,7 +20,7 @@ public final class SoftmaxRegression: Model {
         inputs = features
         outputs = classes
         self.weightDecay = weightDecay
-        layout = ParameterLayout([("weight", [classes, features]), ("bias", [classes])])
+        layout = ParameterLayout([("layers.0.weight", [classes, features]), ("layers.0.bias", [classes])])
     }
 
     /// Zero: the loss is convex, and zero is the usual start (it is what the peers' benchmarks use).

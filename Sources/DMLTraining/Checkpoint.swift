@@ -10,16 +10,21 @@ import DMLStatus
 /// The batch sampler is a pure function of (seed, step) and the models draw no random numbers after
 /// initialisation, so the step number *is* the sampler and RNG state: nothing else needs saving.
 ///
-/// On disk: safetensors with tensors `parameters` [P], `optimizer_state` [copies, P] (absent for plain
-/// SGD), `step` and `epoch` (I64); metadata holds the run's identity (the fields a resume checks: every
-/// `config.*` field of `JobConfiguration.identity` and the `derived.*` values the session adds), the run's
-/// `run_id`, and `checksum`, a `Checksum` (XXH3-64, named in `checksum_algorithm`) of the file's own content
-/// (metadata, tensor table and data), verified on load.
+/// On disk: safetensors with one tensor per named parameter in the model's layout (`layers.0.weight`, …),
+/// one per named parameter and copy of the optimizer state (`optimizer.0.layers.0.weight`: momentum's velocity,
+/// Adam's first moment; `optimizer.1.…`: Adam's second moment), `step` and `epoch` (I64); metadata holds the
+/// run's identity (the fields a resume checks: every `config.*` field of `JobConfiguration.identity` and the
+/// `derived.*` values the session adds), the layout's order (`layout`), the run's `run_id`, and a seal
+/// (`Safetensors.sealed`: an XXH3-64 of the file's own content), verified on load.
 public struct Checkpoint: Equatable {
     public var step: Int
     public var epoch: Int
+    /// The parameters, one flat buffer laid out by `layout`.
     public var parameters: [Float]
+    /// `copies × parameters.count` values, each copy laid out like the parameters.
     public var optimizerState: [Float]
+    /// The named tensors of the flat buffers, in order.
+    public var layout: [NamedShape]
     /// Fields that must be equal on resume: keys `config.*` (the configuration that changes the math) and
     /// `derived.*` (model shape, schedule, data rows and checksum).
     public var identity: [String: String]
@@ -27,11 +32,16 @@ public struct Checkpoint: Equatable {
     /// this run's files.
     public var runID: String
 
-    public init(step: Int, epoch: Int, parameters: [Float], optimizerState: [Float], identity: [String: String], runID: String = "") {
+    public static let format = "dml-checkpoint", formatVersion = 2
+
+    /// `layout` defaults to one tensor `parameters` (tests of the file format itself).
+    public init(step: Int, epoch: Int, parameters: [Float], optimizerState: [Float], layout: [NamedShape]? = nil,
+                identity: [String: String], runID: String = "") {
         self.step = step
         self.epoch = epoch
         self.parameters = parameters
         self.optimizerState = optimizerState
+        self.layout = layout ?? [NamedShape(name: "parameters", shape: [parameters.count])]
         self.identity = identity
         self.runID = runID
     }
@@ -40,59 +50,59 @@ public struct Checkpoint: Equatable {
     static func isIdentityKey(_ k: String) -> Bool { k.hasPrefix("config.") || k.hasPrefix("derived.") }
 
     public func encode() throws -> [UInt8] {
-        var tensors = [
-            parameters.withUnsafeBufferPointer { Safetensors.Tensor(name: "parameters", shape: [parameters.count], floats: $0) },
-            Safetensors.Tensor(name: "step", shape: [1], int64s: [Int64(step)]),
-            Safetensors.Tensor(name: "epoch", shape: [1], int64s: [Int64(epoch)]),
-        ]
-        if !optimizerState.isEmpty {
-            tensors.append(optimizerState.withUnsafeBufferPointer {
-                Safetensors.Tensor(name: "optimizer_state", shape: [optimizerState.count / parameters.count, parameters.count], floats: $0)
-            })
+        precondition(layout.reduce(0) { $0 + $1.count } == parameters.count, "the layout must cover the parameters")
+        let p = parameters.count, copies = p > 0 ? optimizerState.count / p : 0
+        var tensors: [Safetensors.Tensor] = []
+        func add(_ values: [Float], base: Int, prefix: String) {
+            var offset = base
+            values.withUnsafeBufferPointer { v in
+                for t in layout {
+                    tensors.append(Safetensors.Tensor(name: prefix + t.name, shape: t.shape,
+                                                      floats: UnsafeBufferPointer(rebasing: v[offset ..< offset + t.count])))
+                    offset += t.count
+                }
+            }
         }
+        add(parameters, base: 0, prefix: "")
+        for c in 0..<copies { add(optimizerState, base: c * p, prefix: "optimizer.\(c).") }
+        tensors.append(Safetensors.Tensor(name: "step", shape: [1], int64s: [Int64(step)]))
+        tensors.append(Safetensors.Tensor(name: "epoch", shape: [1], int64s: [Int64(epoch)]))
         var metadata = identity
         metadata["run_id"] = runID
-        metadata["format"] = "dml-checkpoint"
+        metadata["format"] = Self.format
+        metadata["format_version"] = String(Self.formatVersion)
+        metadata["layout"] = layout.map(\.name).joined(separator: ",")
+        metadata["optimizer_copies"] = String(copies)
         metadata["step"] = String(step)
         metadata["sampler"] = "a pure function of seed and step"
-        metadata["checksum_algorithm"] = Checksum.algorithm
-        let unsigned = try Safetensors.decode(Safetensors.encode(tensors, metadata: metadata))
-        metadata["checksum"] = Checksum.hex(Self.contentChecksum(unsigned))
-        return try Safetensors.encode(tensors, metadata: metadata)
+        return try Safetensors.sealed(tensors, metadata: metadata)
     }
 
     /// Decodes and verifies a checkpoint file's bytes; any damage is an error saying what is wrong.
     public static func decode(_ bytes: [UInt8]) throws -> Checkpoint {
         let file = try Safetensors.decode(bytes)
-        guard file.metadata["format"] == "dml-checkpoint" else { throw Safetensors.FormatError(reason: "not a DML checkpoint") }
-        guard let stored = file.metadata["checksum"] else { throw Safetensors.FormatError(reason: "it has no checksum") }
-        guard file.metadata["checksum_algorithm"] == Checksum.algorithm else {
-            throw Safetensors.FormatError(reason: "its checksum is \(file.metadata["checksum_algorithm"].map { "'\($0)'" } ?? "the FNV-1a of DML before 2026-12"), "
-                                          + "not \(Checksum.algorithm): it was written by another version of DML and cannot be verified")
+        guard file.metadata["format"] == format else { throw Safetensors.FormatError(reason: "not a DML checkpoint") }
+        try Safetensors.verifySeal(file)
+        guard file.metadata["format_version"] == String(formatVersion) else {
+            throw Safetensors.FormatError(reason: "it is a checkpoint of format \(file.metadata["format_version"] ?? "1"); this DML reads format \(formatVersion)")
         }
-        let actual = Checksum.hex(contentChecksum(file))
-        guard stored == actual else {
-            throw Safetensors.FormatError(reason: "checksum mismatch (stored \(stored), content gives \(actual)): the file is damaged")
+        guard let names = file.metadata["layout"]?.split(separator: ",").map(String.init), !names.isEmpty,
+              let copies = file.metadata["optimizer_copies"].flatMap({ Int($0) }), copies >= 0 else {
+            throw Safetensors.FormatError(reason: "its layout is missing")
         }
-        let parameters = try file.floats("parameters")
-        let state = file.entries["optimizer_state"] == nil ? [] : try file.floats("optimizer_state")
+        var layout: [NamedShape] = [], parameters: [Float] = [], state: [Float] = []
+        for name in names {
+            guard let e = file.entries[name] else { throw Safetensors.FormatError(reason: "no tensor named '\(name)'") }
+            layout.append(NamedShape(name: name, shape: e.shape))
+            parameters += try file.floats(name)
+        }
+        for c in 0..<copies { for name in names { state += try file.floats("optimizer.\(c).\(name)") } }
         guard let step = try file.int64s("step").first, let epoch = try file.int64s("epoch").first else {
             throw Safetensors.FormatError(reason: "step or epoch is empty")
         }
         let identity = file.metadata.filter { isIdentityKey($0.key) }
-        return Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, identity: identity,
-                          runID: file.metadata["run_id"] ?? "")
-    }
-
-    /// The checksum of everything in a parsed file except the `checksum` entry itself: metadata (sorted),
-    /// the tensor table (sorted by name) and the data section.
-    static func contentChecksum(_ file: Safetensors.File) -> UInt64 {
-        var text = ""
-        for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where k != "checksum" { text += "m \(k)=\(v)\n" }
-        for (name, e) in file.entries.sorted(by: { $0.key < $1.key }) {
-            text += "t \(name) \(e.dtype.rawValue) \(e.shape) \(e.range.lowerBound) \(e.range.upperBound)\n"
-        }
-        return Checksum.hash(file.data, seed: Checksum.hash(text))
+        return Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, layout: layout,
+                          identity: identity, runID: file.metadata["run_id"] ?? "")
     }
 
     /// The identity fields where this checkpoint and the current run differ, as a message naming each

@@ -215,14 +215,19 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
         var state: [Float] = []
         for c in 0..<copies { state += try gathered(optimizer.state[(c * local) ..< ((c + 1) * local)]) }
         return Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: try gathered(parameters),
-                          optimizerState: state, identity: identity)
+                          optimizerState: state, layout: fullLayout, identity: identity)
+    }
+
+    /// The whole model's tensors, as the row-partitioned model names them.
+    var fullLayout: [NamedShape] {
+        [NamedShape(name: "layers.0.weight", shape: [slice.outputs, slice.features]), NamedShape(name: "layers.0.bias", shape: [slice.outputs])]
     }
 
     /// Takes this rank's columns (and the bias) out of a checkpoint in the row-partitioned layout.
     public func restore(_ checkpoint: Checkpoint) throws {
         let k = slice.outputs, d = slice.features, full = k * d + k, local = slice.localCount
         let copies = optimizer.state.count / Swift.max(1, local)
-        guard checkpoint.parameters.count == full, checkpoint.optimizerState.count == copies * full else {
+        guard checkpoint.layout == fullLayout, checkpoint.parameters.count == full, checkpoint.optimizerState.count == copies * full else {
             throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
                                   + "optimizer values; this model needs \(full) and \(copies * full)")
         }

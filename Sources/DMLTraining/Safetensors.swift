@@ -1,5 +1,6 @@
 import Foundation
 import DMLStatus
+import DMLComm
 
 /// The safetensors format (what numpy, PyTorch and the `safetensors` package read): an 8-byte
 /// little-endian header length N, N bytes of JSON mapping tensor names to
@@ -177,4 +178,50 @@ public enum Safetensors {
         }
         return nil
     }
+}
+
+extension Safetensors {
+    /// Serialises like `encode`, adding to the metadata `checksum_algorithm` and `checksum`: a `Checksum` of
+    /// the file's own content (metadata, tensor table and data), which `verifySeal` checks. Checkpoints and
+    /// model files are sealed.
+    public static func sealed(_ tensors: [Tensor], metadata: [String: String]) throws -> [UInt8] {
+        var metadata = metadata
+        metadata["checksum_algorithm"] = Checksum.algorithm
+        let unsigned = try decode(encode(tensors, metadata: metadata))
+        metadata["checksum"] = Checksum.hex(contentChecksum(unsigned))
+        return try encode(tensors, metadata: metadata)
+    }
+
+    /// Checks a sealed file: `FormatError` (bad data) when it has no seal, a seal of another digest, or one
+    /// that does not match its content (damage).
+    public static func verifySeal(_ file: File) throws {
+        guard let stored = file.metadata["checksum"] else { throw FormatError(reason: "it has no checksum") }
+        guard file.metadata["checksum_algorithm"] == Checksum.algorithm else {
+            throw FormatError(reason: "its checksum is \(file.metadata["checksum_algorithm"].map { "'\($0)'" } ?? "the FNV-1a of DML before 2026-12"), "
+                              + "not \(Checksum.algorithm): it was written by another version of DML and cannot be verified")
+        }
+        let actual = Checksum.hex(contentChecksum(file))
+        guard stored == actual else {
+            throw FormatError(reason: "checksum mismatch (stored \(stored), content gives \(actual)): the file is damaged")
+        }
+    }
+
+    /// The checksum of everything in a parsed file except the `checksum` entry itself: metadata (sorted),
+    /// the tensor table (sorted by name) and the data section.
+    static func contentChecksum(_ file: File) -> UInt64 {
+        var text = ""
+        for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where k != "checksum" { text += "m \(k)=\(v)\n" }
+        for (name, e) in file.entries.sorted(by: { $0.key < $1.key }) {
+            text += "t \(name) \(e.dtype.rawValue) \(e.shape) \(e.range.lowerBound) \(e.range.upperBound)\n"
+        }
+        return Checksum.hash(file.data, seed: Checksum.hash(text))
+    }
+}
+
+/// A named tensor of a flat parameter buffer: where it is and its shape (`layers.0.weight` [k, d]).
+public struct NamedShape: Equatable, Sendable {
+    public let name: String
+    public let shape: [Int]
+    public init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
+    public var count: Int { shape.reduce(1, *) }
 }

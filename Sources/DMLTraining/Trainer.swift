@@ -193,12 +193,17 @@ public final class Trainer: TrainingStrategy {
 
     /// A snapshot of the training state for a checkpoint.
     public func checkpoint(identity: [String: String]) throws -> Checkpoint {
-        Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters,
-                   optimizerState: optimizer.state, identity: identity)
+        Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters, optimizerState: optimizer.state,
+                   layout: model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }, identity: identity)
     }
 
     /// Continues from `checkpoint` (which the caller has checked against this run's identity).
     public func restore(_ checkpoint: Checkpoint) throws {
+        let mine = model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }
+        guard checkpoint.layout == mine else {
+            throw TrainingFailure("checkpoint holds tensors \(checkpoint.layout.map { "\($0.name)\($0.shape)" }.joined(separator: ", ")); "
+                                  + "this model has \(mine.map { "\($0.name)\($0.shape)" }.joined(separator: ", "))", kind: .configuration)
+        }
         guard checkpoint.parameters.count == parameters.count, checkpoint.optimizerState.count == optimizer.state.count else {
             throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
                                   + "optimizer values; this model needs \(parameters.count) and \(optimizer.state.count)", kind: .configuration)

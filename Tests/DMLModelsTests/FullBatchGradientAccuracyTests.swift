@@ -176,8 +176,8 @@ final class FullBatchGradientAccuracyTests: XCTestCase {
     func mlpForward64(_ model: MLP, _ params: [Float], _ x: [Float]) -> (hidden: [Double], logits: [Double]) {
         let d = features, h = model.hidden[0], k = classes
         let w = params.map(Double.init)
-        let w1 = model.layout.view(named: "fc1.weight")!.offset, b1 = model.layout.view(named: "fc1.bias")!.offset
-        let w2 = model.layout.view(named: "fc2.weight")!.offset, b2 = model.layout.view(named: "fc2.bias")!.offset
+        let w1 = model.layout.view(named: "layers.0.weight")!.offset, b1 = model.layout.view(named: "layers.0.bias")!.offset
+        let w2 = model.layout.view(named: "layers.1.weight")!.offset, b2 = model.layout.view(named: "layers.1.bias")!.offset
         var a = [Double](repeating: 0, count: rows * h), z = [Double](repeating: 0, count: rows * k)
         for r in 0..<rows {
             for o in 0..<h {
@@ -197,8 +197,8 @@ final class FullBatchGradientAccuracyTests: XCTestCase {
     func mlpGradient64(_ model: MLP, _ params: [Float], _ x: [Float], _ y: [Float]) -> [Double] {
         let d = features, h = model.hidden[0], k = classes
         let w = params.map(Double.init)
-        let w1 = model.layout.view(named: "fc1.weight")!.offset, b1 = model.layout.view(named: "fc1.bias")!.offset
-        let w2 = model.layout.view(named: "fc2.weight")!.offset, b2 = model.layout.view(named: "fc2.bias")!.offset
+        let w1 = model.layout.view(named: "layers.0.weight")!.offset, b1 = model.layout.view(named: "layers.0.bias")!.offset
+        let w2 = model.layout.view(named: "layers.1.weight")!.offset, b2 = model.layout.view(named: "layers.1.bias")!.offset
         let (a, z) = mlpForward64(model, params, x)
         var g = [Double](repeating: 0, count: w.count)
         for r in 0..<rows {

@@ -122,7 +122,7 @@ final class ModelGradientTests: XCTestCase {
             for i in 0..<p.rows {
                 var a = (0..<p.features).map { Double(p.x[i * p.features + $0]) }
                 for l in 1..<widths.count {
-                    let W = model.layout.view(named: "fc\(l).weight")!, b = model.layout.view(named: "fc\(l).bias")!
+                    let W = model.layout.view(named: "layers.\(l - 1).weight")!, b = model.layout.view(named: "layers.\(l - 1).bias")!
                     var z = [Double](repeating: 0, count: widths[l])
                     for o in 0..<widths[l] {
                         z[o] = w[b.offset + o]
@@ -132,7 +132,7 @@ final class ModelGradientTests: XCTestCase {
                 }
                 total += self.softmaxCrossEntropy(a, Int(p.y[i]))
             }
-            let weights = (1..<widths.count).map { model.layout.view(named: "fc\($0).weight")!.range }
+            let weights = (1..<widths.count).map { model.layout.view(named: "layers.\($0 - 1).weight")!.range }
             return total + self.penalty(w, weights, lambda: lambda, rows: p.rows)
         }
     }
@@ -187,18 +187,18 @@ final class ModelGradientTests: XCTestCase {
         c.withUnsafeMutableBufferPointer { model.initialize($0, seed: 8) }
         XCTAssertEqual(a, b)
         XCTAssertNotEqual(a, c)
-        XCTAssertEqual(model.layout.views.map(\.name), ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
-        XCTAssertEqual(model.layout.view(named: "fc1.weight")?.shape, [256, 784])
+        XCTAssertEqual(model.layout.views.map(\.name), ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"])
+        XCTAssertEqual(model.layout.view(named: "layers.0.weight")?.shape, [256, 784])
         func variance(_ name: String) -> Double {
             let v = a[model.layout.view(named: name)!.range].map(Double.init)
             let mean = v.reduce(0, +) / Double(v.count)
             return v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count)
         }
-        XCTAssertEqual(variance("fc1.weight"), 2.0 / 784, accuracy: 0.03 * 2.0 / 784, "He")
-        XCTAssertEqual(variance("fc2.weight"), 2.0 / 266, accuracy: 0.1 * 2.0 / 266, "Xavier (output layer)")
-        XCTAssertTrue(a[model.layout.view(named: "fc1.bias")!.range].allSatisfy { $0 == 0 })
+        XCTAssertEqual(variance("layers.0.weight"), 2.0 / 784, accuracy: 0.03 * 2.0 / 784, "He")
+        XCTAssertEqual(variance("layers.1.weight"), 2.0 / 266, accuracy: 0.1 * 2.0 / 266, "Xavier (output layer)")
+        XCTAssertTrue(a[model.layout.view(named: "layers.0.bias")!.range].allSatisfy { $0 == 0 })
         let tanhModel = MLP(features: 784, hidden: [256], classes: 10, activation: .tanh)
         a.withUnsafeMutableBufferPointer { tanhModel.initialize($0, seed: 7) }
-        XCTAssertEqual(variance("fc1.weight"), 2.0 / (784 + 256), accuracy: 0.03 * 2.0 / 1040, "Xavier")
+        XCTAssertEqual(variance("layers.0.weight"), 2.0 / (784 + 256), accuracy: 0.03 * 2.0 / 1040, "Xavier")
     }
 }

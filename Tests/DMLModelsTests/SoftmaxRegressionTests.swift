@@ -52,8 +52,8 @@ final class SoftmaxRegressionTests: XCTestCase {
 
     func testLayoutAndPredictions() {
         let model = SoftmaxRegression(features: 3, classes: 2)
-        XCTAssertEqual(model.layout.views.map(\.name), ["weight", "bias"])
-        XCTAssertEqual(model.layout.view(named: "bias")?.offset, 6)
+        XCTAssertEqual(model.layout.views.map(\.name), ["layers.0.weight", "layers.0.bias"])
+        XCTAssertEqual(model.layout.view(named: "layers.0.bias")?.offset, 6)
         XCTAssertEqual(model.layout.count, 8)
         let params: [Float] = [1, 0, 0, 0, 1, 0, 0, 0]
         var out = [Float](repeating: 0, count: 2)

@@ -134,7 +134,7 @@ final class OptimizerAndScheduleTests: XCTestCase {
         XCTAssertEqual(SoftmaxRegression(features: 5, classes: 3).layout.weightRanges, [0..<15])
         XCTAssertEqual(LogisticRegression(features: 4).layout.weightRanges, [0..<4])
         let mlp = MLP(features: 3, hidden: [4], classes: 2)
-        XCTAssertEqual(mlp.layout.views.map(\.name), ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
+        XCTAssertEqual(mlp.layout.views.map(\.name), ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"])
         XCTAssertEqual(mlp.layout.weightRanges, [0..<12, 16..<24])
         let slice = FeatureSlice(kind: .softmax, features: 13, columns: 4..<9, classes: 3)
         XCTAssertEqual(slice.layout.count, slice.localCount)
@@ -151,7 +151,7 @@ final class OptimizerAndScheduleTests: XCTestCase {
                                                      config: config, allreduce: AllreduceKind.ring.make(for: comm))
             return [rows.optimizer.decayed, features.optimizer.decayed]
         }[0]
-        XCTAssertEqual(decayed[0], [0..<52, 56..<68], "Trainer: fc1.weight and fc2.weight")
+        XCTAssertEqual(decayed[0], [0..<52, 56..<68], "Trainer: layers.0.weight and layers.1.weight")
         XCTAssertEqual(decayed[1], [0..<15], "FeaturePartitionedTrainer: the weight slice")
     }
 

@@ -55,7 +55,7 @@ final class AllreduceIntegrationTests: XCTestCase {
                                                                   "--allreduce", algorithm, "--output", path],
                                           environment: ["DML_FAKE_NODES": "2"])
                 XCTAssertEqual(t.status, 0, "np=\(np) \(algorithm): \(t.stderr)")
-                weights.append(try Safetensors.read(path: path).floats("weight"))
+                weights.append(try Safetensors.read(path: path).floats("layers.0.weight"))
             }
             XCTAssertLessThan(zip(weights[0], weights[1]).map { abs($0 - $1) }.max()!, 1e-4, "np=\(np)")
         }
@@ -113,7 +113,7 @@ final class AllreduceIntegrationTests: XCTestCase {
                 XCTAssertEqual(r.status, 0, "\(kind) np=\(np): \(r.stderr)")
                 XCTAssertTrue(r.stdout.contains("allreduce \(kind)"), r.stdout)
                 let file = try Safetensors.read(path: path)
-                outputs["\(kind)-\(np)"] = try file.floats("weight") + file.floats("bias")
+                outputs["\(kind)-\(np)"] = try file.floats("layers.0.weight") + file.floats("layers.0.bias")
             }
         }
         let reference = outputs["mpi-2"]!

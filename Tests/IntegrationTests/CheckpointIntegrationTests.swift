@@ -17,7 +17,7 @@ final class CheckpointIntegrationTests: XCTestCase {
 
     func parameters(_ path: String) throws -> [Float] {
         let f = try Safetensors.read(path: path)
-        return try f.floats("weight") + f.floats("bias")
+        return try f.floats("layers.0.weight") + f.floats("layers.0.bias")
     }
 
     func count(_ needle: String, in haystack: String) -> Int { haystack.components(separatedBy: needle).count - 1 }

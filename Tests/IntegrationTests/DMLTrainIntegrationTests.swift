@@ -40,7 +40,7 @@ final class DMLTrainIntegrationTests: XCTestCase {
             XCTAssertEqual(file.metadata["model"], "softmax")
             XCTAssertEqual(file.metadata["step"], "15")
             XCTAssertEqual(file.entries["weight"]?.shape, [4, 24])
-            outputs["\(np)-\(algorithm)"] = try file.floats("weight") + file.floats("bias")
+            outputs["\(np)-\(algorithm)"] = try file.floats("layers.0.weight") + file.floats("layers.0.bias")
         }
         let reference = outputs["1-ring"]!
         XCTAssertTrue(reference.contains { $0 != 0 }, "training moved the parameters")
@@ -59,14 +59,14 @@ final class DMLTrainIntegrationTests: XCTestCase {
         for np in [2, 3] {
             let plain = "\(dir)/np\(np)-none.safetensors"
             XCTAssertEqual(try MPIRunner.run(ranks: np, "dml-train", args + ["--output", plain]).status, 0)
-            let reference = try Safetensors.read(path: plain).floats("weight")
+            let reference = try Safetensors.read(path: plain).floats("layers.0.weight")
             for flags in [["--compress", "fp16"], ["--compress", "bf16", "--error-feedback"]] {
                 let path = "\(dir)/np\(np)-\(flags[1]).safetensors"
                 let r = try MPIRunner.run(ranks: np, "dml-train", args + flags + ["--output", path])
                 XCTAssertEqual(r.status, 0, "np=\(np) \(flags): \(r.stderr)")
                 let l = losses(r.stdout)
                 XCTAssertLessThan(l.last!, 0.8 * l.first!, "np=\(np) \(flags) loss curve \(l)")
-                let w = try Safetensors.read(path: path).floats("weight")
+                let w = try Safetensors.read(path: path).floats("layers.0.weight")
                 XCTAssertEqual(w.count, reference.count)
                 let distance = zip(w, reference).map { abs($0 - $1) }.max()!
                 XCTAssertGreaterThan(distance, 0, "np=\(np) \(flags): compression changed nothing")

@@ -44,7 +44,7 @@ final class DataIntegrationTests: XCTestCase {
             XCTAssertEqual(file.metadata["labels"], "[\"0\",\"1\"]")
             XCTAssertNotNil(file.metadata["standardize_mean"])
             XCTAssertNotNil(file.metadata["standardize_std"])
-            outputs.append(try file.floats("weight") + file.floats("bias"))
+            outputs.append(try file.floats("layers.0.weight") + file.floats("layers.0.bias"))
         }
         XCTAssertLessThan(maxRelativeDifference(outputs[1], outputs[0]), 1e-5, "the same batches on 1 and 3 ranks")
     }

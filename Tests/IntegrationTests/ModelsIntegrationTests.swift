@@ -22,11 +22,11 @@ final class ModelsIntegrationTests: XCTestCase {
     func testEveryModelTrainsFromTheCommandLine() throws {
         let dir = MPIRunner.temporaryDirectory()
         let cases: [(String, [String], String, (Double) -> Bool, [String: [Int]])] = [
-            ("linear", ["--task", "regression", "--lr", "0.05"], "MSE", { $0 < 0.2 }, ["weight": [1, 16], "bias": [1]]),
-            ("logistic", ["--synthetic-classes", "2", "--weight-decay", "0.001"], "accuracy", { $0 > 85 }, ["weight": [1, 16], "bias": [1]]),
-            ("softmax", ["--synthetic-classes", "4"], "accuracy", { $0 > 70 }, ["weight": [4, 16], "bias": [4]]),
+            ("linear", ["--task", "regression", "--lr", "0.05"], "MSE", { $0 < 0.2 }, ["layers.0.weight": [1, 16], "layers.0.bias": [1]]),
+            ("logistic", ["--synthetic-classes", "2", "--weight-decay", "0.001"], "accuracy", { $0 > 85 }, ["layers.0.weight": [1, 16], "layers.0.bias": [1]]),
+            ("softmax", ["--synthetic-classes", "4"], "accuracy", { $0 > 70 }, ["layers.0.weight": [4, 16], "layers.0.bias": [4]]),
             ("mlp", ["--synthetic-classes", "4", "--hidden", "32,16", "--activation", "tanh", "--lr", "0.1"], "accuracy", { $0 > 60 },
-             ["fc1.weight": [32, 16], "fc2.weight": [16, 32], "fc3.weight": [4, 16], "fc3.bias": [4]]),
+             ["layers.0.weight": [32, 16], "layers.1.weight": [16, 32], "layers.2.weight": [4, 16], "layers.2.bias": [4]]),
         ]
         for (model, flags, metric, good, shapes) in cases {
             let path = "\(dir)/\(model).safetensors"
