@@ -73,6 +73,7 @@ public struct ReadOptions: Sendable {
 /// The class labels as they were written in the training data: class i is `values[i]`.
 public struct LabelMapping: Sendable, Equatable {
     public let values: [Double]
+    public init(values: [Double]) { self.values = values }
     /// The labels as text, e.g. `["-1", "1"]` or `["0", "1", …, "9"]`.
     public var names: [String] { values.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int64($0)) : String($0) } }
 }
@@ -253,6 +254,14 @@ public enum DataLoader {
     }
 
     /// The CSV layout from the file's first line, which every rank reads for itself.
+    /// The feature columns' names of a CSV file with a header line (the label column left out), in order;
+    /// nil for other formats or a file without a header. Reads the first line only.
+    public static func featureNames(_ source: DataSource, options: ReadOptions) -> [String]? {
+        guard (source.format ?? DataFormat.infer(fromPath: source.path)) == .csv, let input = try? InputFile(source.path),
+              let layout = try? csvLayout(input, options: options), layout.hasHeader else { return nil }
+        return layout.names.enumerated().filter { $0.offset != layout.labelColumn }.map(\.element)
+    }
+
     static func csvLayout(_ input: InputFile, options: ReadOptions) throws -> CSVLayout {
         let first = try input.firstLine()
         let comma: Bool

@@ -57,6 +57,8 @@ public final class TrainingSession {
     private let log: (String) -> Void
     private let warn: (String) -> Void
     private var comm: Communicator { trainer.comm }
+    /// The training data's checksum (`Checksum.dataset`), once `run` has started.
+    public private(set) var dataChecksum: UInt64?
     /// `--collective-timeout`: the deadline of every collective phase (plus room for work a phase does).
     private var timeout: Double { trainer.config.collectiveTimeout }
 
@@ -94,9 +96,10 @@ public final class TrainingSession {
         }
         notes.forEach(log)
         var identity = options.identity.merging(trainer.derivedIdentity) { _, derived in derived }
-        if store != nil {
-            identity["derived.data_checksum"] = Checksum.hex(try trainer.dataChecksum())
-        }
+        // The training data's identity: in checkpoints (a resume checks it) and in the model file.
+        let checksum = try trainer.dataChecksum()
+        dataChecksum = checksum
+        identity["derived.data_checksum"] = Checksum.hex(checksum)
         var resumedFrom: (step: Int, path: String)?
         if options.resume, let store = store {
             resumedFrom = try resume(from: store, identity: identity)

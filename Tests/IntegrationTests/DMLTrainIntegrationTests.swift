@@ -39,7 +39,7 @@ final class DMLTrainIntegrationTests: XCTestCase {
             let file = try Safetensors.read(path: path)
             XCTAssertEqual(file.metadata["model"], "softmax")
             XCTAssertEqual(file.metadata["step"], "15")
-            XCTAssertEqual(file.entries["weight"]?.shape, [4, 24])
+            XCTAssertEqual(file.entries["layers.0.weight"]?.shape, [4, 24])
             outputs["\(np)-\(algorithm)"] = try file.floats("layers.0.weight") + file.floats("layers.0.bias")
         }
         let reference = outputs["1-ring"]!

@@ -38,6 +38,16 @@ final class ModelsIntegrationTests: XCTestCase {
             let file = try Safetensors.read(path: path)
             XCTAssertEqual(file.metadata["model"], model)
             for (name, shape) in shapes { XCTAssertEqual(file.entries[name]?.shape, shape, "\(model) \(name)") }
+            // The file describes itself: what prediction needs is in it, and it reads back as that model.
+            let described = try ModelFile.read(path: path)
+            XCTAssertEqual(described.kind.rawValue, model)
+            XCTAssertEqual(file.metadata["classes"], model == "linear" ? "0" : model == "logistic" ? "2" : "4")
+            XCTAssertEqual(file.metadata["task"], model == "linear" ? "regression" : "classification")
+            XCTAssertNotNil(file.metadata["data_checksum"])
+            if model == "mlp" {
+                XCTAssertEqual(file.metadata["activation"], "tanh")
+                XCTAssertEqual(file.metadata["hidden"], "[32,16]")
+            }
         }
     }
 

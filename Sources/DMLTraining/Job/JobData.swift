@@ -45,6 +45,22 @@ extension JobConfiguration.Data {
         return (rows, plan.range(of: comm.rank))
     }
 
+    /// The read options these flags give.
+    public var readOptions: ReadOptions {
+        var options = ReadOptions()
+        options.task = task
+        options.header = header
+        options.delimiter = delimiter
+        options.labelColumn = labelColumn
+        options.features = features
+        return options
+    }
+
+    /// The training file's feature names (a CSV header), for the model file; nil without one.
+    public var featureNames: [String]? {
+        path.flatMap { DataLoader.featureNames(DataSource(path: $0, labelsPath: labels, format: format), options: readOptions) }
+    }
+
     private func files(comm: Communicator) throws -> LoadedData {
         var options = ReadOptions()
         options.task = task

@@ -150,9 +150,13 @@ public final class TrainingJob {
         say(done(steps: totalSteps, result: result))
 
         let parameters = try strategy.outputParameters()
-        var extra = loaded.metadata
-        if columns != nil { extra["partition"] = "features" }
-        try writeOutput(parameters, model: model, step: strategy.step, extra: extra)
+        var provenance = ["step": String(strategy.step), "seed": String(seed), "ranks": String(comm.size),
+                          "partition": job.data.partition.rawValue, "data": loaded.description, "data_rows": String(train.globalRows)]
+        if let checksum = session.dataChecksum { provenance["data_checksum"] = Checksum.hex(checksum) }
+        let file = ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
+                             labels: loaded.labels, standardization: loaded.standardization,
+                             featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
+        try writeOutput(file)
         if let recorder, let path = job.outputs.timeline {
             let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, strategy.step - (result.resumedFrom?.step ?? 0)))
             try comm.watched("gathering the timeline", seconds: timeout + 10) { try recorder.write(to: path, comm: comm) }
@@ -205,24 +209,13 @@ public final class TrainingJob {
         return line
     }
 
-    /// `--output`: rank 0 writes the whole model's parameters (laid out by `model.layout`) as safetensors,
-    /// atomically, with the metadata that prediction needs. Collective (a failed write is an error on all).
-    private func writeOutput(_ parameters: [Float], model: Model, step: Int, extra: [String: String]) throws {
+    /// `--output`: rank 0 writes the model file (`ModelFile`: named tensors and everything prediction needs),
+    /// atomically. Collective (a failed write is an error on all).
+    private func writeOutput(_ file: ModelFile) throws {
         guard let path = configuration.outputs.output else { return }
         // The others wait while rank 0 writes: the deadline allows for the write at 50 MB/s.
-        try comm.watched("writing \(path)", seconds: timeout + Double(4 * parameters.count) / 50e6) {
-            try comm.agreeing {
-                guard rank0 else { return }
-                let metadata = ["format": "dml", "model": model.kind, "features": String(model.inputs),
-                                "classes": String(model.outputs), "step": String(step), "seed": String(configuration.optimization.seed),
-                                "ranks": String(comm.size)].merging(extra) { mine, _ in mine }
-                let tensors = parameters.withUnsafeBufferPointer { w in
-                    model.layout.views.map { v in
-                        Safetensors.Tensor(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(rebasing: w[v.range]))
-                    }
-                }
-                try AtomicFile.write(Safetensors.encode(tensors, metadata: metadata), to: path)
-            }
+        try comm.watched("writing \(path)", seconds: timeout + Double(4 * file.parameters.count) / 50e6) {
+            try comm.agreeing { if rank0 { try file.write(to: path) } }
         }
         say("wrote \(path)")
     }
