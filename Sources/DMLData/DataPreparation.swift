@@ -126,15 +126,17 @@ public struct LoadedData {
     }
 
     /// Splits off the validation rows (when `validationFraction > 0`) and standardises every split with the
-    /// training rows' statistics (when `standardize`). Collective.
-    public mutating func prepare(validationFraction: Double, standardize: Bool, seed: UInt64, comm: Communicator) throws {
+    /// training rows' statistics (when `standardize`), or with `given` statistics (a warm start keeps its
+    /// model's). Collective.
+    public mutating func prepare(validationFraction: Double, standardize: Bool, seed: UInt64, comm: Communicator,
+                                 given: Standardization? = nil) throws {
         if validationFraction > 0 {
             let (t, v) = try train.splitValidation(fraction: validationFraction, seed: seed, comm: comm)
             train = t
             validation = v
         }
-        if standardize {
-            let s = try Standardization.compute(train, comm: comm)
+        if standardize || given != nil {
+            let s = try given ?? Standardization.compute(train, comm: comm)
             s.apply(to: &train)
             if validation != nil { s.apply(to: &validation!) }
             if test != nil { s.apply(to: &test!) }

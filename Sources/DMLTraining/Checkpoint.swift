@@ -31,6 +31,9 @@ public struct Checkpoint: Equatable {
     /// The run that wrote it: made at a fresh start, kept by every resume of that run. Pruning deletes only
     /// this run's files.
     public var runID: String
+    /// What the session needs besides the model to continue exactly (early stopping's best loss and count),
+    /// stored as `session.*` metadata.
+    public var sessionState: [String: String] = [:]
 
     public static let format = "dml-checkpoint", formatVersion = 2
 
@@ -69,6 +72,7 @@ public struct Checkpoint: Equatable {
         tensors.append(Safetensors.Tensor(name: "epoch", shape: [1], int64s: [Int64(epoch)]))
         var metadata = identity
         metadata["run_id"] = runID
+        for (k, v) in sessionState { metadata["session." + k] = v }
         metadata["format"] = Self.format
         metadata["format_version"] = String(Self.formatVersion)
         metadata["layout"] = layout.map(\.name).joined(separator: ",")
@@ -101,8 +105,10 @@ public struct Checkpoint: Equatable {
             throw Safetensors.FormatError(reason: "step or epoch is empty")
         }
         let identity = file.metadata.filter { isIdentityKey($0.key) }
-        return Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, layout: layout,
-                          identity: identity, runID: file.metadata["run_id"] ?? "")
+        var c = Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, layout: layout,
+                           identity: identity, runID: file.metadata["run_id"] ?? "")
+        for (k, v) in file.metadata where k.hasPrefix("session.") { c.sessionState[String(k.dropFirst(8))] = v }
+        return c
     }
 
     /// The identity fields where this checkpoint and the current run differ, as a message naming each

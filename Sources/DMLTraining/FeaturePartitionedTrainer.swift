@@ -223,6 +223,25 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
         [NamedShape(name: "layers.0.weight", shape: [slice.outputs, slice.features]), NamedShape(name: "layers.0.bias", shape: [slice.outputs])]
     }
 
+    public func start(from initial: [Float]) throws {
+        let full = slice.outputs * slice.features + slice.outputs
+        guard initial.count == full else {
+            throw TrainingFailure("the starting model holds \(initial.count) parameters; this model needs \(full)", kind: .usage)
+        }
+        parameters = cut(initial[...])
+    }
+
+    /// This rank's columns (and the bias) of a buffer in the row-partitioned layout.
+    private func cut(_ all: ArraySlice<Float>) -> [Float] {
+        let k = slice.outputs, d = slice.features, w = slice.columns.count, base = all.startIndex
+        var mine = [Float](repeating: 0, count: slice.localCount)
+        for c in 0..<k {
+            for j in 0..<w { mine[c * w + j] = all[base + c * d + slice.columns.lowerBound + j] }
+            mine[k * w + c] = all[base + k * d + c]
+        }
+        return mine
+    }
+
     /// Takes this rank's columns (and the bias) out of a checkpoint in the row-partitioned layout.
     public func restore(_ checkpoint: Checkpoint) throws {
         let k = slice.outputs, d = slice.features, full = k * d + k, local = slice.localCount
@@ -230,15 +249,6 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
         guard checkpoint.layout == fullLayout, checkpoint.parameters.count == full, checkpoint.optimizerState.count == copies * full else {
             throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
                                   + "optimizer values; this model needs \(full) and \(copies * full)")
-        }
-        func cut(_ all: ArraySlice<Float>) -> [Float] {
-            var mine = [Float](repeating: 0, count: local)
-            let w = slice.columns.count, base = all.startIndex
-            for c in 0..<k {
-                for j in 0..<w { mine[c * w + j] = all[base + c * d + slice.columns.lowerBound + j] }
-                mine[k * w + c] = all[base + k * d + c]
-            }
-            return mine
         }
         parameters = cut(checkpoint.parameters[...])
         optimizer.state = (0..<copies).flatMap { cut(checkpoint.optimizerState[($0 * full) ..< (($0 + 1) * full)]) }

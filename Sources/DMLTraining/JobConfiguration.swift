@@ -62,6 +62,10 @@ public struct JobConfiguration: Sendable, Equatable {
         public var lrGamma = 0.1
         public var lrMin = 0.0
         public var warmup = 0
+        /// `--init`: a model file to start from (a warm start: new optimizer state, possibly new data).
+        public var initFrom: String?
+        /// `--early-stopping`: stop when the validation loss has not improved for this many evaluations.
+        public var earlyStopping: Int?
         public init() {}
     }
 
@@ -115,6 +119,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "data.features": "the feature count is part of the model's shape (model_shape)",
         "optimization.epochs": "the run's length: a run may be extended; a schedule that depends on it records its horizon in lr_schedule",
         "optimization.steps": "the run's length: a run may be extended; a schedule that depends on it records its horizon in lr_schedule",
+        "optimization.initFrom": "the starting model is identified by its content (derived.init, its checksum), not by where it lies",
         "reduction.allreduce": "the algorithm changes only the rounding of the sums, as the number of ranks does (a resume may change both)",
         "reduction.autotune": "chooses among allreduce algorithms, which change only the rounding",
         "reduction.tuneCache": "where the tuning is cached",

@@ -174,6 +174,13 @@ public final class Trainer: TrainingStrategy {
 
     public func outputParameters() throws -> [Float] { parameters }
 
+    public func start(from initial: [Float]) throws {
+        guard initial.count == parameters.count else {
+            throw TrainingFailure("the starting model holds \(initial.count) parameters; this model needs \(parameters.count)", kind: .usage)
+        }
+        parameters = initial
+    }
+
     public func dataChecksum() throws -> UInt64 { try Checksum.dataset(train, comm: comm) }
 
     /// Throws `TrainingFailure` (on every rank alike) when an update has left a parameter infinite or NaN:

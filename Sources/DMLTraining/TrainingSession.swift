@@ -17,6 +17,11 @@ public struct SessionOptions {
     /// A fresh run (no `resume`) may delete the checkpoints already in `checkpointDirectory`; without it,
     /// a directory holding checkpoints is refused.
     public var overwriteCheckpoints = false
+    /// Early stopping: stop when the validation loss has not improved for this many evaluations.
+    public var earlyStopping: Int?
+    /// Called on every rank (collective) when the validation loss reaches a new lowest value after step `s`:
+    /// the job writes the best model (`best.safetensors`).
+    public var onBest: ((Int) throws -> Void)?
     /// Replica check every N steps (and at the end); 0 disables it.
     public var verifyEvery: Int = 0
     /// Evaluate on the test set every N epochs (and always at the end); 0: only at the end.
@@ -43,7 +48,47 @@ public struct SessionResult {
     public let seconds: Double
     /// The checkpoint the run continued from, if it resumed.
     public let resumedFrom: (step: Int, path: String)?
+    /// Early stopping: the step training stopped at (nil: it ran to the end), and the best validation loss
+    /// and the step after which it was reached.
+    public var stoppedEarly: Int?
+    public var best: (loss: Double, step: Int)?
 }
+
+/// Early stopping's state: the lowest validation loss so far, its step, and the evaluations since. Kept in
+/// checkpoints (`session.*`), so a resumed run stops where the uninterrupted one would.
+struct EarlyStopping {
+    let patience: Int
+    var bestLoss = Double.infinity
+    var bestStep = 0
+    var since = 0
+
+    /// Records a validation loss after `step`; returns whether it is a new best.
+    mutating func record(_ loss: Double, step: Int) -> Bool {
+        if loss < bestLoss {
+            bestLoss = loss
+            bestStep = step
+            since = 0
+            return true
+        }
+        since += 1
+        return false
+    }
+
+    var exhausted: Bool { since >= patience }
+
+    var state: [String: String] {
+        ["best_loss": String(bestLoss.bitPattern, radix: 16), "best_step": String(bestStep), "evaluations_since_best": String(since)]
+    }
+
+    mutating func restore(_ state: [String: String]) {
+        if let b = state["best_loss"].flatMap({ UInt64($0, radix: 16) }) { bestLoss = Double(bitPattern: b) }
+        if let s = state["best_step"].flatMap({ Int($0) }) { bestStep = s }
+        if let n = state["evaluations_since_best"].flatMap({ Int($0) }) { since = n }
+    }
+}
+
+/// Thrown by the step loop's after-step hook when early stopping ends the run (caught by the session).
+struct StoppedEarly: Error {}
 
 /// Runs a `Trainer` to its last step with everything around it. Collective: every rank calls `run` with
 /// the same options. Only rank 0 touches the checkpoint directory and the metrics file; the other ranks
@@ -101,8 +146,10 @@ public final class TrainingSession {
         dataChecksum = checksum
         identity["derived.data_checksum"] = Checksum.hex(checksum)
         var resumedFrom: (step: Int, path: String)?
+        var early = options.earlyStopping.map { EarlyStopping(patience: $0) }
+        var stoppedEarly: Int?
         if options.resume, let store = store {
-            resumedFrom = try resume(from: store, identity: identity)
+            resumedFrom = try resume(from: store, identity: identity) { early?.restore($0) }
         }
         let metrics = try comm.agreeing {
             rank0 ? try options.metricsPath.map { try MetricsLog(path: $0, resumedStep: resumedFrom?.step) } : nil
@@ -125,7 +172,8 @@ public final class TrainingSession {
 
         func saveCheckpointNow() throws {
             try trainer.checkParametersFinite()
-            let snapshot = try trainer.checkpoint(identity: identity)
+            var snapshot = try trainer.checkpoint(identity: identity)
+            if let early { snapshot.sessionState = early.state }
             let faults = trainer.hooks.faults, step = trainer.step
             var fault: AtomicFile.Fault?
             if faults.fires(.writefail, rank: comm.rank, step: step) { fault = .fail(afterBytes: 100) }
@@ -159,9 +207,18 @@ public final class TrainingSession {
                                  "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
                                  "test_loss": e?.loss, "test_accuracy": e?.accuracy,
                                  "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
+                if let v, early != nil {
+                    if early!.record(v.loss, step: s) { try self.options.onBest?(s) }
+                    if early!.exhausted {
+                        if store != nil && lastCheckpoint != s { try saveCheckpoint() }
+                        throw StoppedEarly()
+                    }
+                }
             }
             if store != nil && self.options.checkpointEvery > 0 && s % self.options.checkpointEvery == 0 { try saveCheckpoint() }
         })
+        } catch is StoppedEarly {
+            stoppedEarly = trainer.step
         } catch var stop as Preempted {
             // Every rank stopped at the same step boundary: save it, then let the caller exit (status 75).
             if let store, trainer.step > 0 {
@@ -171,6 +228,10 @@ public final class TrainingSession {
             throw stop
         }
         let seconds = Date().timeIntervalSince(started)
+        if let at = stoppedEarly, rank0, let early {
+            log("early stopping after step \(at): the validation loss has not improved for \(early.patience) evaluation\(early.patience == 1 ? "" : "s") "
+                + "(lowest \(String(format: "%.6f", early.bestLoss)) after step \(early.bestStep))")
+        }
         // DML_FAULT=hang at the step after the last: a rank that stalls in the final phase.
         if trainer.hooks.faults.fires(.hang, rank: comm.rank, step: trainer.step + 1) { trainer.hooks.faults.hang() }
         if options.verifyEvery > 0 { try trainer.verifyReplicas() }
@@ -180,6 +241,9 @@ public final class TrainingSession {
         let trainEval = try trainer.evaluate(trainer.train)
         let testEval = try test.map { try trainer.evaluate($0) }
         let validationEval = try validation.map { try trainer.evaluate($0) }
+        if let v = validationEval, early != nil, stoppedEarly == nil, early!.record(v.loss, step: trainer.step) {
+            try options.onBest?(trainer.step)
+        }
         let s = trainer.step
         // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
         log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
@@ -189,7 +253,10 @@ public final class TrainingSession {
                          "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
                          "validation_loss": validationEval?.loss, "validation_accuracy": validationEval?.accuracy, "seconds": seconds])
         try comm.agree(error: trainer.hooks.failureToAgree)
-        return SessionResult(train: trainEval, test: testEval, validation: validationEval, seconds: seconds, resumedFrom: resumedFrom)
+        var result = SessionResult(train: trainEval, test: testEval, validation: validationEval, seconds: seconds, resumedFrom: resumedFrom)
+        result.stoppedEarly = stoppedEarly
+        result.best = early.map { ($0.bestLoss, $0.bestStep) }
+        return result
     }
 
     /// Rank 0 appends a metrics line; a failed write (a full disk) does not stop rank 0 alone in the middle
@@ -206,7 +273,8 @@ public final class TrainingSession {
 
     /// Rank 0 finds the newest valid checkpoint and checks it against this run; all ranks get its bytes
     /// by broadcast and continue from it. Returns nil (a fresh start) when the directory has none.
-    private func resume(from store: CheckpointStore, identity: [String: String]) throws -> (step: Int, path: String)? {
+    private func resume(from store: CheckpointStore, identity: [String: String],
+                        session restore: ([String: String]) -> Void) throws -> (step: Int, path: String)? {
         var bytes: [UInt8] = []
         var path = ""
         let total = trainer.config.steps
@@ -240,6 +308,7 @@ public final class TrainingSession {
         try bytes.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
         let checkpoint = try Checkpoint.decode(bytes)
         try trainer.restore(checkpoint)
+        restore(checkpoint.sessionState)
         if comm.rank == 0 {
             log(checkpoint.step == total ? "\(path) is already at the last step (\(total)): nothing left to train; evaluating and writing the outputs"
                                          : "resuming from \(path) (step \(checkpoint.step))")

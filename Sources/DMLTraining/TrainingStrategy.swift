@@ -46,6 +46,9 @@ public protocol TrainingStrategy: AnyObject {
     func checkpoint(identity: [String: String]) throws -> Checkpoint
     /// Continues from `checkpoint` (checked against the run's identity by the caller).
     func restore(_ checkpoint: Checkpoint) throws
+    /// Starts from `parameters` (the whole model, row-partitioned layout: a warm start, `--init`) instead of
+    /// the seeded initialisation, with fresh optimizer state.
+    func start(from parameters: [Float]) throws
     /// The whole model's parameters in the row-partitioned layout (`model.layout`). Collective.
     func outputParameters() throws -> [Float]
 }

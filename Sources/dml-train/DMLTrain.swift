@@ -185,6 +185,8 @@ extension DMLTrain {
         c.optimization.lrGamma = training.lrGamma
         c.optimization.lrMin = training.lrMin
         c.optimization.warmup = training.warmup
+        c.optimization.initFrom = training.initFrom
+        c.optimization.earlyStopping = training.earlyStopping
         c.reduction.allreduce = allreduce
         c.reduction.autotune = autotune
         c.reduction.tuneCache = tuneCache

@@ -71,6 +71,15 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Steps of linear learning-rate warm-up (from lr/N up to lr).")
     var warmup: Int = 0
 
+    @Option(name: .customLong("init"),
+            help: ArgumentHelp("Start from this saved model (a dml-train --output file) instead of a fresh initialisation: a warm start or fine-tuning, with new optimizer state, on these flags' data.",
+                               discussion: "The model must be the one --model/--hidden/--activation describe and fit the data (features, classes); its standardisation is applied to the data. Not --resume, which continues a run from its checkpoint."))
+    var initFrom: String?
+
+    @Option(name: .customLong("early-stopping"),
+            help: "Stop when the validation loss (--validation-fraction) has not improved for this many evaluations (--eval-every); the best model is kept as best.safetensors beside --output.")
+    var earlyStopping: Int?
+
 
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
@@ -88,6 +97,7 @@ struct TrainingOptions: ParsableArguments {
         guard lrGamma > 0 && lrGamma.isFinite else { throw ValidationError("--lr-gamma must be positive (got \(lrGamma))") }
         guard lrMin >= 0 && lrMin <= Double(lr) else { throw ValidationError("--lr-min must be in [0, --lr] (got \(lrMin))") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative (got \(warmup))") }
+        if let i = initFrom, i.isEmpty { throw ValidationError("--init must name a model file") }
         if nesterov && optimizer != .momentum { throw ValidationError("--nesterov needs --optimizer momentum") }
     }
 }

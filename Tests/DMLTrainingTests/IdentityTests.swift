@@ -38,6 +38,7 @@ final class IdentityTests: XCTestCase {
         "optimization.lrGamma": { $0.optimization.lrGamma = 0.5 },
         "optimization.lrMin": { $0.optimization.lrMin = 0.001 },
         "optimization.warmup": { $0.optimization.warmup = 5 },
+        "optimization.earlyStopping": { $0.optimization.earlyStopping = 3 },
         "reduction.compress": { $0.reduction.compress = .bf16 },
         "reduction.errorFeedback": { $0.reduction.errorFeedback = true },
         "reduction.balance": { $0.reduction.balance = true },

@@ -5,9 +5,12 @@ import DMLStatus
 extension JobConfiguration.Data {
     /// This rank's shards of the training, validation and test sets, with what the output must record.
     /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
-    public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil) throws -> LoadedData {
+    /// `standardization`: statistics to apply instead of computing them (a warm start's model's).
+    public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
+                     standardization: Standardization? = nil) throws -> LoadedData {
         var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
-        try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm)
+        try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm,
+                           given: standardization)
         return loaded
     }
 
@@ -16,13 +19,14 @@ extension JobConfiguration.Data {
     /// data is read as usual, each rank its own rows (prepared: validation split, standardisation), then
     /// turned from rows into columns (`Dataset.transposedToColumns`), so no rank ever parses the whole file.
     /// Collective.
-    public func loadColumns(comm: Communicator, seed: UInt64, validationFraction: Double? = nil) throws -> (data: LoadedData, columns: Range<Int>) {
+    public func loadColumns(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
+                            standardization: Standardization? = nil) throws -> (data: LoadedData, columns: Range<Int>) {
         let fraction = validationFraction ?? self.validationFraction
         if path == nil {
             try comm.agree(comm.size > syntheticFeatures ? "\(comm.size) ranks but only \(syntheticFeatures) features (--synthetic-features): with --partition features every rank needs at least one column" : nil,
                            kind: .usage)
         }
-        if path == nil && task == .classification && fraction == 0 && !standardize {
+        if path == nil && task == .classification && fraction == 0 && !standardize && standardization == nil {
             let columns = ShardPlan(rows: syntheticFeatures, ranks: comm.size).range(of: comm.rank)
             let generator = SyntheticClassification(seed: seed, features: syntheticFeatures, classes: syntheticClasses)
             let train = generator.columnSlice(rows: syntheticRows, columns: columns, testSplit: false)
@@ -31,7 +35,7 @@ extension JobConfiguration.Data {
                                description: "the synthetic task (\(syntheticRows) rows × \(syntheticFeatures) features, \(syntheticClasses) classes)"),
                     columns)
         }
-        var rows = try load(comm: comm, seed: seed, validationFraction: fraction)
+        var rows = try load(comm: comm, seed: seed, validationFraction: fraction, standardization: standardization)
         let d = rows.train.features
         try comm.agree(comm.size > d ? "\(comm.size) ranks but only \(d) features in \(path ?? "the data"): with --partition features every rank needs at least one column" : nil,
                        kind: path == nil ? .usage : .dataFormat)

@@ -70,27 +70,36 @@ public final class TrainingJob {
 
     public func run() throws -> JobResult {
         let job = configuration
-        if let conflict = job.conflict() { throw JobError(.usage, conflict) }
+        if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
         comm.deadlines.interruption = Preemption.diedWhileWaiting
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
         try checkFiles()
         faults.hangDuringStartupIfPlanned(rank: comm.rank)
 
+        // A warm start (--init): the saved model, read by every rank, its preprocessing applied to the data.
+        let initial: ModelFile? = try job.optimization.initFrom.map { path in try comm.agreeing { try ModelFile.read(path: path) } }
+        if let initial, job.data.standardize && initial.standardization == nil {
+            throw TrainingFailure("--standardize with --init \(job.optimization.initFrom!): that model was trained on raw features "
+                                  + "(it records no standardisation); leave out --standardize", kind: .usage)
+        }
         // Data, in rows or (--partition features) in columns.
         let seed = job.optimization.seed
         let fraction = job.optimization.lrSearch != nil && job.data.validationFraction == 0 ? 0.2 : job.data.validationFraction
         let loaded: LoadedData, columns: Range<Int>?
         if job.data.partition == .features {
-            (loaded, columns) = try job.data.loadColumns(comm: comm, seed: seed, validationFraction: fraction)
+            (loaded, columns) = try job.data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
+                                                         standardization: initial?.standardization)
         } else {
-            (loaded, columns) = (try job.data.load(comm: comm, seed: seed, validationFraction: fraction), nil)
+            (loaded, columns) = (try job.data.load(comm: comm, seed: seed, validationFraction: fraction,
+                                                   standardization: initial?.standardization), nil)
         }
         let train = loaded.train
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay)
         }
+        if let initial { try checkWarmStart(initial, model: model, labels: loaded.labels) }
         let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = job.optimization.steps ?? job.optimization.epochs * stepsPerEpoch
@@ -114,7 +123,10 @@ public final class TrainingJob {
                            hook: job.reduction.hook(exact: exact, comm: comm), faults: faults, note: say)
         }
         func makeSession(_ strategy: TrainingStrategy) -> TrainingSession {
-            var options = SessionOptions(identity: job.identity, configuration: job.agreementText + "\nfaults=\(faults.faults)")
+            var identity = job.identity
+            // A warm start's model is part of the math: by its content.
+            if let initial { identity["derived.init"] = Checksum.hex(Checksum.hash(initial.parameters)) }
+            var options = SessionOptions(identity: identity, configuration: job.agreementText + "\nfaults=\(faults.faults)")
             options.checkpointDirectory = job.outputs.checkpointDir
             // Default: once per epoch; a full-batch epoch is one step, so there about ten per run.
             options.checkpointEvery = job.outputs.checkpointEvery ?? (batch == nil ? Swift.max(1, totalSteps / 10) : stepsPerEpoch)
@@ -124,19 +136,35 @@ public final class TrainingJob {
             options.verifyEvery = job.outputs.verifyEvery
             options.evalEvery = job.outputs.evalEvery
             options.metricsPath = job.outputs.metrics
+            options.earlyStopping = job.optimization.earlyStopping
+            if let best = bestPath {
+                // Collective: every rank gathers the parameters (a feature partition's slices); rank 0 writes.
+                options.onBest = { [unowned self] step in
+                    let file = self.modelFile(model: model, parameters: try strategy.outputParameters(), step: step, loaded: loaded,
+                                              checksum: nil, columns: columns != nil)
+                    try self.comm.watched("writing \(best)", seconds: self.timeout + Double(4 * file.parameters.count) / 50e6) {
+                        try self.comm.agreeing { if self.rank0 { try file.write(to: best) } }
+                    }
+                }
+            }
             return TrainingSession(trainer: strategy, test: loaded.test, validation: loaded.validation, options: options,
                                    log: output.say, warn: output.warn)
         }
 
-        var strategy = makeStrategy(lr: job.optimization.lr)
+        func build(lr: Float) throws -> TrainingStrategy {
+            let s = makeStrategy(lr: lr)
+            if let initial { try s.start(from: initial.parameters) }
+            return s
+        }
+        var strategy = try build(lr: job.optimization.lr)
         var session = makeSession(strategy)
         // Before anything is trained: every rank must run the same configuration.
         try session.checkConfigurationAgreement()
         say(header(model: model, description: loaded.description, batch: batch, steps: totalSteps, schedule: strategy.config.schedule,
                    columns: features))
         if let candidates = job.optimization.lrSearch {
-            let best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: makeStrategy)
-            strategy = makeStrategy(lr: best)
+            let best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: build)
+            strategy = try build(lr: best)
             session = makeSession(strategy)
             say("training the final model with lr \(strategy.config.schedule.description)")
         }
@@ -147,16 +175,12 @@ public final class TrainingJob {
             strategy.hooks.timeline = recorder
         }
         let result = try session.run(progress: output.progress)
-        say(done(steps: totalSteps, result: result))
+        say(done(steps: strategy.step, result: result))
 
         let parameters = try strategy.outputParameters()
-        var provenance = ["step": String(strategy.step), "seed": String(seed), "ranks": String(comm.size),
-                          "partition": job.data.partition.rawValue, "data": loaded.description, "data_rows": String(train.globalRows)]
-        if let checksum = session.dataChecksum { provenance["data_checksum"] = Checksum.hex(checksum) }
-        let file = ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
-                             labels: loaded.labels, standardization: loaded.standardization,
-                             featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
-        try writeOutput(file)
+        try writeOutput(modelFile(model: model, parameters: parameters, step: strategy.step, loaded: loaded,
+                                  checksum: session.dataChecksum, columns: columns != nil))
+        if let best = bestPath, let b = result.best { say("best model (validation loss \(String(format: "%.6f", b.loss)) after step \(b.step)): \(best)") }
         if let recorder, let path = job.outputs.timeline {
             let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, strategy.step - (result.resumedFrom?.step ?? 0)))
             try comm.watched("gathering the timeline", seconds: timeout + 10) { try recorder.write(to: path, comm: comm) }
@@ -170,6 +194,46 @@ public final class TrainingJob {
                          validation: result.validation, resumedFrom: result.resumedFrom, parameters: parameters)
     }
 
+    /// `best.safetensors` beside `--output`, with `--early-stopping`.
+    var bestPath: String? {
+        guard configuration.optimization.earlyStopping != nil, let output = configuration.outputs.output else { return nil }
+        return URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent("best.safetensors").path
+    }
+
+    /// The model file of `parameters` after `step`, with what prediction needs from the data.
+    private func modelFile(model: Model, parameters: [Float], step: Int, loaded: LoadedData, checksum: UInt64?, columns: Bool) -> ModelFile {
+        let job = configuration
+        var provenance = ["step": String(step), "seed": String(job.optimization.seed), "ranks": String(comm.size),
+                          "partition": job.data.partition.rawValue, "data": loaded.description, "data_rows": String(loaded.train.globalRows)]
+        if let checksum { provenance["data_checksum"] = Checksum.hex(checksum) }
+        if let i = job.optimization.initFrom { provenance["init"] = i }
+        return ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
+                         labels: loaded.labels, standardization: loaded.standardization,
+                         featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
+    }
+
+    /// A warm start's model must be the model these flags describe and fit the data: one message naming both
+    /// sides otherwise (64).
+    private func checkWarmStart(_ initial: ModelFile, model: Model, labels: LabelMapping?) throws {
+        let job = configuration, flag = "--init \(job.optimization.initFrom!)"
+        guard initial.kind.rawValue == model.kind else {
+            throw TrainingFailure("\(flag) is a \(initial.kind.rawValue) model; this run trains --model \(model.kind)", kind: .usage)
+        }
+        if initial.kind == .mlp && (initial.hidden != job.model.hidden || initial.activation != job.model.activation) {
+            throw TrainingFailure("\(flag) has hidden layers \(initial.hidden.map(String.init).joined(separator: ",")) with \(initial.activation.rawValue); "
+                           + "this run has --hidden \(job.model.hidden.map(String.init).joined(separator: ",")) --activation \(job.model.activation.rawValue)", kind: .usage)
+        }
+        guard initial.features == model.inputs else {
+            throw TrainingFailure("\(flag) takes \(initial.features) features; the training data has \(model.inputs)", kind: .usage)
+        }
+        guard initial.outputs == model.outputs else {
+            throw TrainingFailure("\(flag) has \(initial.classes) classes; the training data has \(model.isClassifier ? Swift.max(2, model.outputs) : 0)", kind: .usage)
+        }
+        if let a = initial.labels, let b = labels?.names, a != b {
+            throw TrainingFailure("\(flag) has the classes \(a.joined(separator: ", ")); the training data has \(b.joined(separator: ", "))", kind: .usage)
+        }
+    }
+
     /// Rank 0 checks, before anything is read, that no output is an input or another output, and that the
     /// outputs can be written. Collective.
     private func checkFiles() throws {
@@ -178,7 +242,8 @@ public final class TrainingJob {
             guard rank0 else { return }
             let inputs = [("--data", job.data.path), ("--labels", job.data.labels), ("--test-data", job.data.testPath),
                           ("--test-labels", job.data.testLabels)].compactMap { f, p in p.map { (flag: f, path: $0) } }
-            let outputs = [("--output", job.outputs.output), ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
+            let outputs = [("--output", job.outputs.output), ("--early-stopping's best model", bestPath),
+                           ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
                            ("--tune-cache", job.reduction.autotune ? job.reduction.tuneCache : nil)].compactMap { f, p in p.map { (flag: f, path: $0) } }
             try OutputPaths.checkDistinct(inputs: inputs, outputs: outputs)
             for path in [job.outputs.output, job.outputs.timeline].compactMap({ $0 }) { try AtomicFile.checkWritable(path) }
@@ -202,7 +267,8 @@ public final class TrainingJob {
         func describe(_ e: Evaluation) -> String {
             e.accuracy.map { String(format: "loss %.4f accuracy %.2f%%", e.loss, 100 * $0) } ?? String(format: "MSE %.4f", e.loss)
         }
-        let these = result.resumedFrom.map { " (\(steps - $0.step) in this run, resumed at step \($0.step))" } ?? ""
+        var these = result.resumedFrom.map { " (\(steps - $0.step) in this run, resumed at step \($0.step))" } ?? ""
+        if result.stoppedEarly != nil { these += " (stopped early)" }
         var line = "done: \(steps) steps\(these) in " + String(format: "%.2f s; train ", result.seconds) + describe(result.train)
         if let v = result.validation { line += "; validation " + describe(v) }
         if let t = result.test { line += "; test " + describe(t) }
