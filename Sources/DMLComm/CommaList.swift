@@ -31,3 +31,32 @@ public enum CommaList {
 extension Substring {
     func trimmingSpaces() -> String { String(self).trimmingSpaces() }
 }
+
+/// Command-line arguments as a user means them.
+public enum CommandLineValues {
+    /// `--lr -1` becomes `--lr=-1`: a parser would otherwise take `-1` for a flag and say the value is
+    /// missing, hiding the real reason (`--lr must be positive`). Only an option (`--name`, no `=`) followed by
+    /// a negative number is joined; `--` ends the rewriting (what follows belongs to another program).
+    public static func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" { out += arguments[i...]; break }
+            if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, isNegativeNumber(arguments[i + 1]) {
+                out.append(a + "=" + arguments[i + 1])
+                i += 2
+                continue
+            }
+            out.append(a)
+            i += 1
+        }
+        return out
+    }
+
+    static func isNegativeNumber(_ s: String) -> Bool {
+        guard s.hasPrefix("-"), s.count > 1 else { return false }
+        let rest = s.dropFirst()
+        return rest.first.map { $0.isNumber || $0 == "." } == true && Double(s) != nil
+    }
+}

@@ -89,6 +89,10 @@ public enum DataLoader {
     /// Cost: this rank's byte range (text) or rows (`.npy`) read once; a few small allreduces.
     public static func read(_ source: DataSource, options: ReadOptions, comm: Communicator,
                             features expected: Int? = nil, labels known: LabelMapping? = nil) throws -> (Dataset, LabelMapping?) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            try comm.agree("\(source.path) is a directory, not a data file", kind: .noInput)
+        }
         let format = source.format ?? DataFormat.infer(fromPath: source.path)
         try comm.agree(format == nil
             ? "\(source.path): cannot tell the format from the file name; name it with --format (\(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")))"

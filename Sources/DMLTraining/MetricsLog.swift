@@ -36,7 +36,7 @@ public final class MetricsLog {
     /// Appends one line; keys keep the given order. Non-finite numbers are written as null. Throws
     /// `AtomicFile.WriteError` (`.ioError`) when the write fails.
     public func append(_ fields: KeyValuePairs<String, Any?>) throws {
-        var parts: [String] = []
+        var parts = ["\"time\": " + Self.json(Self.timestamp.string(from: Date()))]
         for (k, v) in fields {
             guard let v = v else { continue }
             parts.append("\"\(k)\": " + Self.json(v))
@@ -47,6 +47,13 @@ public final class MetricsLog {
             throw AtomicFile.WriteError(path: path, reason: "write failed: \((error as NSError).localizedDescription)", kind: .ioError)
         }
     }
+
+    /// Wall-clock time of each line (ISO 8601, UTC, milliseconds).
+    nonisolated(unsafe) static let timestamp: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
 
     static func json(_ v: Any) -> String {
         switch v {

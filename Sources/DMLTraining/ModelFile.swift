@@ -4,11 +4,6 @@ import DMLData
 import DMLModels
 import DMLStatus
 
-/// This build's version, in model files (`dml_version`) and `--version`.
-public enum DMLVersion {
-    public static let string = "0.3.0"
-}
-
 /// A trained model as a file that describes itself (`--output`, `best.safetensors`; read by `dml-predict`,
 /// `--init`, and any safetensors reader): one tensor per named parameter (`layers.0.weight` [outputs ×
 /// inputs], `layers.0.bias`, … `layers.L.bias`) and metadata holding everything prediction needs.

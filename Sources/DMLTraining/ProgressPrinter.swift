@@ -24,7 +24,7 @@ public struct ProgressPrinter {
         let eta = done > 0 ? elapsed / Double(done) * Double(r.totalSteps - r.step) : 0
         let width = String(r.totalSteps).count
         let line = "step \(pad(r.step, width))/\(r.totalSteps)  epoch \(r.epoch + 1)  loss \(String(format: "%.6f", r.loss))  "
-            + "\(Self.grouped(r.samplesPerSecond)) samples/s  eta \(Self.duration(eta))"
+            + "\(Self.grouped(r.samplesPerSecond)) samples/s  elapsed \(Self.duration(elapsed))  eta \(Self.duration(eta))"
         if interactive {
             print("\r" + line + "\u{1B}[K", terminator: r.step == r.totalSteps ? "\n" : "")
         } else {
@@ -50,7 +50,10 @@ public struct ProgressPrinter {
     }
 
     public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds < 1e12 else { return "?" }
         let s = Int(seconds.rounded())
+        if s >= 86_400 { return "\(s / 86_400)d\(String(format: "%02d", s % 86_400 / 3600))h" }
+        if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" }
         return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
     }
 }

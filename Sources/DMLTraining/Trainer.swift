@@ -16,6 +16,8 @@ public struct TrainingConfig: Sendable {
     public var seed: UInt64
     /// Rank 0 reports progress every `logEvery` steps (and at the last step).
     public var logEvery: Int
+    /// ... and at least every this many seconds, whatever `logEvery` is.
+    public var reportInterval = StepReport.maximumInterval
     public var optimizer: OptimizerConfig
     /// The rate of every step; nil is a constant `learningRate`.
     public var schedule: LearningRateSchedule
@@ -45,8 +47,11 @@ public struct TrainingConfig: Sendable {
     }
 }
 
-/// One progress report, identical on every rank.
+/// One progress report (at the log interval: identical on every rank).
 public struct StepReport: Sendable {
+    /// A long run reports at least this often, whatever its log interval (`--steps 1e14` must not be silent).
+    public static let maximumInterval = 10.0
+
     public let step: Int
     public let totalSteps: Int
     public let epoch: Int

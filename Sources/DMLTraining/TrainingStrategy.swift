@@ -65,9 +65,10 @@ extension TrainingStrategy {
         return result
     }
 
-    /// Runs the remaining steps; `report` is called on every rank at each log interval, `afterStep` after
-    /// every step (checkpoints, replica checks and evaluation hang off it; it may communicate, as every rank
-    /// calls it at the same step); at each epoch boundary `epochEnded` runs.
+    /// Runs the remaining steps; `report` is called at each log interval and at least every
+    /// `config.reportInterval` seconds (rank 0 prints it; it must not communicate, as ranks may see the
+    /// clock differently), `afterStep` after every step (checkpoints, replica checks and evaluation hang off
+    /// it; it may communicate, as every rank calls it at the same step); at each epoch boundary `epochEnded` runs.
     public func run(report: (StepReport) throws -> Void, afterStep: () throws -> Void = {}) throws {
         var lastTime = Date()
         var samplesSinceReport = 0
@@ -75,9 +76,9 @@ extension TrainingStrategy {
             let lr = config.schedule.lr(at: step)
             let (loss, rows) = try trainStep()
             samplesSinceReport += rows
-            if step % config.logEvery == 0 || step == config.steps {
-                let now = Date()
-                let elapsed = now.timeIntervalSince(lastTime)
+            let now = Date()
+            let elapsed = now.timeIntervalSince(lastTime)
+            if step % config.logEvery == 0 || step == config.steps || elapsed >= config.reportInterval {
                 try report(StepReport(step: step, totalSteps: config.steps, epoch: sampler.epoch(ofStep: step - 1),
                                       loss: loss, samplesPerSecond: elapsed > 0 ? Double(samplesSinceReport) / elapsed : 0,
                                       learningRate: lr))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DMLStatus
 import DMLComm
 import Foundation
 
@@ -9,6 +10,7 @@ struct DMLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-bench",
         abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
+        version: DMLVersion.string,
         subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self])
 
     /// Parses on every rank but lets only rank 0 print help or errors, so a job prints one message.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DMLStatus
 import DMLLaunch
 import Foundation
 
@@ -38,7 +39,8 @@ struct LaunchCommand: ParsableCommand {
 
             Exit status: 0 when an attempt succeeds; the attempt's status when it is not restarted or \
             restarts run out; 75 when stopped during a back-off; 64 for dml-launch's own usage errors.
-            """)
+            """,
+        version: DMLVersion.string)
 
     @Option(name: .customLong("max-restarts"), help: "Restarts after the first attempt before giving up.")
     var maxRestarts: Int = 3

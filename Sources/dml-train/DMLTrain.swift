@@ -23,7 +23,8 @@ struct DMLTrain: ParsableCommand {
             Errors are printed once, by rank 0, and the job's exit status (sysexits.h) says what failed \
             (dml-launch restarts 69, 75 and 128+N only; see its --help):
             \(FailureKind.exitStatusHelp)
-            """)
+            """,
+        version: DMLVersion.string)
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup(title: "Data") var data: DataOptions
@@ -86,7 +87,7 @@ struct DMLTrain: ParsableCommand {
         let launcherRank = LauncherEnvironment.rank
         let command: DMLTrain
         do {
-            command = try parse()
+            command = try parse(CommandLineValues.joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
         } catch {
             if launcherRank == 0 { exit(withError: error) }
             // The other ranks leave quietly with 0: a non-zero exit would make mpirun end the job at once,

@@ -2,6 +2,7 @@ import XCTest
 import DMLData
 import DMLModels
 import DMLTraining
+import DMLStatus
 import DMLTestSupport
 
 /// Model files describe themselves (`ModelFile`): named tensors and everything prediction needs; damaged,

@@ -82,4 +82,31 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue(unchanged, "the bad update was not applied")
         }
     }
+
+    func testProgressIsReportedAtTheLogIntervalAndAtLeastEveryReportInterval() throws {
+        func reportedSteps(logEvery: Int, interval: Double) throws -> [Int] {
+            try LocalCommunicator.run(size: 1) { comm -> [Int] in
+                var config = TrainingConfig(steps: 12, batchSize: 16, learningRate: 0.3, seed: 2, logEvery: logEvery)
+                config.reportInterval = interval
+                let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 20, classes: 3),
+                                      train: self.task.trainingShard(rows: 64, rank: 0, ranks: 1), config: config,
+                                      allreduce: RingAllreduce(comm: comm))
+                var steps: [Int] = []
+                try trainer.run(report: { steps.append($0.step) }, afterStep: { if trainer.step == 5 { Thread.sleep(forTimeInterval: 0.3) } })
+                return steps
+            }[0]
+        }
+        XCTAssertEqual(try reportedSteps(logEvery: 4, interval: 3600), [4, 8, 12])
+        // Step 6 comes 0.3 s after the report at step 4: the clock reports it although 6 is off the interval.
+        XCTAssertEqual(try reportedSteps(logEvery: 4, interval: 0.2), [4, 6, 8, 12])
+    }
+
+    func testDurationsReadAsAPersonWritesThem() {
+        XCTAssertEqual(ProgressPrinter.duration(42.4), "42s")
+        XCTAssertEqual(ProgressPrinter.duration(754), "12m34s")
+        XCTAssertEqual(ProgressPrinter.duration(3 * 3600 + 5 * 60 + 9), "3h05m")
+        XCTAssertEqual(ProgressPrinter.duration(2 * 86_400 + 7 * 3600), "2d07h")
+        XCTAssertEqual(ProgressPrinter.duration(.infinity), "?")
+        XCTAssertEqual(ProgressPrinter.duration(1e300), "?")
+    }
 }

@@ -178,6 +178,15 @@ final class CheckpointIntegrationTests: XCTestCase {
         for o in objects {
             for key in ["step", "epoch", "loss", "lr", "samples_per_s"] { XCTAssertNotNil(o?[key], "\(key) in \(String(describing: o))") }
         }
+        // Every line carries its wall-clock time (ISO 8601, UTC), in order.
+        let parser = ISO8601DateFormatter()
+        parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let times = objects.compactMap { ($0?["time"] as? String).flatMap(parser.date(from:)) }
+        XCTAssertEqual(times.count, objects.count, "a parseable time on every line")
+        XCTAssertEqual(times, times.sorted())
+        XCTAssertLessThan(abs(times.last!.timeIntervalSinceNow), 600)
+        // Progress lines carry the elapsed time.
+        XCTAssertTrue(r.stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.allSatisfy { $0.contains(" elapsed ") }, r.stdout)
         let evals = objects.filter { $0?["event"] as? String == "eval" }
         XCTAssertEqual(evals.map { $0?["step"] as? Int }, [6, 12])
         XCTAssertTrue(evals.allSatisfy { ($0?["test_accuracy"] as? Double ?? -1) >= 0 && $0?["test_loss"] != nil })

@@ -25,6 +25,21 @@ final class ExitStatusTests: XCTestCase {
         assertStatus(try train(small + ["--no-such-flag"]), .usage, "--no-such-flag")
         assertStatus(try train(small + ["--model", "logistic"]), .usage, "--model logistic needs 2 classes")
         assertStatus(try train(small, fault: "bogus"), .usage, "DML_FAULT='bogus'")
+        // A negative number after a flag is its value, whichever way it is written.
+        for spelling in [["--lr", "-1"], ["--lr=-1"]] {
+            assertStatus(try train(small + spelling), .usage, "--lr must be a positive number")
+        }
+        // A model that cannot fit in memory: one message with the figures, before anything is allocated.
+        let huge = try train(small + ["--model", "mlp", "--hidden", "2000000,2000000"])
+        assertStatus(huge, .usage, "this model needs about")
+        XCTAssertTrue(huge.stderr.contains("parameters") && huge.stderr.contains("rank"), huge.stderr)
+        XCTAssertEqual(huge.stderr.components(separatedBy: "dml-train: error").count - 1, 1, huge.stderr)
+    }
+
+    func testVersion() throws {
+        let r = try train(["--version"], ranks: 1)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), DMLVersion.string)
     }
 
     func testAMalformedDataFileIs65AndAMissingOneIs66() throws {
@@ -40,11 +55,21 @@ final class ExitStatusTests: XCTestCase {
         try "label,a\n1,2\n".write(toFile: dir + "/one.csv", atomically: true, encoding: .utf8)
         assertStatus(try train(["--data", dir + "/one.csv", "--steps", "5"]), .dataFormat, "2 ranks but only 1 training rows")
         assertStatus(try train(["--data", dir + "/missing.csv", "--steps", "5"]), .noInput, "\(dir)/missing.csv: no such file")
+        assertStatus(try train(["--data", dir, "--steps", "5"]), .noInput, "\(dir) is a directory, not a data file")
+        // A file with 3 classes for --model logistic: the hint is the model that fits, not a synthetic flag.
+        let three = try train(["--data", good3(dir), "--model", "logistic", "--steps", "5"])
+        assertStatus(three, .usage, "--model logistic needs 2 classes, but the data has 3 classes (use --model softmax)")
         assertStatus(try train(["--data", dir, "--format", "csv", "--steps", "5"]), .noInput, "is a directory")
         let good = dir + "/good.csv"
         try lines.enumerated().map { $0.offset == 40 ? "1,3,2" : $0.element }.joined(separator: "\n")
             .write(toFile: good, atomically: true, encoding: .utf8)
         assertStatus(try train(["--data", good, "--test-data", dir + "/missing-test.csv", "--steps", "5"]), .noInput, "missing-test.csv: no such file")
+    }
+
+    private func good3(_ dir: String) throws -> String {
+        let path = dir + "/three.csv"
+        try (["label,a,b"] + (1...60).map { "\($0 % 3),\($0).5,2" }).joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
     }
 
     func testDivergenceIs70() throws {

@@ -5,16 +5,19 @@ extension JobConfiguration.Model {
     /// Builds the model for data with `features` inputs and `classes` classes (0: a regression target);
     /// `weightDecay` is the L2 term the model adds to its loss (weights only, never biases). A model that
     /// does not fit the data is a usage error (64) naming the flag to change.
-    public func make(features: Int, classes: Int, weightDecay: Float) throws -> Model {
+    /// `synthetic`: the data is the built-in task (the hints then name its flags).
+    public func make(features: Int, classes: Int, weightDecay: Float, synthetic: Bool = true) throws -> Model {
         switch kind {
         case .linear:
             guard classes == 0 else {
-                throw JobError(.usage, "--model linear needs a regression target, but the data has \(classes) classes (use --task regression)")
+                throw JobError(.usage, "--model linear needs a regression target, but the data has \(classes) classes (use --task regression"
+                               + (synthetic ? ")" : " if the labels are values, or --model softmax)"))
             }
             return LinearRegression(features: features, weightDecay: weightDecay)
         case .logistic:
             guard classes == 2 else {
-                throw JobError(.usage, "--model logistic needs 2 classes (labels 0/1), but the data has \(classes == 0 ? "a regression target" : "\(classes) classes") (use --synthetic-classes 2)")
+                let hint = classes == 0 ? "--task classification" : synthetic ? "--synthetic-classes 2, or --model softmax" : "--model softmax"
+                throw JobError(.usage, "--model logistic needs 2 classes, but the data has \(classes == 0 ? "a regression target" : "\(classes) classes") (use \(hint))")
             }
             return LogisticRegression(features: features, weightDecay: weightDecay)
         case .softmax, .mlp:

@@ -96,11 +96,12 @@ public final class TrainingJob {
         }
         let train = loaded.train
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
+        let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
+        try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows)
         let model = try comm.agreeing {
-            try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay)
+            try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
         }
         if let initial { try checkWarmStart(initial, model: model, labels: loaded.labels) }
-        let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
         let stepsPerEpoch = batch.map { (train.globalRows + $0 - 1) / $0 } ?? 1
         let totalSteps = job.optimization.steps ?? job.optimization.epochs * stepsPerEpoch
         let exact = try job.reduction.algorithm(comm: comm, gradientBytes: (model.layout.count + 2) * MemoryLayout<Float>.size, say: say)
@@ -192,6 +193,22 @@ public final class TrainingJob {
         try comm.watched("the end of the job", seconds: timeout) { try comm.barrier() }
         return JobResult(steps: strategy.step, seconds: result.seconds, train: result.train, test: result.test,
                          validation: result.validation, resumedFrom: result.resumedFrom, parameters: parameters)
+    }
+
+    /// Every rank checks, before the model is allocated, that what it will allocate fits in its share of the
+    /// node's memory. Collective (agreed): one message with the figures.
+    private func checkMemory(features: Int, classes: Int, localRows: Int) throws {
+        let job = configuration
+        let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
+        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.optimizer.stateCopies, rows: localRows, widths: widths)
+        let ranks = MemoryBudget.ranksOnNode
+        try comm.agreeing {
+            guard let available = MemoryBudget.available(ranksOnNode: ranks), needed > available else { return }
+            throw JobError(.usage, "this model needs about \(MemoryBudget.format(needed)) per rank (\(parameters) parameters × \(3 + 2 * job.optimization.optimizer.stateCopies) copies, "
+                           + "and the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→"))), but each of the \(ranks) "
+                           + "rank\(ranks == 1 ? "" : "s") on this node has about \(MemoryBudget.format(Swift.max(0, available))): make the model or the batch smaller, "
+                           + "or run fewer ranks per node")
+        }
     }
 
     /// `best.safetensors` beside `--output`, with `--early-stopping`.

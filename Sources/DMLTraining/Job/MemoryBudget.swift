@@ -1,0 +1,57 @@
+import Foundation
+import DMLComm
+
+/// What a configuration will allocate, checked against what the node has before any of it is allocated:
+/// a model too large for memory is one message with the figures, not an allocation failure with every
+/// rank's backtrace (`--hidden 2000000`).
+public enum MemoryBudget {
+    /// Bytes one rank will allocate for a model of `parameters` values (the parameters, the reduced
+    /// gradient, `optimizerCopies` copies of optimizer state, and a checkpoint's snapshot of both) and for
+    /// the forward and backward passes of `rows` rows through layers of `widths` (activations and deltas).
+    public static func estimate(parameters: Int, optimizerCopies: Int, rows: Int, widths: [Int]) -> Double {
+        let model = Double(parameters) * 4 * Double(3 + 2 * optimizerCopies)
+        let passes = Double(rows) * Double(widths.reduce(0, +)) * 4 * 3
+        return model + passes
+    }
+
+    /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the
+    /// cgroup's limit less its usage, shared by `ranksOnNode` ranks. nil where the system does not say.
+    public static func available(ranksOnNode: Int) -> Double? {
+        var bytes: Double?
+        if let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            bytes = kb * 1024
+        }
+        if let max = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           let limit = Double(max) {
+            let used = (try? String(contentsOfFile: "/sys/fs/cgroup/memory.current", encoding: .utf8))
+                .flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+            bytes = Swift.min(bytes ?? .infinity, limit - used)
+        }
+        return bytes.map { $0 / Double(Swift.max(1, ranksOnNode)) }
+    }
+
+    /// Ranks of this job on this node, as the launcher says (OpenMPI, Slurm); 1 when it does not.
+    public static var ranksOnNode: Int {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"] {
+            if let v = env[key].flatMap({ Int($0) }), v > 0 { return v }
+        }
+        return 1
+    }
+
+    /// "12.6 GB".
+    public static func format(_ bytes: Double) -> String {
+        bytes >= 1e9 ? String(format: "%.1f GB", bytes / 1e9) : String(format: "%.0f MB", bytes / 1e6)
+    }
+}
+
+extension JobConfiguration.Model {
+    /// Parameters of this model for `features` inputs and `outputs` outputs, and its layer widths.
+    public func size(features: Int, outputs: Int) -> (parameters: Int, widths: [Int]) {
+        let widths = kind == .mlp ? [features] + hidden + [outputs] : [features, outputs]
+        let parameters = (1..<widths.count).reduce(0) { $0 + widths[$1] * widths[$1 - 1] + widths[$1] }
+        return (parameters, widths)
+    }
+}
