@@ -25,6 +25,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
     ],
     targets: [
         // OpenMPI through pkg-config; the header turns its macro handles into inline functions.
@@ -44,8 +45,15 @@ let package = Package(
         .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"], swiftSettings: fast),
         .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"],
                 swiftSettings: cpuFlags),
+        // What the executables share about their command lines: config files (--config) and the
+        // effective configuration of a run, read off each command's own flag declarations.
+        .target(name: "DMLCommandLine", dependencies: [
+            "DMLStatus",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
         .executableTarget(name: "dml-train", dependencies: [
-            "DMLTraining", "DMLStatus",
+            "DMLTraining", "DMLStatus", "DMLCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
         // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
@@ -64,6 +72,9 @@ let package = Package(
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLCommandLineTests", dependencies: [
+            "DMLCommandLine", "DMLStatus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
     ],

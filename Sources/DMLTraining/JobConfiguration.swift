@@ -95,6 +95,9 @@ public struct JobConfiguration: Sendable, Equatable {
         public var timeline: String?
         public var logEvery: Int?
         public var collectiveTimeout = 60.0
+        /// The run's effective settings as a config file (the executable renders it from its flags), written
+        /// beside `--output` as `NAME.config.toml` with the model, so the run can be repeated from it.
+        public var configurationRecord: String?
         public init() {}
     }
 
@@ -137,6 +140,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "outputs.timeline": "where the trace is written",
         "outputs.logEvery": "when progress is printed",
         "outputs.collectiveTimeout": "how long ranks wait for each other",
+        "outputs.configurationRecord": "a record of the settings, which the other fields hold",
     ]
 
     /// Every stored field as (dotted path, canonical text), in declaration order: nested configuration

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DMLComm
+import DMLCommandLine
 import DMLData
 import DMLModels
 import DMLStatus
@@ -48,8 +49,11 @@ struct DMLTrain: ParsableCommand {
     @Flag(name: .customLong("error-feedback"), help: "With --compress: each rank adds what rounding its last contribution lost to its next one (the residual is not checkpointed).")
     var errorFeedback = false
 
-    @Option(help: "Write the final parameters to this safetensors file (rank 0 writes it, atomically).")
+    @Option(help: "Write the final model to this safetensors file (rank 0 writes it, atomically), and the run's effective configuration beside it as NAME.config.toml (repeat the run with --config NAME.config.toml).")
     var output: String?
+
+    @Option(help: "Read settings from this TOML or JSON file; its keys are the long flag names (lr = 0.05, hidden = [256, 128], standardize = true, header = false). The command line wins over the file.")
+    var config: String?
 
     @Option(help: "Write metrics as JSON lines to this file (rank 0): one line per progress report, per evaluation, and a final line. A fresh run starts the file anew; a resumed run keeps the lines up to its checkpoint.")
     var metrics: String?
@@ -86,19 +90,35 @@ struct DMLTrain: ParsableCommand {
     static func main() {
         let launcherRank = LauncherEnvironment.rank
         let command: DMLTrain
+        let settings = CommandSettings(of: DMLTrain.self)
+        var arguments = CommandLineValues.joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst()))
         do {
-            command = try parse(CommandLineValues.joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
+            arguments = try ConfigFile.merging(arguments, settings: settings)
+            command = try parse(arguments)
         } catch {
+            if launcherRank == 0, let failure = error as? ConfigFile.Failure {
+                FileHandle.standardError.write("dml-train: error: \(failure.message)\n")
+                Foundation.exit(failure.kind.exitStatus)
+            }
             if launcherRank == 0 { exit(withError: error) }
             // The other ranks leave quietly with 0: a non-zero exit would make mpirun end the job at once,
             // possibly before rank 0 has printed the message; rank 0's status is the job's.
             Foundation.exit(0)
         }
-        Foundation.exit(command.train())
+        var job = command.configuration
+        if job.outputs.output != nil {
+            let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? ProcessInfo.processInfo.environment["SLURM_NTASKS"]
+            job.outputs.configurationRecord = ConfigFile.effective(arguments: arguments, settings: settings, header: [
+                "dml-train \(DMLVersion.string): the effective configuration of the run that wrote \(job.outputs.output!)"
+                    + (ranks.map { " on \($0) ranks" } ?? ""),
+                "Repeat it with: mpirun -np N dml-train --config THIS-FILE (flags given after --config override it).",
+            ])
+        }
+        Foundation.exit(command.train(job))
     }
 
     /// Runs the job on this rank; returns the process exit status.
-    func train() -> Int32 {
+    func train(_ configuration: JobConfiguration) -> Int32 {
         // Before MPI_Init, so a stop signal during the start-up is kept for the first step's agreement
         // (exit 75), not taken by the default action (dml-train's handlers are in place before main, too).
         Preemption.install()

@@ -33,3 +33,6 @@ where S.Element: BinaryFloatingPoint, T.Element: BinaryFloatingPoint {
     }
     return worst
 }
+
+/// A file's bytes; empty when it does not exist.
+public func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }

@@ -16,7 +16,6 @@ final class CheckpointDirectoryTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("ckpt-") }.sorted()
     }
 
-    func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
 
     /// The reported loss of work: a fresh run in a directory left by a longer run. It is refused (nothing is
     /// pruned); a resume whose --steps end before that run's checkpoint is refused as well; with

@@ -13,7 +13,6 @@ final class CheckpointIntegrationTests: XCTestCase {
         try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
     }
 
-    func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
 
     func parameters(_ path: String) throws -> [Float] {
         let f = try Safetensors.read(path: path)

@@ -116,4 +116,46 @@ final class DMLTrainIntegrationTests: XCTestCase {
             XCTAssertEqual(r.stdout.components(separatedBy: "  \(flag) ").count - 1, 1, "\(flag) appears once in:\n\(r.stdout)")
         }
     }
+
+    func testAConfigFileTheCommandLineOverridesAndTheEffectiveConfigurationThatRepeatsTheRun() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        try """
+            model = "mlp"
+            hidden = [16, 8]
+            synthetic-rows = 600
+            synthetic-features = 24
+            synthetic-classes = 4
+            synthetic-test-rows = 0
+            steps = 12
+            batch-size = 64
+            optimizer = "adam"
+            lr = 0.5
+            """.write(toFile: "\(dir)/run.toml", atomically: true, encoding: .utf8)
+        let first = try MPIRunner.run(ranks: 2, "dml-train", ["--config", "\(dir)/run.toml", "--lr", "0.01", "--output", "\(dir)/a.safetensors"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("adam") && first.stdout.contains("lr=0.01") && first.stdout.contains("12 steps"), "the file's settings and the command line's lr:\n\(first.stdout)")
+        let record = String(decoding: bytes("\(dir)/a.config.toml"), as: UTF8.self)
+        XCTAssertTrue(record.contains("\nlr = 0.01\n") && record.contains("\noptimizer = \"adam\"\n") && record.contains("\nbatch-size = 64\n"), record)
+        XCTAssertTrue(record.contains("\nseed = 1\n"), "defaults too:\n\(record)")
+        // The same settings from a JSON file, and from the record: the same bits.
+        try #"{"model": "mlp", "hidden": "16,8", "synthetic-rows": 600, "synthetic-features": 24, "synthetic-classes": 4, "synthetic-test-rows": 0, "steps": 12, "batch-size": 64, "optimizer": "adam", "lr": 0.01}"#
+            .write(toFile: "\(dir)/run.json", atomically: true, encoding: .utf8)
+        let json = try MPIRunner.run(ranks: 2, "dml-train", ["--config", "\(dir)/run.json", "--output", "\(dir)/b.safetensors"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let repeated = try MPIRunner.run(ranks: 2, "dml-train", ["--config", "\(dir)/a.config.toml", "--output", "\(dir)/c.safetensors"])
+        XCTAssertEqual(repeated.status, 0, repeated.stderr)
+        XCTAssertEqual(bytes("\(dir)/b.safetensors"), bytes("\(dir)/a.safetensors"))
+        XCTAssertEqual(bytes("\(dir)/c.safetensors"), bytes("\(dir)/a.safetensors"))
+
+        // A misspelt key: one message naming the file, the line and the nearest setting, exit 78, nothing run.
+        try "lr = 0.1\nbatch-szie = 64\n".write(toFile: "\(dir)/bad.toml", atomically: true, encoding: .utf8)
+        let bad = try MPIRunner.run(ranks: 2, "dml-train", small + ["--config", "\(dir)/bad.toml", "--output", "\(dir)/d.safetensors"])
+        XCTAssertEqual(bad.status, 78, bad.stderr)
+        XCTAssertEqual(bad.stderr.components(separatedBy: "dml-train: error").count - 1, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("--config \(dir)/bad.toml, line 2: 'batch-szie' is not a setting of dml-train; did you mean 'batch-size'?"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/d.safetensors"))
+        let missing = try MPIRunner.run(ranks: 2, "dml-train", small + ["--config", "\(dir)/none.toml"])
+        XCTAssertEqual(missing.status, 66, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("--config \(dir)/none.toml: no such file"), missing.stderr)
+    }
 }

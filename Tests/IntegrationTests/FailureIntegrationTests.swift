@@ -10,7 +10,6 @@ final class FailureIntegrationTests: XCTestCase {
         try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
     }
 
-    func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
 
     /// This test's dml-train processes still alive (none may outlive a job); `marker` is an argument only
     /// this test's job has (other jobs may run the same binary meanwhile).

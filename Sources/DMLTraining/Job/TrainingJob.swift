@@ -211,6 +211,13 @@ public final class TrainingJob {
         }
     }
 
+    /// `NAME.config.toml` beside `--output NAME.safetensors`: the effective configuration, when the
+    /// executable gave one (`outputs.configurationRecord`).
+    var configurationRecordPath: String? {
+        guard configuration.outputs.configurationRecord != nil, let output = configuration.outputs.output else { return nil }
+        return URL(fileURLWithPath: output).deletingPathExtension().appendingPathExtension("config.toml").path
+    }
+
     /// `best.safetensors` beside `--output`, with `--early-stopping`.
     var bestPath: String? {
         guard configuration.optimization.earlyStopping != nil, let output = configuration.outputs.output else { return nil }
@@ -260,6 +267,7 @@ public final class TrainingJob {
             let inputs = [("--data", job.data.path), ("--labels", job.data.labels), ("--test-data", job.data.testPath),
                           ("--test-labels", job.data.testLabels)].compactMap { f, p in p.map { (flag: f, path: $0) } }
             let outputs = [("--output", job.outputs.output), ("--early-stopping's best model", bestPath),
+                           ("the effective configuration beside --output", configurationRecordPath),
                            ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
                            ("--tune-cache", job.reduction.autotune ? job.reduction.tuneCache : nil)].compactMap { f, p in p.map { (flag: f, path: $0) } }
             try OutputPaths.checkDistinct(inputs: inputs, outputs: outputs)
@@ -293,14 +301,20 @@ public final class TrainingJob {
     }
 
     /// `--output`: rank 0 writes the model file (`ModelFile`: named tensors and everything prediction needs),
-    /// atomically. Collective (a failed write is an error on all).
+    /// atomically, then the effective configuration beside it. Collective (a failed write is an error on all).
     private func writeOutput(_ file: ModelFile) throws {
         guard let path = configuration.outputs.output else { return }
         // The others wait while rank 0 writes: the deadline allows for the write at 50 MB/s.
         try comm.watched("writing \(path)", seconds: timeout + Double(4 * file.parameters.count) / 50e6) {
-            try comm.agreeing { if rank0 { try file.write(to: path) } }
+            try comm.agreeing {
+                guard rank0 else { return }
+                try file.write(to: path)
+                if let record = configuration.outputs.configurationRecord, let recordPath = configurationRecordPath {
+                    try AtomicFile.write(Array(record.utf8), to: recordPath)
+                }
+            }
         }
-        say("wrote \(path)")
+        say("wrote \(path)" + (configurationRecordPath.map { " and its configuration \($0)" } ?? ""))
     }
 
     /// `--lr-search`: trains every candidate, prints a table of validation scores (rank 0) and returns the
