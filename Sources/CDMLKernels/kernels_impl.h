@@ -100,6 +100,53 @@ static void FN(gemm_tile)(long kc, const float *a, const float *b, float *c, lon
 
 // MARK: few-class kernels (a classifier's output layer)
 
+#if DML_VW == 16
+/// AVX-512: four rows of A against five rows of B, each 512-bit accumulator holding two rows' eight lanes
+/// ([row i | row i+1]), so per 8 columns of k: four loads of A, five broadcasts of B, ten FMAs for 4 × 5 dot
+/// products (the AVX2 kernel needs seven loads and ten FMAs for 2 × 5). Each lane accumulates the same terms
+/// in the same order as the eight-lane kernel, and each half is summed with the same tree: the same bits.
+static void FN(skinny_nt)(long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
+                          float beta, float *c, long ldc) {
+    const long k8 = k & ~7L;
+    for (long i = 0; i < m; i += 4) {
+        const float *ar[4];  // rows past the last are the last row again: computed, not written
+        for (int r = 0; r < 4; r++) ar[r] = a + (i + r < m ? i + r : m - 1) * lda;
+        for (long g = 0; g < n; g += 5) {
+            const long cls = n - g < 5 ? n - g : 5;
+            const float *bs[5];
+            for (int q = 0; q < 5; q++) bs[q] = b + (g + q < n ? g + q : n - 1) * ldb;
+            v16f s01[5] = {0, 0, 0, 0, 0}, s23[5] = {0, 0, 0, 0, 0};
+            for (long p = 0; p < k8; p += 8) {
+                v16f x01 = __builtin_shufflevector(LD8(ar[0] + p), LD8(ar[1] + p), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                   10, 11, 12, 13, 14, 15);
+                v16f x23 = __builtin_shufflevector(LD8(ar[2] + p), LD8(ar[3] + p), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                   10, 11, 12, 13, 14, 15);
+#pragma clang loop unroll(full)
+                for (int q = 0; q < 5; q++) {
+                    v8f w8 = LD8(bs[q] + p);
+                    v16f w = __builtin_shufflevector(w8, w8, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+                    s01[q] = FMA(x01, w, s01[q]);
+                    s23[q] = FMA(x23, w, s23[q]);
+                }
+            }
+            float r[4][5];
+            for (int q = 0; q < 5; q++) {
+                r[0][q] = FN(hsum8)(s01[q].lo);
+                r[1][q] = FN(hsum8)(s01[q].hi);
+                r[2][q] = FN(hsum8)(s23[q].lo);
+                r[3][q] = FN(hsum8)(s23[q].hi);
+            }
+            for (long p = k8; p < k; p++)
+                for (int q = 0; q < 5; q++)
+                    for (int t = 0; t < 4; t++) r[t][q] = __builtin_fmaf(ar[t][p], bs[q][p], r[t][q]);
+            for (long t = 0; t < 4 && i + t < m; t++) {
+                float *ct = c + (i + t) * ldc + g;
+                for (long q = 0; q < cls; q++) ct[q] = WB1(r[t][q], alpha, beta, ct + q);
+            }
+        }
+    }
+}
+#else
 static void FN(skinny_nt)(long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
                           float beta, float *c, long ldc) {
     const long k8 = k & ~7L;
@@ -137,6 +184,7 @@ static void FN(skinny_nt)(long m, long n, long k, float alpha, const float *a, l
         }
     }
 }
+#endif
 
 static void FN(skinny_tn_block)(long m, long cols, long rows, const float *a, long lda, const float *b, long ldb,
                                 float alpha, float beta, float *out, long ldo) {
