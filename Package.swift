@@ -33,9 +33,9 @@ let package = Package(
         // What a failure means to whoever runs the job (the exit statuses); no dependencies, so the
         // launcher can use it without linking MPI.
         .target(name: "DMLStatus"),
-        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus"]),
         // The arithmetic kernels in C, one copy per ISA, dispatched at run time (and a software prefetch).
         .target(name: "CDMLKernels"),
+        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus", "CDMLKernels"]),
         // Stop signals recorded by an async-signal-safe C handler, installed before main in dml-train.
         .target(name: "CStopSignals"),
         .target(name: "DMLKernels", dependencies: ["CDMLKernels"]),
@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
-        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),

@@ -35,13 +35,13 @@ static int detect(void) {
     int mask = 1 << DML_ISA_GENERIC;
     unsigned int a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return mask;
-    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx) return mask;
     const unsigned long long x = xcr0();
     if ((x & 0x6) != 0x6) return mask;  // SSE and AVX state
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return mask;
     const int avx2 = (b >> 5) & 1, f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
-    if (avx2 && fma) mask |= 1 << DML_ISA_AVX2;
+    if (avx2 && fma && f16c) mask |= 1 << DML_ISA_AVX2;
     if ((mask & (1 << DML_ISA_AVX2)) && f && dq && bw && vl && (x & 0xE0) == 0xE0)  // opmask, ZMM state
         mask |= 1 << DML_ISA_AVX512;
     return mask;

@@ -401,6 +401,39 @@ static float FN(sum)(const float *x, long n) {
     return s;
 }
 
+// MARK: 16-bit wire formats (plain loops: the compiler vectorises them, with F16C where the ISA has it)
+
+static void FN(fp16_encode)(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) {
+        _Float16 h = (_Float16)src[i];
+        __builtin_memcpy(dst + i, &h, 2);
+    }
+}
+
+static void FN(fp16_decode)(const uint16_t *src, float *dst, long n) {
+    for (long i = 0; i < n; i++) {
+        _Float16 h;
+        __builtin_memcpy(&h, src + i, 2);
+        dst[i] = (float)h;
+    }
+}
+
+static void FN(bf16_encode)(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) {
+        uint32_t b;
+        __builtin_memcpy(&b, src + i, 4);
+        const uint16_t rounded = (uint16_t)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+        dst[i] = src[i] != src[i] ? 0x7FC0 : rounded;
+    }
+}
+
+static void FN(bf16_decode)(const uint16_t *src, float *dst, long n) {
+    for (long i = 0; i < n; i++) {
+        const uint32_t b = (uint32_t)src[i] << 16;
+        __builtin_memcpy(dst + i, &b, 4);
+    }
+}
+
 // MARK: exp, tanh, sigmoid, softmax
 //
 // exp: Cody–Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 polynomial for e^r (Cephes' expf
@@ -524,5 +557,9 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .scale = FN(scale),
     .add = FN(add),
     .sum = FN(sum),
+    .fp16_encode = FN(fp16_encode),
+    .fp16_decode = FN(fp16_decode),
+    .bf16_encode = FN(bf16_encode),
+    .bf16_decode = FN(bf16_decode),
     .softmax_rows = FN(softmax_rows),
 };

@@ -12,6 +12,7 @@
 //
 // Sizes are `long` (Swift `Int`); matrices are row-major with a leading dimension (elements between rows).
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,7 +21,7 @@ extern "C" {
 /// The instruction sets kernels are compiled for, from the baseline up.
 typedef enum {
     DML_ISA_GENERIC = 0,  ///< any CPU: the C compiler's baseline (SSE2 on x86-64, NEON on arm64), fmaf for FMA
-    DML_ISA_AVX2 = 1,     ///< x86-64 with AVX2 and FMA (Haswell, 2013, and Zen 1 onwards)
+    DML_ISA_AVX2 = 1,     ///< x86-64 with AVX2, FMA and F16C (Haswell, 2013, and Zen 1 onwards)
     DML_ISA_AVX512 = 2,   ///< x86-64 with AVX-512 F/VL/DQ/BW (Skylake-SP, Ice Lake, Zen 4, Zen 5)
     DML_ISA_COUNT = 3
 } dml_isa;
@@ -71,6 +72,13 @@ typedef struct {
     void (*_Nonnull add)(const float *_Nonnull x, float *_Nonnull y, long n);
     /// Σ x[i] with four eight-lane accumulators over blocks of 32, a fixed tree, then the tail in order.
     float (*_Nonnull sum)(const float *_Nonnull x, long n);
+    /// 16-bit wire formats of the compressed allreduce: IEEE half (round to nearest even, overflow to ±inf,
+    /// NaN stays NaN: F16C's conversion, or the compiler's exact software one) and bfloat16 (the upper 16 bits,
+    /// rounded to nearest even, NaN as 0x7FC0); decoding is exact.
+    void (*_Nonnull fp16_encode)(const float *_Nonnull src, uint16_t *_Nonnull dst, long n);
+    void (*_Nonnull fp16_decode)(const uint16_t *_Nonnull src, float *_Nonnull dst, long n);
+    void (*_Nonnull bf16_encode)(const float *_Nonnull src, uint16_t *_Nonnull dst, long n);
+    void (*_Nonnull bf16_decode)(const uint16_t *_Nonnull src, float *_Nonnull dst, long n);
     /// Softmax of each of `rows` rows of `cols` values (row stride ld) in place; lse[r] = the row's
     /// log-sum-exp when lse is not NULL.
     void (*_Nonnull softmax_rows)(float *_Nonnull x, long rows, long cols, long ld, float *_Nullable lse);
