@@ -27,8 +27,9 @@ public enum KernelISA: String, CaseIterable, Sendable, Comparable {
 /// it runs on, and a package that depends on DML gets the same.
 ///
 /// Invariant: every ISA computes the same bits for the same inputs (the kernels fix each output's order of
-/// operations independently of the vector width; `KernelDispatchTests` checks it), so ranks on different CPUs
-/// keep bit-identical replicas and the choice changes speed only.
+/// operations independently of the vector width; `KernelDispatchTests` checks each kernel,
+/// `KernelISAIntegrationTests` a job whose ranks run different ISAs), so the choice changes speed only: a run's
+/// results do not depend on the CPUs its ranks land on.
 public enum KernelDispatch {
     /// The ISA whose kernels run now.
     public static var isa: KernelISA {

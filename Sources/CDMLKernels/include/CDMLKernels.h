@@ -7,8 +7,9 @@
 // Invariant: every ISA's kernels compute the same bits for the same inputs. Each output element is formed by
 // the same operations in the same order whatever the vector width (sums over k are per-element fused
 // multiply-add chains; horizontal sums and accumulator layouts are fixed at 8 lanes; no contraction of a*b+c
-// by the compiler), so a job whose ranks run on different CPUs (AVX-512 and AVX2-only nodes) still keeps
-// bit-identical replicas. The generic kernels reach those bits through fmaf (slow where the CPU lacks FMA).
+// by the compiler), so a run's bits do not depend on the CPUs its ranks land on: a job over AVX-512 and
+// AVX2-only nodes writes the same model as one on either, with identical replicas. The generic kernels reach
+// those bits through fmaf (slow where the CPU lacks FMA).
 //
 // Sizes are `long` (Swift `Int`); matrices are row-major with a leading dimension (elements between rows).
 #include <stddef.h>
