@@ -26,6 +26,9 @@ struct Kernels: ParsableCommand {
     @Option(help: "Write the results as CSV (kernel,n,gflops,GBps) to this file.")
     var csv: String?
 
+    @Flag(name: .customLong("list-isas"), help: "Print the kernels' ISAs this CPU supports (one a line, from the baseline up: the default is the last) and exit.")
+    var listISAs = false
+
     func validate() throws {
         guard parsedSizes != nil else { throw ValidationError("--sizes must be positive integers separated by commas (got '\(sizes)')") }
         guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
@@ -65,6 +68,10 @@ struct Kernels: ParsableCommand {
     }
 
     func run() throws {
+        if listISAs {
+            for isa in KernelDispatch.supported { print(isa.rawValue) }
+            return
+        }
         var rows: [Row] = []
         func report(_ r: Row) {
             rows.append(r)
