@@ -279,17 +279,31 @@ static void FN(axpy)(float a, const float *x, float *y, long n) {
 static void FN(gemv)(long m, long n, float alpha, const float *a, long lda, const float *x, float beta, float *y) {
     long i = 0;
     for (; i + 4 <= m; i += 4) {
+        // Two accumulators per row (even and odd blocks of 8 columns): eight independent FMA chains, so the loop
+        // is bound by loads, not by the FMA latency (four chains ran at half the speed of A in L2).
         const float *r0 = a + i * lda, *r1 = r0 + lda, *r2 = r1 + lda, *r3 = r2 + lda;
-        v8f s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        v8f s0 = 0, s1 = 0, s2 = 0, s3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;
         long j = 0;
-        for (; j + 8 <= n; j += 8) {
+        for (; j + 16 <= n; j += 16) {
+            v8f xv = LD8(x + j), xw = LD8(x + j + 8);
+            s0 = FMA(LD8(r0 + j), xv, s0);
+            s1 = FMA(LD8(r1 + j), xv, s1);
+            s2 = FMA(LD8(r2 + j), xv, s2);
+            s3 = FMA(LD8(r3 + j), xv, s3);
+            u0 = FMA(LD8(r0 + j + 8), xw, u0);
+            u1 = FMA(LD8(r1 + j + 8), xw, u1);
+            u2 = FMA(LD8(r2 + j + 8), xw, u2);
+            u3 = FMA(LD8(r3 + j + 8), xw, u3);
+        }
+        if (j + 8 <= n) {
             v8f xv = LD8(x + j);
             s0 = FMA(LD8(r0 + j), xv, s0);
             s1 = FMA(LD8(r1 + j), xv, s1);
             s2 = FMA(LD8(r2 + j), xv, s2);
             s3 = FMA(LD8(r3 + j), xv, s3);
+            j += 8;
         }
-        float t0 = FN(hsum8)(s0), t1 = FN(hsum8)(s1), t2 = FN(hsum8)(s2), t3 = FN(hsum8)(s3);
+        float t0 = FN(hsum8)(s0 + u0), t1 = FN(hsum8)(s1 + u1), t2 = FN(hsum8)(s2 + u2), t3 = FN(hsum8)(s3 + u3);
         for (; j < n; j++) {
             t0 = __builtin_fmaf(r0[j], x[j], t0);
             t1 = __builtin_fmaf(r1[j], x[j], t1);

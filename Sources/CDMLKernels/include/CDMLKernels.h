@@ -47,7 +47,8 @@ typedef struct {
     void (*_Nonnull skinny_tn_block)(long m, long cols, long rows, const float *_Nonnull a, long lda,
                                      const float *_Nonnull b, long ldb, float alpha, float beta,
                                      float *_Nonnull out, long ldo);
-    /// y = wb(A·x) (A m × n): four rows share each load of x.
+    /// y = wb(A·x) (A m × n): four rows share each load of x; per row two eight-lane accumulators (even and odd
+    /// blocks of 8 columns) added, summed in the fixed tree, then the tail; rows past a multiple of 4 as dot.
     void (*_Nonnull gemv)(long m, long n, float alpha, const float *_Nonnull a, long lda,
                           const float *_Nonnull x, float beta, float *_Nonnull y);
     /// t[j] += Σ_{r < rows} x[r]·A[r·lda + j] (x NULL: weight 1, plain additions), rows taken four at a time in
