@@ -57,8 +57,20 @@ static inline __attribute__((always_inline)) void FN(wbv)(float *c, VF s, float 
     else if (beta == 1) STV(c, FMA(s, (VF)alpha, LDV(c)));
     else STV(c, FMA(s, (VF)alpha, LDV(c) * beta));
 }
+static inline __attribute__((always_inline)) void FN(wbv8)(float *c, v8f s, float alpha, float beta) {
+    if (beta == 0) ST8(c, s * alpha);
+    else if (beta == 1) ST8(c, FMA(s, (v8f)alpha, LD8(c)));
+    else ST8(c, FMA(s, (v8f)alpha, LD8(c) * beta));
+}
 #define WB1 FN(wb1)
 #define WBV FN(wbv)
+// With 16-wide vectors, one eight-wide step before a scalar tail: rows a few classes wide (10 columns) would
+// otherwise go one float at a time. Element-wise, so the bits are the same either way.
+#if DML_VW == 16
+#define DML_HALF_STEP 1
+#else
+#define DML_HALF_STEP 0
+#endif
 /// Lane-wise select: `mask` is a comparison of vectors.
 #define DML_SEL(mask, a, b) ((mask) ? (a) : (b))
 
@@ -246,6 +258,10 @@ static void FN(skinny_tn_block)(long m, long cols, long rows, const float *a, lo
 static void FN(write_back)(long n, const float *s, float alpha, float beta, float *c) {
     long j = 0;
     for (; j + DML_VW <= n; j += DML_VW) WBV(c + j, LDV(s + j), alpha, beta);
+    if (DML_HALF_STEP && j + 8 <= n) {
+        FN(wbv8)(c + j, LD8(s + j), alpha, beta);
+        j += 8;
+    }
     for (; j < n; j++) c[j] = WB1(s[j], alpha, beta, c + j);
 }
 
@@ -273,6 +289,10 @@ static void FN(axpy)(float a, const float *x, float *y, long n) {
         STV(y + i + DML_VW, y1);
     }
     for (; i + DML_VW <= n; i += DML_VW) STV(y + i, FMA(av, LDV(x + i), LDV(y + i)));
+    if (DML_HALF_STEP && i + 8 <= n) {
+        ST8(y + i, FMA((v8f)a, LD8(x + i), LD8(y + i)));
+        i += 8;
+    }
     for (; i < n; i++) y[i] = __builtin_fmaf(a, x[i], y[i]);
 }
 
@@ -334,11 +354,24 @@ static void FN(add_rows)(long rows, long n, const float *a, long lda, const floa
                 tv = FMA(v3, LDV(r3 + j), tv);
                 STV(t + j, tv);
             }
+            if (DML_HALF_STEP && j + 8 <= n) {
+                v8f tv = LD8(t + j);
+                tv = FMA((v8f)x0, LD8(r0 + j), tv);
+                tv = FMA((v8f)x1, LD8(r1 + j), tv);
+                tv = FMA((v8f)x2, LD8(r2 + j), tv);
+                tv = FMA((v8f)x3, LD8(r3 + j), tv);
+                ST8(t + j, tv);
+                j += 8;
+            }
             for (; j < n; j++)
                 t[j] = __builtin_fmaf(x3, r3[j], __builtin_fmaf(x2, r2[j], __builtin_fmaf(x1, r1[j], __builtin_fmaf(x0, r0[j], t[j]))));
         } else {
             for (; j + DML_VW <= n; j += DML_VW)
                 STV(t + j, (((LDV(t + j) + LDV(r0 + j)) + LDV(r1 + j)) + LDV(r2 + j)) + LDV(r3 + j));
+            if (DML_HALF_STEP && j + 8 <= n) {
+                ST8(t + j, (((LD8(t + j) + LD8(r0 + j)) + LD8(r1 + j)) + LD8(r2 + j)) + LD8(r3 + j));
+                j += 8;
+            }
             for (; j < n; j++) t[j] = (((t[j] + r0[j]) + r1[j]) + r2[j]) + r3[j];
         }
     }
@@ -348,6 +381,10 @@ static void FN(add_rows)(long rows, long n, const float *a, long lda, const floa
         else {
             long j = 0;
             for (; j + DML_VW <= n; j += DML_VW) STV(t + j, LDV(t + j) + LDV(r + j));
+            if (DML_HALF_STEP && j + 8 <= n) {
+                ST8(t + j, LD8(t + j) + LD8(r + j));
+                j += 8;
+            }
             for (; j < n; j++) t[j] = t[j] + r[j];
         }
     }
