@@ -209,6 +209,7 @@ static void FN(skinny_tn_block)(long m, long cols, long rows, const float *a, lo
             VF s[5][2];
             for (int q = 0; q < 5; q++) { s[q][0] = 0; s[q][1] = 0; }
             const float *pa = a, *pb = b + j;
+#pragma clang loop unroll_count(2)
             for (long p = 0; p < rows; p++) {
                 VF x0 = LDV(pb), x1 = LDV(pb + DML_VW);
 #pragma clang loop unroll(full)

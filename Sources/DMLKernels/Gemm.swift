@@ -117,6 +117,12 @@ public enum Gemm {
         }
     }
 
+    // Packing is the only loop of gemm that stays in Swift. Its index arithmetic is wrapping (`&+`, `&*`): the
+    // indices are bounded by the panel sizes checked above (kc·nc, mc·kc floats), and the overflow checks of `+`
+    // and `*` cost the MLP step's gemms 8% (measured: the whole package built with -Ounchecked, which removes
+    // exactly these checks, against the default -O; benchmarks/RESULTS.md). This is the measured spot where
+    // unchecked arithmetic matters, so it is unchecked here and nowhere else.
+
     /// Packs rows `ic ..< ic+mcb`, columns `pc ..< pc+kcb` of op(A) into slivers of `mr` rows: sliver s holds
     /// `dst[s·mr·kcb + p·mr + r] = op(A)[ic + s·mr + r, pc + p]`, zero past the last row.
     @inline(__always)
@@ -124,35 +130,41 @@ public enum Gemm {
                            _ mcb: Int, _ kcb: Int, _ dst: UnsafeMutablePointer<Float>) {
         var s = 0
         while s < mcb {
-            let rows = min(mr, mcb - s)
-            let d = dst + s * kcb
+            let rows = min(mr, mcb &- s)
+            var o = dst + (s &* kcb)
             if !trans {
+                let r0 = a + ((ic &+ s) &* lda &+ pc)
                 if rows == mr {
-                    let r0 = a + (ic + s) * lda + pc
                     let r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
-                    for p in 0..<kcb {
-                        let o = d + p * mr
+                    var p = 0
+                    while p < kcb {
                         o[0] = r0[p]; o[1] = r1[p]; o[2] = r2[p]; o[3] = r3[p]; o[4] = r4[p]; o[5] = r5[p]
+                        o += mr
+                        p &+= 1
                     }
                 } else {
-                    for r in 0..<mr {
-                        if r < rows {
-                            let src = a + (ic + s + r) * lda + pc
-                            for p in 0..<kcb { d[p * mr + r] = src[p] }
-                        } else {
-                            for p in 0..<kcb { d[p * mr + r] = 0 }
-                        }
+                    var p = 0
+                    while p < kcb {
+                        var r = 0
+                        while r < rows { o[r] = r0[r &* lda &+ p]; r &+= 1 }
+                        while r < mr { o[r] = 0; r &+= 1 }
+                        o += mr
+                        p &+= 1
                     }
                 }
             } else {
-                for p in 0..<kcb {
-                    let src = a + (pc + p) * lda + ic + s
-                    let o = d + p * mr
-                    for r in 0..<rows { o[r] = src[r] }
-                    for r in rows..<mr { o[r] = 0 }
+                var src = a + (pc &* lda &+ ic &+ s)
+                var p = 0
+                while p < kcb {
+                    var r = 0
+                    while r < rows { o[r] = src[r]; r &+= 1 }
+                    while r < mr { o[r] = 0; r &+= 1 }
+                    o += mr
+                    src += lda
+                    p &+= 1
                 }
             }
-            s += mr
+            s &+= mr
         }
     }
 
@@ -164,34 +176,43 @@ public enum Gemm {
                            _ kcb: Int, _ ncb: Int, _ nr: Int, _ dst: UnsafeMutablePointer<Float>) {
         var t = 0
         while t < ncb {
-            let cols = min(nr, ncb - t)
-            let d = dst + t * kcb
+            let cols = min(nr, ncb &- t)
+            let d = dst + (t &* kcb)
             if !trans {
-                for p in 0..<kcb {
-                    let src = b + (pc + p) * ldb + jc + t
-                    let o = d + p * nr
+                var src = b + (pc &* ldb &+ jc &+ t), o = d
+                var p = 0
+                while p < kcb {
                     if cols == nr {
                         var j = 0
                         while j < nr {
                             store(load(src + j), o + j)
-                            j += 8
+                            j &+= 8
                         }
                     } else {
-                        for j in 0..<cols { o[j] = src[j] }
-                        for j in cols..<nr { o[j] = 0 }
+                        var j = 0
+                        while j < cols { o[j] = src[j]; j &+= 1 }
+                        while j < nr { o[j] = 0; j &+= 1 }
                     }
+                    src += ldb
+                    o += nr
+                    p &+= 1
                 }
             } else {
-                for j in 0..<nr {
+                var j = 0
+                while j < nr {
+                    var o = d + j
                     if j < cols {
-                        let src = b + (jc + t + j) * ldb + pc
-                        for p in 0..<kcb { d[p * nr + j] = src[p] }
+                        let src = b + ((jc &+ t &+ j) &* ldb &+ pc)
+                        var p = 0
+                        while p < kcb { o.pointee = src[p]; o += nr; p &+= 1 }
                     } else {
-                        for p in 0..<kcb { d[p * nr + j] = 0 }
+                        var p = 0
+                        while p < kcb { o.pointee = 0; o += nr; p &+= 1 }
                     }
+                    j &+= 1
                 }
             }
-            t += nr
+            t &+= nr
         }
     }
 
