@@ -19,7 +19,8 @@ extension Gemm {
 
     /// `C = alpha·A·Bᵀ + beta·C`: `A` is `m × k` (row stride `lda`), `B` is `n × k` (row stride `ldb`),
     /// `C` is `m × n`, `n ≤ skinnyLimit`. Two rows of A at a time against five rows of B: per 8 columns of
-    /// k, seven loads and ten FMAs; eight-lane partial sums over k, summed in a fixed tree, then the tail.
+    /// k, seven loads and ten FMAs (AVX-512: four rows, two rows' eight lanes per register, ten FMAs for 4 × 5);
+    /// eight-lane partial sums over k, summed in a fixed tree, then the tail.
     static func skinnyNT(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                          b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         dml_kernels().pointee.skinny_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

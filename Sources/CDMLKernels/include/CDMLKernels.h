@@ -38,8 +38,9 @@ typedef struct {
     /// Each element's sum is one fma chain over p, so the tile shape does not change the bits.
     void (*_Nonnull gemm_tile)(long kc, const float *_Nonnull a, const float *_Nonnull b, float *_Nonnull c,
                                long ldc, long rows, long cols, float alpha, float beta);
-    /// C = wb(A·Bᵀ), A m × k, B n × k (n ≤ 16 classes), C m × n: two rows of A against five rows of B,
-    /// eight-lane partial sums over k combined in a fixed tree, then the k mod 8 tail.
+    /// C = wb(A·Bᵀ), A m × k, B n × k (n ≤ 16 classes), C m × n: two rows of A (four with AVX-512, two rows'
+    /// lanes per register) against five rows of B, eight-lane partial sums over k combined in a fixed tree, then
+    /// the k mod 8 tail.
     void (*_Nonnull skinny_nt)(long m, long n, long k, float alpha, const float *_Nonnull a, long lda,
                                const float *_Nonnull b, long ldb, float beta, float *_Nonnull c, long ldc);
     /// out[i·ldo + j] = wb(Σ_{p < rows} A[p·lda + i]·B[p·ldb + j]) for i < m, j < cols: five classes × a strip
