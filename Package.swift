@@ -1,19 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
-import Foundation
 
-// Kernels are written with explicit SIMD types. On x86-64 they only become AVX2/FMA code when the
-// compiler is told which CPU to target (the default baseline is SSE2, where `addProduct` turns into calls
-// to `fmaf`). DML_TARGET_CPU picks that CPU: `haswell` (AVX2+FMA, the default: runs on any x86-64 machine
-// made since 2013), `native` (the build machine, e.g. AVX-512), or `generic` for no flag at all.
-let targetCPU = ProcessInfo.processInfo.environment["DML_TARGET_CPU"] ?? "haswell"
-#if arch(x86_64)
-let cpuFlags: [SwiftSetting] = targetCPU == "generic" ? [] : [.unsafeFlags(["-target-cpu", targetCPU])]
-#else
-let cpuFlags: [SwiftSetting] = []
-#endif
-let fast: [SwiftSetting] = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-
+// No unsafe flags anywhere: SwiftPM refuses them in a package that is depended on by version, and DML is meant to
+// be used as a library. The kernels' speed does not come from compiler flags: the arithmetic kernels are C
+// (CDMLKernels), compiled once per instruction set with function-level target attributes and chosen at run time
+// from the CPU (AVX-512, AVX2+FMA, or the baseline), so `swift build -c release` on any x86-64 machine, and any
+// package that depends on DML, gets the fast code. Every target builds with the default `-O` in release
+// (bounds and overflow checks kept, the data parsers' included): measured against `-Ounchecked`, only gemm's packing
+// gained from it, and its loops use wrapping arithmetic instead (benchmarks/RESULTS.md).
 let package = Package(
     name: "DML",
     platforms: [.macOS(.v13)],
@@ -21,6 +15,12 @@ let package = Package(
         .executable(name: "dml-train", targets: ["dml-train"]),
         .executable(name: "dml-launch", targets: ["dml-launch"]),
         .executable(name: "dml-bench", targets: ["dml-bench"]),
+        // The library: a package depending on DML by version trains its own `Model` with the trainer
+        // (Examples/CustomModel).
+        .library(name: "DMLKernels", targets: ["DMLKernels"]),
+        .library(name: "DMLModels", targets: ["DMLModels"]),
+        .library(name: "DMLComm", targets: ["DMLComm"]),
+        .library(name: "DMLData", targets: ["DMLData"]),
         .library(name: "DMLTraining", targets: ["DMLTraining"]),
     ],
     dependencies: [
@@ -35,16 +35,15 @@ let package = Package(
         // What a failure means to whoever runs the job (the exit statuses); no dependencies, so the
         // launcher can use it without linking MPI.
         .target(name: "DMLStatus"),
-        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus"], swiftSettings: cpuFlags),
-        // A software prefetch (a compiler builtin Swift cannot call), for the kernels' row gathers.
-        .target(name: "CKernelHints"),
+        // The arithmetic kernels in C, one copy per ISA, dispatched at run time (and a software prefetch).
+        .target(name: "CDMLKernels"),
+        .target(name: "DMLComm", dependencies: ["CMPI", "CXXHash", "DMLStatus", "CDMLKernels"]),
         // Stop signals recorded by an async-signal-safe C handler, installed before main in dml-train.
         .target(name: "CStopSignals"),
-        .target(name: "DMLKernels", dependencies: ["CKernelHints"], swiftSettings: fast),
-        .target(name: "DMLModels", dependencies: ["DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"], swiftSettings: fast),
-        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"],
-                swiftSettings: cpuFlags),
+        .target(name: "DMLKernels", dependencies: ["CDMLKernels"]),
+        .target(name: "DMLModels", dependencies: ["DMLKernels"]),
+        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"]),
+        .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"]),
         // What the executables share about their command lines: config files (--config) and the
         // effective configuration of a run, read off each command's own flag declarations.
         .target(name: "DMLCommandLine", dependencies: [
@@ -55,7 +54,7 @@ let package = Package(
         .executableTarget(name: "dml-train", dependencies: [
             "DMLTraining", "DMLStatus", "DMLCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: cpuFlags),
+        ]),
         // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
         .target(name: "DMLLaunch", dependencies: ["DMLStatus"]),
         .executableTarget(name: "dml-launch", dependencies: [
@@ -65,9 +64,9 @@ let package = Package(
         .executableTarget(name: "dml-bench", dependencies: [
             "DMLTraining", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ]),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
-        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),

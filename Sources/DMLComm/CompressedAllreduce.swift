@@ -1,4 +1,5 @@
 import Foundation
+internal import CDMLKernels
 
 /// A 16-bit wire format for Float32 values.
 public enum WireFormat: String, CaseIterable, Sendable {
@@ -8,34 +9,19 @@ public enum WireFormat: String, CaseIterable, Sendable {
     case bf16
 
     /// Rounds `count` values to 16 bits (round to nearest, ties to even; NaN stays NaN, overflow gives ±inf).
-    @inlinable
+    /// C (CDMLKernels), dispatched: F16C's conversion where the CPU has it, the same bits everywhere.
     public func encode(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
         switch self {
-        case .fp16:
-            #if arch(x86_64) || arch(arm64)
-            for i in 0..<count { dst[i] = Float16(src[i]).bitPattern }
-            #else
-            fatalError("fp16 needs Float16")
-            #endif
-        case .bf16:
-            for i in 0..<count {
-                let b = src[i].bitPattern
-                let rounded = UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
-                dst[i] = src[i].isNaN ? 0x7FC0 : rounded
-            }
+        case .fp16: dml_kernels().pointee.fp16_encode(src, dst, count)
+        case .bf16: dml_kernels().pointee.bf16_encode(src, dst, count)
         }
     }
 
     /// The Float32 values of `count` 16-bit values (exact).
-    @inlinable
     public func decode(_ src: UnsafePointer<UInt16>, into dst: UnsafeMutablePointer<Float>, count: Int) {
         switch self {
-        case .fp16:
-            #if arch(x86_64) || arch(arm64)
-            for i in 0..<count { dst[i] = Float(Float16(bitPattern: src[i])) }
-            #endif
-        case .bf16:
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src[i]) << 16) }
+        case .fp16: dml_kernels().pointee.fp16_decode(src, dst, count)
+        case .bf16: dml_kernels().pointee.bf16_decode(src, dst, count)
         }
     }
 

@@ -1,16 +1,22 @@
 import Foundation
+internal import CDMLKernels
 
 /// Level-2 and level-3 kernels over row-major Float matrices, with leading dimensions (strided views).
 ///
 /// `gemm` follows the GotoBLAS/BLIS structure: the k dimension is cut into panels of `kc`, B's panel is
 /// packed into column slivers of `nr` (kept in L3/L2), A's block of `mc` rows into row slivers of `mr` (kept
-/// in L2), and a register-tiled micro-kernel computes an `mr × nr` = 6 × 16 tile of C from one sliver of
-/// each, holding the tile in 12 SIMD8 accumulators (15 of the 16 AVX2 registers). Packing zero-pads edge
-/// slivers, so the micro-kernel never branches on size; edge tiles go through a small buffer.
+/// in L2), and a register-tiled micro-kernel computes an `mr × nr` tile of C from one sliver of each. The
+/// micro-kernel is C (CDMLKernels), chosen at run time for the CPU (`KernelDispatch.isa`): 6 × 16 in 12 AVX2
+/// registers, or 6 × 32 in 12 AVX-512 registers; packing and blocking stay here, packing B for the chosen
+/// tile's width. Packing zero-pads edge slivers, so the tile's loop never branches on size; the tile writes only
+/// the rows and columns that exist. Each element of C is one fused multiply-add chain over a panel of k
+/// whatever the tile's shape, so every ISA gives the same bits.
 public enum Gemm {
     public typealias V = SIMD8<Float>
-    /// Micro-tile rows and columns.
-    public static let mr = 6, nr = 16
+    /// Micro-tile rows (the same for every ISA).
+    public static let mr = 6
+    /// Micro-tile columns of the active ISA's kernel (16 for AVX2 and generic, 32 for AVX-512).
+    public static var nr: Int { dml_kernels().pointee.gemm_nr }
     /// Cache blocks: A block `mc × kc` (96 KiB: L2), B panel `kc × nc` (2 MiB: L3), B sliver `kc × nr`
     /// (16 KiB: L1).
     public static let mc = 96, kc = 256, nc = 2048
@@ -64,14 +70,17 @@ public enum Gemm {
             return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
                             workspace: ws)
         }
-        let packA = ws.packA, packB = ws.packB, tile = ws.tile
+        let packA = ws.packA, packB = ws.packB
+        let kernels = dml_kernels().pointee  // one ISA for the whole call: packing and tiles agree on nr
+        let nr = kernels.gemm_nr, tile = kernels.gemm_tile
+        precondition(kernels.gemm_mr == mr && nc % nr == 0)
         var jc = 0
         while jc < n {
             let ncb = min(nc, n - jc)
             var pc = 0
             while pc < k {
                 let kcb = min(kc, k - pc)
-                packPanelB(transB, b, ldb, pc, jc, kcb, ncb, packB)
+                packPanelB(transB, b, ldb, pc, jc, kcb, ncb, nr, packB)
                 let betaHere: Float = pc == 0 ? beta : 1
                 var ic = 0
                 while ic < m {
@@ -85,20 +94,7 @@ public enum Gemm {
                         while ir < mcb {
                             let rows = min(mr, mcb - ir)
                             let pa = packA + ir * kcb
-                            let cp = c + (ic + ir) * ldc + jc + jr
-                            if rows == mr && cols == nr {
-                                microKernel(kcb, pa, pb, cp, ldc, alpha, betaHere)
-                            } else {
-                                microKernel(kcb, pa, pb, tile, nr, alpha, 0)
-                                for r in 0..<rows {
-                                    let dst = cp + r * ldc, src = tile + r * nr
-                                    if betaHere == 0 {
-                                        for j in 0..<cols { dst[j] = src[j] }
-                                    } else {
-                                        for j in 0..<cols { dst[j] = betaHere * dst[j] + src[j] }
-                                    }
-                                }
-                            }
+                            tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere)
                             ir += mr
                         }
                         jr += nr
@@ -121,6 +117,12 @@ public enum Gemm {
         }
     }
 
+    // Packing is the only loop of gemm that stays in Swift. Its index arithmetic is wrapping (`&+`, `&*`): the
+    // indices are bounded by the panel sizes checked above (kc·nc, mc·kc floats), and the overflow checks of `+`
+    // and `*` cost the MLP step's gemms 8% (measured: the whole package built with -Ounchecked, which removes
+    // exactly these checks, against the default -O; benchmarks/RESULTS.md). This is the measured spot where
+    // unchecked arithmetic matters, so it is unchecked here and nowhere else.
+
     /// Packs rows `ic ..< ic+mcb`, columns `pc ..< pc+kcb` of op(A) into slivers of `mr` rows: sliver s holds
     /// `dst[s·mr·kcb + p·mr + r] = op(A)[ic + s·mr + r, pc + p]`, zero past the last row.
     @inline(__always)
@@ -128,165 +130,100 @@ public enum Gemm {
                            _ mcb: Int, _ kcb: Int, _ dst: UnsafeMutablePointer<Float>) {
         var s = 0
         while s < mcb {
-            let rows = min(mr, mcb - s)
-            let d = dst + s * kcb
+            let rows = min(mr, mcb &- s)
+            var o = dst + (s &* kcb)
             if !trans {
+                let r0 = a + ((ic &+ s) &* lda &+ pc)
                 if rows == mr {
-                    let r0 = a + (ic + s) * lda + pc
                     let r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
-                    for p in 0..<kcb {
-                        let o = d + p * mr
+                    var p = 0
+                    while p < kcb {
                         o[0] = r0[p]; o[1] = r1[p]; o[2] = r2[p]; o[3] = r3[p]; o[4] = r4[p]; o[5] = r5[p]
+                        o += mr
+                        p &+= 1
                     }
                 } else {
-                    for r in 0..<mr {
-                        if r < rows {
-                            let src = a + (ic + s + r) * lda + pc
-                            for p in 0..<kcb { d[p * mr + r] = src[p] }
-                        } else {
-                            for p in 0..<kcb { d[p * mr + r] = 0 }
-                        }
+                    var p = 0
+                    while p < kcb {
+                        var r = 0
+                        while r < rows { o[r] = r0[r &* lda &+ p]; r &+= 1 }
+                        while r < mr { o[r] = 0; r &+= 1 }
+                        o += mr
+                        p &+= 1
                     }
                 }
             } else {
-                for p in 0..<kcb {
-                    let src = a + (pc + p) * lda + ic + s
-                    let o = d + p * mr
-                    for r in 0..<rows { o[r] = src[r] }
-                    for r in rows..<mr { o[r] = 0 }
+                var src = a + (pc &* lda &+ ic &+ s)
+                var p = 0
+                while p < kcb {
+                    var r = 0
+                    while r < rows { o[r] = src[r]; r &+= 1 }
+                    while r < mr { o[r] = 0; r &+= 1 }
+                    o += mr
+                    src += lda
+                    p &+= 1
                 }
             }
-            s += mr
+            s &+= mr
         }
     }
 
-    /// Packs rows `pc ..< pc+kcb`, columns `jc ..< jc+ncb` of op(B) into slivers of `nr` columns: sliver t
-    /// holds `dst[t·nr·kcb + p·nr + j] = op(B)[pc + p, jc + t·nr + j]`, zero past the last column.
+    /// Packs rows `pc ..< pc+kcb`, columns `jc ..< jc+ncb` of op(B) into slivers of `nr` (a multiple of 8)
+    /// columns: sliver t holds `dst[t·nr·kcb + p·nr + j] = op(B)[pc + p, jc + t·nr + j]`, zero past the last
+    /// column.
     @inline(__always)
     static func packPanelB(_ trans: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, _ pc: Int, _ jc: Int,
-                           _ kcb: Int, _ ncb: Int, _ dst: UnsafeMutablePointer<Float>) {
+                           _ kcb: Int, _ ncb: Int, _ nr: Int, _ dst: UnsafeMutablePointer<Float>) {
         var t = 0
         while t < ncb {
-            let cols = min(nr, ncb - t)
-            let d = dst + t * kcb
+            let cols = min(nr, ncb &- t)
+            let d = dst + (t &* kcb)
             if !trans {
-                for p in 0..<kcb {
-                    let src = b + (pc + p) * ldb + jc + t
-                    let o = d + p * nr
+                var src = b + (pc &* ldb &+ jc &+ t), o = d
+                var p = 0
+                while p < kcb {
                     if cols == nr {
-                        store(load(src), o)
-                        store(load(src + 8), o + 8)
+                        var j = 0
+                        while j < nr {
+                            store(load(src + j), o + j)
+                            j &+= 8
+                        }
                     } else {
-                        for j in 0..<cols { o[j] = src[j] }
-                        for j in cols..<nr { o[j] = 0 }
+                        var j = 0
+                        while j < cols { o[j] = src[j]; j &+= 1 }
+                        while j < nr { o[j] = 0; j &+= 1 }
                     }
+                    src += ldb
+                    o += nr
+                    p &+= 1
                 }
             } else {
-                for j in 0..<nr {
+                var j = 0
+                while j < nr {
+                    var o = d + j
                     if j < cols {
-                        let src = b + (jc + t + j) * ldb + pc
-                        for p in 0..<kcb { d[p * nr + j] = src[p] }
+                        let src = b + ((jc &+ t &+ j) &* ldb &+ pc)
+                        var p = 0
+                        while p < kcb { o.pointee = src[p]; o += nr; p &+= 1 }
                     } else {
-                        for p in 0..<kcb { d[p * nr + j] = 0 }
+                        var p = 0
+                        while p < kcb { o.pointee = 0; o += nr; p &+= 1 }
                     }
+                    j &+= 1
                 }
             }
-            t += nr
-        }
-    }
-
-    /// The 6 × 16 register tile: `C[0..<6, 0..<16] = alpha·Σ_p a[p·6 + r]·b[p·16 + j] + beta·C`.
-    /// Per p: two loads of B, six broadcasts of A, twelve FMAs.
-    @inline(__always)
-    static func microKernel(_ kcb: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ beta: Float) {
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-        var pa = a, pb = b
-        for _ in 0..<kcb {
-            let b0 = load(pb), b1 = load(pb + 8)
-            var av = V(repeating: pa[0])
-            c00.addProduct(av, b0); c01.addProduct(av, b1)
-            av = V(repeating: pa[1])
-            c10.addProduct(av, b0); c11.addProduct(av, b1)
-            av = V(repeating: pa[2])
-            c20.addProduct(av, b0); c21.addProduct(av, b1)
-            av = V(repeating: pa[3])
-            c30.addProduct(av, b0); c31.addProduct(av, b1)
-            av = V(repeating: pa[4])
-            c40.addProduct(av, b0); c41.addProduct(av, b1)
-            av = V(repeating: pa[5])
-            c50.addProduct(av, b0); c51.addProduct(av, b1)
-            pa += mr
-            pb += nr
-        }
-        writeRow(c, c00, c01, alpha, beta)
-        writeRow(c + ldc, c10, c11, alpha, beta)
-        writeRow(c + 2 * ldc, c20, c21, alpha, beta)
-        writeRow(c + 3 * ldc, c30, c31, alpha, beta)
-        writeRow(c + 4 * ldc, c40, c41, alpha, beta)
-        writeRow(c + 5 * ldc, c50, c51, alpha, beta)
-    }
-
-    @inline(__always)
-    static func writeRow(_ c: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ alpha: Float, _ beta: Float) {
-        let al = V(repeating: alpha)
-        if beta == 0 {
-            store(v0 * al, c)
-            store(v1 * al, c + 8)
-        } else if beta == 1 {
-            var o0 = load(c), o1 = load(c + 8)
-            o0.addProduct(v0, al); o1.addProduct(v1, al)
-            store(o0, c)
-            store(o1, c + 8)
-        } else {
-            let be = V(repeating: beta)
-            var o0 = load(c) * be, o1 = load(c + 8) * be
-            o0.addProduct(v0, al); o1.addProduct(v1, al)
-            store(o0, c)
-            store(o1, c + 8)
+            t &+= nr
         }
     }
 
     // MARK: - gemv
 
     /// `y = alpha·A·x + beta·y` with `A` `m × n` row-major (row stride `lda`), `x` of n, `y` of m.
-    /// Four rows at a time share each load of x. 2·m·n flops; `beta == 0` never reads y.
+    /// Four rows at a time share each load of x (C, dispatched). 2·m·n flops; `beta == 0` never reads y.
     public static func gemv(m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
         precondition(m >= 0 && n >= 0 && lda >= n)
-        var i = 0
-        while i + 4 <= m {
-            let r0 = a + i * lda, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda
-            var s0 = V(), s1 = V(), s2 = V(), s3 = V()
-            var j = 0
-            while j + 8 <= n {
-                let xv = load(x + j)
-                s0.addProduct(load(r0 + j), xv)
-                s1.addProduct(load(r1 + j), xv)
-                s2.addProduct(load(r2 + j), xv)
-                s3.addProduct(load(r3 + j), xv)
-                j += 8
-            }
-            var t0 = s0.sum(), t1 = s1.sum(), t2 = s2.sum(), t3 = s3.sum()
-            while j < n {
-                t0 = t0.addingProduct(r0[j], x[j]); t1 = t1.addingProduct(r1[j], x[j])
-                t2 = t2.addingProduct(r2[j], x[j]); t3 = t3.addingProduct(r3[j], x[j])
-                j += 1
-            }
-            if beta == 0 {
-                y[i] = alpha * t0; y[i + 1] = alpha * t1; y[i + 2] = alpha * t2; y[i + 3] = alpha * t3
-            } else {
-                y[i] = alpha * t0 + beta * y[i]; y[i + 1] = alpha * t1 + beta * y[i + 1]
-                y[i + 2] = alpha * t2 + beta * y[i + 2]; y[i + 3] = alpha * t3 + beta * y[i + 3]
-            }
-            i += 4
-        }
-        while i < m {
-            let t = Vector.dot(a + i * lda, x, n)
-            y[i] = beta == 0 ? alpha * t : alpha * t + beta * y[i]
-            i += 1
-        }
+        dml_kernels().pointee.gemv(m, n, alpha, a, lda, x, beta, y)
     }
 
     /// `y = alpha·Aᵀ·x + beta·y` with `A` `m × n` row-major (row stride `lda`), `x` of m, `y` of n: a sum over
@@ -318,9 +255,10 @@ public enum Gemm {
                         beta: Float, y: UnsafeMutablePointer<Float>, workspace: GemmWorkspace?) {
         if n == 0 { return }
         if m == 0 || alpha == 0 { return scaleRow(y, n, beta) }
+        let kernels = dml_kernels().pointee
         if m <= rowBlock && alpha == 1 {  // one block (a mini-batch): straight into y
             scaleRow(y, n, beta)
-            return addRows(m, n, a, lda, x, y)
+            return kernels.add_rows(m, n, a, lda, x, y)
         }
         let blocks = (m + rowBlock - 1) / rowBlock
         let ws = workspace ?? GemmWorkspace.current
@@ -333,62 +271,12 @@ public enum Gemm {
             while r0 < m {
                 let partial = sums.next()
                 partial.update(repeating: 0, count: cols)
-                addRows(min(rowBlock, m - r0), cols, a + r0 * lda + j0, lda, x.map { $0 + r0 }, partial)
+                kernels.add_rows(min(rowBlock, m - r0), cols, a + r0 * lda + j0, lda, x.map { $0 + r0 }, partial)
                 sums.commit()
                 r0 += rowBlock
             }
-            let total = sums.total(), out = y + j0
-            let al = V(repeating: alpha), be = V(repeating: beta)
-            var j = 0
-            while j + 8 <= cols {
-                let v = load(total + j) * al
-                store(beta == 0 ? v : v + load(out + j) * be, out + j)
-                j += 8
-            }
-            while j < cols {
-                out[j] = beta == 0 ? alpha * total[j] : alpha * total[j] + beta * out[j]
-                j += 1
-            }
+            kernels.write_back(cols, sums.total(), alpha, beta, y + j0)
             j0 += cols
-        }
-    }
-
-    /// `t[0..<n] += Σ_{r < rows} x[r]·A[r, 0..<n]` (`x == nil`: weight 1). Weighted (`gemvT`): four rows
-    /// added into each loaded block of t; unweighted (`columnSums`): one row per pass over t. Each is the
-    /// loop its kernel had before the pairwise sums, kept because it measured at least as fast on the
-    /// shapes of `dml-bench kernels` (four rows win when A is in cache, one row on tall A of few columns).
-    @inline(__always)
-    static func addRows(_ rows: Int, _ n: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ x: UnsafePointer<Float>?,
-                        _ t: UnsafeMutablePointer<Float>) {
-        guard let x else {
-            for i in 0..<rows { Vector.axpy(1, a + i * lda, t, n) }
-            return
-        }
-        var i = 0
-        while i + 4 <= rows {
-            let r0 = a + i * lda, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda
-            let x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3]
-            let v0 = V(repeating: x0), v1 = V(repeating: x1), v2 = V(repeating: x2), v3 = V(repeating: x3)
-            var j = 0
-            while j + 8 <= n {
-                var tv = load(t + j)
-                tv.addProduct(v0, load(r0 + j))
-                tv.addProduct(v1, load(r1 + j))
-                tv.addProduct(v2, load(r2 + j))
-                tv.addProduct(v3, load(r3 + j))
-                store(tv, t + j)
-                j += 8
-            }
-            while j < n {
-                t[j] = t[j].addingProduct(x0, r0[j]).addingProduct(x1, r1[j]).addingProduct(x2, r2[j])
-                    .addingProduct(x3, r3[j])
-                j += 1
-            }
-            i += 4
-        }
-        while i < rows {
-            Vector.axpy(x[i], a + i * lda, t, n)
-            i += 1
         }
     }
 }
@@ -399,7 +287,6 @@ public enum Gemm {
 public final class GemmWorkspace {
     let packA: UnsafeMutablePointer<Float>
     let packB: UnsafeMutablePointer<Float>
-    let tile: UnsafeMutablePointer<Float>
     private let raw: UnsafeMutableRawPointer
 
     /// Scratch of the sums over rows (`PairwiseSums` slots): grown when a call needs more, then kept.
@@ -407,12 +294,11 @@ public final class GemmWorkspace {
     private var sumsCapacity = 0
 
     public init() {
-        let a = Gemm.mc * Gemm.kc, b = Gemm.kc * Gemm.nc, t = Gemm.mr * Gemm.nr
-        raw = UnsafeMutableRawPointer.allocate(byteCount: (a + b + t) * 4, alignment: 64)
-        let base = raw.bindMemory(to: Float.self, capacity: a + b + t)
+        let a = Gemm.mc * Gemm.kc, b = Gemm.kc * Gemm.nc
+        raw = UnsafeMutableRawPointer.allocate(byteCount: (a + b) * 4, alignment: 64)
+        let base = raw.bindMemory(to: Float.self, capacity: a + b)
         packB = base
         packA = base + b
-        tile = base + b + a
     }
 
     deinit {

@@ -1,3 +1,5 @@
+internal import CDMLKernels
+
 /// Pairwise combination of a stream of equal-width partial sums: how the kernels that sum over many rows
 /// (`Gemm.skinnyTN`, `Gemm.gemvT`, `Gemm.columnSums`) keep their rounding error from growing with the rows.
 ///
@@ -61,16 +63,9 @@ struct PairwiseSums {
         return sum
     }
 
+    /// `y[i] += x[i]` (C, dispatched).
     @inline(__always)
     static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ n: Int) {
-        var i = 0
-        while i + 8 <= n {
-            Gemm.store(Gemm.load(y + i) + Gemm.load(x + i), y + i)
-            i += 8
-        }
-        while i < n {
-            y[i] += x[i]
-            i += 1
-        }
+        dml_kernels().pointee.add(x, y, n)
     }
 }

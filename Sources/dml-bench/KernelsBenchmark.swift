@@ -26,6 +26,9 @@ struct Kernels: ParsableCommand {
     @Option(help: "Write the results as CSV (kernel,n,gflops,GBps) to this file.")
     var csv: String?
 
+    @Flag(name: .customLong("list-isas"), help: "Print the kernels' ISAs this CPU supports (one a line, from the baseline up: the default is the last) and exit.")
+    var listISAs = false
+
     func validate() throws {
         guard parsedSizes != nil else { throw ValidationError("--sizes must be positive integers separated by commas (got '\(sizes)')") }
         guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
@@ -63,6 +66,10 @@ struct Kernels: ParsableCommand {
     }
 
     func run() throws {
+        if listISAs {
+            for isa in KernelDispatch.supported { print(isa.rawValue) }
+            return
+        }
         var rows: [Row] = []
         func report(_ r: Row) {
             rows.append(r)
@@ -72,6 +79,9 @@ struct Kernels: ParsableCommand {
             fflush(nil)
         }
         print("dml-bench kernels: one thread; best of \(repeats) runs of ≥ \(minTime) s")
+        print("cpu: \(cpuModel()); kernels: \(KernelDispatch.isa.rawValue) (supported here: "
+              + KernelDispatch.supported.map(\.rawValue).joined(separator: ", ") + "; DML_KERNELS_ISA chooses)")
+        if let note = KernelDispatch.overrideNote { print("note: \(note)") }
 
         // gemm, square.
         for n in parsedSizes! {
@@ -135,6 +145,24 @@ struct Kernels: ParsableCommand {
             }
         }
 
+        // Element-wise kernels of an MLP step on its hidden activations (256 rows × 256: 256 KiB, in L2), and the
+        // softmax of a batch of logits (256 × 10). GB/s of the buffers read and written. Repeating a kernel on its
+        // own output costs the same as on fresh input: every lane computes every branch (selects, no jumps).
+        do {
+            let n = 256 * 256
+            let src = randomBuffer(n, seed: 11), x = randomBuffer(n, seed: 12), y = randomBuffer(n, seed: 13)
+            defer { src.deallocate(); x.deallocate(); y.deallocate() }
+            let rw = Double(8 * n), rrw = Double(12 * n)
+            report(Row(kernel: "relu", n: n, gflops: nil, gbps: rw / time { Activation.relu(x, n) } / 1e9))
+            report(Row(kernel: "relu_backward", n: n, gflops: nil, gbps: rrw / time { Activation.reluBackward(x, src, n) } / 1e9))
+            report(Row(kernel: "tanh", n: n, gflops: nil, gbps: rw / time { Activation.tanh(x, n) } / 1e9))
+            report(Row(kernel: "tanh_backward", n: n, gflops: nil, gbps: rrw / time { Activation.tanhBackward(x, y, n) } / 1e9))
+            report(Row(kernel: "sigmoid", n: n, gflops: nil, gbps: rw / time { Activation.sigmoid(x, n) } / 1e9))
+            report(Row(kernel: "scale", n: n, gflops: nil, gbps: rw / time { Vector.scale(0.999_99, x, n) } / 1e9))
+            report(Row(kernel: "softmax_rows_256x10", n: 10, gflops: nil,
+                       gbps: Double(8 * 2560) / time { Softmax.rows(x, rows: 256, cols: 10, ld: 10) } / 1e9))
+        }
+
         // gemv: bytes = the matrix read once. 512² = 1 MiB (in L2), 4096² = 64 MiB (out of cache).
         for n in [512, 4096] {
             let a = randomBuffer(n * n, seed: 5), x = randomBuffer(n, seed: 6)
@@ -177,6 +205,14 @@ struct Kernels: ParsableCommand {
             print("wrote \(path)")
         }
     }
+}
+
+/// The CPU's model name (/proc/cpuinfo), or "unknown".
+private func cpuModel() -> String {
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+          let colon = line.firstIndex(of: ":") else { return "unknown" }
+    return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
 }
 
 /// `count` floats uniform in [−1, 1), from the seed.

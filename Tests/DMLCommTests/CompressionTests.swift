@@ -1,5 +1,6 @@
 import XCTest
 @testable import DMLComm
+import DMLKernels
 import DMLTestSupport
 
 /// The 16-bit wire formats and the compressed ring, on the in-process communicator.
@@ -22,6 +23,41 @@ final class CompressionTests: XCTestCase {
         for x in rng.floats(1000, in: -70000...70000) + [0, -0, 1e-7, 65504, 65520, .nan] {
             let r = WireFormat.fp16.rounded(x)
             if x.isNaN { XCTAssertTrue(r.isNaN) } else { XCTAssertEqual(r, Float(Float16(x)), "\(x)") }
+        }
+    }
+
+    /// The conversions are C kernels dispatched per ISA (F16C's instructions with AVX2 and AVX-512, the
+    /// compiler's software conversion in the generic kernels): every ISA encodes the same values to the same
+    /// bits (random values over both formats' ranges, the half subnormals, ties, overflow, infinities, NaNs with
+    /// payloads) and decodes every one of the 65,536 16-bit patterns to the same Float bits, so ranks on
+    /// different CPUs still exchange and keep identical values.
+    func testWireFormatsGiveTheSameBitsOnEveryISA() {
+        var rng = TestRandom(seed: 21)
+        var values = rng.floats(4000, in: -70000...70000) + rng.floats(4000, in: -1e-4...1e-4)
+        values += rng.floats(2000, in: -1e38...1e38)
+        values += [0, -0, 1e-7, 6e-8, 3e-8, 65504, 65519, 65520, -65520, 1 + 0x1p-11, 1 + 3 * 0x1p-11, .infinity,
+                   -.infinity, .nan, Float(bitPattern: 0x7FC0_1234), Float(bitPattern: 0xFF80_0001),
+                   Float.greatestFiniteMagnitude, .leastNonzeroMagnitude]
+        let patterns = (0...UInt16.max).map { $0 }
+        func run() -> [[UInt32]] {
+            var out: [[UInt32]] = []
+            for format in WireFormat.allCases {
+                var coded = [UInt16](repeating: 0, count: values.count)
+                format.encode(values, into: &coded, count: values.count)
+                var decoded = [Float](repeating: 0, count: patterns.count)
+                format.decode(patterns, into: &decoded, count: patterns.count)
+                out.append(coded.map(UInt32.init))
+                out.append(decoded.map(\.bitPattern))
+            }
+            return out
+        }
+        let reference = KernelDispatch.with(.generic) { run() }
+        for isa in KernelDispatch.supported where isa != .generic {
+            let got = KernelDispatch.with(isa) { run() }
+            for (i, name) in ["fp16 encode", "fp16 decode", "bf16 encode", "bf16 decode"].enumerated() {
+                let differ = zip(got[i], reference[i]).filter { $0 != $1 }.count
+                XCTAssertEqual(differ, 0, "\(isa.rawValue): \(name) differs from generic in \(differ) values")
+            }
         }
     }
 

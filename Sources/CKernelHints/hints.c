@@ -1,2 +1,0 @@
-// The target's code is all in include/CKernelHints.h (static inline); SwiftPM needs one source file.
-#include "CKernelHints.h"
