@@ -203,7 +203,7 @@ public final class TrainingSession {
                (s / stepsPerEpoch) % self.options.evalEvery == 0 {
                 let e = try self.test.map { try self.trainer.evaluate($0) }
                 let v = try self.validation.map { try self.trainer.evaluate($0) }
-                self.log(to: metrics, ["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "loss": self.trainer.lastLoss,
+                self.log(to: metrics, ["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "task": self.task, "loss": self.trainer.lastLoss,
                                  "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
                                  "test_loss": e?.loss, "test_accuracy": e?.accuracy,
                                  "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
@@ -246,7 +246,7 @@ public final class TrainingSession {
         }
         let s = trainer.step
         // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
-        log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0,
+        log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0, "task": task,
                          "loss": trainer.lastLoss, "lr": s > 0 ? trainer.config.schedule.lr(at: s - 1) : nil,
                          "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
@@ -258,6 +258,10 @@ public final class TrainingSession {
         result.best = early.map { ($0.bestLoss, $0.bestStep) }
         return result
     }
+
+    /// What the losses are (a metrics reader labels its axes by it): a classifier's cross-entropy, or a
+    /// regression's squared error.
+    private var task: String { trainer.train.classes == 0 ? "regression" : "classification" }
 
     /// Rank 0 appends a metrics line; a failed write (a full disk) does not stop rank 0 alone in the middle
     /// of the steps: the next step's gate (or the end of the run) agrees on it and every rank stops with

@@ -202,5 +202,47 @@ final class CheckpointIntegrationTests: XCTestCase {
         XCTAssertTrue(svg.hasPrefix("<svg") || svg.hasPrefix("<?xml"), String(svg.prefix(100)))
         XCTAssertTrue(XMLParser(data: Data(svg.utf8)).parse(), "well-formed XML")
         XCTAssertEqual(count("<polyline", in: svg), 3, "train loss, test loss and test accuracy curves")
+        XCTAssertTrue(svg.contains(">cross-entropy<"), "a classifier's loss axis")
+    }
+
+    func testPlotsOfARegressionWithAValidationSplitAndTheirBadInput() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        let r = try MPIRunner.run(ranks: 2, "dml-train", ["--model", "linear", "--task", "regression", "--synthetic-rows", "600",
+                                                          "--synthetic-features", "8", "--synthetic-test-rows", "100", "--epochs", "3",
+                                                          "--batch-size", "100", "--lr", "0.05", "--validation-fraction", "0.2",
+                                                          "--metrics", "\(dir)/m.jsonl"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let final = String(decoding: bytes("\(dir)/m.jsonl"), as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(final.contains("\"task\": \"regression\""), final)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/plot-metrics").path
+        let plot = try MPIRunner.runProcess("python3", [script, "\(dir)/m.jsonl", "\(dir)/m.svg"])
+        XCTAssertEqual(plot.status, 0, plot.stderr)
+        let svg = String(decoding: bytes("\(dir)/m.svg"), as: UTF8.self)
+        XCTAssertTrue(XMLParser(data: Data(svg.utf8)).parse(), "well-formed XML")
+        XCTAssertEqual(count("<polyline", in: svg), 3, "train, validation and test loss; no accuracy for a regression")
+        XCTAssertTrue(svg.contains(">mean squared error<") && svg.contains(">validation loss<"), svg)
+        // With matplotlib, a PNG beside the SVG; without it, the SVG alone and the reason for a .png.
+        let matplotlib = try MPIRunner.runProcess("python3", ["-c", "import matplotlib"]).status == 0
+        let png = try MPIRunner.runProcess("python3", [script, "\(dir)/m.jsonl", "\(dir)/only.png"])
+        if matplotlib {
+            XCTAssertEqual(png.status, 0, png.stderr)
+            XCTAssertEqual(Array(bytes("\(dir)/m.png").prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG beside the SVG")
+            XCTAssertEqual(Array(bytes("\(dir)/only.png").prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        } else {
+            print("matplotlib is not installed: the PNG output is checked only for its message")
+            XCTAssertEqual(png.status, 1)
+            XCTAssertTrue(png.stderr.contains("PNG needs matplotlib"), png.stderr)
+        }
+        // A missing file, a file that is not metrics, an output directory that does not exist: one line each.
+        for (arguments, message) in [(["\(dir)/none.jsonl", "\(dir)/x.svg"], "cannot read \(dir)/none.jsonl: No such file or directory"),
+                                     ([script, "\(dir)/x.svg"], "\(script), line 1: not JSON"),
+                                     (["\(dir)/m.jsonl", "\(dir)/no/x.svg"], "cannot write \(dir)/no/x.svg: directory \(dir)/no does not exist")] {
+            let bad = try MPIRunner.runProcess("python3", [script] + arguments)
+            XCTAssertEqual(bad.status, 1, bad.stderr)
+            XCTAssertTrue(bad.stderr.hasPrefix("plot-metrics: ") && bad.stderr.contains(message), bad.stderr)
+            XCTAssertFalse(bad.stderr.contains("Traceback"), bad.stderr)
+            XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+        }
     }
 }

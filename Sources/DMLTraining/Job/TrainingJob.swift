@@ -215,13 +215,13 @@ public final class TrainingJob {
     /// executable gave one (`outputs.configurationRecord`).
     var configurationRecordPath: String? {
         guard configuration.outputs.configurationRecord != nil, let output = configuration.outputs.output else { return nil }
-        return URL(fileURLWithPath: output).deletingPathExtension().appendingPathExtension("config.toml").path
+        return (output as NSString).deletingPathExtension + ".config.toml"
     }
 
     /// `best.safetensors` beside `--output`, with `--early-stopping`.
     var bestPath: String? {
         guard configuration.optimization.earlyStopping != nil, let output = configuration.outputs.output else { return nil }
-        return URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent("best.safetensors").path
+        return ((output as NSString).deletingLastPathComponent as NSString).appendingPathComponent("best.safetensors")
     }
 
     /// The model file of `parameters` after `step`, with what prediction needs from the data.
