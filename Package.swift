@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "dml-train", targets: ["dml-train"]),
         .executable(name: "dml-launch", targets: ["dml-launch"]),
         .executable(name: "dml-bench", targets: ["dml-bench"]),
+        .executable(name: "dml-predict", targets: ["dml-predict"]),
         .library(name: "DMLTraining", targets: ["DMLTraining"]),
     ],
     dependencies: [
@@ -45,9 +46,18 @@ let package = Package(
         .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"],
                 swiftSettings: cpuFlags),
         .executableTarget(name: "dml-train", dependencies: [
-            "DMLTraining", "DMLStatus",
+            "DMLTraining", "DMLStatus", "DMLCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
+        // Prediction and evaluation with a trained model (the library side of dml-predict and of dml-bench
+        // predict): its own module, so training does not carry the metrics, the sort and the writers.
+        .target(name: "DMLPredict", dependencies: ["DMLStatus", "DMLComm", "DMLData", "DMLModels", "DMLTraining"], swiftSettings: cpuFlags),
+        .executableTarget(name: "dml-predict", dependencies: [
+            "DMLPredict", "DMLTraining", "DMLData", "DMLStatus", "DMLCommandLine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: cpuFlags),
+        // The command-line forms of the library's values that more than one command parses (--format, --task, …).
+        .target(name: "DMLCommandLine", dependencies: ["DMLData", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
         .target(name: "DMLLaunch", dependencies: ["DMLStatus"]),
         .executableTarget(name: "dml-launch", dependencies: [
@@ -55,7 +65,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
-            "DMLTraining", "DMLKernels", "DMLModels", "DMLStatus",
+            "DMLTraining", "DMLPredict", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
@@ -64,8 +74,9 @@ let package = Package(
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLPredictTests", dependencies: ["DMLPredict", "DMLTraining", "DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLPredict", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

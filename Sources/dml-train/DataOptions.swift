@@ -3,6 +3,7 @@ import DMLComm
 import DMLData
 import DMLStatus
 import DMLTraining
+import DMLCommandLine
 
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
 /// built-in synthetic task (`JobConfiguration.Data`, whose `load` reads each rank's share).
@@ -82,16 +83,4 @@ struct DataOptions: ParsableArguments {
     }
 }
 
-extension DataFormat: ExpressibleByArgument {}
 extension Partition: ExpressibleByArgument {}
-extension LearningTask: ExpressibleByArgument {}
-extension Delimiter: ExpressibleByArgument {}
-extension LabelColumn: ExpressibleByArgument {
-    public var defaultValueDescription: String {
-        switch self {
-        case let .index(i): return String(i)
-        case .last: return "last"
-        case let .name(n): return n
-        }
-    }
-}
