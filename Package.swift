@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLPredictTests", dependencies: ["DMLPredict", "DMLTraining", "DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLPredict", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLPredict", "DMLData", "DMLComm", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

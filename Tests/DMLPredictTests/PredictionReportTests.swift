@@ -24,25 +24,6 @@ final class PredictionReportTests: XCTestCase {
         try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("expected_\(name).json"))) as! [String: Any]
     }
 
-    /// Every number in `expected` is in `got` at the same place, within 1e-6 (relative above 1); strings equal.
-    static func assertMatches(_ got: Any, _ expected: Any, _ path: String, file: StaticString = #filePath, line: UInt = #line) {
-        switch expected {
-        case let e as [String: Any]:
-            guard let g = got as? [String: Any] else { return XCTFail("\(path): not an object in the report", file: file, line: line) }
-            for (k, v) in e { assertMatches(g[k] as Any, v, path + "." + k, file: file, line: line) }
-        case let e as [Any]:
-            guard let g = got as? [Any], g.count == e.count else { return XCTFail("\(path): \(got) vs \(e)", file: file, line: line) }
-            for i in e.indices { assertMatches(g[i], e[i], "\(path)[\(i)]", file: file, line: line) }
-        case let e as String:
-            XCTAssertEqual(got as? String, e, path, file: file, line: line)
-        case let e as NSNumber:
-            guard let g = (got as? NSNumber)?.doubleValue else { return XCTFail("\(path): \(got) is not a number (expected \(e))", file: file, line: line) }
-            XCTAssertEqual(g, e.doubleValue, accuracy: 1e-6 * Swift.max(1, abs(e.doubleValue)), path, file: file, line: line)
-        default:
-            XCTFail("\(path): unexpected fixture value \(expected)", file: file, line: line)
-        }
-    }
-
     func testClassificationAndRegressionScoresMatchScikitLearnOnAnyNumberOfRanks() throws {
         for name in ["binary", "multiclass", "regression"] {
             let truth = try Self.table("eval_\(name).csv").rows.map { $0[0] }
@@ -65,7 +46,7 @@ final class PredictionReportTests: XCTestCase {
                 }
                 for report in reports {
                     let json = try JSONSerialization.jsonObject(with: Data(report.jsonBytes()))
-                    Self.assertMatches(json, try Self.expected(name), "\(name) np=\(p)")
+                    XCTAssertEqual(JSONComparison.mismatches(json, try Self.expected(name)), [], "\(name) np=\(p)")
                 }
             }
         }
