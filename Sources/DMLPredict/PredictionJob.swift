@@ -17,6 +17,9 @@ public struct PredictionResult {
     public let evaluation: EvaluationReport?
     /// Bytes of the predictions file, when one was written.
     public let outputBytes: Int?
+    /// Seconds this rank spent in each phase: `read` (checks, model, data; until every rank has read), `predict`,
+    /// `write` (formatting and the shared write), `score` (the evaluation and the report).
+    public let seconds: [String: Double]
 }
 
 /// A prediction job, the library side of `dml-predict` (which only parses flags into a
@@ -62,6 +65,13 @@ public final class PredictionJob {
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (model, data loading and prediction; 5 × --collective-timeout)") : nil
         let started = DispatchTime.now().uptimeNanoseconds
+        var seconds: [String: Double] = [:]
+        var mark = started
+        func phase(_ name: String) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            seconds[name] = Double(now - mark) / 1e9
+            mark = now
+        }
         try checkFiles()
         let model = try comm.agreeing { try ModelFile.read(path: job.model) }
         try comm.agree(job.conflict(with: model), kind: .usage)
@@ -72,7 +82,9 @@ public final class PredictionJob {
         say("\(output.program): \(describe(model)) from \(job.model); \(job.data): \(data.globalRows) rows, \(input.labelsDescription); "
             + "\(comm.size) rank\(comm.size == 1 ? "" : "s")")
 
+        phase("read")
         let predictions = predict(model, data)
+        phase("predict")
         try comm.agree(predictions.firstNonFiniteRow.map {
             "\(job.data), row \(data.firstRow + $0 + 1): the model's output is not a finite number (features too large for this model?)"
         }, kind: .dataFormat)
@@ -87,9 +99,10 @@ public final class PredictionJob {
             written = try comm.watched("writing \(path)", seconds: timeout + Double(part.count * comm.size) / 50e6) {
                 try part.withUnsafeBytes { try SharedAtomicFile.write($0, to: path, comm: comm, fault: fault) }
             }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            say("wrote \(path): \(data.globalRows) rows of \(file.content.rawValue) (\(String(format: "%.2f", seconds)) s)")
+            let total = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            say("wrote \(path): \(data.globalRows) rows of \(file.content.rawValue) (\(String(format: "%.2f", total)) s)")
         }
+        phase("write")
 
         var evaluation: EvaluationReport?
         if scoring {
@@ -106,10 +119,11 @@ public final class PredictionJob {
                 say("wrote \(path)")
             }
         }
+        phase("score")
         // The last collective: a barrier under the deadline, so MPI_Finalize starts only when every rank is there.
         try comm.watched("the end of the job", seconds: timeout) { try comm.barrier() }
         return PredictionResult(rows: data.globalRows, predictions: predictions, firstRow: data.firstRow, evaluation: evaluation,
-                                outputBytes: written)
+                                outputBytes: written, seconds: seconds)
     }
 
     /// The model's outputs for this rank's rows (`Model.predict`: a row's outputs depend on that row alone, so

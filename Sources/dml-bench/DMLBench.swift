@@ -9,7 +9,7 @@ struct DMLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dml-bench",
         abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
-        subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self])
+        subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self, PredictBenchmark.self])
 
     /// Parses on every rank but lets only rank 0 print help or errors, so a job prints one message.
     static func main() {
