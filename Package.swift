@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: cpuFlags),
         // The command-line forms of the library's values that more than one command parses (--format, --task, …).
-        .target(name: "DMLCommandLine", dependencies: ["DMLData", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "DMLCommandLine", dependencies: ["DMLData", "DMLComm", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
         .target(name: "DMLLaunch", dependencies: ["DMLStatus"]),
         .executableTarget(name: "dml-launch", dependencies: [

@@ -16,3 +16,14 @@ extension LabelColumn: ExpressibleByArgument {
         }
     }
 }
+
+/// How CSV lines are split, for every command that reads CSV files (`--header`/`--no-header`, `--delimiter`).
+public struct CSVOptions: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Whether line 1 of a CSV file is a header (default: detected — a header when none of its fields is a number).")
+    public var header: Bool?
+
+    @Option(help: "CSV field separator: auto, comma or whitespace.")
+    public var delimiter: Delimiter = .auto
+
+    public init() {}
+}

@@ -70,7 +70,13 @@ public struct PredictionConfiguration: Sendable, Equatable {
     /// Seconds any collective may wait without progress (0: forever), as `dml-train --collective-timeout`.
     public var collectiveTimeout = 60.0
 
-    public init() {}
+    public init(model: String = "", data: String = "", labels: String? = nil, format: DataFormat? = nil, header: Bool? = nil,
+                delimiter: Delimiter = .auto, labelColumn: LabelChoice = .detect, output: String? = nil, probabilities: Bool = false,
+                evaluate: Bool = false, report: String? = nil, collectiveTimeout: Double = 60) {
+        (self.model, self.data, self.labels, self.format, self.header, self.delimiter) = (model, data, labels, format, header, delimiter)
+        (self.labelColumn, self.output, self.probabilities, self.evaluate) = (labelColumn, output, probabilities, evaluate)
+        (self.report, self.collectiveTimeout) = (report, collectiveTimeout)
+    }
 
     /// The data file with its labels file and format.
     public var source: DataSource { DataSource(path: data, labelsPath: labels, format: format) }

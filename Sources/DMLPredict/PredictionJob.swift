@@ -46,10 +46,7 @@ public final class PredictionJob {
     /// (prediction is one step); other kinds are refused.
     public init(configuration: PredictionConfiguration, comm: Communicator, faults: FaultPlan = FaultPlan(),
                 output: JobOutput = JobOutput(program: "dml-predict", progress: nil)) {
-        self.configuration = configuration
-        self.comm = comm
-        self.faults = faults
-        self.output = output
+        (self.configuration, self.comm, self.faults, self.output) = (configuration, comm, faults, output)
     }
 
     private var rank0: Bool { comm.rank == 0 }
@@ -58,10 +55,11 @@ public final class PredictionJob {
 
     public func run() throws -> PredictionResult {
         let job = configuration
-        if let conflict = job.conflict() { throw JobError(.usage, conflict) }
-        if let other = faults.faults.first(where: { $0.kind != .writefail || $0.step != 1 }) {
-            throw JobError(.usage, "\(FaultPlan.variable): dml-predict takes writefail:rank=R:step=1 only (got \(other.kind.rawValue) at step \(other.step))")
-        }
+        // Refused alike on every rank, agreed so that one rank prints it.
+        try comm.agree(job.conflict(), kind: .usage)
+        try comm.agree(faults.faults.first { $0.kind != .writefail || $0.step != 1 }.map {
+            "\(FaultPlan.variable): dml-predict takes writefail:rank=R:step=1 only (got \($0.kind.rawValue) at step \($0.step))"
+        }, kind: .usage)
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (model, data loading and prediction; 5 × --collective-timeout)") : nil
         let started = DispatchTime.now().uptimeNanoseconds

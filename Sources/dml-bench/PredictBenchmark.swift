@@ -41,8 +41,7 @@ struct PredictBenchmark: ParsableCommand {
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
         if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
-        var job = PredictionConfiguration()
-        (job.model, job.data, job.output) = (model, data, output)
+        let job = PredictionConfiguration(model: model, data: data, output: output)
         if let conflict = job.conflict() { throw ValidationError(conflict) }
     }
 
@@ -54,8 +53,7 @@ struct PredictBenchmark: ParsableCommand {
         if let path = csv { try comm.agreeing { if comm.rank == 0 { try AtomicFile.checkWritable(path) } } }
         let onNode = try comm.nodeLayout().ranksOnNode
         let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
-        var job = PredictionConfiguration()
-        (job.model, job.data, job.output) = (model, data, output)
+        let job = PredictionConfiguration(model: model, data: data, output: output)
         let silent = JobOutput(program: "dml-bench predict", say: { _ in }, warn: { _ in }, progress: nil)
         var totals: [Double] = [], phases: [String: [Double]] = [:]
         var rows = 0

@@ -15,7 +15,7 @@ struct PredictCommand: ParsableCommand {
         commandName: "dml-predict",
         abstract: "Predict with a model file of dml-train on new data, in parallel; optionally score the predictions.",
         discussion: """
-            Run it under mpirun, one process per rank:
+            Every rank runs it (mpirun -np N), e.g.:
               mpirun -np 8 dml-predict --model model.safetensors --data new.csv --output predictions.csv
               mpirun -np 8 dml-predict --model model.safetensors --data test.csv --evaluate --report report.json
             Each rank reads only its share of --data; the predictions come out in the input's row order, in one file \
@@ -32,6 +32,19 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "The rows to predict: a CSV, LIBSVM/SVMlight or NumPy .npy file (read as dml-train --data reads it).")
     var data: String
 
+    @Option(help: "Labels for .npy features, as a 1-D .npy file.")
+    var labels: String?
+
+    @Option(help: "File format of --data: \(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file extension).")
+    var format: DataFormat?
+
+    @Option(name: .customLong("label-column"),
+            help: ArgumentHelp("The label's column (CSV, 2-D .npy): a 0-based index, 'last', a header name, or 'none' (every column is a feature).",
+                               discussion: "Default: by the column count — the model's feature count means no labels; one more means a label column: the one whose header name is not among the model's feature names, else column 0."))
+    var labelColumn: LabelChoice?
+
+    @OptionGroup var csv: CSVOptions
+
     @Option(help: "Write the predictions here: .csv (with a header line) or .npy, by the name. Class labels as the training file wrote them, or values for regression.")
     var output: String?
 
@@ -44,85 +57,31 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Write the scores as JSON to this file (computes them, as --evaluate does).")
     var report: String?
 
-    @Option(help: "Labels for .npy features, as a 1-D .npy file.")
-    var labels: String?
-
-    @Option(help: "File format of --data: \(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file extension).")
-    var format: DataFormat?
-
-    @Option(name: .customLong("label-column"),
-            help: ArgumentHelp("The label's column (CSV, 2-D .npy): a 0-based index, 'last', a header name, or 'none' (every column is a feature).",
-                               discussion: "Default: by the column count — the model's feature count means no labels; one more means a label column: the one whose header name is not among the model's feature names, else column 0."))
-    var labelColumn: LabelChoice?
-
-    @Flag(inversion: .prefixedNo, help: "Whether line 1 of a CSV file is a header (default: detected — a header when none of its fields is a number).")
-    var header: Bool?
-
-    @Option(help: "CSV field separator: auto, comma or whitespace.")
-    var delimiter: Delimiter = .auto
-
     @Option(name: .customLong("collective-timeout"),
             help: "Seconds any collective may wait without progress before the job ends naming the rank that did not answer (0: forever); reading gets five times this.")
     var collectiveTimeout: Double = 60
 
     /// What the command line asked for, as the library's plain values.
     var job: PredictionConfiguration {
-        var c = PredictionConfiguration()
-        c.model = model
-        c.data = data
-        c.labels = labels
-        c.format = format
-        c.header = header
-        c.delimiter = delimiter
-        c.labelColumn = labelColumn ?? .detect
-        c.output = output
-        c.probabilities = probabilities
-        c.evaluate = evaluate
-        c.report = report
-        c.collectiveTimeout = collectiveTimeout
-        return c
+        PredictionConfiguration(model: model, data: data, labels: labels, format: format, header: csv.header, delimiter: csv.delimiter,
+                                labelColumn: labelColumn ?? .detect, output: output, probabilities: probabilities, evaluate: evaluate,
+                                report: report, collectiveTimeout: collectiveTimeout)
     }
 
     func validate() throws {
         if let conflict = job.conflict() { throw ValidationError(conflict) }
     }
 
-    /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
     static func main() {
-        let launcherRank = LauncherEnvironment.rank
-        let command: PredictCommand
-        do {
-            command = try parse()
-        } catch {
-            if launcherRank == 0 { exit(withError: error) }
-            // The others leave quietly with 0, so that mpirun does not end the job before rank 0 has printed.
-            Foundation.exit(0)
-        }
-        Foundation.exit(command.predict())
+        Foundation.exit(parsedOnEveryRank().predict())
     }
 
-    /// Runs the job on this rank; returns the process exit status.
+    /// Runs the job on this rank; returns the process exit status. No stop-signal handlers: a stopped
+    /// prediction has nothing to save, so SIGTERM ends it at once (its output is never half-written).
     func predict() -> Int32 {
-        // MPI_Init and MPI_Finalize have no form that can be polled: a timer ends the process if they hang.
-        let startup = Backstop(seconds: collectiveTimeout * 5,
-                               message: "dml-predict: error: MPI start-up did not finish within \(Int(collectiveTimeout * 5)) s (5 × --collective-timeout): a rank stopped answering")
-        let comm: MPICommunicator
-        do { comm = try MPICommunicator.initializeWorld() } catch {
-            JobExit.writeToStandardError("dml-predict: error: cannot start MPI: \(error)")
-            return FailureKind.unavailable.exitStatus
-        }
-        startup.disarm()
-        defer {
-            let finalizing = Backstop(seconds: collectiveTimeout + 10, message: "dml-predict: error: MPI_Finalize did not return within \(Int(collectiveTimeout + 10)) s")
-            MPICommunicator.finalize()
-            finalizing.disarm()
-        }
-        do {
+        RankProcess.run(program: "dml-predict", collectiveTimeout: collectiveTimeout) { comm in
             let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
             _ = try PredictionJob(configuration: job, comm: comm, faults: faults).run()
-            return 0
-        } catch {
-            return JobExit.report(error, comm: comm, program: "dml-predict")
         }
     }
 }

@@ -30,11 +30,7 @@ struct DataOptions: ParsableArguments {
             help: "Column holding the label (CSV or 2-D .npy): a 0-based index, 'last', or a header name.")
     var labelColumn: LabelColumn = .index(0)
 
-    @Flag(inversion: .prefixedNo, help: "Whether line 1 of a CSV file is a header (default: detected — a header when none of its fields is a number).")
-    var header: Bool?
-
-    @Option(help: "CSV field separator: auto, comma or whitespace.")
-    var delimiter: Delimiter = .auto
+    @OptionGroup var csv: CSVOptions
 
     @Option(help: "LIBSVM: number of features (default: the largest index in the file).")
     var features: Int?
