@@ -240,4 +240,18 @@ final class PredictTests: XCTestCase {
             XCTAssertLessThan(zip(ours, theirs).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 1, 1e-5, name)
         }
     }
+
+    /// `dml-bench predict` times the real job: its predictions file is dml-predict's, and its CSV row counts
+    /// every row.
+    func testDMLBenchPredictRunsTheSameJob() throws {
+        let model = fixture("model_multiclass.safetensors"), data = fixture("eval_multiclass.csv")
+        let r = try MPIRunner.run(ranks: 2, "dml-bench", ["predict", "--model", model, "--data", data, "--output", dir + "/bench.csv",
+                                                          "--repeats", "2", "--csv", dir + "/times.csv"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(contents(dir + "/bench.csv"), contents(fixture("labels_multiclass.csv")))
+        let lines = try String(contentsOfFile: dir + "/times.csv", encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(lines.first, ["tool", "np", "rows", "median_s", "rows_per_s", "read_s", "predict_s", "write_s", "oversubscribed"])
+        XCTAssertEqual(Array(lines[1].prefix(3)), ["dml", "2", "280"])
+        XCTAssertGreaterThan(Double(lines[1][4]) ?? 0, 0)
+    }
 }
