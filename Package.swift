@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "dml-train", targets: ["dml-train"]),
         .executable(name: "dml-launch", targets: ["dml-launch"]),
         .executable(name: "dml-bench", targets: ["dml-bench"]),
+        .executable(name: "dml-predict", targets: ["dml-predict"]),
         // The library: a package depending on DML by version trains its own `Model` with the trainer
         // (Examples/CustomModel).
         .library(name: "DMLKernels", targets: ["DMLKernels"]),
@@ -46,13 +47,22 @@ let package = Package(
         .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"]),
         // What the executables share about their command lines: config files (--config) and the
         // effective configuration of a run, read off each command's own flag declarations.
+        // The command-line forms of the library's values that more than one command parses (--format,
+        // --task, …), and how every rank parses.
         .target(name: "DMLCommandLine", dependencies: [
-            "DMLStatus",
+            "DMLStatus", "DMLData", "DMLComm",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "dml-train", dependencies: [
             "DMLTraining", "DMLStatus", "DMLCommandLine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Prediction and evaluation with a trained model (the library side of dml-predict and of dml-bench
+        // predict): its own module, so training does not carry the metrics, the sort and the writers.
+        .target(name: "DMLPredict", dependencies: ["DMLStatus", "DMLComm", "DMLData", "DMLModels", "DMLTraining"]),
+        .executableTarget(name: "dml-predict", dependencies: [
+            "DMLPredict", "DMLTraining", "DMLData", "DMLStatus", "DMLCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The restart supervisor: the library runs and restarts the job, the executable parses its flags.
@@ -62,7 +72,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dml-bench", dependencies: [
-            "DMLTraining", "DMLKernels", "DMLModels", "DMLStatus",
+            "DMLTraining", "DMLPredict", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
@@ -74,8 +84,9 @@ let package = Package(
         .testTarget(name: "DMLCommandLineTests", dependencies: [
             "DMLCommandLine", "DMLStatus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .testTarget(name: "DMLPredictTests", dependencies: ["DMLPredict", "DMLTraining", "DMLData", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "LauncherTests", dependencies: ["DMLLaunch", "DMLStatus"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DMLTraining", "DMLPredict", "DMLData", "DMLComm", "DMLStatus", "DMLTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

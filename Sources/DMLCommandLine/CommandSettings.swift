@@ -21,13 +21,16 @@ public struct CommandSettings: Sendable {
     public let program: String
     /// In the order of `--help`; an inverted pair appears once, under its positive name.
     public let settings: [Setting]
+    /// Whether the command declares `--config` (settings from a file).
+    public let acceptsConfigFile: Bool
 
     /// Names that are never settings of a file: what only a command line can ask for.
     public static let commandLineOnly: Set<String> = ["help", "h", "version", "config", "experimental-dump-help"]
 
-    public init(program: String, settings: [Setting]) {
+    public init(program: String, settings: [Setting], acceptsConfigFile: Bool = true) {
         self.program = program
         self.settings = settings
+        self.acceptsConfigFile = acceptsConfigFile
     }
 
     /// The settings of `command`, read from its declarations.
@@ -63,7 +66,7 @@ public struct CommandSettings: Sendable {
             settings.append(Setting(name: name, takesValue: a.kind == "option", inverse: inverse, defaultValue: defaultValue,
                                     help: a.abstract ?? "", section: a.sectionTitle ?? ""))
         }
-        self.init(program: program, settings: settings)
+        self.init(program: program, settings: settings, acceptsConfigFile: longNames.contains("config"))
     }
 
     public func setting(named name: String) -> Setting? {

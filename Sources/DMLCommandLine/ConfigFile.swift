@@ -224,18 +224,10 @@ public enum ConfigFile {
         if flag || value == "true" || value == "false" { return value }
         // TOML's integers and floats (no leading zeros, digits on both sides of a point).
         if value.wholeMatch(of: /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/) != nil { return value }
-        var escaped = "\""
-        for u in value.unicodeScalars {
-            switch u {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\t": escaped += "\\t"
-            case "\r": escaped += "\\r"
-            default:
-                if u.value < 0x20 || u.value == 0x7F { escaped += String(format: "\\u%04X", u.value) } else { escaped.unicodeScalars.append(u) }
-            }
-        }
-        return escaped + "\""
+        // A JSON string is a TOML basic string, once "/" is left alone and DEL escaped (TOML forbids it raw).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let json = (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
+        return json.replacingOccurrences(of: "\u{7F}", with: "\\u007F")
     }
 }

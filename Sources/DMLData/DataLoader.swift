@@ -66,6 +66,10 @@ public struct ReadOptions: Sendable {
     public var labelColumn: LabelColumn = .index(0)
     /// LIBSVM: the number of features (indices above it are errors). Nil: the largest index over all ranks.
     public var features: Int? = nil
+    /// False: the file has no label column: every column of a CSV file or 2-D `.npy` array is a feature,
+    /// `labelColumn` and `task` are ignored, each row's target is 0 and no class mapping is made (the input of
+    /// a prediction without evaluation). LIBSVM lines always start with a label, so it must stay true there.
+    public var labeled = true
 
     public init() {}
 }
@@ -97,7 +101,10 @@ public enum DataLoader {
         try comm.agree(format == nil
             ? "\(source.path): cannot tell the format from the file name; name it with --format (\(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")))"
             : nil, kind: .usage)
-        let classification = options.task == .classification
+        try comm.agree(!options.labeled && (format == .libsvm || source.labelsPath != nil)
+            ? "\(source.path): \(format == .libsvm ? "LIBSVM lines always start with a label" : "a labels file was given"), so the input cannot be read without labels"
+            : nil, kind: .usage)
+        let classification = options.labeled && options.task == .classification
         var raw: RawShard
         var firstRow = 0, globalRows = 0
         /// Turns a rank-local row or line index into where the user looks: set once ranks know their offsets.
@@ -188,7 +195,9 @@ public enum DataLoader {
         // Labels: the union of every rank's distinct labels, sorted, numbered 0 ..< k.
         var mapping: LabelMapping?
         var y = [Float](repeating: 0, count: raw.rows)
-        if classification {
+        if !options.labeled {
+            // No labels in the file: the targets stay 0 and there are no classes.
+        } else if classification {
             if let known {
                 var unknown: String?
                 let index = Dictionary(uniqueKeysWithValues: known.values.enumerated().map { ($1, $0) })
@@ -257,7 +266,6 @@ public enum DataLoader {
         return union.sorted()
     }
 
-    /// The CSV layout from the file's first line, which every rank reads for itself.
     /// The feature columns' names of a CSV file with a header line (the label column left out), in order;
     /// nil for other formats or a file without a header. Reads the first line only.
     public static func featureNames(_ source: DataSource, options: ReadOptions) -> [String]? {
@@ -266,7 +274,27 @@ public enum DataLoader {
         return layout.names.enumerated().filter { $0.offset != layout.labelColumn }.map(\.element)
     }
 
-    static func csvLayout(_ input: InputFile, options: ReadOptions) throws -> CSVLayout {
+    /// The columns of a CSV file or 2-D `.npy` array (`names`: a CSV header's fields, nil without one), as
+    /// every rank sees them from the first line or the array's header alone: what a caller needs to tell
+    /// whether a file holds a label column before reading it. Nil for LIBSVM (its rows are sparse) and for a
+    /// 1-D `.npy` array. Not collective; reads the first line (CSV) or the header (`.npy`).
+    public static func columns(_ source: DataSource, options: ReadOptions) throws -> (count: Int, names: [String]?)? {
+        switch source.format ?? DataFormat.infer(fromPath: source.path) {
+        case .csv:
+            let input = try InputFile(source.path)
+            if input.size == 0 { throw DataError(file: source.path, "the file is empty") }
+            let (_, fields, header) = try firstLineFields(input, options: options)
+            return (fields.count, header ? fields : nil)
+        case .npy:
+            let file = try NPYFile(source.path)
+            return file.twoDimensional ? (file.columns, nil) : nil
+        case .libsvm, nil:
+            return nil
+        }
+    }
+
+    /// The first line's fields, whether it separates them with commas, and whether it is a header.
+    static func firstLineFields(_ input: InputFile, options: ReadOptions) throws -> (comma: Bool, fields: [String], header: Bool) {
         let first = try input.firstLine()
         let comma: Bool
         switch options.delimiter {
@@ -278,7 +306,15 @@ public enum DataLoader {
         guard !fields.isEmpty && !(fields.count == 1 && fields[0].isEmpty) else {
             throw DataError(file: input.path, line: 1, "the first line is blank (it sets the number of columns)")
         }
-        let header = options.header ?? fields.allSatisfy { DecimalParser.parse($0) == nil }
+        return (comma, fields, options.header ?? fields.allSatisfy { DecimalParser.parse($0) == nil })
+    }
+
+    /// The CSV layout from the file's first line, which every rank reads for itself.
+    static func csvLayout(_ input: InputFile, options: ReadOptions) throws -> CSVLayout {
+        let (comma, fields, header) = try firstLineFields(input, options: options)
+        guard options.labeled else {
+            return CSVLayout(comma: comma, hasHeader: header, columns: fields.count, labelColumn: nil, names: header ? fields : [])
+        }
         var label: Int
         switch options.labelColumn {
         case let .index(i): label = i
@@ -311,6 +347,10 @@ public enum DataLoader {
                 throw DataError(file: l.path, "\(l.rows) labels but \(xFile.path) has \(xFile.rows) rows")
             }
             guard l.columns == 1 else { throw DataError(file: l.path, "labels must be 1-D (shape (\(xFile.rows),)), not \(l.columns) columns") }
+        } else if !options.labeled {
+            guard xFile.twoDimensional else {
+                throw DataError(file: xFile.path, "a 1-D array: give the features as a 2-D array (rows × features)")
+            }
         } else {
             guard xFile.twoDimensional, xFile.columns >= 2 else {
                 throw DataError(file: xFile.path, "a 1-D array holds no features: give a 2-D array with a label column, or features and --labels y.npy")
@@ -346,6 +386,7 @@ public enum DataLoader {
                     shard.x.append(Float(v))
                 }
             }
+            if labelColumn == nil && labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
         }
         if let l = labels {
             try l.forEachRow(range) { i, row in

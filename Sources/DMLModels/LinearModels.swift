@@ -32,7 +32,7 @@ public final class LinearRegression: Model {
         let d = inputs, n = batch.rows
         guard n > 0 else { return 0 }
         let r = residuals.get(n)
-        predict(parameters: parameters, x: batch.x, rows: n, into: r)
+        values(parameters, batch.x, n, r)
         var loss = 0.0
         for i in 0..<n {
             r[i] -= batch.y[i]
@@ -44,12 +44,18 @@ public final class LinearRegression: Model {
                                         gradient: gradient, rows: n)
     }
 
-    /// Writes `ŷ` (one value per row).
+    /// `ŷ = X·w + b` for a batch (one gemv: training and evaluation).
+    private func values(_ parameters: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int, _ out: UnsafeMutablePointer<Float>) {
+        Gemm.gemv(m: rows, n: inputs, alpha: 1, a: x, lda: inputs, x: parameters, beta: 0, y: out)
+        let b = parameters[inputs]
+        for i in 0..<rows { out[i] += b }
+    }
+
+    /// Writes `ŷ` (one value per row): one dot product per row (`rowDots`), so a row's value does not depend
+    /// on where it lies in the block.
     public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                         into predictions: UnsafeMutablePointer<Float>) {
-        Gemm.gemv(m: rows, n: inputs, alpha: 1, a: x, lda: inputs, x: parameters, beta: 0, y: predictions)
-        let b = parameters[inputs]
-        for i in 0..<rows { predictions[i] += b }
+        rowDots(parameters, x, rows: rows, features: inputs, into: predictions)
     }
 
     /// Loss: `Σ (ŷ − y)²` (the trainer divides by the row count: MSE); `correct` is 0.
@@ -57,7 +63,7 @@ public final class LinearRegression: Model {
         var sums = EvaluationSums(loss: 0, correct: 0)
         forEachBlock(batch.rows) { first, count in
             let p = residuals.get(count)
-            predict(parameters: parameters, x: batch.x + first * inputs, rows: count, into: p)
+            values(parameters, batch.x + first * inputs, count, p)
             for i in 0..<count {
                 let e = Double(p[i]) - Double(batch.y[first + i])
                 sums.loss += e * e
@@ -125,10 +131,11 @@ public final class LogisticRegression: Model {
                                         gradient: gradient, rows: n)
     }
 
-    /// Writes P(label 1) per row.
+    /// Writes P(label 1) per row: the logits one dot product per row (`rowDots`), then the element-wise
+    /// sigmoid, so a row's probability does not depend on where it lies in the block.
     public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                         into predictions: UnsafeMutablePointer<Float>) {
-        computeLogits(parameters, x, rows, predictions)
+        rowDots(parameters, x, rows: rows, features: inputs, into: predictions)
         Activation.sigmoid(predictions, rows)
     }
 
@@ -145,4 +152,14 @@ public final class LogisticRegression: Model {
         }
         return sums
     }
+}
+
+/// `out[r] = x_r·w + b` for each row r of `x` (`rows × features`), with `w = parameters[0..<features]` and `b` the
+/// next value: one `Vector.dot` per row, so each row's value is a function of that row alone. `Gemm.gemv`, which
+/// training uses, computes rows in groups of four with one summation order and the rows left over with
+/// another, so there a row's bits depend on its position in the batch. Cost 2·rows·features flops, X read once.
+func rowDots(_ parameters: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, features: Int,
+             into out: UnsafeMutablePointer<Float>) {
+    let b = parameters[features]
+    for r in 0..<rows { out[r] = Vector.dot(x + r * features, parameters, features) + b }
 }

@@ -43,6 +43,11 @@ public protocol Model: AnyObject {
     func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums
 
     /// Writes `outputs` values per row (class probabilities for a classifier) into `predictions`.
+    ///
+    /// Invariant: a row's outputs are a function of that row and the parameters alone — the same bits
+    /// whatever rows come before or after it in `x` and whatever `rows` is — so predictions do not depend on
+    /// how the rows are cut into blocks or shared out over ranks (`dml-predict` on any np writes the same
+    /// bytes; `RowIndependentPredictionTests`). Cost: one forward pass (the model's flops per row).
     func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                  into predictions: UnsafeMutablePointer<Float>)
 }

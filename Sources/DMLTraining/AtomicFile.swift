@@ -32,39 +32,58 @@ public enum AtomicFile {
     }
 
     public static func write(_ bytes: [UInt8], to path: String, fault: Fault? = nil) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let prefix = "." + url.lastPathComponent + ".tmp-" + host + "-"
-        removeStrayTemporaries(in: dir, prefix: prefix)
-        let temp = dir + "/" + prefix + "\(getpid())"
-        func fail(_ what: String, kind: FailureKind = .ioError) -> WriteError {
-            WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))", kind: kind)
-        }
+        let temp = temporary(for: path)
         let fd = open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw fail("cannot create \(temp)", kind: .cannotCreate) }
+        guard fd >= 0 else { throw failure(path, "cannot create \(temp)", kind: .cannotCreate) }
         var ok = false
         defer { if !ok { unlink(temp) } }
         do {
             defer { close(fd) }
-            var written = 0
-            try bytes.withUnsafeBytes { raw in
-                while written < raw.count {
-                    if let fault, written >= fault.afterBytes {
-                        if case let .stall(_, hang) = fault { hang() }
-                        errno = ENOSPC
-                        throw fail("write failed (injected fault)")
-                    }
-                    let n = Glibc.write(fd, raw.baseAddress! + written, Swift.min(raw.count, fault?.afterBytes ?? raw.count) - written)
-                    if n < 0 { if errno == EINTR { continue }; throw fail("write failed") }
-                    written += n
-                }
-            }
-            guard fsync(fd) == 0 else { throw fail("fsync failed") }
+            try bytes.withUnsafeBytes { try write($0, to: fd, at: 0, path: path, fault: fault) }
+            guard fsync(fd) == 0 else { throw failure(path, "fsync failed") }
         }
-        guard rename(temp, path) == 0 else { throw fail("rename failed") }
+        try commit(temp, to: path)
         ok = true
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    }
+
+    /// The temporary file beside `path` that this process writes (`.<name>.tmp-<host>-<pid>` in the same
+    /// directory, so a rename can replace `path`), after removing those that writers now dead left there.
+    public static func temporary(for path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let prefix = "." + url.lastPathComponent + ".tmp-" + host + "-"
+        removeStrayTemporaries(in: dir, prefix: prefix)
+        return dir + "/" + prefix + "\(getpid())"
+    }
+
+    /// Writes all of `bytes` to `fd` at file offset `offset` (`pwrite`, retried on EINTR and short writes);
+    /// `fault` fails (ENOSPC) or stalls once `afterBytes` of them are written. Errors name `path`, `.ioError`.
+    public static func write(_ bytes: UnsafeRawBufferPointer, to fd: Int32, at offset: Int, path: String, fault: Fault? = nil) throws {
+        var written = 0
+        while written < bytes.count {
+            if let fault, written >= fault.afterBytes {
+                if case let .stall(_, hang) = fault { hang() }
+                errno = ENOSPC
+                throw failure(path, "write failed (injected fault)")
+            }
+            let n = pwrite(fd, bytes.baseAddress! + written, Swift.min(bytes.count, fault?.afterBytes ?? bytes.count) - written,
+                           off_t(offset + written))
+            if n < 0 { if errno == EINTR { continue }; throw failure(path, "write failed") }
+            written += n
+        }
+    }
+
+    /// Renames the complete, synced `temp` over `path` and syncs the directory, so the rename itself is
+    /// durable. `.ioError` when the rename fails (`temp` is left for the caller to remove).
+    public static func commit(_ temp: String, to path: String) throws {
+        guard rename(temp, path) == 0 else { throw failure(path, "rename failed") }
+        let dfd = open(URL(fileURLWithPath: path).deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// A `WriteError` about `path`: `what` and the current `errno`'s text.
+    static func failure(_ path: String, _ what: String, kind: FailureKind = .ioError) -> WriteError {
+        WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))", kind: kind)
     }
 
     /// This host's name, in temporary file names (a shared file system may see writers on several hosts).

@@ -11,7 +11,7 @@ struct DMLBench: ParsableCommand {
         commandName: "dml-bench",
         abstract: "DML benchmarks: each subcommand prints a table and can write a CSV.",
         version: DMLVersion.string,
-        subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self])
+        subcommands: [Kernels.self, AllreduceBenchmark.self, TrainBenchmark.self, PredictBenchmark.self])
 
     /// Parses on every rank but lets only rank 0 print help or errors, so a job prints one message.
     static func main() {

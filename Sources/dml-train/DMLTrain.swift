@@ -5,6 +5,7 @@ import DMLData
 import DMLModels
 import DMLStatus
 import DMLTraining
+import DMLCommandLine
 import Foundation
 
 /// `dml-train`: data-parallel training under `mpirun`. Every rank runs this same program.
@@ -86,29 +87,12 @@ struct DMLTrain: ParsableCommand {
         if let conflict = configuration.conflict() { throw ValidationError(conflict) }
     }
 
-    /// Parses on every rank but lets only rank 0 print (help or errors), so a job prints one message.
     static func main() {
-        let launcherRank = LauncherEnvironment.rank
-        let command: DMLTrain
-        let settings = CommandSettings(of: DMLTrain.self)
-        var arguments = CommandLineValues.joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst()))
-        do {
-            arguments = try ConfigFile.merging(arguments, settings: settings)
-            command = try parse(arguments)
-        } catch {
-            if launcherRank == 0, let failure = error as? ConfigFile.Failure {
-                FileHandle.standardError.write("dml-train: error: \(failure.message)\n")
-                Foundation.exit(failure.kind.exitStatus)
-            }
-            if launcherRank == 0 { exit(withError: error) }
-            // The other ranks leave quietly with 0: a non-zero exit would make mpirun end the job at once,
-            // possibly before rank 0 has printed the message; rank 0's status is the job's.
-            Foundation.exit(0)
-        }
+        let (command, arguments) = parsedOnEveryRankWithArguments()
         var job = command.configuration
         if job.outputs.output != nil {
             let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? ProcessInfo.processInfo.environment["SLURM_NTASKS"]
-            job.outputs.configurationRecord = ConfigFile.effective(arguments: arguments, settings: settings, header: [
+            job.outputs.configurationRecord = ConfigFile.effective(arguments: arguments, settings: CommandSettings(of: DMLTrain.self), header: [
                 "dml-train \(DMLVersion.string): the effective configuration of the run that wrote \(job.outputs.output!)"
                     + (ranks.map { " on \($0) ranks" } ?? ""),
                 "Repeat it with: mpirun -np N dml-train --config THIS-FILE (flags given after --config override it).",
@@ -117,37 +101,13 @@ struct DMLTrain: ParsableCommand {
         Foundation.exit(command.train(job))
     }
 
-    /// Runs the job on this rank; returns the process exit status.
+    /// Runs the job on this rank; returns the process exit status. The stop signals are recorded from before
+    /// `MPI_Init` (dml-train's handlers are in place before main, too), so a signal during start-up is kept for
+    /// the first step's agreement (exit 75), not taken by the default action.
     func train(_ configuration: JobConfiguration) -> Int32 {
-        // Before MPI_Init, so a stop signal during the start-up is kept for the first step's agreement
-        // (exit 75), not taken by the default action (dml-train's handlers are in place before main, too).
-        Preemption.install()
-        // MPI_Init waits for every rank and has no form that can be polled: a timer ends this process if it
-        // does not return (mpirun then ends the others).
-        let startup = collectiveTimeout * 5
-        let initialising = Backstop(seconds: startup,
-                                    message: "dml-train: error: MPI start-up did not finish within \(Int(startup)) s (5 × --collective-timeout): a rank stopped answering")
-        let comm: MPICommunicator
-        do { comm = try MPICommunicator.initializeWorld() } catch {
-            FileHandle.standardError.write("dml-train: error: cannot start MPI: \(error)\n")
-            return FailureKind.unavailable.exitStatus
-        }
-        initialising.disarm()
-        Preemption.install()
-        defer {
-            // MPI_Finalize cannot be polled either: the ranks have met in a polled barrier just before, and a
-            // timer covers the rest.
-            let finalizing = Backstop(seconds: collectiveTimeout + 10, message: "dml-train: error: MPI_Finalize did not return within \(Int(collectiveTimeout + 10)) s")
-            MPICommunicator.finalize()
-            finalizing.disarm()
-        }
-        do {
+        RankProcess.run(program: "dml-train", collectiveTimeout: collectiveTimeout, stopSignals: true) { comm in
             let faults = try comm.agreeing { try FaultPlan.fromEnvironment() }
             _ = try TrainingJob(configuration: configuration, comm: comm, faults: faults).run()
-            return 0
-        } catch {
-            // The message once, and the error's exit status (or MPI_Abort for what one rank alone saw).
-            return JobExit.report(error, comm: comm, program: "dml-train")
         }
     }
 }
@@ -178,8 +138,8 @@ extension DMLTrain {
         c.data.format = data.format
         c.data.task = data.task
         c.data.labelColumn = data.labelColumn
-        c.data.header = data.header
-        c.data.delimiter = data.delimiter
+        c.data.header = data.csv.header
+        c.data.delimiter = data.csv.delimiter
         c.data.features = data.features
         c.data.standardize = data.standardize
         c.data.validationFraction = data.validationFraction

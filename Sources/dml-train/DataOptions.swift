@@ -3,6 +3,7 @@ import DMLComm
 import DMLData
 import DMLStatus
 import DMLTraining
+import DMLCommandLine
 
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
 /// built-in synthetic task (`JobConfiguration.Data`, whose `load` reads each rank's share).
@@ -29,11 +30,7 @@ struct DataOptions: ParsableArguments {
             help: "Column holding the label (CSV or 2-D .npy): a 0-based index, 'last', or a header name.")
     var labelColumn: LabelColumn = .index(0)
 
-    @Flag(inversion: .prefixedNo, help: "Whether line 1 of a CSV file is a header (default: detected — a header when none of its fields is a number).")
-    var header: Bool?
-
-    @Option(help: "CSV field separator: auto, comma or whitespace.")
-    var delimiter: Delimiter = .auto
+    @OptionGroup var csv: CSVOptions
 
     @Option(help: "LIBSVM: number of features (default: the largest index in the file).")
     var features: Int?
@@ -82,16 +79,4 @@ struct DataOptions: ParsableArguments {
     }
 }
 
-extension DataFormat: ExpressibleByArgument {}
 extension Partition: ExpressibleByArgument {}
-extension LearningTask: ExpressibleByArgument {}
-extension Delimiter: ExpressibleByArgument {}
-extension LabelColumn: ExpressibleByArgument {
-    public var defaultValueDescription: String {
-        switch self {
-        case let .index(i): return String(i)
-        case .last: return "last"
-        case let .name(n): return n
-        }
-    }
-}

@@ -99,7 +99,7 @@ final class ConfigFileTests: XCTestCase {
     }
 
     func testTheEffectiveConfigurationRepeatsTheRun() throws {
-        let arguments = ["--lr", "0.05", "--hidden=64,32", "--data", "a \"quoted\"\\path.csv", "--standardize", "--no-header", "--lr", "0.07"]
+        let arguments = ["--lr", "0.05", "--hidden=64,32", "--data", "dir/a \"quoted\"\\path é\u{7F}.csv", "--standardize", "--no-header", "--lr", "0.07"]
         let text = ConfigFile.effective(arguments: arguments, settings: settings, header: ["sample 1.0 on 2 ranks"])
         XCTAssertTrue(text.hasPrefix("# sample 1.0 on 2 ranks\n"), text)
         XCTAssertTrue(text.contains("# Base learning rate.\nlr = 0.07\n"), "the last value, under its help:\n\(text)")
@@ -128,5 +128,6 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(ConfigFile.tomlLiteral(".5", flag: false), "\".5\"")
         XCTAssertEqual(ConfigFile.tomlLiteral("256,128", flag: false), "\"256,128\"")
         XCTAssertEqual(ConfigFile.tomlLiteral("a\tb\u{1}", flag: false), "\"a\\tb\\u0001\"")
+        XCTAssertEqual(ConfigFile.tomlLiteral("runs/a\u{7F}", flag: false), "\"runs/a\\u007F\"")
     }
 }

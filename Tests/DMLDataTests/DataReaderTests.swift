@@ -211,6 +211,44 @@ final class DataReaderTests: XCTestCase {
         }
     }
 
+    /// `labeled = false` (prediction input): every column is a feature, with or without a header, in CSV and
+    /// `.npy`, on any number of ranks (more ranks than rows too), and `columns` sees the columns up front.
+    /// LIBSVM and a labels file cannot be read that way: one usage error.
+    func testInputWithoutLabelsIsAllFeatures() throws {
+        var options = ReadOptions()
+        options.labeled = false
+        let withHeader = write("x.csv", "a,b,c\n1,2,3\n4,5,6\n-7,8.5,9\n")
+        let bare = write("x.txt", "1 2 3\n4 5 6\n-7 8.5 9")
+        let npy = writeNPY("x.npy", descr: "<f4", shape: [3, 3], bytes: bytes([1, 2, 3, 4, 5, 6, -7, 8.5, 9] as [Float]))
+        for path in [withHeader, bare, npy] {
+            for p in 1...5 {
+                let shards = try LocalCommunicator.run(size: p) { comm in
+                    try DataLoader.read(DataSource(path: path), options: options, comm: comm, features: 3)
+                }
+                let (x, y) = concatenated(shards)
+                XCTAssertEqual(x, [1, 2, 3, 4, 5, 6, -7, 8.5, 9], "\(path), np=\(p)")
+                XCTAssertEqual(y, [0, 0, 0])
+                XCTAssertEqual(shards[0].0.classes, 0)
+                XCTAssertNil(shards[0].1)
+            }
+        }
+        XCTAssertEqual(try DataLoader.columns(DataSource(path: withHeader), options: options)?.count, 3)
+        XCTAssertEqual(try DataLoader.columns(DataSource(path: withHeader), options: options)?.names, ["a", "b", "c"])
+        XCTAssertNil(try DataLoader.columns(DataSource(path: bare), options: options)?.names)
+        XCTAssertEqual(try DataLoader.columns(DataSource(path: npy), options: options)?.count, 3)
+        XCTAssertNil(try DataLoader.columns(DataSource(path: write("s.svm", "1 1:2\n")), options: options))
+        XCTAssertEqual(DataLoader.featureNames(DataSource(path: withHeader), options: options), ["a", "b", "c"])
+        let svm = write("u.svm", "1 1:2\n0 2:3\n")
+        for source in [DataSource(path: svm), DataSource(path: npy, labelsPath: npy)] {
+            XCTAssertThrowsError(try LocalCommunicator.run(size: 2) { comm in
+                try DataLoader.read(source, options: options, comm: comm, features: 3)
+            }) { error in
+                XCTAssertEqual(FailureKind(of: error), .usage, "\(error)")
+                XCTAssertTrue("\(error)".contains("cannot be read without labels"), "\(error)")
+            }
+        }
+    }
+
     func testNPYErrorsNameTheFileAndTheElement() {
         func fail(_ x: String, _ y: String?, ranks: Int = 3) -> String {
             let outcomes = try! LocalCommunicator.run(size: ranks) { comm -> String? in

@@ -36,10 +36,15 @@ final class ExitStatusTests: XCTestCase {
         XCTAssertEqual(huge.stderr.components(separatedBy: "dml-train: error").count - 1, 1, huge.stderr)
     }
 
-    func testVersion() throws {
-        let r = try train(["--version"], ranks: 1)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), DMLVersion.string)
+    func testEveryCommandSaysItsVersion() throws {
+        for program in ["dml-train", "dml-predict", "dml-bench"] {
+            let r = try MPIRunner.run(ranks: 1, program, ["--version"])
+            XCTAssertEqual(r.status, 0, "\(program): \(r.stderr)")
+            XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), DMLVersion.string, program)
+        }
+        let launch = try MPIRunner.runProcess(MPIRunner.executable("dml-launch"), ["--version"])
+        XCTAssertEqual(launch.status, 0, launch.stderr)
+        XCTAssertEqual(launch.stdout.trimmingCharacters(in: .whitespacesAndNewlines), DMLVersion.string)
     }
 
     func testAMalformedDataFileIs65AndAMissingOneIs66() throws {

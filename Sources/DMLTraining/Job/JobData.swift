@@ -66,12 +66,7 @@ extension JobConfiguration.Data {
     }
 
     private func files(comm: Communicator) throws -> LoadedData {
-        var options = ReadOptions()
-        options.task = task
-        options.header = header
-        options.delimiter = delimiter
-        options.labelColumn = labelColumn
-        options.features = features
+        let options = readOptions
         let source = DataSource(path: path!, labelsPath: labels, format: format)
         let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
         let test = try testPath.map {

@@ -1,0 +1,86 @@
+import DMLData
+import DMLStatus
+import DMLTraining
+
+/// How to read a prediction input for a given model: whether it has labels, where they are, and how they are
+/// read (classes of the model for an evaluated classifier, plain numbers otherwise). Every rank works it out
+/// for itself from the file's first line (CSV) or header (`.npy`) and the model, so all decide alike.
+struct PredictionInput {
+    let source: DataSource
+    let options: ReadOptions
+    /// The class labels of the model, class i first, when a classifier is evaluated: the reader maps the
+    /// data's labels onto them and refuses a label the training data did not have.
+    let known: LabelMapping?
+    /// Where the labels are, for the log: "labels in column 0 (y)", "no labels", ….
+    let labelsDescription: String
+
+    /// Refuses (`DataError`, `.dataFormat`) a file whose columns fit neither the model's features alone nor the
+    /// features and one label column, and `evaluate` (`JobError`, `.usage`) on a file without labels.
+    init(_ job: PredictionConfiguration, model: ModelFile, evaluate: Bool) throws {
+        source = job.source
+        let features = model.features
+        var read = ReadOptions()
+        read.header = job.header
+        read.delimiter = job.delimiter
+        read.features = features
+        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        func mismatch(_ columns: Int) -> DataError {
+            DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "
+                      + "give its \(features) feature columns, with or without one label column (--label-column)")
+        }
+        if format == .libsvm {
+            labelsDescription = "labels from each line"
+        } else if let labelsFile = source.labelsPath {
+            let x = try DataLoader.columns(source, options: read)
+            guard let x, x.count == features else { throw mismatch(x?.count ?? 1) }
+            labelsDescription = "labels from \(labelsFile)"
+        } else {
+            guard let columns = try DataLoader.columns(source, options: read) else {
+                throw DataError(file: source.path, "a 1-D array: give the features as a 2-D array (rows × features)")
+            }
+            switch job.labelColumn {
+            case .none:
+                guard columns.count == features else { throw mismatch(columns.count) }
+                read.labeled = false
+            case let .column(c):
+                guard columns.count == features + 1 else { throw mismatch(columns.count) }
+                read.labelColumn = c
+            case .detect:
+                guard columns.count == features || columns.count == features + 1 else { throw mismatch(columns.count) }
+                read.labeled = columns.count == features + 1
+                // A header and the model's feature names: the label is the one column that is not a feature.
+                if let names = columns.names, let known = model.featureNames {
+                    let others = names.filter { !known.contains($0) }
+                    if others.count == 1 { read.labelColumn = .name(others[0]) }
+                }
+            }
+            if !read.labeled {
+                labelsDescription = "no labels"
+            } else {
+                switch read.labelColumn {
+                case let .index(i): labelsDescription = "labels in column \(i)" + (columns.names.flatMap { i < $0.count ? " (\($0[i]))" : nil } ?? "")
+                case .last: labelsDescription = "labels in the last column"
+                case let .name(n): labelsDescription = "labels in column '\(n)'"
+                }
+            }
+        }
+        if evaluate && !read.labeled {
+            throw JobError(.usage, "--evaluate and --report score predictions against labels, but \(source.path) has none "
+                           + "(\(features) columns: the model's features)")
+        }
+        // Labels are checked against the model's classes only when they are scored; otherwise they are
+        // just numbers, read and ignored.
+        if evaluate && model.task == .classification {
+            read.task = .classification
+            let values = (model.labels ?? (0..<model.classes).map(String.init)).map { Double($0) }
+            guard values.allSatisfy({ $0 != nil }), values.count == model.classes else {
+                throw DataError(file: job.model, "its labels \(model.labels ?? []) are not \(model.classes) numbers")
+            }
+            known = LabelMapping(values: values.map { $0! })
+        } else {
+            read.task = .regression
+            known = nil
+        }
+        self.options = read
+    }
+}
