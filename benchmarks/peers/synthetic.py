@@ -90,3 +90,21 @@ class Sampler:
             if not bad.any():
                 return v.astype(np.int64)
             v[bad] = self._feistel(v[bad], key)
+
+
+def add_task_arguments(ap):
+    """The flags every training peer shares (the task, the schedule and the model), with dml-bench's defaults."""
+    ap.add_argument("--model", default="softmax", choices=["softmax", "mlp"])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--rows", type=int, default=16384)
+    ap.add_argument("--features", type=int, default=784)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=1)
+
+
+def default_lr(a):
+    """The learning rate dml-bench train uses for the model when --lr is not given."""
+    return a.lr if a.lr is not None else (0.2 if a.model == "softmax" else 0.05)

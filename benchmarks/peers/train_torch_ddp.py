@@ -15,23 +15,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synthetic import Sampler, Synthetic, shard  # noqa: E402
+from synthetic import Sampler, Synthetic, add_task_arguments, default_lr, shard  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="softmax", choices=["softmax", "mlp"])
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--rows", type=int, default=16384)
-    ap.add_argument("--features", type=int, default=784)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=1)
+    add_task_arguments(ap)
     ap.add_argument("--port", type=int, default=29511)
     a = ap.parse_args()
-    lr = a.lr if a.lr is not None else (0.2 if a.model == "softmax" else 0.05)
+    lr = default_lr(a)
     torch.set_num_threads(1)
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     size = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
