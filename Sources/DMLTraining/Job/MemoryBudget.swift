@@ -8,10 +8,13 @@ public enum MemoryBudget {
     /// Bytes one rank will allocate for a model of `parameters` values (the parameters, the reduced
     /// gradient, `optimizerCopies` copies of optimizer state, and a checkpoint's snapshot of both) and for
     /// the forward and backward passes of `rows` rows through layers of `widths` (activations and deltas).
-    public static func estimate(parameters: Int, optimizerCopies: Int, rows: Int, widths: [Int]) -> Double {
+    /// With CSR rows `widths` leaves out the input width and `sparseInputColumns` is the feature count: the
+    /// sparse products' scratch (`SparseRows`: an Int32 slot and a mark per column) is counted instead of
+    /// `rows × features` dense input values; the data itself is already in memory when this is checked.
+    public static func estimate(parameters: Int, optimizerCopies: Int, rows: Int, widths: [Int], sparseInputColumns: Int = 0) -> Double {
         let model = Double(parameters) * 4 * Double(3 + 2 * optimizerCopies)
         let passes = Double(rows) * Double(widths.reduce(0, +)) * 4 * 3
-        return model + passes
+        return model + passes + Double(sparseInputColumns) * 5
     }
 
     /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the
