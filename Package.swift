@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
-        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLCommandLineTests", dependencies: [
             "DMLCommandLine", "DMLStatus", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -246,6 +246,9 @@ struct LIBSVMParser {
                 guard idx < Int(Int32.max) else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(word(tokenStart, p)) is too large (at most \(Int32.max - 1))")
                 }
+                guard idx != previous else {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) appears twice in the row")
+                }
                 guard idx > previous else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) is not above the previous one (\(previous))")
                 }
