@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
-        .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
+        .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLCommandLineTests", dependencies: [
