@@ -146,7 +146,7 @@ public struct CSRView {
 }
 
 /// The two products every convex model (and an MLP's first layer) needs, on CSR rows, with the gradient
-/// accumulated in Double over the touched coordinates only.
+/// accumulated in Double over the touched coordinates only. Not for two threads at once (its scratch).
 ///
 /// Numerics: each product of a Float value and a Float weight is exact in Double (24 + 24 bits), so the sums
 /// below are Double sums of exact terms, rounded once to Float at the end: more careful than the dense path
@@ -154,22 +154,29 @@ public struct CSRView {
 /// block has. Deterministic: the order of additions depends only on the rows (row order, then index order).
 /// A row's forward scores depend on that row and the weights alone (the prediction invariant).
 public final class SparseRows {
-    /// Per column: its slot in `sums` (or -1), `columns` Int32: reset after each accumulation.
+    /// Per column: its slot in the Double accumulator (or -1), `columns` Int32: reset after each accumulation.
     private var slot: UnsafeMutablePointer<Int32>
     private var slotCapacity = 0
-    private var sums: [Double] = []
-    private var touched: [Int32] = []
+    private var sumBuffer: UnsafeMutablePointer<Double>
+    private var sumCapacity = 1
+    /// The touched columns in the order first met, a slot each.
+    private var touchedBuffer: UnsafeMutablePointer<Int32>
+    private var touchedCapacity = 1
     private var marks: UnsafeMutablePointer<Bool>
     private var markCapacity = 0
 
     public init() {
         slot = .allocate(capacity: 1)
         marks = .allocate(capacity: 1)
+        sumBuffer = .allocate(capacity: 1)
+        touchedBuffer = .allocate(capacity: 1)
     }
 
     deinit {
         slot.deallocate()
         marks.deallocate()
+        sumBuffer.deallocate()
+        touchedBuffer.deallocate()
     }
 
     private func ensure(columns: Int) {
@@ -179,6 +186,9 @@ public final class SparseRows {
             slot.initialize(repeating: -1, count: columns)
             slotCapacity = columns
         }
+    }
+
+    private func ensureMarks(columns: Int) {
         if columns > markCapacity {
             marks.deallocate()
             marks = .allocate(capacity: columns)
@@ -209,40 +219,57 @@ public final class SparseRows {
         }
     }
 
-    /// `grad[c·ldg + k] += Σ_r G[r·ldgr + c]·X[r, k]` for every touched column k and output c < `outputs`:
+    /// `grad[c·ldg + k] += Σ_r G[r·ldd + c]·X[r, k]` for every touched column k and output c < `outputs`:
     /// `Gᵀ·X` scattered into the touched coordinates only (every other entry of `grad` is left untouched, not
-    /// even read). The sums are Double over a slot per touched column, each added into `grad` once. Returns
-    /// the sorted touched columns. Cost 2·nnz·outputs flops plus O(t·outputs + t·log t) for t touched columns;
-    /// scratch `columns` Int32 and bytes (kept) and `t·outputs` Doubles.
-    @discardableResult
+    /// even read). One pass over the non-zeros: a column met for the first time gets the next slot of a Double
+    /// accumulator (`outputs` sums); then each slot is added into `grad` once. Cost 2·nnz·outputs flops plus
+    /// O(t·outputs) for t touched columns; scratch `columns` Int32 (kept, reset after each call) and
+    /// `min(nnz, columns)·outputs` Doubles (kept, grown on demand).
     public func accumulateTransposed(_ x: CSRView, deltas g: UnsafePointer<Float>, ldd: Int, outputs: Int,
-                                     into grad: UnsafeMutablePointer<Float>, ldg: Int) -> [Int32] {
+                                     into grad: UnsafeMutablePointer<Float>, ldg: Int) {
         ensure(columns: x.columns)
-        touched = x.touchedColumns(marks: marks)
-        for (s, j) in touched.enumerated() { slot[Int(j)] = Int32(s) }
-        let t = touched.count
-        if sums.count < t * outputs { sums = [Double](repeating: 0, count: t * outputs) }
-        sums.withUnsafeMutableBufferPointer { acc in
-            for i in 0..<(t * outputs) { acc[i] = 0 }
-            for r in 0..<x.rows {
-                let gr = g + r * ldd
-                for k in x.rowStarts[r]..<x.rowStarts[r + 1] {
-                    let base = Int(slot[Int(x.indices[k])]) * outputs
-                    let v = Double(x.values[k])
-                    for c in 0..<outputs { acc[base + c] += Double(gr[c]) * v }
+        let most = Swift.min(x.nonZeros, x.columns)
+        if sumCapacity < most * outputs || touchedCapacity < most {
+            sumBuffer.deallocate()
+            touchedBuffer.deallocate()
+            sumCapacity = Swift.max(most * outputs, 1)
+            touchedCapacity = Swift.max(most, 1)
+            sumBuffer = .allocate(capacity: sumCapacity)
+            touchedBuffer = .allocate(capacity: touchedCapacity)
+        }
+        let acc = sumBuffer, order = touchedBuffer, slot = self.slot
+        var t = 0
+        for r in 0..<x.rows {
+            let gr = g + r * ldd
+            for k in x.rowStarts[r]..<x.rowStarts[r + 1] {
+                let j = Int(x.indices[k])
+                var s = Int(slot[j])
+                if s < 0 {
+                    s = t
+                    slot[j] = Int32(t)
+                    order[t] = Int32(j)
+                    t += 1
+                    (acc + s * outputs).update(repeating: 0, count: outputs)
+                }
+                let v = Double(x.values[k])
+                if outputs == 1 {
+                    acc[s] += Double(gr[0]) * v
+                } else {
+                    let a = acc + s * outputs
+                    for c in 0..<outputs { a[c] += Double(gr[c]) * v }
                 }
             }
-            for (s, j) in touched.enumerated() {
-                for c in 0..<outputs { grad[c * ldg + Int(j)] += Float(acc[s * outputs + c]) }
-                slot[Int(j)] = -1
-            }
         }
-        return touched
+        for s in 0..<t {
+            let j = Int(order[s])
+            for c in 0..<outputs { grad[c * ldg + j] += Float(acc[s * outputs + c]) }
+            slot[j] = -1
+        }
     }
 
     /// The sorted union of the columns `x` touches (see `CSRView.touchedColumns`), with this object's marks.
     public func touchedColumns(_ x: CSRView) -> [Int32] {
-        ensure(columns: x.columns)
+        ensureMarks(columns: x.columns)
         return x.touchedColumns(marks: marks)
     }
 }

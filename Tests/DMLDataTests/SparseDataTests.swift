@@ -9,18 +9,8 @@ import DMLTestSupport
 /// LIBSVM rows kept as CSR (`--sparse`): the parse equals scikit-learn's `load_svmlight_file` on a tricky
 /// checked-in fixture, for any number of ranks; errors name the file, line and column; feature hashing maps
 /// indices as the stated XXH3 map does (buckets computed in Python by the fixture's generator); the validation
-/// split of CSR rows is the dense one's.
-final class SparseDataTests: XCTestCase {
-    var dir = ""
-    override func setUp() { dir = MPIRunner.temporaryDirectory() }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func write(_ name: String, _ text: String) -> String {
-        let path = "\(dir)/\(name)"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
-    }
-
+/// split of CSR rows is the dense one's. (`DataReaderTests`' temporary directory and `write`.)
+extension DataReaderTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/libsvm")
 
@@ -55,18 +45,18 @@ final class SparseDataTests: XCTestCase {
         return (all, y)
     }
 
-    func read(_ path: String, ranks: Int, _ configure: (inout ReadOptions) -> Void = { _ in }) throws -> [(Dataset, LabelMapping?)] {
+    func readSparse(_ path: String, ranks: Int, _ configure: (inout ReadOptions) -> Void = { _ in }) throws -> [(Dataset, LabelMapping?)] {
         var options = ReadOptions()
         options.task = .regression      // labels as written, to compare with scikit-learn's
         configure(&options)
         return try LocalCommunicator.run(size: ranks) { comm in try DataLoader.read(DataSource(path: path), options: options, comm: comm) }
     }
 
-    func testTrickyFileEqualsScikitLearnsParseOnAnyNumberOfRanks() throws {
+    func testSparseTrickyFileEqualsScikitLearnsParseOnAnyNumberOfRanks() throws {
         let e = try expected()
         let path = Self.fixtures.appendingPathComponent("tricky.svm").path
         for p in 1...4 {
-            let shards = try read(path, ranks: p) { $0.sparse = .on }
+            let shards = try readSparse(path, ranks: p) { $0.sparse = .on }
             XCTAssertEqual(shards[0].0.features, e.features)
             let (csr, y) = joined(shards)
             XCTAssertEqual(csr.rowStarts, e.indptr, "np=\(p)")
@@ -74,24 +64,24 @@ final class SparseDataTests: XCTestCase {
             XCTAssertEqual(csr.values, e.data, "np=\(p)")
             XCTAssertEqual(y, e.labels, "np=\(p)")
             // The dense reading is the same rows.
-            let dense = try read(path, ranks: p) { $0.sparse = .off }
+            let dense = try readSparse(path, ranks: p) { $0.sparse = .off }
             XCTAssertNil(dense[0].0.csr)
             XCTAssertEqual(dense.flatMap { $0.0.x }, csr.dense(), "np=\(p)")
         }
         // auto: 26 of 80 values non-zero (32 %) is above the 10 % rule, so dense.
-        XCTAssertFalse(try read(path, ranks: 2) { $0.sparse = .auto }[0].0.isSparse)
+        XCTAssertFalse(try readSparse(path, ranks: 2) { $0.sparse = .auto }[0].0.isSparse)
         // --features widens the rows.
-        XCTAssertEqual(try read(path, ranks: 2) { $0.sparse = .on; $0.features = 20 }[0].0.csr?.columns, 20)
+        XCTAssertEqual(try readSparse(path, ranks: 2) { $0.sparse = .on; $0.features = 20 }[0].0.csr?.columns, 20)
     }
 
-    func testAutoChoosesCSRBelowTenPercentDensity() throws {
+    func testSparseAutoChoosesCSRBelowTenPercentDensity() throws {
         // 2 non-zeros in 30 columns per row: 6.7 %.
         let path = write("thin.svm", (0..<20).map { "\($0 % 2) \($0 % 10 + 1):1 30:2" }.joined(separator: "\n") + "\n")
-        XCTAssertTrue(try read(path, ranks: 3) { $0.sparse = .auto }[0].0.isSparse)
-        XCTAssertFalse(try read(path, ranks: 3) { $0.sparse = .off }[0].0.isSparse)
+        XCTAssertTrue(try readSparse(path, ranks: 3) { $0.sparse = .auto }[0].0.isSparse)
+        XCTAssertFalse(try readSparse(path, ranks: 3) { $0.sparse = .off }[0].0.isSparse)
     }
 
-    func testHashingIsTheStatedXXH3MapOnEveryRank() throws {
+    func testSparseHashingIsTheStatedXXH3MapOnEveryRank() throws {
         let e = try expected()
         for (i, b) in e.buckets4 { XCTAssertEqual(FeatureHash(bits: 4)!.bucket(Int(i)!), b, "index \(i)") }
         for (i, b) in e.buckets18 { XCTAssertEqual(FeatureHash(bits: 18)!.bucket(Int(i)!), b, "index \(i)") }
@@ -104,7 +94,7 @@ final class SparseDataTests: XCTestCase {
         XCTAssertNil(FeatureHash(description: "murmur3 seed=0x1 bits=18"))
         let path = Self.fixtures.appendingPathComponent("tricky.svm").path
         for p in 1...4 {
-            let shards = try read(path, ranks: p) { $0.sparse = .on; $0.hash = FeatureHash(bits: 4) }
+            let shards = try readSparse(path, ranks: p) { $0.sparse = .on; $0.hash = FeatureHash(bits: 4) }
             XCTAssertEqual(shards[0].0.features, 16)
             let (csr, y) = joined(shards)
             XCTAssertEqual(csr.rowStarts, e.hashed4.indptr, "np=\(p)")
@@ -114,7 +104,7 @@ final class SparseDataTests: XCTestCase {
         }
     }
 
-    func failure(_ path: String, ranks: Int, _ configure: (inout ReadOptions) -> Void = { _ in }) -> [String] {
+    func sparseFailure(_ path: String, ranks: Int, _ configure: (inout ReadOptions) -> Void = { _ in }) -> [String] {
         var options = ReadOptions()
         options.sparse = .on
         configure(&options)
@@ -127,14 +117,14 @@ final class SparseDataTests: XCTestCase {
 
     /// Each bad line on line 37 of 50, read on 1–4 ranks: one message, the same on every rank, naming the
     /// file, the global line and the column (the token's position on the line, the label being column 1).
-    func testErrorsNameTheFileLineAndColumn() {
+    func testSparseErrorsNameTheFileLineAndColumn() {
         let good = (1...50).map { "\($0 % 2) 1:0.5 4:\($0).25 9:-1" }
         func check(_ replacement: String, _ expected: String, _ configure: (inout ReadOptions) -> Void = { _ in }) {
             var lines = good
             lines[36] = replacement
             let path = write("bad.svm", lines.joined(separator: "\n") + "\n")
             for p in 1...4 {
-                let messages = failure(path, ranks: p, configure)
+                let messages = sparseFailure(path, ranks: p, configure)
                 XCTAssertEqual(Set(messages).count, 1, "every rank agrees: \(messages)")
                 XCTAssertEqual(messages[0], "\(path), line 37, \(expected)", "np=\(p)")
             }
@@ -150,17 +140,17 @@ final class SparseDataTests: XCTestCase {
         check("1 1:0.5 7", "column 3: \"7\" is not index:value")
         // Hashing checks the indices as written, before they are mapped.
         check("1 1:0.5 4:2 3:1", "column 4: feature index 3 is not above the previous one (4)") { $0.hash = FeatureHash(bits: 3) }
-        XCTAssertEqual(Set(failure(write("empty.svm", ""), ranks: 3)), ["\(dir)/empty.svm: the file is empty"])
-        XCTAssertEqual(Set(failure(write("blank.svm", "\n# only a comment\n\n"), ranks: 2)), ["\(dir)/blank.svm: no feature values in any row"])
+        XCTAssertEqual(Set(sparseFailure(write("empty.svm", ""), ranks: 3)), ["\(dir)/empty.svm: the file is empty"])
+        XCTAssertEqual(Set(sparseFailure(write("blank.svm", "\n# only a comment\n\n"), ranks: 2)), ["\(dir)/blank.svm: no feature values in any row"])
         let csv = write("dense.csv", "0,1\n1,2\n")
-        XCTAssertEqual(Set(failure(csv, ranks: 2)),
+        XCTAssertEqual(Set(sparseFailure(csv, ranks: 2)),
                        ["--sparse on keeps LIBSVM rows as CSR, but \(csv) is csv input, which stays dense: use --sparse auto or off"])
-        XCTAssertEqual(Set(failure(csv, ranks: 2) { $0.sparse = .auto; $0.hash = FeatureHash(bits: 4) }),
+        XCTAssertEqual(Set(sparseFailure(csv, ranks: 2) { $0.sparse = .auto; $0.hash = FeatureHash(bits: 4) }),
                        ["feature hashing (--hash-bits) maps LIBSVM feature indices, but \(csv) is csv input"])
     }
 
     /// A validation split of CSR rows holds the same rows, with the same global numbering, as the dense split.
-    func testValidationSplitOfCSRRowsIsTheDenseSplit() throws {
+    func testSparseValidationSplitOfCSRRowsIsTheDenseSplit() throws {
         var random = TestRandom(seed: 9)
         let text = (0..<200).map { i -> String in
             let cols = (1...40).filter { _ in Int.random(in: 0..<8, using: &random) == 0 }
@@ -201,7 +191,7 @@ final class SparseDataTests: XCTestCase {
         }
     }
 
-    func testCSRMatrixOperations() {
+    func testSparseCSRMatrixOperations() {
         let x: [Float] = [0, 1, 0, 2,
                           0, 0, 0, 0,
                           3, 0, 4, 0]
