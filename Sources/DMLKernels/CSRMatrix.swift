@@ -198,10 +198,33 @@ public final class SparseRows {
     }
 
     /// `out[r·ldo + c] = Σ_k X[r, k]·W[c·ldw + k]` for each row r and output c < `outputs`: `X·Wᵀ` with W
-    /// `outputs × columns` (row stride `ldw`). Each value one Double sum over the row's non-zeros, rounded
-    /// once. Cost 2·nnz·outputs flops (gathers of W).
+    /// `outputs × columns` (row stride `ldw`). Each value is two Double sums of exact products over the row's
+    /// non-zeros (those at even and at odd positions of the row, each in index order) added and rounded once:
+    /// the same order, so the same bits, whichever way it is computed. With several outputs and at least as
+    /// many non-zeros as columns, W is first transposed (`columns × outputs` scratch) so that each non-zero
+    /// reads one contiguous row of it, as scipy's `X @ W` does; otherwise each output gathers from its row of
+    /// W. A row's values depend on that row and W alone. Cost 2·nnz·outputs flops (+ columns·outputs copies).
     public static func forward(_ x: CSRView, weights w: UnsafePointer<Float>, ldw: Int, outputs: Int,
                                into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        if outputs > 1 && x.columns <= x.nonZeros {
+            return withUnsafeTemporaryAllocation(of: Float.self, capacity: x.columns * outputs) { wt in
+                for c in 0..<outputs { for j in 0..<x.columns { wt[j * outputs + c] = w[c * ldw + j] } }
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * outputs) { acc in
+                    let s0 = acc.baseAddress!, s1 = s0 + outputs
+                    for r in 0..<x.rows {
+                        let lo = x.rowStarts[r], hi = x.rowStarts[r + 1]
+                        s0.update(repeating: 0, count: 2 * outputs)
+                        for k in lo..<hi {
+                            let s = (k - lo) & 1 == 0 ? s0 : s1
+                            let v = Double(x.values[k])
+                            let row = wt.baseAddress! + Int(x.indices[k]) * outputs
+                            for c in 0..<outputs { s[c] += v * Double(row[c]) }
+                        }
+                        for c in 0..<outputs { out[r * ldo + c] = Float(s0[c] + s1[c]) }
+                    }
+                }
+            }
+        }
         for r in 0..<x.rows {
             let lo = x.rowStarts[r], hi = x.rowStarts[r + 1]
             for c in 0..<outputs {
@@ -220,14 +243,17 @@ public final class SparseRows {
     }
 
     /// `grad[c·ldg + k] += Σ_r G[r·ldd + c]·X[r, k]` for every touched column k and output c < `outputs`:
-    /// `Gᵀ·X` scattered into the touched coordinates only (every other entry of `grad` is left untouched, not
-    /// even read). One pass over the non-zeros: a column met for the first time gets the next slot of a Double
-    /// accumulator (`outputs` sums); then each slot is added into `grad` once. Cost 2·nnz·outputs flops plus
-    /// O(t·outputs) for t touched columns; scratch `columns` Int32 (kept, reset after each call) and
-    /// `min(nnz, columns)·outputs` Doubles (kept, grown on demand).
+    /// `Gᵀ·X` scattered into the touched coordinates only (every other entry of `grad` is left as it was). Each
+    /// sum is a Double sum of exact products in row order (then index order), added into `grad` once, and
+    /// only when it is not zero. With at least as many non-zeros as columns (a large batch) the sums live in a
+    /// `columns × outputs` Double array indexed by column, as scipy's `X.T @ G` scatters; otherwise a column
+    /// met for the first time gets the next slot of a compact accumulator (`slot`, reset afterwards). The
+    /// same order either way, so the same bits. Cost 2·nnz·outputs flops plus O(min(nnz, columns)·outputs);
+    /// scratch `columns` Int32 and `min(nnz, columns)·outputs` Doubles (kept, grown on demand).
     public func accumulateTransposed(_ x: CSRView, deltas g: UnsafePointer<Float>, ldd: Int, outputs: Int,
                                      into grad: UnsafeMutablePointer<Float>, ldg: Int) {
-        ensure(columns: x.columns)
+        let byColumn = x.columns <= x.nonZeros
+        if !byColumn { ensure(columns: x.columns) }
         let most = Swift.min(x.nonZeros, x.columns)
         if sumCapacity < most * outputs || touchedCapacity < most {
             sumBuffer.deallocate()
@@ -238,6 +264,21 @@ public final class SparseRows {
             touchedBuffer = .allocate(capacity: touchedCapacity)
         }
         let acc = sumBuffer, order = touchedBuffer, slot = self.slot
+        if byColumn {
+            acc.update(repeating: 0, count: x.columns * outputs)
+            for r in 0..<x.rows {
+                let gr = g + r * ldd
+                for k in x.rowStarts[r]..<x.rowStarts[r + 1] {
+                    let v = Double(x.values[k])
+                    let a = acc + Int(x.indices[k]) * outputs
+                    if outputs == 1 { a[0] += Double(gr[0]) * v } else { for c in 0..<outputs { a[c] += Double(gr[c]) * v } }
+                }
+            }
+            for j in 0..<x.columns {
+                for c in 0..<outputs where acc[j * outputs + c] != 0 { grad[c * ldg + j] += Float(acc[j * outputs + c]) }
+            }
+            return
+        }
         var t = 0
         for r in 0..<x.rows {
             let gr = g + r * ldd
@@ -252,17 +293,13 @@ public final class SparseRows {
                     (acc + s * outputs).update(repeating: 0, count: outputs)
                 }
                 let v = Double(x.values[k])
-                if outputs == 1 {
-                    acc[s] += Double(gr[0]) * v
-                } else {
-                    let a = acc + s * outputs
-                    for c in 0..<outputs { a[c] += Double(gr[c]) * v }
-                }
+                let a = acc + s * outputs
+                if outputs == 1 { a[0] += Double(gr[0]) * v } else { for c in 0..<outputs { a[c] += Double(gr[c]) * v } }
             }
         }
         for s in 0..<t {
             let j = Int(order[s])
-            for c in 0..<outputs { grad[c * ldg + j] += Float(acc[s * outputs + c]) }
+            for c in 0..<outputs where acc[s * outputs + c] != 0 { grad[c * ldg + j] += Float(acc[s * outputs + c]) }
             slot[j] = -1
         }
     }

@@ -100,6 +100,38 @@ final class SparseDenseAgreementTests: XCTestCase {
         x.withUnsafeBufferPointer { XCTAssertNil(Batch(x: $0.baseAddress!, y: $0.baseAddress!, rows: 1, features: 1).touchedColumns()) }
     }
 
+    /// Both ways of each CSR product (by column when the non-zeros outnumber the columns, else gathered /
+    /// slotted) give the same bits, so a row's scores do not depend on the block it is predicted in.
+    func testBothWaysOfTheCSRProductsGiveTheSameBits() {
+        let rows = 60, features = 40, k = 5
+        let (x, _) = data(rows: rows, features: features, classes: 2, seed: 12)
+        let csr = CSRMatrix(dense: x, rows: rows, columns: features)
+        XCTAssertGreaterThan(csr.nonZeros, features, "the whole matrix takes the by-column way")
+        var random = TestRandom(seed: 3)
+        let w = (0..<(k * features)).map { _ in Float.random(in: -1...1, using: &random) }
+        let g = (0..<(k * rows)).map { _ in Float.random(in: -1...1, using: &random) }
+        var whole = [Float](repeating: 0, count: rows * k), single = whole
+        csr.withView(rows: 0..<rows) { v in
+            SparseRows.forward(v, weights: w, ldw: features, outputs: k, into: &whole, ldo: k)
+            for r in 0..<rows {
+                let one = v.rows(r, 1)
+                XCTAssertLessThan(one.nonZeros, features)
+                single.withUnsafeMutableBufferPointer { SparseRows.forward(one, weights: w, ldw: features, outputs: k, into: $0.baseAddress! + r * k, ldo: k) }
+            }
+        }
+        XCTAssertEqual(whole.map(\.bitPattern), single.map(\.bitPattern))
+        var byColumn = [Float](repeating: 0.5, count: k * features), slotted = byColumn
+        let sparse = SparseRows()
+        csr.withView(rows: 0..<rows) { v in
+            sparse.accumulateTransposed(v, deltas: g, ldd: k, outputs: k, into: &byColumn, ldg: features)
+            // The same rows declared wider than their non-zeros: the slotted way.
+            let wide = CSRView(rowStarts: v.rowStarts, indices: v.indices, values: v.values, rows: rows, columns: v.nonZeros + 1)
+            sparse.accumulateTransposed(wide, deltas: g, ldd: k, outputs: k, into: &slotted, ldg: features)
+        }
+        XCTAssertEqual(byColumn.map(\.bitPattern), slotted.map(\.bitPattern))
+        XCTAssertNotEqual(byColumn, [Float](repeating: 0.5, count: k * features))
+    }
+
     /// A model that does not implement CSR rows predicts them through the default: dense blocks.
     func testTheDefaultPredictionDensifiesCSRRows() {
         final class Dense: Model {
