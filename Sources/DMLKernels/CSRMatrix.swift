@@ -1,3 +1,5 @@
+internal import CDMLKernels
+
 /// Rows stored sparsely (compressed sparse row): for row r, the non-zeros are
 /// `indices[rowStarts[r] ..< rowStarts[r + 1]]` (0-based column indices, strictly increasing within a row) with
 /// `values` at the same positions. What LIBSVM input stays as on each rank (`--sparse`).
@@ -209,19 +211,10 @@ public final class SparseRows {
         if outputs > 1 && x.columns <= x.nonZeros {
             return withUnsafeTemporaryAllocation(of: Float.self, capacity: x.columns * outputs) { wt in
                 for c in 0..<outputs { for j in 0..<x.columns { wt[j * outputs + c] = w[c * ldw + j] } }
-                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * outputs) { acc in
-                    let s0 = acc.baseAddress!, s1 = s0 + outputs
-                    for r in 0..<x.rows {
-                        let lo = x.rowStarts[r], hi = x.rowStarts[r + 1]
-                        s0.update(repeating: 0, count: 2 * outputs)
-                        for k in lo..<hi {
-                            let s = (k - lo) & 1 == 0 ? s0 : s1
-                            let v = Double(x.values[k])
-                            let row = wt.baseAddress! + Int(x.indices[k]) * outputs
-                            for c in 0..<outputs { s[c] += v * Double(row[c]) }
-                        }
-                        for c in 0..<outputs { out[r * ldo + c] = Float(s0[c] + s1[c]) }
-                    }
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * outputs) { scratch in
+                    // C, dispatched: the same order as the loop below, so the same bits.
+                    dml_kernels().pointee.csr_forward_t(x.rows, x.rowStarts, x.indices, x.values, wt.baseAddress!, outputs,
+                                                       out, ldo, scratch.baseAddress!)
                 }
             }
         }
@@ -266,14 +259,8 @@ public final class SparseRows {
         let acc = sumBuffer, order = touchedBuffer, slot = self.slot
         if byColumn {
             acc.update(repeating: 0, count: x.columns * outputs)
-            for r in 0..<x.rows {
-                let gr = g + r * ldd
-                for k in x.rowStarts[r]..<x.rowStarts[r + 1] {
-                    let v = Double(x.values[k])
-                    let a = acc + Int(x.indices[k]) * outputs
-                    if outputs == 1 { a[0] += Double(gr[0]) * v } else { for c in 0..<outputs { a[c] += Double(gr[c]) * v } }
-                }
-            }
+            // C, dispatched: rows in order, each non-zero's products added in order (the slotted loop's order).
+            dml_kernels().pointee.csr_scatter(x.rows, x.rowStarts, x.indices, x.values, g, ldd, outputs, acc)
             for j in 0..<x.columns {
                 for c in 0..<outputs where acc[j * outputs + c] != 0 { grad[c * ldg + j] += Float(acc[j * outputs + c]) }
             }

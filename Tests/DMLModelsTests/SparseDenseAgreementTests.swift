@@ -103,7 +103,7 @@ final class SparseDenseAgreementTests: XCTestCase {
     /// Both ways of each CSR product (by column when the non-zeros outnumber the columns, else gathered /
     /// slotted) give the same bits, so a row's scores do not depend on the block it is predicted in.
     func testBothWaysOfTheCSRProductsGiveTheSameBits() {
-        let rows = 60, features = 40, k = 5
+        let rows = 60, features = 40, k = 11   // one 8-wide block of the C kernels and a tail
         let (x, _) = data(rows: rows, features: features, classes: 2, seed: 12)
         let csr = CSRMatrix(dense: x, rows: rows, columns: features)
         XCTAssertGreaterThan(csr.nonZeros, features, "the whole matrix takes the by-column way")
@@ -130,6 +130,18 @@ final class SparseDenseAgreementTests: XCTestCase {
         }
         XCTAssertEqual(byColumn.map(\.bitPattern), slotted.map(\.bitPattern))
         XCTAssertNotEqual(byColumn, [Float](repeating: 0.5, count: k * features))
+        // The C kernels of the by-column way give the same bits on every ISA this CPU runs.
+        for isa in KernelDispatch.supported {
+            var out = [Float](repeating: 0, count: rows * k), grad = [Float](repeating: 0.5, count: k * features)
+            KernelDispatch.with(isa) {
+                csr.withView(rows: 0..<rows) { v in
+                    SparseRows.forward(v, weights: w, ldw: features, outputs: k, into: &out, ldo: k)
+                    sparse.accumulateTransposed(v, deltas: g, ldd: k, outputs: k, into: &grad, ldg: features)
+                }
+            }
+            XCTAssertEqual(out.map(\.bitPattern), whole.map(\.bitPattern), "\(isa)")
+            XCTAssertEqual(grad.map(\.bitPattern), byColumn.map(\.bitPattern), "\(isa)")
+        }
     }
 
     /// A model that does not implement CSR rows predicts them through the default: dense blocks.
