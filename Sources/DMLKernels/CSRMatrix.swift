@@ -132,6 +132,17 @@ public struct CSRView {
 
     public var nonZeros: Int { rowStarts[rows] - rowStarts[0] }
 
+    /// The sorted union of the columns the rows touch (no duplicates), without scratch: the indices copied,
+    /// sorted and made unique. Cost O(nnz·log nnz) time, 4·nnz bytes.
+    public func touchedColumns() -> [Int32] {
+        var all = Array(UnsafeBufferPointer(start: indices + rowStarts[0], count: nonZeros))
+        all.sort()
+        var n = 0
+        for v in all where n == 0 || all[n - 1] != v { all[n] = v; n += 1 }
+        all.removeLast(all.count - n)
+        return all
+    }
+
     /// The sorted union of the columns the rows touch (no duplicates): the coordinates of the gradient this
     /// block can make non-zero through `SparseRows.accumulateTransposed`. Cost O(nnz + t·log t) for t
     /// touched columns, with `marks` (at least `columns` bytes, all false on entry and on return).

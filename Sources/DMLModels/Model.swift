@@ -27,10 +27,11 @@ public struct Batch {
     }
 
     /// For a CSR batch, the sorted union of the feature columns its rows touch (the only columns of a first
-    /// layer's weight gradient the batch can make non-zero); nil for a dense batch. Cost O(nnz + t·log t).
+    /// layer's weight gradient the batch can make non-zero); nil for a dense batch. Cost O(nnz·log nnz), no
+    /// scratch of the feature count's size (`SparseRows.touchedColumns` reuses one instead).
     public func touchedColumns() -> [Int32]? {
         guard case let .sparse(v) = block.storage else { return nil }
-        return SparseRows().touchedColumns(v)
+        return v.touchedColumns()
     }
 }
 

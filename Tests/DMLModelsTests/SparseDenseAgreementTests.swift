@@ -90,6 +90,10 @@ final class SparseDenseAgreementTests: XCTestCase {
         }
         let expected = (0..<features).filter { j in (0..<rows).contains { x[$0 * features + j] != 0 } }.map(Int32.init)
         XCTAssertEqual(touched, expected)
+        csr.withView(rows: 0..<rows) { XCTAssertEqual(SparseRows().touchedColumns($0), expected, "with marks") }
+        csr.withView(rows: 3..<9) { v in
+            XCTAssertEqual(v.touchedColumns(), (0..<features).filter { j in (3..<9).contains { x[$0 * features + j] != 0 } }.map(Int32.init))
+        }
         XCTAssertTrue(expected.allSatisfy { $0 < 250 })
         for c in 0..<3 {
             for j in 0..<features {

@@ -75,6 +75,17 @@ final class HashedPredictionTests: XCTestCase {
         }
     }
 
+    func testSparseOnIsRefusedForDenseInput() {
+        var c = PredictionConfiguration(model: "m.safetensors", data: "x.csv", evaluate: true)
+        c.sparse = .on
+        XCTAssertEqual(c.conflict(), "--sparse on keeps LIBSVM rows as CSR; --data x.csv is csv input, which stays dense")
+        c.data = "x.svm"
+        XCTAssertNil(c.conflict())
+        var model = ModelFile(kind: .logistic, features: 2, outputs: 1, classes: 2, parameters: [0, 0, 0])
+        model.standardization = Standardization(mean: [0, 0], std: [1, 1])
+        XCTAssertEqual(c.conflict(with: model), "--sparse on: m.safetensors standardises its features, which would make CSR rows dense: give --sparse auto or off")
+    }
+
     func testAHashedModelRefusesInputItCannotHash() throws {
         let path = write("h.svm", classes: 2)
         let (_, file) = try trainHashed(path, model: .logistic, bits: 5, ranks: 1)

@@ -100,6 +100,19 @@ final class SparseTrainingTests: XCTestCase {
         XCTAssertEqual(Set(sums).count, 1, "\(sums)")
     }
 
+    /// rcv1's shape (47,236 features, 700k rows) full batch on one rank: refused as dense rows (the batch's
+    /// input alone would be 130 GB), 30 MB or so as CSR (the rows themselves are already in memory).
+    func testTheMemoryBudgetCountsCSRRowsNotDenseOnes() {
+        var c = JobConfiguration()
+        c.model.kind = .logistic
+        let (parameters, widths) = c.model.size(features: 47_236, outputs: 1)
+        let dense = MemoryBudget.estimate(parameters: parameters, optimizerCopies: 0, rows: 700_000, widths: widths)
+        let sparse = MemoryBudget.estimate(parameters: parameters, optimizerCopies: 0, rows: 700_000, widths: Array(widths.dropFirst()),
+                                           sparseInputColumns: 47_236)
+        XCTAssertGreaterThan(dense, 100e9)
+        XCTAssertLessThan(sparse, 50e6)
+    }
+
     func testFlagsThatNeedDenseRowsRefuseSparseOn() {
         var c = configuration("x.svm", model: .logistic, sparse: .on)
         c.data.standardize = true
