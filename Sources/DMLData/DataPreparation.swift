@@ -63,6 +63,21 @@ extension Dataset {
     /// Collective: one small allreduce.
     public func splitValidation(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
         if let csr { return try splitValidationCSR(csr, fraction: fraction, seed: seed, comm: comm) }
+        return try splitDense(fraction: fraction, seed: seed, comm: comm)
+    }
+
+    /// `splitValidation`, giving up this shard's rows: CSR rows are moved out first, so when nothing else holds
+    /// them the training rows are compacted in place (the peak is the shard plus its validation rows, not
+    /// twice the shard). This dataset is left without rows. Collective.
+    public mutating func splitValidationReleasingRows(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
+        guard let csr = self.csr else { return try splitDense(fraction: fraction, seed: seed, comm: comm) }
+        let labels = y
+        self.csr = CSRMatrix(columns: features)
+        y = []
+        return try splitValidationCSR(csr, fraction: fraction, seed: seed, comm: comm, labels: labels)
+    }
+
+    private func splitDense(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
         var tx: [Float] = [], ty: [Float] = [], vx: [Float] = [], vy: [Float] = []
         let expected = Int(Double(rows) * fraction * 1.1) + 8
         vx.reserveCapacity(expected * features); vy.reserveCapacity(expected)
@@ -83,16 +98,19 @@ extension Dataset {
     }
 
     /// `splitValidation` of CSR rows: the validation rows copied out, the training rows kept by
-    /// `CSRMatrix.retainRows` (in place when nothing else holds the arrays; here the caller's shard still does,
-    /// so the peak is about twice the shard's CSR bytes for the moment of the split).
-    private func splitValidationCSR(_ csr: CSRMatrix, fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
+    /// `CSRMatrix.retainRows` (in place when `csr` is the only reference to its arrays; `labels`: this shard's
+    /// labels, nil for `y`).
+    private func splitValidationCSR(_ csr: consuming CSRMatrix, fraction: Double, seed: UInt64, comm: Communicator,
+                                    labels: [Float]? = nil) throws -> (train: Dataset, validation: Dataset) {
+        let y = labels ?? self.y
+        let rows = csr.rows
         let held = (0..<rows).map { Self.isValidationRow(firstRow + $0, fraction: fraction, seed: seed) }
         var vcsr = CSRMatrix(columns: features), vy: [Float] = [], ty: [Float] = []
         ty.reserveCapacity(rows)
         for i in 0..<rows {
             if held[i] { vcsr.append(row: i, of: csr); vy.append(y[i]) } else { ty.append(y[i]) }
         }
-        var tcsr = csr
+        var tcsr = consume csr
         tcsr.retainRows { !held[$0] }
         let (train, validation) = try splitCounts(training: ty.count, validation: vy.count, fraction: fraction, comm: comm)
         return (Dataset(features: features, classes: classes, globalRows: train.total, firstRow: train.first, csr: tcsr, y: ty),
@@ -159,7 +177,8 @@ public struct LoadedData {
     public mutating func prepare(validationFraction: Double, standardize: Bool, seed: UInt64, comm: Communicator,
                                  given: Standardization? = nil) throws {
         if validationFraction > 0 {
-            let (t, v) = try train.splitValidation(fraction: validationFraction, seed: seed, comm: comm)
+            // The shard's rows are handed over, so CSR rows are compacted in place, not copied.
+            let (t, v) = try train.splitValidationReleasingRows(fraction: validationFraction, seed: seed, comm: comm)
             train = t
             validation = v
         }
