@@ -101,7 +101,7 @@ public final class TrainingJob {
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
         let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
         try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
-                        sparse: train.isSparse)
+                        nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) })
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
         }
@@ -203,13 +203,15 @@ public final class TrainingJob {
 
     /// Every rank checks, before the model is allocated, that what it will allocate fits in its share of the
     /// node's memory. Collective (agreed): one message with the figures.
-    /// `sparse`: the rows are CSR, so a batch's input is its non-zeros (already counted in the shard, which
-    /// is in memory by now), not `rows × features` dense values.
-    private func checkMemory(features: Int, classes: Int, localRows: Int, sparse: Bool) throws {
+    /// `nonZerosPerRow`: the rows are CSR (this shard's mean non-zeros a row), so a batch's input is its
+    /// non-zeros, not `rows × features` dense values.
+    private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?) throws {
+        let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
         let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.optimizer.stateCopies, rows: localRows,
-                                           widths: sparse ? Array(widths.dropFirst()) : widths, sparseInputColumns: sparse ? features : 0)
+                                           widths: sparse ? Array(widths.dropFirst()) : widths, sparseInputColumns: sparse ? features : 0,
+                                           nonZerosPerRow: nonZerosPerRow ?? 0)
         let ranks = MemoryBudget.ranksOnNode
         try comm.agreeing {
             guard let available = MemoryBudget.available(ranksOnNode: ranks), needed > available else { return }
