@@ -108,11 +108,15 @@ public final class Trainer: TrainingStrategy {
     private var attached = false
     private var batchX: [Float] = []
     private var batchY: [Float] = []
+    /// A shuffled batch's CSR rows, gathered (CSR training data).
+    private var batchCSR = CSRMatrix(columns: 0)
 
     /// A trainer with the reducer the configuration selects (`ReducerKind.select`) over `hook` (default: a
     /// plain Float32 wire over `allreduce`). `note` prints what the reducer reports (balancing; rank 0).
+    /// A model that does not take CSR rows (`Model.acceptsSparseRows`) needs dense `train` rows.
     public init(comm: Communicator, model: Model, train: Dataset, config: TrainingConfig, allreduce: AllreduceAlgorithm,
                 hook: ReductionHook? = nil, faults: FaultPlan = FaultPlan(), note: @escaping (String) -> Void = { print($0) }) {
+        precondition(!train.isSparse || model.acceptsSparseRows, "\(model.kind) does not take CSR rows: give it dense data")
         self.comm = comm
         self.model = model
         self.train = train
@@ -234,20 +238,26 @@ public final class Trainer: TrainingStrategy {
          "derived.data_rows": String(train.globalRows)]
     }
 
-    /// Calls `body` with this rank's rows of the batch as one contiguous block. Unshuffled batches are
-    /// runs of consecutive rows and are passed in place; shuffled rows are gathered into a reused buffer.
+    /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
+    /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
+    /// a reused buffer (CSR: the batch's non-zeros copied once).
     func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) -> R {
         let d = train.features
         let first = train.firstRow
         if !sampler.shuffle, let lo = rows.first {
-            return train.x.withUnsafeBufferPointer { x in
-                train.y.withUnsafeBufferPointer { y in
-                    body(Batch(x: x.baseAddress! + (lo - first) * d, y: y.baseAddress! + (lo - first), rows: rows.count, features: d))
-                }
+            return train.withRows((lo - first) ..< (lo - first + rows.count)) { block in
+                train.y.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress! + (lo - first))) }
+            }
+        }
+        if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
+        for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
+        if let csr = train.csr {
+            rows.withUnsafeBufferPointer { batchCSR.gather(csr, rows: $0, firstRow: first) }
+            return batchCSR.withView(rows: 0..<rows.count) { view in
+                batchY.withUnsafeBufferPointer { y in body(Batch(block: RowBlock(view), y: y.baseAddress!)) }
             }
         }
         if batchX.count < rows.count * d { batchX = [Float](repeating: 0, count: rows.count * d) }
-        if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
         train.x.withUnsafeBufferPointer { x in
             batchX.withUnsafeMutableBufferPointer { bx in
                 rows.withUnsafeBufferPointer {
@@ -255,7 +265,6 @@ public final class Trainer: TrainingStrategy {
                 }
             }
         }
-        for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
         return batchX.withUnsafeBufferPointer { x in
             batchY.withUnsafeBufferPointer { y in
                 body(Batch(x: x.baseAddress!, y: y.baseAddress!, rows: rows.count, features: d))
@@ -274,9 +283,9 @@ public final class Trainer: TrainingStrategy {
         faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
         let clock = DispatchTime.now().uptimeNanoseconds
         let sums = parameters.withUnsafeBufferPointer { w in
-            data.x.withUnsafeBufferPointer { x in
+            data.withRows(0..<data.rows) { block in
                 data.y.withUnsafeBufferPointer { y in
-                    model.evaluate(parameters: w.baseAddress!, batch: Batch(x: x.baseAddress!, y: y.baseAddress!, rows: data.rows, features: data.features))
+                    model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
                 }
             }
         }

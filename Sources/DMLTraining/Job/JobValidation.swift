@@ -24,6 +24,16 @@ extension JobConfiguration {
             }
             if r.compress != nil { return "--compress compresses gradients, which --partition features does not exchange; use --partition rows" }
         }
+        if let b = d.hashBits {
+            if !(1...31).contains(b) { return "--hash-bits must be in 1…31 (got \(b))" }
+            if d.path == nil { return "--hash-bits hashes the feature indices of a LIBSVM --data file; the synthetic task has none" }
+        }
+        if d.sparse == .on {
+            if d.path == nil { return "--sparse on keeps LIBSVM rows as CSR; the synthetic task is dense (give --data FILE.svm)" }
+            if d.standardize { return "--standardize centres every feature, which would make CSR rows dense: give --sparse off or auto, or leave out --standardize" }
+            if d.partition == .features { return "--partition features cuts dense columns: give --sparse off or auto with it" }
+            if r.balance { return "--balance moves dense rows between ranks: give --sparse off or auto with it" }
+        }
         if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
         if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }
         if o.resume && o.checkpointDir == nil { return "--resume needs --checkpoint-dir" }
