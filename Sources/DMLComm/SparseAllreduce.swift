@@ -13,6 +13,15 @@ public struct SparseEntries<T> {
     }
 }
 
+/// An allreduce that also reduces sparse vectors: given each rank's sorted unique positions and values, every
+/// rank gets the sorted union and the reduced values, the same bits on every rank (`SparseAllreduce`; a
+/// wrapper that forwards to one, such as `dml-bench train`'s timer). The sparse reducer takes one by this.
+public protocol SparseAllreduceAlgorithm: AllreduceAlgorithm {
+    /// The union of every rank's `entries` (positions below `dimension`) with the reduced values; valid until
+    /// the algorithm's next call. Collective.
+    func run<T: ReducibleScalar>(_ entries: SparseEntries<T>, dimension: Int, op: ReduceOp) throws -> SparseEntries<T>
+}
+
 /// Sparse allreduce by a **recursive-doubling merge**: each rank gives the sorted unique positions it holds
 /// of a vector of `dimension` elements and their values; every rank gets the same sorted union of the
 /// positions and, at each, the reduction of all ranks' values (a rank that does not list a position
@@ -48,7 +57,7 @@ public struct SparseEntries<T> {
 /// entries are the elements whose bits are not +0 (a −0 is an entry: it must meet the others' +0 in a sum),
 /// and the union is written back; everything else already holds +0 on every rank. Cost: a pass over the
 /// buffer on top of the above.
-public final class SparseAllreduce: AllreduceAlgorithm {
+public final class SparseAllreduce: SparseAllreduceAlgorithm {
     public let name = "sparse"
     /// This algorithm's own duplicate: its tags 0 (fold), 1 (exchanges) and 2 (unfold) meet nobody else's.
     let comm: PrivateCommunicator

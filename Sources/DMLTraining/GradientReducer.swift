@@ -102,7 +102,7 @@ public enum ReducerKind: Sendable, Equatable {
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
         if config.balance { return .blockChain }
-        if !hook.prescales, hook.algorithm is SparseAllreduce { return .sparse(auto: nil) }
+        if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
         if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
            (model as? StagedGradientModel).map({ $0.gradientStages.count <= 1 }) ?? true {
             return .sparse(auto: SparseSelection())
@@ -127,8 +127,8 @@ public enum ReducerKind: Sendable, Equatable {
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
         case let .sparse(auto):
-            return SparseReducer(comm: comm, count: count, dense: auto == nil ? nil : hook.algorithm, selection: auto,
-                                 collectiveTimeout: collectiveTimeout, note: note)
+            return SparseReducer(comm: comm, count: count, sparse: hook.algorithm as? SparseAllreduceAlgorithm ?? SparseAllreduce(comm: comm),
+                                 dense: auto == nil ? nil : hook.algorithm, selection: auto, collectiveTimeout: collectiveTimeout, note: note)
         }
     }
 }

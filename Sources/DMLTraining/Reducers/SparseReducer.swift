@@ -60,7 +60,9 @@ final class SparseReducer: GradientReducer {
     let selection: SparseSelection?
     let collectiveTimeout: Double
     let note: (String) -> Void
-    let sparse: SparseAllreduce
+    /// The sparse allreduce: `--allreduce sparse`'s algorithm itself (so a wrapper around it sees the calls),
+    /// or one of its own under `auto`.
+    let sparse: SparseAllreduceAlgorithm
     private let sums: ReduceBuffer
     /// Decided by the first step under `auto`; always true without.
     private var usesSparse: Bool?
@@ -73,8 +75,8 @@ final class SparseReducer: GradientReducer {
     private var support = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 1)
     private var supportCount = 0
 
-    init(comm: Communicator, count: Int, dense: AllreduceAlgorithm?, selection: SparseSelection?, collectiveTimeout: Double,
-         note: @escaping (String) -> Void) {
+    init(comm: Communicator, count: Int, sparse: SparseAllreduceAlgorithm, dense: AllreduceAlgorithm?, selection: SparseSelection?,
+         collectiveTimeout: Double, note: @escaping (String) -> Void) {
         precondition(count + 2 <= Int(Int32.max), "SparseReducer: \(count) parameters do not fit Int32 positions")
         self.comm = comm
         self.count = count
@@ -82,7 +84,7 @@ final class SparseReducer: GradientReducer {
         self.selection = selection
         self.collectiveTimeout = collectiveTimeout
         self.note = note
-        sparse = SparseAllreduce(comm: comm)
+        self.sparse = sparse
         sums = ReduceBuffer(count: count + 2)
         usesSparse = selection == nil ? true : nil
     }
