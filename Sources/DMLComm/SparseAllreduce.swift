@@ -18,8 +18,10 @@ public struct SparseEntries<T> {
 /// wrapper that forwards to one, such as `dml-bench train`'s timer). The sparse reducer takes one by this.
 public protocol SparseAllreduceAlgorithm: AllreduceAlgorithm {
     /// The union of every rank's `entries` (positions below `dimension`) with the reduced values; valid until
-    /// the algorithm's next call. Collective.
-    func run<T: ReducibleScalar>(_ entries: SparseEntries<T>, dimension: Int, op: ReduceOp) throws -> SparseEntries<T>
+    /// the algorithm's next call. Collective. (One entry point per element type, not a generic one: a generic
+    /// called from another module would run unspecialised, several times slower per entry.)
+    func run(_ entries: SparseEntries<Float>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Float>
+    func run(_ entries: SparseEntries<Double>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Double>
 }
 
 /// Sparse allreduce by a **recursive-doubling merge**: each rank gives the sorted unique positions it holds
@@ -80,7 +82,16 @@ public final class SparseAllreduce: SparseAllreduceAlgorithm {
     /// alike and which must not exceed 2^31) → the union of every rank's positions, sorted, with the reduced
     /// values, the same bits on every rank. The result lives in this algorithm's scratch: valid until its
     /// next call. Collective.
-    public func run<T: ReducibleScalar>(_ entries: SparseEntries<T>, dimension: Int, op: ReduceOp) throws -> SparseEntries<T> {
+    public func run(_ entries: SparseEntries<Float>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Float> {
+        try reduce(entries, dimension: dimension, op: op)
+    }
+
+    public func run(_ entries: SparseEntries<Double>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Double> {
+        try reduce(entries, dimension: dimension, op: op)
+    }
+
+    /// `run` for any element type (specialised for each caller above).
+    func reduce<T: ReducibleScalar>(_ entries: SparseEntries<T>, dimension: Int, op: ReduceOp) throws -> SparseEntries<T> {
         precondition(dimension >= 0 && dimension <= Int(Int32.max) + 1, "SparseAllreduce: dimension \(dimension) does not fit Int32 positions")
         for k in 0..<entries.count {
             let i = entries.indices[k]
@@ -149,7 +160,7 @@ public final class SparseAllreduce: SparseAllreduceAlgorithm {
             values[k] = buffer[i]
             k += 1
         }
-        let summed = try run(SparseEntries(indices: UnsafeBufferPointer(start: indices, count: k), values: UnsafeBufferPointer(start: values, count: k)),
+        let summed = try reduce(SparseEntries(indices: UnsafeBufferPointer(start: indices, count: k), values: UnsafeBufferPointer(start: values, count: k)),
                              dimension: buffer.count, op: op)
         for j in 0..<summed.count { buffer[Int(summed.indices[j])] = summed.values[j] }
     }

@@ -268,7 +268,13 @@ final class TimedSparseAllreduce: TimedAllreduce, SparseAllreduceAlgorithm {
         super.init(inner)
     }
 
-    func run<T: ReducibleScalar>(_ entries: SparseEntries<T>, dimension: Int, op: ReduceOp) throws -> SparseEntries<T> {
+    func run(_ entries: SparseEntries<Float>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Float> {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try sparse.run(entries, dimension: dimension, op: op)
+    }
+
+    func run(_ entries: SparseEntries<Double>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Double> {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         return try sparse.run(entries, dimension: dimension, op: op)
