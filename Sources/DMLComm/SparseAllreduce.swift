@@ -35,7 +35,7 @@ public protocol SparseAllreduceAlgorithm: AllreduceAlgorithm {
 ///                            mask 2:   n0 ⇄ n2,  n1 ⇄ n3      both merge them into the same list
 ///                            unfold    r1 ──▶ r0      r3 ──▶ r2
 /// ```
-/// **Order and bits.** Each merge computes, at every position, `(lower group's value) ⊕ (higher group's
+/// **Order and bits.** The schedule is `rd`'s (`RecursiveDoublingPlan`). Each merge computes, at every position, `(lower group's value) ⊕ (higher group's
 /// value)`, an absent side being +0 (so a value alone still goes through `x ⊕ +0`, which turns −0 into +0
 /// exactly as a dense sum would). That is the expression tree of `RecursiveDoublingAllreduce` at every
 /// position, so the result depends only on the number of ranks, never on timing, on the position or on which
@@ -105,34 +105,22 @@ public final class SparseAllreduce: SparseAllreduceAlgorithm {
         for k in 0..<entries.count { own[k] = Pair(index: entries.indices[k], value: entries.values[k]) }
         mine.count = entries.count
         if p > 1 {
-            var pof2 = 1
-            while pof2 * 2 <= p { pof2 *= 2 }
-            let rem = p - pof2
-            // Fold: in the first 2·rem ranks each even rank hands its list to the odd rank above it.
-            var newRank = r - rem
-            if r < 2 * rem {
-                if r % 2 == 0 {
-                    try send(mine, Pair<T>.self, to: r + 1, tag: 0, comm)
-                    newRank = -1
-                } else {
-                    try receive(into: incoming, Pair<T>.self, from: r - 1, tag: 0, comm)
-                    merge(lower: incoming, higher: mine, T.self, op: op)
-                    newRank = r / 2
-                }
+            let plan = RecursiveDoublingPlan(rank: r, size: p)
+            switch plan.fold {
+            case let .send(to): try send(mine, Pair<T>.self, to: to, tag: 0, comm)
+            case let .receive(from):
+                try receive(into: incoming, Pair<T>.self, from: from, tag: 0, comm)
+                merge(lower: incoming, higher: mine, T.self, op: op)
+            case .none: break
             }
-            if newRank >= 0 {
-                var mask = 1
-                while mask < pof2 {
-                    let newPeer = newRank ^ mask
-                    let peer = newPeer < rem ? newPeer * 2 + 1 : newPeer + rem
-                    try exchange(with: peer, Pair<T>.self, comm)
-                    if newPeer < newRank { merge(lower: incoming, higher: mine, T.self, op: op) } else { merge(lower: mine, higher: incoming, T.self, op: op) }
-                    mask <<= 1
-                }
+            for exchange in plan.exchanges {
+                try swapLists(with: exchange.peer, Pair<T>.self, comm)
+                if exchange.incomingIsLower { merge(lower: incoming, higher: mine, T.self, op: op) } else { merge(lower: mine, higher: incoming, T.self, op: op) }
             }
-            // Unfold: the odd ranks give the result back to the even ranks that sat out.
-            if r < 2 * rem {
-                if r % 2 == 0 { try receive(into: mine, Pair<T>.self, from: r + 1, tag: 2, comm) } else { try send(mine, Pair<T>.self, to: r - 1, tag: 2, comm) }
+            switch plan.unfold {
+            case let .send(to): try send(mine, Pair<T>.self, to: to, tag: 2, comm)
+            case let .receive(from): try receive(into: mine, Pair<T>.self, from: from, tag: 2, comm)
+            case .none: break
             }
         }
         let n = mine.count
@@ -214,7 +202,7 @@ public final class SparseAllreduce: SparseAllreduceAlgorithm {
     }
 
     /// Swaps `mine` with `peer`'s list, received into `incoming`: the counts, then the entries.
-    private func exchange<E>(with peer: Int, _: E.Type, _ comm: Communicator) throws {
+    private func swapLists<E>(with peer: Int, _: E.Type, _ comm: Communicator) throws {
         var counts: (Int64, Int64) = (Int64(mine.count), 0)
         try withUnsafeMutableBytes(of: &counts) { both in
             try comm.sendrecv(sending: UnsafeRawBufferPointer(rebasing: both[0..<8]), to: peer,
