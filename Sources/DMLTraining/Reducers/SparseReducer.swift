@@ -150,15 +150,17 @@ final class SparseReducer: GradientReducer {
                         support.deallocate()
                         support = .allocate(capacity: Swift.max(m, support.count * 3 / 2))
                     }
-                    for j in 0..<union.count { base[Int(union.indices[j])] = union.values[j] }
+                    // Written back as the mean: the multiplication `Vector.scale` does, at the union only (+0 elsewhere
+                    // stays +0, as the dense scale leaves it).
+                    base[n] = union.values[m]
+                    base[n + 1] = union.values[m + 1]
+                    let scale = 1 / base[n + 1]
+                    for j in 0..<m { base[Int(union.indices[j])] = union.values[j] * scale }
                     _ = support.initialize(from: union.indices[0..<m])
                     supportCount = m
                 }
             }
         }
-        // Mean: the same multiplication `Vector.scale` does, at the union only (+0 elsewhere stays +0).
-        let scale = 1 / base[n + 1]
-        for k in 0..<supportCount { base[Int(support[k])] *= scale }
         return sums.buffer
     }
 }
