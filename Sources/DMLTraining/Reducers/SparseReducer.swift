@@ -3,15 +3,16 @@ import DMLKernels
 
 /// How `--allreduce auto` chooses between the sparse reducer and one dense allreduce of the whole buffer:
 /// once, on the first step, from the touched coordinates of every rank (agreed by one allreduce of their
-/// counts, so every rank takes the same decision), by a modelled cost:
+/// counts, so every rank takes the same decision), by a modelled cost with a measured constant.
 ///
-/// the recursive-doubling merge sends each rank about `8·u` bytes per exchange, `⌊log2 p⌋ + 2·[p not a
-/// power of 2]` exchanges, where u (the union) is estimated from above by `min(n, Σ_ranks touched)`; the ring
-/// sends `2(p−1)/p · 4n` bytes and then the dense step reads and writes all n coordinates several times
-/// (zeroing, scaling, the divergence check, the update). Sparse is taken when
-/// `min(1, Σ touched / n) · exchanges ≤ maxDensity`; `maxDensity` is where the two measured costs meet at
-/// np = 2 (`dml-bench allreduce --sparse`, benchmarks/RESULTS.md "Sparse allreduce": the merge costs about
-/// as much per entry as the ring per 4·(something like 10) bytes of dense vector).
+/// Model: the recursive-doubling merge sends each rank about 8 bytes per entry of its group's union per
+/// exchange, `exchanges(p) = ⌊log2 p⌋ + 2·[p not a power of 2]` exchanges, the union estimated from above by
+/// `min(n, Σ_ranks touched)`; the dense path sends `2(p−1)/p · 4n` bytes and then zeroes, scales, checks and
+/// updates all n coordinates. Sparse is taken when `min(1, Σ touched / n) · exchanges(p) ≤ maxDensity`.
+/// Constant: `dml-bench allreduce --sparse` at np 2 on the 2-core Zen 5 VM (benchmarks/RESULTS.md, "Sparse
+/// allreduce") put the allreduce-only crossover with the ring at Σ touched / n between 4% and 20% across runs
+/// (the machine was loaded); 10% lies inside that band, and the whole step (zeroing, update) favours sparse
+/// further. A resumed run decides again on its first step.
 public struct SparseSelection: Sendable, Equatable {
     /// The largest `touched fraction × exchanges` that takes the sparse path.
     public var maxDensity: Double
