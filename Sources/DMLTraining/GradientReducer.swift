@@ -48,6 +48,8 @@ public protocol GradientReducer: AnyObject {
     /// buffers is still +0. A reducer that reduces only touched coordinates uses them instead of scanning the
     /// buffer; the others ignore them. Not called: the reducer finds them itself, if it needs them.
     func touched(_ coordinates: [Int32])
+    /// True when `touched` is used this step (the trainer then maps the batch's columns; others skip that work).
+    var wantsTouchedCoordinates: Bool { get }
     /// The gradient coordinates of the last `finish`'s result that may be non-zero, sorted (valid until the
     /// next `begin`); every other coordinate of the mean gradient is exactly +0 on every rank. nil: any may be.
     var reducedSupport: UnsafeBufferPointer<Int32>? { get }
@@ -59,6 +61,7 @@ extension GradientReducer {
     public func stageReady(_ stage: Int) {}
     public var wantsStages: Bool { false }
     public func touched(_ coordinates: [Int32]) {}
+    public var wantsTouchedCoordinates: Bool { false }
     public var reducedSupport: UnsafeBufferPointer<Int32>? { nil }
 }
 

@@ -106,6 +106,7 @@ final class SparseReducerTests: XCTestCase {
                             for (c, v) in zip(coords, vals) { group.buffer[Int(c)] = v }
                             group.buffer[n] = 1.5
                             group.buffer[n + 1] = Float(comm.rank + 1)
+                            XCTAssertEqual(reducer.wantsTouchedCoordinates, reducer === sparse)
                             if declare { reducer.touched(coords) }
                             buffers.append(try reducer.finish(step: step, globalRows: 0) {})
                         }

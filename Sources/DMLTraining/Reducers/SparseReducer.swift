@@ -112,6 +112,9 @@ final class SparseReducer: GradientReducer {
 
     func touched(_ coordinates: [Int32]) { declared = coordinates }
 
+    /// Until `auto` has chosen dense: the coordinates are what the sparse path (and the choice) reads.
+    var wantsTouchedCoordinates: Bool { usesSparse != false }
+
     func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
         try gate()
         let n = count, base = sums.base
