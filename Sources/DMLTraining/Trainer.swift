@@ -78,8 +78,8 @@ public struct Evaluation: Sendable {
 ///   → hooks.computed → reducer.finish (runs hooks.gate) → mean gradient, global loss and rows
 ///   → divergence guard → optimizer update (the same on every rank) → hooks.end
 /// ```
-/// The variations of the step are parts: the `GradientReducer` (flat, bucketed with overlap, block chain;
-/// `ReducerKind`), its `ReductionHook` (Float32 or a 16-bit wire), and `StepHooks` (faults, timeline, gate).
+/// The variations of the step are parts: the `GradientReducer` (flat, bucketed with overlap, block chain,
+/// sparse; `ReducerKind`), its `ReductionHook` (Float32 or a 16-bit wire), and `StepHooks` (faults, timeline, gate).
 public final class Trainer: TrainingStrategy {
     public let comm: Communicator
     public let model: Model
@@ -152,11 +152,19 @@ public final class Trainer: TrainingStrategy {
         let globalRows = Int(reduced[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduced[p]) / Double(globalRows)
-        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike.
-        guard meanLoss.isFinite, !reduced[0..<p].contains(where: { !$0.isFinite }) else { throw diverged(number, lossFinite: meanLoss.isFinite) }
+        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike. A sparse
+        // reducer's result is +0 off its support: only the support can be non-finite.
+        let support = reducer.reducedSupport
+        let nonFinite = support.map { s in s.contains { !reduced[Int($0)].isFinite } } ?? reduced[0..<p].contains { !$0.isFinite }
+        guard meanLoss.isFinite, !nonFinite else { throw diverged(number, lossFinite: meanLoss.isFinite) }
         let lr = config.schedule.lr(at: step)
         parameters.withUnsafeMutableBufferPointer { w in
-            optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, t: number, learningRate: lr)
+            // Over the support only where that is the dense update's bits (plain SGD); else every coordinate.
+            if let support, optimizer.updatesOnlyNonZeroGradients {
+                optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, at: support, t: number, learningRate: lr)
+            } else {
+                optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, t: number, learningRate: lr)
+            }
         }
         step += 1
         lastLoss = meanLoss

@@ -11,6 +11,13 @@ extension JobConfiguration {
         if r.autotune && r.allreduce != .auto { return "--autotune needs --allreduce auto" }
         if r.balance && r.compress != nil { return "--balance sums gradients in its own fixed order: it cannot be combined with --compress" }
         if r.balance && d.partition == .features { return "--balance moves rows: it needs --partition rows" }
+        if r.allreduce == .sparse {
+            // The sparse reducer sends (position, value) pairs of the touched coordinates in Float32, in one list.
+            if r.compress != nil { return "--allreduce sparse sends the touched coordinates as exact Float32 (position, value) pairs: it cannot be combined with --compress" }
+            if r.balance { return "--allreduce sparse cannot be combined with --balance: the chain sums whole gradients in block order" }
+            if r.overlap { return "--allreduce sparse reduces the whole gradient's touched coordinates in one list after the backward pass: it cannot be combined with --overlap" }
+            if d.partition == .features { return "--allreduce sparse reduces the touched coordinates of a replicated gradient; --partition features exchanges scores, not gradients: use --partition rows" }
+        }
         if r.overlap {
             if model.kind != .mlp {
                 return "--overlap overlaps an MLP's layer buckets with its backward pass; --model \(model.kind.rawValue) computes its gradient in one stage (use --model mlp, or leave out --overlap)"
