@@ -139,7 +139,13 @@ public final class Trainer: TrainingStrategy {
         for group in groups {
             let loss = withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
-                return compute(batch, into: group.buffer)
+                let loss = compute(batch, into: group.buffer)
+                // A sparse reducer reduces only what a CSR batch can have touched; with several groups it
+                // finds the coordinates itself.
+                if groups.count == 1, reducer.wantsTouchedCoordinates, let columns = batch.touchedColumns() {
+                    reducer.touched(columns.withUnsafeBufferPointer { model.gradientCoordinates(touchingColumns: $0) })
+                }
+                return loss
             }
             group.buffer[p] = Float(loss)
             group.buffer[p + 1] = Float(group.rows.count)
