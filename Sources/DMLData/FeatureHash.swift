@@ -52,12 +52,18 @@ public struct FeatureHash: Sendable, Equatable {
         guard n > 0 else { return }
         scratch.removeAll(keepingCapacity: true)
         for k in start..<indices.count { scratch.append((bucket(Int(indices[k]) + 1), values[k])) }
-        // Insertion sort, stable: equal buckets keep index order, so their sum's order is fixed (rows are short).
-        for i in 1..<Swift.max(1, scratch.count) {
-            let e = scratch[i]
-            var j = i
-            while j > 0 && scratch[j - 1].0 > e.0 { scratch[j] = scratch[j - 1]; j -= 1 }
-            scratch[j] = e
+        // Stable: equal buckets keep index order, so their sum's order is fixed. Insertion sort for short rows;
+        // longer ones sort (bucket, position) pairs, O(n log n).
+        if scratch.count <= 64 {
+            for i in 1..<Swift.max(1, scratch.count) {
+                let e = scratch[i]
+                var j = i
+                while j > 0 && scratch[j - 1].0 > e.0 { scratch[j] = scratch[j - 1]; j -= 1 }
+                scratch[j] = e
+            }
+        } else {
+            let keyed = scratch.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }
+            for (i, e) in keyed.enumerated() { scratch[i] = e.element }
         }
         indices.removeLast(n)
         values.removeLast(n)

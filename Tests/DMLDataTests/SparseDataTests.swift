@@ -92,6 +92,14 @@ extension DataReaderTests {
         XCTAssertEqual(map.description, "xxh3-64 seed=0x444d4c5f48415348 bits=18")
         XCTAssertEqual(FeatureHash(description: map.description), map)
         XCTAssertNil(FeatureHash(description: "murmur3 seed=0x1 bits=18"))
+        // A long row (the sorted path) hashes as the short rows' insertion sort would: by bucket, then index.
+        let map3 = FeatureHash(bits: 3)!
+        let long = write("long.svm", "1 " + (1...300).map { "\($0):\($0)" }.joined(separator: " ") + "\n0 5:1\n")
+        let hashedLong = try readSparse(long, ranks: 1) { $0.sparse = .on; $0.hash = map3 }[0].0.csr!
+        var sums = [Float](repeating: 0, count: 8)
+        for i in 1...300 { sums[Int(map3.bucket(i))] += Float(i) }
+        XCTAssertEqual(hashedLong.indices[0..<hashedLong.rowStarts[1]].map { Int($0) }, (0..<8).filter { sums[$0] != 0 })
+        XCTAssertEqual(Array(hashedLong.values[0..<hashedLong.rowStarts[1]]), sums.filter { $0 != 0 })
         let path = Self.fixtures.appendingPathComponent("tricky.svm").path
         for p in 1...4 {
             let shards = try readSparse(path, ranks: p) { $0.sparse = .on; $0.hash = FeatureHash(bits: 4) }
