@@ -65,6 +65,25 @@ final class SparseAllreduceIntegrationTests: XCTestCase {
         XCTAssertTrue(dense.stderr.contains("--densities belongs to the sparse mode"), dense.stderr)
     }
 
+    /// `dml-bench train --allreduce sparse` trains through the sparse reducer with its allreduce timed (the
+    /// communication share), to rd's final loss.
+    func testTrainBenchmarkTimesTheSparseReducer() throws {
+        var losses: [String: String] = [:]
+        for algorithm in ["rd", "sparse"] {
+            let csv = MPIRunner.temporaryDirectory() + "/train.csv"
+            let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax", "--steps", "20", "--warmup", "2", "--rows", "2048",
+                                                              "--allreduce", algorithm, "--csv", csv], timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+            let header = lines[0], row = lines[1]
+            let field = { (name: String) in row[header.firstIndex(of: name)!] }
+            XCTAssertEqual(field("allreduce"), algorithm)
+            XCTAssertGreaterThan(Double(field("comm_share"))!, 0, "the allreduce was timed")
+            losses[algorithm] = field("final_loss")
+        }
+        XCTAssertEqual(losses["sparse"], losses["rd"])
+    }
+
     func testTheSparseBenchmarkChecksItsResults() throws {
         let r = try MPIRunner.run(ranks: 3, "dml-bench", ["allreduce", "--sparse", "--dimension", "32K", "--densities", "0.5,10,60", "--check",
                                                           "--step-rows", "16", "--nnz-per-row", "8", "--iters", "3"], timeout: 120)
