@@ -66,6 +66,10 @@ public struct JobConfiguration: Sendable, Equatable {
         public var initFrom: String?
         /// `--early-stopping`: stop when the validation loss has not improved for this many evaluations.
         public var earlyStopping: Int?
+        /// `--lbfgs-memory`: the correction pairs `--optimizer lbfgs` keeps.
+        public var lbfgsMemory = FullBatchMethodKind.defaultMemory
+        /// `--tol`: a full-batch method stops when ‖∇F‖ ≤ tol·‖∇F(θ₀)‖ (`FullBatchSettings.tolerance`).
+        public var tol = FullBatchSettings.defaultTolerance
         public init() {}
     }
 
@@ -106,6 +110,9 @@ public struct JobConfiguration: Sendable, Equatable {
     public var optimization = Optimization()
     public var reduction = Reduction()
     public var outputs = Outputs()
+    /// The long names of the flags the command line (or its `--config` file) set, sorted: a flag set to its
+    /// default value is still refused where it means nothing (`conflict`). Empty for a configuration built in code.
+    public var givenFlags: [String] = []
 
     public init() {}
 
@@ -141,6 +148,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "outputs.logEvery": "when progress is printed",
         "outputs.collectiveTimeout": "how long ranks wait for each other",
         "outputs.configurationRecord": "a record of the settings, which the other fields hold",
+        "givenFlags": "which flags were written, not their values (the other fields hold those)",
     ]
 
     /// Every stored field as (dotted path, canonical text), in declaration order: nested configuration
