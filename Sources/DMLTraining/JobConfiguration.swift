@@ -110,8 +110,9 @@ public struct JobConfiguration: Sendable, Equatable {
     public var optimization = Optimization()
     public var reduction = Reduction()
     public var outputs = Outputs()
-    /// The long names of the flags the command line (or its `--config` file) set, sorted: a flag set to its
-    /// default value is still refused where it means nothing (`conflict`). Empty for a configuration built in code.
+    /// The long names of the flags written on the command line, sorted: a flag set to its default value there is
+    /// still refused where it means nothing (`conflict`); a `--config` file's settings count by their values (an
+    /// effective configuration lists every setting). Empty for a configuration built in code.
     public var givenFlags: [String] = []
 
     public init() {}

@@ -38,10 +38,10 @@ struct TrainingOptions: ParsableArguments {
                                discussion: "lbfgs and newton are full-batch methods for linear, logistic and softmax (see --tol): one iteration per epoch, no learning rate."))
     var optimizer: OptimizerKind = .sgd
 
-    @Option(name: .customLong("lbfgs-memory"), help: "--optimizer lbfgs: the correction pairs kept.")
+    @Option(name: .customLong("lbfgs-memory"), help: "L-BFGS (optimizer lbfgs): the correction pairs kept.")
     var lbfgsMemory: Int = FullBatchMethodKind.defaultMemory
 
-    @Option(help: "--optimizer lbfgs/newton: stop when the gradient norm of the objective is at most this times its norm at the starting parameters (or at --epochs/--steps iterations).")
+    @Option(help: "Optimizers lbfgs and newton: stop when the gradient norm of the objective is at most this times its norm at the starting parameters (or at --epochs/--steps iterations).")
     var tol: Double = FullBatchSettings.defaultTolerance
 
     @Option(help: "Momentum coefficient (--optimizer momentum).")

@@ -79,7 +79,14 @@ final class SecondOrderIntegrationTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(flags): \(r.stderr)")
             XCTAssertEqual(r.stderr.components(separatedBy: message).count - 1, 1, "\(flags): one message: \(r.stderr)")
         }
-        let full = try MPIRunner.run(ranks: 2, "dml-train", small + ["--optimizer", "lbfgs", "--batch-size", "full", "--steps", "3"])
+        let dir = MPIRunner.temporaryDirectory()
+        let full = try MPIRunner.run(ranks: 2, "dml-train", small + ["--optimizer", "lbfgs", "--batch-size", "full", "--steps", "3",
+                                                                  "--output", "\(dir)/a.safetensors"])
         XCTAssertEqual(full.status, 0, full.stderr)
+        // Its effective configuration lists every setting at its value (--lr 0.2, --batch-size full, …) and repeats the run.
+        let again = try MPIRunner.run(ranks: 2, "dml-train", ["--config", "\(dir)/a.config.toml", "--output", "\(dir)/b.safetensors"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let a = try Safetensors.read(path: "\(dir)/a.safetensors"), b = try Safetensors.read(path: "\(dir)/b.safetensors")
+        XCTAssertEqual(try a.floats("layers.0.weight"), try b.floats("layers.0.weight"))
     }
 }
