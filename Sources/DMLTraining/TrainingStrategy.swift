@@ -3,9 +3,10 @@ import DMLComm
 import DMLData
 
 /// A way of training one model on many ranks, one global step at a time: what the session loop
-/// (`TrainingSession`, `run`) drives, whatever the step does inside. Two exist: `Trainer` (each rank a
-/// share of the rows; the gradient reduced by a `GradientReducer`) and `FeaturePartitionedTrainer` (each rank
-/// every row and a share of the columns; partial scores reduced). Checkpoints, replica checks, evaluation,
+/// (`TrainingSession`, `run`) drives, whatever the step does inside. Three exist: `Trainer` (each rank a
+/// share of the rows; the gradient reduced by a `GradientReducer`), `FeaturePartitionedTrainer` (each rank
+/// every row and a share of the columns; partial scores reduced) and `SecondOrderTrainer` (full-batch L-BFGS
+/// or trust-region Newton; one step is one iteration). Checkpoints, replica checks, evaluation,
 /// metrics, the timeline, faults and the gate apply to both through this protocol and `StepHooks`.
 public protocol TrainingStrategy: AnyObject {
     var comm: Communicator { get }
