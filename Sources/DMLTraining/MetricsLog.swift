@@ -5,7 +5,7 @@ import DMLStatus
 /// `"event": "final"` line. Only rank 0 creates one. Keys: `step`, `epoch`, `loss`, `lr`,
 /// `samples_per_s` on every line; evaluation lines add `event: "eval"`, `test_loss`, `test_accuracy`.
 /// A strategy's own figures (`TrainingStrategy.stepFigures`: a full-batch method's `objective`, `grad_norm`, …)
-/// follow on its step lines, which then carry no `lr` (such a method has no learning rate).
+/// follow on its step lines; a strategy without a learning rate (`usesLearningRate`) writes no `lr`.
 /// A fresh run starts the file anew; a resumed run keeps the lines up to its checkpoint. A failed write
 /// (a full disk) is an `AtomicFile.WriteError` (`.ioError`), never a crash.
 public final class MetricsLog {

@@ -150,6 +150,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
     }
 
     public var stepFigures: [(name: String, value: Double)] { figures }
+    public var usesLearningRate: Bool { false }
 
     public func stepBody(number: Int) throws -> (loss: Double, rows: Int) {
         if started == nil { started = Date() }

@@ -195,7 +195,7 @@ public final class TrainingSession {
             lastSpeed = r.samplesPerSecond
             if rank0 { printer?.report(r) }
             self.log(to: metrics, [("step", r.step), ("epoch", r.epoch + 1), ("loss", r.loss),
-                                   ("lr", r.figures.isEmpty ? r.learningRate : nil), ("samples_per_s", r.samplesPerSecond)]
+                                   ("lr", self.trainer.usesLearningRate ? r.learningRate : nil), ("samples_per_s", r.samplesPerSecond)]
                                    + r.figures.map { ($0.name, $0.value) })
         }, afterStep: {
             let s = self.trainer.step
@@ -205,7 +205,7 @@ public final class TrainingSession {
                 let e = try self.test.map { try self.trainer.evaluate($0) }
                 let v = try self.validation.map { try self.trainer.evaluate($0) }
                 self.log(to: metrics, ["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "task": self.task, "loss": self.trainer.lastLoss,
-                                 "lr": self.hasLearningRate ? self.trainer.config.schedule.lr(at: s - 1) : nil, "samples_per_s": lastSpeed,
+                                 "lr": self.trainer.usesLearningRate ? self.trainer.config.schedule.lr(at: s - 1) : nil, "samples_per_s": lastSpeed,
                                  "test_loss": e?.loss, "test_accuracy": e?.accuracy,
                                  "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
                 if let v, early != nil {
@@ -248,7 +248,7 @@ public final class TrainingSession {
         let s = trainer.step
         // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
         log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0, "task": task,
-                         "loss": trainer.lastLoss, "lr": s > 0 && hasLearningRate ? trainer.config.schedule.lr(at: s - 1) : nil,
+                         "loss": trainer.lastLoss, "lr": s > 0 && trainer.usesLearningRate ? trainer.config.schedule.lr(at: s - 1) : nil,
                          "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
                          "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
@@ -259,10 +259,6 @@ public final class TrainingSession {
         result.best = early.map { ($0.bestLoss, $0.bestStep) }
         return result
     }
-
-    /// Whether the strategy's steps have a learning rate: not a full-batch method's, whose lines carry its
-    /// own figures instead (`stepFigures`).
-    private var hasLearningRate: Bool { trainer.stepFigures.isEmpty }
 
     /// What the losses are (a metrics reader labels its axes by it): a classifier's cross-entropy, or a
     /// regression's squared error.

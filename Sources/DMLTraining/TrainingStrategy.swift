@@ -55,6 +55,9 @@ public protocol TrainingStrategy: AnyObject {
     /// Figures of the last step besides its loss, by name (a full-batch method's objective and gradient
     /// norm): the metrics lines and the progress lines show them. Empty by default.
     var stepFigures: [(name: String, value: Double)] { get }
+    /// Whether its steps follow `config.schedule` (the metrics carry `lr` then); true by default, false for a
+    /// method that chooses its own steps.
+    var usesLearningRate: Bool { get }
     /// Why the strategy has stopped before `config.steps` (a tolerance reached), identical on every rank;
     /// nil while it goes on (the default). The loop runs no further step once it is set.
     var finished: String? { get }
@@ -63,6 +66,7 @@ public protocol TrainingStrategy: AnyObject {
 extension TrainingStrategy {
     public var stepFigures: [(name: String, value: Double)] { [] }
     public var finished: String? { nil }
+    public var usesLearningRate: Bool { true }
 
     /// One global step, with the hooks around it: `begin` (faults that fire as a step begins, the timeline),
     /// the strategy's body, `end` (which checks the body ran the gate; the `perturb` fault; the timeline).
