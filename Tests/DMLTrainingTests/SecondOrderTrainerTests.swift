@@ -109,6 +109,24 @@ final class SecondOrderTrainerTests: XCTestCase {
         for e in errors { XCTAssertTrue(e.contains("diverged at iteration 3") && e.contains("not finite"), e) }
     }
 
+    /// The safety nets apply as to any strategy: a perturbed replica is caught by the replica check, and the
+    /// timeline records the phases of every iteration.
+    func testAPerturbedReplicaIsCaughtAndTheTimelineRecordsEveryPhase() throws {
+        var c = configuration(.softmax, .newton, steps: 6, tol: 0)
+        let faults = try FaultPlan(parsing: "perturb:rank=1:step=3")
+        let errors = try LocalCommunicator.run(size: 3, timeout: 60) { comm -> String in
+            do { _ = try TrainingJob(configuration: c, comm: comm, faults: faults, output: .silent).run(); return "" } catch { return "\(error)" }
+        }
+        for e in errors { XCTAssertTrue(e.contains("replica check failed after step 3") && e.contains("rank 1"), e) }
+        c.outputs.timeline = MPIRunner.temporaryDirectory() + "/trace.json"
+        let spans = try LocalCommunicator.run(size: 2, timeout: 60) { comm -> Set<String> in
+            let job = TrainingJob(configuration: c, comm: comm, output: .silent)
+            _ = try job.run()
+            return Set(job.strategy?.hooks.timeline?.spans.map(\.name) ?? [])
+        }
+        for phase in ["compute", "wait", "allreduce", "update", "verify", "evaluate"] { XCTAssertTrue(spans[0].contains(phase), "\(phase): \(spans[0])") }
+    }
+
     /// A trainer checkpointed after k iterations and restored into a fresh one ends with the same bits as one
     /// that never stopped (the L-BFGS pairs, the radius and ‖∇F(θ₀)‖ travel in the checkpoint).
     func testACheckpointContinuesWithTheSameBits() throws {
