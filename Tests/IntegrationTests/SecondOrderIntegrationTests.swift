@@ -41,6 +41,22 @@ final class SecondOrderIntegrationTests: XCTestCase {
         }
     }
 
+    /// np 1, 2 and 3 under mpirun reach the same objective (within 1e-6 relative: the sums' order depends on np).
+    func testAnyNumberOfRanksReachesTheSameObjective() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        for optimizer in ["lbfgs", "newton"] {
+            var finals: [Double] = []
+            for np in [1, 2, 3] {
+                let metrics = "\(dir)/\(optimizer)-\(np).jsonl"
+                let r = try MPIRunner.run(ranks: np, "dml-train", small + ["--optimizer", optimizer, "--steps", "100", "--tol", "1e-6",
+                                                                          "--log-every", "1", "--metrics", metrics])
+                XCTAssertEqual(r.status, 0, r.stderr)
+                finals.append(try XCTUnwrap(metricsLines(metrics).last { $0["objective"] != nil }?["objective"] as? Double))
+            }
+            for f in finals.dropFirst() { XCTAssertEqual(f, finals[0], accuracy: 1e-6 * finals[0], "\(optimizer): \(finals)") }
+        }
+    }
+
     /// Killed as iteration k begins and resumed from the last checkpoint: the same final bytes as a run that
     /// was never stopped (the L-BFGS pairs and the trust radius are in the checkpoint).
     func testAKilledRunResumedEndsWithTheSameBits() throws {
