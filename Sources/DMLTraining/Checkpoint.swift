@@ -34,6 +34,9 @@ public struct Checkpoint: Equatable {
     /// What the session needs besides the model to continue exactly (early stopping's best loss and count),
     /// stored as `session.*` metadata.
     public var sessionState: [String: String] = [:]
+    /// What the strategy keeps besides the parameters and the optimizer's vectors (a full-batch method's
+    /// scalars: the trust-region radius, the initial gradient norm), stored as `strategy.*` metadata.
+    public var strategyState: [String: String] = [:]
 
     public static let format = "dml-checkpoint", formatVersion = 2
 
@@ -73,6 +76,7 @@ public struct Checkpoint: Equatable {
         var metadata = identity
         metadata["run_id"] = runID
         for (k, v) in sessionState { metadata["session." + k] = v }
+        for (k, v) in strategyState { metadata["strategy." + k] = v }
         metadata["format"] = Self.format
         metadata["format_version"] = String(Self.formatVersion)
         metadata["layout"] = layout.map(\.name).joined(separator: ",")
@@ -108,6 +112,7 @@ public struct Checkpoint: Equatable {
         var c = Checkpoint(step: Int(step), epoch: Int(epoch), parameters: parameters, optimizerState: state, layout: layout,
                            identity: identity, runID: file.metadata["run_id"] ?? "")
         for (k, v) in file.metadata where k.hasPrefix("session.") { c.sessionState[String(k.dropFirst(8))] = v }
+        for (k, v) in file.metadata where k.hasPrefix("strategy.") { c.strategyState[String(k.dropFirst(9))] = v }
         return c
     }
 

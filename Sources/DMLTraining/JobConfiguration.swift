@@ -71,6 +71,10 @@ public struct JobConfiguration: Sendable, Equatable {
         public var initFrom: String?
         /// `--early-stopping`: stop when the validation loss has not improved for this many evaluations.
         public var earlyStopping: Int?
+        /// `--lbfgs-memory`: the correction pairs `--optimizer lbfgs` keeps.
+        public var lbfgsMemory = FullBatchMethodKind.defaultMemory
+        /// `--tol`: a full-batch method stops when ‖∇F‖ ≤ tol·‖∇F(θ₀)‖ (`FullBatchSettings.tolerance`).
+        public var tol = FullBatchSettings.defaultTolerance
         public init() {}
     }
 
@@ -111,6 +115,10 @@ public struct JobConfiguration: Sendable, Equatable {
     public var optimization = Optimization()
     public var reduction = Reduction()
     public var outputs = Outputs()
+    /// The long names of the flags written on the command line, sorted: a flag set to its default value there is
+    /// still refused where it means nothing (`conflict`); a `--config` file's settings count by their values (an
+    /// effective configuration lists every setting). Empty for a configuration built in code.
+    public var givenFlags: [String] = []
 
     public init() {}
 
@@ -146,6 +154,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "outputs.logEvery": "when progress is printed",
         "outputs.collectiveTimeout": "how long ranks wait for each other",
         "outputs.configurationRecord": "a record of the settings, which the other fields hold",
+        "givenFlags": "which flags were written, not their values (the other fields hold those)",
     ]
 
     /// Every stored field as (dotted path, canonical text), in declaration order: nested configuration

@@ -4,6 +4,8 @@ import DMLStatus
 /// The `--metrics` file: JSON lines, one object per logged step, per evaluation and a last
 /// `"event": "final"` line. Only rank 0 creates one. Keys: `step`, `epoch`, `loss`, `lr`,
 /// `samples_per_s` on every line; evaluation lines add `event: "eval"`, `test_loss`, `test_accuracy`.
+/// A strategy's own figures (`TrainingStrategy.stepFigures`: a full-batch method's `objective`, `grad_norm`, …)
+/// follow on its step lines; a strategy without a learning rate (`usesLearningRate`) writes no `lr`.
 /// A fresh run starts the file anew; a resumed run keeps the lines up to its checkpoint. A failed write
 /// (a full disk) is an `AtomicFile.WriteError` (`.ioError`), never a crash.
 public final class MetricsLog {
@@ -36,6 +38,11 @@ public final class MetricsLog {
     /// Appends one line; keys keep the given order. Non-finite numbers are written as null. Throws
     /// `AtomicFile.WriteError` (`.ioError`) when the write fails.
     public func append(_ fields: KeyValuePairs<String, Any?>) throws {
+        try append(fields.map { ($0.key, $0.value) })
+    }
+
+    /// `append` with the fields as an array (a line whose keys are known only at run time).
+    public func append(_ fields: [(key: String, value: Any?)]) throws {
         var parts = ["\"time\": " + Self.json(Self.timestamp.string(from: Date()))]
         for (k, v) in fields {
             guard let v = v else { continue }

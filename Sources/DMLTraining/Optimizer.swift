@@ -2,19 +2,25 @@ import Foundation
 import DMLKernels
 import DMLModels
 
-/// Which update rule an `Optimizer` applies.
+/// Which update rule an `Optimizer` applies — or, for `lbfgs` and `newton`, which full-batch method a
+/// `SecondOrderTrainer` runs instead (`isFullBatch`: no learning rate, no batches; `FullBatchMethodKind`).
 public enum OptimizerKind: String, Sendable, CaseIterable {
-    case sgd, momentum, adam, adamw
+    case sgd, momentum, adam, adamw, lbfgs, newton
 
     /// Copies of the parameter buffer the rule keeps as state: none for SGD, a velocity for momentum,
-    /// first and second moments for Adam.
+    /// first and second moments for Adam; for a full-batch method its vectors (`FullBatchMethodKind.stateCopies`,
+    /// which for L-BFGS depends on its memory: this is the default memory's).
     public var stateCopies: Int {
         switch self {
         case .sgd: return 0
         case .momentum: return 1
         case .adam, .adamw: return 2
+        case .lbfgs, .newton: return FullBatchMethodKind(self)!.stateCopies(memory: FullBatchMethodKind.defaultMemory)
         }
     }
+
+    /// A full-batch second-order method (`SecondOrderTrainer`), not a per-step update rule of `Optimizer`.
+    public var isFullBatch: Bool { FullBatchMethodKind(self) != nil }
 }
 
 /// The optimizer's hyper-parameters, as plain values (the command line fills them in).
@@ -52,6 +58,7 @@ public struct OptimizerConfig: Sendable, Equatable {
         case .sgd: break
         case .momentum: s += "(momentum=\(momentum)\(nesterov ? ",nesterov" : ""))"
         case .adam, .adamw: s += "(beta1=\(beta1),beta2=\(beta2),eps=\(epsilon))"
+        case .lbfgs, .newton: break
         }
         if weightDecay != 0 { s += " weight_decay=\(weightDecay)" }
         return s
@@ -138,6 +145,8 @@ public final class Optimizer {
         let n = count
         let c = config
         switch c.kind {
+        case .lbfgs, .newton:
+            preconditionFailure("--optimizer \(c.kind.rawValue) is a full-batch method: SecondOrderTrainer runs it, not Optimizer")
         case .sgd:
             for (range, wd) in runs {
                 if wd == 0 {

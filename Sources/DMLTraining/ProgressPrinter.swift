@@ -24,6 +24,7 @@ public struct ProgressPrinter {
         let eta = done > 0 ? elapsed / Double(done) * Double(r.totalSteps - r.step) : 0
         let width = String(r.totalSteps).count
         let line = "step \(pad(r.step, width))/\(r.totalSteps)  epoch \(r.epoch + 1)  loss \(String(format: "%.6f", r.loss))  "
+            + r.figures.map { "\($0.name.replacingOccurrences(of: "_", with: " ")) \(Self.figure($0.value))  " }.joined()
             + "\(Self.grouped(r.samplesPerSecond)) samples/s  elapsed \(Self.duration(elapsed))  eta \(Self.duration(eta))"
         if interactive {
             print("\r" + line + "\u{1B}[K", terminator: r.step == r.totalSteps ? "\n" : "")
@@ -36,6 +37,11 @@ public struct ProgressPrinter {
     private func pad(_ n: Int, _ width: Int) -> String {
         let s = String(n)
         return String(repeating: " ", count: Swift.max(0, width - s.count)) + s
+    }
+
+    /// A strategy's figure: an integer as it is, else 7 significant digits (`%.7g`).
+    static func figure(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%.7g", value)
     }
 
     /// 1234567.8 → "1,234,568".

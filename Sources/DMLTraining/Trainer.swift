@@ -60,6 +60,19 @@ public struct StepReport: Sendable {
     /// Global rows per second since the previous report.
     public let samplesPerSecond: Double
     public let learningRate: Float
+    /// The strategy's other figures of this step (`TrainingStrategy.stepFigures`), by name.
+    public var figures: [(name: String, value: Double)] = []
+
+    public init(step: Int, totalSteps: Int, epoch: Int, loss: Double, samplesPerSecond: Double, learningRate: Float,
+                figures: [(name: String, value: Double)] = []) {
+        self.step = step
+        self.totalSteps = totalSteps
+        self.epoch = epoch
+        self.loss = loss
+        self.samplesPerSecond = samplesPerSecond
+        self.learningRate = learningRate
+        self.figures = figures
+    }
 }
 
 /// Loss (and accuracy, for classifiers) of a model over a whole data set, all shards together.
@@ -290,25 +303,10 @@ public final class Trainer: TrainingStrategy {
     /// shards together. Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
     /// rank's own evaluation time (shards differ in size, so the others may need longer).
     public func evaluate(_ data: Dataset) throws -> Evaluation {
-        try hooks.outside("evaluate", step: step) { try evaluateNow(data) }
-    }
-
-    private func evaluateNow(_ data: Dataset) throws -> Evaluation {
-        faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
-        let clock = DispatchTime.now().uptimeNanoseconds
-        let sums = parameters.withUnsafeBufferPointer { w in
-            data.withRows(0..<data.rows) { block in
-                data.y.withUnsafeBufferPointer { y in
-                    model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
-                }
-            }
+        try hooks.outside("evaluate", step: step) {
+            try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
+                                     timeout: config.collectiveTimeout)
         }
-        let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
-        let totals = try comm.watched("the evaluation after step \(step)", seconds: config.collectiveTimeout + 2 * own) {
-            try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
-        }
-        let n = Swift.max(totals[2], 1)
-        return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
     }
 
     /// The parameters as safetensors tensors, one per named view of the layout.
@@ -319,4 +317,27 @@ public final class Trainer: TrainingStrategy {
             }
         }
     }
+}
+
+/// Mean loss (and accuracy, for a classifier) of `model` at `parameters` over `data`, all ranks' shards
+/// together (`TrainingStrategy.evaluate` of the row-partitioned strategies). Collective: one allreduce of 3
+/// Doubles, under `timeout` plus twice this rank's own evaluation time (shards differ in size, so the others
+/// may need longer). The `hang` fault at `eval` fires first.
+func evaluateCollectively(model: Model, parameters: [Float], data: Dataset, comm: Communicator, hooks: StepHooks, step: Int,
+                          timeout: Double) throws -> Evaluation {
+    hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
+    let clock = DispatchTime.now().uptimeNanoseconds
+    let sums = parameters.withUnsafeBufferPointer { w in
+        data.withRows(0..<data.rows) { block in
+            data.y.withUnsafeBufferPointer { y in
+                model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+            }
+        }
+    }
+    let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
+    let totals = try comm.watched("the evaluation after step \(step)", seconds: timeout + 2 * own) {
+        try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
+    }
+    let n = Swift.max(totals[2], 1)
+    return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
 }

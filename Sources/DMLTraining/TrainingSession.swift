@@ -194,8 +194,9 @@ public final class TrainingSession {
         try trainer.run(report: { r in
             lastSpeed = r.samplesPerSecond
             if rank0 { printer?.report(r) }
-            self.log(to: metrics, ["step": r.step, "epoch": r.epoch + 1, "loss": r.loss, "lr": r.learningRate,
-                                   "samples_per_s": r.samplesPerSecond])
+            self.log(to: metrics, [("step", r.step), ("epoch", r.epoch + 1), ("loss", r.loss),
+                                   ("lr", self.trainer.usesLearningRate ? r.learningRate : nil), ("samples_per_s", r.samplesPerSecond)]
+                                   + r.figures.map { ($0.name, $0.value) })
         }, afterStep: {
             let s = self.trainer.step
             if self.options.verifyEvery > 0 && s % self.options.verifyEvery == 0 { try self.trainer.verifyReplicas() }
@@ -204,7 +205,7 @@ public final class TrainingSession {
                 let e = try self.test.map { try self.trainer.evaluate($0) }
                 let v = try self.validation.map { try self.trainer.evaluate($0) }
                 self.log(to: metrics, ["event": "eval", "step": s, "epoch": s / stepsPerEpoch, "task": self.task, "loss": self.trainer.lastLoss,
-                                 "lr": self.trainer.config.schedule.lr(at: s - 1), "samples_per_s": lastSpeed,
+                                 "lr": self.trainer.usesLearningRate ? self.trainer.config.schedule.lr(at: s - 1) : nil, "samples_per_s": lastSpeed,
                                  "test_loss": e?.loss, "test_accuracy": e?.accuracy,
                                  "validation_loss": v?.loss, "validation_accuracy": v?.accuracy])
                 if let v, early != nil {
@@ -247,7 +248,7 @@ public final class TrainingSession {
         let s = trainer.step
         // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
         log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0, "task": task,
-                         "loss": trainer.lastLoss, "lr": s > 0 ? trainer.config.schedule.lr(at: s - 1) : nil,
+                         "loss": trainer.lastLoss, "lr": s > 0 && trainer.usesLearningRate ? trainer.config.schedule.lr(at: s - 1) : nil,
                          "samples_per_s": seconds > 0 ? Double(stepRows(from: firstStep, to: s)) / seconds : 0,
                          "train_loss": trainEval.loss, "train_accuracy": trainEval.accuracy,
                          "test_loss": testEval?.loss, "test_accuracy": testEval?.accuracy,
@@ -267,6 +268,10 @@ public final class TrainingSession {
     /// of the steps: the next step's gate (or the end of the run) agrees on it and every rank stops with
     /// its message (exit 74). Lines after a failed one are not attempted.
     private func log(to metrics: MetricsLog?, _ fields: KeyValuePairs<String, Any?>) {
+        log(to: metrics, fields.map { ($0.key, $0.value) })
+    }
+
+    private func log(to metrics: MetricsLog?, _ fields: [(key: String, value: Any?)]) {
         guard let metrics, trainer.hooks.failureToAgree == nil else { return }
         do { try metrics.append(fields) } catch { trainer.hooks.failureToAgree = error }
     }

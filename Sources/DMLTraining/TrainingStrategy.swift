@@ -3,9 +3,10 @@ import DMLComm
 import DMLData
 
 /// A way of training one model on many ranks, one global step at a time: what the session loop
-/// (`TrainingSession`, `run`) drives, whatever the step does inside. Two exist: `Trainer` (each rank a
-/// share of the rows; the gradient reduced by a `GradientReducer`) and `FeaturePartitionedTrainer` (each rank
-/// every row and a share of the columns; partial scores reduced). Checkpoints, replica checks, evaluation,
+/// (`TrainingSession`, `run`) drives, whatever the step does inside. Three exist: `Trainer` (each rank a
+/// share of the rows; the gradient reduced by a `GradientReducer`), `FeaturePartitionedTrainer` (each rank
+/// every row and a share of the columns; partial scores reduced) and `SecondOrderTrainer` (full-batch L-BFGS
+/// or trust-region Newton; one step is one iteration). Checkpoints, replica checks, evaluation,
 /// metrics, the timeline, faults and the gate apply to both through this protocol and `StepHooks`.
 public protocol TrainingStrategy: AnyObject {
     var comm: Communicator { get }
@@ -51,9 +52,22 @@ public protocol TrainingStrategy: AnyObject {
     func start(from parameters: [Float]) throws
     /// The whole model's parameters in the row-partitioned layout (`model.layout`). Collective.
     func outputParameters() throws -> [Float]
+    /// Figures of the last step besides its loss, by name (a full-batch method's objective and gradient
+    /// norm): the metrics lines and the progress lines show them. Empty by default.
+    var stepFigures: [(name: String, value: Double)] { get }
+    /// Whether its steps follow `config.schedule` (the metrics carry `lr` then); true by default, false for a
+    /// method that chooses its own steps.
+    var usesLearningRate: Bool { get }
+    /// Why the strategy has stopped before `config.steps` (a tolerance reached), identical on every rank;
+    /// nil while it goes on (the default). The loop runs no further step once it is set.
+    var finished: String? { get }
 }
 
 extension TrainingStrategy {
+    public var stepFigures: [(name: String, value: Double)] { [] }
+    public var finished: String? { nil }
+    public var usesLearningRate: Bool { true }
+
     /// One global step, with the hooks around it: `begin` (faults that fire as a step begins, the timeline),
     /// the strategy's body, `end` (which checks the body ran the gate; the `perturb` fault; the timeline).
     @discardableResult
@@ -72,16 +86,16 @@ extension TrainingStrategy {
     public func run(report: (StepReport) throws -> Void, afterStep: () throws -> Void = {}) throws {
         var lastTime = Date()
         var samplesSinceReport = 0
-        while step < config.steps {
+        while step < config.steps && finished == nil {
             let lr = config.schedule.lr(at: step)
             let (loss, rows) = try trainStep()
             samplesSinceReport += rows
             let now = Date()
             let elapsed = now.timeIntervalSince(lastTime)
-            if step % config.logEvery == 0 || step == config.steps || elapsed >= config.reportInterval {
+            if step % config.logEvery == 0 || step == config.steps || elapsed >= config.reportInterval || finished != nil {
                 try report(StepReport(step: step, totalSteps: config.steps, epoch: sampler.epoch(ofStep: step - 1),
                                       loss: loss, samplesPerSecond: elapsed > 0 ? Double(samplesSinceReport) / elapsed : 0,
-                                      learningRate: lr))
+                                      learningRate: lr, figures: stepFigures))
                 lastTime = now
                 samplesSinceReport = 0
             }

@@ -90,6 +90,10 @@ struct DMLTrain: ParsableCommand {
     static func main() {
         let (command, arguments) = parsedOnEveryRankWithArguments()
         var job = command.configuration
+        // The flags written on the command line: one set to its default still means nothing to some optimizers. (A
+        // --config file's settings count by their values: an effective configuration lists every setting.)
+        job.givenFlags = CommandSettings(of: DMLTrain.self)
+            .given(in: CommandLineValues.joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst()))).keys.sorted()
         if job.outputs.output != nil {
             let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? ProcessInfo.processInfo.environment["SLURM_NTASKS"]
             job.outputs.configurationRecord = ConfigFile.effective(arguments: arguments, settings: CommandSettings(of: DMLTrain.self), header: [
@@ -170,6 +174,8 @@ extension DMLTrain {
         c.optimization.warmup = training.warmup
         c.optimization.initFrom = training.initFrom
         c.optimization.earlyStopping = training.earlyStopping
+        c.optimization.lbfgsMemory = training.lbfgsMemory
+        c.optimization.tol = training.tol
         c.reduction.allreduce = allreduce
         c.reduction.autotune = autotune
         c.reduction.tuneCache = tuneCache

@@ -34,8 +34,15 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 
-    @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: ArgumentHelp("Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).",
+                               discussion: "lbfgs and newton are full-batch methods for linear, logistic and softmax (see --tol): one iteration per epoch, no learning rate."))
     var optimizer: OptimizerKind = .sgd
+
+    @Option(name: .customLong("lbfgs-memory"), help: "L-BFGS (optimizer lbfgs): the correction pairs kept.")
+    var lbfgsMemory: Int = FullBatchMethodKind.defaultMemory
+
+    @Option(help: "Optimizers lbfgs and newton: stop when the gradient norm of the objective is at most this times its norm at the starting parameters (or at --epochs/--steps iterations).")
+    var tol: Double = FullBatchSettings.defaultTolerance
 
     @Option(help: "Momentum coefficient (--optimizer momentum).")
     var momentum: Float = 0.9
@@ -98,6 +105,8 @@ struct TrainingOptions: ParsableArguments {
         guard lrMin >= 0 && lrMin <= Double(lr) else { throw ValidationError("--lr-min must be in [0, --lr] (got \(lrMin))") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative (got \(warmup))") }
         if let i = initFrom, i.isEmpty { throw ValidationError("--init must name a model file") }
+        guard lbfgsMemory >= 1 else { throw ValidationError("--lbfgs-memory must be at least 1 (got \(lbfgsMemory))") }
+        guard tol >= 0 && tol.isFinite else { throw ValidationError("--tol must be a non-negative number (got \(tol))") }
         if nesterov && optimizer != .momentum { throw ValidationError("--nesterov needs --optimizer momentum") }
     }
 }

@@ -41,6 +41,8 @@ final class IdentityTests: XCTestCase {
         "optimization.lrMin": { $0.optimization.lrMin = 0.001 },
         "optimization.warmup": { $0.optimization.warmup = 5 },
         "optimization.earlyStopping": { $0.optimization.earlyStopping = 3 },
+        "optimization.lbfgsMemory": { $0.optimization.lbfgsMemory = 5 },
+        "optimization.tol": { $0.optimization.tol = 1e-8 },
         "reduction.compress": { $0.reduction.compress = .bf16 },
         "reduction.errorFeedback": { $0.reduction.errorFeedback = true },
         "reduction.balance": { $0.reduction.balance = true },

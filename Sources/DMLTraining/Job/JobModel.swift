@@ -37,6 +37,15 @@ extension JobConfiguration.Optimization {
                         epsilon: adamEpsilon, weightDecay: optimizer == .adamw ? weightDecay : 0)
     }
 
+    /// A full-batch method's settings (`--optimizer lbfgs|newton`, `--lbfgs-memory`, `--tol`); nil for the
+    /// per-step optimizers.
+    public var fullBatchSettings: FullBatchSettings? {
+        FullBatchMethodKind(optimizer).map { FullBatchSettings(kind: $0, memory: lbfgsMemory, tolerance: tol) }
+    }
+
+    /// Parameter-sized copies the optimizer keeps (a full-batch method's with its memory).
+    public var stateCopies: Int { FullBatchMethodKind(optimizer).map { $0.stateCopies(memory: lbfgsMemory) } ?? optimizer.stateCopies }
+
     /// The L2 term the model charges in its loss: every optimizer but adamw, whose decay is decoupled.
     public var modelWeightDecay: Float { optimizer == .adamw ? 0 : weightDecay }
 

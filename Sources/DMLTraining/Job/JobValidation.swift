@@ -41,6 +41,7 @@ extension JobConfiguration {
             if d.partition == .features { return "--partition features cuts dense columns: give --sparse off or auto with it" }
             if r.balance { return "--balance moves dense rows between ranks: give --sparse off or auto with it" }
         }
+        if let refusal = fullBatchConflict() { return refusal }
         if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
         if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }
         if o.resume && o.checkpointDir == nil { return "--resume needs --checkpoint-dir" }
@@ -54,5 +55,45 @@ extension JobConfiguration {
             if optimization.lrSearch != nil { return "--early-stopping and --lr-search both use the validation split: give one of them" }
         }
         return nil
+    }
+
+    /// `--optimizer lbfgs|newton` and its flags: a convex model, rows partitioned, and none of the flags that
+    /// mean nothing to a full-batch method that chooses its own steps (`fullBatchMeaningless`), whether set to a
+    /// value other than the default or written at all (`givenFlags`); `--tol` and `--lbfgs-memory` only with
+    /// the methods that use them.
+    func fullBatchConflict() -> String? {
+        let o = optimization, defaults = JobConfiguration()
+        func given(_ flag: String) -> Bool { givenFlags.contains(flag) }
+        guard o.optimizer.isFullBatch else {
+            if given("tol") || o.tol != defaults.optimization.tol { return "--tol is the stopping tolerance of --optimizer lbfgs or newton; --optimizer \(o.optimizer.rawValue) runs --epochs or --steps" }
+            if given("lbfgs-memory") || o.lbfgsMemory != defaults.optimization.lbfgsMemory { return "--lbfgs-memory needs --optimizer lbfgs" }
+            return nil
+        }
+        let name = "--optimizer \(o.optimizer.rawValue)"
+        if o.lbfgsMemory < 1 { return "--lbfgs-memory must be at least 1 (got \(o.lbfgsMemory))" }
+        if !(o.tol >= 0 && o.tol.isFinite) { return "--tol must be a non-negative number (got \(o.tol))" }
+        if model.kind == .mlp {
+            return "\(name) minimises a convex objective (--model linear, logistic or softmax, with --weight-decay as its L2 term); the MLP's loss is not convex: use --optimizer sgd, momentum, adam or adamw"
+        }
+        if data.partition == .features { return "\(name) needs --partition rows (the rows of each rank, every feature)" }
+        if o.optimizer == .newton && (given("lbfgs-memory") || o.lbfgsMemory != defaults.optimization.lbfgsMemory) { return "--lbfgs-memory needs --optimizer lbfgs" }
+        if given("batch-size") && o.batchSize != nil || o.batchSize != nil && o.batchSize != defaults.optimization.batchSize {
+            return "\(name) is a full-batch method: every iteration uses every training row, so --batch-size means nothing to it (leave it out, or give --batch-size full)"
+        }
+        for (flag, set) in fullBatchMeaningless(defaults) where set || given(flag) {
+            return "--\(flag) means nothing to \(name), a full-batch method that chooses its own steps (no learning rate, no batches, no per-step gradient exchange): leave it out"
+        }
+        return nil
+    }
+
+    /// The flags a full-batch method has no use for, each with whether this configuration sets it to something
+    /// other than its default.
+    func fullBatchMeaningless(_ defaults: JobConfiguration) -> [(flag: String, set: Bool)] {
+        let o = optimization, d = defaults.optimization, r = reduction
+        return [("lr", o.lr != d.lr), ("lr-search", o.lrSearch != nil), ("momentum", o.momentum != d.momentum), ("nesterov", o.nesterov),
+                ("beta1", o.beta1 != d.beta1), ("beta2", o.beta2 != d.beta2), ("adam-eps", o.adamEpsilon != d.adamEpsilon),
+                ("lr-schedule", o.schedule != d.schedule), ("lr-step-every", o.lrStepEvery != d.lrStepEvery),
+                ("lr-gamma", o.lrGamma != d.lrGamma), ("lr-min", o.lrMin != d.lrMin), ("warmup", o.warmup != d.warmup),
+                ("overlap", r.overlap), ("compress", r.compress != nil), ("error-feedback", r.errorFeedback), ("balance", r.balance)]
     }
 }

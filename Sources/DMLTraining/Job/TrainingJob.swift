@@ -99,7 +99,8 @@ public final class TrainingJob {
         }
         let train = loaded.train
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
-        let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
+        // A full-batch method (lbfgs, newton) uses every row in every iteration: one iteration per "epoch".
+        let batch = job.optimization.optimizer.isFullBatch ? nil : job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
         try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
                         nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) })
         let model = try comm.agreeing {
@@ -119,6 +120,9 @@ public final class TrainingJob {
             config.overlap = job.reduction.overlap
             config.bucketBytes = job.reduction.bucketBytes
             config.balance = job.reduction.balance
+            if let settings = job.optimization.fullBatchSettings, let convex = model as? TwiceDifferentiable {
+                return SecondOrderTrainer(comm: comm, model: convex, train: train, config: config, settings: settings, allreduce: exact, faults: faults)
+            }
             if let columns {
                 let slice = FeatureSlice(kind: FeatureSlice.Kind(rawValue: model.kind)!, features: features, columns: columns,
                                          classes: train.classes, weightDecay: job.optimization.modelWeightDecay)
@@ -182,6 +186,7 @@ public final class TrainingJob {
             strategy.hooks.timeline = recorder
         }
         let result = try session.run(progress: output.progress)
+        if let why = strategy.finished { say(why) }
         say(done(steps: strategy.step, result: result))
 
         let parameters = try strategy.outputParameters()
@@ -209,13 +214,13 @@ public final class TrainingJob {
         let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
-        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.optimizer.stateCopies, rows: localRows,
+        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.stateCopies, rows: localRows,
                                            widths: sparse ? Array(widths.dropFirst()) : widths, sparseInputColumns: sparse ? features : 0,
                                            nonZerosPerRow: nonZerosPerRow ?? 0)
         let ranks = MemoryBudget.ranksOnNode
         try comm.agreeing {
             guard let available = MemoryBudget.available(ranksOnNode: ranks), needed > available else { return }
-            throw JobError(.usage, "this model needs about \(MemoryBudget.format(needed)) per rank (\(parameters) parameters × \(3 + 2 * job.optimization.optimizer.stateCopies) copies, "
+            throw JobError(.usage, "this model needs about \(MemoryBudget.format(needed)) per rank (\(parameters) parameters × \(3 + 2 * job.optimization.stateCopies) copies, "
                            + "and the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→"))), but each of the \(ranks) "
                            + "rank\(ranks == 1 ? "" : "s") on this node has about \(MemoryBudget.format(Swift.max(0, available))): make the model or the batch smaller, "
                            + "or run fewer ranks per node")
@@ -300,6 +305,10 @@ public final class TrainingJob {
         }
         let lr = job.optimization.lrSearch == nil ? schedule.description : "search"
         let wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
+        if let settings = job.optimization.fullBatchSettings {
+            return "\(output.program): \(model.kind) on \(description), \(layout), full batch, at most \(steps) iterations, "
+                + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)"
+        }
         return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full"), \(steps) steps, "
             + "\(job.optimization.optimizerConfig.description), lr \(lr), allreduce \(job.reduction.allreduce.rawValue)\(wire)"
     }
