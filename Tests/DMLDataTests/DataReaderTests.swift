@@ -345,7 +345,7 @@ final class DataReaderTests: XCTestCase {
         XCTAssertEqual(failure(write("blank.csv", "a,b\n\n\n"), ranks: 2)[0], "\(dir)/blank.csv: no data rows")
         XCTAssertEqual(failure(dir, ranks: 2)[0], "\(dir) is a directory, not a data file")
         XCTAssertEqual(failure(write("train.data", "0,1,2\n1,3,4\n"), ranks: 2)[0],
-                       "\(dir)/train.data: cannot tell the format from the file name; name it with --format (csv, libsvm, npy)")
+                       "\(dir)/train.data: cannot tell the format from the file name; name it with --format (csv, libsvm, npy, hdf5)")
         XCTAssertEqual(failure(write("one.csv", "0,1\n0,2\n"), ranks: 2)[0],
                        "\(dir)/one.csv: every row has the same class label (0): classification needs at least two classes")
         let svm = write("bad.svm", "1 1:2 3:4\n0 2:1\n1 0:3\n")
