@@ -86,7 +86,10 @@ final class HDF5File {
         defer { H5Pclose(access) }
         _ = H5Pset_file_locking(access, true, true)
         let id = H5Fopen(path, chdf5_acc_rdonly(), access)
-        guard id >= 0 else { throw DataError(file: path, "not an HDF5 file (\(HDF5File.lastError()))") }
+        guard id >= 0 else {
+            let reason = HDF5File.lastError()
+            throw DataError(file: path, reason.contains("signature") ? "not an HDF5 file (\(reason))" : "cannot be opened as HDF5: \(reason)")
+        }
         self.path = path
         self.id = id
     }

@@ -180,15 +180,9 @@ final class HDF5ReaderTests: XCTestCase {
         XCTAssertEqual(fail(h5("/train/X", "/test/y"), test: true).0, "\(path), /test/y[2]: class label 2 does not occur in the training data")
     }
 
-    /// Writes a float32 .npy file as numpy.save does.
     func writeNPY(_ name: String, _ values: [Float], shape: [Int]) -> String {
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", "))), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var data: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
-        data += Array(header.utf8) + values.withUnsafeBytes { Array($0) }
         let path = "\(dir)/\(name)"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
+        writeNPYFile(path, descr: "<f4", shape: shape, bytes: values.withUnsafeBytes { Array($0) })
         return path
     }
 }
