@@ -133,6 +133,8 @@ final class HDF5Dataset: RowArray {
     let chunkRows: Int?
     /// 4-byte floats: read as Float (a plain copy); everything else as Double.
     let readsFloat: Bool
+    /// Bytes per value in the file (uncompressed).
+    let elementSize: Int
 
     var path: String { file.path }
     var dataset: String? { name }
@@ -165,6 +167,7 @@ final class HDF5Dataset: RowArray {
             }
             let type = H5Dget_type(id)
             defer { H5Tclose(type) }
+            elementSize = H5Tget_size(type)
             switch H5Tget_class(type) {
             case H5T_FLOAT: readsFloat = H5Tget_size(type) == 4
             case H5T_INTEGER: readsFloat = false
@@ -261,13 +264,18 @@ extension DataLoader {
         guard let sets = source.hdf5 else {
             throw DataError(file: source.path, "an HDF5 file: name its features dataset (--h5-features /path/X)", kind: .usage)
         }
+        let started = ReadStatistics.now()
         let file = try HDF5File(source.path)
         let x = try HDF5Dataset(file, sets.features)
         let labels = try sets.labels.map { try HDF5Dataset(file, $0) }
         if labels != nil && !x.twoDimensional {
             throw x.failure("a 1-D dataset: the features must be 2-D (rows × features)")
         }
-        return try readArrays(x: x, labels: labels, options: options, classification: classification, comm: comm)
+        let read = try readArrays(x: x, labels: labels, options: options, classification: classification, comm: comm)
+        // DML_DATA_STATS=1: the bytes are the rows' values as the datasets store them, uncompressed.
+        let bytes = read.0.rows * (x.columns * x.elementSize + (labels?.elementSize ?? 0))
+        ReadStatistics.report(file: source.path, rank: comm.rank, bytes: bytes, rows: read.0.rows, since: started)
+        return read
     }
 
     /// The columns of an HDF5 source's features dataset; nil for a 1-D one. Not collective.

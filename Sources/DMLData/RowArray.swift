@@ -62,26 +62,38 @@ extension DataLoader {
         let range = ShardPlan(rows: xFile.rows, ranks: comm.size).range(of: comm.rank)
         let features = xFile.columns - (labelColumn == nil ? 0 : 1)
         var shard = RawShard(features: features, x: [], labels: [])
-        shard.x.reserveCapacity(range.count * features)
         shard.labels.reserveCapacity(range.count)
         let name = xFile.dataset ?? (labels == nil ? "the array" : "X")
-        try xFile.forEachRow(range) { i, row in
-            for c in 0..<xFile.columns {
-                let v = row[c]
-                let global = range.lowerBound + i
-                if !v.isFinite || abs(v) > Double(Float.greatestFiniteMagnitude) {
-                    throw DataError(file: xFile.path, location: "\(name)[\(global), \(c)]",
-                                    "\(v) is not a finite number\(v.isFinite ? " in 32-bit float range" : "")")
-                }
-                if c == labelColumn {
-                    do { try shard.addLabel(v, line: i, column: nil, classification: classification) }
-                    catch let e as LocalLineError { throw DataError(file: xFile.path, location: "\(name)[\(global), \(c)]", e.message) }
+        let largest = Double(Float.greatestFiniteMagnitude)
+        /// The first value of `row` that is not finite or not in Float range, as the error naming it.
+        func badValue(_ row: UnsafeBufferPointer<Double>, global: Int) -> DataError {
+            let c = row.firstIndex { !(abs($0) <= largest) }!
+            return DataError(file: xFile.path, location: "\(name)[\(global), \(c)]",
+                             "\(row[c]) is not a finite number\(row[c].isFinite ? " in 32-bit float range" : "")")
+        }
+        // The shard's values are written in place, a row at a time: one check and one conversion loop over the
+        // row's columns, without a branch per value (the error is located only when the row has one).
+        var x = [Float](repeating: 0, count: range.count * features)
+        try x.withUnsafeMutableBufferPointer { out in
+            try xFile.forEachRow(range) { i, row in
+                var bad: UInt8 = 0
+                for v in row { bad |= abs(v) <= largest ? 0 : 1 }   // NaN compares false: bad
+                guard bad == 0 else { throw badValue(row, global: range.lowerBound + i) }
+                let target = out.baseAddress! + i * features
+                if let l = labelColumn {
+                    for c in 0..<l { target[c] = Float(row[c]) }
+                    for c in (l + 1)..<xFile.columns { target[c - 1] = Float(row[c]) }
+                    do { try shard.addLabel(row[l], line: i, column: nil, classification: classification) }
+                    catch let e as LocalLineError {
+                        throw DataError(file: xFile.path, location: "\(name)[\(range.lowerBound + i), \(l)]", e.message)
+                    }
                 } else {
-                    shard.x.append(Float(v))
+                    for c in 0..<features { target[c] = Float(row[c]) }
+                    if labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
                 }
             }
-            if labelColumn == nil && labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
         }
+        shard.x = x
         if let l = labels {
             let name = l.dataset ?? "y"
             try l.forEachRow(range) { i, row in
