@@ -167,16 +167,10 @@ final class DataReaderTests: XCTestCase {
         XCTAssertEqual(wide[0].0.features, 20)
     }
 
-    /// Writes a .npy file the way numpy.save does (version 1.0, header padded to 64 bytes).
+    /// Writes a .npy file the way numpy.save does (`writeNPYFile`).
     func writeNPY(_ name: String, descr: String, shape: [Int], bytes: [UInt8]) -> String {
-        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var data: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
-        data += Array(header.utf8) + bytes
         let path = "\(dir)/\(name)"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
+        writeNPYFile(path, descr: descr, shape: shape, bytes: bytes)
         return path
     }
 
