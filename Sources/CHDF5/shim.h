@@ -21,6 +21,8 @@ static inline hid_t chdf5_native_int32(void) { return H5T_NATIVE_INT32; }
 static inline hid_t chdf5_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t chdf5_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t chdf5_c_s1(void) { return H5T_C_S1; }
+static inline hid_t chdf5_ieee_f64be(void) { return H5T_IEEE_F64BE; }
+static inline hid_t chdf5_std_i16be(void) { return H5T_STD_I16BE; }
 
 /// Stops the library printing its error stack to stderr. Per thread in a thread-safe build (Debian's is), so
 /// it is called before every use on the calling thread; DML reports errors itself, once, naming the file.

@@ -79,6 +79,30 @@ final class HDF5ReaderTests: XCTestCase {
         XCTAssertEqual(byFormat.x, expected["/f32/X"])
     }
 
+    /// Wide rows (4096 columns), so a rank's rows take several read pieces: contiguous, chunked by 50 rows
+    /// (pieces rounded to whole chunks), chunks that split the columns, and big-endian storage, on 1–4 ranks.
+    func testRowsSpanningManyReadPiecesAndBigEndianStorage() throws {
+        let rows = 400, d = 4096
+        let values = (0..<rows * d).map { Double(($0 * 7919) % 2001 - 1000) / 8 }
+        let labels = (0..<rows).map { Int32($0 % 4) }
+        let path = "\(dir)/wide.h5"
+        let file = HDF5TestFile(path)
+        file.write("/contiguous", values.map { Float($0) }, shape: [rows, d])
+        file.write("/chunked", values.map { Float($0) }, shape: [rows, d], chunk: [50, d], gzip: 1)
+        file.write("/tiles", values, shape: [rows, d], chunk: [33, 1000], gzip: 1)
+        file.write("/big", values, shape: [rows, d], chunk: [64, d], bigEndian: true)
+        file.write("/y", labels, shape: [rows], bigEndian: true)
+        file.close()
+        let expected = values.map { Float($0) }
+        for set in ["/contiguous", "/chunked", "/tiles", "/big"] {
+            for ranks in [1, 3, 4] {
+                let (x, y) = whole(try read(DataSource(path: path, hdf5: HDF5Datasets(features: set, labels: "/y")), ranks: ranks))
+                XCTAssertTrue(x == expected, "\(set), np=\(ranks)")
+                XCTAssertEqual(y, labels.map { Float($0) }, "\(set), np=\(ranks)")
+            }
+        }
+    }
+
     /// The same array as a .npy file and as an HDF5 dataset reads the same, bit for bit; and without a labels
     /// dataset the label is a column of the features (--label-column), as for a 2-D .npy array.
     func testAnHDF5DatasetReadsAsTheSameNPYArray() throws {

@@ -27,8 +27,10 @@ public final class HDF5TestFile {
     }
 
     /// Writes `values` (row-major) as dataset `name` of `shape`; chunked by `chunk` (a chunk's extent per
-    /// dimension) with `gzip` level when given, else contiguous.
-    public func write<T: HDF5Element>(_ name: String, _ values: [T], shape: [Int], chunk: [Int]? = nil, gzip: Int? = nil) {
+    /// dimension) with `gzip` level when given, else contiguous. `bigEndian`: stored as big-endian float64 (for
+    /// Double values) or int16 (for Int32 values), converted by the library.
+    public func write<T: HDF5Element>(_ name: String, _ values: [T], shape: [Int], chunk: [Int]? = nil, gzip: Int? = nil,
+                                      bigEndian: Bool = false) {
         precondition(values.count == shape.reduce(1, *))
         let dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), dims, nil)
@@ -37,7 +39,8 @@ public final class HDF5TestFile {
             H5Pset_chunk(create, Int32(chunk.count), chunk.map { hsize_t($0) })
             if let level = gzip { H5Pset_deflate(create, UInt32(level)) }
         }
-        let set = H5Dcreate2(id, name, T.hdf5Type, space, links, create, chdf5_p_default())
+        let stored = !bigEndian ? T.hdf5Type : T.self == Double.self ? chdf5_ieee_f64be() : chdf5_std_i16be()
+        let set = H5Dcreate2(id, name, stored, space, links, create, chdf5_p_default())
         precondition(set >= 0, "cannot create dataset \(name)")
         let status = values.withUnsafeBytes { H5Dwrite(set, T.hdf5Type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
         precondition(status >= 0)
