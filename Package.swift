@@ -82,8 +82,8 @@ let package = Package(
         .target(name: "DMLTestSupport", dependencies: ["DMLComm", "CHDF5"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
-        .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLTestSupport"]),
-        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLStatus", "DMLTestSupport"]),
+        .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLKernels", "DMLTestSupport"]),
+        .testTarget(name: "DMLDataTests", dependencies: ["DMLData", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLTrainingTests", dependencies: ["DMLTraining", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLCommandLineTests", dependencies: [
             "DMLCommandLine", "DMLStatus", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,6 +4,9 @@
     benchmarks/sparse_data.py rcv1   OUT.svm [--rows 200000] [--seed 1]   # text-like: 47,236 features, ~0.16% dense
     benchmarks/sparse_data.py criteo OUT.svm [--rows 2000000] [--seed 1]  # click-log-like: 39 fields hashed into 2^22
     ... --test-rows N writes N more rows from the same teacher to OUT's sibling OUT.test.svm
+    ... --mirror follows every row (x, y) with its mirror (-x, -y): the optimal bias of a logistic model is then
+        exactly 0, so LIBLINEAR without a bias (-B -1) solves the same problem as dml-train
+        (benchmarks/peers/liblinear_peer.py); --rows counts both
 
 rcv1-like: like RCV1 (Lewis et al. 2004, the LIBSVM binary version): 47,236 term features whose document
 frequencies follow a power law (Zipf, exponent 1.1), about 75 terms per row (0.16% density), tf-idf-like
@@ -135,12 +138,34 @@ class CriteoLike:
         return labels, indptr, cols, vals.astype(np.float32)
 
 
-def write(path, gen, seed, rows, first_block, label_format):
+def mirrored(labels, indptr, indices, values, negative):
+    """Each row followed by its mirror: the same columns, negated values, the other label."""
+    n = len(labels)
+    counts = np.repeat(np.diff(indptr), 2)
+    out_ptr = np.concatenate(([0], np.cumsum(counts)))
+    out_idx = np.empty(2 * len(indices), dtype=indices.dtype)
+    out_val = np.empty(2 * len(values), dtype=values.dtype)
+    for r in range(n):
+        a, b = indptr[r], indptr[r + 1]
+        for k, sign in ((2 * r, 1), (2 * r + 1, -1)):
+            out_idx[out_ptr[k]:out_ptr[k + 1]] = indices[a:b]
+            out_val[out_ptr[k]:out_ptr[k + 1]] = sign * values[a:b]
+    out_labels = np.empty(2 * n, dtype=labels.dtype)
+    out_labels[0::2] = labels
+    out_labels[1::2] = np.where(labels > 0, negative, 1)
+    return out_labels, out_ptr, out_idx, out_val
+
+
+def write(path, gen, seed, rows, first_block, label_format, mirror=False, negative=-1):
     block = 65536
     with open(path, "w") as out:
         for b in range((rows + block - 1) // block):
             n = min(block, rows - b * block)
-            write_rows(out, *gen.block(seed, first_block + b, n), label_format=label_format)
+            data = gen.block(seed, first_block + b, (n + 1) // 2 if mirror else n)
+            if mirror:
+                data = [v[:n] if i == 0 else v for i, v in enumerate(mirrored(*data, negative=negative))]
+                data[1] = data[1][:n + 1]
+            write_rows(out, *data, label_format=label_format)
             print(f"  {path}: {min(rows, (b + 1) * block)} of {rows} rows", file=sys.stderr, flush=True)
 
 
@@ -151,18 +176,21 @@ def main():
     ap.add_argument("--rows", type=int)
     ap.add_argument("--test-rows", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mirror", action="store_true", help="every row followed by its mirror (-x, -y)")
     a = ap.parse_args()
     if a.kind == "rcv1":
-        gen, rows, fmt = RCV1Like(a.seed), a.rows or 200_000, lambda v: "+1" if v > 0 else "-1"
+        gen, rows, fmt, negative = RCV1Like(a.seed), a.rows or 200_000, lambda v: "+1" if v > 0 else "-1", -1
     else:
-        gen, rows, fmt = CriteoLike(a.seed), a.rows or 2_000_000, str
+        gen, rows, fmt, negative = CriteoLike(a.seed), a.rows or 2_000_000, str, 0
     if rows <= 0 or a.test_rows < 0:
         sys.exit("sparse_data.py: --rows must be positive and --test-rows not negative")
-    write(a.out, gen, a.seed, rows, 0, fmt)
+    if a.mirror and (rows % 2 or a.test_rows % 2):
+        sys.exit("sparse_data.py: --mirror writes rows in pairs: --rows and --test-rows must be even")
+    write(a.out, gen, a.seed, rows, 0, fmt, a.mirror, negative)
     if a.test_rows:
         stem = a.out[:-4] if a.out.endswith(".svm") else a.out
         # Test rows come from blocks far past the training rows' blocks: the same teacher, other rows.
-        write(stem + ".test.svm", gen, a.seed, a.test_rows, 1 << 20, fmt)
+        write(stem + ".test.svm", gen, a.seed, a.test_rows, 1 << 20, fmt, a.mirror, negative)
 
 
 if __name__ == "__main__":

@@ -586,6 +586,45 @@ static void FN(softmax_rows)(float *x, long rows, long cols, long ld, float *lse
     }
 }
 
+// MARK: CSR rows
+
+typedef double v8d __attribute__((ext_vector_type(8), aligned(8)));
+
+/// a[c] += (double)x[c]·v for c < n: eight doubles at a time (each element its own operations: no lane layout
+/// enters the bits), then the tail.
+static inline __attribute__((always_inline)) void FN(acc_f2d)(double *a, const float *x, double v, long n) {
+    long c = 0;
+    for (; c + 8 <= n; c += 8) {
+        v8d xs = __builtin_convertvector(LD8(x + c), v8d);
+        *(v8d *)(a + c) = *(const v8d *)(a + c) + xs * v;
+    }
+    for (; c < n; c++) a[c] += (double)x[c] * v;
+}
+
+static void FN(csr_scatter)(long rows, const long *row_starts, const int32_t *indices, const float *values,
+                            const float *g, long ldg, long n, double *acc) {
+    for (long r = 0; r < rows; r++) {
+        const float *gr = g + r * ldg;
+        if (n == 1) {
+            double gv = (double)gr[0];
+            for (long k = row_starts[r]; k < row_starts[r + 1]; k++) acc[indices[k]] += gv * (double)values[k];
+        } else {
+            for (long k = row_starts[r]; k < row_starts[r + 1]; k++) FN(acc_f2d)(acc + (long)indices[k] * n, gr, (double)values[k], n);
+        }
+    }
+}
+
+static void FN(csr_forward_t)(long rows, const long *row_starts, const int32_t *indices, const float *values,
+                              const float *wt, long n, float *out, long ldo, double *scratch) {
+    double *s0 = scratch, *s1 = scratch + n;
+    for (long r = 0; r < rows; r++) {
+        long lo = row_starts[r], hi = row_starts[r + 1];
+        for (long c = 0; c < 2 * n; c++) scratch[c] = 0;
+        for (long k = lo; k < hi; k++) FN(acc_f2d)(((k - lo) & 1) == 0 ? s0 : s1, wt + (long)indices[k] * n, (double)values[k], n);
+        for (long c = 0; c < n; c++) out[r * ldo + c] = (float)(s0[c] + s1[c]);
+    }
+}
+
 const dml_kernel_table FN(dml_kernels_table) = {
     .isa = DML_ISA_ENUM,
     .name = DML_ISA_NAME,
@@ -614,4 +653,6 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .bf16_encode = FN(bf16_encode),
     .bf16_decode = FN(bf16_decode),
     .softmax_rows = FN(softmax_rows),
+    .csr_scatter = FN(csr_scatter),
+    .csr_forward_t = FN(csr_forward_t),
 };

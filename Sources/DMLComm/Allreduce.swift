@@ -71,6 +71,9 @@ public enum AllreduceKind: String, CaseIterable, Sendable {
     case hier
     /// Chooses one of the above by message size (`AutoAllreduce`).
     case auto
+    /// Only the entries that are not +0, by a recursive-doubling merge of sorted (position, value) lists
+    /// (`SparseAllreduce`): the same bits as `rd`; for gradients that touch few coordinates.
+    case sparse
 
     /// Builds the algorithm for `comm`.
     public func make(for comm: Communicator) -> AllreduceAlgorithm {
@@ -82,6 +85,7 @@ public enum AllreduceKind: String, CaseIterable, Sendable {
         case .mpi: return NativeAllreduce(comm: comm)
         case .hier: return HierarchicalAllreduce(comm: comm)
         case .auto: return AutoAllreduce(comm: comm)
+        case .sparse: return SparseAllreduce(comm: comm)
         }
     }
 }

@@ -41,39 +41,71 @@ public final class RecursiveDoublingAllreduce: AllreduceAlgorithm {
         let incoming = scratch.baseAddress!.assumingMemoryBound(to: T.self)
         let whole = UnsafeMutableRawBufferPointer(buffer)
         let into = UnsafeMutableRawBufferPointer(start: scratch.baseAddress, count: bytes)
+        let plan = RecursiveDoublingPlan(rank: r, size: p)
+        // Fold: in the first 2·rem ranks each even rank hands its buffer to the odd rank above it.
+        switch plan.fold {
+        case let .send(to): try comm.send(UnsafeRawBufferPointer(whole), to: to, tag: 0)
+        case let .receive(from):
+            try comm.recv(into, from: from, tag: 0)
+            op.combine(into: base, leftOperand: incoming, count: n)
+        case .none: break
+        }
+        for exchange in plan.exchanges {
+            try comm.sendrecv(sending: UnsafeRawBufferPointer(whole), to: exchange.peer, receiving: into, from: exchange.peer, tag: 1)
+            if exchange.incomingIsLower {
+                op.combine(into: base, leftOperand: incoming, count: n)
+            } else {
+                op.combine(into: base, from: incoming, count: n)
+            }
+        }
+        // Unfold: the odd ranks give the result back to the even ranks that sat out.
+        switch plan.unfold {
+        case let .send(to): try comm.send(UnsafeRawBufferPointer(whole), to: to, tag: 2)
+        case let .receive(from): try comm.recv(whole, from: from, tag: 2)
+        case .none: break
+        }
+    }
+}
+
+/// Who talks to whom in recursive doubling, on rank `rank` of `size`: the one schedule of `rd` and of the
+/// sparse merge (`SparseAllreduce`), so both reduce every element in the same order.
+///
+/// With p′ the largest power of two ≤ p and rem = p − p′: in the first 2·rem ranks each even rank folds its
+/// data into the odd rank above it and sits out; the p′ remaining ranks (new rank = r/2 for those odd ranks,
+/// r − rem for the rest) exchange with the partner whose new rank differs in bit k, k = 0, 1, …; each side
+/// combines `(lower group's value) ⊕ (higher group's value)`; the odd ranks then hand the result back.
+struct RecursiveDoublingPlan {
+    enum Transfer: Equatable { case none, send(to: Int), receive(from: Int) }
+    /// Before the exchanges: an even rank of the first 2·rem sends, the odd rank above receives (the incoming
+    /// data is the lower rank's: the left operand).
+    let fold: Transfer
+    /// The exchanges, in order: the partner, and whether its data is the lower group's (the left operand).
+    let exchanges: [(peer: Int, incomingIsLower: Bool)]
+    /// After the exchanges: the odd rank sends the result back to the even rank that sat out.
+    let unfold: Transfer
+
+    init(rank r: Int, size p: Int) {
         var pof2 = 1
         while pof2 * 2 <= p { pof2 *= 2 }
         let rem = p - pof2
-
-        // Fold: in the first 2·rem ranks each even rank hands its buffer to the odd rank above it.
         var newRank = r - rem
         if r < 2 * rem {
-            if r % 2 == 0 {
-                try comm.send(UnsafeRawBufferPointer(whole), to: r + 1, tag: 0)
-                newRank = -1
-            } else {
-                try comm.recv(into, from: r - 1, tag: 0)
-                op.combine(into: base, leftOperand: incoming, count: n)
-                newRank = r / 2
-            }
+            newRank = r % 2 == 0 ? -1 : r / 2
+            fold = r % 2 == 0 ? .send(to: r + 1) : .receive(from: r - 1)
+            unfold = r % 2 == 0 ? .receive(from: r + 1) : .send(to: r - 1)
+        } else {
+            fold = .none
+            unfold = .none
         }
+        var exchanges: [(peer: Int, incomingIsLower: Bool)] = []
         if newRank >= 0 {
             var mask = 1
             while mask < pof2 {
                 let newPeer = newRank ^ mask
-                let peer = newPeer < rem ? newPeer * 2 + 1 : newPeer + rem
-                try comm.sendrecv(sending: UnsafeRawBufferPointer(whole), to: peer, receiving: into, from: peer, tag: 1)
-                if newPeer < newRank {
-                    op.combine(into: base, leftOperand: incoming, count: n)
-                } else {
-                    op.combine(into: base, from: incoming, count: n)
-                }
+                exchanges.append((newPeer < rem ? newPeer * 2 + 1 : newPeer + rem, newPeer < newRank))
                 mask <<= 1
             }
         }
-        // Unfold: the odd ranks give the result back to the even ranks that sat out.
-        if r < 2 * rem {
-            if r % 2 == 0 { try comm.recv(whole, from: r + 1, tag: 2) } else { try comm.send(UnsafeRawBufferPointer(whole), to: r - 1, tag: 2) }
-        }
+        self.exchanges = exchanges
     }
 }

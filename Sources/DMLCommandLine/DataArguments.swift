@@ -7,6 +7,7 @@ import DMLData
 extension DataFormat: ExpressibleByArgument {}
 extension LearningTask: ExpressibleByArgument {}
 extension Delimiter: ExpressibleByArgument {}
+extension SparseMode: ExpressibleByArgument {}
 extension LabelColumn: ExpressibleByArgument {
     public var defaultValueDescription: String {
         switch self {

@@ -74,8 +74,27 @@ public struct ReadOptions: Sendable {
     /// `labelColumn` and `task` are ignored, each row's target is 0 and no class mapping is made (the input of
     /// a prediction without evaluation). LIBSVM lines always start with a label, so it must stay true there.
     public var labeled = true
+    /// LIBSVM rows as CSR or dense (`SparseMode`); other formats are always dense (`.on` is refused there).
+    public var sparse: SparseMode = .off
+    /// LIBSVM: feature hashing into 2^bits columns (`--hash-bits`); `features` then bounds the indices as
+    /// written, and the rows are 2^bits wide. Refused for other formats.
+    public var hash: FeatureHash? = nil
 
     public init() {}
+}
+
+/// Whether LIBSVM rows stay CSR (`--sparse`).
+public enum SparseMode: String, Sendable, CaseIterable {
+    /// CSR when the density (non-zeros over rows × features, over all ranks) is below `autoDensity`.
+    case auto
+    /// Always CSR (LIBSVM only: CSV and `.npy` input is dense and `on` is refused for it).
+    case on
+    /// Dense rows, `features` wide.
+    case off
+
+    /// `auto`'s threshold: CSR below 10 % non-zeros. Below it CSR is smaller (8 bytes a non-zero against 4 a
+    /// value) and its gathers do less work than the dense kernels' full rows.
+    public static let autoDensity = 0.1
 }
 
 /// The class labels as they were written in the training data: class i is `values[i]`.
@@ -109,6 +128,11 @@ public enum DataLoader {
         try comm.agree(!options.labeled && (format == .libsvm || source.hasSeparateLabels)
             ? "\(source.path): \(format == .libsvm ? "LIBSVM lines always start with a label" : "a labels file was given"), so the input cannot be read without labels"
             : nil, kind: .usage)
+        try comm.agree(options.sparse == .on && format != .libsvm
+            ? "--sparse on keeps LIBSVM rows as CSR, but \(source.path) is \(format!.rawValue) input, which stays dense: use --sparse auto or off" : nil,
+                       kind: .usage)
+        try comm.agree(options.hash != nil && format != .libsvm
+            ? "feature hashing (--hash-bits) maps LIBSVM feature indices, but \(source.path) is \(format!.rawValue) input" : nil, kind: .usage)
         let classification = options.labeled && options.task == .classification
         var raw: RawShard
         var firstRow = 0, globalRows = 0
@@ -132,7 +156,10 @@ public enum DataLoader {
                     let estimate = try estimatedLines(input, range: lines.range)
                     local = .success(try CSVParser(layout: layout, classification: classification).parse(lines, estimatedRows: estimate))
                 } else {
-                    let s = try LIBSVMParser(file: file, classification: classification, maxFeatures: options.features ?? expected).parse(lines)
+                    let (rowsEstimate, nonZeros) = try estimatedLinesAndPairs(input, range: lines.range)
+                    let bound = options.hash != nil ? options.features : (options.features ?? expected)
+                    let s = try LIBSVMParser(file: file, classification: classification, maxFeatures: bound, hash: options.hash)
+                        .parse(lines, estimatedRows: rowsEstimate, estimatedNonZeros: nonZeros)
                     sparse = s
                     local = .success(s.shard)
                 }
@@ -164,9 +191,16 @@ public enum DataLoader {
             locate = { (lineBase + $0 + 1, nil) }
             if var s = sparse {
                 let maxIndex = Int(try comm.allreduced(Int64(s.maxIndex), op: .max))
-                let features = expected ?? options.features ?? maxIndex
+                let features = expected ?? options.hash?.buckets ?? options.features ?? maxIndex
                 try comm.agree(features < 1 ? "\(file): no feature values in any row" : nil, kind: .dataFormat)
-                raw = s.densify(features: features)
+                let nonZeros = Double(try comm.allreduced(Int64(s.indices.count), op: .sum))
+                let density = nonZeros / Swift.max(1, Double(globalRows) * Double(features))
+                if options.sparse == .on || (options.sparse == .auto && density < SparseMode.autoDensity) {
+                    raw.csr = s.csr(features: features)
+                    raw.features = features
+                } else {
+                    raw = s.densify(features: features)
+                }
             }
         case .npy, .hdf5:
             var local: Result<RawShard, Error>
@@ -228,8 +262,9 @@ public enum DataLoader {
             for i in 0..<raw.rows { y[i] = Float(raw.labels[i]) }
         }
         raw.labels = []
-        let data = Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows,
-                           firstRow: firstRow, x: raw.x, y: y)
+        let data = raw.csr.map {
+            Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, csr: $0, y: y)
+        } ?? Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, x: raw.x, y: y)
         return (data, mapping)
     }
 
@@ -242,6 +277,21 @@ public enum DataLoader {
         let n = try bytes.withUnsafeMutableBytes { try input.read(into: $0.baseAddress!, count: sample, at: range.lowerBound) }
         let newlines = bytes[0..<n].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
         return Int(Double(range.count) * Double(newlines + 1) / Double(Swift.max(n, 1)) * 1.1) + 16
+    }
+
+    /// Lines and `index:value` pairs (colons) in `range`, estimated from its first 256 KiB with 10 % to spare:
+    /// a LIBSVM shard's CSR arrays are reserved once (see `estimatedLines`).
+    static func estimatedLinesAndPairs(_ input: InputFile, range: Range<Int>) throws -> (lines: Int, pairs: Int) {
+        let sample = Swift.min(range.count, 256 << 10)
+        guard sample > 0 else { return (0, 0) }
+        var bytes = [UInt8](repeating: 0, count: sample)
+        let n = try bytes.withUnsafeMutableBytes { try input.read(into: $0.baseAddress!, count: sample, at: range.lowerBound) }
+        var newlines = 0, colons = 0
+        for b in bytes[0..<n] {
+            if b == UInt8(ascii: "\n") { newlines += 1 } else if b == UInt8(ascii: ":") { colons += 1 }
+        }
+        let scale = Double(range.count) / Double(Swift.max(n, 1)) * 1.1
+        return (Int(Double(newlines + 1) * scale) + 16, Int(Double(colons) * scale) + 64)
     }
 
     static func lineCountBeforeFailure(_ r: Result<RawShard, Error>) -> Int {

@@ -36,8 +36,10 @@ public struct Standardization: Sendable, Equatable {
         return Standardization(mean: mean.map { Float($0) }, std: std)
     }
 
-    /// Standardises `data`'s features in place.
+    /// Standardises `data`'s features in place. Dense rows only: centring would fill every zero of CSR rows
+    /// (`LoadedData.prepare` refuses `--standardize` with them).
     public func apply(to data: inout Dataset) {
+        precondition(!data.isSparse, "standardising CSR rows would make them dense")
         let d = data.features
         precondition(d == mean.count)
         let inverse = std.map { 1 / $0 }
@@ -60,6 +62,22 @@ extension Dataset {
     /// part's global row order is the file's order without the validation rows, for any number of ranks.
     /// Collective: one small allreduce.
     public func splitValidation(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
+        if let csr { return try splitValidationCSR(csr, fraction: fraction, seed: seed, comm: comm) }
+        return try splitDense(fraction: fraction, seed: seed, comm: comm)
+    }
+
+    /// `splitValidation`, giving up this shard's rows: CSR rows are moved out first, so when nothing else holds
+    /// them the training rows are compacted in place (the peak is the shard plus its validation rows, not
+    /// twice the shard). This dataset is left without rows. Collective.
+    public mutating func splitValidationReleasingRows(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
+        guard let csr = self.csr else { return try splitDense(fraction: fraction, seed: seed, comm: comm) }
+        let labels = y
+        self.csr = CSRMatrix(columns: features)
+        y = []
+        return try splitValidationCSR(csr, fraction: fraction, seed: seed, comm: comm, labels: labels)
+    }
+
+    private func splitDense(fraction: Double, seed: UInt64, comm: Communicator) throws -> (train: Dataset, validation: Dataset) {
         var tx: [Float] = [], ty: [Float] = [], vx: [Float] = [], vy: [Float] = []
         let expected = Int(Double(rows) * fraction * 1.1) + 8
         vx.reserveCapacity(expected * features); vy.reserveCapacity(expected)
@@ -74,17 +92,45 @@ extension Dataset {
                 }
             }
         }
+        let (train, validation) = try splitCounts(training: ty.count, validation: vy.count, fraction: fraction, comm: comm)
+        return (Dataset(features: features, classes: classes, globalRows: train.total, firstRow: train.first, x: tx, y: ty),
+                Dataset(features: features, classes: classes, globalRows: validation.total, firstRow: validation.first, x: vx, y: vy))
+    }
+
+    /// `splitValidation` of CSR rows: the validation rows copied out, the training rows kept by
+    /// `CSRMatrix.retainRows` (in place when `csr` is the only reference to its arrays; `labels`: this shard's
+    /// labels, nil for `y`).
+    private func splitValidationCSR(_ csr: consuming CSRMatrix, fraction: Double, seed: UInt64, comm: Communicator,
+                                    labels: [Float]? = nil) throws -> (train: Dataset, validation: Dataset) {
+        let y = labels ?? self.y
+        let rows = csr.rows
+        let held = (0..<rows).map { Self.isValidationRow(firstRow + $0, fraction: fraction, seed: seed) }
+        var vcsr = CSRMatrix(columns: features), vy: [Float] = [], ty: [Float] = []
+        ty.reserveCapacity(rows)
+        for i in 0..<rows {
+            if held[i] { vcsr.append(row: i, of: csr); vy.append(y[i]) } else { ty.append(y[i]) }
+        }
+        var tcsr = consume csr
+        tcsr.retainRows { !held[$0] }
+        let (train, validation) = try splitCounts(training: ty.count, validation: vy.count, fraction: fraction, comm: comm)
+        return (Dataset(features: features, classes: classes, globalRows: train.total, firstRow: train.first, csr: tcsr, y: ty),
+                Dataset(features: features, classes: classes, globalRows: validation.total, firstRow: validation.first, csr: vcsr, y: vy))
+    }
+
+    /// Each part's global row count and this rank's first row in it, from every rank's counts. Collective:
+    /// one small allreduce; refuses a split that leaves no validation rows or fewer training rows than ranks.
+    private func splitCounts(training: Int, validation: Int, fraction: Double, comm: Communicator) throws
+        -> (train: (total: Int, first: Int), validation: (total: Int, first: Int)) {
         var slots = [Int64](repeating: 0, count: 2 * comm.size)
-        slots[2 * comm.rank] = Int64(ty.count)
-        slots[2 * comm.rank + 1] = Int64(vy.count)
+        slots[2 * comm.rank] = Int64(training)
+        slots[2 * comm.rank + 1] = Int64(validation)
         let counts = try comm.allreduced(slots, op: .sum)
         let before = (0..<comm.rank).reduce((0, 0)) { ($0.0 + Int(counts[2 * $1]), $0.1 + Int(counts[2 * $1 + 1])) }
         let total = (0..<comm.size).reduce((0, 0)) { ($0.0 + Int(counts[2 * $1]), $0.1 + Int(counts[2 * $1 + 1])) }
         try comm.agree(total.1 == 0 ? "--validation-fraction \(fraction) leaves no validation rows out of \(globalRows)" : nil, kind: .usage)
         try comm.agree(total.0 < comm.size
             ? "--validation-fraction \(fraction) leaves \(total.0) training rows for \(comm.size) ranks" : nil, kind: .usage)
-        return (Dataset(features: features, classes: classes, globalRows: total.0, firstRow: before.0, x: tx, y: ty),
-                Dataset(features: features, classes: classes, globalRows: total.1, firstRow: before.1, x: vx, y: vy))
+        return ((total.0, before.0), (total.1, before.1))
     }
 }
 
@@ -131,11 +177,15 @@ public struct LoadedData {
     public mutating func prepare(validationFraction: Double, standardize: Bool, seed: UInt64, comm: Communicator,
                                  given: Standardization? = nil) throws {
         if validationFraction > 0 {
-            let (t, v) = try train.splitValidation(fraction: validationFraction, seed: seed, comm: comm)
+            // The shard's rows are handed over, so CSR rows are compacted in place, not copied.
+            let (t, v) = try train.splitValidationReleasingRows(fraction: validationFraction, seed: seed, comm: comm)
             train = t
             validation = v
         }
         if standardize || given != nil {
+            try comm.agree(train.isSparse
+                ? "--standardize centres every feature, which would make the CSR rows dense (--sparse): leave out --standardize, or read the rows dense with --sparse off"
+                  + (given != nil && !standardize ? " (the --init model was trained on standardised features)" : "") : nil, kind: .usage)
             let s = try given ?? Standardization.compute(train, comm: comm)
             s.apply(to: &train)
             if validation != nil { s.apply(to: &validation!) }

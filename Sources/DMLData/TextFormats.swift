@@ -1,6 +1,10 @@
+import DMLKernels
+
 /// What the readers produce on one rank before the ranks agree on anything: the rows of its part, labels
 /// still as they were written in the file.
 struct RawShard {
+    /// The rows as CSR (LIBSVM kept sparse); `x` is then empty.
+    var csr: CSRMatrix? = nil
     var features: Int
     /// `rows × features` values, row-major.
     var x: [Float]
@@ -170,13 +174,16 @@ extension RawShard {
 }
 
 /// Parses the lines of one rank's byte range of a LIBSVM / SVMlight file: `label idx:val idx:val …`, indices
-/// 1-based, `# comments` and `qid:` tokens ignored. Rows are kept sparse until the ranks agree on the number
-/// of features (the largest index over all ranks, or `--features`).
+/// 1-based, `# comments` and `qid:` tokens ignored. Rows are kept sparse (CSR) until the ranks agree on the
+/// number of features (the largest index over all ranks, or `--features`, or 2^B hashed) and on whether they
+/// stay CSR (`--sparse`). With `hash`, each row's indices are checked as written, then mapped to their
+/// buckets (`FeatureHash.hashRow`).
 struct LIBSVMParser {
     let file: String
     let classification: Bool
     /// Indices above this are an error (from `--features`, or the training set's count for a test set).
     let maxFeatures: Int?
+    var hash: FeatureHash? = nil
 
     struct Sparse {
         var shard = RawShard(features: 0, x: [], labels: [])
@@ -186,9 +193,17 @@ struct LIBSVMParser {
         var maxIndex = 0
     }
 
-    func parse(_ lines: LineRange) throws -> Sparse {
+    /// `estimatedRows`/`estimatedNonZeros`: the arrays are reserved once at about their final size, so they
+    /// do not grow by doubling copies (which would double the peak memory).
+    func parse(_ lines: LineRange, estimatedRows: Int = 0, estimatedNonZeros: Int = 0) throws -> Sparse {
         var s = Sparse()
+        s.indices.reserveCapacity(estimatedNonZeros)
+        s.values.reserveCapacity(estimatedNonZeros)
+        s.rowEnds.reserveCapacity(estimatedRows)
+        s.shard.labels.reserveCapacity(estimatedRows)
+        var scratch: [(Int32, Float)] = []
         s.shard.lines = try lines.forEachLine { line, index in
+            let rowStart = s.indices.count
             guard var p = line.baseAddress else { return }
             var end = p + line.count
             if let hash = line.firstIndex(of: UInt8(ascii: "#")) { end = p + hash }
@@ -231,6 +246,9 @@ struct LIBSVMParser {
                 guard idx < Int(Int32.max) else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(word(tokenStart, p)) is too large (at most \(Int32.max - 1))")
                 }
+                guard idx != previous else {
+                    throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) appears twice in the row")
+                }
                 guard idx > previous else {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) is not above the previous one (\(previous))")
                 }
@@ -250,6 +268,7 @@ struct LIBSVMParser {
                 s.values.append(Float(v))
             }
             s.maxIndex = Swift.max(s.maxIndex, previous)
+            if let hash { hash.hashRow(indices: &s.indices, values: &s.values, from: rowStart, scratch: &scratch) }
             s.rowEnds.append(s.indices.count)
         }
         return s
@@ -263,6 +282,19 @@ struct LIBSVMParser {
 }
 
 extension LIBSVMParser.Sparse {
+    /// The rows as CSR, `features` wide; frees the parser's arrays (moved, not copied).
+    mutating func csr(features: Int) -> CSRMatrix {
+        var starts = [Int]()
+        starts.reserveCapacity(rowEnds.count + 1)
+        starts.append(0)
+        starts.append(contentsOf: rowEnds)
+        rowEnds = []
+        let m = CSRMatrix(columns: features, rowStarts: starts, indices: indices, values: values)
+        indices = []
+        values = []
+        return m
+    }
+
     /// The dense rows, `features` wide; frees the sparse form.
     mutating func densify(features: Int) -> RawShard {
         var out = shard

@@ -15,6 +15,8 @@ public final class LinearRegression: Model {
     public let layout: ParameterLayout
     public let weightDecay: Float
     private let residuals = Scratch()
+    private let sparse = SparseRows()
+    public var acceptsSparseRows: Bool { true }
 
     public init(features: Int, weightDecay: Float = 0) {
         precondition(features > 0 && weightDecay >= 0)
@@ -32,23 +34,23 @@ public final class LinearRegression: Model {
         let d = inputs, n = batch.rows
         guard n > 0 else { return 0 }
         let r = residuals.get(n)
-        values(parameters, batch.x, n, r)
+        values(parameters, batch.block, r)
         var loss = 0.0
         for i in 0..<n {
             r[i] -= batch.y[i]
             loss += 0.5 * Double(r[i]) * Double(r[i])
         }
-        Gemm.gemvT(m: n, n: d, alpha: 1, a: batch.x, lda: d, x: r, beta: 1, y: gradient)
+        batch.block.accumulateTransposed(deltas: r, outputs: 1, into: gradient, sparse: sparse)
         gradient[d] += Vector.sum(r, n)
         return loss + WeightDecay.apply(weightDecay, views: [layout.views[0]], parameters: parameters,
                                         gradient: gradient, rows: n)
     }
 
-    /// `ŷ = X·w + b` for a batch (one gemv: training and evaluation).
-    private func values(_ parameters: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int, _ out: UnsafeMutablePointer<Float>) {
-        Gemm.gemv(m: rows, n: inputs, alpha: 1, a: x, lda: inputs, x: parameters, beta: 0, y: out)
+    /// `ŷ = X·w + b` for a block of rows (dense: one gemv, training and evaluation).
+    private func values(_ parameters: UnsafePointer<Float>, _ x: RowBlock, _ out: UnsafeMutablePointer<Float>) {
+        x.scores(weights: parameters, outputs: 1, into: out)
         let b = parameters[inputs]
-        for i in 0..<rows { out[i] += b }
+        for i in 0..<x.rows { out[i] += b }
     }
 
     /// Writes `ŷ` (one value per row): one dot product per row (`rowDots`), so a row's value does not depend
@@ -58,12 +60,20 @@ public final class LinearRegression: Model {
         rowDots(parameters, x, rows: rows, features: inputs, into: predictions)
     }
 
+    /// Dense rows as `predict`; CSR rows one sparse dot per row (`SparseRows.forward`), also row-independent.
+    public func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>) {
+        switch block.storage {
+        case let .dense(x): predict(parameters: parameters, x: x, rows: block.rows, into: predictions)
+        case .sparse: values(parameters, block, predictions)
+        }
+    }
+
     /// Loss: `Σ (ŷ − y)²` (the trainer divides by the row count: MSE); `correct` is 0.
     public func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums {
         var sums = EvaluationSums(loss: 0, correct: 0)
         forEachBlock(batch.rows) { first, count in
             let p = residuals.get(count)
-            values(parameters, batch.x + first * inputs, count, p)
+            values(parameters, batch.block.rows(first, count), p)
             for i in 0..<count {
                 let e = Double(p[i]) - Double(batch.y[first + i])
                 sums.loss += e * e
@@ -89,6 +99,8 @@ public final class LogisticRegression: Model {
     public let layout: ParameterLayout
     public let weightDecay: Float
     private let logits = Scratch()
+    private let sparse = SparseRows()
+    public var acceptsSparseRows: Bool { true }
 
     public init(features: Int, weightDecay: Float = 0) {
         precondition(features > 0 && weightDecay >= 0)
@@ -101,11 +113,10 @@ public final class LogisticRegression: Model {
         parameters.initialize(repeating: 0)
     }
 
-    private func computeLogits(_ parameters: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int,
-                               _ z: UnsafeMutablePointer<Float>) {
-        Gemm.gemv(m: rows, n: inputs, alpha: 1, a: x, lda: inputs, x: parameters, beta: 0, y: z)
+    private func computeLogits(_ parameters: UnsafePointer<Float>, _ x: RowBlock, _ z: UnsafeMutablePointer<Float>) {
+        x.scores(weights: parameters, outputs: 1, into: z)
         let b = parameters[inputs]
-        for i in 0..<rows { z[i] += b }
+        for i in 0..<x.rows { z[i] += b }
     }
 
     /// Binary cross-entropy of logit z against label y, in Double.
@@ -120,12 +131,12 @@ public final class LogisticRegression: Model {
         let d = inputs, n = batch.rows
         guard n > 0 else { return 0 }
         let z = logits.get(n)
-        computeLogits(parameters, batch.x, n, z)
+        computeLogits(parameters, batch.block, z)
         var loss = 0.0
         for i in 0..<n { loss += Self.crossEntropy(z[i], batch.y[i]) }
         Activation.sigmoid(z, n)
         for i in 0..<n { z[i] -= batch.y[i] }
-        Gemm.gemvT(m: n, n: d, alpha: 1, a: batch.x, lda: d, x: z, beta: 1, y: gradient)
+        batch.block.accumulateTransposed(deltas: z, outputs: 1, into: gradient, sparse: sparse)
         gradient[d] += Vector.sum(z, n)
         return loss + WeightDecay.apply(weightDecay, views: [layout.views[0]], parameters: parameters,
                                         gradient: gradient, rows: n)
@@ -139,11 +150,21 @@ public final class LogisticRegression: Model {
         Activation.sigmoid(predictions, rows)
     }
 
+    /// Dense rows as `predict`; CSR rows one sparse dot per row, then the sigmoid (row-independent).
+    public func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>) {
+        switch block.storage {
+        case let .dense(x): predict(parameters: parameters, x: x, rows: block.rows, into: predictions)
+        case .sparse:
+            computeLogits(parameters, block, predictions)
+            Activation.sigmoid(predictions, block.rows)
+        }
+    }
+
     public func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums {
         var sums = EvaluationSums(loss: 0, correct: 0)
         forEachBlock(batch.rows) { first, count in
             let z = logits.get(count)
-            computeLogits(parameters, batch.x + first * inputs, count, z)
+            computeLogits(parameters, batch.block.rows(first, count), z)
             for i in 0..<count {
                 let y = batch.y[first + i]
                 sums.loss += Self.crossEntropy(z[i], y)

@@ -38,6 +38,10 @@ public final class MLP: StagedGradientModel {
     /// One activation buffer per hidden layer, and the output logits.
     private let activations: [Scratch]
     private let deltaA = Scratch(), deltaB = Scratch()
+    /// The first layer's CSR products' scratch.
+    private let sparse = SparseRows()
+    /// The first layer reads its rows through `RowBlock`: dense or CSR.
+    public var acceptsSparseRows: Bool { true }
 
     public init(features: Int, hidden: [Int], classes: Int, activation: ActivationKind = .relu, weightDecay: Float = 0) {
         precondition(features > 0 && classes > 1 && hidden.allSatisfy { $0 > 0 } && weightDecay >= 0)
@@ -74,14 +78,15 @@ public final class MLP: StagedGradientModel {
 
     /// Runs the forward pass over `rows` rows; returns the logits buffer (rows × classes). Hidden layer l's
     /// activations are left in `activations[l − 1]`.
-    private func forward(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int) -> UnsafeMutablePointer<Float> {
-        var input = UnsafePointer(x)
+    private func forward(_ p: UnsafePointer<Float>, _ x: RowBlock) -> UnsafeMutablePointer<Float> {
+        let rows = x.rows
+        var input = RowBlock(dense: p, rows: 0, features: 0)
         var out = activations[0].get(1)
         for l in 1...layers {
-            let fanIn = widths[l - 1], fanOut = widths[l]
+            let fanOut = widths[l]
             out = activations[l - 1].get(rows * fanOut)
-            Gemm.gemm(transA: false, transB: true, m: rows, n: fanOut, k: fanIn, alpha: 1, a: input, lda: fanIn,
-                      b: p + weight(l).offset, ldb: fanIn, beta: 0, c: out, ldc: fanOut)
+            // The first layer reads the rows as given (dense or CSR); the layers above, dense activations.
+            (l == 1 ? x : input).scores(weights: p + weight(l).offset, outputs: fanOut, into: out)
             addBias(out, p + bias(l).offset, rows: rows, cols: fanOut)
             if l < layers {
                 switch activation {
@@ -89,7 +94,7 @@ public final class MLP: StagedGradientModel {
                 case .tanh: Activation.tanh(out, rows * fanOut)
                 }
             }
-            input = UnsafePointer(out)
+            input = RowBlock(dense: out, rows: rows, features: fanOut)
         }
         return out
     }
@@ -111,7 +116,7 @@ public final class MLP: StagedGradientModel {
             for i in 0..<layers { stageDone(i) }
             return 0
         }
-        let z = forward(parameters, batch.x, n)
+        let z = forward(parameters, batch.block)
         var correct = 0.0
         let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: outputs, correct: &correct)
         for r in 0..<n { z[r * outputs + Int(batch.y[r])] -= 1 }
@@ -123,9 +128,8 @@ public final class MLP: StagedGradientModel {
         var decay = 0.0
         for l in stride(from: layers, through: 1, by: -1) {
             let fanIn = widths[l - 1], fanOut = widths[l]
-            let below: UnsafePointer<Float> = l == 1 ? batch.x : UnsafePointer(activations[l - 2].get(0))
-            Gemm.gemm(transA: true, transB: false, m: fanOut, n: fanIn, k: n, alpha: 1, a: d, lda: fanOut,
-                      b: below, ldb: fanIn, beta: 1, c: gradient + weight(l).offset, ldc: fanIn)
+            let below = l == 1 ? batch.block : RowBlock(dense: activations[l - 2].get(0), rows: n, features: fanIn)
+            below.accumulateTransposed(deltas: d, outputs: fanOut, into: gradient + weight(l).offset, sparse: sparse)
             addColumnSums(d, rows: n, cols: fanOut, into: gradient + bias(l).offset)
             // Weight decay per layer, so the layer's gradient is final here; the next layer's delta below
             // reads the parameters, never this gradient.
@@ -135,8 +139,8 @@ public final class MLP: StagedGradientModel {
                 Gemm.gemm(transA: false, transB: false, m: n, n: fanIn, k: fanOut, alpha: 1, a: d, lda: fanOut,
                           b: parameters + weight(l).offset, ldb: fanIn, beta: 0, c: spare, ldc: fanIn)
                 switch activation {
-                case .relu: Activation.reluBackward(spare, below, n * fanIn)
-                case .tanh: Activation.tanhBackward(spare, below, n * fanIn)
+                case .relu: Activation.reluBackward(spare, activations[l - 2].get(0), n * fanIn)
+                case .tanh: Activation.tanhBackward(spare, activations[l - 2].get(0), n * fanIn)
                 }
                 d = spare
                 swap(&spare, &other)
@@ -148,8 +152,12 @@ public final class MLP: StagedGradientModel {
     /// Writes class probabilities (classes per row).
     public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                         into predictions: UnsafeMutablePointer<Float>) {
-        forEachBlock(rows) { first, count in
-            let z = forward(parameters, x + first * inputs, count)
+        predict(parameters: parameters, block: RowBlock(dense: x, rows: rows, features: inputs), into: predictions)
+    }
+
+    public func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>) {
+        forEachBlock(block.rows) { first, count in
+            let z = forward(parameters, block.rows(first, count))
             Softmax.rows(z, rows: count, cols: outputs, ld: outputs)
             (predictions + first * outputs).update(from: z, count: count * outputs)
         }
@@ -158,7 +166,7 @@ public final class MLP: StagedGradientModel {
     public func evaluate(parameters: UnsafePointer<Float>, batch: Batch) -> EvaluationSums {
         var sums = EvaluationSums(loss: 0, correct: 0)
         forEachBlock(batch.rows) { first, count in
-            let z = forward(parameters, batch.x + first * inputs, count)
+            let z = forward(parameters, batch.block.rows(first, count))
             sums.loss += softmaxCrossEntropy(z, labels: batch.y + first, rows: count, classes: outputs, correct: &sums.correct)
         }
         return sums

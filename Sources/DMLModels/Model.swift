@@ -1,16 +1,37 @@
-/// A mini-batch of rows: `x` is `rows × features`, row-major; `y` holds one target per row (the class index
-/// as a Float for classifiers, the value for regression).
-public struct Batch {
-    public let x: UnsafePointer<Float>
-    public let y: UnsafePointer<Float>
-    public let rows: Int
-    public let features: Int
+import DMLKernels
 
+/// A mini-batch of rows: the features as a `RowBlock` (dense `rows × features` row-major, or CSR); `y` holds
+/// one target per row (the class index as a Float for classifiers, the value for regression).
+public struct Batch {
+    public let block: RowBlock
+    public let y: UnsafePointer<Float>
+    public var rows: Int { block.rows }
+    public var features: Int { block.features }
+
+    /// A dense batch: `x` is `rows × features`, row-major.
     public init(x: UnsafePointer<Float>, y: UnsafePointer<Float>, rows: Int, features: Int) {
-        self.x = x
+        block = RowBlock(dense: x, rows: rows, features: features)
         self.y = y
-        self.rows = rows
-        self.features = features
+    }
+
+    public init(block: RowBlock, y: UnsafePointer<Float>) {
+        self.block = block
+        self.y = y
+    }
+
+    /// The dense features. A model that reads them directly must not be given CSR rows: it leaves
+    /// `Model.acceptsSparseRows` false, and the trainer refuses `--sparse on` for it.
+    public var x: UnsafePointer<Float> {
+        guard case let .dense(p) = block.storage else { preconditionFailure("Batch.x of a CSR batch: use batch.block") }
+        return p
+    }
+
+    /// For a CSR batch, the sorted union of the feature columns its rows touch (the only columns of a first
+    /// layer's weight gradient the batch can make non-zero); nil for a dense batch. Cost O(nnz·log nnz), no
+    /// scratch of the feature count's size (`SparseRows.touchedColumns` reuses one instead).
+    public func touchedColumns() -> [Int32]? {
+        guard case let .sparse(v) = block.storage else { return nil }
+        return v.touchedColumns()
     }
 }
 
@@ -50,6 +71,30 @@ public protocol Model: AnyObject {
     /// bytes; `RowIndependentPredictionTests`). Cost: one forward pass (the model's flops per row).
     func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                  into predictions: UnsafeMutablePointer<Float>)
+
+    /// Whether `accumulateGradient`, `evaluate` and `predict(parameters:block:into:)` take CSR rows (the
+    /// built-in models do, through `RowBlock`). Default false: `--sparse on` is refused for such a model.
+    var acceptsSparseRows: Bool { get }
+
+    /// `predict` on a `RowBlock`, with the same row-independence invariant. The default densifies CSR rows in
+    /// blocks and calls the dense `predict`.
+    func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>)
+}
+
+extension Model {
+    public var acceptsSparseRows: Bool { false }
+
+    public func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>) {
+        if case let .dense(x) = block.storage {
+            return predict(parameters: parameters, x: x, rows: block.rows, into: predictions)
+        }
+        let scratch = Scratch()
+        forEachBlock(block.rows) { first, count in
+            let x = scratch.get(count * block.features)
+            block.rows(first, count).densify(into: x)
+            predict(parameters: parameters, x: x, rows: count, into: predictions + first * outputs)
+        }
+    }
 }
 
 /// Per-batch evaluation sums (see `Model.evaluate`).

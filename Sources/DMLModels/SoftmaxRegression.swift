@@ -14,6 +14,8 @@ public final class SoftmaxRegression: Model {
     public let layout: ParameterLayout
     public let weightDecay: Float
     private let logits = Scratch()
+    private let sparse = SparseRows()
+    public var acceptsSparseRows: Bool { true }
 
     public init(features: Int, classes: Int, weightDecay: Float = 0) {
         precondition(features > 0 && classes > 1 && weightDecay >= 0)
@@ -29,12 +31,10 @@ public final class SoftmaxRegression: Model {
     }
 
     /// `Z = X·Wᵀ + b` for `rows` rows into `z` (rows × classes).
-    private func forward(_ parameters: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ rows: Int,
-                         _ z: UnsafeMutablePointer<Float>) {
+    private func forward(_ parameters: UnsafePointer<Float>, _ x: RowBlock, _ z: UnsafeMutablePointer<Float>) {
         let d = inputs, k = outputs
-        Gemm.gemm(transA: false, transB: true, m: rows, n: k, k: d, alpha: 1, a: x, lda: d, b: parameters, ldb: d,
-                  beta: 0, c: z, ldc: k)
-        addBias(z, parameters + k * d, rows: rows, cols: k)
+        x.scores(weights: parameters, outputs: k, into: z)
+        addBias(z, parameters + k * d, rows: x.rows, cols: k)
     }
 
     public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
@@ -42,12 +42,11 @@ public final class SoftmaxRegression: Model {
         let d = inputs, k = outputs, n = batch.rows
         guard n > 0 else { return 0 }
         let z = logits.get(n * k)
-        forward(parameters, batch.x, n, z)
+        forward(parameters, batch.block, z)
         var correct = 0.0
         let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: k, correct: &correct)
         for r in 0..<n { z[r * k + Int(batch.y[r])] -= 1 }
-        Gemm.gemm(transA: true, transB: false, m: k, n: d, k: n, alpha: 1, a: z, lda: k, b: batch.x, ldb: d,
-                  beta: 1, c: gradient, ldc: d)
+        batch.block.accumulateTransposed(deltas: z, outputs: k, into: gradient, sparse: sparse)
         addColumnSums(z, rows: n, cols: k, into: gradient + k * d)
         return loss + WeightDecay.apply(weightDecay, views: [layout.views[0]], parameters: parameters,
                                         gradient: gradient, rows: n)
@@ -55,9 +54,13 @@ public final class SoftmaxRegression: Model {
 
     public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                         into predictions: UnsafeMutablePointer<Float>) {
-        forEachBlock(rows) { first, count in
+        predict(parameters: parameters, block: RowBlock(dense: x, rows: rows, features: inputs), into: predictions)
+    }
+
+    public func predict(parameters: UnsafePointer<Float>, block: RowBlock, into predictions: UnsafeMutablePointer<Float>) {
+        forEachBlock(block.rows) { first, count in
             let out = predictions + first * outputs
-            forward(parameters, x + first * inputs, count, out)
+            forward(parameters, block.rows(first, count), out)
             Softmax.rows(out, rows: count, cols: outputs, ld: outputs)
         }
     }
@@ -66,7 +69,7 @@ public final class SoftmaxRegression: Model {
         var sums = EvaluationSums(loss: 0, correct: 0)
         forEachBlock(batch.rows) { first, count in
             let z = logits.get(count * outputs)
-            forward(parameters, batch.x + first * inputs, count, z)
+            forward(parameters, batch.block.rows(first, count), z)
             sums.loss += softmaxCrossEntropy(z, labels: batch.y + first, rows: count, classes: outputs, correct: &sums.correct)
         }
         return sums

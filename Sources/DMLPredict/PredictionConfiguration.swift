@@ -72,6 +72,9 @@ public struct PredictionConfiguration: Sendable, Equatable {
     public var report: String?
     /// Seconds any collective may wait without progress (0: forever), as `dml-train --collective-timeout`.
     public var collectiveTimeout = 60.0
+    /// LIBSVM rows as CSR or dense, by the same rule as `dml-train --sparse` (so the same file is stored, and
+    /// scored, as in training); `auto` reads dense rows for a model with standardisation.
+    public var sparse: SparseMode = .auto
 
     public init(model: String = "", data: String = "", labels: String? = nil, format: DataFormat? = nil, header: Bool? = nil,
                 delimiter: Delimiter = .auto, labelColumn: LabelChoice = .detect, output: String? = nil, probabilities: Bool = false,
@@ -122,6 +125,9 @@ public struct PredictionConfiguration: Sendable, Equatable {
             if header != nil { return "--\(header! ? "" : "no-")header applies to CSV files only (--data is \(f.rawValue))" }
             if delimiter != .auto { return "--delimiter applies to CSV files only (--data is \(f.rawValue))" }
         }
+        if sparse == .on && format != .libsvm {
+            return "--sparse on keeps LIBSVM rows as CSR; --data \(data) is \((format ?? .csv).rawValue) input, which stays dense"
+        }
         if !(collectiveTimeout >= 0 && collectiveTimeout.isFinite) {
             return "--collective-timeout must be a non-negative number of seconds (got \(collectiveTimeout))"
         }
@@ -132,6 +138,9 @@ public struct PredictionConfiguration: Sendable, Equatable {
     public func conflict(with file: ModelFile) -> String? {
         if probabilities && file.task == .regression {
             return "--proba: \(model) is a regression model (\(file.kind.rawValue)): it predicts values, not class probabilities"
+        }
+        if sparse == .on && file.standardization != nil {
+            return "--sparse on: \(model) standardises its features, which would make CSR rows dense: give --sparse auto or off"
         }
         return nil
     }

@@ -22,7 +22,10 @@ struct PredictionInput {
         var read = ReadOptions()
         read.header = job.header
         read.delimiter = job.delimiter
-        read.features = features
+        // A hashed model: any index is hashed into its 2^B columns, so the indices are not bounded.
+        read.features = model.featureHash == nil ? features : nil
+        read.hash = model.featureHash
+        read.sparse = job.sparse == .auto && model.standardization != nil ? .off : job.sparse
         let format = source.format ?? DataFormat.infer(fromPath: source.path)
         func mismatch(_ columns: Int) -> DataError {
             DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "

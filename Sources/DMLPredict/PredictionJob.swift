@@ -131,9 +131,9 @@ public final class PredictionJob {
         var outputs = [Float](repeating: 0, count: data.rows * network.outputs)
         if data.rows > 0 {
             model.parameters.withUnsafeBufferPointer { p in
-                data.x.withUnsafeBufferPointer { x in
+                data.withRows(0..<data.rows) { block in
                     outputs.withUnsafeMutableBufferPointer { o in
-                        network.predict(parameters: p.baseAddress!, x: x.baseAddress!, rows: data.rows, into: o.baseAddress!)
+                        network.predict(parameters: p.baseAddress!, block: block, into: o.baseAddress!)
                     }
                 }
             }

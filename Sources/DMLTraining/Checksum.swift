@@ -8,12 +8,28 @@ extension Checksum {
     /// A checksum of the whole training set that does not depend on how it is sharded: each row's
     /// features and label are hashed together with the row's global index, and the row hashes are
     /// added up modulo 2^64 over all ranks (addition is order-free, so any number of ranks gives the
-    /// same value). Collective; cost one pass over this rank's rows and one small allreduce.
+    /// same value). CSR rows hash their column indices and values instead (another seed, so a CSR and a
+    /// dense reading of one file differ: a resume does not switch `--sparse`). Collective; cost one pass over
+    /// this rank's rows (or non-zeros) and one small allreduce.
     public static func dataset(_ data: Dataset, comm: Communicator) throws -> UInt64 {
         var sum: UInt64 = 0
         let d = data.features
+        if let csr = data.csr {
+            csr.indices.withUnsafeBytes { ix in
+                csr.values.withUnsafeBytes { vx in
+                    for i in 0..<data.rows {
+                        let lo = csr.rowStarts[i], hi = csr.rowStarts[i + 1]
+                        var h = hash(UnsafeRawBufferPointer(rebasing: ix[(lo * 4) ..< (hi * 4)]),
+                                     seed: CounterRandom.hash(UInt64(data.firstRow + i), 0xC5A))
+                        h = hash(UnsafeRawBufferPointer(rebasing: vx[(lo * 4) ..< (hi * 4)]), seed: h)
+                        h = CounterRandom.hash(h, UInt64(data.y[i].bitPattern))
+                        sum &+= h
+                    }
+                }
+            }
+        }
         data.x.withUnsafeBytes { x in
-            for i in 0..<data.rows {
+            for i in 0..<(data.isSparse ? 0 : data.rows) {
                 let rowBytes = UnsafeRawBufferPointer(rebasing: x[(i * d * 4) ..< ((i + 1) * d * 4)])
                 var h = hash(rowBytes, seed: CounterRandom.hash(UInt64(data.firstRow + i), 0xDA7A))
                 h = CounterRandom.hash(h, UInt64(data.y[i].bitPattern))

@@ -42,6 +42,17 @@ public protocol GradientReducer: AnyObject {
     /// An epoch boundary after step `completed`: the data to train on from now (the block chain may move
     /// rows towards faster ranks). Collective.
     func epochEnded(_ train: Dataset, completed: Int) throws -> Dataset
+    /// Sparse data: the coordinates of the gradient that this step's groups may have written, sorted and
+    /// unique (`Model.gradientCoordinates(touchingColumns:)` of the batch's columns), handed over after the
+    /// computation and before `finish`; a promise that every other gradient coordinate of the groups'
+    /// buffers is still +0. A reducer that reduces only touched coordinates uses them instead of scanning the
+    /// buffer; the others ignore them. Not called: the reducer finds them itself, if it needs them.
+    func touched(_ coordinates: [Int32])
+    /// True when `touched` is used this step (the trainer then maps the batch's columns; others skip that work).
+    var wantsTouchedCoordinates: Bool { get }
+    /// The gradient coordinates of the last `finish`'s result that may be non-zero, sorted (valid until the
+    /// next `begin`); every other coordinate of the mean gradient is exactly +0 on every rank. nil: any may be.
+    var reducedSupport: UnsafeBufferPointer<Int32>? { get }
 }
 
 extension GradientReducer {
@@ -49,6 +60,9 @@ extension GradientReducer {
     public func epochEnded(_ train: Dataset, completed: Int) throws -> Dataset { train }
     public func stageReady(_ stage: Int) {}
     public var wantsStages: Bool { false }
+    public func touched(_ coordinates: [Int32]) {}
+    public var wantsTouchedCoordinates: Bool { false }
+    public var reducedSupport: UnsafeBufferPointer<Int32>? { nil }
 }
 
 /// How a buffer of gradient sums crosses the wire, as c10d's communication hooks and Horovod's
@@ -79,12 +93,23 @@ public enum ReducerKind: Sendable, Equatable {
     case bucketed(bucketBytes: Int, overlap: Bool)
     /// `--balance`: blocks of rows summed in global block order along a chain of ranks.
     case blockChain
+    /// Only the touched coordinates (`SparseReducer`), by `--allreduce sparse` (`auto` nil), or chosen by
+    /// density on the first step under `--allreduce auto` (`auto`: the dense algorithm and the largest touched
+    /// fraction for which the sparse path is taken).
+    case sparse(auto: SparseSelection?)
 
-    /// The strategy a configuration selects: the block chain under `balance`; buckets for a staged model on a
-    /// plain wire (a 16-bit wire takes the whole buffer: its exact tail and error feedback are positional);
-    /// otherwise one buffer.
+    /// The strategy a configuration selects: the block chain under `balance`; the sparse reducer for
+    /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
+    /// then picks sparse or dense by the first step's density); buckets for a staged model on a plain wire (a
+    /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
+    /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
         if config.balance { return .blockChain }
+        if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
+        if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
+           (model as? StagedGradientModel).map({ $0.gradientStages.count <= 1 }) ?? true {
+            return .sparse(auto: SparseSelection())
+        }
         if !hook.prescales, let staged = model as? StagedGradientModel, staged.gradientStages.count > 1 {
             return .bucketed(bucketBytes: config.bucketBytes, overlap: config.overlap)
         }
@@ -104,6 +129,9 @@ public enum ReducerKind: Sendable, Equatable {
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
+        case let .sparse(auto):
+            return SparseReducer(comm: comm, count: count, sparse: hook.algorithm as? SparseAllreduceAlgorithm ?? SparseAllreduce(comm: comm),
+                                 dense: auto == nil ? nil : hook.algorithm, selection: auto, collectiveTimeout: collectiveTimeout, note: note)
         }
     }
 }

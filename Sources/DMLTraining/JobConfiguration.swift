@@ -41,6 +41,11 @@ public struct JobConfiguration: Sendable, Equatable {
         public var standardize = false
         public var validationFraction = 0.0
         public var partition: Partition = .rows
+        /// LIBSVM rows as CSR (`--sparse`); `auto` reads them dense with --standardize, --balance or
+        /// --partition features, which need dense rows (see `effectiveSparse`).
+        public var sparse: SparseMode = .auto
+        /// `--hash-bits`: LIBSVM indices hashed into 2^B columns (`FeatureHash`); nil: no hashing.
+        public var hashBits: Int?
         public var syntheticRows = 16384
         public var syntheticTestRows = 4096
         public var syntheticFeatures = 784

@@ -32,6 +32,9 @@ public struct ModelFile: Equatable {
     public var labels: [String]?
     public var featureNames: [String]?
     public var standardization: Standardization?
+    /// The feature-hashing map the model was trained with (`feature_hash`, e.g. `xxh3-64 seed=0x444d4c5f48415348
+    /// bits=18`): `dml-predict` hashes LIBSVM indices with it. Nil: indices are columns.
+    public var featureHash: FeatureHash?
     /// The parameters, laid out by the model's `layout`.
     public var parameters: [Float]
     /// Where it came from: `data_checksum`, `data_rows`, `data`, `step`, `seed`, `ranks`, `partition`, ….
@@ -93,6 +96,7 @@ public struct ModelFile: Equatable {
             m["activation"] = activation.rawValue
         }
         if let labels { m["labels"] = Self.json(labels, quoted: true) }
+        if let featureHash { m["feature_hash"] = featureHash.description }
         if let featureNames { m["feature_names"] = Self.json(featureNames, quoted: true) }
         if let s = standardization {
             m["standardize_mean"] = Self.json(s.mean.map { "\($0)" }, quoted: false)
@@ -142,13 +146,20 @@ public struct ModelFile: Equatable {
             f.activation = a
         }
         f.labels = m["labels"].flatMap(Self.array)
+        if let h = m["feature_hash"] {
+            guard let map = FeatureHash(description: h), map.buckets == features else {
+                throw Safetensors.FormatError(reason: "its feature_hash '\(h)' is not a map this DML knows (xxh3-64 seed=0x… bits=B with 2^B features)")
+            }
+            f.featureHash = map
+        }
         f.featureNames = m["feature_names"].flatMap(Self.array)
         if let mean = m["standardize_mean"].flatMap(Self.array)?.compactMap(Float.init),
            let std = m["standardize_std"].flatMap(Self.array)?.compactMap(Float.init), mean.count == features, std.count == features {
             f.standardization = Standardization(mean: mean, std: std)
         }
         let known: Set<String> = ["format", "format_version", "dml_version", "model", "features", "outputs", "classes", "task", "hidden",
-                                  "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm"]
+                                  "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm",
+                                  "feature_hash"]
         f.provenance = m.filter { !known.contains($0.key) }
         f.parameters = try f.readTensors(file, names: { $0 })
         return f

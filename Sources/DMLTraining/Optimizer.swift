@@ -110,6 +110,28 @@ public final class Optimizer {
         self.init(config, count: layout.count, decayed: layout.weightRanges)
     }
 
+    /// True when an update over only the coordinates where the gradient is not +0 (`step(…at:…)`) gives
+    /// the same bits as the dense update: plain SGD without weight decay, where `w + (−lr)·(+0) = w` for
+    /// every w (−0 and NaN included). Every other rule moves coordinates whose gradient is 0 — momentum and
+    /// Adam through their state (`v = μv`, `m = β1·m`, `w −= lr·v`), weight decay through `λ·w` — so for them
+    /// the trainer runs the dense update, which is still exactly right on a sparse gradient: its untouched
+    /// entries are +0, as the dense reducers' would be, and the dense rule treats them as it always does.
+    public var updatesOnlyNonZeroGradients: Bool { config.kind == .sgd && config.weightDecay == 0 }
+
+    /// The SGD update at `coordinates` only (sorted or not, each once): `w[i] += (−lr)·g[i]` as one fused
+    /// multiply-add, the operation `Vector.axpy` does per element, so it gives the bits of the dense update
+    /// when the gradient is +0 everywhere else. Only where `updatesOnlyNonZeroGradients`. Cost: one random
+    /// access per coordinate.
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, at coordinates: UnsafeBufferPointer<Int32>,
+                     t: Int, learningRate lr: Float) {
+        precondition(updatesOnlyNonZeroGradients, "the indexed update is plain SGD's; \(config.description) updates every coordinate")
+        let a = -lr
+        for c in coordinates {
+            let i = Int(c)
+            w[i] = w[i].addingProduct(a, g[i])
+        }
+    }
+
     /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr`.
     /// `gradient` is left unchanged.
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {

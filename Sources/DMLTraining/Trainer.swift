@@ -78,8 +78,8 @@ public struct Evaluation: Sendable {
 ///   → hooks.computed → reducer.finish (runs hooks.gate) → mean gradient, global loss and rows
 ///   → divergence guard → optimizer update (the same on every rank) → hooks.end
 /// ```
-/// The variations of the step are parts: the `GradientReducer` (flat, bucketed with overlap, block chain;
-/// `ReducerKind`), its `ReductionHook` (Float32 or a 16-bit wire), and `StepHooks` (faults, timeline, gate).
+/// The variations of the step are parts: the `GradientReducer` (flat, bucketed with overlap, block chain,
+/// sparse; `ReducerKind`), its `ReductionHook` (Float32 or a 16-bit wire), and `StepHooks` (faults, timeline, gate).
 public final class Trainer: TrainingStrategy {
     public let comm: Communicator
     public let model: Model
@@ -108,11 +108,15 @@ public final class Trainer: TrainingStrategy {
     private var attached = false
     private var batchX: [Float] = []
     private var batchY: [Float] = []
+    /// A shuffled batch's CSR rows, gathered (CSR training data).
+    private var batchCSR = CSRMatrix(columns: 0)
 
     /// A trainer with the reducer the configuration selects (`ReducerKind.select`) over `hook` (default: a
     /// plain Float32 wire over `allreduce`). `note` prints what the reducer reports (balancing; rank 0).
+    /// A model that does not take CSR rows (`Model.acceptsSparseRows`) needs dense `train` rows.
     public init(comm: Communicator, model: Model, train: Dataset, config: TrainingConfig, allreduce: AllreduceAlgorithm,
                 hook: ReductionHook? = nil, faults: FaultPlan = FaultPlan(), note: @escaping (String) -> Void = { print($0) }) {
+        precondition(!train.isSparse || model.acceptsSparseRows, "\(model.kind) does not take CSR rows: give it dense data")
         self.comm = comm
         self.model = model
         self.train = train
@@ -135,7 +139,13 @@ public final class Trainer: TrainingStrategy {
         for group in groups {
             let loss = withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
-                return compute(batch, into: group.buffer)
+                let loss = compute(batch, into: group.buffer)
+                // A sparse reducer reduces only what a CSR batch can have touched; with several groups it
+                // finds the coordinates itself.
+                if groups.count == 1, reducer.wantsTouchedCoordinates, let columns = batch.touchedColumns() {
+                    reducer.touched(columns.withUnsafeBufferPointer { model.gradientCoordinates(touchingColumns: $0) })
+                }
+                return loss
             }
             group.buffer[p] = Float(loss)
             group.buffer[p + 1] = Float(group.rows.count)
@@ -148,11 +158,19 @@ public final class Trainer: TrainingStrategy {
         let globalRows = Int(reduced[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduced[p]) / Double(globalRows)
-        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike.
-        guard meanLoss.isFinite, !reduced[0..<p].contains(where: { !$0.isFinite }) else { throw diverged(number, lossFinite: meanLoss.isFinite) }
+        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike. A sparse
+        // reducer's result is +0 off its support: only the support can be non-finite.
+        let support = reducer.reducedSupport
+        let nonFinite = support.map { s in s.contains { !reduced[Int($0)].isFinite } } ?? reduced[0..<p].contains { !$0.isFinite }
+        guard meanLoss.isFinite, !nonFinite else { throw diverged(number, lossFinite: meanLoss.isFinite) }
         let lr = config.schedule.lr(at: step)
         parameters.withUnsafeMutableBufferPointer { w in
-            optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, t: number, learningRate: lr)
+            // Over the support only where that is the dense update's bits (plain SGD); else every coordinate.
+            if let support, optimizer.updatesOnlyNonZeroGradients {
+                optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, at: support, t: number, learningRate: lr)
+            } else {
+                optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, t: number, learningRate: lr)
+            }
         }
         step += 1
         lastLoss = meanLoss
@@ -234,20 +252,26 @@ public final class Trainer: TrainingStrategy {
          "derived.data_rows": String(train.globalRows)]
     }
 
-    /// Calls `body` with this rank's rows of the batch as one contiguous block. Unshuffled batches are
-    /// runs of consecutive rows and are passed in place; shuffled rows are gathered into a reused buffer.
+    /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
+    /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
+    /// a reused buffer (CSR: the batch's non-zeros copied once).
     func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) -> R {
         let d = train.features
         let first = train.firstRow
         if !sampler.shuffle, let lo = rows.first {
-            return train.x.withUnsafeBufferPointer { x in
-                train.y.withUnsafeBufferPointer { y in
-                    body(Batch(x: x.baseAddress! + (lo - first) * d, y: y.baseAddress! + (lo - first), rows: rows.count, features: d))
-                }
+            return train.withRows((lo - first) ..< (lo - first + rows.count)) { block in
+                train.y.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress! + (lo - first))) }
+            }
+        }
+        if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
+        for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
+        if let csr = train.csr {
+            rows.withUnsafeBufferPointer { batchCSR.gather(csr, rows: $0, firstRow: first) }
+            return batchCSR.withView(rows: 0..<rows.count) { view in
+                batchY.withUnsafeBufferPointer { y in body(Batch(block: RowBlock(view), y: y.baseAddress!)) }
             }
         }
         if batchX.count < rows.count * d { batchX = [Float](repeating: 0, count: rows.count * d) }
-        if batchY.count < rows.count { batchY = [Float](repeating: 0, count: rows.count) }
         train.x.withUnsafeBufferPointer { x in
             batchX.withUnsafeMutableBufferPointer { bx in
                 rows.withUnsafeBufferPointer {
@@ -255,7 +279,6 @@ public final class Trainer: TrainingStrategy {
                 }
             }
         }
-        for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
         return batchX.withUnsafeBufferPointer { x in
             batchY.withUnsafeBufferPointer { y in
                 body(Batch(x: x.baseAddress!, y: y.baseAddress!, rows: rows.count, features: d))
@@ -274,9 +297,9 @@ public final class Trainer: TrainingStrategy {
         faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
         let clock = DispatchTime.now().uptimeNanoseconds
         let sums = parameters.withUnsafeBufferPointer { w in
-            data.x.withUnsafeBufferPointer { x in
+            data.withRows(0..<data.rows) { block in
                 data.y.withUnsafeBufferPointer { y in
-                    model.evaluate(parameters: w.baseAddress!, batch: Batch(x: x.baseAddress!, y: y.baseAddress!, rows: data.rows, features: data.features))
+                    model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
                 }
             }
         }

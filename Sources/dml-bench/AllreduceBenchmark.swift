@@ -17,14 +17,29 @@ struct AllreduceBenchmark: ParsableCommand {
               mpirun -np 2 dml-bench allreduce --sizes 4K:256M --algorithms ring,shm,rd,auto --check
             """)
 
-    @Option(help: "Message sizes in bytes: FROM:TO (K, M, G = 1024-based), stepping by --factor, or a comma list (4K,1M,64M).")
-    var sizes: String = "4K:256M"
+    @Option(help: "Message sizes in bytes: FROM:TO (K, M, G = 1024-based), stepping by --factor, or a comma list (4K,1M,64M). Default 4K:256M.")
+    var sizes: String?
 
-    @Option(help: "Step between sizes of a FROM:TO range: 2 or 4.")
-    var factor: Int = 4
+    @Option(help: "Step between sizes of a FROM:TO range: 2 or 4. Default 4.")
+    var factor: Int?
 
-    @Option(help: "Algorithms to time, comma-separated, from: \(BenchKind.names.joined(separator: ", ")) (ring-fp16/ring-bf16: the ring with 16-bit messages, as dml-train --compress). mpi is always timed.")
-    var algorithms: String = AllreduceKind.allCases.map(\.rawValue).joined(separator: ",")
+    @Option(help: "Algorithms to time, comma-separated, from: \(BenchKind.names.joined(separator: ", ")) (ring-fp16/ring-bf16: the ring with 16-bit messages, as dml-train --compress). mpi is always timed. Default: all of AllreduceKind.")
+    var algorithms: String?
+
+    @Flag(help: "Sparse mode: the sparse allreduce against the ring and MPI_Allreduce of the whole vector over a sweep of densities (--dimension, --densities), then one training step's reduction and update (--step-rows, --nnz-per-row).")
+    var sparse = false
+
+    @Option(help: "--sparse: elements of the vector (K, M = 1024-based). Default 4M (2^22).")
+    var dimension: String?
+
+    @Option(help: "--sparse: each rank's share of non-zero positions, in percent, comma-separated. Default 0.01,0.1,0.5,1,2,5,10,20,50.")
+    var densities: String?
+
+    @Option(name: .customLong("step-rows"), help: "--sparse: rows per rank of the synthetic training step (0: none). Default 512.")
+    var stepRows: Int?
+
+    @Option(name: .customLong("nnz-per-row"), help: "--sparse: non-zero columns per row of the synthetic training step (power-law). Default 40.")
+    var nnzPerRow: Int?
 
     @Option(help: "Element type: float or double.")
     var type: ElementType = .float
@@ -57,6 +72,7 @@ struct AllreduceBenchmark: ParsableCommand {
 
     /// The parsed size list.
     func sizeList() throws -> [Int] {
+        let sizes = self.sizes ?? "4K:256M", factor = self.factor ?? 4
         if sizes.contains(":") {
             let ends = sizes.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard ends.count == 2, let from = ByteCount.parse(ends[0]), let to = ByteCount.parse(ends[1]), from > 0, from <= to else {
@@ -77,6 +93,7 @@ struct AllreduceBenchmark: ParsableCommand {
     /// The algorithms to time, `mpi` first.
     func kindList() throws -> [BenchKind] {
         var kinds: [BenchKind] = [.mpi]
+        let algorithms = self.algorithms ?? AllreduceKind.allCases.map(\.rawValue).joined(separator: ",")
         guard let names = CommaList.items(algorithms) else { throw ValidationError("--algorithms: give names separated by commas (got '\(algorithms)')") }
         for name in names {
             guard let k = BenchKind(rawValue: name) else {
@@ -88,7 +105,8 @@ struct AllreduceBenchmark: ParsableCommand {
     }
 
     func validate() throws {
-        guard factor == 2 || factor == 4 else { throw ValidationError("--factor must be 2 or 4 (got \(factor))") }
+        try validateSparse()
+        guard factor == nil || factor == 2 || factor == 4 else { throw ValidationError("--factor must be 2 or 4 (got \(factor!))") }
         let list = try sizeList()
         guard !list.isEmpty else { throw ValidationError("--sizes names no size") }
         if let bad = list.first(where: { $0 % type.bytes != 0 }) {
@@ -106,6 +124,7 @@ struct AllreduceBenchmark: ParsableCommand {
 
     func run() throws {
         try BenchJob.run("dml-bench allreduce") { comm, _ in
+            if sparse { return try sparseBenchmark(comm) }
             switch type {
             case .float: try benchmark(comm, Float.self)
             case .double: try benchmark(comm, Double.self)

@@ -26,6 +26,13 @@ struct Kernels: ParsableCommand {
     @Option(help: "Write the results as CSV (kernel,n,gflops,GBps) to this file.")
     var csv: String?
 
+    @Option(name: .customLong("sparse-data"),
+            help: "Measure only the sparse rows' products (CSR × dense forward, Xᵀ·G into the touched columns) on this LIBSVM file's rows, in non-zeros/s.")
+    var sparseData: String?
+
+    @Option(name: .customLong("sparse-outputs"), help: "With --sparse-data: the widths k of W (features × k) and G (rows × k), comma-separated.")
+    var sparseOutputs: String = "1,16"
+
     @Flag(name: .customLong("list-isas"), help: "Print the kernels' ISAs this CPU supports (one a line, from the baseline up: the default is the last) and exit.")
     var listISAs = false
 
@@ -34,6 +41,10 @@ struct Kernels: ParsableCommand {
         guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
         guard minTime > 0 && minTime.isFinite else { throw ValidationError("--min-time must be positive") }
         if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
+        guard CommaList.positiveIntegers(sparseOutputs) != nil else {
+            throw ValidationError("--sparse-outputs must be positive integers separated by commas (got '\(sparseOutputs)')")
+        }
+        if sparseData == nil && sparseOutputs != "1,16" { throw ValidationError("--sparse-outputs needs --sparse-data") }
     }
 
     var parsedSizes: [Int]? {
@@ -82,6 +93,10 @@ struct Kernels: ParsableCommand {
         print("cpu: \(cpuModel()); kernels: \(KernelDispatch.isa.rawValue) (supported here: "
               + KernelDispatch.supported.map(\.rawValue).joined(separator: ", ") + "; DML_KERNELS_ISA chooses)")
         if let note = KernelDispatch.overrideNote { print("note: \(note)") }
+        if let path = sparseData {
+            try sparseRows(path, outputs: CommaList.positiveIntegers(sparseOutputs)!, report: report)
+            return try writeCSV(rows)
+        }
 
         // gemm, square.
         for n in parsedSizes! {
@@ -197,6 +212,10 @@ struct Kernels: ParsableCommand {
             if sink == 42 || digest == 42 { print("") }  // keeps the reductions alive
         }
 
+        try writeCSV(rows)
+    }
+
+    private func writeCSV(_ rows: [Row]) throws {
         if let path = csv {
             let table = rows.map { r in
                 [r.kernel, String(r.n), r.gflops.map { String(format: "%.3f", $0) } ?? "", r.gbps.map { String(format: "%.3f", $0) } ?? ""]

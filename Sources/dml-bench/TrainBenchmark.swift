@@ -195,7 +195,9 @@ struct TrainBenchmark: ParsableCommand {
             ? SoftmaxRegression(features: features, classes: 10)
             : MLP(features: features, hidden: hiddenWidths!, classes: 10, activation: .relu)
         let lr = name == .softmax ? softmaxLr : mlpLr
-        let timed = TimedAllreduce(AllreduceKind(rawValue: allreduce)!.make(for: comm))
+        let algorithm = AllreduceKind(rawValue: allreduce)!.make(for: comm)
+        // The sparse allreduce keeps its sparse form, so the trainer picks the sparse reducer and its calls are timed.
+        let timed = (algorithm as? SparseAllreduceAlgorithm).map { TimedSparseAllreduce($0) } ?? TimedAllreduce(algorithm)
         let total = warmup + steps
         var config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
         config.overlap = overlap
@@ -237,7 +239,7 @@ struct TrainBenchmark: ParsableCommand {
 
 /// An allreduce that adds the time spent inside it to `seconds`: the communication share of a step.
 /// Costs two clock reads per call.
-final class TimedAllreduce: AllreduceAlgorithm {
+class TimedAllreduce: AllreduceAlgorithm {
     let inner: AllreduceAlgorithm
     var seconds = 0.0
     var name: String { inner.name }
@@ -254,6 +256,28 @@ final class TimedAllreduce: AllreduceAlgorithm {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         try inner.run(buffer, op: op)
+    }
+}
+
+/// `TimedAllreduce` for a sparse allreduce: times its dense and its sparse calls.
+final class TimedSparseAllreduce: TimedAllreduce, SparseAllreduceAlgorithm {
+    let sparse: SparseAllreduceAlgorithm
+
+    init(_ inner: SparseAllreduceAlgorithm) {
+        sparse = inner
+        super.init(inner)
+    }
+
+    func run(_ entries: SparseEntries<Float>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Float> {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try sparse.run(entries, dimension: dimension, op: op)
+    }
+
+    func run(_ entries: SparseEntries<Double>, dimension: Int, op: ReduceOp) throws -> SparseEntries<Double> {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try sparse.run(entries, dimension: dimension, op: op)
     }
 }
 

@@ -64,11 +64,17 @@ struct PredictCommand: ParsableCommand {
             help: "Seconds any collective may wait without progress before the job ends naming the rank that did not answer (0: forever); reading gets five times this.")
     var collectiveTimeout: Double = 60
 
+    @Option(help: ArgumentHelp("LIBSVM rows as CSR (on), dense (off) or auto, by dml-train's rule: CSR below 10% non-zeros.",
+                               discussion: "A model trained with --hash-bits hashes the indices with its own map (its feature_hash metadata) whatever this says."))
+    var sparse: SparseMode = .auto
+
     /// What the command line asked for, as the library's plain values.
     var job: PredictionConfiguration {
-        PredictionConfiguration(model: model, data: data, labels: labels, format: format, header: csv.header, delimiter: csv.delimiter,
-                                labelColumn: labelColumn ?? .detect, output: output, probabilities: probabilities, evaluate: evaluate,
-                                report: report, collectiveTimeout: collectiveTimeout, h5Features: hdf5.features, h5Labels: hdf5.labels)
+        var c = PredictionConfiguration(model: model, data: data, labels: labels, format: format, header: csv.header, delimiter: csv.delimiter,
+                                        labelColumn: labelColumn ?? .detect, output: output, probabilities: probabilities, evaluate: evaluate,
+                                        report: report, collectiveTimeout: collectiveTimeout, h5Features: hdf5.features, h5Labels: hdf5.labels)
+        c.sparse = sparse
+        return c
     }
 
     func validate() throws {

@@ -146,6 +146,8 @@ extension DMLTrain {
         c.data.delimiter = data.csv.delimiter
         c.data.features = data.features
         c.data.standardize = data.standardize
+        c.data.sparse = data.sparse
+        c.data.hashBits = data.hashBits
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

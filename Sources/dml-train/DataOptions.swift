@@ -44,6 +44,14 @@ struct DataOptions: ParsableArguments {
     @Option(help: "LIBSVM: number of features (default: the largest index in the file).")
     var features: Int?
 
+    @Option(help: ArgumentHelp("LIBSVM rows kept as CSR (on), dense (off), or auto: CSR when fewer than 10% of the values are non-zero (over all ranks).",
+                               discussion: "auto reads dense rows with --standardize, --balance and --partition features, which need them; on is refused with those flags and for CSV/.npy input."))
+    var sparse: SparseMode = .auto
+
+    @Option(name: .customLong("hash-bits"),
+            help: "LIBSVM: hash feature indices into 2^B columns (1…31) with XXH3-64 of the index (8 bytes, little-endian) and seed 0x444D4C5F48415348; values sharing a bucket in a row are added. Stored in --output for dml-predict.")
+    var hashBits: Int?
+
     @Flag(help: "Standardise features to mean 0, std 1 with the training rows' global statistics (saved in --output).")
     var standardize = false
 
@@ -75,6 +83,7 @@ struct DataOptions: ParsableArguments {
             throw ValidationError("--validation-fraction must be in [0, 1) (got \(validationFraction))")
         }
         if let f = features, f < 1 { throw ValidationError("--features must be at least 1 (got \(f))") }
+        if let b = hashBits, !(1...31).contains(b) { throw ValidationError("--hash-bits must be in 1…31 (got \(b))") }
         if data == nil {
             for (flag, given) in [("--labels", labels != nil), ("--test-data", testData != nil), ("--test-labels", testLabels != nil),
                                   ("--format", format != nil)] where given {

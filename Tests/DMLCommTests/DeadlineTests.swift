@@ -39,6 +39,7 @@ final class DeadlineTests: XCTestCase {
             ("ring", { RingAllreduce(comm: $0, segmentBytes: 256) }), ("shm", { SharedMemoryAllreduce(comm: $0) }),
             ("rd", { RecursiveDoublingAllreduce(comm: $0) }), ("central", { CentralAllreduce(comm: $0) }),
             ("native", { NativeAllreduce(comm: $0) }), ("hier/2 nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
+            ("sparse", { SparseAllreduce(comm: $0) }),
         ]
         for (name, make) in algorithms {
             for (p, stalled) in [(2, 0), (2, 1), (3, 0), (4, 2), (5, 4)] {

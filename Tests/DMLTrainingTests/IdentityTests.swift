@@ -18,6 +18,8 @@ final class IdentityTests: XCTestCase {
         "data.standardize": { $0.data.standardize = true },
         "data.validationFraction": { $0.data.validationFraction = 0.1 },
         "data.partition": { $0.data.partition = .features },
+        "data.sparse": { $0.data.sparse = .on },
+        "data.hashBits": { $0.data.hashBits = 18 },
         "data.syntheticRows": { $0.data.syntheticRows = 100 },
         "data.syntheticTestRows": { $0.data.syntheticTestRows = 10 },
         "data.syntheticFeatures": { $0.data.syntheticFeatures = 5 },

@@ -26,8 +26,8 @@ final class AllreduceIntegrationTests: XCTestCase {
             let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map(String.init)
             XCTAssertEqual(lines.first, "algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps")
             let rows = lines.dropFirst().map { $0.split(separator: ",").map(String.init) }
-            XCTAssertEqual(rows.count, 7 * 4, "every algorithm (mpi included) at every size")
-            XCTAssertEqual(Set(rows.map { $0[0] }), ["mpi", "ring", "shm", "rd", "central", "hier", "auto"])
+            XCTAssertEqual(rows.count, 8 * 4, "every algorithm (mpi included) at every size")
+            XCTAssertEqual(Set(rows.map { $0[0] }), ["mpi", "ring", "shm", "rd", "central", "hier", "auto", "sparse"])
             for row in rows {
                 XCTAssertEqual(row.count, 6)
                 XCTAssertEqual(row[1], String(np))
@@ -106,7 +106,7 @@ final class AllreduceIntegrationTests: XCTestCase {
         let small = ["--synthetic-rows", "300", "--synthetic-features", "12", "--synthetic-classes", "3",
                      "--synthetic-test-rows", "50", "--batch-size", "64", "--steps", "8"]
         var outputs: [String: [Float]] = [:]
-        for kind in ["ring", "shm", "rd", "central", "mpi", "auto"] {
+        for kind in ["ring", "shm", "rd", "central", "mpi", "auto", "sparse"] {
             for np in [2, 3] {
                 let path = "\(dir)/\(kind)-\(np).safetensors"
                 let r = try MPIRunner.run(ranks: np, "dml-train", small + ["--allreduce", kind, "--output", path])

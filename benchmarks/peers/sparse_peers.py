@@ -7,7 +7,7 @@ preallocated buffers, one collective per function evaluation):
         (Workspace("-d FILE --loss_function logistic -b BITS")); the LIBSVM files are converted to VW's text
         format first (not timed). Prints examples/s (parsing included) and the test log-loss.
 
-    mpirun -np N sparse_peers.py lbfgs TRAIN.svm --features D --weight-decay L [--tol T] [--max-iter K] [--target F]
+    mpirun -np N sparse_peers.py lbfgs TRAIN.svm --features D --weight-decay L [--tol T] [--max-iter K] [--target F] [--trace FILE]
         scipy.sparse + mpi4py: each rank reads its byte range of the file (load_svmlight_file's offset and
         length), full-batch L-BFGS (scipy.optimize L-BFGS-B, no bounds) on
         mean logistic loss + L/2 * |w|^2 (bias not regularised, as dml-train), one Allreduce of
@@ -17,6 +17,7 @@ preallocated buffers, one collective per function evaluation):
 One CSV line on stdout per run: peer,np,rows,nnz,seconds,figure,unit,objective_or_logloss.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -102,11 +103,16 @@ def lbfgs(a):
     def record(intermediate_result):
         trace.append((time.perf_counter() - start, intermediate_result.fun))
 
+    fun0 = fun(np.zeros(d + 1))[0]                 # the objective at the start (untimed), for the trace
+    evaluations[0] = 0
     comm.Barrier()
     start = time.perf_counter()
     result = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B", callback=record,
                       options={"maxiter": a.max_iter, "gtol": a.tol, "ftol": 0, "maxcor": a.memory})
     seconds = time.perf_counter() - start
+    if rank == 0 and a.trace:
+        with open(a.trace, "w") as f:
+            json.dump([[0.0, float(fun0)]] + [[t, float(v)] for t, v in trace], f)
     if rank == 0 and a.target is not None:
         reached = next((t for t, f in trace if f <= a.target), None)
         print(f"# time to objective {a.target:.12g}: " + (f"{reached:.4f} s" if reached is not None else "not reached"),
@@ -133,6 +139,7 @@ def main():
     b.add_argument("--tol", type=float, default=1e-6)
     b.add_argument("--max-iter", type=int, default=500)
     b.add_argument("--memory", type=int, default=10)
+    b.add_argument("--trace", help="write [[seconds, objective], …] after each iteration (rank 0) as JSON to this file")
     b.add_argument("--target", type=float, help="also print the time at which the objective first reached this value")
     a = ap.parse_args()
     vw(a) if a.peer == "vw" else lbfgs(a)

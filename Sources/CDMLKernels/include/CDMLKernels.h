@@ -85,6 +85,18 @@ typedef struct {
     /// Softmax of each of `rows` rows of `cols` values (row stride ld) in place; lse[r] = the row's
     /// log-sum-exp when lse is not NULL.
     void (*_Nonnull softmax_rows)(float *_Nonnull x, long rows, long cols, long ld, float *_Nullable lse);
+    /// CSR rows (row r's non-zeros at positions row_starts[r] ..< row_starts[r + 1] of indices and values):
+    /// acc[indices[k]·n + c] += (double)g[r·ldg + c]·(double)values[k] for every row in order, its non-zeros in
+    /// order, c < n (the gradient Dᵀ·X of a large batch, summed by column in Double). A product of two floats is
+    /// exact in double, so the bits do not depend on the ISA or on fusing.
+    void (*_Nonnull csr_scatter)(long rows, const long *_Nonnull row_starts, const int32_t *_Nonnull indices,
+                                 const float *_Nonnull values, const float *_Nonnull g, long ldg, long n, double *_Nonnull acc);
+    /// out[r·ldo + c] = (float)(s0 + s1) for c < n, where s0 and s1 sum (double)values[k]·(double)wt[indices[k]·n + c]
+    /// over row r's non-zeros at even and at odd positions, in order (X·Wᵀ with W transposed to wt, columns × n).
+    /// `scratch`: 2n doubles.
+    void (*_Nonnull csr_forward_t)(long rows, const long *_Nonnull row_starts, const int32_t *_Nonnull indices,
+                                   const float *_Nonnull values, const float *_Nonnull wt, long n, float *_Nonnull out,
+                                   long ldo, double *_Nonnull scratch);
 } dml_kernel_table;
 
 /// The kernels in use: chosen at load time as the best ISA this CPU and OS support, unless the environment

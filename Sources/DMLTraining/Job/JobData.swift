@@ -57,7 +57,15 @@ extension JobConfiguration.Data {
         options.delimiter = delimiter
         options.labelColumn = labelColumn
         options.features = features
+        options.sparse = effectiveSparse
+        options.hash = hashBits.flatMap { FeatureHash(bits: $0) }
         return options
+    }
+
+    /// `sparse` as the reader applies it: `auto` becomes `off` when a flag needs dense rows (--standardize
+    /// centres every feature; --partition features cuts columns); `conflict()` refuses `on` with them.
+    public var effectiveSparse: SparseMode {
+        sparse == .auto && (standardize || partition == .features) ? .off : sparse
     }
 
     /// The training file's feature names (a CSV header), for the model file; nil without one.
@@ -100,12 +108,17 @@ extension JobConfiguration.Data {
         let options = readOptions
         let source = trainingSource!
         let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
+        // The test rows are stored as the training rows are (the same density rule could decide otherwise).
+        var testOptions = options
+        if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }
         let test = try testSource.map {
-            try DataLoader.read($0, options: options, comm: comm, features: train.features, labels: mapping).0
+            try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
+        let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""
+        let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
         return LoadedData(train: train, test: test, labels: mapping,
-                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features, \(what))")
+                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what))")
     }
 
     private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {

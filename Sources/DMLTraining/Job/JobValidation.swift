@@ -12,6 +12,13 @@ extension JobConfiguration {
         if r.autotune && r.allreduce != .auto { return "--autotune needs --allreduce auto" }
         if r.balance && r.compress != nil { return "--balance sums gradients in its own fixed order: it cannot be combined with --compress" }
         if r.balance && d.partition == .features { return "--balance moves rows: it needs --partition rows" }
+        if r.allreduce == .sparse {
+            // The sparse reducer sends (position, value) pairs of the touched coordinates in Float32, in one list.
+            if r.compress != nil { return "--allreduce sparse sends the touched coordinates as exact Float32 (position, value) pairs: it cannot be combined with --compress" }
+            if r.balance { return "--allreduce sparse cannot be combined with --balance: the chain sums whole gradients in block order" }
+            if r.overlap { return "--allreduce sparse reduces the whole gradient's touched coordinates in one list after the backward pass: it cannot be combined with --overlap" }
+            if d.partition == .features { return "--allreduce sparse reduces the touched coordinates of a replicated gradient; --partition features exchanges scores, not gradients: use --partition rows" }
+        }
         if r.overlap {
             if model.kind != .mlp {
                 return "--overlap overlaps an MLP's layer buckets with its backward pass; --model \(model.kind.rawValue) computes its gradient in one stage (use --model mlp, or leave out --overlap)"
@@ -24,6 +31,16 @@ extension JobConfiguration {
                 return "--partition features trains linear, logistic and softmax models (their scores are sums over features); --model \(model.kind.rawValue) needs --partition rows"
             }
             if r.compress != nil { return "--compress compresses gradients, which --partition features does not exchange; use --partition rows" }
+        }
+        if let b = d.hashBits {
+            if !(1...31).contains(b) { return "--hash-bits must be in 1…31 (got \(b))" }
+            if d.path == nil { return "--hash-bits hashes the feature indices of a LIBSVM --data file; the synthetic task has none" }
+        }
+        if d.sparse == .on {
+            if d.path == nil { return "--sparse on keeps LIBSVM rows as CSR; the synthetic task is dense (give --data FILE.svm)" }
+            if d.standardize { return "--standardize centres every feature, which would make CSR rows dense: give --sparse off or auto, or leave out --standardize" }
+            if d.partition == .features { return "--partition features cuts dense columns: give --sparse off or auto with it" }
+            if r.balance { return "--balance moves dense rows between ranks: give --sparse off or auto with it" }
         }
         if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
         if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }

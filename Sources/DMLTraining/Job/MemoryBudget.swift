@@ -8,10 +8,20 @@ public enum MemoryBudget {
     /// Bytes one rank will allocate for a model of `parameters` values (the parameters, the reduced
     /// gradient, `optimizerCopies` copies of optimizer state, and a checkpoint's snapshot of both) and for
     /// the forward and backward passes of `rows` rows through layers of `widths` (activations and deltas).
-    public static func estimate(parameters: Int, optimizerCopies: Int, rows: Int, widths: [Int]) -> Double {
+    /// With CSR rows `widths` leaves out the input width, `sparseInputColumns` is the feature count and
+    /// `nonZerosPerRow` the shard's mean: a gathered batch's CSR bytes (8 a non-zero, 8 a row start) and the
+    /// sparse products' scratch (`SparseRows`: an Int32 slot per column, a Double sum per touched column) are
+    /// counted instead of `rows × features` dense input values (the batch's CSR even for a full batch, which is
+    /// a view of the shard: conservative). The data itself is already in memory when this is checked.
+    public static func estimate(parameters: Int, optimizerCopies: Int, rows: Int, widths: [Int], sparseInputColumns: Int = 0,
+                                nonZerosPerRow: Double = 0) -> Double {
         let model = Double(parameters) * 4 * Double(3 + 2 * optimizerCopies)
         let passes = Double(rows) * Double(widths.reduce(0, +)) * 4 * 3
-        return model + passes
+        let batch = Double(rows) * (8 + 8 * nonZerosPerRow)
+        let scratch = sparseInputColumns > 0
+            ? Double(sparseInputColumns) * 4 + Swift.min(Double(rows) * nonZerosPerRow, Double(sparseInputColumns)) * 8 * Double(widths.first ?? 1)
+            : 0
+        return model + passes + (sparseInputColumns > 0 ? batch + scratch : 0)
     }
 
     /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the

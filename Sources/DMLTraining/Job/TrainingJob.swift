@@ -87,17 +87,21 @@ public final class TrainingJob {
         let seed = job.optimization.seed
         let fraction = job.optimization.lrSearch != nil && job.data.validationFraction == 0 ? 0.2 : job.data.validationFraction
         let loaded: LoadedData, columns: Range<Int>?
+        var data = job.data
+        // --balance moves dense rows: `auto` reads them dense (`conflict()` refused `--sparse on`).
+        if job.reduction.balance && data.sparse == .auto { data.sparse = .off }
         if job.data.partition == .features {
-            (loaded, columns) = try job.data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
+            (loaded, columns) = try data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
                                                          standardization: initial?.standardization)
         } else {
-            (loaded, columns) = (try job.data.load(comm: comm, seed: seed, validationFraction: fraction,
+            (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction,
                                                    standardization: initial?.standardization), nil)
         }
         let train = loaded.train
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
         let batch = job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
-        try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows)
+        try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
+                        nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) })
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
         }
@@ -125,6 +129,8 @@ public final class TrainingJob {
         }
         func makeSession(_ strategy: TrainingStrategy) -> TrainingSession {
             var identity = job.identity
+            // The hashing map is part of the math: by its full description (hash, seed, bits).
+            if let h = job.data.readOptions.hash { identity["derived.feature_hash"] = h.description }
             // A warm start's model is part of the math: by its content.
             if let initial { identity["derived.init"] = Checksum.hex(Checksum.hash(initial.parameters)) }
             var options = SessionOptions(identity: identity, configuration: job.agreementText + "\nfaults=\(faults.faults)")
@@ -197,10 +203,15 @@ public final class TrainingJob {
 
     /// Every rank checks, before the model is allocated, that what it will allocate fits in its share of the
     /// node's memory. Collective (agreed): one message with the figures.
-    private func checkMemory(features: Int, classes: Int, localRows: Int) throws {
+    /// `nonZerosPerRow`: the rows are CSR (this shard's mean non-zeros a row), so a batch's input is its
+    /// non-zeros, not `rows × features` dense values.
+    private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?) throws {
+        let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
-        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.optimizer.stateCopies, rows: localRows, widths: widths)
+        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.optimizer.stateCopies, rows: localRows,
+                                           widths: sparse ? Array(widths.dropFirst()) : widths, sparseInputColumns: sparse ? features : 0,
+                                           nonZerosPerRow: nonZerosPerRow ?? 0)
         let ranks = MemoryBudget.ranksOnNode
         try comm.agreeing {
             guard let available = MemoryBudget.available(ranksOnNode: ranks), needed > available else { return }
@@ -231,9 +242,11 @@ public final class TrainingJob {
                           "partition": job.data.partition.rawValue, "data": loaded.description, "data_rows": String(loaded.train.globalRows)]
         if let checksum { provenance["data_checksum"] = Checksum.hex(checksum) }
         if let i = job.optimization.initFrom { provenance["init"] = i }
-        return ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
-                         labels: loaded.labels, standardization: loaded.standardization,
-                         featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
+        var file = ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
+                             labels: loaded.labels, standardization: loaded.standardization,
+                             featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
+        file.featureHash = job.data.readOptions.hash
+        return file
     }
 
     /// A warm start's model must be the model these flags describe and fit the data: one message naming both
@@ -246,6 +259,10 @@ public final class TrainingJob {
         if initial.kind == .mlp && (initial.hidden != job.model.hidden || initial.activation != job.model.activation) {
             throw TrainingFailure("\(flag) has hidden layers \(initial.hidden.map(String.init).joined(separator: ",")) with \(initial.activation.rawValue); "
                            + "this run has --hidden \(job.model.hidden.map(String.init).joined(separator: ",")) --activation \(job.model.activation.rawValue)", kind: .usage)
+        }
+        guard initial.featureHash == job.data.readOptions.hash else {
+            throw TrainingFailure("\(flag) was trained with feature hashing \(initial.featureHash?.description ?? "off"); this run has "
+                                  + (job.data.readOptions.hash.map { "--hash-bits \($0.bits)" } ?? "no --hash-bits"), kind: .usage)
         }
         guard initial.features == model.inputs else {
             throw TrainingFailure("\(flag) takes \(initial.features) features; the training data has \(model.inputs)", kind: .usage)

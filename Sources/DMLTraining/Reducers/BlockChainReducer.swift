@@ -44,6 +44,7 @@ final class BlockChainReducer: GradientReducer {
 
     /// Moves this rank's rows into the even block plan. Collective.
     func attach(_ train: Dataset) throws -> Dataset {
+        precondition(!train.isSparse, "--balance moves dense rows (TrainingJob reads them dense with it)")
         _ = try chain.get()
         _ = try moves.get()
         return try move(train, to: BlockPlan(rows: train.globalRows, ranks: comm.size))

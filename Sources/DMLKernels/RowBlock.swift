@@ -1,0 +1,84 @@
+/// Rows of features, dense or CSR, with the two products a model's input layer needs, so a model is written
+/// once for both: `scores` (`X·Wᵀ`, the forward pass) and `accumulateTransposed` (`∂W += Dᵀ·X`, the
+/// gradient). Dense rows use the dense kernels (`Gemm`), bit for bit what the models used before CSR existed;
+/// CSR rows use `SparseRows` (Double sums over the non-zeros; the gradient scattered into the touched columns
+/// only). The two agree to Float rounding (`SparseDenseAgreementTests`).
+public struct RowBlock {
+    public enum Storage {
+        /// `rows × features` values, row-major.
+        case dense(UnsafePointer<Float>)
+        case sparse(CSRView)
+    }
+    public let storage: Storage
+    public let rows: Int
+    public let features: Int
+
+    public init(dense x: UnsafePointer<Float>, rows: Int, features: Int) {
+        storage = .dense(x)
+        self.rows = rows
+        self.features = features
+    }
+
+    public init(_ csr: CSRView) {
+        storage = .sparse(csr)
+        rows = csr.rows
+        features = csr.columns
+    }
+
+    public var isSparse: Bool { if case .sparse = storage { return true }; return false }
+
+    /// Rows `first ..< first + count` (no copy).
+    public func rows(_ first: Int, _ count: Int) -> RowBlock {
+        switch storage {
+        case let .dense(p): return RowBlock(dense: p + first * features, rows: count, features: features)
+        case let .sparse(v): return RowBlock(v.rows(first, count))
+        }
+    }
+
+    /// `out[r·outputs + c] = x_r · W[c, ·]` (no bias) with `W` `outputs × features` row-major: `X·Wᵀ`. Dense: one
+    /// gemv for one output, one gemm otherwise; CSR: `SparseRows.forward`. Cost 2·rows·features·outputs flops
+    /// dense, 2·nnz·outputs CSR.
+    public func scores(weights w: UnsafePointer<Float>, outputs: Int, into out: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case let .dense(x):
+            if outputs == 1 {
+                Gemm.gemv(m: rows, n: features, alpha: 1, a: x, lda: features, x: w, beta: 0, y: out)
+            } else {
+                Gemm.gemm(transA: false, transB: true, m: rows, n: outputs, k: features, alpha: 1, a: x, lda: features,
+                          b: w, ldb: features, beta: 0, c: out, ldc: outputs)
+            }
+        case let .sparse(v):
+            SparseRows.forward(v, weights: w, ldw: features, outputs: outputs, into: out, ldo: outputs)
+        }
+    }
+
+    /// `grad[c·features + k] += Σ_r D[r·outputs + c]·X[r, k]`: `∂W += Dᵀ·X` for `W` `outputs × features`. Dense:
+    /// one transposed gemv for one output, one gemm otherwise (every entry of `grad` written); CSR: only the
+    /// touched columns are read and written (`SparseRows.accumulateTransposed`, with `sparse`'s scratch).
+    public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, into grad: UnsafeMutablePointer<Float>,
+                                     sparse: SparseRows) {
+        switch storage {
+        case let .dense(x):
+            if outputs == 1 {
+                Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: 1, y: grad)
+            } else {
+                Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
+                          b: x, ldb: features, beta: 1, c: grad, ldc: features)
+            }
+        case let .sparse(v):
+            sparse.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, into: grad, ldg: features)
+        }
+    }
+
+    /// The rows as dense values (`rows × features`) into `out`: for a model that does not take CSR rows.
+    public func densify(into out: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case let .dense(x): out.update(from: x, count: rows * features)
+        case let .sparse(v):
+            out.update(repeating: 0, count: rows * features)
+            for r in 0..<rows {
+                for k in v.rowStarts[r]..<v.rowStarts[r + 1] { out[r * features + Int(v.indices[k])] = v.values[k] }
+            }
+        }
+    }
+}
