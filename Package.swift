@@ -33,6 +33,10 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
         // xxHash's XXH3 through pkg-config: the one digest (checkpoints, replica checks, data identity).
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        // HDF5's C library, the serial build, through pkg-config: Debian's libhdf5-dev names it hdf5-serial (its plain
+        // `hdf5` is an alternative that the MPI build may take over). Serial because each rank reads only its own
+        // hyperslab: no MPI-IO is needed (docs/ARCHITECTURE.md).
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
         // What a failure means to whoever runs the job (the exit statuses); no dependencies, so the
         // launcher can use it without linking MPI.
         .target(name: "DMLStatus"),
@@ -43,7 +47,7 @@ let package = Package(
         .target(name: "CStopSignals"),
         .target(name: "DMLKernels", dependencies: ["CDMLKernels"]),
         .target(name: "DMLModels", dependencies: ["DMLKernels"]),
-        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels"]),
+        .target(name: "DMLData", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "CHDF5"]),
         .target(name: "DMLTraining", dependencies: ["DMLStatus", "DMLComm", "DMLKernels", "DMLModels", "DMLData", "CStopSignals"]),
         // What the executables share about their command lines: config files (--config) and the
         // effective configuration of a run, read off each command's own flag declarations.
@@ -75,7 +79,7 @@ let package = Package(
             "DMLTraining", "DMLPredict", "DMLKernels", "DMLModels", "DMLStatus",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .target(name: "DMLTestSupport", dependencies: ["DMLComm"], path: "Tests/DMLTestSupport"),
+        .target(name: "DMLTestSupport", dependencies: ["DMLComm", "CHDF5"], path: "Tests/DMLTestSupport"),
         .testTarget(name: "DMLCommTests", dependencies: ["DMLComm", "DMLKernels", "DMLStatus", "DMLTestSupport"]),
         .testTarget(name: "DMLKernelsTests", dependencies: ["DMLKernels", "DMLTestSupport"]),
         .testTarget(name: "DMLModelsTests", dependencies: ["DMLModels", "DMLKernels", "DMLTestSupport"]),

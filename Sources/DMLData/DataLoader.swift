@@ -5,16 +5,17 @@ import Foundation
 
 /// A file format the readers know.
 public enum DataFormat: String, Sendable, CaseIterable {
-    case csv, libsvm, npy
+    case csv, libsvm, npy, hdf5
 
     /// The format a file name implies: `.csv .tsv .txt .dat` → CSV, `.svm .libsvm .svmlight` → LIBSVM,
-    /// `.npy` → NumPy. Nil for anything else.
+    /// `.npy` → NumPy, `.h5 .hdf5` → HDF5. Nil for anything else.
     public static func infer(fromPath path: String) -> DataFormat? {
         let ext = path.split(separator: "/").last?.split(separator: ".").dropFirst().last?.lowercased() ?? ""
         switch ext {
         case "csv", "tsv", "txt", "dat": return .csv
         case "svm", "libsvm", "svmlight", "lsvm": return .libsvm
         case "npy": return .npy
+        case "h5", "hdf5": return .hdf5
         default: return nil
         }
     }
@@ -42,17 +43,20 @@ public enum LabelColumn: Equatable, Sendable {
     }
 }
 
-/// A data file and, for `.npy` features, an optional second file of labels.
+/// A data file and, for `.npy` features, an optional second file of labels; for an HDF5 file, its datasets.
 public struct DataSource: Sendable {
     public var path: String
     public var labelsPath: String?
     /// Nil: by extension.
     public var format: DataFormat?
+    /// HDF5: the features and labels datasets (`partsConflict` says what fits which format).
+    public var hdf5: HDF5Datasets?
 
-    public init(path: String, labelsPath: String? = nil, format: DataFormat? = nil) {
+    public init(path: String, labelsPath: String? = nil, format: DataFormat? = nil, hdf5: HDF5Datasets? = nil) {
         self.path = path
         self.labelsPath = labelsPath
         self.format = format
+        self.hdf5 = hdf5
     }
 }
 
@@ -120,7 +124,8 @@ public enum DataLoader {
         try comm.agree(format == nil
             ? "\(source.path): cannot tell the format from the file name; name it with --format (\(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")))"
             : nil, kind: .usage)
-        try comm.agree(!options.labeled && (format == .libsvm || source.labelsPath != nil)
+        try comm.agree(format == nil ? nil : source.partsConflict(), kind: .usage)
+        try comm.agree(!options.labeled && (format == .libsvm || source.hasSeparateLabels)
             ? "\(source.path): \(format == .libsvm ? "LIBSVM lines always start with a label" : "a labels file was given"), so the input cannot be read without labels"
             : nil, kind: .usage)
         try comm.agree(options.sparse == .on && format != .libsvm
@@ -197,11 +202,12 @@ public enum DataLoader {
                     raw = s.densify(features: features)
                 }
             }
-        case .npy:
+        case .npy, .hdf5:
             var local: Result<RawShard, Error>
             var rowsInFile = 0
             do {
-                let (shard, rows, first) = try readNPY(source, options: options, classification: classification, comm: comm)
+                let (shard, rows, first) = try format == .hdf5 ? readHDF5(source, options: options, classification: classification, comm: comm)
+                    : readNPY(source, options: options, classification: classification, comm: comm)
                 local = .success(shard)
                 rowsInFile = rows
                 firstRow = first
@@ -212,8 +218,7 @@ public enum DataLoader {
             raw = try local.get()
             globalRows = rowsInFile
             let base = firstRow
-            let labelFile = source.labelsPath ?? source.path
-            locate = { (nil, source.labelsPath == nil ? "label of row \(base + $0)" : "\(labelFile)[\(base + $0)]") }
+            locate = { (nil, source.labelLocation(row: base + $0)) }
         }
 
         try comm.agree(globalRows == 0 ? "\(file): no data rows" : nil, kind: .dataFormat)
@@ -338,6 +343,8 @@ public enum DataLoader {
         case .npy:
             let file = try NPYFile(source.path)
             return file.twoDimensional ? (file.columns, nil) : nil
+        case .hdf5:
+            return try hdf5Columns(source).map { ($0, nil) }
         case .libsvm, nil:
             return nil
         }
@@ -386,68 +393,11 @@ public enum DataLoader {
         return CSVLayout(comma: comma, hasHeader: header, columns: fields.count, labelColumn: label, names: header ? fields : [])
     }
 
-    /// This rank's rows of a `.npy` source: rows `ShardPlan(rows, ranks).range(of: rank)`, read by offset.
+    /// This rank's rows of a `.npy` source (`readArrays`).
     static func readNPY(_ source: DataSource, options: ReadOptions, classification: Bool,
                         comm: Communicator) throws -> (RawShard, rows: Int, firstRow: Int) {
-        let xFile = try NPYFile(source.path)
-        let labels = try source.labelsPath.map { try NPYFile($0) }
-        var labelColumn: Int? = nil
-        if let l = labels {
-            guard l.rows == xFile.rows else {
-                throw DataError(file: l.path, "\(l.rows) labels but \(xFile.path) has \(xFile.rows) rows")
-            }
-            guard l.columns == 1 else { throw DataError(file: l.path, "labels must be 1-D (shape (\(xFile.rows),)), not \(l.columns) columns") }
-        } else if !options.labeled {
-            guard xFile.twoDimensional else {
-                throw DataError(file: xFile.path, "a 1-D array: give the features as a 2-D array (rows × features)")
-            }
-        } else {
-            guard xFile.twoDimensional, xFile.columns >= 2 else {
-                throw DataError(file: xFile.path, "a 1-D array holds no features: give a 2-D array with a label column, or features and --labels y.npy")
-            }
-            switch options.labelColumn {
-            case let .index(i): labelColumn = i
-            case .last: labelColumn = xFile.columns - 1
-            case .name: throw DataError(file: xFile.path, "--label-column must be a number or 'last' for .npy files")
-            }
-            guard labelColumn! < xFile.columns else {
-                throw DataError(file: xFile.path, "--label-column \(labelColumn!) but the array has \(xFile.columns) columns")
-            }
-        }
-        guard xFile.rows > 0 else { throw DataError(file: xFile.path, "no data rows (shape has 0 rows)") }
-        let range = ShardPlan(rows: xFile.rows, ranks: comm.size).range(of: comm.rank)
-        let features = xFile.columns - (labelColumn == nil ? 0 : 1)
-        var shard = RawShard(features: features, x: [], labels: [])
-        shard.x.reserveCapacity(range.count * features)
-        shard.labels.reserveCapacity(range.count)
-        let name = labels == nil ? "the array" : "X"
-        try xFile.forEachRow(range) { i, row in
-            for c in 0..<xFile.columns {
-                let v = row[c]
-                let global = range.lowerBound + i
-                if !v.isFinite || abs(v) > Double(Float.greatestFiniteMagnitude) {
-                    throw DataError(file: xFile.path, location: "\(name)[\(global), \(c)]",
-                                    "\(v) is not a finite number\(v.isFinite ? " in 32-bit float range" : "")")
-                }
-                if c == labelColumn {
-                    do { try shard.addLabel(v, line: i, column: nil, classification: classification) }
-                    catch let e as LocalLineError { throw DataError(file: xFile.path, location: "\(name)[\(global), \(c)]", e.message) }
-                } else {
-                    shard.x.append(Float(v))
-                }
-            }
-            if labelColumn == nil && labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
-        }
-        if let l = labels {
-            try l.forEachRow(range) { i, row in
-                let v = row[0]
-                let global = range.lowerBound + i
-                guard v.isFinite else { throw DataError(file: l.path, location: "y[\(global)]", "\(v) is not a finite number") }
-                do { try shard.addLabel(v, line: i, column: nil, classification: classification) }
-                catch let e as LocalLineError { throw DataError(file: l.path, location: "y[\(global)]", e.message) }
-            }
-        }
-        return (shard, xFile.rows, range.lowerBound)
+        try readArrays(x: try NPYFile(source.path), labels: try source.labelsPath.map { try NPYFile($0) }, options: options,
+                       classification: classification, comm: comm)
     }
 }
 

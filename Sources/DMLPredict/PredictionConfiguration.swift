@@ -55,6 +55,9 @@ public struct PredictionConfiguration: Sendable, Equatable {
     public var data = ""
     /// Labels for `.npy` features (1-D `.npy`).
     public var labels: String?
+    /// HDF5 `data`: the features dataset and the labels dataset (`--h5-features`, `--h5-labels`).
+    public var h5Features: String?
+    public var h5Labels: String?
     public var format: DataFormat?
     public var header: Bool?
     public var delimiter: Delimiter = .auto
@@ -75,14 +78,17 @@ public struct PredictionConfiguration: Sendable, Equatable {
 
     public init(model: String = "", data: String = "", labels: String? = nil, format: DataFormat? = nil, header: Bool? = nil,
                 delimiter: Delimiter = .auto, labelColumn: LabelChoice = .detect, output: String? = nil, probabilities: Bool = false,
-                evaluate: Bool = false, report: String? = nil, collectiveTimeout: Double = 60) {
+                evaluate: Bool = false, report: String? = nil, collectiveTimeout: Double = 60, h5Features: String? = nil, h5Labels: String? = nil) {
         (self.model, self.data, self.labels, self.format, self.header, self.delimiter) = (model, data, labels, format, header, delimiter)
         (self.labelColumn, self.output, self.probabilities, self.evaluate) = (labelColumn, output, probabilities, evaluate)
         (self.report, self.collectiveTimeout) = (report, collectiveTimeout)
+        (self.h5Features, self.h5Labels) = (h5Features, h5Labels)
     }
 
     /// The data file with its labels file and format.
-    public var source: DataSource { DataSource(path: data, labelsPath: labels, format: format) }
+    public var source: DataSource {
+        DataSource(path: data, labelsPath: labels, format: format, hdf5: h5Features.map { HDF5Datasets(features: $0, labels: h5Labels) })
+    }
 
     /// What the output holds, once the model is known.
     public func content(classifier: Bool) -> PredictionContent { !classifier ? .values : probabilities ? .probabilities : .labels }
@@ -102,6 +108,11 @@ public struct PredictionConfiguration: Sendable, Equatable {
         if probabilities && output == nil { return "--proba says what --output holds: give --output FILE" }
         if labelColumn == .none && (evaluate || report != nil) {
             return "\(evaluate ? "--evaluate" : "--report") scores predictions against the data's labels, but --label-column none says the data has none"
+        }
+        if h5Labels != nil && h5Features == nil { return "--h5-labels needs --h5-features" }
+        if let parts = source.partsConflict() { return parts }
+        if h5Labels != nil && labelColumn != .detect {
+            return "--label-column names a column of the features; with --h5-labels the labels are a dataset of their own"
         }
         if labels != nil {
             if format != .npy { return "--labels is a .npy file of labels for .npy features (--data \(data) is not .npy)" }

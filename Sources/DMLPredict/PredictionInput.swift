@@ -33,7 +33,7 @@ struct PredictionInput {
         }
         if format == .libsvm {
             labelsDescription = "labels from each line"
-        } else if let labelsFile = source.labelsPath {
+        } else if let labelsFile = source.labelsPath ?? source.hdf5?.labels {
             let x = try DataLoader.columns(source, options: read)
             guard let x, x.count == features else { throw mismatch(x?.count ?? 1) }
             labelsDescription = "labels from \(labelsFile)"

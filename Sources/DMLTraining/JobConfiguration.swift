@@ -26,6 +26,12 @@ public struct JobConfiguration: Sendable, Equatable {
         public var labels: String?
         public var testPath: String?
         public var testLabels: String?
+        /// HDF5: the datasets of `path` (`--h5-features`, `--h5-labels`).
+        public var h5Features: String?
+        public var h5Labels: String?
+        /// HDF5: the datasets of `testPath`; nil: the training data's names (`testSource`).
+        public var h5TestFeatures: String?
+        public var h5TestLabels: String?
         public var format: DataFormat?
         public var task: LearningTask = .classification
         public var labelColumn: LabelColumn = .index(0)
@@ -129,6 +135,10 @@ public struct JobConfiguration: Sendable, Equatable {
         "data.labels": "the labels are part of data_checksum",
         "data.testPath": "test data is only evaluated, never trained on",
         "data.testLabels": "test data is only evaluated, never trained on",
+        "data.h5Features": "the rows read are identified by data_checksum",
+        "data.h5Labels": "the labels are part of data_checksum",
+        "data.h5TestFeatures": "test data is only evaluated, never trained on",
+        "data.h5TestLabels": "test data is only evaluated, never trained on",
         "data.format": "the rows read are identified by data_checksum",
         "data.header": "the rows read are identified by data_checksum",
         "data.delimiter": "the rows read are identified by data_checksum",

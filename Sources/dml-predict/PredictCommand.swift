@@ -30,7 +30,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "The model: a file written by dml-train --output.")
     var model: String
 
-    @Option(help: "The rows to predict: a CSV, LIBSVM/SVMlight or NumPy .npy file (read as dml-train --data reads it).")
+    @Option(help: "The rows to predict: a CSV, LIBSVM/SVMlight, NumPy .npy or HDF5 (.h5, with --h5-features) file (read as dml-train --data reads it).")
     var data: String
 
     @Option(help: "Labels for .npy features, as a 1-D .npy file.")
@@ -45,6 +45,8 @@ struct PredictCommand: ParsableCommand {
     var labelColumn: LabelChoice?
 
     @OptionGroup var csv: CSVOptions
+
+    @OptionGroup var hdf5: HDF5Options
 
     @Option(help: "Write the predictions here: .csv (with a header line) or .npy, by the name. Class labels as the training file wrote them, or values for regression.")
     var output: String?
@@ -70,7 +72,7 @@ struct PredictCommand: ParsableCommand {
     var job: PredictionConfiguration {
         var c = PredictionConfiguration(model: model, data: data, labels: labels, format: format, header: csv.header, delimiter: csv.delimiter,
                                         labelColumn: labelColumn ?? .detect, output: output, probabilities: probabilities, evaluate: evaluate,
-                                        report: report, collectiveTimeout: collectiveTimeout)
+                                        report: report, collectiveTimeout: collectiveTimeout, h5Features: hdf5.features, h5Labels: hdf5.labels)
         c.sparse = sparse
         return c
     }

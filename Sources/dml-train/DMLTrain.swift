@@ -139,6 +139,10 @@ extension DMLTrain {
         c.data.labels = data.labels
         c.data.testPath = data.testData
         c.data.testLabels = data.testLabels
+        c.data.h5Features = data.hdf5.features
+        c.data.h5Labels = data.hdf5.labels
+        c.data.h5TestFeatures = data.h5TestFeatures
+        c.data.h5TestLabels = data.h5TestLabels
         c.data.format = data.format
         c.data.task = data.task
         c.data.labelColumn = data.labelColumn

@@ -8,7 +8,7 @@ import DMLCommandLine
 /// Where the training and test rows come from: `--data` files (CSV, LIBSVM, NPY), or without `--data` the
 /// built-in synthetic task (`JobConfiguration.Data`, whose `load` reads each rank's share).
 struct DataOptions: ParsableArguments {
-    @Option(help: "Training data: a CSV, LIBSVM/SVMlight or NumPy .npy file (default: the synthetic task).")
+    @Option(help: "Training data: a CSV, LIBSVM/SVMlight, NumPy .npy or HDF5 (.h5, with --h5-features) file (default: the synthetic task).")
     var data: String?
 
     @Option(help: "Labels for .npy features, as a 1-D .npy file (otherwise a column of --data holds them).")
@@ -19,6 +19,15 @@ struct DataOptions: ParsableArguments {
 
     @Option(name: .customLong("test-labels"), help: "Labels for .npy test features.")
     var testLabels: String?
+
+    @OptionGroup var hdf5: HDF5Options
+
+    @Option(name: .customLong("h5-test-features"),
+            help: "HDF5 --test-data: the features dataset (default: the name --h5-features gives, with --h5-labels' for the labels).")
+    var h5TestFeatures: String?
+
+    @Option(name: .customLong("h5-test-labels"), help: "HDF5 --test-data: the labels dataset, with --h5-test-features.")
+    var h5TestLabels: String?
 
     @Option(help: "File format: \(DataFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file extension).")
     var format: DataFormat?

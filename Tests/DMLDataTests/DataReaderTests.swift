@@ -167,16 +167,10 @@ final class DataReaderTests: XCTestCase {
         XCTAssertEqual(wide[0].0.features, 20)
     }
 
-    /// Writes a .npy file the way numpy.save does (version 1.0, header padded to 64 bytes).
+    /// Writes a .npy file the way numpy.save does (`writeNPYFile`).
     func writeNPY(_ name: String, descr: String, shape: [Int], bytes: [UInt8]) -> String {
-        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var data: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
-        data += Array(header.utf8) + bytes
         let path = "\(dir)/\(name)"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
+        writeNPYFile(path, descr: descr, shape: shape, bytes: bytes)
         return path
     }
 
@@ -345,7 +339,7 @@ final class DataReaderTests: XCTestCase {
         XCTAssertEqual(failure(write("blank.csv", "a,b\n\n\n"), ranks: 2)[0], "\(dir)/blank.csv: no data rows")
         XCTAssertEqual(failure(dir, ranks: 2)[0], "\(dir) is a directory, not a data file")
         XCTAssertEqual(failure(write("train.data", "0,1,2\n1,3,4\n"), ranks: 2)[0],
-                       "\(dir)/train.data: cannot tell the format from the file name; name it with --format (csv, libsvm, npy)")
+                       "\(dir)/train.data: cannot tell the format from the file name; name it with --format (csv, libsvm, npy, hdf5)")
         XCTAssertEqual(failure(write("one.csv", "0,1\n0,2\n"), ranks: 2)[0],
                        "\(dir)/one.csv: every row has the same class label (0): classification needs at least two classes")
         let svm = write("bad.svm", "1 1:2 3:4\n0 2:1\n1 0:3\n")

@@ -54,8 +54,32 @@ final class DataFuzzIntegrationTests: XCTestCase {
             npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", 48),
         ]
         for (i, b) in npys.enumerated() { cases.append(["--data", write("n\(i).npy", b)]) }
+        // HDF5: not HDF5, truncated, a missing dataset, wrong rank, wrong dtype, label count, non-finite values,
+        // flags that do not apply.
+        let h5 = "\(dir)/d.h5"
+        let file = HDF5TestFile(h5)
+        file.write("/X", (0..<40).map { Float($0) }, shape: [10, 4], chunk: [3, 4], gzip: 1)
+        file.write("/nan", (0..<40).map { $0 == 17 ? Double.nan : Double($0) }, shape: [10, 4])
+        file.write("/y", (0..<10).map { Int64($0 % 2) }, shape: [10])
+        file.write("/short", (0..<9).map { Int64($0 % 2) }, shape: [9])
+        file.write("/cube", (0..<40).map { Int32($0) }, shape: [2, 5, 4])
+        file.writeStrings("/s", (0..<10).map { "\($0)" })
+        file.writeRecords("/r", (0..<10).map { (Int32($0), Int32($0)) })
+        file.close()
+        let whole = bytes(h5)
+        for (i, b) in [Array("0,1\n1,2\n".utf8), [0x89] + Array("HDF\r\n".utf8) + [0x1A, 0x0A] + (0..<600).map { _ in UInt8(truncatingIfNeeded: rng.next()) },
+                       Array(whole.prefix(whole.count / 2)), Array(whole.prefix(1200))].enumerated() {
+            cases.append(["--data", write("h\(i).h5", b), "--h5-features", "/X", "--h5-labels", "/y"])
+        }
+        for (x, y) in [("/Z", "/y"), ("/X", "/Z"), ("/cube", "/y"), ("/y", "/y"), ("/X", "/X"), ("/s", "/y"), ("/X", "/r"), ("/X", "/short"),
+                       ("/nan", "/y"), ("", "/y"), ("/", "/y")] {
+            cases.append(["--data", h5, "--h5-features", x, "--h5-labels", y])
+        }
+        cases += [["--data", h5], ["--data", h5, "--h5-labels", "/y"], ["--data", h5, "--h5-features", "/X", "--labels", h5],
+                  ["--data", h5, "--h5-features", "/X", "--format", "csv"], ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--h5-test-features", "/X"]]
         // Nonsense flag values.
         let good = text("good.csv", goodRows)
+        cases.append(["--data", good, "--h5-features", "/X"])
         for flags in [["--epochs", "-1"], ["--lr", "nan"], ["--lr", "abc"], ["--lr", "-1"], ["--batch-size", "0"], ["--batch-size", "lots"],
                       ["--steps", "0"], ["--hidden", "0"], ["--activation", "sine"], ["--optimizer", "magic"], ["--allreduce", "telepathy"],
                       ["--collective-timeout", "-1"], ["--checkpoint-every", "-3"], ["--label-column", "99"], ["--features", "-2"],

@@ -70,19 +70,49 @@ extension JobConfiguration.Data {
 
     /// The training file's feature names (a CSV header), for the model file; nil without one.
     public var featureNames: [String]? {
-        path.flatMap { DataLoader.featureNames(DataSource(path: $0, labelsPath: labels, format: format), options: readOptions) }
+        trainingSource.flatMap { DataLoader.featureNames($0, options: readOptions) }
+    }
+
+    /// The training file with its labels file or HDF5 datasets; nil for the synthetic task.
+    public var trainingSource: DataSource? {
+        path.map { DataSource(path: $0, labelsPath: labels, format: format, hdf5: h5Features.map { HDF5Datasets(features: $0, labels: h5Labels) }) }
+    }
+
+    /// The test file with its labels file or HDF5 datasets. An HDF5 test file's datasets are
+    /// `--h5-test-features`/`--h5-test-labels` when the first is given, else the training data's names (a test
+    /// file laid out as the training file).
+    public var testSource: DataSource? {
+        testPath.map { test in
+            let hdf5 = (format ?? DataFormat.infer(fromPath: test)) == .hdf5
+            let sets = h5TestFeatures.map { HDF5Datasets(features: $0, labels: h5TestLabels) }
+                ?? (hdf5 ? h5Features.map { HDF5Datasets(features: $0, labels: h5Labels) } : nil)
+            return DataSource(path: test, labelsPath: testLabels, format: format, hdf5: sets)
+        }
+    }
+
+    /// The first way the data files' flags do not fit their formats (`DataSource.partsConflict`), as one
+    /// message; nil when they fit. Checked before anything is read.
+    public var filesConflict: String? {
+        if path == nil, let flag = [("--h5-features", h5Features), ("--h5-labels", h5Labels)].first(where: { $0.1 != nil })?.0 {
+            return "\(flag) needs --data (without it the synthetic task is used)"
+        }
+        if testPath == nil, let flag = [("--h5-test-features", h5TestFeatures), ("--h5-test-labels", h5TestLabels)].first(where: { $0.1 != nil })?.0 {
+            return "\(flag) needs --test-data"
+        }
+        if h5TestLabels != nil && h5TestFeatures == nil { return "--h5-test-labels needs --h5-test-features (the test file's datasets are named together)" }
+        if h5Labels != nil && h5Features == nil { return "--h5-labels needs --h5-features" }
+        return trainingSource?.partsConflict(.training) ?? testSource?.partsConflict(.test)
     }
 
     private func files(comm: Communicator) throws -> LoadedData {
         let options = readOptions
-        let source = DataSource(path: path!, labelsPath: labels, format: format)
+        let source = trainingSource!
         let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
         // The test rows are stored as the training rows are (the same density rule could decide otherwise).
         var testOptions = options
         if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }
-        let test = try testPath.map {
-            try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: testOptions, comm: comm,
-                                features: train.features, labels: mapping).0
+        let test = try testSource.map {
+            try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
         let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""

@@ -7,6 +7,7 @@ extension JobConfiguration {
     /// combinations of the step's variations and checks each is either refused here or has its effect.
     public func conflict() -> String? {
         let r = reduction, d = data, o = outputs
+        if let files = d.filesConflict { return files }
         if r.errorFeedback && r.compress == nil { return "--error-feedback needs --compress fp16 or bf16" }
         if r.autotune && r.allreduce != .auto { return "--autotune needs --allreduce auto" }
         if r.balance && r.compress != nil { return "--balance sums gradients in its own fixed order: it cannot be combined with --compress" }
