@@ -29,11 +29,18 @@ struct TrainBenchmark: ParsableCommand {
             """)
 
     enum ModelName: String, CaseIterable {
-        case softmax, mlp
+        case softmax, mlp, logistic
     }
 
-    @Option(help: "Models to time, comma-separated: softmax (784→10), mlp (784→hidden→10, ReLU).")
+    @Option(help: "Models to time, comma-separated: softmax (784→10), mlp (784→hidden→10, ReLU); with --data also logistic (2 classes).")
     var models: String = "softmax,mlp"
+
+    @Option(help: ArgumentHelp("A LIBSVM file to train on instead of the synthetic task, each rank its byte range kept as CSR rows (a sparse step: its communication share with --allreduce sparse or auto).",
+                               valueName: "file.svm"))
+    var data: String?
+
+    @Option(name: .customLong("hash-bits"), help: "With --data: hash the feature indices into 2^B columns (dml-train --hash-bits).")
+    var hashBits: Int?
 
     @Option(help: "Rows per global batch (all ranks together).")
     var batch: Int = 256
@@ -60,7 +67,7 @@ struct TrainBenchmark: ParsableCommand {
     @Option(help: "Features per row of the synthetic task.")
     var features: Int = 784
 
-    @Option(help: "Learning rate of the softmax model (plain SGD).")
+    @Option(help: "Learning rate of the softmax and logistic models (plain SGD).")
     var softmaxLr: Float = 0.2
 
     @Option(help: "Learning rate of the MLP (plain SGD).")
@@ -92,8 +99,20 @@ struct TrainBenchmark: ParsableCommand {
     }
 
     func validate() throws {
-        guard modelList != nil else {
-            throw ValidationError("--models must be softmax and/or mlp separated by commas (got '\(models)')")
+        guard let list = modelList else {
+            throw ValidationError("--models must be softmax, mlp or (with --data) logistic, separated by commas (got '\(models)')")
+        }
+        if data == nil && list.contains(.logistic) {
+            throw ValidationError("--models logistic needs two classes: give --data FILE.svm (the synthetic task has 10)")
+        }
+        if let b = hashBits {
+            guard data != nil else { throw ValidationError("--hash-bits hashes the indices of a --data file") }
+            guard (1...31).contains(b) else { throw ValidationError("--hash-bits must be in 1…31 (got \(b))") }
+        }
+        if data != nil {
+            for (flag, given) in [("--rows", rows != 16384), ("--features", features != 784)] where given {
+                throw ValidationError("\(flag) sizes the synthetic task; with --data the file decides")
+            }
         }
         guard AllreduceKind(rawValue: allreduce) != nil else {
             throw ValidationError("--allreduce must be one of \(AllreduceKind.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(allreduce)')")
@@ -108,7 +127,7 @@ struct TrainBenchmark: ParsableCommand {
                                      ("--rows", rows, 1), ("--features", features, 1)] where value < least {
             throw ValidationError("\(flag) must be at least \(least) (got \(value))")
         }
-        guard batch <= rows else { throw ValidationError("--batch (\(batch)) must not exceed --rows (\(rows))") }
+        guard data != nil || batch <= rows else { throw ValidationError("--batch (\(batch)) must not exceed --rows (\(rows))") }
         for (flag, lr) in [("--softmax-lr", softmaxLr), ("--mlp-lr", mlpLr)] where !(lr > 0 && lr.isFinite) {
             throw ValidationError("\(flag) must be positive (got \(lr))")
         }
@@ -142,11 +161,24 @@ struct TrainBenchmark: ParsableCommand {
         let onNode = try comm.nodeLayout().ranksOnNode
         let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
         let maxInit = try comm.allreduced(mpiInit, op: .max)
-        let task = SyntheticClassification(seed: seed, features: features, classes: 10)
-        let train = task.trainingShard(rows: rows, rank: comm.rank, ranks: p)
+        let train: Dataset
+        let what: String
+        if let path = data {
+            var options = ReadOptions()
+            options.sparse = .on
+            options.hash = hashBits.flatMap { FeatureHash(bits: $0) }
+            train = try DataLoader.read(DataSource(path: path), options: options, comm: comm).0
+            try comm.agree(batch > train.globalRows ? "--batch (\(batch)) exceeds the \(train.globalRows) rows of \(path)" : nil, kind: .usage)
+            try comm.agree(modelList!.contains(.logistic) && train.classes != 2 ? "--models logistic needs 2 classes; \(path) has \(train.classes)" : nil, kind: .usage)
+            what = "\(path) \(train.globalRows) rows × \(train.features) features (CSR\(hashBits.map { ", hashed into 2^\($0)" } ?? "")), \(train.classes) classes"
+        } else {
+            let task = SyntheticClassification(seed: seed, features: features, classes: 10)
+            train = task.trainingShard(rows: rows, rank: comm.rank, ranks: p)
+            what = "synthetic task \(rows) rows × \(features) features, 10 classes"
+        }
         if comm.rank == 0 {
             print("dml-bench train: \(p) rank\(p == 1 ? "" : "s")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
-                  + "synthetic task \(rows) rows × \(features) features, 10 classes, global batch \(batch), plain SGD, "
+                  + "\(what), global batch \(batch), plain SGD, "
                   + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
             print("model          samples/s  (mean)       step ms  comm share  first step  final loss")
             fflush(nil)
@@ -191,10 +223,13 @@ struct TrainBenchmark: ParsableCommand {
 
     /// Trains one model for `warmup + steps` steps and times it. Collective.
     func measure(_ name: ModelName, overlap: Bool, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
-        let model: Model = name == .softmax
-            ? SoftmaxRegression(features: features, classes: 10)
-            : MLP(features: features, hidden: hiddenWidths!, classes: 10, activation: .relu)
-        let lr = name == .softmax ? softmaxLr : mlpLr
+        let model: Model
+        switch name {
+        case .softmax: model = SoftmaxRegression(features: train.features, classes: Swift.max(2, train.classes))
+        case .mlp: model = MLP(features: train.features, hidden: hiddenWidths!, classes: Swift.max(2, train.classes), activation: .relu)
+        case .logistic: model = LogisticRegression(features: train.features)
+        }
+        let lr = name == .mlp ? mlpLr : softmaxLr
         let algorithm = AllreduceKind(rawValue: allreduce)!.make(for: comm)
         // The sparse allreduce keeps its sparse form, so the trainer picks the sparse reducer and its calls are timed.
         let timed = (algorithm as? SparseAllreduceAlgorithm).map { TimedSparseAllreduce($0) } ?? TimedAllreduce(algorithm)

@@ -122,7 +122,7 @@ final class BenchmarkSuiteTests: XCTestCase {
     func testDMLBenchTrainRejectsABadModelOnce() throws {
         let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax,resnet"])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertEqual(r.stderr.components(separatedBy: "--models must be softmax and/or mlp").count - 1, 1, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "--models must be softmax, mlp or (with --data) logistic").count - 1, 1, r.stderr)
         let o = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax", "--overlap"])
         XCTAssertNotEqual(o.status, 0)
         XCTAssertEqual(o.stderr.components(separatedBy: "--overlap times the MLP").count - 1, 1, o.stderr)

@@ -84,6 +84,31 @@ final class SparseAllreduceIntegrationTests: XCTestCase {
         XCTAssertEqual(losses["sparse"], losses["rd"])
     }
 
+    /// `dml-bench train --data FILE.svm --hash-bits B --models logistic`: a sparse step on CSR rows, with the
+    /// sparse reducer's communication share, to the ring's final loss; --hash-bits without --data refused.
+    func testTrainBenchmarkOnSparseRowsOfAFile() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        let data = try sparseFile(dir)
+        var losses: [String: String] = [:]
+        for algorithm in ["rd", "sparse"] {
+            let csv = dir + "/train-\(algorithm).csv"
+            let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--data", data, "--hash-bits", "12", "--models", "logistic", "--batch", "32",
+                                                              "--steps", "20", "--warmup", "2", "--allreduce", algorithm, "--csv", csv], timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("hashed into 2^12"), r.stdout)
+            let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+            let header = lines[0], row = lines[1]
+            let field = { (name: String) in row[header.firstIndex(of: name)!] }
+            XCTAssertEqual(field("model"), "logistic")
+            XCTAssertGreaterThan(Double(field("comm_share"))!, 0, "the allreduce was timed")
+            losses[algorithm] = field("final_loss")
+        }
+        XCTAssertEqual(losses["sparse"], losses["rd"])
+        let refused = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--hash-bits", "12"], timeout: 60)
+        XCTAssertEqual(refused.status, 64, refused.stderr)
+        XCTAssertEqual(refused.stderr.components(separatedBy: "--hash-bits hashes the indices of a --data file").count - 1, 1, refused.stderr)
+    }
+
     func testTheSparseBenchmarkChecksItsResults() throws {
         let r = try MPIRunner.run(ranks: 3, "dml-bench", ["allreduce", "--sparse", "--dimension", "32K", "--densities", "0.5,10,60", "--check",
                                                           "--step-rows", "16", "--nnz-per-row", "8", "--iters", "3"], timeout: 120)
