@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sparse rows' products, DML (dml-bench kernels --sparse-data) against scipy.sparse (peers/sparse_scipy.py:
-# X @ W and X.T @ G, float32) on the same rcv1-like matrix (make_sparse.py: ROWS rows × 47,236 features, ~75
+# X @ W and X.T @ G, float32) on the same rcv1-like matrix (sparse_data.py rcv1: ROWS rows × 47,236 features, ~75
 # non-zeros a row), one thread each, alternately ROUNDS times; prints each product's best over the rounds for
 # both, in millions of non-zeros per second, and the ratio.
 #   benchmarks/sparse_kernels.sh [BENCH_BINARY] [ROUNDS] [ROWS]
@@ -10,7 +10,7 @@ BENCH=${1:-.build/release/dml-bench}
 ROUNDS=${2:-3}
 ROWS=${3:-20000}
 OUT=$(mktemp -d)
-python3 benchmarks/make_sparse.py "$OUT/rcv1like.svm" "$ROWS" > /dev/null
+python3 benchmarks/sparse_data.py rcv1 "$OUT/rcv1like.svm" --rows "$ROWS" 2> /dev/null
 lscpu | grep 'Model name' || true
 for r in $(seq 1 "$ROUNDS"); do
     "$BENCH" kernels --sparse-data "$OUT/rcv1like.svm" --sparse-outputs 1,16 --csv "$OUT/dml-$r.csv" > /dev/null
