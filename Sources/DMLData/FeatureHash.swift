@@ -51,25 +51,38 @@ public struct FeatureHash: Sendable, Equatable {
         let n = indices.count - start
         guard n > 0 else { return }
         scratch.removeAll(keepingCapacity: true)
-        for k in start..<indices.count { scratch.append((bucket(Int(indices[k]) + 1), values[k])) }
+        indices.withUnsafeBufferPointer { ix in
+            values.withUnsafeBufferPointer { vx in
+                for k in start..<ix.count { scratch.append((bucket(Int(ix[k]) + 1), vx[k])) }
+            }
+        }
         // Stable: equal buckets keep index order, so their sum's order is fixed. Insertion sort for short rows;
         // longer ones sort (bucket, position) pairs, O(n log n).
         if scratch.count <= 64 {
-            for i in 1..<Swift.max(1, scratch.count) {
-                let e = scratch[i]
-                var j = i
-                while j > 0 && scratch[j - 1].0 > e.0 { scratch[j] = scratch[j - 1]; j -= 1 }
-                scratch[j] = e
+            scratch.withUnsafeMutableBufferPointer { sc in
+                for i in 1..<Swift.max(1, sc.count) {
+                    let e = sc[i]
+                    var j = i
+                    while j > 0 && sc[j - 1].0 > e.0 { sc[j] = sc[j - 1]; j -= 1 }
+                    sc[j] = e
+                }
             }
         } else {
             let keyed = scratch.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }
             for (i, e) in keyed.enumerated() { scratch[i] = e.element }
         }
-        indices.removeLast(n)
-        values.removeLast(n)
-        for (b, v) in scratch {
-            if indices.count > start, indices[indices.count - 1] == b { values[values.count - 1] += v }
-            else { indices.append(b); values.append(v) }
+        // Written back over the row in place (m ≤ the entries read so far, which come from scratch).
+        var m = 0
+        indices.withUnsafeMutableBufferPointer { ix in
+            values.withUnsafeMutableBufferPointer { vx in
+                scratch.withUnsafeBufferPointer { sc in
+                    for (b, v) in sc {
+                        if m > 0 && ix[start + m - 1] == b { vx[start + m - 1] += v } else { ix[start + m] = b; vx[start + m] = v; m += 1 }
+                    }
+                }
+            }
         }
+        indices.removeLast(n - m)
+        values.removeLast(n - m)
     }
 }
