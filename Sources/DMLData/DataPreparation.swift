@@ -147,6 +147,12 @@ public struct LoadedData {
     public var standardization: Standardization?
     /// One line for the log.
     public var description: String
+    /// CSV input: how missing values were treated, and with `.mean` the fill value of each feature (the
+    /// training means), which prediction must use too.
+    public var missing: MissingPolicy = .error
+    public var missingFill: [Float]?
+    /// CSV columns left out (`--drop-columns`), which a prediction input leaves out too.
+    public var dropColumns: [LabelColumn] = []
 
     public init(train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, labels: LabelMapping? = nil,
                 standardization: Standardization? = nil, description: String) {

@@ -128,6 +128,10 @@ public struct PredictionConfiguration: Sendable, Equatable {
         if probabilities && file.task == .regression {
             return "--proba: \(model) is a regression model (\(file.kind.rawValue)): it predicts values, not class probabilities"
         }
+        if !probabilities, let o = output, PredictionFileFormat(path: o) == .npy, file.task == .classification,
+           let labels = file.labels, !labels.allSatisfy({ Double($0) != nil }) {
+            return "--output \(o): \(model)'s class labels are text (\(labels.prefix(3).joined(separator: ", "))\(labels.count > 3 ? ", …" : "")), which .npy cannot hold: name the output .csv, or give --proba"
+        }
         if sparse == .on && file.standardization != nil {
             return "--sparse on: \(model) standardises its features, which would make CSR rows dense: give --sparse auto or off"
         }

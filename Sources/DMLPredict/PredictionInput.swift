@@ -22,11 +22,17 @@ struct PredictionInput {
         var read = ReadOptions()
         read.header = job.header
         read.delimiter = job.delimiter
-        // A hashed model: any index is hashed into its 2^B columns, so the indices are not bounded.
-        read.features = model.featureHash == nil ? features : nil
+        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        // LIBSVM indices are bounded by the model's features; a hashed model hashes any index into its 2^B columns.
+        read.features = format == .libsvm && model.featureHash == nil ? features : nil
         read.hash = model.featureHash
         read.sparse = job.sparse == .auto && model.standardization != nil ? .off : job.sparse
-        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        if format == .csv {
+            // The training run's CSV treatment: its missing-value policy and fill values, its dropped columns.
+            read.missing = model.missing ?? .error
+            read.missingFill = model.missingFill
+            read.dropColumns = (model.dropColumns ?? []).compactMap { LabelColumn(argument: $0) }
+        }
         func mismatch(_ columns: Int) -> DataError {
             DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "
                       + "give its \(features) feature columns, with or without one label column (--label-column)")
@@ -75,11 +81,14 @@ struct PredictionInput {
         // just numbers, read and ignored.
         if evaluate && model.task == .classification {
             read.task = .classification
-            let values = (model.labels ?? (0..<model.classes).map(String.init)).map { Double($0) }
-            guard values.allSatisfy({ $0 != nil }), values.count == model.classes else {
-                throw DataError(file: job.model, "its labels \(model.labels ?? []) are not \(model.classes) numbers")
+            let names = model.labels ?? (0..<model.classes).map(String.init)
+            guard names.count == model.classes else {
+                throw DataError(file: job.model, "its labels \(names) are not \(model.classes) classes")
             }
-            known = LabelMapping(values: values.map { $0! })
+            let values = names.map { Double($0) }
+            // Numeric labels match by value (`1.0` is class `1`); text labels by their text.
+            known = values.allSatisfy({ $0 != nil }) && Set(values).count == names.count
+                ? LabelMapping(values: values.map { $0! }) : LabelMapping(text: names)
         } else {
             read.task = .regression
             known = nil

@@ -35,6 +35,13 @@ public struct ModelFile: Equatable {
     /// The feature-hashing map the model was trained with (`feature_hash`, e.g. `xxh3-64 seed=0x444d4c5f48415348
     /// bits=18`): `dml-predict` hashes LIBSVM indices with it. Nil: indices are columns.
     public var featureHash: FeatureHash?
+    /// CSV input's missing values (`missing`: `zero` or `mean`; nil: refused) and, for `mean`, the fill value of
+    /// each feature (`missing_fill`, the training rows' means): `dml-predict` fills its input's missing values alike.
+    public var missing: MissingPolicy?
+    public var missingFill: [Float]?
+    /// CSV columns the training run left out (`drop_columns`, as given: indices or header names); a prediction
+    /// input of the same layout leaves them out too.
+    public var dropColumns: [String]?
     /// The parameters, laid out by the model's `layout`.
     public var parameters: [Float]
     /// Where it came from: `data_checksum`, `data_rows`, `data`, `step`, `seed`, `ranks`, `partition`, ….
@@ -97,6 +104,9 @@ public struct ModelFile: Equatable {
         }
         if let labels { m["labels"] = Self.json(labels, quoted: true) }
         if let featureHash { m["feature_hash"] = featureHash.description }
+        if let missing { m["missing"] = missing.rawValue }
+        if let missingFill { m["missing_fill"] = Self.json(missingFill.map { "\($0)" }, quoted: false) }
+        if let dropColumns { m["drop_columns"] = Self.json(dropColumns, quoted: true) }
         if let featureNames { m["feature_names"] = Self.json(featureNames, quoted: true) }
         if let s = standardization {
             m["standardize_mean"] = Self.json(s.mean.map { "\($0)" }, quoted: false)
@@ -153,13 +163,24 @@ public struct ModelFile: Equatable {
             f.featureHash = map
         }
         f.featureNames = m["feature_names"].flatMap(Self.array)
+        if let text = m["missing"] {
+            guard let policy = MissingPolicy(rawValue: text) else { throw Safetensors.FormatError(reason: "its missing '\(text)' is not zero, mean or error") }
+            f.missing = policy
+        }
+        if let text = m["missing_fill"] {
+            guard let fill = Self.array(text)?.compactMap(Float.init), fill.count == features else {
+                throw Safetensors.FormatError(reason: "its missing_fill is not \(features) numbers")
+            }
+            f.missingFill = fill
+        }
+        f.dropColumns = m["drop_columns"].flatMap(Self.array)
         if let mean = m["standardize_mean"].flatMap(Self.array)?.compactMap(Float.init),
            let std = m["standardize_std"].flatMap(Self.array)?.compactMap(Float.init), mean.count == features, std.count == features {
             f.standardization = Standardization(mean: mean, std: std)
         }
         let known: Set<String> = ["format", "format_version", "dml_version", "model", "features", "outputs", "classes", "task", "hidden",
                                   "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm",
-                                  "feature_hash"]
+                                  "feature_hash", "missing", "missing_fill", "drop_columns"]
         f.provenance = m.filter { !known.contains($0.key) }
         f.parameters = try f.readTensors(file, names: { $0 })
         return f

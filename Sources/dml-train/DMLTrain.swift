@@ -144,6 +144,8 @@ extension DMLTrain {
         c.data.standardize = data.standardize
         c.data.sparse = data.sparse
         c.data.hashBits = data.hashBits
+        c.data.missing = data.missing
+        c.data.dropColumns = data.droppedColumns
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

@@ -43,6 +43,17 @@ struct DataOptions: ParsableArguments {
             help: "LIBSVM: hash feature indices into 2^B columns (1…31) with XXH3-64 of the index (8 bytes, little-endian) and seed 0x444D4C5F48415348; values sharing a bucket in a row are added. Stored in --output for dml-predict.")
     var hashBits: Int?
 
+    @Option(help: "CSV missing values (empty, NA, NaN, null, ?): error (refuse the file), zero, or mean (the training rows' column means over all ranks, saved in --output for dml-predict).")
+    var missing: MissingPolicy = .error
+
+    @Option(name: .customLong("drop-columns"), help: "CSV columns to leave out, comma-separated: 0-based indices, 'last' or header names (e.g. a row index or an ID column).")
+    var dropColumns: String?
+
+    /// `--drop-columns` as column references (validated in `validate`).
+    var droppedColumns: [LabelColumn] {
+        (dropColumns ?? "").split(separator: ",", omittingEmptySubsequences: false).compactMap { LabelColumn(argument: String($0)) }
+    }
+
     @Flag(help: "Standardise features to mean 0, std 1 with the training rows' global statistics (saved in --output).")
     var standardize = false
 
@@ -81,6 +92,13 @@ struct DataOptions: ParsableArguments {
                 throw ValidationError("\(flag) needs --data (without it the synthetic task is used)")
             }
         }
+        if let d = dropColumns {
+            for item in d.split(separator: ",", omittingEmptySubsequences: false) where LabelColumn(argument: String(item)) == nil {
+                throw ValidationError("--drop-columns: '\(item)' is not a column (a 0-based index, 'last' or a header name)")
+            }
+            if data == nil { throw ValidationError("--drop-columns needs --data (a CSV file)") }
+        }
+        if missing != .error && data == nil { throw ValidationError("--missing needs --data (a CSV file)") }
         if testLabels != nil && testData == nil { throw ValidationError("--test-labels needs --test-data") }
         if testData != nil && (labels == nil) != (testLabels == nil) {
             throw ValidationError("give --labels and --test-labels together (or neither)")

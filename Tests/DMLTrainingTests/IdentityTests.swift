@@ -20,6 +20,8 @@ final class IdentityTests: XCTestCase {
         "data.partition": { $0.data.partition = .features },
         "data.sparse": { $0.data.sparse = .on },
         "data.hashBits": { $0.data.hashBits = 18 },
+        "data.missing": { $0.data.missing = .mean },
+        "data.dropColumns": { $0.data.dropColumns = [.index(2)] },
         "data.syntheticRows": { $0.data.syntheticRows = 100 },
         "data.syntheticTestRows": { $0.data.syntheticTestRows = 10 },
         "data.syntheticFeatures": { $0.data.syntheticFeatures = 5 },

@@ -59,6 +59,8 @@ extension JobConfiguration.Data {
         options.features = features
         options.sparse = effectiveSparse
         options.hash = hashBits.flatMap { FeatureHash(bits: $0) }
+        options.missing = missing
+        options.dropColumns = dropColumns
         return options
     }
 
@@ -76,10 +78,13 @@ extension JobConfiguration.Data {
     private func files(comm: Communicator) throws -> LoadedData {
         let options = readOptions
         let source = DataSource(path: path!, labelsPath: labels, format: format)
-        let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
-        // The test rows are stored as the training rows are (the same density rule could decide otherwise).
+        let trainFile = try DataLoader.load(source, options: options, comm: comm)
+        let (train, mapping) = (trainFile.data, trainFile.labels)
+        // The test rows are stored as the training rows are (the same density rule could decide otherwise),
+        // and their missing values filled with the training means.
         var testOptions = options
         if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }
+        testOptions.missingFill = trainFile.missingFill
         let test = try testPath.map {
             try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: testOptions, comm: comm,
                                 features: train.features, labels: mapping).0
@@ -87,8 +92,13 @@ extension JobConfiguration.Data {
         let what = task == .classification ? "\(train.classes) classes" : "regression"
         let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""
         let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
-        return LoadedData(train: train, test: test, labels: mapping,
-                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what))")
+        var loaded = LoadedData(train: train, test: test, labels: mapping,
+                                description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"
+                                    + trainFile.notes.map { "; " + $0 }.joined() + ")")
+        loaded.missing = missing
+        loaded.missingFill = trainFile.missingFill
+        loaded.dropColumns = dropColumns
+        return loaded
     }
 
     private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {

@@ -246,6 +246,9 @@ public final class TrainingJob {
                              labels: loaded.labels, standardization: loaded.standardization,
                              featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
         file.featureHash = job.data.readOptions.hash
+        file.missing = loaded.missing == .error ? nil : loaded.missing
+        file.missingFill = loaded.missingFill
+        if !loaded.dropColumns.isEmpty { file.dropColumns = loaded.dropColumns.map(\.argument) }
         return file
     }
 
