@@ -9,6 +9,7 @@ extension LearningTask: ExpressibleByArgument {}
 extension Delimiter: ExpressibleByArgument {}
 extension SparseMode: ExpressibleByArgument {}
 extension MissingPolicy: ExpressibleByArgument {}
+extension UnseenCategory: ExpressibleByArgument {}
 extension LabelColumn: ExpressibleByArgument {
     public var defaultValueDescription: String {
         switch self {

@@ -55,6 +55,14 @@ public enum MissingPolicy: String, Sendable, CaseIterable {
     case mean
 }
 
+/// What a `--categorical` value the training data did not have becomes at prediction (`--categorical-unseen`).
+public enum UnseenCategory: String, Sendable, CaseIterable {
+    /// An all-zero block (the row matches no category); the count is logged.
+    case zero
+    /// One message naming the file, line and column.
+    case error
+}
+
 /// The CSV layout every rank derives from the file's first record (each rank reads that record itself, so no
 /// communication is needed and all ranks decide the same).
 struct CSVLayout {
@@ -72,9 +80,13 @@ struct CSVLayout {
     var bom: Int
     /// Whether the first record holds a `"`: the reader then parses quotes from the start.
     var quotedHead: Bool
+    /// Per column, its slot among the `--categorical` columns (in file order), or -1 for other columns.
+    var categorySlot: [Int]
 
-    /// The feature columns in file order (neither the label nor dropped).
+    /// The feature columns in file order (neither the label nor dropped), categorical ones included.
     var featureColumns: [Int] { (0..<columns).filter { $0 != labelColumn && !dropped[$0] } }
+    /// The number of `--categorical` columns.
+    var categoricalCount: Int { categorySlot.filter { $0 >= 0 }.count }
 }
 
 /// Splits a (short) record into its fields as strings, RFC 4180 quotes removed (`""` inside quotes is one `"`):
@@ -138,7 +150,7 @@ struct CSVParser {
     /// Parses every owned record; throws `LocalLineError` at the first bad one (or `QuoteSeen`, see above).
     /// Missing values under `.mean` are stored as NaN (the loader fills them once the means are agreed).
     func parse(_ lines: LineRange, estimatedRows: Int) throws -> RawShard {
-        let features = layout.featureColumns.count
+        let features = layout.featureColumns.count - layout.categoricalCount
         var shard = RawShard(features: features, x: [], labels: [])
         shard.x.reserveCapacity(estimatedRows * features)
         shard.labels.reserveCapacity(estimatedRows)
@@ -149,7 +161,13 @@ struct CSVParser {
         let separator = layout.separator ?? 0
         let sepMode = layout.separator != nil
         let anyDropped = layout.dropped.contains(true)
-        let trackIndex = !layout.dropped[0]
+        let trackIndex = !layout.dropped[0] && layout.categorySlot[0] < 0
+        let slots = layout.categoricalCount
+        if slots > 0 {
+            shard.categoryTexts = Array(repeating: [], count: slots)
+            shard.categoryIndex = Array(repeating: [:], count: slots)
+            shard.categoryFirstSeen = Array(repeating: [], count: slots)
+        }
         var scratch: [UInt8] = []
         shard.indexLike = trackIndex
         shard.lines = try lines.forEachLine { line, index in
@@ -180,13 +198,21 @@ struct CSVParser {
                         throw LocalLineError(localLine: index, column: column + 1,
                                              message: "text after the closing quote of a quoted field (a quote inside a field is written \"\")")
                     }
-                    if !(anyDropped && layout.dropped[column]) {
+                    if slots > 0 && layout.categorySlot[column] >= 0 {
+                        scratch.withUnsafeBufferPointer { shard.addCategory($0, slot: layout.categorySlot[column], line: index) }
+                    } else if !(anyDropped && layout.dropped[column]) {
                         try scratch.withUnsafeBufferPointer {
                             try slowField($0, column: column, line: index, shard: &shard, label: &label, textLabel: &textLabel, first: &first)
                         }
                     }
                 } else if anyDropped && layout.dropped[column] {
                     p = try tokenEnd(p, end, line: index, column: column)
+                } else if slots > 0 && layout.categorySlot[column] >= 0 {
+                    let stop = try tokenEnd(p, end, line: index, column: column)
+                    var last = stop
+                    while last > p && isBlank((last - 1).pointee) { last -= 1 }
+                    shard.addCategory(UnsafeBufferPointer(start: p, count: last - p), slot: layout.categorySlot[column], line: index)
+                    p = stop
                 } else if let (v, after) = DecimalParser.parse(p, end),
                           case let q = sepMode ? skipBlanks(after, end) : after,
                           q == end || (sepMode ? q.pointee == separator : isBlank(q.pointee)) {
@@ -353,7 +379,7 @@ struct CSVParser {
         // With a header, a text column can be named: say how to leave it out.
         let message = badNumber(text())
         let hint = layout.names.indices.contains(column) && message.hasSuffix("is not a number")
-            ? " (is '\(layout.names[column])' a text column? leave it out with --drop-columns \(layout.names[column]))" : ""
+            ? " (is '\(layout.names[column])' a text column? encode it with --categorical \(layout.names[column]) or leave it out with --drop-columns \(layout.names[column]))" : ""
         throw LocalLineError(localLine: line, column: column + 1, message: message + hint)
     }
 

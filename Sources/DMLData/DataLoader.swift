@@ -92,6 +92,14 @@ public struct ReadOptions: Sendable {
     public var missingFill: [Float]? = nil
     /// CSV: columns left out (`--drop-columns`: 0-based indices, `last`, or header names).
     public var dropColumns: [LabelColumn] = []
+    /// CSV: columns one-hot encoded (`--categorical`): each becomes one 0/1 feature per category, in its place.
+    public var categorical: [LabelColumn] = []
+    /// The categories of each `categorical` column (in file order), given (a test set, a prediction input: the
+    /// training categories); nil: the sorted union over all ranks (training).
+    public var categories: [[String]]? = nil
+    /// With given `categories`, a value the training data did not have: an all-zero block (counted in the log),
+    /// or an error naming its line and column (`--categorical-unseen error`).
+    public var unseenCategoryIsError = false
 
     public init() {}
 }
@@ -134,6 +142,10 @@ public struct LoadedFile {
     public var missingFill: [Float]?
     /// Lines for the start-up log (e.g. how many missing values were filled).
     public var notes: [String] = []
+    /// `--categorical`: the categories of each such column, in file order (class i of a block is `[i]`).
+    public var categories: [[String]]?
+    /// CSV with a header: the features' names in order (`name=value` for one-hot features).
+    public var featureNames: [String]?
 }
 
 /// Reading data files, collectively: every rank calls the same functions with the same arguments; each
@@ -179,14 +191,17 @@ public enum DataLoader {
         try comm.agree(options.features != nil && format != .libsvm
             ? "\(source.path): --features sets the feature count of LIBSVM files; a \(format!.rawValue) file's columns give it (leave --features out)" : nil,
                        kind: .usage)
-        try comm.agree(format != .csv && (options.missing != .error || !options.dropColumns.isEmpty)
-            ? "\(source.path): \(options.missing != .error ? "--missing" : "--drop-columns") applies to CSV files; this is \(format!.rawValue) input" : nil,
+        try comm.agree(format != .csv && (options.missing != .error || !options.dropColumns.isEmpty || !options.categorical.isEmpty)
+            ? "\(source.path): \(options.missing != .error ? "--missing" : options.dropColumns.isEmpty ? "--categorical" : "--drop-columns") applies to CSV files; this is \(format!.rawValue) input" : nil,
                        kind: .usage)
         try comm.agree(options.hash != nil && format != .libsvm
             ? "feature hashing (--hash-bits) maps LIBSVM feature indices, but \(source.path) is \(format!.rawValue) input" : nil, kind: .usage)
         let classification = options.labeled && options.task == .classification
         var raw: RawShard
         var firstRow = 0, globalRows = 0
+        var categories: [[String]]?
+        var featureNames: [String]?
+        var notes: [String] = []
         /// Turns a rank-local row or line index into where the user looks: set once ranks know their offsets.
         var locate: (Int) -> (line: Int?, location: String?) = { _ in (nil, nil) }
         let file = source.path
@@ -275,6 +290,26 @@ public enum DataLoader {
             try comm.agree(error: failure)
             raw = try local.get()
             locate = { (lineBase + $0 + 1, nil) }
+            if let (_, layout, _) = csv, layout.categoricalCount > 0 {
+                let given = options.categories
+                var cats: [[String]] = []
+                for slot in 0..<layout.categoricalCount {
+                    cats.append(try given.map { $0[slot] } ?? unionOfTexts(raw.categoryTexts[slot], comm: comm, file: file, what: "categories in a --categorical column"))
+                }
+                let lineOf = locate
+                notes += try oneHot(&raw, layout: layout, categories: cats, unseenIsError: given != nil && options.unseenCategoryIsError,
+                                    comm: comm, message: { line, column, text in
+                                        DataError(file: file, line: lineOf(line).line, column: column, text).description })
+                categories = cats
+            }
+            if let (_, layout, _) = csv, layout.hasHeader {
+                var names: [String] = []
+                for c in layout.featureColumns {
+                    let slot = layout.categorySlot[c]
+                    if slot >= 0, let cats = categories { names += cats[slot].map { "\(layout.names[c])=\($0)" } } else { names.append(layout.names[c]) }
+                }
+                featureNames = names
+            }
             if var s = sparse {
                 let maxIndex = Int(try comm.allreduced(Int64(s.maxIndex), op: .max))
                 let features = expected ?? options.hash?.buckets ?? options.features ?? maxIndex
@@ -317,7 +352,6 @@ public enum DataLoader {
             try comm.agree("\(file): \(raw.features) features per row, but the training data has \(e)", kind: .dataFormat)
         }
 
-        var notes: [String] = []
         var missingFill: [Float]?
         if format == .csv {
             // A pandas index: column 0 holds 0, 1, 2, … on every row (each rank checks its rows against its first
@@ -399,7 +433,7 @@ public enum DataLoader {
         let data = raw.csr.map {
             Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, csr: $0, y: y)
         } ?? Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, x: raw.x, y: y)
-        return LoadedFile(data: data, labels: mapping, missingFill: missingFill, notes: notes)
+        return LoadedFile(data: data, labels: mapping, missingFill: missingFill, notes: notes, categories: categories, featureNames: featureNames)
     }
 
     /// `--missing mean`: replaces the NaN the CSV parser left for missing values with `given` (a test set or a
@@ -432,15 +466,63 @@ public enum DataLoader {
     }
 
     /// The sorted union of every rank's text labels (each rank's names as UTF-8, NUL-separated, allgathered). Collective.
-    static func unionOfTexts(_ local: [String], comm: Communicator, file: String) throws -> [String] {
+    static func unionOfTexts(_ local: [String], comm: Communicator, file: String, what: String = "class labels") throws -> [String] {
         var bytes: [UInt8] = []
         for n in local { bytes += Array(n.utf8); bytes.append(0) }
         let all = try comm.allgathered(bytes)
         var union = Set<String>()
         for part in all { for n in part.split(separator: 0, omittingEmptySubsequences: false).dropLast() { union.insert(String(decoding: n, as: UTF8.self)) } }
         try comm.agree(union.count > 1 << 16
-            ? "\(file): more than 65536 distinct class labels; for real-valued targets use --task regression" : nil, kind: .dataFormat)
+            ? "\(file): more than 65536 distinct \(what)\(what == "class labels" ? "; for real-valued targets use --task regression" : "")" : nil, kind: .dataFormat)
         return union.sorted()
+    }
+
+    /// Replaces the parser's numeric features and category indices with the final rows: the feature columns in
+    /// file order, each `--categorical` column as one 0/1 value per category of `categories[slot]` (a value not
+    /// among them: all zero, or with `unseenIsError` an error from `message(localLine, column, text)`). Returns
+    /// the log notes. Collective: one allreduce (unseen count), one agreement.
+    static func oneHot(_ raw: inout RawShard, layout: CSVLayout, categories: [[String]], unseenIsError: Bool, comm: Communicator,
+                       message: (Int, Int, String) -> String) throws -> [String] {
+        let slots = categories.count, rows = raw.rows
+        let maps: [[Int32]] = (0..<slots).map { s in
+            let index = Dictionary(uniqueKeysWithValues: categories[s].enumerated().map { ($1, Int32($0)) })
+            return raw.categoryTexts[s].map { index[$0] ?? -1 }
+        }
+        var failure: String?
+        if unseenIsError {
+            var first: (line: Int, column: Int, text: String)?
+            for s in 0..<slots {
+                let column = layout.categorySlot.firstIndex(of: s)!
+                for (i, g) in maps[s].enumerated() where g < 0 && (first == nil || raw.categoryFirstSeen[s][i] < first!.line) {
+                    first = (raw.categoryFirstSeen[s][i], column + 1, raw.categoryTexts[s][i])
+                }
+            }
+            failure = first.map { message($0.line, $0.column, "category \"\($0.text)\" of a --categorical column does not occur in the training data") }
+        }
+        try comm.agree(failure, kind: .dataFormat)
+        let numeric = raw.features
+        let width = layout.featureColumns.reduce(0) { $0 + (layout.categorySlot[$1] >= 0 ? categories[layout.categorySlot[$1]].count : 1) }
+        var out = [Float](repeating: 0, count: rows * width)
+        var unseen = 0
+        raw.x.withUnsafeBufferPointer { x in
+            for r in 0..<rows {
+                var o = r * width, n = r * numeric
+                for c in layout.featureColumns {
+                    let s = layout.categorySlot[c]
+                    if s < 0 { out[o] = x[n]; n += 1; o += 1; continue }
+                    let g = maps[s][Int(raw.categoryIds[r * slots + s])]
+                    if g >= 0 { out[o + Int(g)] = 1 } else { unseen += 1 }
+                    o += categories[s].count
+                }
+            }
+        }
+        raw.x = out
+        raw.features = width
+        raw.categoryIds = []
+        let total = try comm.allreduced(Int64(unseen), op: .sum)
+        var notes = ["--categorical: " + (0..<slots).map { s in "\(layout.names.isEmpty ? "column \(layout.categorySlot.firstIndex(of: s)!)" : layout.names[layout.categorySlot.firstIndex(of: s)!]) \(categories[s].count) categories" }.joined(separator: ", ")]
+        if total > 0 { notes.append("\(total) values of --categorical columns not seen in training, encoded as all-zero") }
+        return notes
     }
 
     /// Lines in `range`, estimated from its first 256 KiB, with 10 % to spare: the shard's arrays are reserved
@@ -541,21 +623,21 @@ public enum DataLoader {
 
     /// Which columns `--drop-columns` removes, per column; an index past the last column or a name the header
     /// lacks is an error naming the file.
-    static func droppedColumns(_ refs: [LabelColumn], fields: [String], header: Bool, file: String) throws -> [Bool] {
+    static func droppedColumns(_ refs: [LabelColumn], fields: [String], header: Bool, file: String, flag: String = "--drop-columns") throws -> [Bool] {
         var dropped = [Bool](repeating: false, count: fields.count)
         for ref in refs {
             switch ref {
             case let .index(i):
                 guard i < fields.count else {
-                    throw DataError(file: file, "--drop-columns \(i) but the file has \(fields.count) columns (0 ..< \(fields.count))", kind: .usage)
+                    throw DataError(file: file, "\(flag) \(i) but the file has \(fields.count) columns (0 ..< \(fields.count))", kind: .usage)
                 }
                 dropped[i] = true
             case .last: dropped[fields.count - 1] = true
             case let .name(n):
                 guard header, let i = fields.firstIndex(of: n) else {
                     throw DataError(file: file, line: 1, header
-                        ? "--drop-columns \(n): no such column in the header (\(fields.prefix(8).joined(separator: ", "))\(fields.count > 8 ? ", …" : ""))"
-                        : "--drop-columns \(n) names a column, but the file has no header line", kind: .usage)
+                        ? "\(flag) \(n): no such column in the header (\(fields.prefix(8).joined(separator: ", "))\(fields.count > 8 ? ", …" : ""))"
+                        : "\(flag) \(n) names a column, but the file has no header line", kind: .usage)
                 }
                 dropped[i] = true
             }
@@ -567,8 +649,18 @@ public enum DataLoader {
     static func csvLayout(_ input: InputFile, options: ReadOptions) throws -> CSVLayout {
         let (delimiter, fields, header, bom, quoted) = try firstRecordFields(input, options: options)
         let dropped = try droppedColumns(options.dropColumns, fields: fields, header: header, file: input.path)
+        let categorical = try droppedColumns(options.categorical, fields: fields, header: header, file: input.path, flag: "--categorical")
+        var slots = [Int](repeating: -1, count: fields.count), next = 0
+        for c in fields.indices where categorical[c] {
+            guard !dropped[c] else { throw DataError(file: input.path, "column \(c) is both in --drop-columns and in --categorical", kind: .usage) }
+            slots[c] = next
+            next += 1
+        }
+        if let given = options.categories, given.count != next {
+            throw DataError(file: input.path, "\(next) --categorical columns, but the model has categories for \(given.count)")
+        }
         var layout = CSVLayout(separator: delimiter.byte, delimiter: delimiter, hasHeader: header, columns: fields.count, labelColumn: nil,
-                               names: header ? fields : [], dropped: dropped, bom: bom, quotedHead: quoted)
+                               names: header ? fields : [], dropped: dropped, bom: bom, quotedHead: quoted, categorySlot: slots)
         guard options.labeled else { return layout }
         var label: Int
         switch options.labelColumn {
@@ -584,6 +676,9 @@ public enum DataLoader {
         }
         guard label < fields.count else {
             throw DataError(file: input.path, "--label-column \(label) but the file has \(fields.count) columns (0 ..< \(fields.count))")
+        }
+        guard slots[label] < 0 else {
+            throw DataError(file: input.path, "--categorical names column \(label), which --label-column names as the label (a text label needs no flag)", kind: .usage)
         }
         guard !dropped[label] else {
             throw DataError(file: input.path, "--drop-columns removes column \(label), which --label-column names as the label", kind: .usage)

@@ -153,6 +153,10 @@ public struct LoadedData {
     public var missingFill: [Float]?
     /// CSV columns left out (`--drop-columns`), which a prediction input leaves out too.
     public var dropColumns: [LabelColumn] = []
+    /// CSV `--categorical` columns (as given) and the categories of each, in file order.
+    public var categorical: (columns: [String], categories: [[String]])?
+    /// The features' names when the reader knows them (a CSV header; `name=value` for one-hot features).
+    public var featureNames: [String]?
 
     public init(train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, labels: LabelMapping? = nil,
                 standardization: Standardization? = nil, description: String) {

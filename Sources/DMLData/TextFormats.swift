@@ -25,6 +25,12 @@ struct RawShard {
     /// Per row, -1 for a numeric label (in `labels`) or its index in `labelTexts`; empty while no text label
     /// has been seen (so numeric files pay nothing for it).
     var textLabelOfRow: [Int32] = []
+    /// CSV `--categorical` columns: per slot, this rank's distinct values (first-seen order), their index and the
+    /// local line each first occurs on; `categoryIds` holds `rows × slots` local value indices.
+    var categoryTexts: [[String]] = []
+    var categoryIndex: [[String: Int32]] = []
+    var categoryFirstSeen: [[Int]] = []
+    var categoryIds: [Int32] = []
     /// CSV: whether column 0 held exactly `indexStart, indexStart + 1, …` on every row (a pandas index).
     var indexLike = true
     var indexStart = 0.0
@@ -67,6 +73,17 @@ extension RawShard {
         }
         labels.append(v)
         if !textLabelOfRow.isEmpty { textLabelOfRow.append(-1) }
+    }
+
+    /// Records a row's value of categorical slot `slot` (its text as written, unquoted and trimmed).
+    mutating func addCategory(_ bytes: UnsafeBufferPointer<UInt8>, slot: Int, line: Int) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let id = categoryIndex[slot][text] { categoryIds.append(id); return }
+        let id = Int32(categoryTexts[slot].count)
+        categoryIndex[slot][text] = id
+        categoryTexts[slot].append(text)
+        categoryFirstSeen[slot].append(line)
+        categoryIds.append(id)
     }
 
     /// Appends a class label that is not a number (as written, unquoted and trimmed).

@@ -72,6 +72,8 @@ public struct PredictionConfiguration: Sendable, Equatable {
     /// LIBSVM rows as CSR or dense, by the same rule as `dml-train --sparse` (so the same file is stored, and
     /// scored, as in training); `auto` reads dense rows for a model with standardisation.
     public var sparse: SparseMode = .auto
+    /// `--categorical-unseen`: what a category the model's training data lacked becomes.
+    public var unseenCategory: UnseenCategory = .zero
 
     public init(model: String = "", data: String = "", labels: String? = nil, format: DataFormat? = nil, header: Bool? = nil,
                 delimiter: Delimiter = .auto, labelColumn: LabelChoice = .detect, output: String? = nil, probabilities: Bool = false,

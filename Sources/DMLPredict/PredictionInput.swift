@@ -18,13 +18,12 @@ struct PredictionInput {
     /// features and one label column, and `evaluate` (`JobError`, `.usage`) on a file without labels.
     init(_ job: PredictionConfiguration, model: ModelFile, evaluate: Bool) throws {
         source = job.source
-        let features = model.features
         var read = ReadOptions()
         read.header = job.header
         read.delimiter = job.delimiter
         let format = source.format ?? DataFormat.infer(fromPath: source.path)
         // LIBSVM indices are bounded by the model's features; a hashed model hashes any index into its 2^B columns.
-        read.features = format == .libsvm && model.featureHash == nil ? features : nil
+        read.features = format == .libsvm && model.featureHash == nil ? model.features : nil
         read.hash = model.featureHash
         read.sparse = job.sparse == .auto && model.standardization != nil ? .off : job.sparse
         if format == .csv {
@@ -32,7 +31,12 @@ struct PredictionInput {
             read.missing = model.missing ?? .error
             read.missingFill = model.missingFill
             read.dropColumns = (model.dropColumns ?? []).compactMap { LabelColumn(argument: $0) }
+            read.categorical = (model.categorical ?? []).compactMap { LabelColumn(argument: $0) }
+            read.categories = model.categories
+            read.unseenCategoryIsError = job.unseenCategory == .error
         }
+        // A one-hot column is one input column for its block of features.
+        let features = model.features - (model.categories ?? []).reduce(0) { $0 + $1.count } + (model.categories?.count ?? 0)
         func mismatch(_ columns: Int) -> DataError {
             DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "
                       + "give its \(features) feature columns, with or without one label column (--label-column)")
@@ -58,7 +62,7 @@ struct PredictionInput {
                 guard columns.count == features || columns.count == features + 1 else { throw mismatch(columns.count) }
                 read.labeled = columns.count == features + 1
                 // A header and the model's feature names: the label is the one column that is not a feature.
-                if let names = columns.names, let known = model.featureNames {
+                if let names = columns.names, let known = model.featureNames.map({ $0 + (model.categorical ?? []) }) {
                     let others = names.filter { !known.contains($0) }
                     if others.count == 1 { read.labelColumn = .name(others[0]) }
                 }

@@ -44,6 +44,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var missing: MissingPolicy = .error
         /// CSV columns left out (`--drop-columns`).
         public var dropColumns: [LabelColumn] = []
+        /// CSV columns one-hot encoded (`--categorical`).
+        public var categorical: [LabelColumn] = []
         public var syntheticRows = 16384
         public var syntheticTestRows = 4096
         public var syntheticFeatures = 784

@@ -42,6 +42,11 @@ public struct ModelFile: Equatable {
     /// CSV columns the training run left out (`drop_columns`, as given: indices or header names); a prediction
     /// input of the same layout leaves them out too.
     public var dropColumns: [String]?
+    /// CSV `--categorical` columns (`categorical`, as given) and each one's categories (`categories`, a JSON array
+    /// of arrays, in file order): feature block j of such a column is 1 for category j. `dml-predict` encodes its
+    /// input alike (an unseen value: all zero, or an error with `--categorical-unseen error`).
+    public var categorical: [String]?
+    public var categories: [[String]]?
     /// The parameters, laid out by the model's `layout`.
     public var parameters: [Float]
     /// Where it came from: `data_checksum`, `data_rows`, `data`, `step`, `seed`, `ranks`, `partition`, ….
@@ -107,6 +112,10 @@ public struct ModelFile: Equatable {
         if let missing { m["missing"] = missing.rawValue }
         if let missingFill { m["missing_fill"] = Self.json(missingFill.map { "\($0)" }, quoted: false) }
         if let dropColumns { m["drop_columns"] = Self.json(dropColumns, quoted: true) }
+        if let categorical, let categories {
+            m["categorical"] = Self.json(categorical, quoted: true)
+            m["categories"] = String(decoding: (try? JSONSerialization.data(withJSONObject: categories, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8), as: UTF8.self)
+        }
         if let featureNames { m["feature_names"] = Self.json(featureNames, quoted: true) }
         if let s = standardization {
             m["standardize_mean"] = Self.json(s.mean.map { "\($0)" }, quoted: false)
@@ -174,13 +183,21 @@ public struct ModelFile: Equatable {
             f.missingFill = fill
         }
         f.dropColumns = m["drop_columns"].flatMap(Self.array)
+        if let columns = m["categorical"] {
+            guard let c = Self.array(columns), let text = m["categories"],
+                  let cats = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String]], cats.count == c.count else {
+                throw Safetensors.FormatError(reason: "its categorical columns come without their categories")
+            }
+            f.categorical = c
+            f.categories = cats
+        }
         if let mean = m["standardize_mean"].flatMap(Self.array)?.compactMap(Float.init),
            let std = m["standardize_std"].flatMap(Self.array)?.compactMap(Float.init), mean.count == features, std.count == features {
             f.standardization = Standardization(mean: mean, std: std)
         }
         let known: Set<String> = ["format", "format_version", "dml_version", "model", "features", "outputs", "classes", "task", "hidden",
                                   "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm",
-                                  "feature_hash", "missing", "missing_fill", "drop_columns"]
+                                  "feature_hash", "missing", "missing_fill", "drop_columns", "categorical", "categories"]
         f.provenance = m.filter { !known.contains($0.key) }
         f.parameters = try f.readTensors(file, names: { $0 })
         return f

@@ -146,6 +146,7 @@ extension DMLTrain {
         c.data.hashBits = data.hashBits
         c.data.missing = data.missing
         c.data.dropColumns = data.droppedColumns
+        c.data.categorical = data.categoricalColumns
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

@@ -49,9 +49,16 @@ struct DataOptions: ParsableArguments {
     @Option(name: .customLong("drop-columns"), help: "CSV columns to leave out, comma-separated: 0-based indices, 'last' or header names (e.g. a row index or an ID column).")
     var dropColumns: String?
 
+    @Option(help: "CSV columns holding categories (text or codes), comma-separated indices or header names: each is one-hot encoded (one 0/1 feature per category of the training data, sorted; saved in --output for dml-predict).")
+    var categorical: String?
+
     /// `--drop-columns` as column references (validated in `validate`).
-    var droppedColumns: [LabelColumn] {
-        (dropColumns ?? "").split(separator: ",", omittingEmptySubsequences: false).compactMap { LabelColumn(argument: String($0)) }
+    var droppedColumns: [LabelColumn] { Self.columns(dropColumns) }
+    /// `--categorical` as column references (validated in `validate`).
+    var categoricalColumns: [LabelColumn] { Self.columns(categorical) }
+
+    static func columns(_ list: String?) -> [LabelColumn] {
+        (list ?? "").split(separator: ",", omittingEmptySubsequences: false).compactMap { LabelColumn(argument: String($0)) }
     }
 
     @Flag(help: "Standardise features to mean 0, std 1 with the training rows' global statistics (saved in --output).")
@@ -92,11 +99,12 @@ struct DataOptions: ParsableArguments {
                 throw ValidationError("\(flag) needs --data (without it the synthetic task is used)")
             }
         }
-        if let d = dropColumns {
-            for item in d.split(separator: ",", omittingEmptySubsequences: false) where LabelColumn(argument: String(item)) == nil {
-                throw ValidationError("--drop-columns: '\(item)' is not a column (a 0-based index, 'last' or a header name)")
+        for (flag, list) in [("--drop-columns", dropColumns), ("--categorical", categorical)] {
+            guard let list else { continue }
+            for item in list.split(separator: ",", omittingEmptySubsequences: false) where LabelColumn(argument: String(item)) == nil {
+                throw ValidationError("\(flag): '\(item)' is not a column (a 0-based index, 'last' or a header name)")
             }
-            if data == nil { throw ValidationError("--drop-columns needs --data (a CSV file)") }
+            if data == nil { throw ValidationError("\(flag) needs --data (a CSV file)") }
         }
         if missing != .error && data == nil { throw ValidationError("--missing needs --data (a CSV file)") }
         if testLabels != nil && testData == nil { throw ValidationError("--test-labels needs --test-data") }

@@ -241,6 +241,36 @@ final class EverydayCSVTests: XCTestCase {
                        "\(path): --drop-columns removes column 0, which --label-column names as the label")
     }
 
+    /// `--categorical`: each such column becomes one 0/1 feature per category (the sorted union over all ranks) in
+    /// its place; the same rows at any np; a test set takes the training categories, an unseen value giving an
+    /// all-zero block, or with `unseenCategoryIsError` one message with its line and column.
+    func testCategoricalColumnsAreOneHotEncodedWithAgreedCategories() throws {
+        let colours = ["red", "\"dark, blue\"", "green", "NA"]
+        let rows = (0..<40).map { "\($0 % 2),\(colours[($0 * 3) % 4]),\($0)" }
+        let path = write("cat.csv", "y,colour,n\n" + rows.joined(separator: "\n") + "\n")
+        let sorted = ["NA", "dark, blue", "green", "red"]
+        var expected: [Float] = []
+        for i in 0..<40 {
+            let text = colours[(i * 3) % 4].replacingOccurrences(of: "\"", with: "")
+            expected += sorted.map { $0 == text ? 1 : 0 } + [Float(i)]
+        }
+        for p in [1, 2, 3, 5] {
+            let shards = try read(path, ranks: p) { $0.categorical = [.name("colour")] }
+            XCTAssertEqual(shards[0].categories, [sorted], "np=\(p)")
+            XCTAssertEqual(shards[0].data.features, 5)
+            XCTAssertEqual(joined(shards).x, expected, "np=\(p)")
+            XCTAssertEqual(shards[0].featureNames, sorted.map { "colour=" + $0 } + ["n"])
+        }
+        let test = write("cat-test.csv", "y,colour,n\n0,red,1\n1,purple,2\n")
+        let zero = try read(test, ranks: 2) { $0.categorical = [.index(1)]; $0.categories = [sorted] }
+        XCTAssertEqual(joined(zero).x, [0, 0, 0, 1, 1, 0, 0, 0, 0, 2])
+        XCTAssertEqual(zero[0].notes.last, "1 values of --categorical columns not seen in training, encoded as all-zero")
+        XCTAssertEqual(failure(test, ranks: 2) { $0.categorical = [.index(1)]; $0.categories = [sorted]; $0.unseenCategoryIsError = true },
+                       "\(test), line 3, column 2: category \"purple\" of a --categorical column does not occur in the training data")
+        XCTAssertEqual(failure(path, ranks: 1) { $0.categorical = [.index(0)] },
+                       "\(path): --categorical names column 0, which --label-column names as the label (a text label needs no flag)")
+    }
+
     /// Flags that do not apply to the format are refused, not ignored.
     func testFlagsThatDoNotApplyAreRefused() {
         let csv = write("a.csv", "0,1\n1,2\n")

@@ -109,6 +109,33 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         XCTAssertTrue(p.stdout.contains("labels in column 'y'") || p.stdout.contains("labels in column"), p.stdout)
     }
 
+    /// `--categorical` through the model: dml-predict one-hot encodes with the model's categories; an unseen value
+    /// is an all-zero block by default and, with `--categorical-unseen error`, one message with its line and column
+    /// (65) and no output.
+    func testCategoricalThroughTrainAndPredict() throws {
+        let rows = (0..<120).map { i in "\(["small", "large"][i % 2]),\(["a", "b", "c"][i % 3]),\(Double(i % 2) * 4 - 2 + Double(i % 5) / 10)" }
+        let data = write("c.csv", "size,letter,v\n" + rows.joined(separator: "\n") + "\n"), model = dir + "/m.safetensors"
+        let t = try MPIRunner.run(ranks: 2, "dml-train", ["--data", data, "--categorical", "letter", "--epochs", "10", "--output", model])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stdout.contains("--categorical: letter 3 categories"), t.stdout)
+        let file = try ModelFile.read(path: model)
+        XCTAssertEqual(file.features, 4)
+        XCTAssertEqual(file.categorical, ["letter"])
+        XCTAssertEqual(file.categories, [["a", "b", "c"]])
+        XCTAssertEqual(file.featureNames, ["letter=a", "letter=b", "letter=c", "v"])
+        let x = write("x.csv", "letter,v\nb,2.1\nzzz,-2\n")
+        let out = dir + "/p.csv"
+        let p = try MPIRunner.run(ranks: 2, "dml-predict", ["--model", model, "--data", x, "--output", out])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "prediction\nlarge\nsmall\n")
+        XCTAssertTrue(p.stdout.contains("not seen in training"), p.stdout)
+        let strict = try MPIRunner.run(ranks: 2, "dml-predict", ["--model", model, "--data", x, "--output", dir + "/q.csv", "--categorical-unseen", "error"])
+        XCTAssertEqual(strict.status, FailureKind.dataFormat.exitStatus, strict.stderr)
+        XCTAssertEqual(errors(strict, "dml-predict").count, 1, strict.stderr)
+        XCTAssertTrue(strict.stderr.contains("\(x), line 3, column 1: category \"zzz\""), strict.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/q.csv"))
+    }
+
     /// `--labels` with a CSV file and `--features` with a dense file are refused (64), one message, no output.
     func testFlagsThatDoNotApplyAreRefused() throws {
         let data = write("d.csv", (0..<20).map { "\($0 % 2),\($0),\(20 - $0)" }.joined(separator: "\n") + "\n")

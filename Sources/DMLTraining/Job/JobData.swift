@@ -61,6 +61,7 @@ extension JobConfiguration.Data {
         options.hash = hashBits.flatMap { FeatureHash(bits: $0) }
         options.missing = missing
         options.dropColumns = dropColumns
+        options.categorical = categorical
         return options
     }
 
@@ -85,6 +86,7 @@ extension JobConfiguration.Data {
         var testOptions = options
         if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }
         testOptions.missingFill = trainFile.missingFill
+        testOptions.categories = trainFile.categories
         let test = try testPath.map {
             try DataLoader.read(DataSource(path: $0, labelsPath: testLabels, format: format), options: testOptions, comm: comm,
                                 features: train.features, labels: mapping).0
@@ -98,6 +100,8 @@ extension JobConfiguration.Data {
         loaded.missing = missing
         loaded.missingFill = trainFile.missingFill
         loaded.dropColumns = dropColumns
+        if let c = trainFile.categories { loaded.categorical = (categorical.map(\.argument), c) }
+        loaded.featureNames = trainFile.featureNames
         return loaded
     }
 
