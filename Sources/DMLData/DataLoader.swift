@@ -249,14 +249,20 @@ public enum DataLoader {
             // Quotes: the fast pass met a `"` somewhere (or the first record has one), so every rank reads its
             // range again with quote-aware records (see LineRange): each rank counts the quotes of its range, and
             // the counts of the ranks before it give the quote parity where its range starts.
+            // This rank's own work, without the wait for the others in the collectives below (the statistics'
+            // figures are per rank).
+            var spent = ReadStatistics.since(started)
             // The first pass's results are discarded: a line error may come from a range that started inside a
             // quoted field. A rank whose file or layout failed (`csv` nil) keeps that failure.
             if format == .csv, try comm.allreduced(Int64(needQuotes ? 1 : 0), op: .max) == 1 {
                 var count = 0
+                var start = ReadStatistics.now()
                 if let (input, _, lines) = csv {
                     do { count = try LineRange.quoteCount(input, lines.range) } catch { local = .failure(error) }
                 }
+                spent = ReadStatistics.adding(spent, since: start)
                 let counts = try comm.allgathered(Int64(count))
+                start = ReadStatistics.now()
                 if let (input, layout, lines) = csv {
                     do {
                         var quotedLines = lines
@@ -268,8 +274,9 @@ public enum DataLoader {
                         local = .failure(error)
                     }
                 }
+                spent = ReadStatistics.adding(spent, since: start)
             }
-            ReadStatistics.report(file: file, rank: comm.rank, bytes: rangeBytes, rows: (try? local.get().rows) ?? 0, since: started)
+            ReadStatistics.report(file: file, rank: comm.rank, bytes: rangeBytes, rows: (try? local.get().rows) ?? 0, spent: spent)
             // Line numbers are global: rank r's first line is 1 + the lines of ranks before it. A failing
             // rank stopped early, but only the lowest failing rank's message is shown, and every rank
             // before it read all its lines.
@@ -772,11 +779,22 @@ enum ReadStatistics {
         return (Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9, Double(c.tv_sec) + Double(c.tv_nsec) * 1e-9)
     }
 
-    static func report(file: String, rank: Int, bytes: Int, rows: Int, since start: (wall: Double, cpu: Double)) {
-        guard enabled else { return }
+    /// Wall and CPU seconds since `start`.
+    static func since(_ start: (wall: Double, cpu: Double)) -> (wall: Double, cpu: Double) {
         let end = now()
-        let seconds = end.wall - start.wall
-        let cpu = end.cpu - start.cpu
+        return (end.wall - start.wall, end.cpu - start.cpu)
+    }
+
+    /// `spent` plus the time since `start`.
+    static func adding(_ spent: (wall: Double, cpu: Double), since start: (wall: Double, cpu: Double)) -> (wall: Double, cpu: Double) {
+        let more = since(start)
+        return (spent.wall + more.wall, spent.cpu + more.cpu)
+    }
+
+    /// Prints the figures of `spent`: this rank's own reading and parsing, without waits in collectives.
+    static func report(file: String, rank: Int, bytes: Int, rows: Int, spent: (wall: Double, cpu: Double)) {
+        guard enabled else { return }
+        let (seconds, cpu) = spent
         var peak = "?"
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
