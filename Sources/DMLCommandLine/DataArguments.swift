@@ -10,6 +10,7 @@ extension Delimiter: ExpressibleByArgument {}
 extension SparseMode: ExpressibleByArgument {}
 extension MissingPolicy: ExpressibleByArgument {}
 extension UnseenCategory: ExpressibleByArgument {}
+extension CategoricalEncoding: ExpressibleByArgument {}
 extension LabelColumn: ExpressibleByArgument {
     public var defaultValueDescription: String {
         switch self {

@@ -55,6 +55,16 @@ public enum MissingPolicy: String, Sendable, CaseIterable {
     case mean
 }
 
+/// How `--categorical` columns become features (`--categorical-encoding`).
+public enum CategoricalEncoding: String, Sendable, CaseIterable {
+    /// One 0/1 feature per category of the training data (the sorted union over all ranks), in the column's place.
+    case onehot
+    /// Feature hashing into the 2^B columns of `--hash-bits` (`FeatureHash`): the rows become CSR; numeric feature
+    /// i (1-based, in file order among the numeric ones) goes where LIBSVM index i would, a category to the bucket
+    /// of `COLUMN=VALUE`. No category list: any value has a bucket, so none is unseen.
+    case hash
+}
+
 /// What a `--categorical` value the training data did not have becomes at prediction (`--categorical-unseen`).
 public enum UnseenCategory: String, Sendable, CaseIterable {
     /// An all-zero block (the row matches no category); the count is logged.

@@ -100,6 +100,8 @@ public struct ReadOptions: Sendable {
     /// With given `categories`, a value the training data did not have: an all-zero block (counted in the log),
     /// or an error naming its line and column (`--categorical-unseen error`).
     public var unseenCategoryIsError = false
+    /// How `categorical` columns are encoded; `.hash` needs `hash` (the bits) and makes the rows CSR.
+    public var categoricalEncoding: CategoricalEncoding = .onehot
 
     public init() {}
 }
@@ -146,6 +148,8 @@ public struct LoadedFile {
     public var categories: [[String]]?
     /// CSV with a header: the features' names in order (`name=value` for one-hot features).
     public var featureNames: [String]?
+    /// CSV: the file's feature columns (label and dropped columns left out), before any encoding.
+    public var inputColumns: Int?
 }
 
 /// Reading data files, collectively: every rank calls the same functions with the same arguments; each
@@ -182,7 +186,7 @@ public enum DataLoader {
         try comm.agree(!options.labeled && (format == .libsvm || source.labelsPath != nil)
             ? "\(source.path): \(format == .libsvm ? "LIBSVM lines always start with a label" : "a labels file was given"), so the input cannot be read without labels"
             : nil, kind: .usage)
-        try comm.agree(options.sparse == .on && format != .libsvm
+        try comm.agree(options.sparse == .on && format != .libsvm && !(format == .csv && options.categoricalEncoding == .hash)
             ? "--sparse on keeps LIBSVM rows as CSR, but \(source.path) is \(format!.rawValue) input, which stays dense: use --sparse auto or off" : nil,
                        kind: .usage)
         try comm.agree(source.labelsPath != nil && format != .npy
@@ -194,13 +198,19 @@ public enum DataLoader {
         try comm.agree(format != .csv && (options.missing != .error || !options.dropColumns.isEmpty || !options.categorical.isEmpty)
             ? "\(source.path): \(options.missing != .error ? "--missing" : options.dropColumns.isEmpty ? "--categorical" : "--drop-columns") applies to CSV files; this is \(format!.rawValue) input" : nil,
                        kind: .usage)
-        try comm.agree(options.hash != nil && format != .libsvm
+        try comm.agree(format == .csv && (options.hash != nil) != (options.categoricalEncoding == .hash)
+            ? (options.hash == nil ? "\(source.path): --categorical-encoding hash hashes into the columns of --hash-bits: give --hash-bits B"
+               : options.categorical.isEmpty ? "feature hashing (--hash-bits) maps LIBSVM feature indices, but \(source.path) is csv input"
+               : "\(source.path): --hash-bits with a CSV file hashes its --categorical columns: give --categorical-encoding hash") : nil,
+                       kind: .usage)
+        try comm.agree(options.hash != nil && format != .libsvm && format != .csv
             ? "feature hashing (--hash-bits) maps LIBSVM feature indices, but \(source.path) is \(format!.rawValue) input" : nil, kind: .usage)
         let classification = options.labeled && options.task == .classification
         var raw: RawShard
         var firstRow = 0, globalRows = 0
         var categories: [[String]]?
         var featureNames: [String]?
+        var inputColumns: Int?
         var notes: [String] = []
         /// Turns a rank-local row or line index into where the user looks: set once ranks know their offsets.
         var locate: (Int) -> (line: Int?, location: String?) = { _ in (nil, nil) }
@@ -297,7 +307,10 @@ public enum DataLoader {
             try comm.agree(error: failure)
             raw = try local.get()
             locate = { (lineBase + $0 + 1, nil) }
-            if let (_, layout, _) = csv, layout.categoricalCount > 0 {
+            if let (_, layout, _) = csv { inputColumns = layout.featureColumns.count }
+            if let hash = options.hash, let (_, layout, _) = csv {
+                sparse = hashedCSV(&raw, layout: layout, hash: hash, columns: options.categorical.map(\.argument))
+            } else if let (_, layout, _) = csv, layout.categoricalCount > 0 {
                 let given = options.categories
                 var cats: [[String]] = []
                 for slot in 0..<layout.categoricalCount {
@@ -309,7 +322,7 @@ public enum DataLoader {
                                         DataError(file: file, line: lineOf(line).line, column: column, text).description })
                 categories = cats
             }
-            if let (_, layout, _) = csv, layout.hasHeader {
+            if let (_, layout, _) = csv, layout.hasHeader, options.hash == nil {
                 var names: [String] = []
                 for c in layout.featureColumns {
                     let slot = layout.categorySlot[c]
@@ -440,7 +453,8 @@ public enum DataLoader {
         let data = raw.csr.map {
             Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, csr: $0, y: y)
         } ?? Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, x: raw.x, y: y)
-        return LoadedFile(data: data, labels: mapping, missingFill: missingFill, notes: notes, categories: categories, featureNames: featureNames)
+        return LoadedFile(data: data, labels: mapping, missingFill: missingFill, notes: notes, categories: categories, featureNames: featureNames,
+                          inputColumns: inputColumns)
     }
 
     /// `--missing mean`: replaces the NaN the CSV parser left for missing values with `given` (a test set or a
@@ -482,6 +496,44 @@ public enum DataLoader {
         try comm.agree(union.count > 1 << 16
             ? "\(file): more than 65536 distinct \(what)\(what == "class labels" ? "; for real-valued targets use --task regression" : "")" : nil, kind: .dataFormat)
         return union.sorted()
+    }
+
+    /// `--categorical-encoding hash`: the parser's rows as hashed sparse rows, `hash.buckets` wide (see
+    /// `CategoricalEncoding.hash`); `columns`: the `--categorical` references as given, in file order. Frees
+    /// the dense values. Local.
+    static func hashedCSV(_ raw: inout RawShard, layout: CSVLayout, hash: FeatureHash, columns: [String]) -> LIBSVMParser.Sparse {
+        var s = LIBSVMParser.Sparse()
+        let numeric = raw.features, slots = layout.categoricalCount, rows = raw.rows
+        // The references in slot order (the slots follow the file's column order).
+        func names(_ ref: String, _ c: Int) -> Bool {
+            switch LabelColumn(argument: ref) {
+            case let .index(i)?: return i == c
+            case .last?: return c == layout.columns - 1
+            case let .name(n)?: return layout.names.indices.contains(c) && layout.names[c] == n
+            case nil: return false
+            }
+        }
+        let slotColumns = (0..<slots).map { slot -> String in
+            let c = layout.categorySlot.firstIndex(of: slot)!
+            return columns.first { names($0, c) } ?? String(c)
+        }
+        let numericBuckets = (0..<numeric).map { hash.bucket($0 + 1) }
+        let categoryBuckets = (0..<slots).map { slot in raw.categoryTexts[slot].map { hash.bucket(category: $0, column: slotColumns[slot]) } }
+        var pairs: [(Int32, Float)] = []
+        s.rowEnds.reserveCapacity(rows)
+        for r in 0..<rows {
+            pairs.removeAll(keepingCapacity: true)
+            for j in 0..<numeric where raw.x[r * numeric + j] != 0 { pairs.append((numericBuckets[j], raw.x[r * numeric + j])) }
+            for slot in 0..<slots { pairs.append((categoryBuckets[slot][Int(raw.categoryIds[r * slots + slot])], 1)) }
+            let sorted = pairs.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }.map(\.element)
+            FeatureHash.appendMerged(sorted, indices: &s.indices, values: &s.values, from: s.indices.count)
+            s.rowEnds.append(s.indices.count)
+        }
+        raw.x = []
+        raw.categoryIds = []
+        raw.features = hash.buckets
+        s.shard = raw
+        return s
     }
 
     /// Replaces the parser's numeric features and category indices with the final rows: the feature columns in

@@ -154,7 +154,9 @@ public struct LoadedData {
     /// CSV columns left out (`--drop-columns`), which a prediction input leaves out too.
     public var dropColumns: [LabelColumn] = []
     /// CSV `--categorical` columns (as given) and the categories of each, in file order.
-    public var categorical: (columns: [String], categories: [[String]])?
+    public var categorical: (columns: [String], categories: [[String]]?)?
+    /// CSV: the feature columns of the file (the label and dropped ones left out), before any encoding.
+    public var inputColumns: Int?
     /// The features' names when the reader knows them (a CSV header; `name=value` for one-hot features).
     public var featureNames: [String]?
 

@@ -134,6 +134,9 @@ public struct PredictionConfiguration: Sendable, Equatable {
            let labels = file.labels, !labels.allSatisfy({ Double($0) != nil }) {
             return "--output \(o): \(model)'s class labels are text (\(labels.prefix(3).joined(separator: ", "))\(labels.count > 3 ? ", …" : "")), which .npy cannot hold: name the output .csv, or give --proba"
         }
+        if unseenCategory == .error && (file.categorical == nil || file.categoricalEncoding == .hash) {
+            return "--categorical-unseen error: \(model) " + (file.categorical == nil ? "has no --categorical columns" : "hashes its categorical columns, so no value is unseen")
+        }
         if sparse == .on && file.standardization != nil {
             return "--sparse on: \(model) standardises its features, which would make CSR rows dense: give --sparse auto or off"
         }

@@ -34,9 +34,11 @@ struct PredictionInput {
             read.categorical = (model.categorical ?? []).compactMap { LabelColumn(argument: $0) }
             read.categories = model.categories
             read.unseenCategoryIsError = job.unseenCategory == .error
+            read.categoricalEncoding = model.categorical != nil ? model.categoricalEncoding : .onehot
         }
-        // A one-hot column is one input column for its block of features.
-        let features = model.features - (model.categories ?? []).reduce(0) { $0 + $1.count } + (model.categories?.count ?? 0)
+        // The input's feature columns: as recorded, or a one-hot column is one input column for its block.
+        let features = model.inputColumns
+            ?? model.features - (model.categories ?? []).reduce(0) { $0 + $1.count } + (model.categories?.count ?? 0)
         func mismatch(_ columns: Int) -> DataError {
             DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "
                       + "give its \(features) feature columns, with or without one label column (--label-column)")

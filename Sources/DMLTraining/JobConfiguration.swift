@@ -46,6 +46,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var dropColumns: [LabelColumn] = []
         /// CSV columns one-hot encoded (`--categorical`).
         public var categorical: [LabelColumn] = []
+        /// `--categorical-encoding`: one-hot, or hashed into `--hash-bits` columns.
+        public var categoricalEncoding: CategoricalEncoding = .onehot
         public var syntheticRows = 16384
         public var syntheticTestRows = 4096
         public var syntheticFeatures = 784

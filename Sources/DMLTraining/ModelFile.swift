@@ -47,6 +47,11 @@ public struct ModelFile: Equatable {
     /// input alike (an unseen value: all zero, or an error with `--categorical-unseen error`).
     public var categorical: [String]?
     public var categories: [[String]]?
+    /// `categorical_encoding`: `hash` when the categorical columns were hashed into `feature_hash`'s columns (then
+    /// there is no `categories` list); one-hot otherwise.
+    public var categoricalEncoding: CategoricalEncoding = .onehot
+    /// CSV input: the file's feature columns before encoding (`input_columns`), which a prediction input must have.
+    public var inputColumns: Int?
     /// The parameters, laid out by the model's `layout`.
     public var parameters: [Float]
     /// Where it came from: `data_checksum`, `data_rows`, `data`, `step`, `seed`, `ranks`, `partition`, ….
@@ -112,10 +117,12 @@ public struct ModelFile: Equatable {
         if let missing { m["missing"] = missing.rawValue }
         if let missingFill { m["missing_fill"] = Self.json(missingFill.map { "\($0)" }, quoted: false) }
         if let dropColumns { m["drop_columns"] = Self.json(dropColumns, quoted: true) }
-        if let categorical, let categories {
-            m["categorical"] = Self.json(categorical, quoted: true)
+        if let categorical { m["categorical"] = Self.json(categorical, quoted: true) }
+        if let categories {
             m["categories"] = String(decoding: (try? JSONSerialization.data(withJSONObject: categories, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8), as: UTF8.self)
         }
+        if categorical != nil { m["categorical_encoding"] = categoricalEncoding.rawValue }
+        if let inputColumns { m["input_columns"] = String(inputColumns) }
         if let featureNames { m["feature_names"] = Self.json(featureNames, quoted: true) }
         if let s = standardization {
             m["standardize_mean"] = Self.json(s.mean.map { "\($0)" }, quoted: false)
@@ -183,13 +190,21 @@ public struct ModelFile: Equatable {
             f.missingFill = fill
         }
         f.dropColumns = m["drop_columns"].flatMap(Self.array)
+        f.inputColumns = m["input_columns"].flatMap { Int($0) }
         if let columns = m["categorical"] {
-            guard let c = Self.array(columns), let text = m["categories"],
-                  let cats = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String]], cats.count == c.count else {
-                throw Safetensors.FormatError(reason: "its categorical columns come without their categories")
+            guard let c = Self.array(columns), let encoding = m["categorical_encoding"].flatMap(CategoricalEncoding.init(rawValue:)) else {
+                throw Safetensors.FormatError(reason: "its categorical columns come without their encoding")
             }
             f.categorical = c
-            f.categories = cats
+            f.categoricalEncoding = encoding
+            if encoding == .onehot {
+                guard let text = m["categories"], let cats = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String]], cats.count == c.count else {
+                    throw Safetensors.FormatError(reason: "its one-hot categorical columns come without their categories")
+                }
+                f.categories = cats
+            } else if f.featureHash == nil {
+                throw Safetensors.FormatError(reason: "its categorical columns are hashed, but it has no feature_hash")
+            }
         }
         if let mean = m["standardize_mean"].flatMap(Self.array)?.compactMap(Float.init),
            let std = m["standardize_std"].flatMap(Self.array)?.compactMap(Float.init), mean.count == features, std.count == features {
@@ -197,7 +212,7 @@ public struct ModelFile: Equatable {
         }
         let known: Set<String> = ["format", "format_version", "dml_version", "model", "features", "outputs", "classes", "task", "hidden",
                                   "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm",
-                                  "feature_hash", "missing", "missing_fill", "drop_columns", "categorical", "categories"]
+                                  "feature_hash", "missing", "missing_fill", "drop_columns", "categorical", "categories", "categorical_encoding", "input_columns"]
         f.provenance = m.filter { !known.contains($0.key) }
         f.parameters = try f.readTensors(file, names: { $0 })
         return f

@@ -147,6 +147,7 @@ extension DMLTrain {
         c.data.missing = data.missing
         c.data.dropColumns = data.droppedColumns
         c.data.categorical = data.categoricalColumns
+        c.data.categoricalEncoding = data.categoricalEncoding
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

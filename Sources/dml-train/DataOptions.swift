@@ -52,6 +52,10 @@ struct DataOptions: ParsableArguments {
     @Option(help: "CSV columns holding categories (text or codes), comma-separated indices or header names: each is one-hot encoded (one 0/1 feature per category of the training data, sorted; saved in --output for dml-predict).")
     var categorical: String?
 
+    @Option(name: .customLong("categorical-encoding"),
+            help: "How --categorical columns become features: onehot (one 0/1 feature per category) or hash (with --hash-bits: hashed into 2^B CSR columns, as LIBSVM indices are; no category list).")
+    var categoricalEncoding: CategoricalEncoding = .onehot
+
     /// `--drop-columns` as column references (validated in `validate`).
     var droppedColumns: [LabelColumn] { Self.columns(dropColumns) }
     /// `--categorical` as column references (validated in `validate`).

@@ -333,7 +333,7 @@ final class DataReaderTests: XCTestCase {
         check(33, "0,1e999,3", "line 33, column 2: 1e999 is outside the 32-bit float range")
         check(44, "0.5,1,3", "line 44, column 1: class label 0.5 is not an integer (use --task regression for real-valued targets)")
         good[0] = "label,a,b"
-        check(12, "1,2 3,4", "line 12, column 2: \"2 3\" is not a number (is 'a' a text column? leave it out with --drop-columns a)")
+        check(12, "1,2 3,4", "line 12, column 2: \"2 3\" is not a number (is 'a' a text column? encode it with --categorical a or leave it out with --drop-columns a)")
 
         let train = write("train.csv", "0,1,2\n1,3,4\n")
         let narrow = write("narrow.csv", "0,1\n1,2\n")

@@ -271,6 +271,38 @@ final class EverydayCSVTests: XCTestCase {
                        "\(path): --categorical names column 0, which --label-column names as the label (a text label needs no flag)")
     }
 
+    /// `--categorical-encoding hash`: CSR rows 2^B wide, numeric feature i in LIBSVM index i's bucket, each category
+    /// in the bucket of `COLUMN=VALUE`, values of a shared bucket added; the same rows at any np; and the flags
+    /// refused without each other.
+    func testHashedCategoricalColumnsAreCSRRows() throws {
+        let rows = (0..<30).map { "\($0 % 2),\(["x", "y", "z"][$0 % 3]),\($0 % 4),\(Double($0) / 2)" }
+        let path = write("h.csv", "y,kind,a,b\n" + rows.joined(separator: "\n") + "\n")
+        let hash = FeatureHash(bits: 6)!
+        for p in [1, 2, 4] {
+            let shards = try read(path, ranks: p) { $0.categorical = [.name("kind")]; $0.categoricalEncoding = .hash; $0.hash = hash; $0.sparse = .on }
+            XCTAssertEqual(shards[0].data.features, 64)
+            XCTAssertEqual(shards[0].inputColumns, 3)
+            var row = 0
+            for s in shards {
+                let csr = try XCTUnwrap(s.data.csr)
+                for r in 0..<csr.rows {
+                    var expected = [Float](repeating: 0, count: 64)
+                    let i = row
+                    expected[Int(hash.bucket(category: ["x", "y", "z"][i % 3], column: "kind"))] += 1
+                    expected[Int(hash.bucket(1))] += Float(i % 4)
+                    expected[Int(hash.bucket(2))] += Float(i) / 2
+                    var got = [Float](repeating: 0, count: 64)
+                    for k in csr.rowStarts[r]..<csr.rowStarts[r + 1] { got[Int(csr.indices[k])] = csr.values[k] }
+                    XCTAssertEqual(got, expected, "row \(i), np=\(p)")
+                    row += 1
+                }
+            }
+            XCTAssertEqual(row, 30)
+        }
+        XCTAssertTrue(failure(path, ranks: 1) { $0.categorical = [.name("kind")]; $0.categoricalEncoding = .hash }.hasSuffix("give --hash-bits B"))
+        XCTAssertTrue(failure(path, ranks: 1) { $0.categorical = [.name("kind")]; $0.hash = hash }.hasSuffix("give --categorical-encoding hash"))
+    }
+
     /// Flags that do not apply to the format are refused, not ignored.
     func testFlagsThatDoNotApplyAreRefused() {
         let csv = write("a.csv", "0,1\n1,2\n")

@@ -23,6 +23,7 @@ final class IdentityTests: XCTestCase {
         "data.missing": { $0.data.missing = .mean },
         "data.dropColumns": { $0.data.dropColumns = [.index(2)] },
         "data.categorical": { $0.data.categorical = [.name("colour")] },
+        "data.categoricalEncoding": { $0.data.categoricalEncoding = .hash },
         "data.syntheticRows": { $0.data.syntheticRows = 100 },
         "data.syntheticTestRows": { $0.data.syntheticTestRows = 10 },
         "data.syntheticFeatures": { $0.data.syntheticFeatures = 5 },

@@ -136,6 +136,34 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/q.csv"))
     }
 
+    /// `--categorical-encoding hash --hash-bits`: trained CSR at np 2, the model records the map and its input
+    /// columns, dml-predict hashes alike (the same bytes at np 1 and 2) and scores the training file.
+    func testHashedCategoricalThroughTrainAndPredict() throws {
+        let rows = (0..<120).map { i in "\(["small", "large"][i % 2]),\(["a", "b", "c"][i % 3]),\(Double(i % 2) * 4 - 2 + Double(i % 5) / 10)" }
+        let data = write("h.csv", "size,letter,v\n" + rows.joined(separator: "\n") + "\n"), model = dir + "/h.safetensors"
+        let t = try MPIRunner.run(ranks: 2, "dml-train", ["--data", data, "--categorical", "letter", "--categorical-encoding", "hash", "--hash-bits", "8",
+                                                        "--model", "logistic", "--epochs", "10", "--output", model])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let file = try ModelFile.read(path: model)
+        XCTAssertEqual(file.features, 256)
+        XCTAssertEqual(file.categoricalEncoding, .hash)
+        XCTAssertEqual(file.inputColumns, 2)
+        let x = write("hx.csv", "letter,v\nb,2.1\nzzz,-2\n")
+        var outputs: [String] = []
+        for np in [1, 2] {
+            let out = dir + "/h\(np).csv"
+            let p = try MPIRunner.run(ranks: np, "dml-predict", ["--model", model, "--data", x, "--output", out])
+            XCTAssertEqual(p.status, 0, p.stderr)
+            outputs.append(try String(contentsOfFile: out, encoding: .utf8))
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        XCTAssertEqual(outputs[0], "prediction\nlarge\nsmall\n")
+        let e = try MPIRunner.run(ranks: 2, "dml-predict", ["--model", model, "--data", data, "--evaluate"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let unseen = try MPIRunner.run(ranks: 1, "dml-predict", ["--model", model, "--data", x, "--categorical-unseen", "error", "--output", dir + "/u.csv"])
+        XCTAssertEqual(unseen.status, FailureKind.usage.exitStatus, unseen.stderr)
+    }
+
     /// `--labels` with a CSV file and `--features` with a dense file are refused (64), one message, no output.
     func testFlagsThatDoNotApplyAreRefused() throws {
         let data = write("d.csv", (0..<20).map { "\($0 % 2),\($0),\(20 - $0)" }.joined(separator: "\n") + "\n")

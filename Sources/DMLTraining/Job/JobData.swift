@@ -62,6 +62,7 @@ extension JobConfiguration.Data {
         options.missing = missing
         options.dropColumns = dropColumns
         options.categorical = categorical
+        options.categoricalEncoding = categoricalEncoding
         return options
     }
 
@@ -100,7 +101,8 @@ extension JobConfiguration.Data {
         loaded.missing = missing
         loaded.missingFill = trainFile.missingFill
         loaded.dropColumns = dropColumns
-        if let c = trainFile.categories { loaded.categorical = (categorical.map(\.argument), c) }
+        if !categorical.isEmpty { loaded.categorical = (categorical.map(\.argument), trainFile.categories) }
+        loaded.inputColumns = trainFile.inputColumns
         loaded.featureNames = trainFile.featureNames
         return loaded
     }

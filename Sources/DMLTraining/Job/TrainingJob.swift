@@ -250,6 +250,8 @@ public final class TrainingJob {
         file.missingFill = loaded.missingFill
         if !loaded.dropColumns.isEmpty { file.dropColumns = loaded.dropColumns.map(\.argument) }
         if let c = loaded.categorical { (file.categorical, file.categories) = (c.columns, c.categories) }
+        file.categoricalEncoding = job.data.categoricalEncoding
+        file.inputColumns = loaded.inputColumns
         return file
     }
 
