@@ -11,7 +11,9 @@ import DMLStatus
 /// Metadata (strings; lists as JSON arrays): `format` = `dml-model`, `format_version`, `dml_version`,
 /// `model` (linear, logistic, softmax, mlp), `activation` and `hidden` (MLP), `features`, `outputs`, `classes`
 /// (0 for regression), `task`, `labels` (the training file's class values, class i first), `feature_names`
-/// (from a CSV header), `standardize_mean`/`standardize_std` (predict with `(x − mean) / std`), the training
+/// (from a CSV header), `standardize_mean`/`standardize_std` (predict with `(x − mean) / std`), CSV treatment
+/// (`missing`, `missing_fill`, `drop_columns`, `categorical`, `categories`, `categorical_encoding`,
+/// `input_columns`: see the properties), the training
 /// data's identity (`data_checksum`, `data_rows`, `data`), and how it was trained (`step`, `seed`, `ranks`,
 /// `partition`). Sealed (`Safetensors.sealed`): a damaged file is refused.
 ///

@@ -65,7 +65,9 @@ final class DataFuzzIntegrationTests: XCTestCase {
                       ["--steps", "0"], ["--hidden", "0"], ["--activation", "sine"], ["--optimizer", "magic"], ["--allreduce", "telepathy"],
                       ["--collective-timeout", "-1"], ["--checkpoint-every", "-3"], ["--label-column", "99"], ["--features", "-2"],
                       ["--validation-fraction", "1.5"], ["--delimiter", "pipe"], ["--missing", "guess"],
-                      ["--drop-columns", "99"], ["--drop-columns", "nope"], ["--drop-columns", "0"], ["--labels", "\(dir)/y.npy"], ["--features", "3"], ["--format", "xlsx"], ["--model", "transformer"],
+                      ["--drop-columns", "99"], ["--drop-columns", "nope"], ["--drop-columns", "0"], ["--labels", "\(dir)/y.npy"], ["--features", "3"],
+                      ["--categorical", "nope"], ["--categorical", "0"], ["--categorical", "1", "--categorical-encoding", "hash"],
+                      ["--hash-bits", "8"], ["--categorical-encoding", "bloom"], ["--categorical", "1", "--drop-columns", "1"], ["--format", "xlsx"], ["--model", "transformer"],
                       ["--lr-search", ""], ["--seed", "-1"], ["--momentum", "2"], ["--warmup", "-5"], ["--output", dir],
                       ["--test-data", "\(dir)/absent.csv"], ["--resume"], ["--no-such-flag"]] {
             cases.append(["--data", good] + flags)

@@ -23,6 +23,16 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         return path
     }
 
+    /// `dml-predict --model model --data x --output FILE.csv` at each rank count: the files' contents.
+    func predictions(_ model: String, _ x: String, ranks: [Int]) throws -> [String] {
+        try ranks.map { np in
+            let out = dir + "/predicted-\(np).csv"
+            let p = try MPIRunner.run(ranks: np, "dml-predict", ["--model", model, "--data", x, "--output", out])
+            XCTAssertEqual(p.status, 0, p.stderr)
+            return try String(contentsOfFile: out, encoding: .utf8)
+        }
+    }
+
     func errors(_ r: MPIRunner.Result, _ program: String) -> [Substring] {
         r.stderr.split(separator: "\n").filter { $0.hasPrefix("\(program): error") || $0.hasPrefix("Error:") }
     }
@@ -61,13 +71,7 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         XCTAssertEqual(file.labels, names.sorted())
         XCTAssertEqual(file.missing, .mean)
         XCTAssertEqual(file.missingFill?.count, 2)
-        var outputs: [String] = []
-        for np in [1, 3] {
-            let out = dir + "/p\(np).csv"
-            let p = try MPIRunner.run(ranks: np, "dml-predict", ["--model", model, "--data", x, "--output", out])
-            XCTAssertEqual(p.status, 0, p.stderr)
-            outputs.append(try String(contentsOfFile: out, encoding: .utf8))
-        }
+        let outputs = try predictions(model, x, ranks: [1, 3])
         XCTAssertEqual(outputs[0], outputs[1], "the same bytes at np 1 and 3")
         // Read the predictions back as CSV (the comma-and-quote label is quoted).
         let predicted = outputs[0].split(separator: "\n").dropFirst().map { line -> String in
@@ -149,13 +153,7 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         XCTAssertEqual(file.categoricalEncoding, .hash)
         XCTAssertEqual(file.inputColumns, 2)
         let x = write("hx.csv", "letter,v\nb,2.1\nzzz,-2\n")
-        var outputs: [String] = []
-        for np in [1, 2] {
-            let out = dir + "/h\(np).csv"
-            let p = try MPIRunner.run(ranks: np, "dml-predict", ["--model", model, "--data", x, "--output", out])
-            XCTAssertEqual(p.status, 0, p.stderr)
-            outputs.append(try String(contentsOfFile: out, encoding: .utf8))
-        }
+        let outputs = try predictions(model, x, ranks: [1, 2])
         XCTAssertEqual(outputs[0], outputs[1])
         XCTAssertEqual(outputs[0], "prediction\nlarge\nsmall\n")
         let e = try MPIRunner.run(ranks: 2, "dml-predict", ["--model", model, "--data", data, "--evaluate"])
