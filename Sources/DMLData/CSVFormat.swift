@@ -97,6 +97,8 @@ struct CSVLayout {
     var featureColumns: [Int] { (0..<columns).filter { $0 != labelColumn && !dropped[$0] } }
     /// The number of `--categorical` columns.
     var categoricalCount: Int { categorySlot.filter { $0 >= 0 }.count }
+    /// Per column, whether it is dropped or categorical (the parser's fast path skips such columns).
+    var special: [Bool] { (0..<columns).map { dropped[$0] || categorySlot[$0] >= 0 } }
 }
 
 /// Splits a (short) record into its fields as strings, RFC 4180 quotes removed (`""` inside quotes is one `"`):
@@ -170,7 +172,8 @@ struct CSVParser {
         let labelColumn = layout.labelColumn ?? -1
         let separator = layout.separator ?? 0
         let sepMode = layout.separator != nil
-        let anyDropped = layout.dropped.contains(true)
+        let specialColumns = layout.special
+        let special = specialColumns.contains(true)
         let trackIndex = !layout.dropped[0] && layout.categorySlot[0] < 0
         let slots = layout.categoricalCount
         if slots > 0 {
@@ -199,40 +202,19 @@ struct CSVParser {
                                          message: "\(fieldCount(line)) fields, but the file has \(columns) (as line 1 shows)")
                 }
                 if sepMode { while p < end && isBlank(p.pointee) { p += 1 } }
-                let fieldStart = p
-                if p < end && p.pointee == UInt8(ascii: "\"") {
-                    guard quoted else { throw QuoteSeen(localLine: index) }
-                    p = try unquote(p, end, into: &scratch, line: index, column: column)
-                    if sepMode { while p < end && isBlank(p.pointee) { p += 1 } }
-                    guard p == end || (sepMode ? p.pointee == separator : isBlank(p.pointee)) else {
-                        throw LocalLineError(localLine: index, column: column + 1,
-                                             message: "text after the closing quote of a quoted field (a quote inside a field is written \"\")")
-                    }
-                    if slots > 0 && layout.categorySlot[column] >= 0 {
-                        scratch.withUnsafeBufferPointer { shard.addCategory($0, slot: layout.categorySlot[column], line: index) }
-                    } else if !(anyDropped && layout.dropped[column]) {
-                        try scratch.withUnsafeBufferPointer {
-                            try slowField($0, column: column, line: index, shard: &shard, label: &label, textLabel: &textLabel, first: &first)
-                        }
-                    }
-                } else if anyDropped && layout.dropped[column] {
-                    p = try tokenEnd(p, end, line: index, column: column)
-                } else if slots > 0 && layout.categorySlot[column] >= 0 {
-                    let stop = try tokenEnd(p, end, line: index, column: column)
-                    var last = stop
-                    while last > p && isBlank((last - 1).pointee) { last -= 1 }
-                    shard.addCategory(UnsafeBufferPointer(start: p, count: last - p), slot: layout.categorySlot[column], line: index)
-                    p = stop
-                } else if let (v, after) = DecimalParser.parse(p, end),
-                          case let q = sepMode ? skipBlanks(after, end) : after,
-                          q == end || (sepMode ? q.pointee == separator : isBlank(q.pointee)) {
-                    p = q
+                // The fast path first: a plain column whose field is an unquoted number. Everything else (a
+                // quote, a dropped or categorical column, a missing value, a text label) is `rareField`'s, kept out
+                // of line so that this loop stays small.
+                if !(special && specialColumns[column]), let (v, after) = DecimalParser.parse(p, end),
+                   case let q = sepMode ? skipBlanks(after, end) : after,
+                   q == end || (sepMode ? q.pointee == separator : isBlank(q.pointee)) {
                     // The grammar has no nan or inf, so a non-finite value is an overflow.
                     let f = Float(v)
                     guard f.isFinite else {
                         throw LocalLineError(localLine: index, column: column + 1,
-                                             message: "\(token(fieldStart, end)) is outside the 32-bit float range")
+                                             message: "\(token(p, end)) is outside the 32-bit float range")
                     }
+                    p = q
                     if column == 0 { first = v }
                     if column == labelColumn {
                         label = v
@@ -241,12 +223,8 @@ struct CSVParser {
                         shard.x.append(f)
                     }
                 } else {
-                    let stop = try tokenEnd(p, end, line: index, column: column)
-                    var last = stop
-                    while last > p && isBlank((last - 1).pointee) { last -= 1 }
-                    p = stop
-                    try slowField(UnsafeBufferPointer(start: fieldStart, count: last - fieldStart), column: column, line: index,
-                                  shard: &shard, label: &label, textLabel: &textLabel, first: &first)
+                    p = try rareField(p, end, column: column, line: index, shard: &shard, label: &label, textLabel: &textLabel,
+                                      first: &first, scratch: &scratch)
                 }
                 column += 1
                 if p == end { break }
@@ -271,6 +249,45 @@ struct CSVParser {
             }
         }
         return shard
+    }
+
+    /// A field the fast path does not take (see `parse`): returns the byte after it (its separator or the
+    /// record's end).
+    @inline(never)
+    private func rareField(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>, column: Int, line index: Int, shard: inout RawShard,
+                           label: inout Double, textLabel: inout String?, first: inout Double, scratch: inout [UInt8]) throws -> UnsafePointer<UInt8> {
+        var p = start
+        let sepMode = layout.separator != nil
+        let dropped = layout.dropped[column], slot = layout.categorySlot[column]
+        if p < end && p.pointee == UInt8(ascii: "\"") {
+            guard quoted else { throw QuoteSeen(localLine: index) }
+            p = try unquote(p, end, into: &scratch, line: index, column: column)
+            if sepMode { p = skipBlanks(p, end) }
+            guard p == end || (sepMode ? p.pointee == layout.separator! : isBlank(p.pointee)) else {
+                throw LocalLineError(localLine: index, column: column + 1,
+                                     message: "text after the closing quote of a quoted field (a quote inside a field is written \"\")")
+            }
+            if slot >= 0 {
+                scratch.withUnsafeBufferPointer { shard.addCategory($0, slot: slot, line: index) }
+            } else if !dropped {
+                try scratch.withUnsafeBufferPointer {
+                    try slowField($0, column: column, line: index, shard: &shard, label: &label, textLabel: &textLabel, first: &first)
+                }
+            }
+            return p
+        }
+        let stop = try tokenEnd(p, end, line: index, column: column)
+        if dropped { return stop }
+        var last = stop
+        while last > p && isBlank((last - 1).pointee) { last -= 1 }
+        let field = UnsafeBufferPointer(start: p, count: last - p)
+        if slot >= 0 {
+            shard.addCategory(field, slot: slot, line: index)
+        } else {
+            try slowField(field, column: column, line: index, shard: &shard, label: &label, textLabel: &textLabel, first: &first)
+        }
+        p = stop
+        return p
     }
 
     @inline(__always)
