@@ -76,19 +76,31 @@ final class InputFile {
     /// `\n` outside double quotes (a quoted header name may hold a newline). At most `limit` bytes. Returns
     /// the record and the byte-order mark's length (0 or 3).
     func firstRecord(limit: Int = 1 << 20) throws -> (bytes: [UInt8], bom: Int) {
+        let (records, bom) = try leadingRecords(2, limit: limit)
+        return (records.first ?? [], bom)
+    }
+
+    /// Up to `count` records from the file's start (as `firstRecord` cuts them; blank ones skipped after the
+    /// first), within its first `limit` bytes.
+    func leadingRecords(_ count: Int, limit: Int = 1 << 20) throws -> (records: [[UInt8]], bom: Int) {
         var head = [UInt8](repeating: 0, count: Swift.min(size, limit))
         let n = try head.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: $0.count, at: 0) }
         head.removeLast(head.count - n)
         let bom = head.starts(with: Self.byteOrderMark) ? 3 : 0
         var inside = false
-        var end = head.count
-        for i in bom..<head.count {
-            if head[i] == UInt8(ascii: "\"") { inside.toggle() }
-            else if head[i] == UInt8(ascii: "\n") && !inside { end = i; break }
+        var records: [[UInt8]] = []
+        var start = bom
+        func cut(_ end: Int) {
+            var r = Array(head[start..<end])
+            if r.last == UInt8(ascii: "\r") { r.removeLast() }
+            if records.isEmpty || !r.allSatisfy(isBlank) { records.append(r) }
         }
-        var out = Array(head[bom..<end])
-        if out.last == UInt8(ascii: "\r") { out.removeLast() }
-        return (out, bom)
+        for i in bom..<head.count where records.count < count {
+            if head[i] == UInt8(ascii: "\"") { inside.toggle() }
+            else if head[i] == UInt8(ascii: "\n") && !inside { cut(i); start = i + 1 }
+        }
+        if records.count < count && (start < head.count || records.isEmpty) { cut(head.count) }
+        return (records, bom)
     }
 }
 

@@ -746,7 +746,32 @@ public enum DataLoader {
             throw DataError(file: input.path, line: 1, "one column only: a row needs a label and at least one feature")
         }
         layout.labelColumn = label
+        try refuseTextColumns(input, layout: layout)
         return layout
+    }
+
+    /// Text feature columns, found from the first data record before any rank parses: one message naming them
+    /// all with the `--categorical` and `--drop-columns` that fix them (a column numeric there but text further
+    /// down is still caught by the parser, at its line).
+    static func refuseTextColumns(_ input: InputFile, layout: CSVLayout) throws {
+        let (records, _) = try input.leadingRecords(layout.hasHeader ? 2 : 1)
+        guard let record = records.dropFirst(layout.hasHeader ? 1 : 0).first else { return }
+        let fields = splitFields(record, separator: layout.separator)
+        guard fields.count == layout.columns else { return }       // the parser names the field-count error
+        let text = layout.featureColumns.filter { c in
+            guard layout.categorySlot[c] < 0 else { return false }
+            let f = fields[c]
+            let bytes = Array(f.utf8)
+            let missing = bytes.withUnsafeBufferPointer { CSVParser.isMissing($0) }
+            let number = DecimalParser.parse(f) != nil || (layout.separator == UInt8(ascii: ";") && DecimalParser.parse(f.replacingOccurrences(of: ",", with: ".")) != nil)
+            return !missing && !number && !["nan", "inf", "-inf", "+inf", "infinity"].contains(f.lowercased())
+        }
+        guard !text.isEmpty else { return }
+        let names = text.map { layout.names.indices.contains($0) && !layout.names[$0].isEmpty ? layout.names[$0] : String($0) }
+        let list = names.joined(separator: ",")
+        throw DataError(file: input.path, line: layout.hasHeader ? 2 : 1,
+                        "column\(names.count == 1 ? "" : "s") \(names.joined(separator: ", ")) hold\(names.count == 1 ? "s" : "") text (\"\(fields[text[0]].prefix(40))\"): "
+                        + "encode \(names.count == 1 ? "it" : "them") with --categorical \(list) or leave \(names.count == 1 ? "it" : "them") out with --drop-columns \(list)")
     }
 
     /// This rank's rows of a `.npy` source: rows `ShardPlan(rows, ranks).range(of: rank)`, read by offset.

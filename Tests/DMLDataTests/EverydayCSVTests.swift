@@ -303,6 +303,18 @@ final class EverydayCSVTests: XCTestCase {
         XCTAssertTrue(failure(path, ranks: 1) { $0.categorical = [.name("kind")]; $0.hash = hash }.hasSuffix("give --categorical-encoding hash"))
     }
 
+    /// Text feature columns are found from the first data line before anything is parsed, and named together
+    /// with the flags that fix them; missing values there are not text; a categorical column is not refused.
+    func testTextColumnsAreReportedAtStartUp() throws {
+        let path = write("cars.csv", "price,colour,km,make,doors\n1,red,100,\"VW, Golf\",NA\n0,blue,200,Fiat,3\n")
+        XCTAssertEqual(failure(path, ranks: 2),
+                       "\(path), line 2: columns colour, make hold text (\"red\"): encode them with --categorical colour,make or leave them out with --drop-columns colour,make")
+        XCTAssertEqual(failure(path, ranks: 2) { $0.categorical = [.name("colour")] },
+                       "\(path), line 2: column make holds text (\"VW, Golf\"): encode it with --categorical make or leave it out with --drop-columns make")
+        let ok = try read(path, ranks: 2) { $0.categorical = [.name("colour"), .name("make")]; $0.missing = .zero }
+        XCTAssertEqual(ok[0].data.features, 6)
+    }
+
     /// Flags that do not apply to the format are refused, not ignored.
     func testFlagsThatDoNotApplyAreRefused() {
         let csv = write("a.csv", "0,1\n1,2\n")
