@@ -8,6 +8,9 @@ extension DataFormat: ExpressibleByArgument {}
 extension LearningTask: ExpressibleByArgument {}
 extension Delimiter: ExpressibleByArgument {}
 extension SparseMode: ExpressibleByArgument {}
+extension MissingPolicy: ExpressibleByArgument {}
+extension UnseenCategory: ExpressibleByArgument {}
+extension CategoricalEncoding: ExpressibleByArgument {}
 extension LabelColumn: ExpressibleByArgument {
     public var defaultValueDescription: String {
         switch self {
@@ -23,7 +26,8 @@ public struct CSVOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Whether line 1 of a CSV file is a header (default: detected — a header when none of its fields is a number).")
     public var header: Bool?
 
-    @Option(help: "CSV field separator: auto, comma or whitespace.")
+    @Option(help: ArgumentHelp("CSV field separator: auto, comma, semicolon, tab or whitespace.",
+                               discussion: "auto: from the first line (outside quotes): semicolon when it has one, else comma, else tab, else whitespace."))
     public var delimiter: Delimiter = .auto
 
     public init() {}

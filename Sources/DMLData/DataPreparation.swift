@@ -147,6 +147,18 @@ public struct LoadedData {
     public var standardization: Standardization?
     /// One line for the log.
     public var description: String
+    /// CSV input: how missing values were treated, and with `.mean` the fill value of each feature (the
+    /// training means), which prediction must use too.
+    public var missing: MissingPolicy = .error
+    public var missingFill: [Float]?
+    /// CSV columns left out (`--drop-columns`), which a prediction input leaves out too.
+    public var dropColumns: [LabelColumn] = []
+    /// CSV `--categorical` columns (as given) and the categories of each, in file order.
+    public var categorical: (columns: [String], categories: [[String]]?)?
+    /// CSV: the feature columns of the file (the label and dropped ones left out), before any encoding.
+    public var inputColumns: Int?
+    /// The features' names when the reader knows them (a CSV header; `name=value` for one-hot features).
+    public var featureNames: [String]?
 
     public init(train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, labels: LabelMapping? = nil,
                 standardization: Standardization? = nil, description: String) {

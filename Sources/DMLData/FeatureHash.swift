@@ -33,6 +33,13 @@ public struct FeatureHash: Sendable, Equatable {
         return Int32(truncatingIfNeeded: h & UInt64(buckets - 1))
     }
 
+    /// The 0-based bucket of a `--categorical` CSV value under `--categorical-encoding hash`: XXH3-64 (same seed) of
+    /// the UTF-8 text `COLUMN=VALUE`, COLUMN being the `--categorical` reference as given (a header name, or an
+    /// index), so `dml-predict` finds the same bucket from the model's `categorical` list. Cost one XXH3 of the text.
+    public func bucket(category value: String, column: String) -> Int32 {
+        Int32(truncatingIfNeeded: Checksum.hash(column + "=" + value, seed: seed) & UInt64(buckets - 1))
+    }
+
     /// The model file's `feature_hash` text: `xxh3-64 seed=0x444d4c5f48415348 bits=B`.
     public var description: String { "\(Self.algorithm) seed=0x\(String(seed, radix: 16)) bits=\(bits)" }
 
@@ -84,5 +91,14 @@ public struct FeatureHash: Sendable, Equatable {
         }
         indices.removeLast(n - m)
         values.removeLast(n - m)
+    }
+
+    /// Appends (bucket, value) pairs sorted by bucket (stable) to a row that starts at `start`, one value per
+    /// bucket: the values of a bucket added in the pairs' order.
+    static func appendMerged(_ sorted: [(Int32, Float)], indices: inout [Int32], values: inout [Float], from start: Int) {
+        for (b, v) in sorted {
+            if indices.count > start, indices[indices.count - 1] == b { values[values.count - 1] += v }
+            else { indices.append(b); values.append(v) }
+        }
     }
 }

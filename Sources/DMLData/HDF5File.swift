@@ -274,7 +274,7 @@ extension DataLoader {
         let read = try readArrays(x: x, labels: labels, options: options, classification: classification, comm: comm)
         // DML_DATA_STATS=1: the bytes are the rows' values as the datasets store them, uncompressed.
         let bytes = read.0.rows * (x.columns * x.elementSize + (labels?.elementSize ?? 0))
-        ReadStatistics.report(file: source.path, rank: comm.rank, bytes: bytes, rows: read.0.rows, since: started)
+        ReadStatistics.report(file: source.path, rank: comm.rank, bytes: bytes, rows: read.0.rows, spent: ReadStatistics.since(started))
         return read
     }
 

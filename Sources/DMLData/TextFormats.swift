@@ -17,41 +17,28 @@ struct RawShard {
     var labelFirstSeen: [Double: Int] = [:]
     /// `labelFirstSeen` for the labels 0 ..< 256 (-1: not seen), checked first.
     var smallLabelsSeen: [Int] = []
+    /// Class labels that are not numbers (CSV: `cat`, `"dog"`), this rank's distinct ones in first-seen order,
+    /// with the local line each first occurs on.
+    var labelTexts: [String] = []
+    var labelTextIndex: [String: Int32] = [:]
+    var labelTextFirstSeen: [Int] = []
+    /// Per row, -1 for a numeric label (in `labels`) or its index in `labelTexts`; empty while no text label
+    /// has been seen (so numeric files pay nothing for it).
+    var textLabelOfRow: [Int32] = []
+    /// CSV `--categorical` columns: per slot, this rank's distinct values (first-seen order), their index and the
+    /// local line each first occurs on; `categoryIds` holds `rows × slots` local value indices.
+    var categoryTexts: [[String]] = []
+    var categoryIndex: [[String: Int32]] = []
+    var categoryFirstSeen: [[Int]] = []
+    var categoryIds: [Int32] = []
+    /// CSV: whether column 0 held exactly `indexStart, indexStart + 1, …` on every row (a pandas index).
+    var indexLike = true
+    var indexStart = 0.0
 
     var rows: Int { labels.count }
 }
 
-/// How CSV fields are separated.
-public enum Delimiter: String, Sendable, CaseIterable {
-    /// `,` when the first line has one, else whitespace.
-    case auto
-    /// `,` (spaces around fields are allowed).
-    case comma
-    /// Runs of spaces and tabs.
-    case whitespace
-}
-
-/// The CSV layout every rank derives from the file's first line (each rank reads that line itself, so no
-/// communication is needed and all ranks decide the same).
-struct CSVLayout {
-    var comma: Bool
-    var hasHeader: Bool
-    var columns: Int
-    var labelColumn: Int?
-    var names: [String]
-}
-
 @inline(__always) func isBlank(_ c: UInt8) -> Bool { c == 32 || c == 9 }
-
-/// Splits a (short) line into its fields as strings: for the header and the first line only.
-func splitFields(_ line: [UInt8], comma: Bool) -> [String] {
-    if comma {
-        return line.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map {
-            String(decoding: $0.drop(while: isBlank).reversed().drop(while: isBlank).reversed(), as: UTF8.self)
-        }
-    }
-    return line.split(whereSeparator: isBlank).map { String(decoding: $0, as: UTF8.self) }
-}
 
 /// The message for a token that is not a number.
 func badNumber(_ token: String) -> String {
@@ -64,91 +51,6 @@ func badNumber(_ token: String) -> String {
 extension String {
     fileprivate func trimmingCharacters(in set: Set<Character>) -> Substring {
         self.drop { set.contains($0) }
-    }
-}
-
-/// Parses the lines of one rank's byte range of a CSV file.
-struct CSVParser {
-    let layout: CSVLayout
-    let classification: Bool
-
-    /// Parses every owned line; throws `LocalLineError` at the first bad one.
-    func parse(_ lines: LineRange, estimatedRows: Int) throws -> RawShard {
-        let features = layout.columns - (layout.labelColumn == nil ? 0 : 1)
-        var shard = RawShard(features: features, x: [], labels: [])
-        shard.x.reserveCapacity(estimatedRows * features)
-        shard.labels.reserveCapacity(estimatedRows)
-        let skipFirst = lines.range.lowerBound == 0 && layout.hasHeader
-        let columns = layout.columns
-        let labelColumn = layout.labelColumn ?? -1
-        let comma = layout.comma
-        shard.lines = try lines.forEachLine { line, index in
-            if index == 0 && skipFirst { return }
-            guard var p = line.baseAddress else { return }
-            let end = p + line.count
-            while p < end && isBlank(p.pointee) { p += 1 }
-            if p == end { return }          // blank lines hold no row
-            var column = 0
-            var label = 0.0
-            while true {
-                if !comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                if !comma && p == end { break }
-                let tokenStart = p
-                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                guard column < columns else {
-                    throw LocalLineError(localLine: index, column: column + 1,
-                                         message: "\(fieldCount(line)) fields, but the file has \(columns) (as line 1 shows)")
-                }
-                guard let (v, after) = DecimalParser.parse(p, end) else {
-                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
-                }
-                p = after
-                if comma { while p < end && isBlank(p.pointee) { p += 1 } }
-                let atEnd = p == end
-                let separated = atEnd || (comma ? p.pointee == UInt8(ascii: ",") : isBlank(p.pointee))
-                if !separated {
-                    throw LocalLineError(localLine: index, column: column + 1, message: badNumber(token(tokenStart, end)))
-                }
-                // The grammar has no nan or inf, so a non-finite value is an overflow.
-                let f = Float(v)
-                guard f.isFinite else {
-                    throw LocalLineError(localLine: index, column: column + 1,
-                                         message: "\(token(tokenStart, end)) is outside the 32-bit float range")
-                }
-                if column == labelColumn {
-                    label = v
-                } else {
-                    // Written straight into the shard; a bad line ends the read, so a partial row never survives.
-                    shard.x.append(f)
-                }
-                column += 1
-                if atEnd { break }
-                if comma { p += 1 }
-            }
-            guard column == columns else {
-                throw LocalLineError(localLine: index, column: nil,
-                                     message: "\(column) fields, but the file has \(columns) (as line 1 shows)")
-            }
-            if labelColumn >= 0 {
-                try shard.addLabel(label, line: index, column: labelColumn + 1, classification: classification)
-            } else {
-                shard.labels.append(0)
-            }
-        }
-        return shard
-    }
-
-    private func token(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> String {
-        var p = start
-        while p < end && isBlank(p.pointee) { p += 1 }
-        var q = p
-        while q < end && q.pointee != UInt8(ascii: ",") && (layout.comma || !isBlank(q.pointee)) { q += 1 }
-        while q > p && isBlank((q - 1).pointee) { q -= 1 }
-        return String(decoding: UnsafeBufferPointer(start: p, count: q - p), as: UTF8.self)
-    }
-
-    private func fieldCount(_ line: UnsafeBufferPointer<UInt8>) -> Int {
-        splitFields(Array(line), comma: layout.comma).count
     }
 }
 
@@ -170,6 +72,32 @@ extension RawShard {
             }
         }
         labels.append(v)
+        if !textLabelOfRow.isEmpty { textLabelOfRow.append(-1) }
+    }
+
+    /// Records a row's value of categorical slot `slot` (its text as written, unquoted and trimmed).
+    mutating func addCategory(_ bytes: UnsafeBufferPointer<UInt8>, slot: Int, line: Int) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let id = categoryIndex[slot][text] { categoryIds.append(id); return }
+        let id = Int32(categoryTexts[slot].count)
+        categoryIndex[slot][text] = id
+        categoryTexts[slot].append(text)
+        categoryFirstSeen[slot].append(line)
+        categoryIds.append(id)
+    }
+
+    /// Appends a class label that is not a number (as written, unquoted and trimmed).
+    mutating func addTextLabel(_ text: String, line: Int) {
+        if textLabelOfRow.isEmpty { textLabelOfRow = [Int32](repeating: -1, count: labels.count) }
+        let id: Int32
+        if let known = labelTextIndex[text] { id = known } else {
+            id = Int32(labelTexts.count)
+            labelTextIndex[text] = id
+            labelTexts.append(text)
+            labelTextFirstSeen.append(line)
+        }
+        labels.append(0)
+        textLabelOfRow.append(id)
     }
 }
 

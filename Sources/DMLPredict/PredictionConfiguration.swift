@@ -75,6 +75,8 @@ public struct PredictionConfiguration: Sendable, Equatable {
     /// LIBSVM rows as CSR or dense, by the same rule as `dml-train --sparse` (so the same file is stored, and
     /// scored, as in training); `auto` reads dense rows for a model with standardisation.
     public var sparse: SparseMode = .auto
+    /// `--categorical-unseen`: what a category the model's training data lacked becomes.
+    public var unseenCategory: UnseenCategory = .zero
 
     public init(model: String = "", data: String = "", labels: String? = nil, format: DataFormat? = nil, header: Bool? = nil,
                 delimiter: Delimiter = .auto, labelColumn: LabelChoice = .detect, output: String? = nil, probabilities: Bool = false,
@@ -138,6 +140,13 @@ public struct PredictionConfiguration: Sendable, Equatable {
     public func conflict(with file: ModelFile) -> String? {
         if probabilities && file.task == .regression {
             return "--proba: \(model) is a regression model (\(file.kind.rawValue)): it predicts values, not class probabilities"
+        }
+        if !probabilities, let o = output, PredictionFileFormat(path: o) == .npy, file.task == .classification,
+           let labels = file.labels, !labels.allSatisfy({ Double($0) != nil }) {
+            return "--output \(o): \(model)'s class labels are text (\(labels.prefix(3).joined(separator: ", "))\(labels.count > 3 ? ", …" : "")), which .npy cannot hold: name the output .csv, or give --proba"
+        }
+        if unseenCategory == .error && (file.categorical == nil || file.categoricalEncoding == .hash) {
+            return "--categorical-unseen error: \(model) " + (file.categorical == nil ? "has no --categorical columns" : "hashes its categorical columns, so no value is unseen")
         }
         if sparse == .on && file.standardization != nil {
             return "--sparse on: \(model) standardises its features, which would make CSR rows dense: give --sparse auto or off"

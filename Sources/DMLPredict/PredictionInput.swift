@@ -18,15 +18,27 @@ struct PredictionInput {
     /// features and one label column, and `evaluate` (`JobError`, `.usage`) on a file without labels.
     init(_ job: PredictionConfiguration, model: ModelFile, evaluate: Bool) throws {
         source = job.source
-        let features = model.features
         var read = ReadOptions()
         read.header = job.header
         read.delimiter = job.delimiter
-        // A hashed model: any index is hashed into its 2^B columns, so the indices are not bounded.
-        read.features = model.featureHash == nil ? features : nil
+        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        // LIBSVM indices are bounded by the model's features; a hashed model hashes any index into its 2^B columns.
+        read.features = format == .libsvm && model.featureHash == nil ? model.features : nil
         read.hash = model.featureHash
         read.sparse = job.sparse == .auto && model.standardization != nil ? .off : job.sparse
-        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        if format == .csv {
+            // The training run's CSV treatment: its missing-value policy and fill values, its dropped columns.
+            read.missing = model.missing ?? .error
+            read.missingFill = model.missingFill
+            read.dropColumns = (model.dropColumns ?? []).compactMap { LabelColumn(argument: $0) }
+            read.categorical = (model.categorical ?? []).compactMap { LabelColumn(argument: $0) }
+            read.categories = model.categories
+            read.unseenCategoryIsError = job.unseenCategory == .error
+            read.categoricalEncoding = model.categorical != nil ? model.categoricalEncoding : .onehot
+        }
+        // The input's feature columns: as recorded, or a one-hot column is one input column for its block.
+        let features = model.inputColumns
+            ?? model.features - (model.categories ?? []).reduce(0) { $0 + $1.count } + (model.categories?.count ?? 0)
         func mismatch(_ columns: Int) -> DataError {
             DataError(file: job.data, "\(columns) column\(columns == 1 ? "" : "s"), but the model (\(job.model)) takes \(features) feature\(features == 1 ? "" : "s"): "
                       + "give its \(features) feature columns, with or without one label column (--label-column)")
@@ -52,7 +64,7 @@ struct PredictionInput {
                 guard columns.count == features || columns.count == features + 1 else { throw mismatch(columns.count) }
                 read.labeled = columns.count == features + 1
                 // A header and the model's feature names: the label is the one column that is not a feature.
-                if let names = columns.names, let known = model.featureNames {
+                if let names = columns.names, let known = model.featureNames.map({ $0 + (model.categorical ?? []) }) {
                     let others = names.filter { !known.contains($0) }
                     if others.count == 1 { read.labelColumn = .name(others[0]) }
                 }
@@ -75,11 +87,14 @@ struct PredictionInput {
         // just numbers, read and ignored.
         if evaluate && model.task == .classification {
             read.task = .classification
-            let values = (model.labels ?? (0..<model.classes).map(String.init)).map { Double($0) }
-            guard values.allSatisfy({ $0 != nil }), values.count == model.classes else {
-                throw DataError(file: job.model, "its labels \(model.labels ?? []) are not \(model.classes) numbers")
+            let names = model.labels ?? (0..<model.classes).map(String.init)
+            guard names.count == model.classes else {
+                throw DataError(file: job.model, "its labels \(names) are not \(model.classes) classes")
             }
-            known = LabelMapping(values: values.map { $0! })
+            let values = names.map { Double($0) }
+            // Numeric labels match by value (`1.0` is class `1`); text labels by their text.
+            known = values.allSatisfy({ $0 != nil }) && Set(values).count == names.count
+                ? LabelMapping(values: values.map { $0! }) : LabelMapping(text: names)
         } else {
             read.task = .regression
             known = nil

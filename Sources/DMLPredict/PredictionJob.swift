@@ -75,10 +75,11 @@ public final class PredictionJob {
         try comm.agree(job.conflict(with: model), kind: .usage)
         let scoring = job.evaluate || job.report != nil
         let input = try comm.agreeing { try PredictionInput(job, model: model, evaluate: scoring) }
-        var (data, _) = try DataLoader.read(input.source, options: input.options, comm: comm, features: model.features, labels: input.known)
+        let loaded = try DataLoader.load(input.source, options: input.options, comm: comm, features: model.features, labels: input.known)
+        var data = loaded.data
         model.standardization?.apply(to: &data)
         say("\(output.program): \(describe(model)) from \(job.model); \(job.data): \(data.globalRows) rows, \(input.labelsDescription); "
-            + "\(comm.size) rank\(comm.size == 1 ? "" : "s")")
+            + "\(comm.size) rank\(comm.size == 1 ? "" : "s")" + loaded.notes.map { "; " + $0 }.joined())
 
         phase("read")
         let predictions = predict(model, data)

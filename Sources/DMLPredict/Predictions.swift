@@ -88,10 +88,10 @@ public struct PredictionFile {
         var out: [UInt8] = []
         out.reserveCapacity(p.rows * columns * 12 + 64)
         if first {
-            out += Array((content == .probabilities ? labels.joined(separator: ",") : "prediction").utf8)
+            out += Array((content == .probabilities ? labels.map(Self.csvField).joined(separator: ",") : "prediction").utf8)
             out.append(UInt8(ascii: "\n"))
         }
-        let labelBytes = labels.map { Array($0.utf8) }
+        let labelBytes = labels.map { Array(Self.csvField($0).utf8) }
         for r in 0..<p.rows {
             switch content {
             case .labels:
@@ -110,6 +110,17 @@ public struct PredictionFile {
         }
         return out
     }
+
+    /// A text label as a CSV field: quoted (RFC 4180, `"` doubled) when it holds a comma, a quote, a line end or
+    /// blanks at either end, so that a CSV reader gets the label back exactly.
+    static func csvField(_ s: String) -> String {
+        let needs = s.contains { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == ";" || $0 == "\t" }
+            || s.first == " " || s.last == " "
+        return needs ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    /// Whether the labels can be written to `.npy` (numbers only: text labels need a CSV output).
+    public var labelsAreNumbers: Bool { labels.allSatisfy { Double($0) != nil } }
 
     /// Labels as int64 when every one is an integer, else float64.
     private var integerLabels: [Int64]? {

@@ -46,6 +46,14 @@ public struct JobConfiguration: Sendable, Equatable {
         public var sparse: SparseMode = .auto
         /// `--hash-bits`: LIBSVM indices hashed into 2^B columns (`FeatureHash`); nil: no hashing.
         public var hashBits: Int?
+        /// CSV missing values (`--missing`): refused, 0, or the training rows' column means.
+        public var missing: MissingPolicy = .error
+        /// CSV columns left out (`--drop-columns`).
+        public var dropColumns: [LabelColumn] = []
+        /// CSV columns one-hot encoded (`--categorical`).
+        public var categorical: [LabelColumn] = []
+        /// `--categorical-encoding`: one-hot, or hashed into `--hash-bits` columns.
+        public var categoricalEncoding: CategoricalEncoding = .onehot
         public var syntheticRows = 16384
         public var syntheticTestRows = 4096
         public var syntheticFeatures = 784

@@ -11,7 +11,9 @@ import DMLStatus
 /// Metadata (strings; lists as JSON arrays): `format` = `dml-model`, `format_version`, `dml_version`,
 /// `model` (linear, logistic, softmax, mlp), `activation` and `hidden` (MLP), `features`, `outputs`, `classes`
 /// (0 for regression), `task`, `labels` (the training file's class values, class i first), `feature_names`
-/// (from a CSV header), `standardize_mean`/`standardize_std` (predict with `(x − mean) / std`), the training
+/// (from a CSV header), `standardize_mean`/`standardize_std` (predict with `(x − mean) / std`), CSV treatment
+/// (`missing`, `missing_fill`, `drop_columns`, `categorical`, `categories`, `categorical_encoding`,
+/// `input_columns`: see the properties), the training
 /// data's identity (`data_checksum`, `data_rows`, `data`), and how it was trained (`step`, `seed`, `ranks`,
 /// `partition`). Sealed (`Safetensors.sealed`): a damaged file is refused.
 ///
@@ -35,6 +37,23 @@ public struct ModelFile: Equatable {
     /// The feature-hashing map the model was trained with (`feature_hash`, e.g. `xxh3-64 seed=0x444d4c5f48415348
     /// bits=18`): `dml-predict` hashes LIBSVM indices with it. Nil: indices are columns.
     public var featureHash: FeatureHash?
+    /// CSV input's missing values (`missing`: `zero` or `mean`; nil: refused) and, for `mean`, the fill value of
+    /// each feature (`missing_fill`, the training rows' means): `dml-predict` fills its input's missing values alike.
+    public var missing: MissingPolicy?
+    public var missingFill: [Float]?
+    /// CSV columns the training run left out (`drop_columns`, as given: indices or header names); a prediction
+    /// input of the same layout leaves them out too.
+    public var dropColumns: [String]?
+    /// CSV `--categorical` columns (`categorical`, as given) and each one's categories (`categories`, a JSON array
+    /// of arrays, in file order): feature block j of such a column is 1 for category j. `dml-predict` encodes its
+    /// input alike (an unseen value: all zero, or an error with `--categorical-unseen error`).
+    public var categorical: [String]?
+    public var categories: [[String]]?
+    /// `categorical_encoding`: `hash` when the categorical columns were hashed into `feature_hash`'s columns (then
+    /// there is no `categories` list); one-hot otherwise.
+    public var categoricalEncoding: CategoricalEncoding = .onehot
+    /// CSV input: the file's feature columns before encoding (`input_columns`), which a prediction input must have.
+    public var inputColumns: Int?
     /// The parameters, laid out by the model's `layout`.
     public var parameters: [Float]
     /// Where it came from: `data_checksum`, `data_rows`, `data`, `step`, `seed`, `ranks`, `partition`, ….
@@ -97,6 +116,15 @@ public struct ModelFile: Equatable {
         }
         if let labels { m["labels"] = Self.json(labels, quoted: true) }
         if let featureHash { m["feature_hash"] = featureHash.description }
+        if let missing { m["missing"] = missing.rawValue }
+        if let missingFill { m["missing_fill"] = Self.json(missingFill.map { "\($0)" }, quoted: false) }
+        if let dropColumns { m["drop_columns"] = Self.json(dropColumns, quoted: true) }
+        if let categorical { m["categorical"] = Self.json(categorical, quoted: true) }
+        if let categories {
+            m["categories"] = String(decoding: (try? JSONSerialization.data(withJSONObject: categories, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8), as: UTF8.self)
+        }
+        if categorical != nil { m["categorical_encoding"] = categoricalEncoding.rawValue }
+        if let inputColumns { m["input_columns"] = String(inputColumns) }
         if let featureNames { m["feature_names"] = Self.json(featureNames, quoted: true) }
         if let s = standardization {
             m["standardize_mean"] = Self.json(s.mean.map { "\($0)" }, quoted: false)
@@ -153,13 +181,40 @@ public struct ModelFile: Equatable {
             f.featureHash = map
         }
         f.featureNames = m["feature_names"].flatMap(Self.array)
+        if let text = m["missing"] {
+            guard let policy = MissingPolicy(rawValue: text) else { throw Safetensors.FormatError(reason: "its missing '\(text)' is not zero, mean or error") }
+            f.missing = policy
+        }
+        if let text = m["missing_fill"] {
+            guard let fill = Self.array(text)?.compactMap(Float.init), fill.count == features else {
+                throw Safetensors.FormatError(reason: "its missing_fill is not \(features) numbers")
+            }
+            f.missingFill = fill
+        }
+        f.dropColumns = m["drop_columns"].flatMap(Self.array)
+        f.inputColumns = m["input_columns"].flatMap { Int($0) }
+        if let columns = m["categorical"] {
+            guard let c = Self.array(columns), let encoding = m["categorical_encoding"].flatMap(CategoricalEncoding.init(rawValue:)) else {
+                throw Safetensors.FormatError(reason: "its categorical columns come without their encoding")
+            }
+            f.categorical = c
+            f.categoricalEncoding = encoding
+            if encoding == .onehot {
+                guard let text = m["categories"], let cats = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String]], cats.count == c.count else {
+                    throw Safetensors.FormatError(reason: "its one-hot categorical columns come without their categories")
+                }
+                f.categories = cats
+            } else if f.featureHash == nil {
+                throw Safetensors.FormatError(reason: "its categorical columns are hashed, but it has no feature_hash")
+            }
+        }
         if let mean = m["standardize_mean"].flatMap(Self.array)?.compactMap(Float.init),
            let std = m["standardize_std"].flatMap(Self.array)?.compactMap(Float.init), mean.count == features, std.count == features {
             f.standardization = Standardization(mean: mean, std: std)
         }
         let known: Set<String> = ["format", "format_version", "dml_version", "model", "features", "outputs", "classes", "task", "hidden",
                                   "activation", "labels", "feature_names", "standardize_mean", "standardize_std", "checksum", "checksum_algorithm",
-                                  "feature_hash"]
+                                  "feature_hash", "missing", "missing_fill", "drop_columns", "categorical", "categories", "categorical_encoding", "input_columns"]
         f.provenance = m.filter { !known.contains($0.key) }
         f.parameters = try f.readTensors(file, names: { $0 })
         return f

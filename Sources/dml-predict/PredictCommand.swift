@@ -1,4 +1,5 @@
 import ArgumentParser
+import DMLData
 import DMLComm
 import DMLCommandLine
 import DMLData
@@ -68,12 +69,17 @@ struct PredictCommand: ParsableCommand {
                                discussion: "A model trained with --hash-bits hashes the indices with its own map (its feature_hash metadata) whatever this says."))
     var sparse: SparseMode = .auto
 
+    @Option(name: .customLong("categorical-unseen"),
+            help: "A model with --categorical columns, given a value its training data did not have: zero (an all-zero block, counted in the log) or error (one message with its line and column).")
+    var categoricalUnseen: UnseenCategory = .zero
+
     /// What the command line asked for, as the library's plain values.
     var job: PredictionConfiguration {
         var c = PredictionConfiguration(model: model, data: data, labels: labels, format: format, header: csv.header, delimiter: csv.delimiter,
                                         labelColumn: labelColumn ?? .detect, output: output, probabilities: probabilities, evaluate: evaluate,
                                         report: report, collectiveTimeout: collectiveTimeout, h5Features: hdf5.features, h5Labels: hdf5.labels)
         c.sparse = sparse
+        c.unseenCategory = categoricalUnseen
         return c
     }
 

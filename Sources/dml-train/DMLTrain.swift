@@ -152,6 +152,10 @@ extension DMLTrain {
         c.data.standardize = data.standardize
         c.data.sparse = data.sparse
         c.data.hashBits = data.hashBits
+        c.data.missing = data.missing
+        c.data.dropColumns = data.droppedColumns
+        c.data.categorical = data.categoricalColumns
+        c.data.categoricalEncoding = data.categoricalEncoding
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

@@ -52,6 +52,28 @@ struct DataOptions: ParsableArguments {
             help: "LIBSVM: hash feature indices into 2^B columns (1…31) with XXH3-64 of the index (8 bytes, little-endian) and seed 0x444D4C5F48415348; values sharing a bucket in a row are added. Stored in --output for dml-predict.")
     var hashBits: Int?
 
+    @Option(help: "CSV missing values (empty, NA, NaN, null, ?): error (refuse the file), zero, or mean (the training rows' column means over all ranks, saved in --output for dml-predict).")
+    var missing: MissingPolicy = .error
+
+    @Option(name: .customLong("drop-columns"), help: "CSV columns to leave out, comma-separated: 0-based indices, 'last' or header names (e.g. a row index or an ID column).")
+    var dropColumns: String?
+
+    @Option(help: "CSV columns holding categories (text or codes), comma-separated indices or header names: each is one-hot encoded (one 0/1 feature per category of the training data, sorted; saved in --output for dml-predict).")
+    var categorical: String?
+
+    @Option(name: .customLong("categorical-encoding"),
+            help: "How --categorical columns become features: onehot (one 0/1 feature per category) or hash (with --hash-bits: hashed into 2^B CSR columns, as LIBSVM indices are; no category list).")
+    var categoricalEncoding: CategoricalEncoding = .onehot
+
+    /// `--drop-columns` as column references (validated in `validate`).
+    var droppedColumns: [LabelColumn] { Self.columns(dropColumns) }
+    /// `--categorical` as column references (validated in `validate`).
+    var categoricalColumns: [LabelColumn] { Self.columns(categorical) }
+
+    static func columns(_ list: String?) -> [LabelColumn] {
+        (list ?? "").split(separator: ",", omittingEmptySubsequences: false).compactMap { LabelColumn(argument: String($0)) }
+    }
+
     @Flag(help: "Standardise features to mean 0, std 1 with the training rows' global statistics (saved in --output).")
     var standardize = false
 
@@ -90,6 +112,14 @@ struct DataOptions: ParsableArguments {
                 throw ValidationError("\(flag) needs --data (without it the synthetic task is used)")
             }
         }
+        for (flag, list) in [("--drop-columns", dropColumns), ("--categorical", categorical)] {
+            guard let list else { continue }
+            for item in list.split(separator: ",", omittingEmptySubsequences: false) where LabelColumn(argument: String(item)) == nil {
+                throw ValidationError("\(flag): '\(item)' is not a column (a 0-based index, 'last' or a header name)")
+            }
+            if data == nil { throw ValidationError("\(flag) needs --data (a CSV file)") }
+        }
+        if missing != .error && data == nil { throw ValidationError("--missing needs --data (a CSV file)") }
         if testLabels != nil && testData == nil { throw ValidationError("--test-labels needs --test-data") }
         if testData != nil && (labels == nil) != (testLabels == nil) {
             throw ValidationError("give --labels and --test-labels together (or neither)")

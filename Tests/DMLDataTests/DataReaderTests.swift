@@ -321,13 +321,13 @@ final class DataReaderTests: XCTestCase {
         check(41, "1,2", "line 41: 2 fields, but the file has 3 (as line 1 shows)")
         check(53, "1,2,3,4", "line 53, column 4: 4 fields, but the file has 3 (as line 1 shows)")
         check(7, "0,abc,3", "line 7, column 2: \"abc\" is not a number")
-        check(60, "0,1,NaN", "line 60, column 3: NaN is not a finite number (NaN and infinite values are not allowed)")
+        check(60, "0,1,NaN", "line 60, column 3: missing value (\"NaN\"): fill missing values with --missing zero or --missing mean")
         check(30, "0,1,-inf", "line 30, column 3: -inf is not a finite number (NaN and infinite values are not allowed)")
-        check(22, "0,,3", "line 22, column 2: empty value (missing values are not supported)")
+        check(22, "0,,3", "line 22, column 2: missing value (an empty field): fill missing values with --missing zero or --missing mean")
         check(33, "0,1e999,3", "line 33, column 2: 1e999 is outside the 32-bit float range")
         check(44, "0.5,1,3", "line 44, column 1: class label 0.5 is not an integer (use --task regression for real-valued targets)")
         good[0] = "label,a,b"
-        check(12, "1,2 3,4", "line 12, column 2: \"2 3\" is not a number")
+        check(12, "1,2 3,4", "line 12, column 2: \"2 3\" is not a number (is 'a' a text column? encode it with --categorical a or leave it out with --drop-columns a)")
 
         let train = write("train.csv", "0,1,2\n1,3,4\n")
         let narrow = write("narrow.csv", "0,1\n1,2\n")

@@ -17,8 +17,13 @@ final class DataFuzzIntegrationTests: XCTestCase {
         var cases: [[String]] = []
         // CSV
         for (i, s) in ["", "\n\n\n", "label,a,b\n", "0,1,2\n1,2\n", "0,1,2\n1,2,3,4\n", "0,1,x\n1,2,3\n", "0,1,nan\n1,2,3\n",
-                       "0,inf,1\n1,2,3\n", "0,1e999,1\n1,2,3\n", "0.5,1,2\n1,2,3\n", "0,1,2\n0,3,4\n", ",,\n,,\n", "0;1;2\n1;2;3\n",
-                       "0,1,2\n1,\"2\",3\n", "0,--1,2\n1,2,3\n", "0,1..2,3\n1,2,3\n", "0,1,2" + String(repeating: ",7", count: 200_000) + "\n1,2,3\n",
+                       "0,inf,1\n1,2,3\n", "0,1e999,1\n1,2,3\n", "0.5,1,2\n1,2,3\n", "0,1,2\n0,3,4\n", ",,\n,,\n",
+                       // Quotes and everyday CSV (issue 18): unterminated, text after a closing quote, a stray quote, a field
+                       // count that differs after unquoting, a missing label, a pandas index, a label column of IDs.
+                       "0,1,2\n1,\"2,3\n", "0,1,2\n1,\"2\"x,3\n", "0,1,2\n1,2\"2,3\n", "0,1,2\n1,\"2\",3,4\n", "0,1,2\n\"\",2,3\n",
+                       "0;1;2\n1;2\n", "\u{FEFF}y,a\n0,1\nNA,2\n",
+                       (0..<30).map { "\($0),\($0 % 2),\($0 * 3 % 7)" }.joined(separator: "\n"),
+                       (0..<30).map { "\(100 + 3 * $0),\($0 % 4)" }.joined(separator: "\n"), "0,--1,2\n1,2,3\n", "0,1..2,3\n1,2,3\n", "0,1,2" + String(repeating: ",7", count: 200_000) + "\n1,2,3\n",
                        String(repeating: "9", count: 1_000_000) + ",1\n1,2\n", goodRows + "1,2\n"].enumerated() {
             cases.append(["--data", text("c\(i).csv", s)])
         }
@@ -83,7 +88,10 @@ final class DataFuzzIntegrationTests: XCTestCase {
         for flags in [["--epochs", "-1"], ["--lr", "nan"], ["--lr", "abc"], ["--lr", "-1"], ["--batch-size", "0"], ["--batch-size", "lots"],
                       ["--steps", "0"], ["--hidden", "0"], ["--activation", "sine"], ["--optimizer", "magic"], ["--allreduce", "telepathy"],
                       ["--collective-timeout", "-1"], ["--checkpoint-every", "-3"], ["--label-column", "99"], ["--features", "-2"],
-                      ["--validation-fraction", "1.5"], ["--delimiter", "tab"], ["--format", "xlsx"], ["--model", "transformer"],
+                      ["--validation-fraction", "1.5"], ["--delimiter", "pipe"], ["--missing", "guess"],
+                      ["--drop-columns", "99"], ["--drop-columns", "nope"], ["--drop-columns", "0"], ["--labels", "\(dir)/y.npy"], ["--features", "3"],
+                      ["--categorical", "nope"], ["--categorical", "0"], ["--categorical", "1", "--categorical-encoding", "hash"],
+                      ["--hash-bits", "8"], ["--categorical-encoding", "bloom"], ["--categorical", "1", "--drop-columns", "1"], ["--format", "xlsx"], ["--model", "transformer"],
                       ["--lr-search", ""], ["--seed", "-1"], ["--momentum", "2"], ["--warmup", "-5"], ["--output", dir],
                       ["--test-data", "\(dir)/absent.csv"], ["--resume"], ["--no-such-flag"]] {
             cases.append(["--data", good] + flags)

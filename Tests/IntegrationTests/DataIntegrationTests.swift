@@ -70,7 +70,7 @@ final class DataIntegrationTests: XCTestCase {
             (["--data", dir, "--format", "csv"], "is a directory"),
             (["--data", csv("ragged.csv", replacing: [37: "1,2"])], "ragged.csv, line 37: 2 fields, but the file has 3"),
             (["--data", csv("word.csv", replacing: [30: "1,2,seven"])], "word.csv, line 30, column 3: \"seven\" is not a number"),
-            (["--data", csv("nan.csv", replacing: [25: "1,nan,2"])], "nan.csv, line 25, column 2: nan is not a finite number"),
+            (["--data", csv("nan.csv", replacing: [25: "1,nan,2"])], "nan.csv, line 25, column 2: missing value (\"nan\"): fill missing values with --missing zero or --missing mean"),
             (["--data", csv("label.csv", replacing: [41: "1.5,1,2"])], "label.csv, line 41, column 1: class label 1.5 is not an integer"),
             (["--data", good, "--test-data", write("narrow.csv", "0,1\n1,2\n")], "narrow.csv: 1 features per row, but the training data has 2"),
             (["--data", write("tiny.csv", "0,1\n")], "ranks but only 1 training rows in"),

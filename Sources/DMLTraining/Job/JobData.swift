@@ -59,6 +59,10 @@ extension JobConfiguration.Data {
         options.features = features
         options.sparse = effectiveSparse
         options.hash = hashBits.flatMap { FeatureHash(bits: $0) }
+        options.missing = missing
+        options.dropColumns = dropColumns
+        options.categorical = categorical
+        options.categoricalEncoding = categoricalEncoding
         return options
     }
 
@@ -107,18 +111,30 @@ extension JobConfiguration.Data {
     private func files(comm: Communicator) throws -> LoadedData {
         let options = readOptions
         let source = trainingSource!
-        let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
-        // The test rows are stored as the training rows are (the same density rule could decide otherwise).
+        let trainFile = try DataLoader.load(source, options: options, comm: comm)
+        let (train, mapping) = (trainFile.data, trainFile.labels)
+        // The test rows are stored as the training rows are (the same density rule could decide otherwise),
+        // and their missing values filled with the training means.
         var testOptions = options
         if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }
+        testOptions.missingFill = trainFile.missingFill
+        testOptions.categories = trainFile.categories
         let test = try testSource.map {
             try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
         let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""
         let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
-        return LoadedData(train: train, test: test, labels: mapping,
-                          description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what))")
+        var loaded = LoadedData(train: train, test: test, labels: mapping,
+                                description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"
+                                    + trainFile.notes.map { "; " + $0 }.joined() + ")")
+        loaded.missing = missing
+        loaded.missingFill = trainFile.missingFill
+        loaded.dropColumns = dropColumns
+        if !categorical.isEmpty { loaded.categorical = (categorical.map(\.argument), trainFile.categories) }
+        loaded.inputColumns = trainFile.inputColumns
+        loaded.featureNames = trainFile.featureNames
+        return loaded
     }
 
     private func synthetic(comm: Communicator, seed: UInt64) throws -> LoadedData {

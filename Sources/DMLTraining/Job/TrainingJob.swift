@@ -249,8 +249,14 @@ public final class TrainingJob {
         if let i = job.optimization.initFrom { provenance["init"] = i }
         var file = ModelFile(model: model, parameters: parameters, hidden: job.model.hidden, activation: job.model.activation,
                              labels: loaded.labels, standardization: loaded.standardization,
-                             featureNames: rank0 ? job.data.featureNames : nil, provenance: provenance)
+                             featureNames: rank0 ? (loaded.featureNames ?? job.data.featureNames) : nil, provenance: provenance)
         file.featureHash = job.data.readOptions.hash
+        file.missing = loaded.missing == .error ? nil : loaded.missing
+        file.missingFill = loaded.missingFill
+        if !loaded.dropColumns.isEmpty { file.dropColumns = loaded.dropColumns.map(\.argument) }
+        if let c = loaded.categorical { (file.categorical, file.categories) = (c.columns, c.categories) }
+        file.categoricalEncoding = job.data.categoricalEncoding
+        file.inputColumns = loaded.inputColumns
         return file
     }
 
