@@ -144,6 +144,8 @@ extension DMLTrain {
         c.data.standardize = data.standardize
         c.data.sparse = data.sparse
         c.data.hashBits = data.hashBits
+        c.data.cacheDir = data.cacheDir
+        c.data.maxMemory = data.maxMemory.flatMap { ByteCount.parse($0) }
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

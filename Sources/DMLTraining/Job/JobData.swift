@@ -6,9 +6,10 @@ extension JobConfiguration.Data {
     /// This rank's shards of the training, validation and test sets, with what the output must record.
     /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
     /// `standardization`: statistics to apply instead of computing them (a warm start's model's).
+    /// `warn`: where a stale or damaged shard cache is reported (rank 0, once).
     public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
-                     standardization: Standardization? = nil) throws -> LoadedData {
-        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
+                     standardization: Standardization? = nil, warn: (String) -> Void = { _ in }) throws -> LoadedData {
+        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm, warn: warn)
         try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm,
                            given: standardization)
         return loaded
@@ -73,10 +74,12 @@ extension JobConfiguration.Data {
         path.flatMap { DataLoader.featureNames(DataSource(path: $0, labelsPath: labels, format: format), options: readOptions) }
     }
 
-    private func files(comm: Communicator) throws -> LoadedData {
+    private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
         let options = readOptions
         let source = DataSource(path: path!, labelsPath: labels, format: format)
-        let (train, mapping) = try DataLoader.read(source, options: options, comm: comm)
+        let (train, mapping) = try streamsFromCache
+            ? cachedShard(source, options: options, comm: comm, warn: warn)
+            : DataLoader.read(source, options: options, comm: comm)
         // The test rows are stored as the training rows are (the same density rule could decide otherwise).
         var testOptions = options
         if testOptions.sparse == .auto { testOptions.sparse = train.isSparse ? .on : .off }

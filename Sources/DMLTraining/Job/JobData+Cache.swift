@@ -1,0 +1,63 @@
+import Foundation
+import DMLComm
+import DMLData
+
+extension JobConfiguration.Data {
+    /// Whether the training rows are streamed from a shard cache (`--cache-dir`, which `--max-memory` needs)
+    /// instead of held in memory.
+    public var streamsFromCache: Bool { cacheDir != nil }
+
+    /// This rank's training shard streamed from its cache in `cacheDir` (`ShardCache`): the cache when every
+    /// rank's matches the file and the options, else the file is parsed (`DataLoader.read`), each rank writes
+    /// its cache and then streams it. A cache that was there but stale or damaged is reported once by rank 0
+    /// (`warn`) and rebuilt. Collective: the ranks agree on whether all caches hit, so they all parse or
+    /// none does. Cost: a hit reads each cache once to verify its checksum; a miss parses the byte range
+    /// (holding the parsed shard in memory while its cache is written) and writes the cache.
+    func cachedShard(_ source: DataSource, options: ReadOptions, comm: Communicator,
+                     warn: (String) -> Void) throws -> (Dataset, LabelMapping?) {
+        let dir = cacheDir!
+        var isDirectory: ObjCBool = false
+        try comm.agree(FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) && isDirectory.boolValue ? nil
+                       : "--cache-dir \(dir): no such directory", kind: .cannotCreate)
+        let fingerprint = "\(options) format=\(source.format.map(\.rawValue) ?? "auto") labels=\(source.labelsPath ?? "-")"
+        let key = ShardCache.Key(path: source.path, options: fingerprint, rank: comm.rank, ranks: comm.size)
+        var lookup = ShardCache.Lookup.absent
+        if let key { lookup = ShardCache.open(ShardCache.path(directory: dir, key: key), key: key) }
+        // 0 hit, 1 absent, 2 stale: the ranks parse unless every cache hit.
+        let code: Int64
+        switch lookup {
+        case .hit: code = 0
+        case .absent: code = 1
+        case .stale: code = 2
+        }
+        let codes = try comm.allgathered(code)
+        if case let .hit(data, labels) = lookup, codes.allSatisfy({ $0 == 0 }) { return (data, labels) }
+        // One warning for the job, from rank 0 (`warn` is rank 0's): its own reason, or the first stale rank's.
+        let reason: String? = if case let .stale(why) = lookup { why } else { nil }
+        let stale = codes.indices.filter { codes[$0] == 2 }
+        if let first = stale.first, comm.rank == 0,
+           let k = ShardCache.Key(path: source.path, options: fingerprint, rank: first, ranks: comm.size) {
+            let why = first == 0 ? reason ?? "is stale" : "is stale or damaged (\(stale.count) of \(comm.size) ranks' caches)"
+            warn("shard cache \(ShardCache.path(directory: dir, key: k)) \(why): rebuilding it")
+        }
+        lookup = .absent   // closes a cache this rank will rewrite
+        let (parsed, labels) = try DataLoader.read(source, options: options, comm: comm)
+        var written: Error?
+        var streamed: Dataset?
+        do {
+            guard let key = ShardCache.Key(path: source.path, options: fingerprint, rank: comm.rank, ranks: comm.size) else {
+                throw DataError(file: source.path, "cannot examine the file to key its shard cache")
+            }
+            let path = ShardCache.path(directory: dir, key: key)
+            try ShardCache.write(parsed, labels: labels, key: key, to: path)
+            guard case let .hit(data, _) = ShardCache.open(path, key: key) else {
+                throw DataError(file: path, "the shard cache just written does not read back (the file was changed meanwhile)")
+            }
+            streamed = data
+        } catch {
+            written = error
+        }
+        try comm.agree(error: written)
+        return (streamed!, labels)
+    }
+}

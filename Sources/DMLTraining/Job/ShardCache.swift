@@ -1,0 +1,238 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import DMLComm
+import DMLData
+import DMLKernels
+import DMLStatus
+
+/// One rank's parsed shard in a binary file (`--cache-dir`), as VW's `--cache`: written once from the parsed
+/// rows, then read by every epoch (`ShardStream`) and by later runs on the same file, which skip parsing.
+///
+/// File layout (little-endian):
+/// ```
+/// "DMLSHARD"  UInt32 version  UInt32 header bytes  header (UTF-8 "key=value" lines)  zero padding to 8
+/// labels: rows × Float32 (class index or target)
+/// dense:  rows × features Float32, row-major          | CSR: (rows + 1) × Int64 row starts,
+///                                                      |      nnz × Int32 column indices, nnz × Float32 values
+/// UInt64 checksum: XXH3-64 of every byte before it, chained over 1 MiB blocks (`Checksum.hash(b, seed: h)`)
+/// ```
+/// The header names the source (absolute path, size, modification time in ns), the parse options that
+/// change the rows (`ReadOptions`, as text), the rank and rank count, and the shard's shape and class
+/// labels. A cache is used only when all of them match this run and the checksum and the length agree;
+/// otherwise it is rebuilt (with one warning when it was there but stale or damaged).
+///
+/// Concurrency: a writer writes `.NAME.tmp-<host>-<pid>` beside the cache, fsyncs it and renames it over
+/// the cache (`AtomicFile`), so a reader sees the old complete file or the new complete one, two jobs
+/// writing the same cache each rename a complete file (the last one stays; both are valid), a killed
+/// writer leaves only its temporary (removed by the next writer on the host), and a full disk fails the
+/// write with one message before anything is renamed. A reader that has the file open keeps reading the
+/// file it opened, whatever is renamed over it.
+/// Cost: writing, one pass over the shard; opening, one read pass of the file to verify the checksum.
+public enum ShardCache {
+    public static let version = 1
+    static let magic = Array("DMLSHARD".utf8)
+    static let block = 1 << 20
+
+    /// What a cache file must match: the source file as it is now, the options and the rank.
+    public struct Key: Equatable, Sendable {
+        public var source: String
+        public var size: Int
+        public var modified: Int
+        public var options: String
+        public var rank: Int
+        public var ranks: Int
+
+        /// The key of `path` read with `options` by `rank` of `ranks`; nil when the file cannot be examined
+        /// (the reader then reports it).
+        public init?(path: String, options: String, rank: Int, ranks: Int) {
+            var st = stat()
+            let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+            guard stat(absolute, &st) == 0 else { return nil }
+            source = absolute
+            size = Int(st.st_size)
+            modified = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
+            self.options = options
+            self.rank = rank
+            self.ranks = ranks
+        }
+
+        var fields: [(String, String)] {
+            [("version", String(ShardCache.version)), ("source", source), ("size", String(size)), ("modified_ns", String(modified)),
+             ("options", options), ("rank", String(rank)), ("ranks", String(ranks))]
+        }
+    }
+
+    /// The cache file of `key` in `directory`: named by the source's base name and a digest of its path,
+    /// the options and the rank count (not the size or time, so a changed file's cache is found and replaced).
+    public static func path(directory: String, key: Key) -> String {
+        let digest = Checksum.hex(Checksum.hash("\(key.source)\n\(key.options)\n\(key.ranks)"))
+        let base = URL(fileURLWithPath: key.source).lastPathComponent
+        return "\(directory)/\(base).\(digest).rank\(key.rank)of\(key.ranks).dmlshard"
+    }
+
+    /// What `open` found.
+    public enum Lookup {
+        /// The cache matches: the shard streamed from it.
+        case hit(Dataset, LabelMapping?)
+        /// No cache file.
+        case absent
+        /// A cache file that cannot be used: `reason` says why (from another file, another version of it,
+        /// other settings, damaged).
+        case stale(String)
+    }
+
+    /// Opens the cache at `path` if it matches `key`, verifying its length and checksum. Not collective.
+    public static func open(_ path: String, key: Key) -> Lookup {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .absent }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .stale("cannot be examined") }
+        let size = Int(st.st_size)
+        func read(_ count: Int, at offset: Int) -> [UInt8]? {
+            guard count >= 0, offset + count <= size else { return nil }
+            var b = [UInt8](repeating: 0, count: count)
+            var done = 0
+            while done < count {
+                let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return nil }
+                done += n
+            }
+            return b
+        }
+        guard let start = read(16, at: 0), Array(start[0..<8]) == magic else { return .stale("is not a DML shard cache (damaged)") }
+        let version = Int(start[8..<12].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        let headerBytes = Int(start[12..<16].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard version == ShardCache.version else { return .stale("was written by cache format version \(version), not \(ShardCache.version)") }
+        guard let headerData = read(headerBytes, at: 16), let text = String(bytes: headerData, encoding: .utf8) else { return .stale("is damaged (its header is cut short)") }
+        var header: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { return .stale("is damaged (its header is unreadable)") }
+            header[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        for (name, value) in key.fields where header[name] != value {
+            switch name {
+            case "source": return .stale("was made from another file (\(header[name] ?? "?"))")
+            case "size", "modified_ns": return .stale("was made from another version of \(key.source) (its size or modification time differ)")
+            default: return .stale("was made with other settings (\(name) differs)")
+            }
+        }
+        guard let rows = header["rows"].flatMap(Int.init), let features = header["features"].flatMap(Int.init),
+              let classes = header["classes"].flatMap(Int.init), let globalRows = header["global_rows"].flatMap(Int.init),
+              let firstRow = header["first_row"].flatMap(Int.init), let nonZeros = header["non_zeros"].flatMap(Int.init),
+              let storage = header["storage"], storage == "dense" || storage == "csr", rows >= 0, features > 0, nonZeros >= 0
+        else { return .stale("is damaged (its header lacks the shard's shape)") }
+        let labels: LabelMapping? = header["labels"].flatMap { $0 == "none" ? nil : LabelMapping(values: $0.split(separator: ",").compactMap { Double($0) }) }
+        let yAt = align(16 + headerBytes)
+        let dataAt = yAt + 4 * rows
+        let dataBytes = storage == "dense" ? 4 * rows * features : 8 * (rows + 1) + 8 * nonZeros
+        guard size == dataAt + dataBytes + 8 else { return .stale("is damaged (\(size) bytes; its header implies \(dataAt + dataBytes + 8))") }
+        // The checksum over everything before it, in 1 MiB blocks.
+        var h: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: block)
+        var at = 0
+        while at < size - 8 {
+            let n = Swift.min(block, size - 8 - at)
+            let got = buffer.withUnsafeMutableBytes { b -> Int in
+                var done = 0
+                while done < n {
+                    let r = pread(fd, b.baseAddress! + done, n - done, off_t(at + done))
+                    if r < 0 && errno == EINTR { continue }
+                    if r <= 0 { break }
+                    done += r
+                }
+                return done
+            }
+            guard got == n else { return .stale("is damaged (a read failed)") }
+            h = buffer.withUnsafeBytes { Checksum.hash(UnsafeRawBufferPointer(rebasing: $0[0..<n]), seed: h) }
+            at += n
+        }
+        guard let tail = read(8, at: size - 8), tail.withUnsafeBytes({ $0.loadUnaligned(as: UInt64.self) }) == h.littleEndian
+        else { return .stale("is damaged (its checksum does not match its contents)") }
+        guard let yBytes = read(4 * rows, at: yAt) else { return .stale("is damaged (its labels are cut short)") }
+        let y = yBytes.withUnsafeBytes { b in (0..<rows).map { Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
+        let layout: ShardStream.Layout
+        if storage == "dense" {
+            layout = .dense(offset: dataAt)
+        } else {
+            guard let startBytes = read(8 * (rows + 1), at: dataAt) else { return .stale("is damaged (its row starts are cut short)") }
+            let starts = startBytes.withUnsafeBytes { b in (0...rows).map { Int(Int64(littleEndian: b.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self))) } }
+            guard starts.first == 0, starts.last == nonZeros, zip(starts, starts.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+                return .stale("is damaged (its row starts are not increasing)")
+            }
+            layout = .csr(rowStarts: starts, indices: dataAt + 8 * (rows + 1), values: dataAt + 8 * (rows + 1) + 4 * nonZeros)
+        }
+        guard let stream = try? ShardStream(path: path, rows: rows, features: features, layout: layout) else { return .stale("cannot be opened") }
+        return .hit(Dataset(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, stream: stream, y: y), labels)
+    }
+
+    /// Writes `data` (rows in memory, dense or CSR) with `labels` as the cache at `path` for `key`: a
+    /// temporary file beside it, fsynced, renamed over it. Throws `AtomicFile.WriteError` naming the cache.
+    /// `fault`: a deliberate failure after so many bytes (tests of a full disk).
+    public static func write(_ data: Dataset, labels: LabelMapping?, key: Key, to path: String, fault: AtomicFile.Fault? = nil) throws {
+        precondition(!data.isStreamed, "a cache is written from rows in memory")
+        var fields = key.fields
+        fields += [("rows", String(data.rows)), ("features", String(data.features)), ("classes", String(data.classes)),
+                   ("global_rows", String(data.globalRows)), ("first_row", String(data.firstRow)),
+                   ("storage", data.csr == nil ? "dense" : "csr"), ("non_zeros", String(data.csr?.nonZeros ?? 0)),
+                   ("labels", labels.map { $0.values.map { "\($0)" }.joined(separator: ",") } ?? "none")]
+        let header = Array(fields.map { "\($0.0)=\($0.1.replacingOccurrences(of: "\n", with: " "))" }.joined(separator: "\n").utf8)
+        var head = magic
+        head += withUnsafeBytes(of: UInt32(version).littleEndian, Array.init)
+        head += withUnsafeBytes(of: UInt32(header.count).littleEndian, Array.init)
+        head += header
+        head += [UInt8](repeating: 0, count: align(head.count) - head.count)
+
+        let temp = AtomicFile.temporary(for: path)
+        let fd = Glibc.open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw AtomicFile.failure(path, "cannot create \(temp)", kind: .cannotCreate) }
+        var ok = false
+        defer { if !ok { unlink(temp) } }
+        do {
+            defer { close(fd) }
+            var at = 0
+            var h: UInt64 = 0
+            var pending = [UInt8]()   // bytes not yet hashed (the checksum runs over 1 MiB blocks of the file)
+            pending.reserveCapacity(2 * block)
+            func put(_ bytes: UnsafeRawBufferPointer) throws {
+                try AtomicFile.write(bytes, to: fd, at: at, path: path, fault: fault.map { f in shifted(f, by: at) })
+                at += bytes.count
+                var rest = bytes[...]
+                while !rest.isEmpty {
+                    let take = Swift.min(block - pending.count, rest.count)
+                    pending += rest.prefix(take)
+                    rest = rest.dropFirst(take)
+                    if pending.count == block { h = pending.withUnsafeBytes { Checksum.hash($0, seed: h) }; pending.removeAll(keepingCapacity: true) }
+                }
+            }
+            try head.withUnsafeBytes { try put($0) }
+            try data.y.withUnsafeBytes { try put($0) }
+            if let csr = data.csr {
+                let starts = csr.rowStarts.map { Int64($0).littleEndian }
+                try starts.withUnsafeBytes { try put($0) }
+                try csr.indices.withUnsafeBytes { try put($0) }
+                try csr.values.withUnsafeBytes { try put($0) }
+            } else {
+                try data.x.withUnsafeBytes { try put($0) }
+            }
+            if !pending.isEmpty { h = pending.withUnsafeBytes { Checksum.hash($0, seed: h) } }
+            try withUnsafeBytes(of: h.littleEndian) { try AtomicFile.write($0, to: fd, at: at, path: path, fault: fault.map { f in shifted(f, by: at) }) }
+            guard fsync(fd) == 0 else { throw AtomicFile.failure(path, "fsync failed") }
+        }
+        try AtomicFile.commit(temp, to: path)
+        ok = true
+    }
+
+    /// `fault` as seen by a write that starts `offset` bytes into the file.
+    static func shifted(_ fault: AtomicFile.Fault, by offset: Int) -> AtomicFile.Fault {
+        switch fault {
+        case let .fail(n): return .fail(afterBytes: Swift.max(0, n - offset))
+        case let .stall(n, hang): return .stall(afterBytes: Swift.max(0, n - offset), hang: hang)
+        }
+    }
+
+    static func align(_ n: Int) -> Int { (n + 7) & ~7 }
+}
