@@ -110,8 +110,11 @@ public enum DataLoader {
     /// `labels` (a test label that the training set lacks is an error). Collective.
     ///
     /// Cost: this rank's byte range (text) or rows (`.npy`) read once; a few small allreduces.
+    /// `rowSink`: a CSV file's rows go there a chunk at a time (`parseCSVInChunks`) and the shard returned
+    /// streams them (`Dataset.stream`); ignored for other formats (the caller checks `acceptsRowSink`).
     public static func read(_ source: DataSource, options: ReadOptions, comm: Communicator,
-                            features expected: Int? = nil, labels known: LabelMapping? = nil) throws -> (Dataset, LabelMapping?) {
+                            features expected: Int? = nil, labels known: LabelMapping? = nil,
+                            rowSink: DenseRowSink? = nil) throws -> (Dataset, LabelMapping?) {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue {
             try comm.agree("\(source.path) is a directory, not a data file", kind: .noInput)
@@ -149,7 +152,9 @@ public enum DataLoader {
                 if format == .csv {
                     let layout = try csvLayout(input, options: options)
                     let estimate = try estimatedLines(input, range: lines.range)
-                    local = .success(try CSVParser(layout: layout, classification: classification).parse(lines, estimatedRows: estimate))
+                    let parser = CSVParser(layout: layout, classification: classification)
+                    local = .success(try rowSink.map { try parseCSVInChunks(lines, parser: parser, estimatedRows: estimate, sink: $0) }
+                                     ?? parser.parse(lines, estimatedRows: estimate))
                 } else {
                     let (rowsEstimate, nonZeros) = try estimatedLinesAndPairs(input, range: lines.range)
                     let bound = options.hash != nil ? options.features : (options.features ?? expected)
@@ -257,6 +262,13 @@ public enum DataLoader {
             for i in 0..<raw.rows { y[i] = Float(raw.labels[i]) }
         }
         raw.labels = []
+        if let rowSink, format == .csv {
+            let finished = Result { try rowSink.finish(y: y, features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows,
+                                                        firstRow: firstRow, labels: mapping) }
+            try comm.agree(error: { if case let .failure(e) = finished { return e }; return nil }())
+            return (Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow,
+                            stream: try finished.get(), y: y), mapping)
+        }
         let data = raw.csr.map {
             Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, csr: $0, y: y)
         } ?? Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, x: raw.x, y: y)

@@ -11,8 +11,9 @@ extension JobConfiguration.Data {
     /// rank's matches the file and the options, else the file is parsed (`DataLoader.read`), each rank writes
     /// its cache and then streams it. A cache that was there but stale or damaged is reported once by rank 0
     /// (`warn`) and rebuilt. Collective: the ranks agree on whether all caches hit, so they all parse or
-    /// none does. Cost: a hit reads each cache once to verify its checksum; a miss parses the byte range
-    /// (holding the parsed shard in memory while its cache is written) and writes the cache.
+    /// none does. Cost: a hit reads each cache once to verify its checksum; a miss parses the byte range and
+    /// writes the cache: a CSV file 64 MB of text at a time (memory: one chunk's values and the labels), other
+    /// formats whole (their parsed shard is in memory while its cache is written).
     func cachedShard(_ source: DataSource, options: ReadOptions, comm: Communicator,
                      warn: (String) -> Void) throws -> (Dataset, LabelMapping?) {
         let dir = cacheDir!
@@ -41,16 +42,27 @@ extension JobConfiguration.Data {
             warn("shard cache \(ShardCache.path(directory: dir, key: k)) \(why): rebuilding it")
         }
         lookup = .absent   // closes a cache this rank will rewrite
-        let (parsed, labels) = try DataLoader.read(source, options: options, comm: comm)
+        // The cache this rank writes: a CSV file's rows go to it a chunk at a time as they are parsed (only the
+        // labels stay in memory); other formats are parsed whole, then written.
+        var writer: ShardCache.Writer?
+        var failure: Error?
+        do {
+            guard let key else { throw DataError(file: source.path, "cannot examine the file to key its shard cache") }
+            writer = try ShardCache.Writer(path: ShardCache.path(directory: dir, key: key), key: key)
+        } catch {
+            failure = error
+        }
+        try comm.agree(error: failure)
+        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) == .csv
+        let (parsed, labels) = try DataLoader.read(source, options: options, comm: comm, rowSink: chunked ? writer : nil)
+        if parsed.isStreamed { return (parsed, labels) }
         var written: Error?
         var streamed: Dataset?
         do {
-            guard let key = ShardCache.Key(path: source.path, options: fingerprint, rank: comm.rank, ranks: comm.size) else {
-                throw DataError(file: source.path, "cannot examine the file to key its shard cache")
-            }
-            let path = ShardCache.path(directory: dir, key: key)
-            try ShardCache.write(parsed, labels: labels, key: key, to: path)
-            guard case let .hit(data, _) = ShardCache.open(path, key: key) else {
+            let path = writer!.path
+            writer = nil   // its temporary goes; `write` writes its own
+            try ShardCache.write(parsed, labels: labels, key: key!, to: path)
+            guard case let .hit(data, _) = ShardCache.open(path, key: key!) else {
                 throw DataError(file: path, "the shard cache just written does not read back (the file was changed meanwhile)")
             }
             streamed = data

@@ -10,13 +10,15 @@ import DMLStatus
 /// One rank's parsed shard in a binary file (`--cache-dir`), as VW's `--cache`: written once from the parsed
 /// rows, then read by every epoch (`ShardStream`) and by later runs on the same file, which skip parsing.
 ///
-/// File layout (little-endian):
+/// File layout (little-endian); the rows come first so that a chunked parse can write them as it goes:
 /// ```
-/// "DMLSHARD"  UInt32 version  UInt32 header bytes  header (UTF-8 "key=value" lines)  zero padding to 8
+/// "DMLSHARD"  UInt32 version  UInt32 0
+/// rows:   dense: rows × features Float32, row-major | CSR: (rows + 1) × Int64 row starts,
+///                                                   |      nnz × Int32 column indices, nnz × Float32 values
 /// labels: rows × Float32 (class index or target)
-/// dense:  rows × features Float32, row-major          | CSR: (rows + 1) × Int64 row starts,
-///                                                      |      nnz × Int32 column indices, nnz × Float32 values
-/// UInt64 checksum: XXH3-64 of every byte before it, chained over 1 MiB blocks (`Checksum.hash(b, seed: h)`)
+/// header: UTF-8 "key=value" lines
+/// UInt64 header offset  UInt64 header bytes  UInt64 checksum: XXH3-64 of every byte before it, chained
+/// over 1 MiB blocks (`Checksum.hash(b, seed: h)`)
 /// ```
 /// The header names the source (absolute path, size, modification time in ns), the parse options that
 /// change the rows (`ReadOptions`, as text), the rank and rank count, and the shard's shape and class
@@ -105,9 +107,13 @@ public enum ShardCache {
         }
         guard let start = read(16, at: 0), Array(start[0..<8]) == magic else { return .stale("is not a DML shard cache (damaged)") }
         let version = Int(start[8..<12].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-        let headerBytes = Int(start[12..<16].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         guard version == ShardCache.version else { return .stale("was written by cache format version \(version), not \(ShardCache.version)") }
-        guard let headerData = read(headerBytes, at: 16), let text = String(bytes: headerData, encoding: .utf8) else { return .stale("is damaged (its header is cut short)") }
+        guard size >= 16 + 24, let trailer = read(16, at: size - 24) else { return .stale("is damaged (cut short)") }
+        let headerAt = Int(clamping: UInt64(littleEndian: trailer.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+        let headerBytes = Int(clamping: UInt64(littleEndian: trailer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) }))
+        guard headerAt >= 16, headerBytes >= 0, headerAt <= size - 24, headerBytes == size - 24 - headerAt,
+              let headerData = read(headerBytes, at: headerAt), let text = String(bytes: headerData, encoding: .utf8)
+        else { return .stale("is damaged (its header cannot be found)") }
         var header: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { return .stale("is damaged (its header is unreadable)") }
@@ -126,10 +132,10 @@ public enum ShardCache {
               let storage = header["storage"], storage == "dense" || storage == "csr", rows >= 0, features > 0, nonZeros >= 0
         else { return .stale("is damaged (its header lacks the shard's shape)") }
         let labels: LabelMapping? = header["labels"].flatMap { $0 == "none" ? nil : LabelMapping(values: $0.split(separator: ",").compactMap { Double($0) }) }
-        let yAt = align(16 + headerBytes)
-        let dataAt = yAt + 4 * rows
+        let dataAt = 16
         let dataBytes = storage == "dense" ? 4 * rows * features : 8 * (rows + 1) + 8 * nonZeros
-        guard size == dataAt + dataBytes + 8 else { return .stale("is damaged (\(size) bytes; its header implies \(dataAt + dataBytes + 8))") }
+        let yAt = dataAt + dataBytes
+        guard headerAt == yAt + 4 * rows else { return .stale("is damaged (\(size) bytes; its header does not fit its shape)") }
         // The checksum over everything before it, in 1 MiB blocks.
         var h: UInt64 = 0
         var buffer = [UInt8](repeating: 0, count: block)
@@ -174,56 +180,97 @@ public enum ShardCache {
     /// `fault`: a deliberate failure after so many bytes (tests of a full disk).
     public static func write(_ data: Dataset, labels: LabelMapping?, key: Key, to path: String, fault: AtomicFile.Fault? = nil) throws {
         precondition(!data.isStreamed, "a cache is written from rows in memory")
-        var fields = key.fields
-        fields += [("rows", String(data.rows)), ("features", String(data.features)), ("classes", String(data.classes)),
-                   ("global_rows", String(data.globalRows)), ("first_row", String(data.firstRow)),
-                   ("storage", data.csr == nil ? "dense" : "csr"), ("non_zeros", String(data.csr?.nonZeros ?? 0)),
-                   ("labels", labels.map { $0.values.map { "\($0)" }.joined(separator: ",") } ?? "none")]
-        let header = Array(fields.map { "\($0.0)=\($0.1.replacingOccurrences(of: "\n", with: " "))" }.joined(separator: "\n").utf8)
-        var head = magic
-        head += withUnsafeBytes(of: UInt32(version).littleEndian, Array.init)
-        head += withUnsafeBytes(of: UInt32(header.count).littleEndian, Array.init)
-        head += header
-        head += [UInt8](repeating: 0, count: align(head.count) - head.count)
+        let writer = try Writer(path: path, key: key, fault: fault)
+        if let csr = data.csr {
+            try writer.put(csr.rowStarts.map { Int64($0).littleEndian })
+            try writer.put(csr.indices)
+            try writer.put(csr.values)
+        } else {
+            try writer.put(data.x)
+        }
+        try writer.commit(y: data.y, features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow,
+                          storage: data.csr == nil ? "dense" : "csr", nonZeros: data.csr?.nonZeros ?? 0, labels: labels)
+    }
 
-        let temp = AtomicFile.temporary(for: path)
-        let fd = Glibc.open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw AtomicFile.failure(path, "cannot create \(temp)", kind: .cannotCreate) }
-        var ok = false
-        defer { if !ok { unlink(temp) } }
-        do {
-            defer { close(fd) }
-            var at = 0
-            var h: UInt64 = 0
-            var pending = [UInt8]()   // bytes not yet hashed (the checksum runs over 1 MiB blocks of the file)
+    /// A cache being written, front to back: the rows (all of them at once, or a chunk at a time from a
+    /// chunked parse: `DenseRowSink`), then `commit` (labels, header, checksum, fsync, rename). Dropped
+    /// without `commit` (an error), it removes its temporary file.
+    public final class Writer: DenseRowSink {
+        public let path: String
+        let key: Key
+        let temp: String
+        let fd: Int32
+        let fault: AtomicFile.Fault?
+        var at = 0
+        var rows = 0
+        var hash: UInt64 = 0
+        /// Bytes written but not yet hashed (the checksum runs over 1 MiB blocks of the file).
+        var pending: [UInt8] = []
+        var committed = false
+        /// Text parsed at a time by a chunked parse (`DenseRowSink`).
+        public let chunkBytes: Int
+
+        public init(path: String, key: Key, chunkBytes: Int = 64 << 20, fault: AtomicFile.Fault? = nil) throws {
+            self.path = path
+            self.key = key
+            self.fault = fault
+            self.chunkBytes = chunkBytes
+            temp = AtomicFile.temporary(for: path)
+            fd = Glibc.open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw AtomicFile.failure(path, "cannot create \(temp)", kind: .cannotCreate) }
             pending.reserveCapacity(2 * block)
-            func put(_ bytes: UnsafeRawBufferPointer) throws {
-                try AtomicFile.write(bytes, to: fd, at: at, path: path, fault: fault.map { f in shifted(f, by: at) })
+            try put(magic + withUnsafeBytes(of: UInt32(version).littleEndian, Array.init) + [0, 0, 0, 0])
+        }
+
+        deinit {
+            close(fd)
+            if !committed { unlink(temp) }
+        }
+
+        func put<T>(_ values: [T]) throws {
+            try values.withUnsafeBytes { bytes in
+                try AtomicFile.write(bytes, to: fd, at: at, path: path, fault: fault.map { shifted($0, by: at) })
                 at += bytes.count
                 var rest = bytes[...]
                 while !rest.isEmpty {
                     let take = Swift.min(block - pending.count, rest.count)
                     pending += rest.prefix(take)
                     rest = rest.dropFirst(take)
-                    if pending.count == block { h = pending.withUnsafeBytes { Checksum.hash($0, seed: h) }; pending.removeAll(keepingCapacity: true) }
+                    if pending.count == block { hash = pending.withUnsafeBytes { Checksum.hash($0, seed: hash) }; pending.removeAll(keepingCapacity: true) }
                 }
             }
-            try head.withUnsafeBytes { try put($0) }
-            try data.y.withUnsafeBytes { try put($0) }
-            if let csr = data.csr {
-                let starts = csr.rowStarts.map { Int64($0).littleEndian }
-                try starts.withUnsafeBytes { try put($0) }
-                try csr.indices.withUnsafeBytes { try put($0) }
-                try csr.values.withUnsafeBytes { try put($0) }
-            } else {
-                try data.x.withUnsafeBytes { try put($0) }
-            }
-            if !pending.isEmpty { h = pending.withUnsafeBytes { Checksum.hash($0, seed: h) } }
-            try withUnsafeBytes(of: h.littleEndian) { try AtomicFile.write($0, to: fd, at: at, path: path, fault: fault.map { f in shifted(f, by: at) }) }
-            guard fsync(fd) == 0 else { throw AtomicFile.failure(path, "fsync failed") }
         }
-        try AtomicFile.commit(temp, to: path)
-        ok = true
+
+        public func append(rows x: [Float], features: Int) throws {
+            try put(x)
+            rows += x.count / Swift.max(features, 1)
+        }
+
+        public func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream {
+            precondition(y.count == rows, "one label per row appended")
+            try commit(y: y, features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, storage: "dense", nonZeros: 0, labels: labels)
+            return try ShardStream(path: path, rows: rows, features: features, layout: .dense(offset: 16))
+        }
+
+        /// Writes the labels, the header and the checksum, fsyncs and renames the file over `path`.
+        func commit(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, storage: String, nonZeros: Int,
+                    labels: LabelMapping?) throws {
+            try put(y)
+            var fields = key.fields
+            fields += [("rows", String(y.count)), ("features", String(features)), ("classes", String(classes)),
+                       ("global_rows", String(globalRows)), ("first_row", String(firstRow)),
+                       ("storage", storage), ("non_zeros", String(nonZeros)),
+                       ("labels", labels.map { $0.values.map { "\($0)" }.joined(separator: ",") } ?? "none")]
+            let header = Array(fields.map { "\($0.0)=\($0.1.replacingOccurrences(of: "\n", with: " "))" }.joined(separator: "\n").utf8)
+            let headerAt = at
+            try put(header)
+            try put([UInt64(headerAt).littleEndian, UInt64(header.count).littleEndian])
+            if !pending.isEmpty { hash = pending.withUnsafeBytes { Checksum.hash($0, seed: hash) } }
+            try put([hash.littleEndian])
+            guard fsync(fd) == 0 else { throw AtomicFile.failure(path, "fsync failed") }
+            try AtomicFile.commit(temp, to: path)
+            committed = true
+        }
     }
 
     /// `fault` as seen by a write that starts `offset` bytes into the file.
@@ -234,5 +281,4 @@ public enum ShardCache {
         }
     }
 
-    static func align(_ n: Int) -> Int { (n + 7) & ~7 }
 }

@@ -1,0 +1,44 @@
+/// Where a chunked parse puts its dense rows instead of memory (the job's shard cache writer): rows arrive in
+/// file order, a chunk of text at a time; `finish` is called once with the labels, when every rank has
+/// parsed without error, and returns the rows as a stream. Errors thrown by either are the rank's read
+/// error (agreed across ranks like a parse error).
+public protocol DenseRowSink: AnyObject {
+    /// Bytes of text parsed at a time (the memory a chunk's values take is about half of it or less).
+    var chunkBytes: Int { get }
+    /// The next rows, `x.count / features` of them, row-major.
+    func append(rows x: [Float], features: Int) throws
+    /// All rows are appended; `y` holds their labels (class indices or targets).
+    func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream
+}
+
+extension DataLoader {
+    /// A CSV byte range parsed `sink.chunkBytes` of text at a time, each chunk's rows handed to `sink` and
+    /// dropped: the result holds the labels, line counts and first-seen lines as the one-piece parse would,
+    /// with an empty `x`. A chunk owns the lines that start in it (`LineRange`), so the chunks together own
+    /// exactly the lines of the whole range, and line indices are shifted to count from the range's start.
+    /// Memory: one chunk's values and the labels (8 bytes a row).
+    static func parseCSVInChunks(_ lines: LineRange, parser: CSVParser, estimatedRows: Int, sink: DenseRowSink) throws -> RawShard {
+        let features = parser.layout.columns - (parser.layout.labelColumn == nil ? 0 : 1)
+        var total = RawShard(features: features, x: [], labels: [])
+        total.labels.reserveCapacity(estimatedRows)
+        var lo = lines.range.lowerBound
+        let step = Swift.max(1, sink.chunkBytes)
+        repeat {
+            let hi = Swift.min(lines.range.upperBound, lo + step)
+            let part: RawShard
+            do {
+                part = try parser.parse(LineRange(file: lines.file, range: lo..<hi), estimatedRows: 0)
+            } catch let e as LocalLineError {
+                throw LocalLineError(localLine: total.lines + e.localLine, column: e.column, message: e.message)
+            }
+            try sink.append(rows: part.x, features: features)
+            for (label, line) in part.labelFirstSeen where total.labelFirstSeen[label] == nil {
+                total.labelFirstSeen[label] = total.lines + line
+            }
+            total.labels += part.labels
+            total.lines += part.lines
+            lo = hi
+        } while lo < lines.range.upperBound
+        return total
+    }
+}
