@@ -15,7 +15,8 @@ import DMLKernels
 /// A gather of other rows (the prefetch guessed wrong) discards it and reads directly, so the result never
 /// depends on what was prefetched.
 ///
-/// Memory: the CSR row starts (8 bytes a row) and at most two batches of rows. Cost per batch: one `pread`
+/// Memory: the CSR row starts (8 bytes a row), at most two batches of rows, and the resident rows
+/// (`keepResident`). Cost per batch: one `pread`
 /// per run of consecutive rows (a shuffled batch is mostly single rows), served by the page cache when the
 /// file fits there, else by the disk.
 /// Invariant: the file is not changed while the stream is open (the cache is replaced by `rename`, which
@@ -41,6 +42,10 @@ public final class ShardStream: @unchecked Sendable {
     public let features: Int
     public let layout: Layout
     private let fd: Int32
+    /// Rows `0 ..< residentRows` held in memory (dense layout), read once by `keepResident`: the memory a
+    /// `--max-memory` budget leaves over spares those rows' reads. Empty: every row is read from the file.
+    private var resident: [Float] = []
+    public private(set) var residentRows = 0
     /// The background read of the next batch, if any (guarded by `lock`).
     private var pending: (rows: [Int], done: DispatchSemaphore, result: Result<Rows, Error>?)?
     private let lock = NSLock()
@@ -62,6 +67,27 @@ public final class ShardStream: @unchecked Sendable {
     }
 
     public var isSparse: Bool { if case .csr = layout { return true }; return false }
+
+    /// Reads the first rows of a dense layout into memory, as many as `bytes` hold (at most all of them);
+    /// later gathers copy those rows from memory (the same bytes as from the file). Call before the first
+    /// gather or prefetch. CSR layouts keep every row in the file. Throws a read error.
+    public func keepResident(bytes: Int) throws {
+        guard case let .dense(offset) = layout, features > 0 else { return }
+        let n = Swift.min(rows, Swift.max(0, bytes) / (4 * features))
+        guard n > 0 else { return }
+        var values = [Float](repeating: 0, count: n * features)
+        let step = Swift.max(1, (16 << 20) / (4 * features))
+        try values.withUnsafeMutableBytes { out in
+            var r = 0
+            while r < n {
+                let k = Swift.min(step, n - r)
+                try readFully(out.baseAddress! + r * 4 * features, count: k * 4 * features, at: offset + r * 4 * features)
+                r += k
+            }
+        }
+        resident = values
+        residentRows = n
+    }
 
     /// Non-zeros of the shard (CSR), or 0.
     public var nonZeros: Int { if case let .csr(starts, _, _) = layout { return starts.last ?? 0 }; return 0 }
@@ -116,9 +142,15 @@ public final class ShardStream: @unchecked Sendable {
                 var i = 0
                 while i < order.count {
                     // A run: rows r, r+1, … that are also consecutive batch slots can be read in one go.
+                    let row = local[order[i]]
+                    if row < residentRows {
+                        resident.withUnsafeBytes { (out.baseAddress! + order[i] * rowBytes).copyMemory(from: $0.baseAddress! + row * rowBytes, byteCount: rowBytes) }
+                        i += 1
+                        continue
+                    }
                     var n = 1
-                    while i + n < order.count, local[order[i + n]] == local[order[i]] + n, order[i + n] == order[i] + n { n += 1 }
-                    try readFully(out.baseAddress! + order[i] * rowBytes, count: n * rowBytes, at: offset + local[order[i]] * rowBytes)
+                    while i + n < order.count, local[order[i + n]] == row + n, order[i + n] == order[i] + n { n += 1 }
+                    try readFully(out.baseAddress! + order[i] * rowBytes, count: n * rowBytes, at: offset + row * rowBytes)
                     i += n
                 }
             }

@@ -69,6 +69,11 @@ final class ShardCacheTests: XCTestCase {
             // A prefetch of the same rows is taken; of other rows, dropped (the result is the direct read's).
             let stream = try XCTUnwrap(back.stream)
             let direct = (describe(try stream.gather([7, 2])), describe(try stream.gather([9])))
+            // The first rows kept in memory (dense only): the same rows, partly from memory and partly read.
+            let before = describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28]))
+            try stream.keepResident(bytes: 4 * data.features * 4 + 3)
+            XCTAssertEqual(stream.residentRows, data.isSparse ? 0 : 4)
+            XCTAssertEqual(describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28])), before)
             stream.prefetch([7, 2])
             XCTAssertEqual(describe(try stream.gather([7, 2])), direct.0)
             stream.prefetch([1, 2])

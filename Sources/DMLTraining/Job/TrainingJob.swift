@@ -106,7 +106,10 @@ public final class TrainingJob {
         try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
                         nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) }
                             ?? (train.stream?.isSparse == true ? Double(train.stream!.nonZeros) / Double(Swift.max(1, train.rows)) : nil),
-                        streamed: train.stream.map { _ in (shardRows: train.rows, features: train.features) })
+                        streamed: train.stream.map { _ in (shardRows: train.rows, features: train.features) }, residentStream: train.stream)
+        if let stream = train.stream, stream.residentRows > 0 {
+            say("rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory), reads the rest from its cache")
+        }
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
         }
@@ -213,8 +216,9 @@ public final class TrainingJob {
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
     /// gathered rows (the current and the prefetched one) are counted too, and `--max-memory` replaces the
     /// node's figure.
+    /// `residentStream`: the streamed shard, which keeps as many rows resident as half the limit's slack holds.
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
-                             streamed: (shardRows: Int, features: Int)? = nil) throws {
+                             streamed: (shardRows: Int, features: Int)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
@@ -227,6 +231,13 @@ public final class TrainingJob {
                                             nonZerosPerRow: nonZerosPerRow)
         }
         if let limit = job.data.maxMemory {
+            // Half of what the limit leaves over holds the shard's first rows in memory (the rest stays for
+            // what the estimate does not see: allocator slack, MPI's buffers).
+            var failure: Error?
+            if let stream = streamed.flatMap({ _ in residentStream }), needed < Double(limit) {
+                do { try stream.keepResident(bytes: Int((Double(limit) - needed) / 2)) } catch { failure = error }
+            }
+            try comm.agree(error: failure)
             try comm.agree(needed > Double(limit)
                 ? "--max-memory \(ByteCount.format(limit)) is too small for one batch: the model (\(parameters) parameters × \(3 + 2 * job.optimization.optimizer.stateCopies) copies), "
                   + "the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→")) and the streamed rows' buffers need about "
