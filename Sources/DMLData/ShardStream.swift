@@ -46,6 +46,14 @@ public final class ShardStream: @unchecked Sendable {
     /// `--max-memory` budget leaves over spares those rows' reads. Empty: every row is read from the file.
     private var resident: [Float] = []
     public private(set) var residentRows = 0
+    /// Bytes of each of the two step windows (`StepWindows`) that `plan` may use for a dense shard.
+    public var windowBytes = 64 << 20
+    /// The sampler's rows of each step (`plan`), and the windows read from it when they pay.
+    private var rowsOf: (@Sendable (Int) -> [Int])?
+    private var endStep = 0
+    private var windows: StepWindows?
+    /// Whether `plan` chose step windows (dense rows, a window holding at least 1/16 of the non-resident rows).
+    public var readsWindows: Bool { windows != nil }
     /// The background read of the next batch, if any (guarded by `lock`).
     private var pending: (rows: [Int], done: DispatchSemaphore, result: Result<Rows, Error>?)?
     private let lock = NSLock()
@@ -91,6 +99,28 @@ public final class ShardStream: @unchecked Sendable {
 
     /// Non-zeros of the shard (CSR), or 0.
     public var nonZeros: Int { if case let .csr(starts, _, _) = layout { return starts.last ?? 0 }; return 0 }
+
+    /// Tells the stream which local rows each step `< endStep` will ask for (`rowsOf`, from the sampler), so
+    /// `gather(_:step:)` can read ahead: whole step windows in one sequential pass when they pay
+    /// (`StepWindows`), else the next step's rows in the background.
+    public func plan(endStep: Int, rowsOf: @escaping @Sendable (Int) -> [Int]) {
+        self.rowsOf = rowsOf
+        self.endStep = endStep
+        guard case let .dense(offset) = layout, features > 0, residentRows < rows else { return }
+        let capacity = windowBytes / (4 * features + 16)
+        if capacity * 16 >= rows - residentRows && residentRows == 0 {
+            windows = StepWindows(stream: self, offset: offset, capacityRows: capacity, endStep: endStep, rowsOf: rowsOf)
+        }
+    }
+
+    /// Step `step`'s rows `local`, in that order: from the step windows when planned, else read (taking a
+    /// prefetch of exactly these rows) and the next step's rows prefetched. Throws a read error.
+    public func gather(_ local: [Int], step: Int) throws -> Rows {
+        if let windows, let x = try windows.rows(step: step, local: local) { return .dense(x) }
+        let got = try gather(local)
+        if let rowsOf, step + 1 < endStep { prefetch(rowsOf(step + 1)) }
+        return got
+    }
 
     /// The rows `local` (indices into this shard), in that order. Takes the prefetched buffer when it holds
     /// exactly these rows. Throws `DataError` on a read error or a short file.

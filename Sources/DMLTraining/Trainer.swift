@@ -106,6 +106,8 @@ public final class Trainer: TrainingStrategy {
     public private(set) var lastLoss: Double?
 
     private var attached = false
+    /// Whether the streamed shard has been told the sampler's steps (`ShardStream.plan`).
+    private var streamPlanned = false
     private var batchX: [Float] = []
     private var batchY: [Float] = []
     /// A shuffled batch's CSR rows, gathered (CSR training data).
@@ -255,16 +257,19 @@ public final class Trainer: TrainingStrategy {
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
     /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
-    /// the shard cache in the batch's order — the same values as the in-memory gather — and the next step's
-    /// rows are then prefetched in the background while this one computes. Throws a read error of the cache.
+    /// the shard cache in the batch's order — the same values as the in-memory gather — with read-ahead
+    /// (`ShardStream.plan`: windows of steps in one sequential pass, or the next step's rows in the
+    /// background). Throws a read error of the cache.
     func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) throws -> R {
         let d = train.features
         let first = train.firstRow
         if let stream = train.stream {
-            let got = try stream.gather(rows.map { $0 - first })
-            if step + 1 < config.steps {
-                stream.prefetch(sampler.localRows(ofStep: step + 1, in: train.globalRange).map { $0 - first })
+            if !streamPlanned {
+                let (sampler, range) = (sampler, train.globalRange)
+                stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
+                streamPlanned = true
             }
+            let got = try stream.gather(rows.map { $0 - first }, step: step)
             if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
             for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
             return Dataset.withBlock(got, features: d) { block in

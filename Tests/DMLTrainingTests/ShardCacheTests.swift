@@ -84,6 +84,30 @@ final class ShardCacheTests: XCTestCase {
         }
     }
 
+    /// Step windows (`plan`): each step's rows are the direct read's, across window boundaries, from any
+    /// starting step (a resume), and a step asked for other rows than planned gets those rows.
+    func testStepWindowsGiveEachStepTheRowsOfADirectRead() throws {
+        let data = dense(rows: 37, features: 5)
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(data, labels: nil, key: key(), to: path)
+        let sampler = BatchSampler(rows: 100, batchSize: 16, seed: 3)
+        let range = data.globalRange
+        let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range).map { $0 - 40 } }
+        for (windowRows, start) in [(6, 0), (13, 5), (40, 0), (3, 2)] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            let stream = try XCTUnwrap(back.stream)
+            stream.windowBytes = windowRows * (4 * 5 + 16)
+            stream.plan(endStep: 30, rowsOf: rowsOf)
+            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows covers 1/16 of 37")
+            for step in start..<30 {
+                let local = rowsOf(step)
+                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
+                               "window \(windowRows) step \(step)")
+            }
+            XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
+        }
+    }
+
     func describe(_ rows: ShardStream.Rows) -> String {
         switch rows {
         case let .dense(x): return "\(x)"
