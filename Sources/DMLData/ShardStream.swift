@@ -52,7 +52,9 @@ public final class ShardStream: @unchecked Sendable {
     private var rowsOf: (@Sendable (Int) -> [Int])?
     private var endStep = 0
     private var windows: StepWindows?
-    /// Whether `plan` chose step windows (dense rows, a window holding at least 1/16 of the non-resident rows).
+    /// Whether `plan` chose step windows (dense rows, none resident, a window holding at least half the rows:
+    /// a pass then reads at most twice the bytes it uses; at 1/8 a window pass was slower than one `pread` a
+    /// row on a page-cached file, benchmarks/RESULTS.md).
     public var readsWindows: Bool { windows != nil }
     /// The background read of the next batch, if any (guarded by `lock`).
     private var pending: (rows: [Int], done: DispatchSemaphore, result: Result<Rows, Error>?)?
@@ -108,7 +110,7 @@ public final class ShardStream: @unchecked Sendable {
         self.endStep = endStep
         guard case let .dense(offset) = layout, features > 0, residentRows < rows else { return }
         let capacity = windowBytes / (4 * features + 16)
-        if capacity * 16 >= rows - residentRows && residentRows == 0 {
+        if capacity * 2 >= rows && residentRows == 0 {
             windows = StepWindows(stream: self, offset: offset, capacityRows: capacity, endStep: endStep, rowsOf: rowsOf)
         }
     }

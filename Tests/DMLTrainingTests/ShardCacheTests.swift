@@ -93,12 +93,12 @@ final class ShardCacheTests: XCTestCase {
         let sampler = BatchSampler(rows: 100, batchSize: 16, seed: 3)
         let range = data.globalRange
         let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range).map { $0 - 40 } }
-        for (windowRows, start) in [(6, 0), (13, 5), (40, 0), (3, 2)] {
+        for (windowRows, start) in [(19, 0), (25, 5), (40, 0), (20, 2)] {
             let (back, _) = try XCTUnwrap(open(path, key()))
             let stream = try XCTUnwrap(back.stream)
             stream.windowBytes = windowRows * (4 * 5 + 16)
             stream.plan(endStep: 30, rowsOf: rowsOf)
-            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows covers 1/16 of 37")
+            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows covers half of 37")
             for step in start..<30 {
                 let local = rowsOf(step)
                 XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
@@ -106,6 +106,10 @@ final class ShardCacheTests: XCTestCase {
             }
             XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
         }
+        let (back, _) = try XCTUnwrap(open(path, key()))
+        back.stream!.windowBytes = 18 * (4 * 5 + 16)
+        back.stream!.plan(endStep: 30, rowsOf: rowsOf)
+        XCTAssertFalse(back.stream!.readsWindows, "18 of 37 rows: one pread a row")
     }
 
     func describe(_ rows: ShardStream.Rows) -> String {

@@ -108,8 +108,8 @@ public final class TrainingJob {
                             ?? (train.stream?.isSparse == true ? Double(train.stream!.nonZeros) / Double(Swift.max(1, train.rows)) : nil),
                         streamed: train.stream.map { _ in (shardRows: train.rows, features: train.features) }, residentStream: train.stream)
         if let stream = train.stream {
-            say(stream.residentRows > 0 ? "rank 0 holds its \(stream.rows) rows in memory (--max-memory): its cache is read once"
-                : "rank 0 reads its \(stream.rows) rows from its cache with read-ahead (\(MemoryBudget.format(Double(stream.windowBytes))) step windows when a window covers 1/16 of them)")
+            say(stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory) and reads the rest from its cache"
+                : "rank 0 reads its \(stream.rows) rows from its cache with read-ahead (step windows of \(MemoryBudget.format(Double(stream.windowBytes))) when one covers half of them)")
         }
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
@@ -217,8 +217,8 @@ public final class TrainingJob {
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
     /// gathered rows (the current and the prefetched one) are counted too, and `--max-memory` replaces the
     /// node's figure.
-    /// `residentStream`: the streamed shard, given half the limit's slack: all its rows resident when they fit,
-    /// else two step windows of a quarter each (`ShardStream.windowBytes`).
+    /// `residentStream`: the streamed shard, which keeps as many of its first rows resident as half the limit's
+    /// slack holds (`ShardStream.keepResident`).
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
                              streamed: (shardRows: Int, features: Int)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
@@ -234,15 +234,12 @@ public final class TrainingJob {
         }
         if let limit = job.data.maxMemory {
             // Half of what the limit leaves over (the rest stays for what the estimate does not see: allocator
-            // slack, MPI's buffers) holds the whole shard in memory when it fits, else two step windows.
+            // slack, MPI's buffers, thread stacks, which a `ulimit -v` counts) holds the shard's first rows in
+            // memory, all of them when they fit; the others are read per step (measured faster than step
+            // windows on a page-cached file: benchmarks/RESULTS.md).
             var failure: Error?
             if let stream = streamed.flatMap({ _ in residentStream }), needed < Double(limit) {
-                let spare = Int((Double(limit) - needed) / 2)
-                if stream.rows * stream.features * 4 <= spare {
-                    do { try stream.keepResident(bytes: spare) } catch { failure = error }
-                } else {
-                    stream.windowBytes = spare / 2
-                }
+                do { try stream.keepResident(bytes: Int((Double(limit) - needed) / 2)) } catch { failure = error }
             }
             try comm.agree(error: failure)
             try comm.agree(needed > Double(limit)
