@@ -42,3 +42,24 @@ extension DataLoader {
         return total
     }
 }
+
+extension DataLoader {
+    /// Bytes the dense Float32 rows of rank `rank`'s share of a CSV or `.npy` file would take in memory,
+    /// estimated before reading it (CSV: the lines in its byte range from a 256 KiB sample, 10 % to spare,
+    /// times the first line's fields; `.npy`: its rows times its columns). nil for LIBSVM (sparse: its size
+    /// depends on the density) or a file that cannot be examined (the reader reports it). Not collective.
+    public static func estimatedShardBytes(_ source: DataSource, options: ReadOptions, rank: Int, ranks: Int) -> Double? {
+        switch source.format ?? DataFormat.infer(fromPath: source.path) {
+        case .csv:
+            guard let input = try? InputFile(source.path), input.size > 0,
+                  let (_, fields, _) = try? firstLineFields(input, options: options),
+                  let lines = try? estimatedLines(input, range: LineRange.byteRange(size: input.size, rank: rank, ranks: ranks)) else { return nil }
+            return Double(lines) * Double(fields.count) * 4
+        case .npy:
+            guard let file = try? NPYFile(source.path) else { return nil }
+            return Double(ShardPlan(rows: file.rows, ranks: ranks).range(of: rank).count) * Double(file.columns) * 4
+        case .libsvm, nil:
+            return nil
+        }
+    }
+}

@@ -200,6 +200,17 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(small.status, 64, small.stderr)
         XCTAssertEqual(count("--max-memory 8M is too small for one batch", in: small.stderr), 1, small.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // Rows that would not fit in memory without --cache-dir: refused before reading, with the hint. A 10 TB
+        // sparse file (a header of 1000 columns, then zeros) reads as about 300 GB of rows a rank.
+        let huge = "\(dir)/huge.csv"
+        _ = FileManager.default.createFile(atPath: huge, contents: Data(((0..<1000).map { "c\($0)" }.joined(separator: ",") + "\n").utf8))
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: huge))
+        try handle.truncate(atOffset: 10_000_000_000_000)
+        try handle.close()
+        let big = try train(2, ["--data", huge], output: out)
+        XCTAssertEqual(big.status, 64, big.stderr)
+        XCTAssertEqual(count("give --cache-dir DIR to stream them from a shard cache", in: big.stderr), 1, big.stderr)
+        XCTAssertTrue(big.stderr.contains("huge.csv would take about"), big.stderr)
         for (args, message) in [
             (["--max-memory", "512M"], "--max-memory streams the training rows from a shard cache: give --cache-dir DIR"),
             (["--max-memory", "lots", "--cache-dir", cache], "--max-memory: 'lots' is not a size"),

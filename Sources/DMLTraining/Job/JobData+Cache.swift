@@ -7,6 +7,20 @@ extension JobConfiguration.Data {
     /// instead of held in memory.
     public var streamsFromCache: Bool { cacheDir != nil }
 
+    /// Refuses, before reading, rows that would not fit in this rank's share of the node's memory
+    /// (`MemoryBudget.available`) when they are to be held in memory: one message suggesting `--cache-dir`.
+    /// Collective. Estimated from the file (`DataLoader.estimatedShardBytes`); LIBSVM is not estimated.
+    func checkShardFits(_ source: DataSource, options: ReadOptions, comm: Communicator) throws {
+        guard !streamsFromCache, let bytes = DataLoader.estimatedShardBytes(source, options: options, rank: comm.rank, ranks: comm.size),
+              let available = MemoryBudget.available(ranksOnNode: MemoryBudget.ranksOnNode) else {
+            return try comm.agree(nil, kind: .usage)
+        }
+        try comm.agree(bytes > available
+            ? "the training rows of \(source.path) would take about \(MemoryBudget.format(bytes)) on rank \(comm.rank), which has about "
+              + "\(MemoryBudget.format(Swift.max(0, available))): give --cache-dir DIR to stream them from a shard cache (and --max-memory to bound "
+              + "what a rank holds), or run more ranks" : nil, kind: .usage)
+    }
+
     /// This rank's training shard streamed from its cache in `cacheDir` (`ShardCache`): the cache when every
     /// rank's matches the file and the options, else the file is parsed (`DataLoader.read`), each rank writes
     /// its cache and then streams it. A cache that was there but stale or damaged is reported once by rank 0

@@ -77,6 +77,7 @@ extension JobConfiguration.Data {
     private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
         let options = readOptions
         let source = DataSource(path: path!, labelsPath: labels, format: format)
+        try checkShardFits(source, options: options, comm: comm)
         let (train, mapping) = try streamsFromCache
             ? cachedShard(source, options: options, comm: comm, warn: warn)
             : DataLoader.read(source, options: options, comm: comm)

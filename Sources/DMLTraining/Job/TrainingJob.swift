@@ -232,16 +232,19 @@ public final class TrainingJob {
             needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: localRows, features: streamed.features,
                                             nonZerosPerRow: nonZerosPerRow)
         }
-        if let limit = job.data.maxMemory {
-            // Half of what the limit leaves over (the rest stays for what the estimate does not see: allocator
-            // slack, MPI's buffers, thread stacks, which a `ulimit -v` counts) holds the shard's first rows in
-            // memory, all of them when they fit; the others are read per step (measured faster than step
-            // windows on a page-cached file: benchmarks/RESULTS.md).
+        // With --max-memory a streamed shard keeps as many of its first rows resident as half of what the limit
+        // leaves over holds (the rest stays for what the estimate does not see: allocator slack, MPI's buffers,
+        // thread stacks, which a `ulimit -v` counts); all of them when they fit. The others are read per step
+        // (measured faster than step windows on a page-cached file: benchmarks/RESULTS.md). Without it, every
+        // row is read from the cache.
+        if let stream = streamed.flatMap({ _ in residentStream }), let limit = job.data.maxMemory.map(Double.init), needed < limit {
             var failure: Error?
-            if let stream = streamed.flatMap({ _ in residentStream }), needed < Double(limit) {
-                do { try stream.keepResident(bytes: Int((Double(limit) - needed) / 2)) } catch { failure = error }
-            }
+            do { try stream.keepResident(bytes: Int((limit - needed) / 2)) } catch { failure = error }
             try comm.agree(error: failure)
+        } else if streamed != nil && job.data.maxMemory != nil {
+            try comm.agree(nil, kind: .usage)   // the same collectives on every rank
+        }
+        if let limit = job.data.maxMemory {
             try comm.agree(needed > Double(limit)
                 ? "--max-memory \(ByteCount.format(limit)) is too small for one batch: the model (\(parameters) parameters × \(3 + 2 * job.optimization.optimizer.stateCopies) copies), "
                   + "the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→")) and the streamed rows' buffers need about "
