@@ -61,11 +61,13 @@ public final class ShardStream: @unchecked Sendable {
     private let lock = NSLock()
     private let queue = DispatchQueue(label: "dml.shard-stream.read-ahead")
 
-    /// Opens `path` for reading rows laid out as `layout`. Throws `DataError` naming the file.
-    public init(path: String, rows: Int, features: Int, layout: Layout) throws {
+    /// Opens `path` for reading rows laid out as `layout`. Throws `DataError` naming the file. `name`: the
+    /// path to name in messages, when `path` is a temporary that is about to be renamed there (the stream
+    /// keeps reading the file it opened, whatever is renamed over `name` later).
+    public init(path: String, rows: Int, features: Int, layout: Layout, name: String? = nil) throws {
         fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DataError(file: path, "cannot open the shard cache: \(String(cString: strerror(errno)))") }
-        self.path = path
+        guard fd >= 0 else { throw DataError(file: name ?? path, "cannot open the shard cache: \(String(cString: strerror(errno)))") }
+        self.path = name ?? path
         self.rows = rows
         self.features = features
         self.layout = layout

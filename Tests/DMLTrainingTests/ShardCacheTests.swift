@@ -119,6 +119,18 @@ final class ShardCacheTests: XCTestCase {
         }
     }
 
+    /// Two writers of one cache (two jobs): each streams the rows it wrote, whatever the other renames over it.
+    func testAWriterStreamsItsOwnFileWhateverIsRenamedOverIt() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        let a = dense(rows: 37, features: 5), b = dense(rows: 12, features: 5)
+        let first = try ShardCache.write(a, labels: nil, key: key(), to: path)
+        try ShardCache.write(b, labels: nil, key: key(), to: path)
+        XCTAssertEqual(first.path, path, "messages name the cache, not its temporary")
+        XCTAssertEqual(describe(try first.gather([36, 0])), describe(.dense(Array(a.x[180..<185] + a.x[0..<5]))))
+        XCTAssertEqual(try XCTUnwrap(open(path, key())).0.rows, 12, "the cache holds the last writer's rows")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 2, "no temporary left")
+    }
+
     func testACacheOfAnotherFileRankOptionsOrVersionIsStale() throws {
         let path = ShardCache.path(directory: dir, key: key())
         try ShardCache.write(dense(), labels: nil, key: key(), to: path)

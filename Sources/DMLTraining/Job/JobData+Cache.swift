@@ -75,11 +75,9 @@ extension JobConfiguration.Data {
         do {
             let path = writer!.path
             writer = nil   // its temporary goes; `write` writes its own
-            try ShardCache.write(parsed, labels: labels, key: key!, to: path)
-            guard case let .hit(data, _) = ShardCache.open(path, key: key!) else {
-                throw DataError(file: path, "the shard cache just written does not read back (the file was changed meanwhile)")
-            }
-            streamed = data
+            let stream = try ShardCache.write(parsed, labels: labels, key: key!, to: path)
+            streamed = Dataset(features: parsed.features, classes: parsed.classes, globalRows: parsed.globalRows, firstRow: parsed.firstRow,
+                               stream: stream, y: parsed.y)
         } catch {
             written = error
         }

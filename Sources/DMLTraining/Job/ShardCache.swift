@@ -177,8 +177,11 @@ public enum ShardCache {
 
     /// Writes `data` (rows in memory, dense or CSR) with `labels` as the cache at `path` for `key`: a
     /// temporary file beside it, fsynced, renamed over it. Throws `AtomicFile.WriteError` naming the cache.
+    /// Returns the rows streamed from the file this call wrote (opened before the rename, so another job
+    /// renaming its own cache over `path` meanwhile cannot hand this one its rows).
     /// `fault`: a deliberate failure after so many bytes (tests of a full disk).
-    public static func write(_ data: Dataset, labels: LabelMapping?, key: Key, to path: String, fault: AtomicFile.Fault? = nil) throws {
+    @discardableResult
+    public static func write(_ data: Dataset, labels: LabelMapping?, key: Key, to path: String, fault: AtomicFile.Fault? = nil) throws -> ShardStream {
         precondition(!data.isStreamed, "a cache is written from rows in memory")
         let writer = try Writer(path: path, key: key, fault: fault)
         if let csr = data.csr {
@@ -188,8 +191,10 @@ public enum ShardCache {
         } else {
             try writer.put(data.x)
         }
-        try writer.commit(y: data.y, features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow,
-                          storage: data.csr == nil ? "dense" : "csr", nonZeros: data.csr?.nonZeros ?? 0, labels: labels)
+        let layout: ShardStream.Layout = data.csr.map { .csr(rowStarts: $0.rowStarts, indices: 16 + 8 * ($0.rows + 1), values: 16 + 8 * ($0.rows + 1) + 4 * $0.nonZeros) }
+            ?? .dense(offset: 16)
+        return try writer.commit(y: data.y, features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow,
+                                 storage: data.csr == nil ? "dense" : "csr", nonZeros: data.csr?.nonZeros ?? 0, labels: labels, layout: layout)
     }
 
     /// A cache being written, front to back: the rows (all of them at once, or a chunk at a time from a
@@ -248,13 +253,14 @@ public enum ShardCache {
 
         public func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream {
             precondition(y.count == rows, "one label per row appended")
-            try commit(y: y, features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, storage: "dense", nonZeros: 0, labels: labels)
-            return try ShardStream(path: path, rows: rows, features: features, layout: .dense(offset: 16))
+            return try commit(y: y, features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, storage: "dense", nonZeros: 0,
+                              labels: labels, layout: .dense(offset: 16))
         }
 
-        /// Writes the labels, the header and the checksum, fsyncs and renames the file over `path`.
+        /// Writes the labels, the header and the checksum, fsyncs and renames the file over `path`; returns
+        /// the rows (`layout`) streamed from this file, opened before the rename.
         func commit(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, storage: String, nonZeros: Int,
-                    labels: LabelMapping?) throws {
+                    labels: LabelMapping?, layout: ShardStream.Layout) throws -> ShardStream {
             try put(y)
             var fields = key.fields
             fields += [("rows", String(y.count)), ("features", String(features)), ("classes", String(classes)),
@@ -268,8 +274,10 @@ public enum ShardCache {
             if !pending.isEmpty { hash = pending.withUnsafeBytes { Checksum.hash($0, seed: hash) } }
             try put([hash.littleEndian])
             guard fsync(fd) == 0 else { throw AtomicFile.failure(path, "fsync failed") }
+            let stream = try ShardStream(path: temp, rows: y.count, features: features, layout: layout, name: path)
             try AtomicFile.commit(temp, to: path)
             committed = true
+            return stream
         }
     }
 
