@@ -154,6 +154,17 @@ public struct LoadedFile {
     public var featureNames: [String]?
     /// CSV: the file's feature columns (label and dropped columns left out), before any encoding.
     public var inputColumns: Int?
+
+    public init(data: Dataset, labels: LabelMapping?, missingFill: [Float]? = nil, notes: [String] = [], categories: [[String]]? = nil,
+                featureNames: [String]? = nil, inputColumns: Int? = nil) {
+        self.data = data
+        self.labels = labels
+        self.missingFill = missingFill
+        self.notes = notes
+        self.categories = categories
+        self.featureNames = featureNames
+        self.inputColumns = inputColumns
+    }
 }
 
 /// Reading data files, collectively: every rank calls the same functions with the same arguments; each
@@ -165,9 +176,12 @@ public enum DataLoader {
     /// `labels` (a test label that the training set lacks is an error). Collective.
     ///
     /// Cost: this rank's byte range (text) or rows (`.npy`) read once; a few small allreduces.
+    /// `rowSink`: a CSV file's rows go there a chunk at a time (`parseCSVInChunks`) and the shard returned
+    /// streams them (`Dataset.stream`); ignored for other formats (the caller checks `acceptsRowSink`).
     public static func read(_ source: DataSource, options: ReadOptions, comm: Communicator,
-                            features expected: Int? = nil, labels known: LabelMapping? = nil) throws -> (Dataset, LabelMapping?) {
-        let f = try load(source, options: options, comm: comm, features: expected, labels: known)
+                            features expected: Int? = nil, labels known: LabelMapping? = nil,
+                            rowSink: DenseRowSink? = nil) throws -> (Dataset, LabelMapping?) {
+        let f = try load(source, options: options, comm: comm, features: expected, labels: known, rowSink: rowSink)
         return (f.data, f.labels)
     }
 
@@ -178,7 +192,8 @@ public enum DataLoader {
 
     /// `read`, with the missing-value fill and notes for the log. Collective.
     public static func load(_ source: DataSource, options: ReadOptions, comm: Communicator,
-                            features expected: Int? = nil, labels known: LabelMapping? = nil) throws -> LoadedFile {
+                            features expected: Int? = nil, labels known: LabelMapping? = nil,
+                            rowSink: DenseRowSink? = nil) throws -> LoadedFile {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue {
             try comm.agree("\(source.path) is a directory, not a data file", kind: .noInput)
@@ -243,7 +258,8 @@ public enum DataLoader {
                     } else {
                         let estimate = try estimatedLines(input, range: lines.range)
                         let parser = CSVParser(layout: layout, classification: classification, missing: options.missing)
-                        local = .success(try parser.parse(lines, estimatedRows: estimate))
+                        local = .success(try rowSink.map { try parseCSVInChunks(lines, parser: parser, estimatedRows: estimate, sink: $0) }
+                                         ?? parser.parse(lines, estimatedRows: estimate))
                     }
                 } else {
                     let (rowsEstimate, nonZeros) = try estimatedLinesAndPairs(input, range: lines.range)
@@ -270,6 +286,10 @@ public enum DataLoader {
             // The first pass's results are discarded: a line error may come from a range that started inside a
             // quoted field. A rank whose file or layout failed (`csv` nil) keeps that failure.
             if format == .csv, try comm.allreduced(Int64(needQuotes ? 1 : 0), op: .max) == 1 {
+                // Chunks written into a shard cache cut the range by the fast pass's line rule, which a quoted
+                // line break defeats: such a file is read into memory, not streamed.
+                try comm.agree(rowSink != nil ? "\(file): a CSV with quoted fields cannot be streamed through a shard cache (--cache-dir) yet: "
+                               + "leave out --cache-dir and --max-memory (its rows then stay in memory)" : nil, kind: .usage)
                 var count = 0
                 var start = ReadStatistics.now()
                 if let (input, _, lines) = csv {
@@ -454,6 +474,15 @@ public enum DataLoader {
             try comm.agree("\(source.labelsPath ?? file): \(k) classes in \(globalRows) rows: more than half as many classes as rows, so the label column "
                            + "is likely not a label (a row index or an ID?): name the label with --label-column, leave columns out with --drop-columns, "
                            + "or use --task regression for a real-valued target", kind: .dataFormat)
+        }
+        if let rowSink, format == .csv {
+            let finished = Result { try rowSink.finish(y: y, features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows,
+                                                        firstRow: firstRow, labels: mapping) }
+            try comm.agree(error: { if case let .failure(e) = finished { return e }; return nil }())
+            return LoadedFile(data: Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow,
+                                            stream: try finished.get(), y: y),
+                              labels: mapping, missingFill: missingFill, notes: notes, categories: categories, featureNames: featureNames,
+                              inputColumns: inputColumns)
         }
         let data = raw.csr.map {
             Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow, csr: $0, y: y)

@@ -17,14 +17,22 @@ public struct Dataset {
     public var csr: CSRMatrix?
     /// One label (class index as Float) or target per row.
     public var y: [Float]
+    /// The feature rows streamed from a shard cache file (`--max-memory`, `--cache-dir`): then `x` is empty
+    /// and `csr` nil, and only the labels are in memory. nil: the rows are in memory.
+    public var stream: ShardStream?
 
     public var rows: Int { y.count }
     /// The global rows this shard holds.
     public var globalRange: Range<Int> { firstRow ..< firstRow + rows }
-    /// Whether the rows are CSR.
-    public var isSparse: Bool { csr != nil }
-    /// Bytes of the features as stored (dense values, or the CSR arrays).
-    public var featureBytes: Int { csr?.bytes ?? 4 * x.count }
+    /// Whether the rows are CSR (in memory or streamed).
+    public var isSparse: Bool { csr != nil || stream?.isSparse == true }
+    /// Whether the feature rows are read from a shard cache file (`stream`) rather than held in memory.
+    public var isStreamed: Bool { stream != nil }
+    /// Bytes of the features as held in memory (dense values, or the CSR arrays; a stream's row starts).
+    public var featureBytes: Int {
+        if let stream { if case let .csr(starts, _, _) = stream.layout { return 8 * starts.count }; return 0 }
+        return csr?.bytes ?? 4 * x.count
+    }
 
     public init(features: Int, classes: Int, globalRows: Int, firstRow: Int, x: [Float], y: [Float]) {
         precondition(x.count == y.count * features, "x must hold rows × features values")
@@ -48,12 +56,43 @@ public struct Dataset {
         self.y = y
     }
 
-    /// Calls `body` with this shard's rows `range` (local indices) as a `RowBlock`, dense or CSR (no copy).
+    /// The rows streamed from `stream` (`stream.rows == y.count`, `stream.features == features`).
+    public init(features: Int, classes: Int, globalRows: Int, firstRow: Int, stream: ShardStream, y: [Float]) {
+        precondition(stream.rows == y.count && stream.features == features, "the stream must hold one row per label, features wide")
+        self.features = features
+        self.classes = classes
+        self.globalRows = globalRows
+        self.firstRow = firstRow
+        self.x = []
+        self.stream = stream
+        self.y = y
+    }
+
+    /// Calls `body` with this shard's rows `range` (local indices) as a `RowBlock`, dense or CSR (no copy
+    /// in memory; a streamed shard reads the rows into a temporary buffer first, and a read error stops the
+    /// process with the file's name: use `streamedRows` where it can be thrown).
     public func withRows<R>(_ range: Range<Int>, _ body: (RowBlock) -> R) -> R {
+        if let stream {
+            let rows: ShardStream.Rows
+            do { rows = try stream.rows(range) } catch { fatalError("\(error)") }
+            return Dataset.withBlock(rows, features: features, body)
+        }
         if let csr { return csr.withView(rows: range) { body(RowBlock($0)) } }
         return x.withUnsafeBufferPointer { x in
             body(RowBlock(dense: (x.baseAddress ?? UnsafePointer(bitPattern: 8)!) + range.lowerBound * features,
                           rows: range.count, features: features))
+        }
+    }
+
+    /// Calls `body` with `rows` (as a stream returns them) as a `RowBlock`.
+    public static func withBlock<R>(_ rows: ShardStream.Rows, features: Int, _ body: (RowBlock) -> R) -> R {
+        switch rows {
+        case let .dense(x):
+            return x.withUnsafeBufferPointer { p in
+                body(RowBlock(dense: p.baseAddress ?? UnsafePointer(bitPattern: 8)!, rows: x.count / Swift.max(features, 1), features: features))
+            }
+        case let .csr(m):
+            return m.withView(rows: 0..<m.rows) { body(RowBlock($0)) }
         }
     }
 }

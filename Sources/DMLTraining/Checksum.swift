@@ -13,6 +13,36 @@ extension Checksum {
     /// this rank's rows (or non-zeros) and one small allreduce.
     public static func dataset(_ data: Dataset, comm: Communicator) throws -> UInt64 {
         var sum: UInt64 = 0
+        if let stream = data.stream {
+            // Streamed rows: the same row hashes, over chunks of rows read from the cache (a read error is
+            // agreed, so no rank waits in the allreduce for one that failed).
+            var lo = 0
+            var failure: Error?
+            while lo < data.rows, failure == nil {
+                let hi = Swift.min(data.rows, lo + 4096)
+                let y = Array(data.y[lo..<hi])
+                let chunk: Dataset
+                let rows: ShardStream.Rows
+                do { rows = try stream.rows(lo..<hi) } catch { failure = error; break }
+                switch rows {
+                case let .dense(x): chunk = Dataset(features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow + lo, x: x, y: y)
+                case let .csr(m): chunk = Dataset(features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow + lo, csr: m, y: y)
+                }
+                sum &+= localSum(chunk)
+                lo = hi
+            }
+            try comm.agree(error: failure)
+        } else {
+            sum = localSum(data)
+        }
+        // Int64 sums of the two 32-bit halves cannot overflow below 2^31 rows; carry them together at the end.
+        let totals = try comm.allreduced([Int64(sum >> 32), Int64(sum & 0xFFFF_FFFF)], op: .sum)
+        return (UInt64(totals[0]) << 32) &+ UInt64(totals[1])
+    }
+
+    /// This shard's row hashes added up (modulo 2^64); rows in memory.
+    static func localSum(_ data: Dataset) -> UInt64 {
+        var sum: UInt64 = 0
         let d = data.features
         if let csr = data.csr {
             csr.indices.withUnsafeBytes { ix in
@@ -36,9 +66,7 @@ extension Checksum {
                 sum &+= h
             }
         }
-        // Int64 sums of the two 32-bit halves cannot overflow below 2^31 rows; carry them together at the end.
-        let totals = try comm.allreduced([Int64(sum >> 32), Int64(sum & 0xFFFF_FFFF)], op: .sum)
-        return (UInt64(totals[0]) << 32) &+ UInt64(totals[1])
+        return sum
     }
 }
 

@@ -54,6 +54,12 @@ public struct JobConfiguration: Sendable, Equatable {
         public var categorical: [LabelColumn] = []
         /// `--categorical-encoding`: one-hot, or hashed into `--hash-bits` columns.
         public var categoricalEncoding: CategoricalEncoding = .onehot
+        /// `--cache-dir`: stream the training rows from a binary shard cache there (`ShardCache`) instead of
+        /// holding them in memory; nil: in memory.
+        public var cacheDir: String?
+        /// `--max-memory`: bytes this rank may use (model, optimizer state, one batch); checked before training.
+        /// Needs `cacheDir` (the rows are streamed); nil: the node's available memory.
+        public var maxMemory: Int?
         public var syntheticRows = 16384
         public var syntheticTestRows = 4096
         public var syntheticFeatures = 784
@@ -151,6 +157,8 @@ public struct JobConfiguration: Sendable, Equatable {
         "data.header": "the rows read are identified by data_checksum",
         "data.delimiter": "the rows read are identified by data_checksum",
         "data.features": "the feature count is part of the model's shape (model_shape)",
+        "data.cacheDir": "streamed rows are the same bits as rows in memory (OutOfCoreIntegrationTests)",
+        "data.maxMemory": "a memory bound changes where the rows are held, not their bits",
         "optimization.epochs": "the run's length: a run may be extended; a schedule that depends on it records its horizon in lr_schedule",
         "optimization.steps": "the run's length: a run may be extended; a schedule that depends on it records its horizon in lr_schedule",
         "optimization.initFrom": "the starting model is identified by its content (derived.init, its checksum), not by where it lies",

@@ -119,6 +119,8 @@ public final class Trainer: TrainingStrategy {
     public private(set) var lastLoss: Double?
 
     private var attached = false
+    /// Whether the streamed shard has been told the sampler's steps (`ShardStream.plan`).
+    private var streamPlanned = false
     private var batchX: [Float] = []
     private var batchY: [Float] = []
     /// A shuffled batch's CSR rows, gathered (CSR training data).
@@ -150,7 +152,7 @@ public final class Trainer: TrainingStrategy {
         if !attached { train = try reducer.attach(train); attached = true }
         let groups = reducer.begin(step: number, holding: train.globalRange) { sampler.localRows(ofStep: step, in: $0) }
         for group in groups {
-            let loss = withBatch(group.rows) { batch in
+            let loss = try withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
                 let loss = compute(batch, into: group.buffer)
                 // A sparse reducer reduces only what a CSR batch can have touched; with several groups it
@@ -267,10 +269,26 @@ public final class Trainer: TrainingStrategy {
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
-    /// a reused buffer (CSR: the batch's non-zeros copied once).
-    func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) -> R {
+    /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
+    /// the shard cache in the batch's order — the same values as the in-memory gather — with read-ahead
+    /// (`ShardStream.plan`: windows of steps in one sequential pass, or the next step's rows in the
+    /// background). Throws a read error of the cache.
+    func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) throws -> R {
         let d = train.features
         let first = train.firstRow
+        if let stream = train.stream {
+            if !streamPlanned {
+                let (sampler, range) = (sampler, train.globalRange)
+                stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
+                streamPlanned = true
+            }
+            let got = try stream.gather(rows.map { $0 - first }, step: step)
+            if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
+            for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
+            return Dataset.withBlock(got, features: d) { block in
+                batchY.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress!)) }
+            }
+        }
         if !sampler.shuffle, let lo = rows.first {
             return train.withRows((lo - first) ..< (lo - first + rows.count)) { block in
                 train.y.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress! + (lo - first))) }
@@ -327,17 +345,41 @@ func evaluateCollectively(model: Model, parameters: [Float], data: Dataset, comm
                           timeout: Double) throws -> Evaluation {
     hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
     let clock = DispatchTime.now().uptimeNanoseconds
-    let sums = parameters.withUnsafeBufferPointer { w in
-        data.withRows(0..<data.rows) { block in
-            data.y.withUnsafeBufferPointer { y in
-                model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+    let sums = try data.stream.map { try streamedEvaluationSums(model: model, parameters: parameters, data, stream: $0) }
+        ?? parameters.withUnsafeBufferPointer { w in
+            data.withRows(0..<data.rows) { block in
+                data.y.withUnsafeBufferPointer { y in
+                    model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+                }
             }
         }
-    }
     let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
     let totals = try comm.watched("the evaluation after step \(step)", seconds: timeout + 2 * own) {
         try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
     }
     let n = Swift.max(totals[2], 1)
     return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
+}
+
+/// Rows a streamed evaluation reads at a time.
+let streamedEvaluationChunk = 4096
+
+/// `evaluateCollectively`'s sums over streamed rows, read `streamedEvaluationChunk` rows at a time (the chunks'
+/// sums added in order, so the last bits of the reported loss may differ from an in-memory evaluation's).
+func streamedEvaluationSums(model: Model, parameters: [Float], _ data: Dataset, stream: ShardStream) throws -> EvaluationSums {
+    var total = EvaluationSums(loss: 0, correct: 0)
+    var lo = 0
+    while lo < data.rows {
+        let hi = Swift.min(data.rows, lo + streamedEvaluationChunk)
+        let rows = try stream.rows(lo..<hi)
+        let part = parameters.withUnsafeBufferPointer { w in
+            Dataset.withBlock(rows, features: data.features) { block in
+                data.y.withUnsafeBufferPointer { y in model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress! + lo)) }
+            }
+        }
+        total.loss += part.loss
+        total.correct += part.correct
+        lo = hi
+    }
+    return total
 }

@@ -156,6 +156,8 @@ extension DMLTrain {
         c.data.dropColumns = data.droppedColumns
         c.data.categorical = data.categoricalColumns
         c.data.categoricalEncoding = data.categoricalEncoding
+        c.data.cacheDir = data.cacheDir
+        c.data.maxMemory = data.maxMemory.flatMap { ByteCount.parse($0) }
         c.data.validationFraction = data.validationFraction
         c.data.partition = data.partition
         c.data.syntheticRows = data.syntheticRows

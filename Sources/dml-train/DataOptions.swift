@@ -74,6 +74,15 @@ struct DataOptions: ParsableArguments {
         (list ?? "").split(separator: ",", omittingEmptySubsequences: false).compactMap { LabelColumn(argument: String($0)) }
     }
 
+    @Option(name: .customLong("cache-dir"),
+            help: ArgumentHelp("Stream the training rows from a binary shard cache in DIR instead of holding them in memory.",
+                               discussion: "The first run parses each rank's part of --data once and writes DIR/<file>.<digest>.rank<r>of<n>.dmlshard (float32 or CSR rows, XXH3-checked); later runs on the same file, size, modification time and read options reuse it, and a stale or damaged cache is rebuilt with a warning. Every epoch reads the rows of each batch from it (with read-ahead): the same bits as in memory."))
+    var cacheDir: String?
+
+    @Option(name: .customLong("max-memory"),
+            help: "Memory per rank (e.g. 512M, 4G) for the model, the optimizer state and the streamed batches; needs --cache-dir. A limit too small for one batch is refused before training.")
+    var maxMemory: String?
+
     @Flag(help: "Standardise features to mean 0, std 1 with the training rows' global statistics (saved in --output).")
     var standardize = false
 
@@ -106,6 +115,7 @@ struct DataOptions: ParsableArguments {
         }
         if let f = features, f < 1 { throw ValidationError("--features must be at least 1 (got \(f))") }
         if let b = hashBits, !(1...31).contains(b) { throw ValidationError("--hash-bits must be in 1…31 (got \(b))") }
+        if let m = maxMemory, (ByteCount.parse(m) ?? 0) <= 0 { throw ValidationError("--max-memory: '\(m)' is not a size (e.g. 512M, 4G)") }
         if data == nil {
             for (flag, given) in [("--labels", labels != nil), ("--test-data", testData != nil), ("--test-labels", testLabels != nil),
                                   ("--format", format != nil)] where given {

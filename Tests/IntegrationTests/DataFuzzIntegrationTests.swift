@@ -96,6 +96,11 @@ final class DataFuzzIntegrationTests: XCTestCase {
                       ["--test-data", "\(dir)/absent.csv"], ["--resume"], ["--no-such-flag"]] {
             cases.append(["--data", good] + flags)
         }
+        // Shard cache flags (data larger than memory).
+        for flags in [["--max-memory", "lots"], ["--max-memory", "-5M"], ["--max-memory", "512M"], ["--cache-dir", "\(dir)/absent-dir"],
+                      ["--cache-dir", dir, "--max-memory", "1K"], ["--cache-dir", dir, "--standardize"]] {
+            cases.append(["--data", good] + flags)
+        }
         XCTAssertGreaterThanOrEqual(cases.count, 50)
         let all = cases
         let results = MPIRunner.twoAtATime(all.count) { j -> Timed? in

@@ -6,9 +6,10 @@ extension JobConfiguration.Data {
     /// This rank's shards of the training, validation and test sets, with what the output must record.
     /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
     /// `standardization`: statistics to apply instead of computing them (a warm start's model's).
+    /// `warn`: where a stale or damaged shard cache is reported (rank 0, once).
     public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
-                     standardization: Standardization? = nil) throws -> LoadedData {
-        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm)
+                     standardization: Standardization? = nil, warn: (String) -> Void = { _ in }) throws -> LoadedData {
+        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm, warn: warn)
         try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm,
                            given: standardization)
         return loaded
@@ -108,10 +109,17 @@ extension JobConfiguration.Data {
         return trainingSource?.partsConflict(.training) ?? testSource?.partsConflict(.test)
     }
 
-    private func files(comm: Communicator) throws -> LoadedData {
+    private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
         let options = readOptions
         let source = trainingSource!
-        let trainFile = try DataLoader.load(source, options: options, comm: comm)
+        try checkShardFits(source, options: options, comm: comm)
+        let trainFile: LoadedFile
+        if streamsFromCache {
+            let (data, labels) = try cachedShard(source, options: options, comm: comm, warn: warn)
+            trainFile = LoadedFile(data: data, labels: labels)
+        } else {
+            trainFile = try DataLoader.load(source, options: options, comm: comm)
+        }
         let (train, mapping) = (trainFile.data, trainFile.labels)
         // The test rows are stored as the training rows are (the same density rule could decide otherwise),
         // and their missing values filled with the training means.

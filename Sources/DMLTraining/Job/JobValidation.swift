@@ -43,6 +43,18 @@ extension JobConfiguration {
             if r.balance { return "--balance moves dense rows between ranks: give --sparse off or auto with it" }
         }
         if let refusal = fullBatchConflict() { return refusal }
+        if d.maxMemory != nil && d.cacheDir == nil { return "--max-memory streams the training rows from a shard cache: give --cache-dir DIR for it" }
+        if d.cacheDir != nil {
+            if d.path == nil { return "--cache-dir caches the parsed rows of a --data file; the synthetic task has none" }
+            if d.standardize { return "--standardize rescales the rows in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory)" }
+            if d.validationFraction > 0 || optimization.lrSearch != nil {
+                return "--validation-fraction and --lr-search split the rows in memory: they cannot be combined with streamed rows (--cache-dir, --max-memory); give a --test-data file instead"
+            }
+            if d.partition == .features { return "--partition features transposes the rows in memory: use --partition rows with --cache-dir" }
+            if r.balance { return "--balance moves rows between ranks in memory: it cannot be combined with streamed rows (--cache-dir)" }
+            if d.missing == .mean { return "--missing mean fills the columns' means into rows held in memory: with streamed rows (--cache-dir) use --missing zero or error" }
+            if !d.categorical.isEmpty { return "--categorical encodes rows held in memory: it cannot be combined with streamed rows (--cache-dir) yet" }
+        }
         if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
         if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }
         if o.resume && o.checkpointDir == nil { return "--resume needs --checkpoint-dir" }

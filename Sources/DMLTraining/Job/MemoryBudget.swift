@@ -24,6 +24,19 @@ public enum MemoryBudget {
         return model + passes + (sparseInputColumns > 0 ? batch + scratch : 0)
     }
 
+    /// Bytes a rank streaming its rows from a shard cache holds besides the model and the passes: the process's
+    /// own baseline (`baseline`: the runtime, MPI, the code), the labels (4 bytes a row), CSR row starts
+    /// (8 bytes a row) and two gathered batches (the current one and the prefetched one: dense values, or 8
+    /// bytes a non-zero and a row start).
+    public static func streamed(shardRows: Int, batchRows: Int, features: Int, nonZerosPerRow: Double?) -> Double {
+        let rowBytes = nonZerosPerRow.map { 8 + 8 * $0 } ?? 4 * Double(features)
+        return baseline + 4 * Double(shardRows) + (nonZerosPerRow == nil ? 0 : 8 * Double(shardRows)) + 2 * Double(batchRows) * rowBytes
+    }
+
+    /// The resident memory of a rank before any data or model (Swift runtime, Open MPI, the code), counted
+    /// as 64 MB.
+    public static let baseline = 64.0 * 1e6
+
     /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the
     /// cgroup's limit less its usage, shared by `ranksOnNode` ranks. nil where the system does not say.
     public static func available(ranksOnNode: Int) -> Double? {

@@ -95,14 +95,23 @@ public final class TrainingJob {
                                                          standardization: initial?.standardization)
         } else {
             (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction,
-                                                   standardization: initial?.standardization), nil)
+                                                   standardization: initial?.standardization, warn: rank0 ? output.warn : { _ in }), nil)
         }
         let train = loaded.train
+        if let stream = train.stream {
+            say("training rows streamed from shard caches (rank 0: \(stream.path), \(stream.isSparse ? "CSR" : "dense float32"))")
+        }
         let features = try columns.map { Int(try comm.allreduced(Int64($0.upperBound), op: .max)) } ?? train.features
         // A full-batch method (lbfgs, newton) uses every row in every iteration: one iteration per "epoch".
         let batch = job.optimization.optimizer.isFullBatch ? nil : job.optimization.batchSize.map { Swift.min($0, train.globalRows) }
         try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
-                        nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) })
+                        nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) }
+                            ?? (train.stream?.isSparse == true ? Double(train.stream!.nonZeros) / Double(Swift.max(1, train.rows)) : nil),
+                        streamed: train.stream.map { _ in (shardRows: train.rows, features: train.features) }, residentStream: train.stream)
+        if let stream = train.stream {
+            say(stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory) and reads the rest from its cache"
+                : "rank 0 reads its \(stream.rows) rows from its cache with read-ahead (step windows of \(MemoryBudget.format(Double(stream.windowBytes))) when one covers half of them)")
+        }
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
         }
@@ -210,14 +219,43 @@ public final class TrainingJob {
     /// node's memory. Collective (agreed): one message with the figures.
     /// `nonZerosPerRow`: the rows are CSR (this shard's mean non-zeros a row), so a batch's input is its
     /// non-zeros, not `rows × features` dense values.
-    private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?) throws {
+    /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
+    /// gathered rows (the current and the prefetched one) are counted too, and `--max-memory` replaces the
+    /// node's figure.
+    /// `residentStream`: the streamed shard, which keeps as many of its first rows resident as half the limit's
+    /// slack holds (`ShardStream.keepResident`).
+    private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
+                             streamed: (shardRows: Int, features: Int)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
-        let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.stateCopies, rows: localRows,
+        var needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: job.optimization.stateCopies, rows: localRows,
                                            widths: sparse ? Array(widths.dropFirst()) : widths, sparseInputColumns: sparse ? features : 0,
                                            nonZerosPerRow: nonZerosPerRow ?? 0)
         let ranks = MemoryBudget.ranksOnNode
+        if let streamed {
+            needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: localRows, features: streamed.features,
+                                            nonZerosPerRow: nonZerosPerRow)
+        }
+        // With --max-memory a streamed shard keeps as many of its first rows resident as half of what the limit
+        // leaves over holds (the rest stays for what the estimate does not see: allocator slack, MPI's buffers,
+        // thread stacks, which a `ulimit -v` counts); all of them when they fit. The others are read per step
+        // (measured faster than step windows on a page-cached file: benchmarks/RESULTS.md). Without it, every
+        // row is read from the cache.
+        if let stream = streamed.flatMap({ _ in residentStream }), let limit = job.data.maxMemory.map(Double.init), needed < limit {
+            var failure: Error?
+            do { try stream.keepResident(bytes: Int((limit - needed) / 2)) } catch { failure = error }
+            try comm.agree(error: failure)
+        } else if streamed != nil && job.data.maxMemory != nil {
+            try comm.agree(nil, kind: .usage)   // the same collectives on every rank
+        }
+        if let limit = job.data.maxMemory {
+            try comm.agree(needed > Double(limit)
+                ? "--max-memory \(ByteCount.format(limit)) is too small for one batch: the model (\(parameters) parameters × \(3 + 2 * job.optimization.stateCopies) copies), "
+                  + "the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→")) and the streamed rows' buffers need about "
+                  + "\(Int((needed / Double(1 << 20)).rounded(.up)))M per rank: give a larger --max-memory, or a smaller --batch-size or model" : nil, kind: .usage)
+            return
+        }
         try comm.agreeing {
             guard let available = MemoryBudget.available(ranksOnNode: ranks), needed > available else { return }
             throw JobError(.usage, "this model needs about \(MemoryBudget.format(needed)) per rank (\(parameters) parameters × \(3 + 2 * job.optimization.stateCopies) copies, "

@@ -1,0 +1,79 @@
+import XCTest
+import Foundation
+import DMLComm
+@testable import DMLData
+import DMLTestSupport
+
+/// `DataLoader.read` with a `DenseRowSink`: a CSV byte range parsed a few bytes at a time gives the rows,
+/// labels and error lines of the one-piece parse, for any chunk size and rank count.
+final class ChunkedParseTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = MPIRunner.temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Collects the rows in a file (each rank its own) and streams them back.
+    final class FileSink: DenseRowSink, @unchecked Sendable {
+        let path: String
+        let chunkBytes: Int
+        var x: [Float] = []
+        var appends = 0
+        init(path: String, chunkBytes: Int) { self.path = path; self.chunkBytes = chunkBytes }
+        func append(rows: [Float], features: Int) throws { x += rows; appends += 1 }
+        func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream {
+            _ = FileManager.default.createFile(atPath: path, contents: x.withUnsafeBytes { Data($0) })
+            return try ShardStream(path: path, rows: y.count, features: features, layout: .dense(offset: 0))
+        }
+    }
+
+    func write(_ text: String) -> String {
+        let path = "\(dir)/data.csv"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    func testChunksGiveTheWholeParsesRowsForAnyChunkSizeAndRankCount() throws {
+        var random = TestRandom(seed: 11)
+        var text = "label,a,b\n"
+        for i in 0..<300 {
+            text += "\(Int.random(in: 0...4, using: &random) * 3),\(Float.random(in: -9...9, using: &random)),\(i)" + (i % 3 == 0 ? "\r\n" : "\n")
+            if i % 17 == 0 { text += "\n  \n" }   // blank lines
+            if i == 100 { text += "2,0.\(String(repeating: "1", count: 300)),5\n" }   // a line longer than a chunk
+        }
+        let path = write(text)
+        for ranks in [1, 2, 5] {
+            let whole = try LocalCommunicator.run(size: ranks) { comm in try DataLoader.read(DataSource(path: path), options: ReadOptions(), comm: comm) }
+            for chunk in [1, 7, 64, 1000, 1 << 20] {
+                let sinks = (0..<ranks).map { FileSink(path: "\(dir)/rows-\(ranks)-\(chunk)-\($0)", chunkBytes: chunk) }
+                let shared = sinks
+                let parts = try LocalCommunicator.run(size: ranks) { comm in
+                    try DataLoader.read(DataSource(path: path), options: ReadOptions(), comm: comm, rowSink: shared[comm.rank])
+                }
+                for r in 0..<ranks {
+                    let (a, b) = (whole[r].0, parts[r].0)
+                    XCTAssertTrue(b.isStreamed)
+                    XCTAssertEqual(sinks[r].x, a.x, "ranks \(ranks) chunk \(chunk) rank \(r)")
+                    XCTAssertEqual(b.y, a.y)
+                    XCTAssertEqual([b.rows, b.firstRow, b.globalRows, b.classes], [a.rows, a.firstRow, a.globalRows, a.classes])
+                    XCTAssertEqual(parts[r].1, whole[r].1)
+                    if chunk == 1 { XCTAssertGreaterThan(sinks[r].appends, 1) }
+                }
+            }
+        }
+    }
+
+    func testAnErrorInALaterChunkNamesTheFilesLine() throws {
+        var text = "y,a\n"
+        for i in 0..<50 { text += "\(i % 2),\(i)\n" }
+        text += "1,oops\n"
+        let path = write(text + "0,1\n")
+        for ranks in [1, 3] {
+            let messages = try LocalCommunicator.run(size: ranks) { comm -> String in
+                let sink = FileSink(path: "\(self.dir)/r\(comm.rank)", chunkBytes: 16)
+                do { _ = try DataLoader.read(DataSource(path: path), options: ReadOptions(), comm: comm, rowSink: sink); return "no error" }
+                catch let f as AgreedFailure { return f.message } catch { return "not agreed: \(error)" }
+            }
+            XCTAssertEqual(Set(messages).count, 1)
+            XCTAssertTrue(messages[0].contains("line 52, column 2"), messages[0])
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import XCTest
+import DMLComm
+import Foundation
+import DMLData
+import DMLKernels
+import DMLTestSupport
+@testable import DMLTraining
+
+/// `ShardCache` (the binary shard file) and `ShardStream` (reading its rows back in batch order).
+final class ShardCacheTests: XCTestCase {
+    var dir = ""
+    var source = ""
+    override func setUp() {
+        dir = NSTemporaryDirectory() + "shard-cache-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        source = dir + "/data.csv"
+        _ = FileManager.default.createFile(atPath: source, contents: Data("1,2\n".utf8))
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func key(options: String = "opts", rank: Int = 1, ranks: Int = 3) -> ShardCache.Key {
+        ShardCache.Key(path: source, options: options, rank: rank, ranks: ranks)!
+    }
+
+    func dense(rows: Int = 37, features: Int = 5) -> Dataset {
+        var random = TestRandom(seed: 1)
+        let x = (0..<rows * features).map { _ in Float.random(in: -3...3, using: &random) }
+        let y = (0..<rows).map { Float($0 % 3) }
+        return Dataset(features: features, classes: 3, globalRows: 100, firstRow: 40, x: x, y: y)
+    }
+
+    func sparse() -> Dataset {
+        var random = TestRandom(seed: 2)
+        var x = [Float](repeating: 0, count: 29 * 40)
+        for i in x.indices where Int.random(in: 0..<10, using: &random) == 0 { x[i] = Float.random(in: 1...2, using: &random) }
+        return Dataset(features: 40, classes: 2, globalRows: 60, firstRow: 0, csr: CSRMatrix(dense: x, rows: 29, columns: 40),
+                       y: (0..<29).map { Float($0 % 2) })
+    }
+
+    func open(_ path: String, _ key: ShardCache.Key) -> (Dataset, LabelMapping?)? {
+        if case let .hit(d, l) = ShardCache.open(path, key: key) { return (d, l) }
+        return nil
+    }
+
+    func testDenseAndCSRRowsReadBackInBatchOrderWithTheSameBits() throws {
+        for data in [dense(), sparse()] {
+            let path = ShardCache.path(directory: dir, key: key())
+            let labels = data.classes == 3 ? LabelMapping(values: [-1, 0.5, 7]) : nil
+            try ShardCache.write(data, labels: labels, key: key(), to: path)
+            let (back, mapping) = try XCTUnwrap(open(path, key()))
+            XCTAssertEqual(mapping, labels)
+            XCTAssertTrue(back.isStreamed)
+            XCTAssertEqual(back.isSparse, data.isSparse)
+            XCTAssertEqual([back.rows, back.features, back.classes, back.globalRows, back.firstRow],
+                           [data.rows, data.features, data.classes, data.globalRows, data.firstRow])
+            XCTAssertEqual(back.y, data.y)
+            // A shuffled batch with repeats of neighbours, and a run of consecutive rows.
+            for rows in [[5, 3, 4, 27, 0, 1, 2, 28], Array(10..<20)] {
+                let got = try back.stream!.gather(rows)
+                switch got {
+                case let .dense(x):
+                    XCTAssertEqual(x, rows.flatMap { r in data.x[(r * data.features)..<((r + 1) * data.features)] })
+                case let .csr(m):
+                    var expected = CSRMatrix(columns: data.features)
+                    rows.withUnsafeBufferPointer { expected.gather(data.csr!, rows: $0, firstRow: 0) }
+                    XCTAssertEqual(m, expected)
+                }
+            }
+            // A prefetch of the same rows is taken; of other rows, dropped (the result is the direct read's).
+            let stream = try XCTUnwrap(back.stream)
+            let direct = (describe(try stream.gather([7, 2])), describe(try stream.gather([9])))
+            // The first rows kept in memory (dense only): the same rows, partly from memory and partly read.
+            let before = describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28]))
+            try stream.keepResident(bytes: 4 * data.features * 4 + 3)
+            XCTAssertEqual(stream.residentRows, data.isSparse ? 0 : 4)
+            XCTAssertEqual(describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28])), before)
+            stream.prefetch([7, 2])
+            XCTAssertEqual(describe(try stream.gather([7, 2])), direct.0)
+            stream.prefetch([1, 2])
+            XCTAssertEqual(describe(try stream.gather([9])), direct.1)
+            nonisolated(unsafe) let pair = (back, data)
+            let sums = try LocalCommunicator.run(size: 1) { comm in [try Checksum.dataset(pair.0, comm: comm), try Checksum.dataset(pair.1, comm: comm)] }
+            XCTAssertEqual(sums[0][0], sums[0][1], "the data checksum of streamed rows is that of the rows in memory")
+        }
+    }
+
+    /// Step windows (`plan`): each step's rows are the direct read's, across window boundaries, from any
+    /// starting step (a resume), and a step asked for other rows than planned gets those rows.
+    func testStepWindowsGiveEachStepTheRowsOfADirectRead() throws {
+        let data = dense(rows: 37, features: 5)
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(data, labels: nil, key: key(), to: path)
+        let sampler = BatchSampler(rows: 100, batchSize: 16, seed: 3)
+        let range = data.globalRange
+        let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range).map { $0 - 40 } }
+        for (windowRows, start) in [(19, 0), (25, 5), (40, 0), (20, 2)] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            let stream = try XCTUnwrap(back.stream)
+            stream.windowBytes = windowRows * (4 * 5 + 16)
+            stream.plan(endStep: 30, rowsOf: rowsOf)
+            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows covers half of 37")
+            for step in start..<30 {
+                let local = rowsOf(step)
+                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
+                               "window \(windowRows) step \(step)")
+            }
+            XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
+        }
+        let (back, _) = try XCTUnwrap(open(path, key()))
+        back.stream!.windowBytes = 18 * (4 * 5 + 16)
+        back.stream!.plan(endStep: 30, rowsOf: rowsOf)
+        XCTAssertFalse(back.stream!.readsWindows, "18 of 37 rows: one pread a row")
+    }
+
+    func describe(_ rows: ShardStream.Rows) -> String {
+        switch rows {
+        case let .dense(x): return "\(x)"
+        case let .csr(m): return "\(m)"
+        }
+    }
+
+    /// Two writers of one cache (two jobs): each streams the rows it wrote, whatever the other renames over it.
+    func testAWriterStreamsItsOwnFileWhateverIsRenamedOverIt() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        let a = dense(rows: 37, features: 5), b = dense(rows: 12, features: 5)
+        let first = try ShardCache.write(a, labels: nil, key: key(), to: path)
+        try ShardCache.write(b, labels: nil, key: key(), to: path)
+        XCTAssertEqual(first.path, path, "messages name the cache, not its temporary")
+        XCTAssertEqual(describe(try first.gather([36, 0])), describe(.dense(Array(a.x[180..<185] + a.x[0..<5]))))
+        XCTAssertEqual(try XCTUnwrap(open(path, key())).0.rows, 12, "the cache holds the last writer's rows")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 2, "no temporary left")
+    }
+
+    func testACacheOfAnotherFileRankOptionsOrVersionIsStale() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(dense(), labels: nil, key: key(), to: path)
+        XCTAssertNotNil(open(path, key()))
+        for (other, why) in [(key(options: "other"), "other settings"), (key(rank: 2), "other settings")] {
+            guard case let .stale(reason) = ShardCache.open(path, key: other) else { return XCTFail("\(other)") }
+            XCTAssertTrue(reason.contains(why), reason)
+        }
+        XCTAssertNotEqual(ShardCache.path(directory: dir, key: key(options: "other")), path, "other options, another cache file")
+        // The source rewritten (size and time): another version of it.
+        Thread.sleep(forTimeInterval: 0.01)
+        _ = FileManager.default.createFile(atPath: source, contents: Data("1,2\n3,4\n".utf8))
+        guard case let .stale(reason) = ShardCache.open(path, key: key()) else { return XCTFail() }
+        XCTAssertTrue(reason.contains("another version of"), reason)
+        if case .absent = ShardCache.open(dir + "/none.dmlshard", key: key()) {} else { XCTFail("no file: absent") }
+    }
+
+    func testEveryDamagedByteIsFound() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(dense(rows: 6, features: 3), labels: nil, key: key(), to: path)
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+        for i in stride(from: 0, to: good.count, by: 7) {
+            var bad = good
+            bad[i] ^= 0x04
+            try bad.write(to: URL(fileURLWithPath: path))
+            guard case .stale = ShardCache.open(path, key: key()) else { return XCTFail("byte \(i) flipped was not noticed") }
+        }
+        for cut in [0, 10, good.count - 1] {
+            try good.prefix(cut).write(to: URL(fileURLWithPath: path))
+            guard case .stale = ShardCache.open(path, key: key()) else { return XCTFail("cut at \(cut) was not noticed") }
+        }
+    }
+
+    func testAFullDiskLeavesTheOldCacheAndNoTemporary() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(dense(), labels: nil, key: key(), to: path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        for after in [0, 100, 1000] {
+            XCTAssertThrowsError(try ShardCache.write(dense(rows: 50), labels: nil, key: key(), to: path, fault: .fail(afterBytes: after))) {
+                XCTAssertTrue("\($0)".contains(path), "\($0)")
+            }
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["data.csv", URL(fileURLWithPath: path).lastPathComponent])
+        }
+    }
+}
