@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small files: checks the script, not the machine")
     ap.add_argument("--python", default=sys.executable, help="the Python with the peers installed")
     ap.add_argument("--weight-decay", type=float, default=1e-5)
+    ap.add_argument("--parts", default="sgd,full", help="which parts to run: sgd (against VW), full (full batch against LIBLINEAR and scipy)")
     a = ap.parse_args()
     nps = [int(v) for v in a.np.split(",")]
     out = Path(a.out or ROOT / "out" / f"sparse-{datetime.datetime.now():%Y%m%d-%H%M%S}")
@@ -123,66 +124,70 @@ def main():
     clicks_rows, clicks_test, rcv1_rows = (100_000, 20_000, 20_000) if a.quick else (2_000_000, 200_000, 200_000)
     clicks, rcv1 = out / "clicks.svm", out / "rcv1.svm"
     gen = HERE / "sparse_data.py"
-    if not clicks.exists():
+    if not clicks.exists() and "sgd" in a.parts.split(","):
         run([a.python, gen, "criteo", clicks, "--rows", clicks_rows, "--test-rows", clicks_test])
-    if not rcv1.exists():
+    if not rcv1.exists() and "full" in a.parts.split(","):
         run([a.python, gen, "rcv1", rcv1, "--rows", rcv1_rows, "--mirror"])
     rows = []
 
-    # 2. One pass of SGD: VW against DML.
-    o, _, _ = run([a.python, HERE / "peers" / "sparse_peers.py", "vw", clicks, out / "clicks.test.svm", "--bits", "22"])
-    _, _, _, nnz, seconds, rate, _, logloss = o.strip().splitlines()[-1].split(",")
-    rows.append(dict(task="clicks: 1 pass logistic SGD", who="Vowpal Wabbit", np=1, seconds=float(seconds),
-                     figure=float(rate), unit="examples/s", quality=float(logloss), measure="test log-loss"))
-    for np_ in nps:
-        metrics = out / f"sgd-np{np_}.jsonl"
-        _, _, seconds = run(mpirun(np_, [train, "--data", clicks, "--test-data", out / "clicks.test.svm", "--model", "logistic",
-                                         "--sparse", "on", "--hash-bits", "22", "--allreduce", "auto", "--epochs", "1",
-                                         "--batch-size", "256", "--optimizer", "sgd", "--lr", "2",
-                                         "--metrics", metrics, "--output", out / f"sgd-np{np_}.safetensors"]))
-        final = [json.loads(line) for line in open(metrics) if '"event": "final"' in line][-1]
-        rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML --sparse on --hash-bits 22 (whole command)", np=np_,
-                         seconds=seconds, figure=clicks_rows / seconds, unit="examples/s", quality=final["test_loss"],
-                         measure="test log-loss"))
-        rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML (training steps only)", np=np_,
-                         seconds=final["seconds"], figure=clicks_rows / final["seconds"], unit="examples/s",
-                         quality=final["test_loss"], measure="test log-loss"))
+    parts = set(a.parts.split(","))
+    if "sgd" in parts:
+        # 2. One pass of SGD: VW against DML.
+        o, _, _ = run([a.python, HERE / "peers" / "sparse_peers.py", "vw", clicks, out / "clicks.test.svm", "--bits", "22"])
+        _, _, _, nnz, seconds, rate, _, logloss = o.strip().splitlines()[-1].split(",")
+        rows.append(dict(task="clicks: 1 pass logistic SGD", who="Vowpal Wabbit", np=1, seconds=float(seconds),
+                         figure=float(rate), unit="examples/s", quality=float(logloss), measure="test log-loss"))
+        for np_ in nps:
+            metrics = out / f"sgd-np{np_}.jsonl"
+            _, _, seconds = run(mpirun(np_, [train, "--data", clicks, "--test-data", out / "clicks.test.svm", "--model", "logistic",
+                                             "--sparse", "on", "--hash-bits", "22", "--allreduce", "auto", "--epochs", "1",
+                                             "--batch-size", "256", "--optimizer", "sgd", "--lr", "2",
+                                             "--metrics", metrics, "--output", out / f"sgd-np{np_}.safetensors"]))
+            final = [json.loads(line) for line in open(metrics) if '"event": "final"' in line][-1]
+            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML --sparse on --hash-bits 22 (whole command)", np=np_,
+                             seconds=seconds, figure=clicks_rows / seconds, unit="examples/s", quality=final["test_loss"],
+                             measure="test log-loss"))
+            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML (training steps only)", np=np_,
+                             seconds=final["seconds"], figure=clicks_rows / final["seconds"], unit="examples/s",
+                             quality=final["test_loss"], measure="test log-loss"))
 
-    # 3. Full batch: LIBLINEAR, scipy + mpi4py L-BFGS, DML lbfgs and newton.
-    x, y = read_libsvm(rcv1, 47236)
-    lam = a.weight_decay
-    results = []
-    o, _, _ = run([a.python, HERE / "peers" / "liblinear_peer.py", rcv1, "--weight-decay", lam])
-    for line in o.splitlines():
-        if line.startswith("{"):
-            r = json.loads(line)
-            results.append(("LIBLINEAR -s 0 -e %g" % r["eps"], 1, r["seconds"], r["objective"], [(r["seconds"], r["objective"])]))
-    # LIBLINEAR's "time to 1e-4" is the time of the loosest -e whose result is within it (one trace per -e).
-    for np_ in nps:
-        o, e, _ = run(mpirun(np_, [a.python, HERE / "peers" / "sparse_peers.py", "lbfgs", rcv1, "--features", 47236,
-                                   "--weight-decay", lam, "--tol", "1e-9", "--trace", out / f"scipy-np{np_}.json"]))
-        trace = json.load(open(out / f"scipy-np{np_}.json"))
-        results.append(("scipy.sparse L-BFGS + mpi4py", np_, trace[-1][0], trace[-1][1], [tuple(t) for t in trace]))
-        for method in ("lbfgs", "newton"):
-            metrics, model = out / f"{method}-np{np_}.jsonl", out / f"{method}-np{np_}.safetensors"
-            run(mpirun(np_, [train, "--data", rcv1, "--model", "logistic", "--sparse", "on", "--optimizer", method,
-                             "--weight-decay", lam, "--tol", "1e-7", "--epochs", "500", "--metrics", metrics, "--output", model]))
-            w, b = dml_weights(model)
-            trace = metrics_trace(metrics)
-            results.append((f"DML --optimizer {method}", np_, trace[-1][0], logistic_objective(w, b, x, y, lam), trace))
-    best = min(r[3] for r in results)
-    # LIBLINEAR: one row — its time to 1e-4 is the fastest -e whose result is within 1e-4, its final gap the
-    # tightest -e's.
-    ladder = [r for r in results if r[0].startswith("LIBLINEAR")]
-    within = [r[2] for r in ladder if (r[3] - best) / best <= 1e-4]
-    tightest = ladder[-1]
-    results = [("LIBLINEAR -s 0 (-e ladder)", 1, tightest[2], tightest[3], [(min(within), best)] if within else [])] + \
-              [r for r in results if not r[0].startswith("LIBLINEAR")]
-    for who, np_, seconds, objective, trace in results:
-        reach = next((t for t, f in trace if (f - best) / best <= 1e-4), None)
-        rows.append(dict(task="rcv1-like: full-batch L2 logistic", who=who, np=np_, seconds=seconds,
-                         figure=reach if reach is not None else float("nan"), unit="s to 1e-4 suboptimality",
-                         quality=(objective - best) / best, measure="final relative gap"))
+    if "full" in parts:
+        # 3. Full batch: LIBLINEAR, scipy + mpi4py L-BFGS, DML lbfgs and newton.
+        x, y = read_libsvm(rcv1, 47236)
+        lam = a.weight_decay
+        results = []
+        o, _, _ = run([a.python, HERE / "peers" / "liblinear_peer.py", rcv1, "--weight-decay", lam])
+        for line in o.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                results.append(("LIBLINEAR -s 0 -e %g" % r["eps"], 1, r["seconds"], r["objective"], [(r["seconds"], r["objective"])]))
+        # LIBLINEAR's "time to 1e-4" is the time of the loosest -e whose result is within it (one trace per -e).
+        for np_ in nps:
+            o, e, _ = run(mpirun(np_, [a.python, HERE / "peers" / "sparse_peers.py", "lbfgs", rcv1, "--features", 47236,
+                                       "--weight-decay", lam, "--tol", "1e-9", "--trace", out / f"scipy-np{np_}.json"]))
+            trace = json.load(open(out / f"scipy-np{np_}.json"))
+            results.append(("scipy.sparse L-BFGS + mpi4py", np_, trace[-1][0], trace[-1][1], [tuple(t) for t in trace]))
+            for method in ("lbfgs", "newton"):
+                metrics, model = out / f"{method}-np{np_}.jsonl", out / f"{method}-np{np_}.safetensors"
+                run(mpirun(np_, [train, "--data", rcv1, "--model", "logistic", "--sparse", "on", "--optimizer", method,
+                                 "--weight-decay", lam, "--tol", "1e-7", "--epochs", "500", "--log-every", "1", "--eval-every", "0",
+                                 "--metrics", metrics, "--output", model]))
+                w, b = dml_weights(model)
+                trace = metrics_trace(metrics)
+                results.append((f"DML --optimizer {method}", np_, trace[-1][0], logistic_objective(w, b, x, y, lam), trace))
+        best = min(r[3] for r in results)
+        # LIBLINEAR: one row — its time to 1e-4 is the fastest -e whose result is within 1e-4, its final gap the
+        # tightest -e's.
+        ladder = [r for r in results if r[0].startswith("LIBLINEAR")]
+        within = [r[2] for r in ladder if (r[3] - best) / best <= 1e-4]
+        tightest = ladder[-1]
+        results = [("LIBLINEAR -s 0 (-e ladder)", 1, tightest[2], tightest[3], [(min(within), best)] if within else [])] + \
+                  [r for r in results if not r[0].startswith("LIBLINEAR")]
+        for who, np_, seconds, objective, trace in results:
+            reach = next((t for t, f in trace if (f - best) / best <= 1e-4), None)
+            rows.append(dict(task="rcv1-like: full-batch L2 logistic", who=who, np=np_, seconds=seconds,
+                             figure=reach if reach is not None else float("nan"), unit="s to 1e-4 suboptimality",
+                             quality=(objective - best) / best, measure="final relative gap"))
 
     with open(out / "sparse.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
