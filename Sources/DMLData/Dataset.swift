@@ -36,34 +36,29 @@ public struct Dataset {
 
     public init(features: Int, classes: Int, globalRows: Int, firstRow: Int, x: [Float], y: [Float]) {
         precondition(x.count == y.count * features, "x must hold rows × features values")
-        self.features = features
-        self.classes = classes
-        self.globalRows = globalRows
-        self.firstRow = firstRow
-        self.x = x
-        self.y = y
+        self.init(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, x: x, csr: nil, stream: nil, y: y)
     }
 
     /// CSR rows (`csr.rows == y.count`, `csr.columns == features`).
     public init(features: Int, classes: Int, globalRows: Int, firstRow: Int, csr: CSRMatrix, y: [Float]) {
         precondition(csr.rows == y.count && csr.columns == features, "csr must hold one row per label, features wide")
-        self.features = features
-        self.classes = classes
-        self.globalRows = globalRows
-        self.firstRow = firstRow
-        self.x = []
-        self.csr = csr
-        self.y = y
+        self.init(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, x: [], csr: csr, stream: nil, y: y)
     }
 
     /// The rows streamed from `stream` (`stream.rows == y.count`, `stream.features == features`).
     public init(features: Int, classes: Int, globalRows: Int, firstRow: Int, stream: ShardStream, y: [Float]) {
         precondition(stream.rows == y.count && stream.features == features, "the stream must hold one row per label, features wide")
+        self.init(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, x: [], csr: nil, stream: stream, y: y)
+    }
+
+    /// The one place the fields are set: exactly one of dense `x`, `csr` and `stream` holds the rows.
+    private init(features: Int, classes: Int, globalRows: Int, firstRow: Int, x: [Float], csr: CSRMatrix?, stream: ShardStream?, y: [Float]) {
         self.features = features
         self.classes = classes
         self.globalRows = globalRows
         self.firstRow = firstRow
-        self.x = []
+        self.x = x
+        self.csr = csr
         self.stream = stream
         self.y = y
     }

@@ -35,6 +35,8 @@ public protocol TwiceDifferentiable: Model {
 public final class CurvatureWorkspace {
     let curvature = Scratch()
     let scratch = Scratch()
+    /// The CSR products' scratch (`RowBlockProducts.transposedTimes`), kept from one product to the next.
+    let sparse = SparseRows()
     public init() {}
 }
 
@@ -73,10 +75,10 @@ enum RowBlockProducts {
     }
 
     /// `out += Gᵀ·X` (`k × features`), G `rows × k` (`RowBlock.accumulateTransposed`: CSR rows write only the
-    /// touched columns). The CSR scratch is made per call: once per evaluation or Hessian-vector product of a
-    /// full-batch method, against a pass over every row.
-    static func transposedTimes(_ batch: Batch, _ g: UnsafePointer<Float>, outputs k: Int, into out: UnsafeMutablePointer<Float>) {
-        batch.block.accumulateTransposed(deltas: g, outputs: k, into: out, sparse: SparseRows())
+    /// touched columns, with `workspace`'s scratch).
+    static func transposedTimes(_ batch: Batch, _ g: UnsafePointer<Float>, outputs k: Int, into out: UnsafeMutablePointer<Float>,
+                                workspace: CurvatureWorkspace) {
+        batch.block.accumulateTransposed(deltas: g, outputs: k, into: out, sparse: workspace.sparse)
     }
 }
 
@@ -102,7 +104,7 @@ extension OneOutputLoss {
             z[i] = l.first
             curvature[i] = l.second
         }
-        RowBlockProducts.transposedTimes(batch, z, outputs: 1, into: gradient)
+        RowBlockProducts.transposedTimes(batch, z, outputs: 1, into: gradient, workspace: workspace)
         gradient[d] += Vector.sum(z, n)
         return loss
     }
@@ -115,7 +117,7 @@ extension OneOutputLoss {
         RowBlockProducts.times(batch, v, outputs: 1, into: a)
         let vb = v[d]
         for i in 0..<n { a[i] = (a[i] + vb) * curvature[i] }
-        RowBlockProducts.transposedTimes(batch, a, outputs: 1, into: out)
+        RowBlockProducts.transposedTimes(batch, a, outputs: 1, into: out, workspace: workspace)
         out[d] += Vector.sum(a, n)
     }
 }
@@ -149,7 +151,7 @@ extension SoftmaxRegression: TwiceDifferentiable {
         let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: k, correct: &correct)
         p.update(from: z, count: n * k)
         for r in 0..<n { z[r * k + Int(batch.y[r])] -= 1 }
-        RowBlockProducts.transposedTimes(batch, z, outputs: k, into: gradient)
+        RowBlockProducts.transposedTimes(batch, z, outputs: k, into: gradient, workspace: workspace)
         addColumnSums(z, rows: n, cols: k, into: gradient + k * d)
         return loss
     }
@@ -168,7 +170,7 @@ extension SoftmaxRegression: TwiceDifferentiable {
             for c in 0..<k { pa += pr[c] * ar[c] }
             for c in 0..<k { ar[c] = pr[c] * (ar[c] - pa) }
         }
-        RowBlockProducts.transposedTimes(batch, a, outputs: k, into: out)
+        RowBlockProducts.transposedTimes(batch, a, outputs: k, into: out, workspace: workspace)
         addColumnSums(a, rows: n, cols: k, into: out + k * d)
     }
 }
