@@ -215,6 +215,9 @@ public enum DataLoader {
         try comm.agree(options.features != nil && format != .libsvm
             ? "\(source.path): --features sets the feature count of LIBSVM files; a \(format!.rawValue) file's columns give it (leave --features out)" : nil,
                        kind: .usage)
+        try comm.agree(format != .csv && (options.header != nil || options.delimiter != .auto)
+            ? "\(source.path): \(options.header.map { $0 ? "--header" : "--no-header" } ?? "--delimiter") applies to CSV files; this is \(format!.rawValue) input" : nil,
+                       kind: .usage)
         try comm.agree(format != .csv && (options.missing != .error || !options.dropColumns.isEmpty || !options.categorical.isEmpty)
             ? "\(source.path): \(options.missing != .error ? "--missing" : options.dropColumns.isEmpty ? "--categorical" : "--drop-columns") applies to CSV files; this is \(format!.rawValue) input" : nil,
                        kind: .usage)

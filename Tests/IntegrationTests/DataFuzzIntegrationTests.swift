@@ -81,7 +81,10 @@ final class DataFuzzIntegrationTests: XCTestCase {
             cases.append(["--data", h5, "--h5-features", x, "--h5-labels", y])
         }
         cases += [["--data", h5], ["--data", h5, "--h5-labels", "/y"], ["--data", h5, "--h5-features", "/X", "--labels", h5],
-                  ["--data", h5, "--h5-features", "/X", "--format", "csv"], ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--h5-test-features", "/X"]]
+                  ["--data", h5, "--h5-features", "/X", "--format", "csv"], ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--h5-test-features", "/X"],
+                  ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--delimiter", "semicolon"],
+                  ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--header"],
+                  ["--data", h5, "--h5-features", "/X", "--h5-labels", "/y", "--label-column", "2"]]
         // Nonsense flag values.
         let good = text("good.csv", goodRows)
         cases.append(["--data", good, "--h5-features", "/X"])

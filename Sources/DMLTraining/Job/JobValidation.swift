@@ -1,3 +1,4 @@
+import DMLData
 import DMLModels
 
 extension JobConfiguration {
@@ -8,6 +9,14 @@ extension JobConfiguration {
     public func conflict() -> String? {
         let r = reduction, d = data, o = outputs
         if let files = d.filesConflict { return files }
+        if givenFlags.contains("label-column"), let path = d.path {
+            let format = d.format ?? DataFormat.infer(fromPath: path)
+            if d.labels != nil || d.h5Labels != nil || format == .libsvm {
+                return "--label-column picks the label among a file's columns, but \(path)'s labels are "
+                    + (format == .libsvm ? "the first field of each LIBSVM line" : d.labels != nil ? "in --labels \(d.labels!)" : "the dataset --h5-labels \(d.h5Labels!)")
+                    + ": leave out --label-column"
+            }
+        }
         if r.errorFeedback && r.compress == nil { return "--error-feedback needs --compress fp16 or bf16" }
         if r.autotune && r.allreduce != .auto { return "--autotune needs --allreduce auto" }
         if r.balance && r.compress != nil { return "--balance sums gradients in its own fixed order: it cannot be combined with --compress" }
