@@ -2,21 +2,45 @@ import Foundation
 import DMLKernels
 import DMLModels
 
-/// Which update rule an `Optimizer` applies — or, for `lbfgs` and `newton`, which full-batch method a
-/// `SecondOrderTrainer` runs instead (`isFullBatch`: no learning rate, no batches; `FullBatchMethodKind`).
-public enum OptimizerKind: String, Sendable, CaseIterable {
-    case sgd, momentum, adam, adamw, lbfgs, newton
+/// What `--optimizer` names: an element-wise update rule of `Optimizer` (`UpdateRules.registered`: sgd,
+/// momentum, adam, adamw, adagrad) or, for `lbfgs` and `newton`, the full-batch method a `SecondOrderTrainer`
+/// runs instead (`isFullBatch`: no learning rate, no batches; `FullBatchMethodKind`). A name, not a closed
+/// enum: a new rule registers itself in `UpdateRules` and declares its `static let` here in its own file.
+public struct OptimizerKind: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    public let rawValue: String
 
-    /// Copies of the parameter buffer the rule keeps as state: none for SGD, a velocity for momentum,
-    /// first and second moments for Adam; for a full-batch method its vectors (`FullBatchMethodKind.stateCopies`,
-    /// which for L-BFGS depends on its memory: this is the default memory's).
+    /// A registered rule's or full-batch method's name; nil for any other text.
+    public init?(rawValue: String) {
+        guard UpdateRules.rule(named: rawValue) != nil || FullBatchMethodKind(rawValue: rawValue) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+
+    init(registered rule: any UpdateRule.Type) { rawValue = rule.name }
+    init(_ method: FullBatchMethodKind) { rawValue = method.rawValue }
+
+    public static let sgd = OptimizerKind(registered: SGDRule.self)
+    public static let momentum = OptimizerKind(registered: MomentumRule.self)
+    public static let adam = OptimizerKind(registered: AdamRule.self)
+    public static let adamw = OptimizerKind(registered: AdamWRule.self)
+    public static let lbfgs = OptimizerKind(FullBatchMethodKind.lbfgs)
+    public static let newton = OptimizerKind(FullBatchMethodKind.newton)
+
+    /// The registered rules, then the full-batch methods.
+    public static var allCases: [OptimizerKind] {
+        UpdateRules.registered.map { OptimizerKind(registered: $0) } + FullBatchMethodKind.allCases.map { OptimizerKind($0) }
+    }
+
+    public var description: String { rawValue }
+
+    /// The element-wise rule this names; nil for a full-batch method.
+    public var rule: (any UpdateRule.Type)? { UpdateRules.rule(named: rawValue) }
+
+    /// Copies of the parameter buffer the rule keeps as state (`UpdateRule.stateCopies`: none for SGD, a
+    /// velocity for momentum, two moments for Adam); for a full-batch method its vectors
+    /// (`FullBatchMethodKind.stateCopies`, which for L-BFGS depends on its memory: this is the default memory's).
     public var stateCopies: Int {
-        switch self {
-        case .sgd: return 0
-        case .momentum: return 1
-        case .adam, .adamw: return 2
-        case .lbfgs, .newton: return FullBatchMethodKind(self)!.stateCopies(memory: FullBatchMethodKind.defaultMemory)
-        }
+        if let rule { return rule.stateCopies }
+        return FullBatchMethodKind(self)!.stateCopies(memory: FullBatchMethodKind.defaultMemory)
     }
 
     /// A full-batch second-order method (`SecondOrderTrainer`), not a per-step update rule of `Optimizer`.
@@ -51,33 +75,31 @@ public struct OptimizerConfig: Sendable, Equatable {
         self.weightDecay = weightDecay
     }
 
-    /// A canonical one-line description with every value that changes the update (checked on resume).
+    /// A canonical one-line description with every value that changes the update (checked on resume): the
+    /// rule's own (`UpdateRule.description`), then the weight decay.
     public var description: String {
-        var s = kind.rawValue
-        switch kind {
-        case .sgd: break
-        case .momentum: s += "(momentum=\(momentum)\(nesterov ? ",nesterov" : ""))"
-        case .adam, .adamw: s += "(beta1=\(beta1),beta2=\(beta2),eps=\(epsilon))"
-        case .lbfgs, .newton: break
-        }
+        var s = kind.rule.map { $0.init(self).description } ?? kind.rawValue
         if weightDecay != 0 { s += " weight_decay=\(weightDecay)" }
         return s
     }
 }
 
-/// Applies one update to the flat parameter buffer from the averaged gradient. Every rank runs the same
-/// update on the same bits, so replicas stay identical.
+/// Applies one update to the flat parameter buffer from the averaged gradient, by the registered rule
+/// `config.kind` names (`UpdateRule`). Every rank runs the same update on the same bits, so replicas stay
+/// identical.
 ///
-/// The state lives in ONE flat buffer `state` of `kind.stateCopies × count` floats laid out like the
-/// parameters (copy 0 = velocity or first moment, copy 1 = second moment), so checkpointing, broadcasting
-/// and checksumming it are one call each. Weight decay (`config.weightDecay`) touches only `decayed`: the
-/// weights, never the biases. Cost per step: a few flops per parameter, no allocation.
+/// The state lives in ONE flat buffer `state` of `stateCopies × count` floats laid out like the parameters
+/// (copy 0 = velocity, first moment or AdaGrad's sum of squares, copy 1 = second moment), so checkpointing,
+/// broadcasting and checksumming it are one call each. Weight decay (`config.weightDecay`) touches only
+/// `decayed`: the weights, never the biases. Cost per step: the rule's, a few flops per parameter, no allocation.
 public final class Optimizer {
     public let config: OptimizerConfig
     public let count: Int
     /// The parameter ranges weight decay applies to: sorted, disjoint, inside `0..<count`. Built from the
     /// model's layout, every tensor but the biases (`ParameterLayout.weightRanges`).
     public let decayed: [Range<Int>]
+    /// The update rule, with its hyper-parameters.
+    public let rule: any UpdateRule
     /// The optimizer's state, `config.kind.stateCopies × count` floats.
     public var state: [Float]
     /// `0..<count` cut into consecutive runs, each with the decay λ it gets (0 outside `decayed`, and
@@ -87,16 +109,21 @@ public final class Optimizer {
     public var name: String { config.kind.rawValue }
 
     /// An optimizer over `count` parameters that decays the ranges `decayed` (sorted, disjoint, in bounds).
+    /// `config.kind` must name an element-wise rule, not a full-batch method.
     public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int, decayed: [Range<Int>]) {
         precondition(count >= 0)
         for (i, r) in decayed.enumerated() {
             precondition(r.lowerBound >= 0 && r.upperBound <= count, "decayed range \(r) outside 0..<\(count)")
             precondition(i == 0 || decayed[i - 1].upperBound <= r.lowerBound, "decayed ranges must be sorted and disjoint")
         }
+        guard let rule = config.kind.rule else {
+            preconditionFailure("--optimizer \(config.kind.rawValue) is a full-batch method: SecondOrderTrainer runs it, not Optimizer")
+        }
         self.config = config
         self.count = count
         self.decayed = decayed
-        state = [Float](repeating: 0, count: config.kind.stateCopies * count)
+        self.rule = rule.init(config)
+        state = [Float](repeating: 0, count: rule.stateCopies * count)
         var runs: [(range: Range<Int>, lambda: Float)] = []
         if config.weightDecay == 0 {
             runs = [(0..<count, 0)]
@@ -118,77 +145,47 @@ public final class Optimizer {
     }
 
     /// True when an update over only the coordinates where the gradient is not +0 (`step(…at:…)`) gives
-    /// the same bits as the dense update: plain SGD without weight decay, where `w + (−lr)·(+0) = w` for
-    /// every w (−0 and NaN included). Every other rule moves coordinates whose gradient is 0 — momentum and
-    /// Adam through their state (`v = μv`, `m = β1·m`, `w −= lr·v`), weight decay through `λ·w` — so for them
-    /// the trainer runs the dense update, which is still exactly right on a sparse gradient: its untouched
-    /// entries are +0, as the dense reducers' would be, and the dense rule treats them as it always does.
-    public var updatesOnlyNonZeroGradients: Bool { config.kind == .sgd && config.weightDecay == 0 }
+    /// the same bits as the dense update: a rule that leaves +0-gradient coordinates alone
+    /// (`UpdateRule.leavesZeroGradientsAlone`: sgd, adagrad) without weight decay. Every other rule moves
+    /// coordinates whose gradient is 0 — momentum and Adam through their state (`v = μv`, `m = β1·m`,
+    /// `w −= lr·v`), weight decay through `λ·w` — so for them the trainer runs the dense update, which is still
+    /// exactly right on a sparse gradient: its untouched entries are +0, as the dense reducers' would be, and
+    /// the dense rule treats them as it always does.
+    public var updatesOnlyNonZeroGradients: Bool { rule.leavesZeroGradientsAlone && config.weightDecay == 0 }
 
-    /// The SGD update at `coordinates` only (sorted or not, each once): `w[i] += (−lr)·g[i]` as one fused
-    /// multiply-add, the operation `Vector.axpy` does per element, so it gives the bits of the dense update
-    /// when the gradient is +0 everywhere else. Only where `updatesOnlyNonZeroGradients`. Cost: one random
-    /// access per coordinate.
+    /// The update at `coordinates` only (sorted or not, each once): each gets the bits the dense update gives
+    /// it, and the others are untouched — the dense update's bits everywhere when the gradient is +0 elsewhere.
+    /// Only where `updatesOnlyNonZeroGradients`. Cost: one random access per coordinate and state copy.
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, at coordinates: UnsafeBufferPointer<Int32>,
                      t: Int, learningRate lr: Float) {
-        precondition(updatesOnlyNonZeroGradients, "the indexed update is plain SGD's; \(config.description) updates every coordinate")
-        let a = -lr
-        for c in coordinates {
-            let i = Int(c)
-            w[i] = w[i].addingProduct(a, g[i])
+        precondition(updatesOnlyNonZeroGradients, "the indexed update needs a rule that leaves +0 gradients alone and no weight decay; \(config.description) updates every coordinate")
+        withBuffers(w, g) { rule.update($0, at: coordinates, step: UpdateStep(t: t, learningRate: lr)) }
+    }
+
+    /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr` to every
+    /// coordinate. `gradient` is left unchanged.
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {
+        step(parameters: w, gradient: g, range: 0..<count, t: t, learningRate: lr)
+    }
+
+    /// Applies update number `t` to the coordinates `range` only, with the weight decay each gets: the bits
+    /// the full update gives them (a sharded update calls it on its 1/p slice). Cost: O(range.count).
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, range: Range<Int>, t: Int, learningRate lr: Float) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range \(range) outside 0..<\(count)")
+        let step = UpdateStep(t: t, learningRate: lr)
+        withBuffers(w, g) { b in
+            for (run, lambda) in runs {
+                let lo = Swift.max(run.lowerBound, range.lowerBound), hi = Swift.min(run.upperBound, range.upperBound)
+                if lo < hi { rule.update(b.advanced(by: lo), count: hi - lo, lambda: lambda, step: step) }
+            }
         }
     }
 
-    /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr`.
-    /// `gradient` is left unchanged.
-    public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {
-        let n = count
-        let c = config
-        switch c.kind {
-        case .lbfgs, .newton:
-            preconditionFailure("--optimizer \(c.kind.rawValue) is a full-batch method: SecondOrderTrainer runs it, not Optimizer")
-        case .sgd:
-            for (range, wd) in runs {
-                if wd == 0 {
-                    Vector.axpy(-lr, g + range.lowerBound, w + range.lowerBound, range.count)
-                } else {
-                    for i in range { w[i] -= lr * (g[i] + wd * w[i]) }
-                }
-            }
-        case .momentum:
-            let mu = c.momentum
-            state.withUnsafeMutableBufferPointer { s in
-                let v = s.baseAddress!
-                for (range, wd) in runs {
-                    for i in range {
-                        let gi = wd == 0 ? g[i] : g[i] + wd * w[i]
-                        v[i] = mu * v[i] + gi
-                        // Nesterov (as PyTorch writes it): step along g + μ·v instead of v.
-                        w[i] -= lr * (c.nesterov ? gi + mu * v[i] : v[i])
-                    }
-                }
-            }
-        case .adam, .adamw:
-            let b1 = c.beta1, b2 = c.beta2, eps = c.epsilon
-            // Bias corrections in Double, rounded once: the same bits on every rank and after a resume.
-            let c1 = Float(1 - Foundation.pow(Double(b1), Double(t)))
-            let c2 = Float(1 - Foundation.pow(Double(b2), Double(t)))
-            let decoupled = c.kind == .adamw
-            state.withUnsafeMutableBufferPointer { s in
-                let m = s.baseAddress!, v = s.baseAddress! + n
-                for (range, wd) in runs {
-                    for i in range {
-                        var gi = g[i]
-                        if wd != 0 {
-                            if decoupled { w[i] -= lr * wd * w[i] } else { gi += wd * w[i] }
-                        }
-                        m[i] = b1 * m[i] + (1 - b1) * gi
-                        v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                        let mHat = m[i] / c1, vHat = v[i] / c2
-                        w[i] -= lr * mHat / (vHat.squareRoot() + eps)
-                    }
-                }
-            }
+    private func withBuffers(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ body: (UpdateBuffers) -> Void) {
+        state.withUnsafeMutableBufferPointer { s in
+            // No state (SGD): any valid pointer; the rule never reads it.
+            let base = s.baseAddress ?? w
+            body(UpdateBuffers(parameters: w, gradient: g, state: base, stateStride: count))
         }
     }
 }
