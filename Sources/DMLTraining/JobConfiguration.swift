@@ -81,6 +81,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999
         public var adamEpsilon: Float = 1e-8
+        /// `--adagrad-eps`: AdaGrad's ε (`--optimizer adagrad` only).
+        public var adagradEpsilon: Float = AdagradRule.defaultEpsilon
         public var weightDecay: Float = 0
         public var schedule: ScheduleKind = .constant
         public var lrStepEvery = 100

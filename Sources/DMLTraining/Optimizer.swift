@@ -58,20 +58,24 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var beta1: Float
     public var beta2: Float
     public var epsilon: Float
+    /// AdaGrad's ε (`adagrad`), > 0.
+    public var adagradEpsilon: Float
     /// Weight decay λ on the optimizer's decayed ranges (the weights, never the biases: `Optimizer.decayed`):
-    /// an L2 term `λ·θ` added to the gradient for sgd, momentum and adam; decoupled (`θ ← θ − lr·λ·θ`,
+    /// an L2 term `λ·θ` added to the gradient for sgd, momentum, adam and adagrad; decoupled (`θ ← θ − lr·λ·θ`,
     /// applied before the Adam step) for adamw. `dml-train` sets it for adamw only: for the other rules the
     /// model charges the L2 term itself (`WeightDecay` in DMLModels), and this is 0.
     public var weightDecay: Float
 
     public init(kind: OptimizerKind = .sgd, momentum: Float = 0.9, nesterov: Bool = false, beta1: Float = 0.9,
-                beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0) {
+                beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0,
+                adagradEpsilon: Float = AdagradRule.defaultEpsilon) {
         self.kind = kind
         self.momentum = momentum
         self.nesterov = nesterov
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
+        self.adagradEpsilon = adagradEpsilon
         self.weightDecay = weightDecay
     }
 

@@ -176,6 +176,7 @@ extension DMLTrain {
         c.optimization.beta1 = training.beta1
         c.optimization.beta2 = training.beta2
         c.optimization.adamEpsilon = training.adamEpsilon
+        c.optimization.adagradEpsilon = training.adagradEpsilon
         c.optimization.weightDecay = training.weightDecay
         c.optimization.schedule = training.lrSchedule
         c.optimization.lrStepEvery = training.lrStepEvery

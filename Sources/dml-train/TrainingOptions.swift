@@ -59,8 +59,11 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: .customLong("adam-eps"), help: "Adam's epsilon (--optimizer adam/adamw).")
     var adamEpsilon: Float = 1e-8
 
+    @Option(name: .customLong("adagrad-eps"), help: "AdaGrad's epsilon in lr·g/(sqrt(G) + eps) (--optimizer adagrad).")
+    var adagradEpsilon: Float = AdagradRule.defaultEpsilon
+
     @Option(name: .customLong("weight-decay"),
-            help: "Weight decay λ on the weights, never the biases: (λ/2)·‖W‖² added to the mean loss for sgd, momentum and adam; decoupled (w -= lr·λ·w, weights only) for adamw.")
+            help: "Weight decay λ on the weights, never the biases: (λ/2)·‖W‖² added to the mean loss for sgd, momentum, adam and adagrad; decoupled (w -= lr·λ·w, weights only) for adamw.")
     var weightDecay: Float = 0
 
     @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule after the warm-up: constant, step, cosine.")

@@ -38,6 +38,7 @@ final class IdentityTests: XCTestCase {
         "optimization.beta1": { $0.optimization.beta1 = 0.8 },
         "optimization.beta2": { $0.optimization.beta2 = 0.99 },
         "optimization.adamEpsilon": { $0.optimization.adamEpsilon = 1e-6 },
+        "optimization.adagradEpsilon": { $0.optimization.adagradEpsilon = 1e-6 },
         "optimization.weightDecay": { $0.optimization.weightDecay = 0.01 },
         "optimization.schedule": { $0.optimization.schedule = .cosine },
         "optimization.lrStepEvery": { $0.optimization.lrStepEvery = 7 },

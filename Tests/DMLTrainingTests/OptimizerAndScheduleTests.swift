@@ -99,6 +99,37 @@ final class OptimizerAndScheduleTests: XCTestCase {
         XCTAssertNotEqual(d, f, "adam's L2 and adamw's decoupled decay differ")
     }
 
+    /// AdaGrad by hand: G1 = g1², w1 = w0 − lr·g1/(√G1 + ε) = w0 − lr·sign(g1) (plus ε's share); G2 = G1 + g2²,
+    /// w2 = w1 − lr·g2/√G2. With an L2 decay the decayed term joins g before it is squared.
+    func testAdagrad() {
+        let lr = 0.1, eps = 1e-3
+        var w = w0.map(Double.init), s = [0.0, 0, 0]
+        var reference: [[Double]] = []
+        for g in [g1, g2] {
+            for i in 0..<3 {
+                s[i] += Double(g[i]) * Double(g[i])
+                w[i] -= lr * Double(g[i]) / (s[i].squareRoot() + eps)
+            }
+            reference.append(w)
+        }
+        let (a, b) = twoSteps(OptimizerConfig(kind: .adagrad, adagradEpsilon: 1e-3), lr: 0.1)
+        assertClose(a, reference[0], "adagrad step 1")
+        assertClose(b, reference[1], "adagrad step 2")
+        // Step 1 by hand: g1 = (0.5, 1, −4), so w0 − 0.1·g/(|g| + 0.001).
+        assertClose(a, [1 - 0.1 * 0.5 / 0.501, -2 - 0.1 * 1 / 1.001, 0.5 + 0.1 * 4 / 4.001], "adagrad step 1 by hand")
+        // Step 2, coordinate 2: G = 16 + 4 = 20, w = w1 − 0.1·2/(√20 + 0.001).
+        XCTAssertEqual(Double(b[2]), Double(a[2]) - 0.1 * 2 / (20.0.squareRoot() + 0.001), accuracy: 1e-6)
+        // L2 decay 0.5 on every coordinate: g + 0.5·w.
+        let (c, _) = twoSteps(OptimizerConfig(kind: .adagrad, weightDecay: 0.5, adagradEpsilon: 1e-3), lr: 0.1)
+        let gd = (0..<3).map { Double(g1[$0]) + 0.5 * Double(w0[$0]) }
+        assertClose(c, (0..<3).map { Double(w0[$0]) - 0.1 * gd[$0] / (abs(gd[$0]) + 1e-3) }, "adagrad with L2 decay")
+        // The step does not depend on the gradient's scale (√G ≫ ε): a batch mean needs no rescaled rate.
+        let opt = Optimizer(OptimizerConfig(kind: .adagrad), count: 1, decayed: [])
+        var x: [Float] = [1], small: [Float] = [1e-3]
+        x.withUnsafeMutableBufferPointer { xp in small.withUnsafeMutableBufferPointer { opt.step(parameters: xp.baseAddress!, gradient: $0.baseAddress!, t: 1, learningRate: 0.5) } }
+        XCTAssertEqual(x[0], 0.5, accuracy: 1e-6)
+    }
+
     /// adamw on a layout of a weight [1 × 2] and a bias [1]: the decoupled decay shrinks the weights and
     /// spares the bias, as `--help` and the README say.
     func testAdamWDecaysTheWeightsAndSparesTheBias() {

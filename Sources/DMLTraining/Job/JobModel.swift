@@ -34,7 +34,7 @@ extension JobConfiguration.Optimization {
     /// The optimizer's hyperparameters (`adamw`'s decay is decoupled: the optimizer applies it).
     public var optimizerConfig: OptimizerConfig {
         OptimizerConfig(kind: optimizer, momentum: momentum, nesterov: nesterov, beta1: beta1, beta2: beta2,
-                        epsilon: adamEpsilon, weightDecay: optimizer == .adamw ? weightDecay : 0)
+                        epsilon: adamEpsilon, weightDecay: optimizer == .adamw ? weightDecay : 0, adagradEpsilon: adagradEpsilon)
     }
 
     /// A full-batch method's settings (`--optimizer lbfgs|newton`, `--lbfgs-memory`, `--tol`); nil for the

@@ -69,6 +69,10 @@ extension JobConfiguration {
         if o.resume && o.checkpointDir == nil { return "--resume needs --checkpoint-dir" }
         if o.checkpointEvery != nil && o.checkpointDir == nil { return "--checkpoint-every needs --checkpoint-dir" }
         if optimization.nesterov && optimization.optimizer != .momentum { return "--nesterov needs --optimizer momentum" }
+        if optimization.optimizer != .adagrad && (givenFlags.contains("adagrad-eps") || optimization.adagradEpsilon != JobConfiguration().optimization.adagradEpsilon) {
+            return "--adagrad-eps needs --optimizer adagrad"
+        }
+        if !(optimization.adagradEpsilon > 0 && optimization.adagradEpsilon.isFinite) { return "--adagrad-eps must be a positive number (got \(optimization.adagradEpsilon))" }
         if let patience = optimization.earlyStopping {
             if patience < 1 { return "--early-stopping must be at least 1 evaluation (got \(patience))" }
             if d.validationFraction == 0 { return "--early-stopping watches the validation loss: give --validation-fraction" }

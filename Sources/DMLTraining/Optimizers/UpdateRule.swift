@@ -74,7 +74,7 @@ public protocol UpdateRule: Sendable {
 public enum UpdateRules {
     /// Every rule, in the order `--help` lists them. Add a new rule's type here.
     public static var registered: [any UpdateRule.Type] {
-        [SGDRule.self, MomentumRule.self, AdamRule.self, AdamWRule.self]
+        [SGDRule.self, MomentumRule.self, AdamRule.self, AdamWRule.self, AdagradRule.self]
     }
 
     /// The rule named `name`, or nil.
