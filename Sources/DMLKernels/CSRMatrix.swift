@@ -119,9 +119,21 @@ public struct CSRView {
     public let values: UnsafePointer<Float>
     public let rows: Int
     public let columns: Int
+    /// The sorted union of the columns these rows touch, when whoever built the view has found it already
+    /// (the trainer, which hands the same list to the sparse reducer): `SparseRows.accumulateTransposed` then
+    /// takes its slots from it instead of finding the columns again. nil: not known. It must be exactly the
+    /// union (`touchedColumns()`); a sub-view (`rows(_:_:)`) does not inherit it.
+    public var touched: UnsafeBufferPointer<Int32>?
 
     public init(rowStarts: UnsafePointer<Int>, indices: UnsafePointer<Int32>, values: UnsafePointer<Float>, rows: Int, columns: Int) {
         (self.rowStarts, self.indices, self.values, self.rows, self.columns) = (rowStarts, indices, values, rows, columns)
+    }
+
+    /// This view with its touched columns given (`touched`; sorted, unique, exactly the union of its rows').
+    public func withTouched(_ columns: UnsafeBufferPointer<Int32>) -> CSRView {
+        var v = self
+        v.touched = columns
+        return v
     }
 
     /// Rows `first ..< first + count` of this view (no copy).
@@ -268,6 +280,26 @@ public final class SparseRows {
             touchedBuffer = .allocate(capacity: touchedCapacity)
         }
         let acc = sumBuffer, order = touchedBuffer, slot = self.slot
+        if !byColumn, let known = x.touched {
+            // The columns are known (sorted): slot s is the s-th touched column, so no first-met test per
+            // non-zero. Each column's sum is added in the same order as below: the same bits.
+            for (s, j) in known.enumerated() { slot[Int(j)] = Int32(s) }
+            acc.update(repeating: 0, count: known.count * outputs)
+            for r in 0..<x.rows {
+                let gr = g + r * ldd
+                for k in x.rowStarts[r]..<x.rowStarts[r + 1] {
+                    let a = acc + Int(slot[Int(x.indices[k])]) * outputs
+                    let v = Double(x.values[k])
+                    if outputs == 1 { a[0] += Double(gr[0]) * v } else { for c in 0..<outputs { a[c] += Double(gr[c]) * v } }
+                }
+            }
+            for (s, j32) in known.enumerated() {
+                let j = Int(j32)
+                for c in 0..<outputs where acc[s * outputs + c] != 0 { grad[c * ldg + j] += Float(acc[s * outputs + c]) }
+                slot[j] = -1
+            }
+            return
+        }
         if byColumn {
             acc.update(repeating: 0, count: x.columns * outputs)
             // C, dispatched: rows in order, each non-zero's products added in order (the slotted loop's order).

@@ -125,6 +125,8 @@ public final class Trainer: TrainingStrategy {
     private var batchY: [Float] = []
     /// A shuffled batch's CSR rows, gathered (CSR training data).
     private var batchCSR = CSRMatrix(columns: 0)
+    /// Scratch (marks, `columns` bytes) for finding a CSR batch's touched columns once per step.
+    private let touchedScratch = SparseRows()
 
     /// A trainer with the reducer the configuration selects (`ReducerKind.select`) over `hook` (default: a
     /// plain Float32 wire over `allreduce`). `note` prints what the reducer reports (balancing; rank 0).
@@ -154,13 +156,18 @@ public final class Trainer: TrainingStrategy {
         for group in groups {
             let loss = try withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
-                let loss = compute(batch, into: group.buffer)
-                // A sparse reducer reduces only what a CSR batch can have touched; with several groups it
-                // finds the coordinates itself.
-                if groups.count == 1, reducer.wantsTouchedCoordinates, let columns = batch.touchedColumns() {
+                // A sparse reducer reduces only what a CSR batch can have touched (with several groups it finds
+                // the coordinates itself). The batch's columns are found once, here, and handed both to the
+                // reducer (mapped to gradient coordinates) and to the model's gradient kernel (`CSRView.touched`),
+                // which would otherwise find them again: the same bits either way.
+                if groups.count == 1, reducer.wantsTouchedCoordinates, case let .sparse(view) = batch.block.storage {
+                    let columns = touchedScratch.touchedColumns(view)
                     reducer.touched(columns.withUnsafeBufferPointer { model.gradientCoordinates(touchingColumns: $0) })
+                    return columns.withUnsafeBufferPointer {
+                        compute(Batch(block: RowBlock(view.withTouched($0)), y: batch.y), into: group.buffer)
+                    }
                 }
-                return loss
+                return compute(batch, into: group.buffer)
             }
             group.buffer[p] = Float(loss)
             group.buffer[p + 1] = Float(group.rows.count)

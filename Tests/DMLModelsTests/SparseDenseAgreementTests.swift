@@ -134,6 +134,20 @@ final class SparseDenseAgreementTests: XCTestCase {
         }
         XCTAssertEqual(byColumn.map(\.bitPattern), slotted.map(\.bitPattern))
         XCTAssertNotEqual(byColumn, [Float](repeating: 0.5, count: k * features))
+        // With the touched columns handed over (`CSRView.touched`, as the trainer does): the same bits, twice
+        // in a row (the slots are reset), and the found list is the copying `touchedColumns()`'s.
+        var known = [Float](repeating: 0.5, count: k * features)
+        csr.withView(rows: 0..<rows) { v in
+            let wide = CSRView(rowStarts: v.rowStarts, indices: v.indices, values: v.values, rows: rows, columns: v.nonZeros + 1)
+            let columns = sparse.touchedColumns(wide)
+            XCTAssertEqual(columns, wide.touchedColumns())
+            columns.withUnsafeBufferPointer { sparse.accumulateTransposed(wide.withTouched($0), deltas: g, ldd: k, outputs: k, into: &known, ldg: features) }
+            XCTAssertEqual(known.map(\.bitPattern), slotted.map(\.bitPattern))
+            XCTAssertNil(wide.withTouched(UnsafeBufferPointer(start: nil, count: 0)).rows(0, 1).touched, "a sub-view does not inherit the list")
+            var again = [Float](repeating: 0.5, count: k * features)
+            sparse.accumulateTransposed(wide, deltas: g, ldd: k, outputs: k, into: &again, ldg: features)
+            XCTAssertEqual(again.map(\.bitPattern), slotted.map(\.bitPattern))
+        }
         // The C kernels of the by-column way give the same bits on every ISA this CPU runs.
         for isa in KernelDispatch.supported {
             var out = [Float](repeating: 0, count: rows * k), grad = [Float](repeating: 0.5, count: k * features)
