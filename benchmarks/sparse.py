@@ -9,8 +9,9 @@ standalone after `swift build -c release`):
    200 k rows, each row with its mirror so that LIBLINEAR without a bias solves DML's problem exactly: see
    benchmarks/peers/liblinear_peer.py).
 2. One pass of logistic SGD on the click log: Vowpal Wabbit through its own driver and parser
-   (benchmarks/peers/sparse_peers.py vw) against `dml-train --sparse on --hash-bits 22 --allreduce auto
-   --epochs 1` at each np; examples/s with parsing included (DML: the whole mpirun command's wall time) and the
+   (benchmarks/peers/sparse_peers.py vw; its default adaptive, normalised, invariant updates) against
+   `dml-train --sparse on --hash-bits 22 --allreduce auto --epochs 1 --batch-size 256 --optimizer adagrad
+   --lr 0.2` at each np; examples/s with parsing included (DML: the whole mpirun command's wall time) and the
    test log-loss.
 3. Full-batch L2-regularised logistic regression on the rcv1-like set: DML `--optimizer lbfgs` and `newton`
    at each np against LIBLINEAR -s 0 (benchmarks/peers/liblinear_peer.py) and scipy.sparse L-BFGS + mpi4py
@@ -141,10 +142,10 @@ def main():
             metrics = out / f"sgd-np{np_}.jsonl"
             _, _, seconds = run(mpirun(np_, [train, "--data", clicks, "--test-data", out / "clicks.test.svm", "--model", "logistic",
                                              "--sparse", "on", "--hash-bits", "22", "--allreduce", "auto", "--epochs", "1",
-                                             "--batch-size", "256", "--optimizer", "sgd", "--lr", "2",
+                                             "--batch-size", "256", "--optimizer", "adagrad", "--lr", "0.2",
                                              "--metrics", metrics, "--output", out / f"sgd-np{np_}.safetensors"]))
             final = [json.loads(line) for line in open(metrics) if '"event": "final"' in line][-1]
-            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML --sparse on --hash-bits 22 (whole command)", np=np_,
+            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML --sparse on --hash-bits 22 --optimizer adagrad (whole command)", np=np_,
                              seconds=seconds, figure=clicks_rows / seconds, unit="examples/s", quality=final["test_loss"],
                              measure="test log-loss"))
             rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML (training steps only)", np=np_,
