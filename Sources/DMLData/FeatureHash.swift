@@ -14,15 +14,12 @@ public struct FeatureHash: Sendable, Equatable {
     public static let algorithm = "xxh3-64"
     public let bits: Int
     public let seed: UInt64
-    /// `FeatureHash.bitflip(seed:)`, once.
-    private let bitflip: UInt64
 
     /// `bits` in 1…31 (nil otherwise: 2^31 columns is the most an Int32 index holds).
     public init?(bits: Int, seed: UInt64 = FeatureHash.defaultSeed) {
         guard (1...31).contains(bits) else { return nil }
         self.bits = bits
         self.seed = seed
-        bitflip = Self.bitflip(seed: seed)
     }
 
     /// Columns of the hashed rows: 2^bits.
@@ -37,7 +34,7 @@ public struct FeatureHash: Sendable, Equatable {
         let x = UInt64(truncatingIfNeeded: index)
         // readLE32(input) is the low half, readLE32(input + 4) the high half.
         let input64 = (x >> 32) &+ (x << 32)
-        var h = input64 ^ bitflip
+        var h = input64 ^ Self.bitflip(seed: seed)
         h ^= ((h << 49) | (h >> 15)) ^ ((h << 24) | (h >> 40))
         h = h &* 0x9FB2_1C65_1E98_DF25
         h ^= (h >> 35) &+ 8
@@ -48,7 +45,7 @@ public struct FeatureHash: Sendable, Equatable {
 
     /// XXH3's `bitflip` for 4–8 byte inputs under `seed`: `(readLE64(kSecret + 8) ^ readLE64(kSecret + 16)) −
     /// (seed ^ (bswap32(low 32 bits of seed) << 32))`.
-    static func bitflip(seed: UInt64) -> UInt64 {
+    @inline(__always) static func bitflip(seed: UInt64) -> UInt64 {
         let secret8: UInt64 = 0x1CAD_21F7_2C81_017C, secret16: UInt64 = 0xDB97_9083_E96D_D4DE
         let s = seed ^ (UInt64(UInt32(truncatingIfNeeded: seed).byteSwapped) << 32)
         return (secret8 ^ secret16) &- s

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import DMLKernels
 
 /// What the readers produce on one rank before the ranks agree on anything: the rows of its part, labels
@@ -134,7 +139,8 @@ struct LIBSVMParser {
             let rowStart = s.indices.count
             guard var p = line.baseAddress else { return }
             var end = p + line.count
-            if let hash = line.firstIndex(of: UInt8(ascii: "#")) { end = p + hash }
+            // memchr (vectorised) rather than a byte loop: every line is scanned for a comment.
+            if let hash = memchr(p, Int32(UInt8(ascii: "#")), line.count) { end = UnsafePointer(hash.assumingMemoryBound(to: UInt8.self)) }
             while p < end && isBlank(p.pointee) { p += 1 }
             if p == end { return }
             var column = 1

@@ -154,20 +154,6 @@ public struct CSRView {
         all.removeLast(all.count - n)
         return all
     }
-
-    /// The sorted union of the columns the rows touch (no duplicates): the coordinates of the gradient this
-    /// block can make non-zero through `SparseRows.accumulateTransposed`. Cost O(nnz + t) for t touched
-    /// columns (`RadixSort`), with `marks` (at least `columns` bytes, all false on entry and on return).
-    public func touchedColumns(marks: UnsafeMutablePointer<Bool>) -> [Int32] {
-        var out: [Int32] = []
-        for k in rowStarts[0]..<rowStarts[rows] {
-            let j = Int(indices[k])
-            if !marks[j] { marks[j] = true; out.append(indices[k]) }
-        }
-        for j in out { marks[Int(j)] = false }
-        RadixSort.sortNonNegative(&out)
-        return out
-    }
 }
 
 /// The two products every convex model (and an MLP's first layer) needs, on CSR rows, with the gradient
@@ -187,19 +173,20 @@ public final class SparseRows {
     /// The touched columns in the order first met, a slot each.
     private var touchedBuffer: UnsafeMutablePointer<Int32>
     private var touchedCapacity = 1
-    private var marks: UnsafeMutablePointer<Bool>
-    private var markCapacity = 0
+    /// One bit per column (`touchedColumns`), all clear between calls.
+    private var bits: UnsafeMutablePointer<UInt64>
+    private var bitCapacity = 0
 
     public init() {
         slot = .allocate(capacity: 1)
-        marks = .allocate(capacity: 1)
+        bits = .allocate(capacity: 1)
         sumBuffer = .allocate(capacity: 1)
         touchedBuffer = .allocate(capacity: 1)
     }
 
     deinit {
         slot.deallocate()
-        marks.deallocate()
+        bits.deallocate()
         sumBuffer.deallocate()
         touchedBuffer.deallocate()
     }
@@ -210,15 +197,6 @@ public final class SparseRows {
             slot = .allocate(capacity: columns)
             slot.initialize(repeating: -1, count: columns)
             slotCapacity = columns
-        }
-    }
-
-    private func ensureMarks(columns: Int) {
-        if columns > markCapacity {
-            marks.deallocate()
-            marks = .allocate(capacity: columns)
-            marks.initialize(repeating: false, count: columns)
-            markCapacity = columns
         }
     }
 
@@ -334,9 +312,27 @@ public final class SparseRows {
         }
     }
 
-    /// The sorted union of the columns `x` touches (see `CSRView.touchedColumns`), with this object's marks.
+    /// The sorted union of the columns `x` touches (see `CSRView.touchedColumns`), marked in this object's
+    /// bitmap (`columns` bits: 512 KiB for 2^22 columns, which stays in a core's L2 where a byte per column
+    /// would not), then a radix sort of the unique columns only. Cost O(nnz + t) for t touched columns.
     public func touchedColumns(_ x: CSRView) -> [Int32] {
-        ensureMarks(columns: x.columns)
-        return x.touchedColumns(marks: marks)
+        let words = (x.columns + 63) / 64
+        if words > bitCapacity {
+            bits.deallocate()
+            bits = .allocate(capacity: words)
+            bits.initialize(repeating: 0, count: words)
+            bitCapacity = words
+        }
+        var out: [Int32] = []
+        out.reserveCapacity(Swift.min(x.nonZeros, x.columns))
+        let bits = self.bits
+        for k in x.rowStarts[0]..<x.rowStarts[x.rows] {
+            let j = Int(x.indices[k])
+            let bit: UInt64 = 1 << UInt64(j & 63)
+            if bits[j >> 6] & bit == 0 { bits[j >> 6] |= bit; out.append(x.indices[k]) }
+        }
+        for j in out { bits[Int(j) >> 6] = 0 }
+        RadixSort.sortNonNegative(&out)
+        return out
     }
 }
