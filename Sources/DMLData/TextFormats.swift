@@ -190,6 +190,15 @@ struct LIBSVMParser {
                     throw LocalLineError(localLine: index, column: column, message: "feature index \(idx) but the data has \(m) features")
                 }
                 p += 1
+                // A lone single digit ("1": most values of one-hot and hashed data) is that digit, exactly what
+                // DecimalParser gives, without the call.
+                if p < end, case let d = p.pointee &- 48, d < 10, p + 1 == end || isBlank((p + 1).pointee) {
+                    p += 1
+                    previous = idx
+                    s.indices.append(Int32(idx - 1))
+                    s.values.append(Float(d))
+                    continue
+                }
                 guard let (v, after) = DecimalParser.parse(p, end), after == end || isBlank(after.pointee) else {
                     throw LocalLineError(localLine: index, column: column, message: badNumber(word(p, end)))
                 }
