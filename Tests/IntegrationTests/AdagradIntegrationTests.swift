@@ -15,19 +15,7 @@ final class AdagradIntegrationTests: XCTestCase {
 
     /// 300 binary-labelled rows, 6 non-zeros each among 5000 columns, labels from a linear teacher.
     func data() -> String {
-        var random = TestRandom(seed: 17)
-        let teacher = (0..<5000).map { _ in Float.random(in: -1...1, using: &random) }
-        var text = ""
-        for _ in 0..<300 {
-            var columns = Set<Int>()
-            while columns.count < 6 { columns.insert(Int.random(in: 0..<5000, using: &random)) }
-            let row = columns.sorted().map { ($0, Float(Int.random(in: 1...8, using: &random)) / 4) }
-            let score = row.reduce(Float(0)) { $0 + teacher[$1.0] * $1.1 }
-            text += (score > 0 ? "1" : "0") + row.map { " \($0.0 + 1):\($0.1)" }.joined() + "\n"
-        }
-        let path = "\(dir)/train.svm"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
+        writeTeacherLIBSVM("\(dir)/train.svm", rows: 300, nonZeros: 6, columns: 5000, seed: 17, positive: "1", negative: "0")
     }
 
     func testAKilledAdagradRunOnHashedRowsResumesToTheSameBits() throws {

@@ -13,21 +13,7 @@ final class SparseIntegrationTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// 400 binary rows, 5 non-zeros each among 2000 columns (0.25 %), labels from a linear teacher.
-    func data() -> String {
-        var random = TestRandom(seed: 3)
-        let teacher = (0..<2000).map { _ in Float.random(in: -1...1, using: &random) }
-        var text = ""
-        for _ in 0..<400 {
-            var columns = Set<Int>()
-            while columns.count < 5 { columns.insert(Int.random(in: 0..<2000, using: &random)) }
-            let row = columns.sorted().map { ($0, Float(Int.random(in: 1...8, using: &random)) / 4) }
-            let score = row.reduce(Float(0)) { $0 + teacher[$1.0] * $1.1 }
-            text += (score > 0 ? "+1" : "-1") + row.map { " \($0.0 + 1):\($0.1)" }.joined() + "\n"
-        }
-        let path = "\(dir)/train.svm"
-        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
-    }
+    func data() -> String { writeTeacherLIBSVM("\(dir)/train.svm", rows: 400, nonZeros: 5, columns: 2000, seed: 3) }
 
     func parameters(_ path: String) throws -> [Float] {
         let file = try Safetensors.read(path: path)

@@ -10,11 +10,11 @@
 /// A +0 gradient leaves w and G as they are (`G + 0·0 = G`; `lr·0/(√G + ε) = +0`, as ε > 0 even where G = 0),
 /// so an update over only the touched coordinates of a sparse step is exact (`leavesZeroGradientsAlone`).
 /// Cost: one square root and one division per updated coordinate.
-public struct AdagradRule: UpdateRule {
+public struct AdagradRule: CoordinateRule {
     public static let name = "adagrad"
     public static let stateCopies = 1
     public static let defaultEpsilon: Float = 1e-10
-    /// ε in the denominator, > 0 (`OptimizerConfig.refusal`).
+    /// ε in the denominator, > 0 (`--adagrad-eps`; a value ≤ 0 is refused before training).
     public let epsilon: Float
 
     public init(_ config: OptimizerConfig) { epsilon = config.adagradEpsilon }
@@ -22,21 +22,11 @@ public struct AdagradRule: UpdateRule {
     public var description: String { "\(Self.name)(eps=\(epsilon))" }
     public var leavesZeroGradientsAlone: Bool { true }
 
-    @inline(__always) private func apply(_ i: Int, _ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ s: UnsafeMutablePointer<Float>,
-                                         lambda wd: Float, lr: Float) {
+    @inline(__always) public func apply(_ i: Int, _ b: UpdateBuffers, lambda wd: Float, learningRate lr: Float) {
+        let w = b.parameters, g = b.gradient, s = b.state(0)
         let gi = wd == 0 ? g[i] : g[i] + wd * w[i]
         s[i] += gi * gi
         w[i] -= lr * gi / (s[i].squareRoot() + epsilon)
-    }
-
-    public func update(_ b: UpdateBuffers, count: Int, lambda: Float, step: UpdateStep) {
-        let s = b.state(0)
-        for i in 0..<count { apply(i, b.parameters, b.gradient, s, lambda: lambda, lr: step.learningRate) }
-    }
-
-    public func update(_ b: UpdateBuffers, at coordinates: UnsafeBufferPointer<Int32>, step: UpdateStep) {
-        let s = b.state(0)
-        for c in coordinates { apply(Int(c), b.parameters, b.gradient, s, lambda: 0, lr: step.learningRate) }
     }
 }
 

@@ -53,7 +53,7 @@ public protocol UpdateRule: Sendable {
     /// Copies of the parameter buffer the rule keeps as state (checkpointed, broadcast and checksummed with
     /// the parameters): a property of the rule, not of its hyper-parameters.
     static var stateCopies: Int { get }
-    /// The rule with the hyper-parameters of `config` (checked before: `OptimizerConfig.refusal`).
+    /// The rule with the hyper-parameters of `config` (checked before training: `JobConfiguration.conflict`, `--adagrad-eps` > 0 for example).
     init(_ config: OptimizerConfig)
     /// A canonical description with every hyper-parameter that changes the update, `name(key=value,…)`:
     /// it is part of a checkpoint's identity, compared on resume.
@@ -80,5 +80,24 @@ public enum UpdateRules {
     /// The rule named `name`, or nil.
     public static func rule(named name: String) -> (any UpdateRule.Type)? {
         registered.first { $0.name == name }
+    }
+}
+
+/// A rule written as one coordinate's update (`apply`), from which both update forms follow — so they give a
+/// coordinate the same bits by construction. For rules with nothing to compute once per call (momentum,
+/// AdaGrad); Adam computes its bias corrections once per call and SGD's contiguous form is `Vector.axpy`, so
+/// they write both forms themselves.
+public protocol CoordinateRule: UpdateRule {
+    /// Updates coordinate `i` of `buffers` (parameter and state) with weight decay `lambda`.
+    func apply(_ i: Int, _ buffers: UpdateBuffers, lambda: Float, learningRate: Float)
+}
+
+extension CoordinateRule {
+    public func update(_ b: UpdateBuffers, count: Int, lambda: Float, step: UpdateStep) {
+        for i in 0..<count { apply(i, b, lambda: lambda, learningRate: step.learningRate) }
+    }
+
+    public func update(_ b: UpdateBuffers, at coordinates: UnsafeBufferPointer<Int32>, step: UpdateStep) {
+        for c in coordinates { apply(Int(c), b, lambda: 0, learningRate: step.learningRate) }
     }
 }
