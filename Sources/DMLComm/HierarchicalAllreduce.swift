@@ -19,7 +19,7 @@ extension Communicator {
 /// slice ("rails": rank i of every node), an allgather in shared memory back out.
 ///
 /// ```
-///  node A: a0 a1        node B: b0 b1        per block of the buffer (the shm window's, 1 MiB):
+///  node A: a0 a1        node B: b0 b1        per block of the buffer (`blockBytes`, 4 MiB):
 ///   block [ s0 | s1 ]    block [ s0 | s1 ]   1. shm reduce-scatter: rank i of a node reduces slice i of the
 ///          │    │               │    │          node's block, in node rank order, into its window part
 ///          a0 ◀── ring on s0 ──▶ b0          2. rank i of every node: the ring allreduce of slice i across
@@ -54,6 +54,12 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
 
     let fakeNodes: Int?
 
+    /// The in-node window's block (per rank): larger than `shm`'s 1 MiB, because each block costs the rails'
+    /// rings `2(N−1)` message latencies across the network (4 namespace nodes at 1 Gbit/s: 1 MiB blocks made
+    /// `hier` 1.6× slower than the ring at 16 MiB, 4 MiB blocks as fast; benchmarks/RESULTS.md, "Multi-node").
+    /// `DML_SHM_BLOCK` overrides it as it does `shm`'s.
+    public static let blockBytes = 4 << 20
+
     /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests.
     public init(comm: Communicator, fakeNodes: Int? = nil) {
         self.comm = PrivateCommunicator(comm)
@@ -82,7 +88,7 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
         rails = sizes[0] == -sizes[1]
         // Rails: rank i of every node; leaders: the first rank of every node (the others' group is unused).
         let group = try comm.split(color: rails || node.rank == 0 ? node.rank : 1, key: comm.rank)
-        inNode = SharedMemoryAllreduce(comm: node)
+        inNode = SharedMemoryAllreduce(comm: node, blockBytes: ProcessInfo.processInfo.environment["DML_SHM_BLOCK"] == nil ? Self.blockBytes : nil)
         try inNode.prepare()
         across = RingAllreduce(comm: group)
         prepared = true

@@ -54,6 +54,7 @@ final class ClusterIntegrationTests: XCTestCase {
         let groups = (0..<Self.nodes).map { "\(c.hosts[$0]): \(2 * $0),\(2 * $0 + 1)" }.joined(separator: " | ")
         XCTAssertTrue(r.stdout.contains("# nodes (MPI_COMM_TYPE_SHARED): \(groups) (the same as by host name)"), r.stdout)
         XCTAssertTrue(r.stdout.contains("no algorithm took another concern's messages; node groups = host names"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("# auto policy: \(AutoAllreducePolicy.acrossNodes) (override"), "auto uses its multi-node policy: \(r.stdout)")
     }
 
     /// Every allreduce trains the same bits on 4 nodes as on one node with the same ranks: the order of additions
