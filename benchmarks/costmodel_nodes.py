@@ -12,7 +12,7 @@ time = a·α + b·n·β, α the cost of one message step, β seconds per byte th
                                                              whole buffers through the link each time)
   hier  a = (2(N−1) + 2)·⌈n/block⌉      b = 2(N−1)/N       (q > 1: per block two shm syncs and the rails'
                                                              ring; q = 1: the ring over the N nodes)
-  auto  its policy (from the run's log line, else rd<=32K,hier): the chosen algorithm's fitted model, not
+  auto  its policy (from the run's log line, else rd<=64K,hier): the chosen algorithm's fitted model, not
         fitted itself — a check of the policy and of the components' models.
 The reductions (γ) are left out: at a capped link they are far faster than the network.
 α and β are fitted per algorithm, minimising the sum of absolute relative errors (iteratively reweighted
@@ -71,7 +71,7 @@ def main():
     block = int(a.block[:-1]) << {"K": 10, "M": 20}[a.block[-1]] if a.block[-1] in "KM" else int(a.block)
 
     times = {}
-    policy = parse_policy("rd<=32K,hier")
+    policy = parse_policy("rd<=64K,hier")
     for path in a.csv:
         log = Path(path).with_suffix(".log")
         if log.exists():
@@ -137,6 +137,17 @@ def main():
     within = sum(e <= 0.25 for e in checks)
     print(f"check points within 25%: {within}/{len(checks)} = {100 * within / max(1, len(checks)):.0f}%, "
           f"median |error| {100 * median(checks):.0f}%")
+    # Where the fitted models cross: the first size (in 1 KiB steps up to 64 MiB) from which `b` is predicted
+    # faster than `a`, per rank count.
+    def pred(alg, p, n):
+        ca, cb = coefficients(alg, p, n, a.nodes, block)
+        return ca * models[alg][0] + cb * n * models[alg][1]
+    for p in sorted({p for _, p, _ in points}):
+        for x, y in (("rd", "hier"), ("ring", "hier"), ("rd", "ring")):
+            if x in models and y in models:
+                cross = next((n for n in range(1 << 10, 64 << 20, 1 << 10) if pred(y, p, n) < pred(x, p, n)), None)
+                print(f"np={p}: model: {y} faster than {x} from {size_text(cross) if cross else 'never (up to 64M)'}"
+                      + (f" ({cross >> 10} KiB)" if cross else ""))
     # hier vs ring, and the fastest measured per (np, size), against auto's choice
     for p in sorted({p for _, p, _ in points}):
         print(f"np={p}: size  ring_us  hier_us  rd_us  mpi_us  auto_us  fastest(measured)  auto's choice")

@@ -56,7 +56,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data, with messages of another concern in flight on the world communicator (the tags the algorithms use) that no algorithm may take; exit 1 if not.")
     var check = false
 
-    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=32K,hier' when not).")
+    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=64K,hier' when not).")
     var auto: String?
 
     @Option(help: "Write the results as CSV (algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps) to this file (rank 0, atomically).")
