@@ -60,10 +60,15 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
     /// `DML_SHM_BLOCK` overrides it as it does `shm`'s.
     public static let blockBytes = 4 << 20
 
-    /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests.
-    public init(comm: Communicator, fakeNodes: Int? = nil) {
+    /// The in-node block in bytes per rank (nil: `DML_SHM_BLOCK`, else `blockBytes`).
+    let block: Int?
+
+    /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests; `blockBytes`: the in-node
+    /// block, instead of `DML_SHM_BLOCK` or the 4 MiB default (tests: many blocks on small buffers).
+    public init(comm: Communicator, fakeNodes: Int? = nil, blockBytes: Int? = nil) {
         self.comm = PrivateCommunicator(comm)
         self.fakeNodes = fakeNodes
+        self.block = blockBytes
     }
 
     /// `DML_FAKE_NODES` when set; throws (without communicating, alike on every rank) when it is not a
@@ -88,7 +93,7 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
         rails = sizes[0] == -sizes[1]
         // Rails: rank i of every node; leaders: the first rank of every node (the others' group is unused).
         let group = try comm.split(color: rails || node.rank == 0 ? node.rank : 1, key: comm.rank)
-        inNode = SharedMemoryAllreduce(comm: node, blockBytes: ProcessInfo.processInfo.environment["DML_SHM_BLOCK"] == nil ? Self.blockBytes : nil)
+        inNode = SharedMemoryAllreduce(comm: node, blockBytes: block ?? (ProcessInfo.processInfo.environment["DML_SHM_BLOCK"] == nil ? Self.blockBytes : nil))
         try inNode.prepare()
         across = RingAllreduce(comm: group)
         prepared = true

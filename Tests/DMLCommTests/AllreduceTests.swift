@@ -14,6 +14,7 @@ final class AllreduceTests: XCTestCase {
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
             ("hier/2 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
             ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),
+            ("hier/2 fake nodes/256-byte blocks", { HierarchicalAllreduce(comm: $0, fakeNodes: 2, blockBytes: 256) }),
             ("auto/rd<=64,central<=400,shm", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,shm")) }),
         ]
     }
@@ -157,6 +158,18 @@ final class AllreduceTests: XCTestCase {
         XCTAssertEqual(try AutoAllreducePolicy(parsing: "ring").choice(bytes: 1), .ring)
         for bad in ["", "rd<=16K", "rd<16K,shm", "nccl", "rd<=lots,shm", "auto"] {
             XCTAssertThrowsError(try AutoAllreducePolicy(parsing: bad), bad)
+        }
+    }
+
+    /// Nodes of equal size use the rails (one ring per node rank across the nodes); unequal ones the leaders.
+    func testHierUsesRailsExactlyWhenTheNodesAreOfEqualSize() throws {
+        for (p, nodes, rails) in [(4, 2, true), (6, 3, true), (3, 2, false), (5, 2, false), (4, 4, true), (4, 1, true)] {
+            let used = try LocalCommunicator.run(size: p) { comm -> Bool in
+                let h = HierarchicalAllreduce(comm: comm, fakeNodes: nodes)
+                try h.prepare()
+                return h.usesRails
+            }
+            XCTAssertEqual(used, [Bool](repeating: rails, count: p), "p=\(p) over \(nodes) nodes")
         }
     }
 
