@@ -15,43 +15,60 @@ extension Communicator {
     }
 }
 
-/// Hierarchical allreduce: shared memory inside each node, a ring across one leader per node, shared
-/// memory back out.
+/// Hierarchical allreduce: a reduce-scatter in shared memory inside each node, one ring across the nodes per
+/// slice ("rails": rank i of every node), an allgather in shared memory back out.
 ///
 /// ```
-///  node A: r0 r1 r2        node B: r3 r4          1. shm reduce to each node's leader (r0, r3)
-///          │  │  │                 │  │             (SharedMemoryAllreduce without the copy-out)
-///          ▼  ▼  ▼                 ▼  ▼
-///          r0 ◀──── ring ────▶ r3                 2. ring allreduce across the leaders
-///          │                       │
-///          ▼  shm broadcast        ▼              3. shm broadcast from each leader to its node
-///       r0 r1 r2                r3 r4
+///  node A: a0 a1        node B: b0 b1        per block of the buffer (`blockBytes`, 4 MiB):
+///   block [ s0 | s1 ]    block [ s0 | s1 ]   1. shm reduce-scatter: rank i of a node reduces slice i of the
+///          │    │               │    │          node's block, in node rank order, into its window part
+///          a0 ◀── ring on s0 ──▶ b0          2. rank i of every node: the ring allreduce of slice i across
+///          a1 ◀── ring on s1 ──▶ b1             the nodes (the rails run at the same time)
+///          ▼    ▼               ▼    ▼       3. shm allgather: every rank copies every slice out
 /// ```
-/// Nodes come from `nodeGroup()` (`MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`, or `DML_FAKE_NODES` blocks for
-/// tests on one machine). Each node reduces in its rank order, the leaders' ring has its fixed order, and the
-/// rest are copies: every rank ends with the same bits (the order of additions differs from the flat ring's).
+/// Nodes come from `nodeGroup()` (`MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`, the host's ranks; or
+/// `DML_FAKE_NODES` blocks for tests on one machine). Every element is reduced in node rank order and then
+/// along its rail's ring, a fixed order, and the rest are copies: every rank ends with the same bits (the
+/// order of additions differs from the flat ring's; it depends on p and the node sizes).
 ///
-/// Cost with N nodes of q ranks: the network carries only the leaders' ring, `2(N−1)·α + 2(N−1)/N · n·β`,
-/// instead of the flat ring's `2(Nq−1)` latencies; inside a node about three passes over memory (reduce,
-/// broadcast). Worth it when messages between nodes cost far more than memory inside one.
+/// Cost with N nodes of q ranks, n bytes: each node's link carries `2(N−1)/N · n` bytes (the q rails' shares
+/// together) against the flat ring's `2(Nq−1)/(Nq) · n` through the link of a block of ranks, and a block's
+/// latency is `2(N−1)` messages against `2(Nq−1)`; all q ranks of a node drive the network and do the
+/// additions. Inside a node, about three passes over memory. It beats the flat ring when messages between
+/// nodes cost far more than memory inside one (benchmarks/RESULTS.md, "Multi-node").
+/// When the nodes hold different numbers of ranks the rails do not line up: then the node's ranks reduce to
+/// its first rank through the window, the first ranks run the ring, and each broadcasts to its node (the
+/// network carries the same bytes, one rank per node drives it).
 /// Set-up (`prepare` or the first `run`, collective): the algorithm's own duplicate communicator, two splits
-/// of it, and the node's shared window (the in-node and leader algorithms each duplicate their part again).
+/// of it, and the node's shared window (the in-node and across-node algorithms each duplicate their part again).
 public final class HierarchicalAllreduce: AllreduceAlgorithm {
     public let name = "hier"
-    /// This algorithm's own duplicate: the node and leader communicators are split from it.
+    /// This algorithm's own duplicate: the node and rail (or leader) communicators are split from it.
     let comm: PrivateCommunicator
     private var prepared = false
     private var node: Communicator!
-    private var leaders: Communicator!
     private var inNode: SharedMemoryAllreduce!
     private var across: RingAllreduce!
+    /// True when every node holds the same number of ranks (the rails line up); else the leaders' scheme.
+    private var rails = false
 
     let fakeNodes: Int?
 
-    /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests.
-    public init(comm: Communicator, fakeNodes: Int? = nil) {
+    /// The in-node window's block (per rank): larger than `shm`'s 1 MiB, because each block costs the rails'
+    /// rings `2(N−1)` message latencies across the network (4 namespace nodes at 1 Gbit/s: 1 MiB blocks made
+    /// `hier` 1.6× slower than the ring at 16 MiB, 4 MiB blocks as fast; benchmarks/RESULTS.md, "Multi-node").
+    /// `DML_SHM_BLOCK` overrides it as it does `shm`'s.
+    public static let blockBytes = 4 << 20
+
+    /// The in-node block in bytes per rank (nil: `DML_SHM_BLOCK`, else `blockBytes`).
+    let block: Int?
+
+    /// `fakeNodes`: as `DML_FAKE_NODES` (which it overrides), for in-process tests; `blockBytes`: the in-node
+    /// block, instead of `DML_SHM_BLOCK` or the 4 MiB default (tests: many blocks on small buffers).
+    public init(comm: Communicator, fakeNodes: Int? = nil, blockBytes: Int? = nil) {
         self.comm = PrivateCommunicator(comm)
         self.fakeNodes = fakeNodes
+        self.block = blockBytes
     }
 
     /// `DML_FAKE_NODES` when set; throws (without communicating, alike on every rank) when it is not a
@@ -72,20 +89,28 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
         if prepared { return }
         let comm = try comm.get()
         node = try comm.nodeGroup(fakeNodes: fakeNodes)
-        leaders = try comm.split(color: node.rank == 0 ? 0 : 1, key: comm.rank)
-        inNode = SharedMemoryAllreduce(comm: node)
+        let sizes = try comm.allreduced([Int64(node.size), -Int64(node.size)], op: .max)
+        rails = sizes[0] == -sizes[1]
+        // Rails: rank i of every node; leaders: the first rank of every node (the others' group is unused).
+        let group = try comm.split(color: rails || node.rank == 0 ? node.rank : 1, key: comm.rank)
+        inNode = SharedMemoryAllreduce(comm: node, blockBytes: block ?? (ProcessInfo.processInfo.environment["DML_SHM_BLOCK"] == nil ? Self.blockBytes : nil))
         try inNode.prepare()
-        across = RingAllreduce(comm: leaders)
+        across = RingAllreduce(comm: group)
         prepared = true
     }
+
+    /// True when the rails are in use (every node holds the same number of ranks), after `prepare`.
+    public var usesRails: Bool { rails }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try hier(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try hier(buffer, op: op) }
 
     func hier<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         try prepare()
-        if node.size > 1 { try inNode.reduce(buffer, op: op, root: 0) }
+        if node.size == 1 { return try across.ring(buffer, op: op) }  // one rank per node: the ring
+        if rails { return try inNode.allreduce(buffer, op: op) { slice in try across.ring(slice, op: op) } }
+        try inNode.reduce(buffer, op: op, root: 0)
         if node.rank == 0 { try across.ring(buffer, op: op) }
-        if node.size > 1 { try inNode.broadcast(buffer, root: 0) }
+        try inNode.broadcast(buffer, root: 0)
     }
 }

@@ -93,7 +93,18 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
         lastLayout = 0
     }
 
-    func shm<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp, root: Int? = nil) throws {
+    /// The allreduce with `between` run on each block's reduced slice before it is shared: per block, rank r
+    /// reduces slice r in the window, calls `between(slice)` (which may change it in place: `hier` runs the
+    /// ring across nodes on it), then every rank copies every slice out. The same syncs as `run`.
+    /// Every rank of the node must call it with the same count; `between` is called on every rank for every
+    /// block, also with an empty slice. Collective.
+    func allreduce<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp,
+                                       between: (UnsafeMutableBufferPointer<T>) throws -> Void) throws {
+        try withoutActuallyEscaping(between) { try shm(buffer, op: op, between: $0) }
+    }
+
+    func shm<T: ReducibleScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp, root: Int? = nil,
+                                 between: ((UnsafeMutableBufferPointer<T>) throws -> Void)? = nil) throws {
         let p = comm.size, r = comm.rank, n = buffer.count
         guard p > 1, n > 0, let base = buffer.baseAddress else { return }
         try prepare()
@@ -125,8 +136,11 @@ public final class SharedMemoryAllreduce: AllreduceAlgorithm {
                 let out = mine + lo
                 op.combine(into: out, source(0), source(1), count: k)
                 for q in 2..<Swift.max(2, p) { op.combine(into: out, from: source(q), count: k) }
-                (block + lo).update(from: out, count: k)
             }
+            if let between {
+                try between(UnsafeMutableBufferPointer(start: mine + slice.lowerBound, count: slice.count))
+            }
+            if !slice.isEmpty { (block + slice.lowerBound).update(from: mine + slice.lowerBound, count: slice.count) }
             try w.sync()
             // 3. Copy out every peer's reduced slice.
             for q in 0..<p where q != r && (root == nil || root == r) {

@@ -56,7 +56,7 @@ struct AllreduceBenchmark: ParsableCommand {
     @Flag(help: "Verify every algorithm's result at every size exactly (integer-valued data, #wrong) and that every rank gets the same bits on inexact data, with messages of another concern in flight on the world communicator (the tags the algorithms use) that no algorithm may take; exit 1 if not.")
     var check = false
 
-    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=16K,ring' when not).")
+    @Option(help: "Policy for the auto algorithm, e.g. 'rd<=16K,ring' (default: DML_ALLREDUCE_AUTO, else 'shm' when all ranks share a node and 'rd<=64K,hier' when not).")
     var auto: String?
 
     @Option(help: "Write the results as CSV (algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps) to this file (rank 0, atomically).")
@@ -152,7 +152,8 @@ struct AllreduceBenchmark: ParsableCommand {
         // Where the ranks are: oversubscribed cores make the timings meaningless, and the table says so.
         let layout = try comm.nodeLayout()
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let nodes = try comm.allreduced(Int64(layout.nodeRank == 0 ? 1 : 0), op: .sum)
+        let nodeMap = try NodeMap(comm)
+        let nodes = nodeMap.nodes.count
         let oversubscribed = try comm.allreduced(Int64(layout.ranksOnNode > cores ? 1 : 0), op: .max) == 1
 
         let maxCount = sizes.max()! / MemoryLayout<T>.stride
@@ -190,6 +191,10 @@ struct AllreduceBenchmark: ParsableCommand {
             print("# time = median over timed iterations of the slowest rank; algbw = bytes/time; busbw = algbw*2(p-1)/p; GB/s = 1e9 B/s")
             print("# x mpi = busbw / MPI_Allreduce's busbw in this run; warm-up \(warmup), up to \(iters) iterations (at most ~\(maxSeconds) s each point)")
             print(String(format: "# one-core memcpy (rank 0, %@): %.2f GB/s (bytes copied per second) — the physical reference", ByteCount.format(Swift.max(64 << 20, sizes.max()!)), memcpy))
+            if nodes > 1 {
+                print("# nodes (MPI_COMM_TYPE_SHARED): \(nodeMap.description)"
+                      + (nodeMap.agreesWithHostNames ? " (the same as by host name)" : " (NOT the grouping by host name)"))
+            }
             if let policy { print("# auto policy: \(policy) (override: --auto or DML_ALLREDUCE_AUTO)") }
             printHeader(kinds)
         }
@@ -246,10 +251,11 @@ struct AllreduceBenchmark: ParsableCommand {
             let bad = points.filter { ($0.wrong ?? 0) > 0 }.map { "\($0.kind.rawValue) at \(ByteCount.format($0.bytes))" }
             try comm.agree(totalWrong == 0 ? nil : "--check: \(totalWrong) wrong element\(totalWrong == 1 ? "" : "s") (\(bad.joined(separator: ", ")))", kind: .software)
             try comm.agree(notIdentical.isEmpty ? nil : "--check: ranks hold different bits after \(notIdentical.joined(separator: ", ")) on inexact data", kind: .software)
+            try comm.agree(nodeMap.agreesWithHostNames ? nil : "--check: the shared-memory node groups (\(nodeMap.description)) are not the groups of ranks with one host name", kind: .software)
             try comm.agree(strayTaken.isEmpty ? nil : "--check: messages of another concern on the world communicator were taken or changed during \(strayTaken.joined(separator: ", "))", kind: .software)
             if comm.rank == 0 {
                 print("# check: every result exact (0 wrong) and bit-identical on every rank (also on inexact data); "
-                      + "no algorithm took another concern's messages")
+                      + "no algorithm took another concern's messages; node groups = host names")
             }
         }
     }

@@ -14,6 +14,7 @@ final class AllreduceTests: XCTestCase {
             ("shm/256-byte blocks", { SharedMemoryAllreduce(comm: $0, blockBytes: 256) }),
             ("hier/2 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 2) }),
             ("hier/3 fake nodes", { HierarchicalAllreduce(comm: $0, fakeNodes: 3) }),
+            ("hier/2 fake nodes/256-byte blocks", { HierarchicalAllreduce(comm: $0, fakeNodes: 2, blockBytes: 256) }),
             ("auto/rd<=64,central<=400,shm", { AutoAllreduce(comm: $0, policy: try! AutoAllreducePolicy(parsing: "rd<=64,central<=400,shm")) }),
         ]
     }
@@ -160,11 +161,23 @@ final class AllreduceTests: XCTestCase {
         }
     }
 
+    /// Nodes of equal size use the rails (one ring per node rank across the nodes); unequal ones the leaders.
+    func testHierUsesRailsExactlyWhenTheNodesAreOfEqualSize() throws {
+        for (p, nodes, rails) in [(4, 2, true), (6, 3, true), (3, 2, false), (5, 2, false), (4, 4, true), (4, 1, true)] {
+            let used = try LocalCommunicator.run(size: p) { comm -> Bool in
+                let h = HierarchicalAllreduce(comm: comm, fakeNodes: nodes)
+                try h.prepare()
+                return h.usesRails
+            }
+            XCTAssertEqual(used, [Bool](repeating: rails, count: p), "p=\(p) over \(nodes) nodes")
+        }
+    }
+
     func testAutoDefaultsToSharedMemoryWhenTheRanksShareANode() throws {
         try XCTSkipIf(ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] != nil, "DML_ALLREDUCE_AUTO is set")
         let policies = try LocalCommunicator.run(size: 3) { comm in try AutoAllreduce(comm: comm).resolvedPolicy() }
         XCTAssertEqual(policies, [AutoAllreducePolicy.oneNode, .oneNode, .oneNode])
-        XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=16K,ring")
+        XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=64K,hier")
         let given = try LocalCommunicator.run(size: 2) { comm in
             try AutoAllreduce(comm: comm, policy: AutoAllreducePolicy(parsing: "rd<=1K,ring")).resolvedPolicy()
         }
