@@ -129,8 +129,8 @@ final class SparseReducer: GradientReducer {
             let choice = selection.prefersSparse(touched: Int(touched), dimension: n, ranks: comm.size)
             usesSparse = choice
             if comm.rank == 0 {
-                note(String(format: "allreduce auto: step %d touched %.3g%% of the %d gradient coordinates (sum over ranks): %@", number,
-                            100 * Double(touched) / Double(Swift.max(1, n)), n, choice ? "sparse (only the touched coordinates)" : "dense"))
+                note(String(format: "allreduce auto: step %d: each rank touched on average %.3g%% of the %d gradient coordinates: %@", number,
+                            100 * Double(touched) / Double(Swift.max(1, n) * comm.size), n, choice ? "sparse (only the touched coordinates)" : "dense"))
             }
         }
         guard usesSparse == true else {
