@@ -302,6 +302,25 @@ public final class SparseRows {
         }
     }
 
+    /// `out[r·ldo + c] = x_r · W[c, ·]` from W already transposed (`wt`: `columns × outputs`, row-major), for a
+    /// caller that runs many blocks against the same weights and transposes them once: the same kernel, so the
+    /// same bits, as `forward`'s transposed path (and as its gathering path: the same order of additions).
+    /// Cost 2·nnz·outputs flops, no copy of W.
+    public static func forward(_ x: CSRView, transposedWeights wt: UnsafePointer<Float>, outputs: Int,
+                               into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * outputs) { scratch in
+            dml_kernels().pointee.csr_forward_t(x.rows, x.rowStarts, x.indices, x.values, wt, outputs, out, ldo, scratch.baseAddress!)
+        }
+    }
+
+    /// `sums[j·outputs + c] += Σ_r G[r·ldd + c]·X[r, j]` in Double, for every non-zero of `x`: rows in order, each
+    /// row's non-zeros in index order (the order `accumulateTransposed` sums in), with no rounding to Float. Calls
+    /// on consecutive blocks of rows add up to one call on all of them, bit for bit. Cost 2·nnz·outputs flops.
+    public static func accumulateTransposed(_ x: CSRView, deltas g: UnsafePointer<Float>, ldd: Int, outputs: Int,
+                                            intoSums sums: UnsafeMutablePointer<Double>) {
+        dml_kernels().pointee.csr_scatter(x.rows, x.rowStarts, x.indices, x.values, g, ldd, outputs, sums)
+    }
+
     /// The sorted union of the columns `x` touches (see `CSRView.touchedColumns`), with this object's marks.
     public func touchedColumns(_ x: CSRView) -> [Int32] {
         ensureMarks(columns: x.columns)

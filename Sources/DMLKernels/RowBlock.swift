@@ -70,6 +70,41 @@ public struct RowBlock {
         }
     }
 
+    /// `scores(weights:outputs:into:)` with W also given transposed (`wt`, `features × outputs`), which CSR rows
+    /// with several outputs read instead of transposing W on every call (`SparseRows.forward(_:transposedWeights:…)`,
+    /// the same bits); dense rows and one output read `w`. For a caller running many blocks against one W.
+    public func scores(weights w: UnsafePointer<Float>, transposed wt: UnsafePointer<Float>, outputs: Int,
+                       into out: UnsafeMutablePointer<Float>) {
+        if case let .sparse(v) = storage, outputs > 1 {
+            SparseRows.forward(v, transposedWeights: wt, outputs: outputs, into: out, ldo: outputs)
+        } else {
+            scores(weights: w, outputs: outputs, into: out)
+        }
+    }
+
+    /// `sums[k·outputs + c] += Σ_r D[r·outputs + c]·X[r, k]` in Double (`Dᵀ·X` laid out feature-major). CSR: the
+    /// Double sum of exact products over the non-zeros, rows in order (`SparseRows.accumulateTransposed(…intoSums:)`),
+    /// so consecutive blocks add up to one block of all their rows, bit for bit. Dense: the block's product in
+    /// Float (one gemv/gemm into `scratch`, `outputs × features` floats) added to `sums` once per block, so the
+    /// bits depend on where the blocks are cut. Cost 2·nnz·outputs flops (CSR), 2·rows·features·outputs + 2·features·outputs (dense).
+    public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, intoSums sums: UnsafeMutablePointer<Double>,
+                                     scratch: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case let .sparse(v):
+            SparseRows.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, intoSums: sums)
+        case let .dense(x):
+            if outputs == 1 {
+                Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: 0, y: scratch)
+            } else {
+                Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
+                          b: x, ldb: features, beta: 0, c: scratch, ldc: features)
+            }
+            for c in 0..<outputs {
+                for k in 0..<features { sums[k * outputs + c] += Double(scratch[c * features + k]) }
+            }
+        }
+    }
+
     /// The rows as dense values (`rows × features`) into `out`: for a model that does not take CSR rows.
     public func densify(into out: UnsafeMutablePointer<Float>) {
         switch storage {
