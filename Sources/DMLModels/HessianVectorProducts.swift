@@ -32,6 +32,10 @@ public protocol TwiceDifferentiable: Model {
     /// of `lossAndGradientBlock` kept there for these rows. Exact (no finite differences).
     func hessianVectorBlock(_ v: UnsafePointer<Float>, batch: Batch, first: Int, workspace: CurvatureWorkspace)
 
+    /// Adds `Σ diag(∇²loss(row))` over the block's rows into `workspace`'s sums (the Hessian's diagonal, for a
+    /// Jacobi preconditioner), from the curvature the last `lossAndGradientBlock` pass kept for these rows.
+    func curvatureDiagonalBlock(batch: Batch, first: Int, workspace: CurvatureWorkspace)
+
     /// Along the segment between two points whose passes kept margins `from` and `to` (rows·k each): the data
     /// loss `Σ loss(z₀ + t·(z₁ − z₀), y)` and its derivative in t, in Double. Margins are linear in the
     /// parameters, so this is the loss at `θ₀ + t·(θ₁ − θ₀)` up to the margins' Float rounding, exactly the
@@ -145,6 +149,15 @@ extension TwiceDifferentiable {
         finish(workspace, into: out)
     }
 
+    /// One pass: writes the diagonal of `Σ_rows ∇²loss(row)` into `out` (p Doubles), at the parameters of the
+    /// last `dataLossAndGradient` pass with this `workspace` over the same blocks.
+    public func dataCurvatureDiagonal(blocks: ShardBlocks, workspace: CurvatureWorkspace, into out: UnsafeMutablePointer<Double>) throws {
+        precondition(workspace.rows == blocks.rows, "the Hessian's diagonal needs the curvature of a pass over the same rows")
+        workspace.zeroSums(layout.count)
+        try blocks.forEach { batch, first in curvatureDiagonalBlock(batch: batch, first: first, workspace: workspace) }
+        finish(workspace, into: out)
+    }
+
     /// The regulariser at the mean scale: returns `(λ/2)·‖W‖²` (in Double) and adds `λ·W` into `gradient`
     /// (weights only). Cost: 3 flops per weight.
     public func addRegularizer(parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Double>) -> Double {
@@ -230,6 +243,17 @@ extension OneOutputLoss {
         sums[d] += bias
     }
 
+    /// `Σ ℓ''·x_j²` per feature, and `Σ ℓ''` for the bias.
+    public func curvatureDiagonalBlock(batch: Batch, first: Int, workspace: CurvatureWorkspace) {
+        let n = batch.rows, d = inputs
+        guard n > 0 else { return }
+        let curvature = workspace.curvature.pointer + first, sums = workspace.sums
+        batch.block.accumulateSquaresTransposed(weights: curvature, outputs: 1, intoSums: sums)
+        var bias = 0.0
+        for i in 0..<n { bias += Double(curvature[i]) }
+        sums[d] += bias
+    }
+
     public func segmentLoss(from z0: UnsafePointer<Float>, to z1: UnsafePointer<Float>, t: Double, labels: UnsafePointer<Float>,
                             rows: Int) -> (loss: Double, slope: Double) {
         var loss = 0.0, slope = 0.0
@@ -296,6 +320,18 @@ extension SoftmaxRegression: TwiceDifferentiable {
             }
         }
         batch.block.accumulateTransposed(deltas: a, outputs: k, intoSums: sums, scratch: workspace.product.get(k * d))
+    }
+
+    /// `Σ p_c·(1 − p_c)·x_j²` per class and feature (the diagonal of each class's block), `Σ p_c·(1 − p_c)` for the biases.
+    public func curvatureDiagonalBlock(batch: Batch, first: Int, workspace: CurvatureWorkspace) {
+        let n = batch.rows, d = inputs, k = outputs
+        guard n > 0 else { return }
+        let p = workspace.curvature.pointer + first * k, w = workspace.scratch.get(n * k), sums = workspace.sums
+        for i in 0..<(n * k) {
+            w[i] = p[i] * (1 - p[i])
+            sums[d * k + i % k] += Double(w[i])
+        }
+        batch.block.accumulateSquaresTransposed(weights: w, outputs: k, intoSums: sums)
     }
 
     /// Per row, in Double: `logsumexp(z_t) − z_t[y]` and its derivative `Σ_c (softmax(z_t)_c − [c = y])·(z₁ − z₀)_c`.

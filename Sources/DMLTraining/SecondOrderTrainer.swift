@@ -40,7 +40,7 @@ public struct FullBatchSettings: Sendable, Equatable {
     }
 
     /// What changes the iterates, in one line (the derived identity a resume checks).
-    public var description: String { kind == .lbfgs ? "lbfgs(memory=\(memory))" : "newton(tron)" }
+    public var description: String { kind == .lbfgs ? "lbfgs(memory=\(memory))" : "newton(tron, jacobi)" }
 }
 
 /// A point of the objective: the parameters, `F(θ)` (mean loss + regulariser), its mean data loss, and `∇F(θ)`.
@@ -50,6 +50,10 @@ public struct FullBatchPoint {
     public var loss: Double
     public var gradient: [Double]
     public var gradientNorm: Double { Vector64.norm(gradient) }
+
+    public init(parameters: [Float], objective: Double, loss: Double, gradient: [Double]) {
+        (self.parameters, self.objective, self.loss, self.gradient) = (parameters, objective, loss, gradient)
+    }
 }
 
 /// The collective operations a full-batch method iterates with. Every rank calls them in the same order with
@@ -68,6 +72,9 @@ public protocol FullBatchObjective: AnyObject {
     func segment(_ t: Double) throws -> (objective: Double, slope: Double)
     /// `∇²F(θ)·v` at the accepted point θ (collective: one allreduce of parameters + 1 Doubles).
     func hessianVector(_ v: [Double]) throws -> [Double]
+    /// The diagonal of `∇²F(θ)` at the accepted point θ (collective: one pass and one allreduce of parameters + 1
+    /// Doubles).
+    func hessianDiagonal() throws -> [Double]
 }
 
 /// What one iteration of a full-batch method did.
@@ -93,11 +100,11 @@ public protocol FullBatchMethod: AnyObject {
 }
 
 extension FullBatchSettings {
-    /// The method these settings describe, for `count` parameters.
-    public func makeMethod(count: Int) -> FullBatchMethod {
+    /// The method these settings describe, for `count` parameters and the objective's regulariser λ.
+    public func makeMethod(count: Int, weightDecay: Double) -> FullBatchMethod {
         switch kind {
         case .lbfgs: return LBFGS(settings: self, count: count)
-        case .newton: return TrustRegionNewton(settings: self, count: count)
+        case .newton: return TrustRegionNewton(settings: self, count: count, weightDecay: weightDecay)
         }
     }
 }
@@ -151,7 +158,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
         sampler = BatchSampler(rows: train.globalRows, batchSize: train.globalRows, seed: config.seed, shuffle: false)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
-        method = settings.makeMethod(count: model.layout.count)
+        method = settings.makeMethod(count: model.layout.count, weightDecay: Double(model.weightDecay))
         objective = Objective(self)
     }
 
@@ -209,6 +216,12 @@ public final class SecondOrderTrainer: TrainingStrategy {
     /// Bytes a pass over a streamed shard reads at a time (rounded to whole blocks, at least one).
     public static let streamChunkBytes = 16 << 20
 
+    /// Rows a pass over `stream` reads at a time: whole blocks, about `chunkBytes` of them (at least one block).
+    public static func chunkRows(_ stream: ShardStream, chunkBytes: Int = streamChunkBytes) -> Int {
+        let rowBytes = stream.isSparse ? Swift.max(8, 8 * stream.nonZeros / Swift.max(stream.rows, 1)) : Swift.max(4, 4 * stream.features)
+        return blockRows * Swift.max(1, chunkBytes / (rowBytes * blockRows))
+    }
+
     /// This rank's rows for one pass, in blocks of `blockRows`: straight from memory, or read from the shard
     /// cache `chunkBytes` at a time (whole blocks, at least one), so a streamed pass holds one chunk, not the
     /// shard. The blocks are the same either way, so a pass gives the same bits from memory and from the cache.
@@ -226,8 +239,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
                 }
             }
         }
-        let rowBytes = stream.isSparse ? Swift.max(8, 8 * stream.nonZeros / Swift.max(n, 1)) : Swift.max(4, 4 * stream.features)
-        let chunk = size * Swift.max(1, chunkBytes / (rowBytes * size))
+        let chunk = chunkRows(stream, chunkBytes: chunkBytes)
         return ShardBlocks(rows: n) { body in
             try train.y.withUnsafeBufferPointer { y in
                 var start = 0
@@ -356,6 +368,21 @@ public final class SecondOrderTrainer: TrainingStrategy {
             segmentTrials += 1
             let n = Double(trainer.train.globalRows), r = segmentPenalty!
             return (pair[1] / n + 0.5 * (r.a + 2 * t * r.b + t * t * r.c), pair[0] / n + r.b + t * r.c)
+        }
+
+        func hessianDiagonal() throws -> [Double] {
+            let model = trainer.model, p = sums.count - 1
+            try sums.withUnsafeMutableBufferPointer { out in
+                try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+            }
+            sums[p] = 0
+            try reduce(&sums, what: "Hessian diagonal")
+            let n = Double(trainer.train.globalRows)
+            var out = [Double](repeating: 0, count: p)
+            for i in 0..<p { out[i] = sums[i] / n }
+            let ones = [Double](repeating: 1, count: p)
+            ones.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { model.addRegularizerCurvature(v.baseAddress!, into: $0.baseAddress!) } }
+            return out
         }
 
         func hessianVector(_ v: [Double]) throws -> [Double] {
