@@ -625,6 +625,18 @@ static void FN(csr_forward_t)(long rows, const long *row_starts, const int32_t *
     }
 }
 
+static void FN(csr_margins)(long rows, const long *row_starts, const int32_t *indices, const float *values,
+                            const float *w, float *out) {
+    for (long r = 0; r < rows; r++) {
+        long k = row_starts[r], hi = row_starts[r + 1];
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (; k + 8 <= hi; k += 8)
+            for (int l = 0; l < 8; l++) s[l] += (double)values[k + l] * (double)w[indices[k + l]];
+        for (int l = 0; k < hi; k++, l++) s[l] += (double)values[k] * (double)w[indices[k]];
+        out[r] = (float)(((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])));
+    }
+}
+
 const dml_kernel_table FN(dml_kernels_table) = {
     .isa = DML_ISA_ENUM,
     .name = DML_ISA_NAME,
@@ -655,4 +667,5 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .softmax_rows = FN(softmax_rows),
     .csr_scatter = FN(csr_scatter),
     .csr_forward_t = FN(csr_forward_t),
+    .csr_margins = FN(csr_margins),
 };

@@ -313,6 +313,13 @@ public final class SparseRows {
         }
     }
 
+    /// `out[r] = x_r · w` for one output, each a Double sum of exact products in eight chains (positions mod 8
+    /// within the row) combined in a fixed tree, rounded once: the same bits on every ISA, not `forward`'s
+    /// (two chains); for the full-batch passes, whose long rows one chain's latency would hold up. Cost 2·nnz flops.
+    public static func margins(_ x: CSRView, weights w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        dml_kernels().pointee.csr_margins(x.rows, x.rowStarts, x.indices, x.values, w, out)
+    }
+
     /// `sums[j·outputs + c] += Σ_r G[r·ldd + c]·X[r, j]` in Double, for every non-zero of `x`: rows in order, each
     /// row's non-zeros in index order (the order `accumulateTransposed` sums in), with no rounding to Float. Calls
     /// on consecutive blocks of rows add up to one call on all of them, bit for bit. Cost 2·nnz·outputs flops.

@@ -70,6 +70,17 @@ public struct RowBlock {
         }
     }
 
+    /// `out[r] = x_r · w` for one output (no bias): dense rows as `scores` (gemv); CSR rows in eight chains
+    /// (`SparseRows.margins`: not `scores`' bits, faster on long rows). Row r's value depends on that row and w
+    /// alone. Cost 2·nnz flops (2·rows·features dense).
+    public func margins(weights w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        if case let .sparse(v) = storage {
+            SparseRows.margins(v, weights: w, into: out)
+        } else {
+            scores(weights: w, outputs: 1, into: out)
+        }
+    }
+
     /// `scores(weights:outputs:into:)` with W also given transposed (`wt`, `features × outputs`), which CSR rows
     /// with several outputs read instead of transposing W on every call (`SparseRows.forward(_:transposedWeights:…)`,
     /// the same bits); dense rows and one output read `w`. For a caller running many blocks against one W.

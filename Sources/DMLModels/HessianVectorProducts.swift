@@ -212,7 +212,7 @@ extension OneOutputLoss {
         guard n > 0 else { return 0 }
         let z = workspace.margins.pointer + first, curvature = workspace.curvature.pointer + first
         let delta = workspace.scratch.get(n), sums = workspace.sums
-        batch.block.scores(weights: parameters, outputs: 1, into: z)
+        batch.block.margins(weights: parameters, into: z)
         let b = parameters[d]
         var loss = 0.0, bias = 0.0
         for i in 0..<n {
@@ -232,7 +232,7 @@ extension OneOutputLoss {
         let n = batch.rows, d = inputs
         guard n > 0 else { return }
         let a = workspace.scratch.get(n), curvature = workspace.curvature.pointer + first, sums = workspace.sums
-        batch.block.scores(weights: v, outputs: 1, into: a)
+        batch.block.margins(weights: v, into: a)
         let vb = v[d]
         var bias = 0.0
         for i in 0..<n {

@@ -121,4 +121,30 @@ final class HessianVectorProductTests: XCTestCase {
             }
         }
     }
+
+    /// The Hessian's diagonal (Newton's Jacobi preconditioner) is `e_iᵀ·H·e_i` of the Hessian-vector products.
+    func testTheCurvatureDiagonalIsTheProductsDiagonal() throws {
+        for kind in ["linear", "logistic", "softmax"] {
+            let (model, x, y) = problem(kind)
+            var random = TestRandom(seed: 3)
+            let theta = random.floats(model.layout.count, in: -0.5...0.5)
+            let workspace = CurvatureWorkspace()
+            _ = gradient(model, theta, x, y, workspace: workspace)
+            try x.withUnsafeBufferPointer { xp in
+                try y.withUnsafeBufferPointer { yp in
+                    let blocks = ShardBlocks(Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features))
+                    var diagonal = [Double](repeating: 0, count: theta.count)
+                    try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspace, into: &diagonal)
+                    for i in stride(from: 0, to: theta.count, by: 3) {
+                        var e = [Float](repeating: 0, count: theta.count)
+                        e[i] = 1
+                        var hv = [Double](repeating: 0, count: theta.count)
+                        try model.dataHessianVector(e, blocks: blocks, workspace: workspace, into: &hv)
+                        XCTAssertEqual(diagonal[i], hv[i], accuracy: 1e-5 * Swift.max(1, abs(hv[i])), "\(kind) \(i)")
+                    }
+                    XCTAssertTrue(diagonal.allSatisfy { $0 >= 0 } && diagonal.contains { $0 > 0 }, kind)
+                }
+            }
+        }
+    }
 }
