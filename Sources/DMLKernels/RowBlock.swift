@@ -58,15 +58,20 @@ public struct RowBlock {
     public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, into grad: UnsafeMutablePointer<Float>,
                                      sparse: SparseRows) {
         switch storage {
-        case let .dense(x):
-            if outputs == 1 {
-                Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: 1, y: grad)
-            } else {
-                Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
-                          b: x, ldb: features, beta: 1, c: grad, ldc: features)
-            }
+        case let .dense(x): denseTransposed(x, deltas: d, outputs: outputs, into: grad, beta: 1)
         case let .sparse(v):
             sparse.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, into: grad, ldg: features)
+        }
+    }
+
+    /// Dense rows: `out = Dᵀ·X + beta·out` (`outputs × features`), one gemv for one output, one gemm otherwise.
+    private func denseTransposed(_ x: UnsafePointer<Float>, deltas d: UnsafePointer<Float>, outputs: Int,
+                                 into out: UnsafeMutablePointer<Float>, beta: Float) {
+        if outputs == 1 {
+            Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: beta, y: out)
+        } else {
+            Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
+                      b: x, ldb: features, beta: beta, c: out, ldc: features)
         }
     }
 
@@ -104,12 +109,7 @@ public struct RowBlock {
         case let .sparse(v):
             SparseRows.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, intoSums: sums)
         case let .dense(x):
-            if outputs == 1 {
-                Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: 0, y: scratch)
-            } else {
-                Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
-                          b: x, ldb: features, beta: 0, c: scratch, ldc: features)
-            }
+            denseTransposed(x, deltas: d, outputs: outputs, into: scratch, beta: 0)
             for c in 0..<outputs {
                 for k in 0..<features { sums[k * outputs + c] += Double(scratch[c * features + k]) }
             }
