@@ -625,6 +625,22 @@ static void FN(csr_forward_t)(long rows, const long *row_starts, const int32_t *
     }
 }
 
+static void FN(csr_margins)(long rows, const long *row_starts, const int32_t *indices, const float *values,
+                            const float *w, float *out) {
+    for (long r = 0; r < rows; r++) {
+        long k = row_starts[r], hi = row_starts[r + 1];
+        v8d s = 0;  // lane l: the chain of positions ≡ l (mod 8)
+        for (; k + 8 <= hi; k += 8) {
+            const int32_t *ix = indices + k;
+            v8f wv = {w[ix[0]], w[ix[1]], w[ix[2]], w[ix[3]], w[ix[4]], w[ix[5]], w[ix[6]], w[ix[7]]};
+            s = s + __builtin_convertvector(LD8(values + k), v8d) * __builtin_convertvector(wv, v8d);
+        }
+        double t[8] = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]};
+        for (int l = 0; k < hi; k++, l++) t[l] += (double)values[k] * (double)w[indices[k]];
+        out[r] = (float)(((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7])));
+    }
+}
+
 const dml_kernel_table FN(dml_kernels_table) = {
     .isa = DML_ISA_ENUM,
     .name = DML_ISA_NAME,
@@ -655,4 +671,5 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .softmax_rows = FN(softmax_rows),
     .csr_scatter = FN(csr_scatter),
     .csr_forward_t = FN(csr_forward_t),
+    .csr_margins = FN(csr_margins),
 };

@@ -312,6 +312,32 @@ public final class SparseRows {
         }
     }
 
+    /// `out[r·ldo + c] = x_r · W[c, ·]` from W already transposed (`wt`: `columns × outputs`, row-major), for a
+    /// caller that runs many blocks against the same weights and transposes them once: the same kernel, so the
+    /// same bits, as `forward`'s transposed path (and as its gathering path: the same order of additions).
+    /// Cost 2·nnz·outputs flops, no copy of W.
+    public static func forward(_ x: CSRView, transposedWeights wt: UnsafePointer<Float>, outputs: Int,
+                               into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * outputs) { scratch in
+            dml_kernels().pointee.csr_forward_t(x.rows, x.rowStarts, x.indices, x.values, wt, outputs, out, ldo, scratch.baseAddress!)
+        }
+    }
+
+    /// `out[r] = x_r · w` for one output, each a Double sum of exact products in eight chains (positions mod 8
+    /// within the row) combined in a fixed tree, rounded once: the same bits on every ISA, not `forward`'s
+    /// (two chains); for the full-batch passes, whose long rows one chain's latency would hold up. Cost 2·nnz flops.
+    public static func margins(_ x: CSRView, weights w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        dml_kernels().pointee.csr_margins(x.rows, x.rowStarts, x.indices, x.values, w, out)
+    }
+
+    /// `sums[j·outputs + c] += Σ_r G[r·ldd + c]·X[r, j]` in Double, for every non-zero of `x`: rows in order, each
+    /// row's non-zeros in index order (the order `accumulateTransposed` sums in), with no rounding to Float. Calls
+    /// on consecutive blocks of rows add up to one call on all of them, bit for bit. Cost 2·nnz·outputs flops.
+    public static func accumulateTransposed(_ x: CSRView, deltas g: UnsafePointer<Float>, ldd: Int, outputs: Int,
+                                            intoSums sums: UnsafeMutablePointer<Double>) {
+        dml_kernels().pointee.csr_scatter(x.rows, x.rowStarts, x.indices, x.values, g, ldd, outputs, sums)
+    }
+
     /// The sorted union of the columns `x` touches (see `CSRView.touchedColumns`), marked in this object's
     /// bitmap (`columns` bits: 512 KiB for 2^22 columns, which stays in a core's L2 where a byte per column
     /// would not), then a radix sort of the unique columns only. Cost O(nnz + t) for t touched columns.

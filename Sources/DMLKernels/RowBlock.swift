@@ -58,15 +58,83 @@ public struct RowBlock {
     public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, into grad: UnsafeMutablePointer<Float>,
                                      sparse: SparseRows) {
         switch storage {
-        case let .dense(x):
-            if outputs == 1 {
-                Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: 1, y: grad)
-            } else {
-                Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
-                          b: x, ldb: features, beta: 1, c: grad, ldc: features)
-            }
+        case let .dense(x): denseTransposed(x, deltas: d, outputs: outputs, into: grad, beta: 1)
         case let .sparse(v):
             sparse.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, into: grad, ldg: features)
+        }
+    }
+
+    /// Dense rows: `out = Dᵀ·X + beta·out` (`outputs × features`), one gemv for one output, one gemm otherwise.
+    private func denseTransposed(_ x: UnsafePointer<Float>, deltas d: UnsafePointer<Float>, outputs: Int,
+                                 into out: UnsafeMutablePointer<Float>, beta: Float) {
+        if outputs == 1 {
+            Gemm.gemvT(m: rows, n: features, alpha: 1, a: x, lda: features, x: d, beta: beta, y: out)
+        } else {
+            Gemm.gemm(transA: true, transB: false, m: outputs, n: features, k: rows, alpha: 1, a: d, lda: outputs,
+                      b: x, ldb: features, beta: beta, c: out, ldc: features)
+        }
+    }
+
+    /// `out[r] = x_r · w` for one output (no bias): dense rows as `scores` (gemv); CSR rows in eight chains
+    /// (`SparseRows.margins`: not `scores`' bits, faster on long rows). Row r's value depends on that row and w
+    /// alone. Cost 2·nnz flops (2·rows·features dense).
+    public func margins(weights w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        if case let .sparse(v) = storage {
+            SparseRows.margins(v, weights: w, into: out)
+        } else {
+            scores(weights: w, outputs: 1, into: out)
+        }
+    }
+
+    /// `scores(weights:outputs:into:)` with W also given transposed (`wt`, `features × outputs`), which CSR rows
+    /// with several outputs read instead of transposing W on every call (`SparseRows.forward(_:transposedWeights:…)`,
+    /// the same bits); dense rows and one output read `w`. For a caller running many blocks against one W.
+    public func scores(weights w: UnsafePointer<Float>, transposed wt: UnsafePointer<Float>, outputs: Int,
+                       into out: UnsafeMutablePointer<Float>) {
+        if case let .sparse(v) = storage, outputs > 1 {
+            SparseRows.forward(v, transposedWeights: wt, outputs: outputs, into: out, ldo: outputs)
+        } else {
+            scores(weights: w, outputs: outputs, into: out)
+        }
+    }
+
+    /// `sums[k·outputs + c] += Σ_r D[r·outputs + c]·X[r, k]` in Double (`Dᵀ·X` laid out feature-major). CSR: the
+    /// Double sum of exact products over the non-zeros, rows in order (`SparseRows.accumulateTransposed(…intoSums:)`),
+    /// so consecutive blocks add up to one block of all their rows, bit for bit. Dense: the block's product in
+    /// Float (one gemv/gemm into `scratch`, `outputs × features` floats) added to `sums` once per block, so the
+    /// bits depend on where the blocks are cut. Cost 2·nnz·outputs flops (CSR), 2·rows·features·outputs + 2·features·outputs (dense).
+    public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, intoSums sums: UnsafeMutablePointer<Double>,
+                                     scratch: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case let .sparse(v):
+            SparseRows.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, intoSums: sums)
+        case let .dense(x):
+            denseTransposed(x, deltas: d, outputs: outputs, into: scratch, beta: 0)
+            for c in 0..<outputs {
+                for k in 0..<features { sums[k * outputs + c] += Double(scratch[c * features + k]) }
+            }
+        }
+    }
+
+    /// `sums[k·outputs + c] += Σ_r D[r·outputs + c]·X[r, k]²` in Double, rows in order (CSR: the non-zeros only):
+    /// the diagonal of `Xᵀ·diag(D)·X` per output, what a Jacobi preconditioner needs. Calls on consecutive blocks
+    /// add up to one call on all their rows, bit for bit. Cost 3·nnz·outputs flops (3·rows·features·outputs dense).
+    public func accumulateSquaresTransposed(weights d: UnsafePointer<Float>, outputs: Int, intoSums sums: UnsafeMutablePointer<Double>) {
+        switch storage {
+        case let .sparse(v):
+            for r in 0..<rows {
+                for i in v.rowStarts[r]..<v.rowStarts[r + 1] {
+                    let x = Double(v.values[i]), x2 = x * x, at = sums + Int(v.indices[i]) * outputs
+                    for c in 0..<outputs { at[c] += Double(d[r * outputs + c]) * x2 }
+                }
+            }
+        case let .dense(x):
+            for r in 0..<rows {
+                for k in 0..<features {
+                    let value = Double(x[r * features + k]), x2 = value * value, at = sums + k * outputs
+                    for c in 0..<outputs { at[c] += Double(d[r * outputs + c]) * x2 }
+                }
+            }
         }
     }
 

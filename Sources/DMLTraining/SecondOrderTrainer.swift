@@ -40,7 +40,7 @@ public struct FullBatchSettings: Sendable, Equatable {
     }
 
     /// What changes the iterates, in one line (the derived identity a resume checks).
-    public var description: String { kind == .lbfgs ? "lbfgs(memory=\(memory))" : "newton(tron)" }
+    public var description: String { kind == .lbfgs ? "lbfgs(memory=\(memory))" : "newton(tron, jacobi)" }
 }
 
 /// A point of the objective: the parameters, `F(θ)` (mean loss + regulariser), its mean data loss, and `∇F(θ)`.
@@ -50,6 +50,10 @@ public struct FullBatchPoint {
     public var loss: Double
     public var gradient: [Double]
     public var gradientNorm: Double { Vector64.norm(gradient) }
+
+    public init(parameters: [Float], objective: Double, loss: Double, gradient: [Double]) {
+        (self.parameters, self.objective, self.loss, self.gradient) = (parameters, objective, loss, gradient)
+    }
 }
 
 /// The collective operations a full-batch method iterates with. Every rank calls them in the same order with
@@ -58,10 +62,19 @@ public protocol FullBatchObjective: AnyObject {
     /// `F` and `∇F` at `parameters` (collective: one allreduce of parameters + 1 Doubles). A trial point's
     /// curvature is kept apart until `accept` makes it the current point's.
     func evaluate(_ parameters: [Float]) throws -> FullBatchPoint
-    /// Makes the last evaluated point the one `hessianVector` works at.
+    /// Makes the last evaluated point the accepted one: the one `hessianVector` works at and `segment` starts from.
     func accept()
+    /// The parameters of the last `evaluate`.
+    var lastEvaluated: [Float] { get }
+    /// `F` and `dF/dt` at `θ₀ + t·(θ₁ − θ₀)`, θ₀ the accepted point and θ₁ the last evaluated one, from the
+    /// margins their passes kept: no pass over the rows (O(rows·outputs)) and one allreduce of 2 Doubles.
+    /// Margins are linear in θ, so this is F along the segment up to the margins' Float rounding.
+    func segment(_ t: Double) throws -> (objective: Double, slope: Double)
     /// `∇²F(θ)·v` at the accepted point θ (collective: one allreduce of parameters + 1 Doubles).
     func hessianVector(_ v: [Double]) throws -> [Double]
+    /// The diagonal of `∇²F(θ)` at the accepted point θ (collective: one pass and one allreduce of parameters + 1
+    /// Doubles).
+    func hessianDiagonal() throws -> [Double]
 }
 
 /// What one iteration of a full-batch method did.
@@ -87,11 +100,11 @@ public protocol FullBatchMethod: AnyObject {
 }
 
 extension FullBatchSettings {
-    /// The method these settings describe, for `count` parameters.
-    public func makeMethod(count: Int) -> FullBatchMethod {
+    /// The method these settings describe, for `count` parameters and the objective's regulariser λ.
+    public func makeMethod(count: Int, weightDecay: Double) -> FullBatchMethod {
         switch kind {
         case .lbfgs: return LBFGS(settings: self, count: count)
-        case .newton: return TrustRegionNewton(settings: self, count: count)
+        case .newton: return TrustRegionNewton(settings: self, count: count, weightDecay: weightDecay)
         }
     }
 }
@@ -145,7 +158,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
         sampler = BatchSampler(rows: train.globalRows, batchSize: train.globalRows, seed: config.seed, shuffle: false)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
-        method = settings.makeMethod(count: model.layout.count)
+        method = settings.makeMethod(count: model.layout.count, weightDecay: Double(model.weightDecay))
         objective = Objective(self)
     }
 
@@ -187,6 +200,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
         }
         figures = [("objective", point.objective), ("grad_norm", point.gradientNorm), ("evaluations", Double(evaluations))]
         if settings.kind == .newton { figures.append(("hessian_products", Double(products))) }
+        if settings.kind == .lbfgs { figures.append(("line_trials", Double(objective.segmentTrials))) }
         figures.append(("seconds", Date().timeIntervalSince(started!)))
         return (point.loss, train.globalRows)
     }
@@ -195,23 +209,84 @@ public final class SecondOrderTrainer: TrainingStrategy {
         settings.tolerance > 0 && point.gradientNorm <= settings.tolerance * initialGradientNorm!
     }
 
+    /// Rows of one block of a pass (`ShardBlocks`): both products of a block run while its rows are in cache
+    /// (1,024 rows of 78 non-zeros, the rcv1-like set's, are 640 KB). A pass over a streamed shard reads
+    /// whole multiples of it, so the blocks, and the bits, are those of the shard in memory.
+    public static let blockRows = 1024
+    /// Bytes a pass over a streamed shard reads at a time (rounded to whole blocks, at least one).
+    public static let streamChunkBytes = 16 << 20
+
+    /// Rows a pass over `stream` reads at a time: whole blocks, about `chunkBytes` of them (at least one block).
+    public static func chunkRows(_ stream: ShardStream, chunkBytes: Int = streamChunkBytes) -> Int {
+        let rowBytes = stream.isSparse ? Swift.max(8, 8 * stream.nonZeros / Swift.max(stream.rows, 1)) : Swift.max(4, 4 * stream.features)
+        return blockRows * Swift.max(1, chunkBytes / (rowBytes * blockRows))
+    }
+
+    /// This rank's rows for one pass, in blocks of `blockRows`: straight from memory, or read from the shard
+    /// cache `chunkBytes` at a time (whole blocks, at least one), so a streamed pass holds one chunk, not the
+    /// shard. The blocks are the same either way, so a pass gives the same bits from memory and from the cache.
+    public static func blocks(of train: Dataset, chunkBytes: Int = streamChunkBytes) -> ShardBlocks {
+        let n = train.rows, size = blockRows
+        guard let stream = train.stream else {
+            return ShardBlocks(rows: n) { body in
+                train.y.withUnsafeBufferPointer { y in
+                    var first = 0
+                    while first < n {
+                        let count = Swift.min(size, n - first)
+                        train.withRows(first ..< first + count) { body(Batch(block: $0, y: y.baseAddress! + first), first) }
+                        first += count
+                    }
+                }
+            }
+        }
+        let chunk = chunkRows(stream, chunkBytes: chunkBytes)
+        return ShardBlocks(rows: n) { body in
+            try train.y.withUnsafeBufferPointer { y in
+                var start = 0
+                while start < n {
+                    let end = Swift.min(start + chunk, n)
+                    let rows = try stream.rows(start ..< end)
+                    Dataset.withBlock(rows, features: train.features) { block in
+                        var first = start
+                        while first < end {
+                            let count = Swift.min(size, end - first)
+                            body(Batch(block: block.rows(first - start, count), y: y.baseAddress! + first), first)
+                            first += count
+                        }
+                    }
+                    start = end
+                }
+            }
+        }
+    }
+
     /// The collective evaluations, over this rank's rows, with the hooks on the first one of a step.
     final class Objective: FullBatchObjective {
         unowned let trainer: SecondOrderTrainer
         private var workspaces = [CurvatureWorkspace(), CurvatureWorkspace()]
+        /// The parameters each workspace's pass was at.
+        private var points: [[Float]] = [[], []]
         /// Which workspace holds the accepted point's curvature (the other takes trial points).
         private var accepted = 0
         private var pendingGate: Int?
-        private var local: [Float]
-        private var reduced: [Double]
+        /// A pass's sums and then their reduction, in place: p gradient (or product) sums and the loss sum.
+        private var sums: [Double]
+        /// The regulariser along the segment from the accepted point to the last evaluated one (λ·(a, b, c)).
+        private var segmentPenalty: (a: Double, b: Double, c: Double)?
+        /// Segment evaluations since `beginStep` (the line search's trials that read no rows).
+        private(set) var segmentTrials = 0
+        let blocks: ShardBlocks
 
         init(_ trainer: SecondOrderTrainer) {
             self.trainer = trainer
-            local = [Float](repeating: 0, count: trainer.model.layout.count)
-            reduced = [Double](repeating: 0, count: trainer.model.layout.count + 1)
+            sums = [Double](repeating: 0, count: trainer.model.layout.count + 1)
+            blocks = SecondOrderTrainer.blocks(of: trainer.train)
         }
 
-        func beginStep(_ number: Int) { pendingGate = number }
+        func beginStep(_ number: Int) {
+            pendingGate = number
+            segmentTrials = 0
+        }
 
         /// The step's gate if no collective of the step has run it yet.
         func gateIfPending() throws {
@@ -221,81 +296,108 @@ public final class SecondOrderTrainer: TrainingStrategy {
             try trainer.hooks.gate(step: number, completed: trainer.step)
         }
 
-        private func withShard<R>(_ body: (Batch) -> R) -> R {
-            let t = trainer.train
-            return t.withRows(0..<t.rows) { block in
-                t.y.withUnsafeBufferPointer { y in
-                    body(Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
-                }
-            }
-        }
-
-        /// Sums `local` and `extra` (the loss sum, or 0) over the ranks into `reduced`, the first collective of a
-        /// step running the hooks (the `nan` fault poisons `extra`). Throws when the gated sums are not finite.
-        private func reduce(extra: Double, what: String) throws {
-            var extra = extra
+        /// Sums `values` (its last entry the loss sum, or 0) over the ranks in place, the first collective of a
+        /// step running the hooks (the `nan` fault poisons the last entry). Throws when the gated sums are not finite.
+        private func reduce(_ values: inout [Double], what: String) throws {
             if let number = pendingGate {
                 pendingGate = nil
-                var poisoned = Float(extra)
+                var poisoned = Float(values[values.count - 1])
                 trainer.hooks.computed(step: number, loss: &poisoned, rows: trainer.train.rows)
-                if poisoned.isNaN { extra = .nan }
+                if poisoned.isNaN { values[values.count - 1] = .nan }
                 try trainer.hooks.gate(step: number, completed: trainer.step)
-                try allreduce(extra: extra, what: what)
-                guard !reduced.contains(where: { !$0.isFinite }) else {
+                try allreduce(&values, what: what)
+                guard !values.contains(where: { !$0.isFinite }) else {
                     throw TrainingFailure("training diverged at iteration \(number): the \(what) is not finite; the parameters were not changed "
                                           + "and no checkpoint was written from them")
                 }
                 return
             }
-            try allreduce(extra: extra, what: what)
+            try allreduce(&values, what: what)
         }
 
-        private func allreduce(extra: Double, what: String) throws {
-            let p = local.count
-            for i in 0..<p { reduced[i] = Double(local[i]) }
-            reduced[p] = extra
+        private func allreduce(_ values: inout [Double], what: String) throws {
             try trainer.comm.watched("the \(what) allreduce of iteration \(trainer.step + 1)", seconds: trainer.config.collectiveTimeout) {
-                try reduced.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
+                try values.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
             }
             trainer.hooks.span("allreduce", step: trainer.step + 1)
         }
 
         func evaluate(_ parameters: [Float]) throws -> FullBatchPoint {
-            let model = trainer.model, p = local.count
-            let workspace = workspaces[1 - accepted]
-            for i in 0..<p { local[i] = 0 }
-            let loss = parameters.withUnsafeBufferPointer { w in
-                local.withUnsafeMutableBufferPointer { g in
-                    withShard { model.dataLossAndGradient(parameters: w.baseAddress!, batch: $0, into: g.baseAddress!, workspace: workspace) }
+            let model = trainer.model, p = sums.count - 1
+            let trial = 1 - accepted
+            let loss = try parameters.withUnsafeBufferPointer { w in
+                try sums.withUnsafeMutableBufferPointer { g in
+                    try model.dataLossAndGradient(parameters: w.baseAddress!, blocks: blocks, into: g.baseAddress!, workspace: workspaces[trial])
                 }
             }
-            try reduce(extra: loss, what: "objective")
+            points[trial] = parameters
+            segmentPenalty = nil
+            sums[p] = loss
+            try reduce(&sums, what: "objective")
             let n = Double(trainer.train.globalRows)
             var gradient = [Double](repeating: 0, count: p)
-            for i in 0..<p { gradient[i] = reduced[i] / n }
-            let meanLoss = reduced[p] / n
+            for i in 0..<p { gradient[i] = sums[i] / n }
+            let meanLoss = sums[p] / n
             let penalty = parameters.withUnsafeBufferPointer { w in
                 gradient.withUnsafeMutableBufferPointer { model.addRegularizer(parameters: w.baseAddress!, gradient: $0.baseAddress!) }
             }
             return FullBatchPoint(parameters: parameters, objective: meanLoss + penalty, loss: meanLoss, gradient: gradient)
         }
 
-        func accept() { accepted = 1 - accepted }
+        func accept() {
+            accepted = 1 - accepted
+            segmentPenalty = nil
+        }
 
-        func hessianVector(_ v: [Double]) throws -> [Double] {
-            let model = trainer.model, p = local.count
-            let workspace = workspaces[accepted]
-            let vf = v.map { Float($0) }
-            for i in 0..<p { local[i] = 0 }
-            vf.withUnsafeBufferPointer { vp in
-                local.withUnsafeMutableBufferPointer { out in
-                    withShard { model.dataHessianVector(vp.baseAddress!, batch: $0, workspace: workspace, into: out.baseAddress!) }
+        var lastEvaluated: [Float] { points[1 - accepted] }
+
+        func segment(_ t: Double) throws -> (objective: Double, slope: Double) {
+            let model = trainer.model
+            precondition(!points[accepted].isEmpty && !points[1 - accepted].isEmpty, "a segment needs an accepted and an evaluated point")
+            if segmentPenalty == nil {
+                segmentPenalty = points[accepted].withUnsafeBufferPointer { w0 in
+                    points[1 - accepted].withUnsafeBufferPointer { w1 in model.regularizerAlongSegment(from: w0.baseAddress!, to: w1.baseAddress!) }
                 }
             }
-            try reduce(extra: 0, what: "Hessian-vector product")
+            let data = trainer.train.y.withUnsafeBufferPointer { y in
+                model.segmentLoss(from: workspaces[accepted].keptMargins, to: workspaces[1 - accepted].keptMargins, t: t,
+                                  labels: y.baseAddress ?? UnsafePointer(bitPattern: 8)!, rows: trainer.train.rows)
+            }
+            var pair = [data.slope, data.loss]
+            try reduce(&pair, what: "line search")
+            segmentTrials += 1
+            let n = Double(trainer.train.globalRows), r = segmentPenalty!
+            return (pair[1] / n + 0.5 * (r.a + 2 * t * r.b + t * t * r.c), pair[0] / n + r.b + t * r.c)
+        }
+
+        func hessianDiagonal() throws -> [Double] {
+            let model = trainer.model, p = sums.count - 1
+            try sums.withUnsafeMutableBufferPointer { out in
+                try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+            }
+            sums[p] = 0
+            try reduce(&sums, what: "Hessian diagonal")
             let n = Double(trainer.train.globalRows)
             var out = [Double](repeating: 0, count: p)
-            for i in 0..<p { out[i] = reduced[i] / n }
+            for i in 0..<p { out[i] = sums[i] / n }
+            let ones = [Double](repeating: 1, count: p)
+            ones.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { model.addRegularizerCurvature(v.baseAddress!, into: $0.baseAddress!) } }
+            return out
+        }
+
+        func hessianVector(_ v: [Double]) throws -> [Double] {
+            let model = trainer.model, p = sums.count - 1
+            let vf = v.map { Float($0) }
+            try vf.withUnsafeBufferPointer { vp in
+                try sums.withUnsafeMutableBufferPointer { out in
+                    try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+                }
+            }
+            sums[p] = 0
+            try reduce(&sums, what: "Hessian-vector product")
+            let n = Double(trainer.train.globalRows)
+            var out = [Double](repeating: 0, count: p)
+            for i in 0..<p { out[i] = sums[i] / n }
             v.withUnsafeBufferPointer { vp in out.withUnsafeMutableBufferPointer { model.addRegularizerCurvature(vp.baseAddress!, into: $0.baseAddress!) } }
             return out
         }

@@ -23,14 +23,14 @@ final class HessianVectorProductTests: XCTestCase {
 
     /// ∇F at θ in Double: the data sums over the rows divided by n, plus the regulariser.
     func gradient(_ model: TwiceDifferentiable, _ theta: [Float], _ x: [Float], _ y: [Float], workspace: CurvatureWorkspace) -> (Double, [Double]) {
-        var g = [Float](repeating: 0, count: theta.count)
+        var out = [Double](repeating: 0, count: theta.count)
         let loss = x.withUnsafeBufferPointer { xp in
             y.withUnsafeBufferPointer { yp in
-                model.dataLossAndGradient(parameters: theta, batch: Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features),
-                                          into: &g, workspace: workspace)
+                try! model.dataLossAndGradient(parameters: theta, blocks: ShardBlocks(Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features)),
+                                               into: &out, workspace: workspace)
             }
         }
-        var out = g.map { Double($0) / Double(rows) }
+        for i in out.indices { out[i] /= Double(rows) }
         let penalty = model.addRegularizer(parameters: theta, gradient: &out)
         return (loss / Double(rows) + penalty, out)
     }
@@ -60,14 +60,14 @@ final class HessianVectorProductTests: XCTestCase {
             let v = random.floats(model.layout.count)
             let workspace = CurvatureWorkspace()
             _ = gradient(model, theta, x, y, workspace: workspace)
-            var hv = [Float](repeating: 0, count: theta.count)
+            var hv = [Double](repeating: 0, count: theta.count)
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeBufferPointer { yp in
-                    model.dataHessianVector(v, batch: Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features),
-                                            workspace: workspace, into: &hv)
+                    try! model.dataHessianVector(v, blocks: ShardBlocks(Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features)),
+                                                 workspace: workspace, into: &hv)
                 }
             }
-            var exact = hv.map { Double($0) / Double(rows) }
+            var exact = hv.map { $0 / Double(rows) }
             model.addRegularizerCurvature(v.map { Double($0) }, into: &exact)
             // Central differences; the Hessian-vector product must not depend on the trial points' evaluations.
             let h: Float = 1e-2
@@ -79,8 +79,72 @@ final class HessianVectorProductTests: XCTestCase {
             let error = zip(exact, differences).map { abs($0 - $1) }.max()!
             XCTAssertLessThan(error / scale, 2e-3, "\(kind): Hv \(exact.prefix(4)) vs differences \(differences.prefix(4))")
             // The regulariser's curvature is part of it: without it the products are off.
-            let withoutL2 = hv.map { Double($0) / Double(rows) }
+            let withoutL2 = hv.map { $0 / Double(rows) }
             XCTAssertGreaterThan(zip(withoutL2, differences).map { abs($0 - $1) }.max()! / scale, 1e-2, kind)
+        }
+    }
+
+    /// The loss along a segment from two passes' margins (what L-BFGS's line search evaluates between passes)
+    /// is the pass's loss at the point on the segment, its slope the derivative, and at the ends exactly the
+    /// passes' losses for the one-output models.
+    func testTheSegmentLossIsThePassesLossAlongTheLine() {
+        for kind in ["linear", "logistic", "softmax"] {
+            let (model, x, y) = problem(kind)
+            var random = TestRandom(seed: 9)
+            let theta0 = random.floats(model.layout.count, in: -0.5...0.5), theta1 = random.floats(model.layout.count, in: -0.5...0.5)
+            let w0 = CurvatureWorkspace(), w1 = CurvatureWorkspace()
+            func dataLoss(_ theta: [Float], _ workspace: CurvatureWorkspace) -> Double {
+                var g = [Double](repeating: 0, count: theta.count)
+                return x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeBufferPointer { yp in
+                        try! model.dataLossAndGradient(parameters: theta, blocks: ShardBlocks(Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features)),
+                                                       into: &g, workspace: workspace)
+                    }
+                }
+            }
+            let l0 = dataLoss(theta0, w0), l1 = dataLoss(theta1, w1)
+            func segment(_ t: Double) -> (loss: Double, slope: Double) {
+                y.withUnsafeBufferPointer { model.segmentLoss(from: w0.keptMargins, to: w1.keptMargins, t: t, labels: $0.baseAddress!, rows: rows) }
+            }
+            if kind != "softmax" {
+                XCTAssertEqual(segment(0).loss, l0, kind)
+                XCTAssertEqual(segment(1).loss, l1, kind)
+            }
+            for t in [0.0, 0.3, 1.0, 2.5] {
+                let point = zip(theta0, theta1).map { Float(Double($0) + t * (Double($1) - Double($0))) }
+                let exact = dataLoss(point, CurvatureWorkspace())
+                XCTAssertEqual(segment(t).loss, exact, accuracy: 1e-5 * abs(exact), "\(kind) t \(t)")
+                // Central differences (margins rounded to Float along the way: h not too small).
+                let h = 1e-2
+                let difference = (segment(t + h).loss - segment(t - h).loss) / (2 * h)
+                XCTAssertEqual(segment(t).slope, difference, accuracy: 2e-3 * Swift.max(1, abs(difference)), "\(kind) t \(t)")
+            }
+        }
+    }
+
+    /// The Hessian's diagonal (Newton's Jacobi preconditioner) is `e_iᵀ·H·e_i` of the Hessian-vector products.
+    func testTheCurvatureDiagonalIsTheProductsDiagonal() throws {
+        for kind in ["linear", "logistic", "softmax"] {
+            let (model, x, y) = problem(kind)
+            var random = TestRandom(seed: 3)
+            let theta = random.floats(model.layout.count, in: -0.5...0.5)
+            let workspace = CurvatureWorkspace()
+            _ = gradient(model, theta, x, y, workspace: workspace)
+            try x.withUnsafeBufferPointer { xp in
+                try y.withUnsafeBufferPointer { yp in
+                    let blocks = ShardBlocks(Batch(x: xp.baseAddress!, y: yp.baseAddress!, rows: rows, features: features))
+                    var diagonal = [Double](repeating: 0, count: theta.count)
+                    try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspace, into: &diagonal)
+                    for i in stride(from: 0, to: theta.count, by: 3) {
+                        var e = [Float](repeating: 0, count: theta.count)
+                        e[i] = 1
+                        var hv = [Double](repeating: 0, count: theta.count)
+                        try model.dataHessianVector(e, blocks: blocks, workspace: workspace, into: &hv)
+                        XCTAssertEqual(diagonal[i], hv[i], accuracy: 1e-5 * Swift.max(1, abs(hv[i])), "\(kind) \(i)")
+                    }
+                    XCTAssertTrue(diagonal.allSatisfy { $0 >= 0 } && diagonal.contains { $0 > 0 }, kind)
+                }
+            }
         }
     }
 }

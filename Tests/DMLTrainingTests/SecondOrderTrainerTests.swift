@@ -49,8 +49,13 @@ final class SecondOrderTrainerTests: XCTestCase {
             XCTAssertEqual(lbfgs.objective, newton.objective, accuracy: 1e-6 * newton.objective, "\(kind)")
             XCTAssertNotNil(lbfgs.finished, "\(kind): stopped before the iteration limit")
             XCTAssertNotNil(newton.finished, "\(kind): stopped before the iteration limit")
-            XCTAssertLessThan(newton.steps, lbfgs.steps, "\(kind): Newton takes fewer iterations")
-            XCTAssertLessThan(maxRelativeDifference(lbfgs.parameters[0], newton.parameters[0]), 1e-3, "\(kind)")
+            // Both run to F's precision: the gradient is then small, whichever stopped first.
+            XCTAssertLessThan(lbfgs.gradientNorm, 1e-4, "\(kind): \(lbfgs.finished ?? "")")
+            XCTAssertLessThan(newton.gradientNorm, 1e-4, "\(kind): \(newton.finished ?? "")")
+            // L-BFGS stops where its line search cannot resolve F any more (Float32 margins): within a few 1e-3 of
+            // the preconditioned Newton's parameters, which get much closer (‖∇F‖ ~1e-7).
+            XCTAssertLessThan(maxRelativeDifference(lbfgs.parameters[0], newton.parameters[0]), 5e-3,
+                              "\(kind): ‖∇F‖ \(lbfgs.gradientNorm) and \(newton.gradientNorm)")
             // The optimum: a plain gradient step from it raises F or leaves it (checked by the SGD path's objective).
             let sgd = try XCTUnwrap(sgdObjective(kind, at: newton.parameters[0]))
             XCTAssertEqual(sgd, newton.objective, accuracy: 1e-5 * newton.objective, "\(kind): the objective is the SGD path's")
@@ -128,31 +133,42 @@ final class SecondOrderTrainerTests: XCTestCase {
     }
 
     /// A trainer checkpointed after k iterations and restored into a fresh one ends with the same bits as one
-    /// that never stopped (the L-BFGS pairs, the radius and ‖∇F(θ₀)‖ travel in the checkpoint).
+    /// that never stopped (the L-BFGS pairs, the radius and ‖∇F(θ₀)‖ travel in the checkpoint; the margins the
+    /// line search reuses are recomputed from the parameters, as every accepted point's are). The linear case
+    /// (targets ×100: a first step of unit length is far too short) sends L-BFGS's line search along the
+    /// segment of cached margins before the checkpoint.
     func testACheckpointContinuesWithTheSameBits() throws {
         let task = SyntheticClassification(seed: 3, features: 10, classes: 3)
-        for kind in [FullBatchMethodKind.lbfgs, .newton] {
+        for (kind, linear) in [(FullBatchMethodKind.lbfgs, false), (.lbfgs, true), (.newton, false)] {
             let results = try LocalCommunicator.run(size: 2) { comm -> [[Float]] in
                 func trainer() -> SecondOrderTrainer {
-                    SecondOrderTrainer(comm: comm, model: SoftmaxRegression(features: 10, classes: 3, weightDecay: 0.01),
-                                       train: task.trainingShard(rows: 250, rank: comm.rank, ranks: comm.size),
-                                       config: TrainingConfig(steps: 12, batchSize: nil, learningRate: 0, seed: 3, logEvery: 100),
-                                       settings: FullBatchSettings(kind: kind, memory: 3, tolerance: 0), allreduce: RingAllreduce(comm: comm))
+                    var shard = task.trainingShard(rows: 250, rank: comm.rank, ranks: comm.size)
+                    if linear { shard.y = shard.y.map { 100 * $0 - 100 } }
+                    let model: TwiceDifferentiable = linear ? LinearRegression(features: 10, weightDecay: 1e-4)
+                                                            : SoftmaxRegression(features: 10, classes: 3, weightDecay: 0.01)
+                    return SecondOrderTrainer(comm: comm, model: model, train: shard,
+                                              config: TrainingConfig(steps: 12, batchSize: nil, learningRate: 0, seed: 3, logEvery: 100),
+                                              settings: FullBatchSettings(kind: kind, memory: 3, tolerance: 0), allreduce: RingAllreduce(comm: comm))
                 }
                 let straight = trainer()
                 try straight.run { _ in }
                 let first = trainer()
-                for _ in 0..<5 { try first.trainStep() }
+                var trials: Float = 0
+                for _ in 0..<5 {
+                    try first.trainStep()
+                    trials += Float(first.stepFigures.first { $0.name == "line_trials" }?.value ?? 0)
+                }
                 let bytes = try first.checkpoint(identity: [:]).encode()
                 let second = trainer()
                 try second.restore(try Checkpoint.decode(bytes))
                 try second.run { _ in }
-                return [straight.parameters, second.parameters, [Float(straight.step), Float(second.step)]]
+                return [straight.parameters, second.parameters, [Float(straight.step), Float(second.step), trials]]
             }
             for r in results {
                 XCTAssertEqual(r[2][0], r[2][1])
                 XCTAssertGreaterThan(r[2][0], 6, "\(kind): the restored run went on for some iterations")
-                XCTAssertEqual(r[1].map(\.bitPattern), r[0].map(\.bitPattern), "\(kind)")
+                XCTAssertEqual(r[1].map(\.bitPattern), r[0].map(\.bitPattern), "\(kind) linear \(linear)")
+                if linear { XCTAssertGreaterThan(r[2][2], 0, "the line search went along the segment before the checkpoint") }
             }
         }
     }

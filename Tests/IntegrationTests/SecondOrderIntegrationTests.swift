@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import DMLTraining
 import DMLTestSupport
 
@@ -104,5 +105,45 @@ final class SecondOrderIntegrationTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         let a = try Safetensors.read(path: "\(dir)/a.safetensors"), b = try Safetensors.read(path: "\(dir)/b.safetensors")
         XCTAssertEqual(try a.floats("layers.0.weight"), try b.floats("layers.0.weight"))
+    }
+
+    /// `--cache-dir` (rows streamed from a shard cache): the passes read the cache a chunk at a time and give the
+    /// in-memory run's bits, for CSR (LIBSVM, --sparse on) and dense (CSV) rows, at np 1 and 2.
+    func testStreamedRowsGiveTheInMemoryBits() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var random = TestRandom(seed: 9)
+        var svm = "", csv = "label,a,b,c,d,e\n"
+        for _ in 0..<900 {
+            var columns = Set<Int>()
+            while columns.count < 5 { columns.insert(Int.random(in: 1...200, using: &random)) }
+            svm += (Bool.random(using: &random) ? "+1" : "-1") + columns.sorted().map { " \($0):\(Int.random(in: 1...9, using: &random))" }.joined() + "\n"
+            let x = (0..<5).map { _ in Float.random(in: -2...2, using: &random) }
+            csv += "\(x[0] + x[1] > 0 ? 1 : 0)," + x.map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"
+        }
+        _ = FileManager.default.createFile(atPath: "\(dir)/train.svm", contents: Data(svm.utf8))
+        _ = FileManager.default.createFile(atPath: "\(dir)/train.csv", contents: Data(csv.utf8))
+        for (data, extra) in [("train.svm", ["--sparse", "on"]), ("train.csv", [])] {
+            for optimizer in ["lbfgs", "newton"] {
+                for np in [1, 2] {
+                    let args = ["--data", "\(dir)/\(data)", "--model", "logistic", "--optimizer", optimizer, "--weight-decay", "1e-3",
+                                "--steps", "30", "--tol", "1e-7"] + extra
+                    let name = "\(data)-\(optimizer)-\(np)"
+                    let memory = try MPIRunner.run(ranks: np, "dml-train", args + ["--output", "\(dir)/\(name)-memory.safetensors"])
+                    XCTAssertEqual(memory.status, 0, memory.stderr)
+                    let cache = "\(dir)/cache-\(name)"
+                    try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+                    let streamed = try MPIRunner.run(ranks: np, "dml-train", args + ["--cache-dir", cache, "--max-memory", "512M",
+                                                                                   "--output", "\(dir)/\(name)-streamed.safetensors"])
+                    XCTAssertEqual(streamed.status, 0, streamed.stderr)
+                    XCTAssertTrue(streamed.stdout.contains("streamed from shard caches"), streamed.stdout)
+                    let a = try Safetensors.read(path: "\(dir)/\(name)-memory.safetensors")
+                    let b = try Safetensors.read(path: "\(dir)/\(name)-streamed.safetensors")
+                    for tensor in ["layers.0.weight", "layers.0.bias"] {
+                        XCTAssertEqual(try a.floats(tensor).map(\.bitPattern), try b.floats(tensor).map(\.bitPattern), "\(name) \(tensor)")
+                    }
+                }
+            }
+        }
     }
 }

@@ -97,6 +97,12 @@ typedef struct {
     void (*_Nonnull csr_forward_t)(long rows, const long *_Nonnull row_starts, const int32_t *_Nonnull indices,
                                    const float *_Nonnull values, const float *_Nonnull wt, long n, float *_Nonnull out,
                                    long ldo, double *_Nonnull scratch);
+    /// out[r] = (float)(((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))), where s_l sums
+    /// (double)values[k]·(double)w[indices[k]] over row r's non-zeros at positions ≡ l (mod 8) from the row's
+    /// start, in order: X·w for one output in eight independent chains (the full-batch passes' margins, whose
+    /// long rows would wait on one chain's latency). Each chain's operations are the same on every ISA.
+    void (*_Nonnull csr_margins)(long rows, const long *_Nonnull row_starts, const int32_t *_Nonnull indices,
+                                 const float *_Nonnull values, const float *_Nonnull w, float *_Nonnull out);
 } dml_kernel_table;
 
 /// The kernels in use: chosen at load time as the best ISA this CPU and OS support, unless the environment

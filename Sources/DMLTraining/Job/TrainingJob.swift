@@ -107,7 +107,11 @@ public final class TrainingJob {
         try checkMemory(features: features, classes: train.classes, localRows: batch.map { ($0 + comm.size - 1) / comm.size } ?? train.rows,
                         nonZerosPerRow: train.csr.map { Double($0.nonZeros) / Double(Swift.max(1, $0.rows)) }
                             ?? (train.stream?.isSparse == true ? Double(train.stream!.nonZeros) / Double(Swift.max(1, train.rows)) : nil),
-                        streamed: train.stream.map { _ in (shardRows: train.rows, features: train.features) }, residentStream: train.stream)
+                        streamed: train.stream.map { stream in
+                            // A full-batch method's pass reads a chunk at a time, not the whole shard.
+                            (shardRows: train.rows, features: train.features,
+                             rowsAtOnce: batch == nil ? Swift.min(train.rows, SecondOrderTrainer.chunkRows(stream)) : nil)
+                        }, residentStream: train.stream)
         if let stream = train.stream {
             say(stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory) and reads the rest from its cache"
                 : "rank 0 reads its \(stream.rows) rows from its cache with read-ahead (step windows of \(MemoryBudget.format(Double(stream.windowBytes))) when one covers half of them)")
@@ -220,12 +224,12 @@ public final class TrainingJob {
     /// `nonZerosPerRow`: the rows are CSR (this shard's mean non-zeros a row), so a batch's input is its
     /// non-zeros, not `rows × features` dense values.
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
-    /// gathered rows (the current and the prefetched one) are counted too, and `--max-memory` replaces the
-    /// node's figure.
+    /// gathered rows (the current and the prefetched one; for a full-batch method two of its pass's chunks,
+    /// `rowsAtOnce`) are counted too, and `--max-memory` replaces the node's figure.
     /// `residentStream`: the streamed shard, which keeps as many of its first rows resident as half the limit's
     /// slack holds (`ShardStream.keepResident`).
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
-                             streamed: (shardRows: Int, features: Int)? = nil, residentStream: ShardStream? = nil) throws {
+                             streamed: (shardRows: Int, features: Int, rowsAtOnce: Int?)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
         let job = configuration
         let (parameters, widths) = job.model.size(features: features, outputs: Swift.max(1, job.model.kind == .softmax || job.model.kind == .mlp ? classes : 1))
@@ -234,7 +238,7 @@ public final class TrainingJob {
                                            nonZerosPerRow: nonZerosPerRow ?? 0)
         let ranks = MemoryBudget.ranksOnNode
         if let streamed {
-            needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: localRows, features: streamed.features,
+            needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: streamed.rowsAtOnce ?? localRows, features: streamed.features,
                                             nonZerosPerRow: nonZerosPerRow)
         }
         // With --max-memory a streamed shard keeps as many of its first rows resident as half of what the limit
