@@ -78,6 +78,16 @@ same_bits() {
     log "identical bits: $(basename "$2") = $(basename "$1") ($(stat -c %s "$1") bytes, sha256 $(sha256sum "$1" | cut -c1-16))"
 }
 
+# Job $1's log, then checks that it was preempted, requeued and resumed, and that its model $3 equals $2.
+requeued_and_resumed() {
+    cat "$W/job-$1.out"
+    grep -q "stopped by SIGUSR1 after step" "$W/job-$1.out" || fail "no preemption in job $1"
+    grep -q "requeueing it to resume" "$W/job-$1.out" || fail "job $1 was not requeued"
+    grep -q "resuming from" "$W/job-$1.out" || fail "job $1 did not resume"
+    scontrol show job "$1" | grep -o "Restarts=[0-9]*"
+    same_bits "$2" "$3"
+}
+
 log "DML under Slurm: $(slurmctld -V), $(mpirun --version | head -1), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores (shared with other work)"
 log "binaries: $DML_BIN"
 if [ -f "$SLURM_CONF" ]; then
@@ -122,12 +132,7 @@ wait_for "$W/job-$j.out" "step  200/"
 say "scancel --signal=USR1 $j"
 scancel --signal=USR1 "$j"
 follow "$j" 180
-cat "$W/job-$j.out"
-grep -q "stopped by SIGUSR1 after step" "$W/job-$j.out" || fail "no preemption in job $j"
-grep -q "requeueing it to resume" "$W/job-$j.out" || fail "job $j was not requeued"
-grep -q "resuming from" "$W/job-$j.out" || fail "job $j did not resume"
-scontrol show job "$j" | grep -o "Restarts=[0-9]*"
-same_bits "$W/ref-short.safetensors" "$W/usr1.safetensors"
+requeued_and_resumed "$j" "$W/ref-short.safetensors" "$W/usr1.safetensors"
 
 if [ -z "${QUICK:-}" ]; then
     echo; log "== 4. preemption by the time limit (--time=1 --signal=B:USR1@45), requeue, resume"
@@ -135,12 +140,8 @@ if [ -z "${QUICK:-}" ]; then
     j=$(submit --time=1 --signal=B:USR1@45 benchmarks/slurm/dml-train.sbatch "${LONG[@]}" --checkpoint-dir "$W/ckpt4" --checkpoint-every 1000 --resume --output "$W/limit.safetensors")
     log "submitted job $j"
     follow "$j" 600
-    cat "$W/job-$j.out"
     grep -q "SIGUSR1, passed on to srun" "$W/job-$j.out" || fail "the batch shell of job $j got no SIGUSR1"
-    grep -q "stopped by SIGUSR1 after step" "$W/job-$j.out" || fail "no preemption in job $j"
-    grep -q "resuming from" "$W/job-$j.out" || fail "job $j did not resume"
-    scontrol show job "$j" | grep -o "Restarts=[0-9]*"
-    same_bits "$W/ref-long.safetensors" "$W/limit.safetensors"
+    requeued_and_resumed "$j" "$W/ref-long.safetensors" "$W/limit.safetensors"
 fi
 
 echo; log "== 5. srun and signals: scancel (SIGTERM from slurmstepd) and SIGUSR1 to srun stop the ranks cleanly; SIGTERM to srun kills them"
