@@ -46,9 +46,12 @@ public struct Preempted: ClassifiedError, CustomStringConvertible {
     public let step: Int
     /// The checkpoint written, if the run has a checkpoint directory.
     public var checkpoint: String?
+    /// Names the checkpoint; without one, why: no `--checkpoint-dir`, or a stop before the first step (a signal
+    /// during start-up, e.g. a Slurm time-limit warning that came early), when there is nothing to save.
     public var description: String {
         "stopped by \(Preemption.name(signal)) after step \(step)"
-            + (checkpoint.map { "; checkpoint \($0) written, continue with --resume" } ?? "; no --checkpoint-dir, so nothing was saved")
+            + (checkpoint.map { "; checkpoint \($0) written, continue with --resume" }
+               ?? (step == 0 ? "; nothing to save before the first step" : "; no --checkpoint-dir, so nothing was saved"))
     }
 }
 

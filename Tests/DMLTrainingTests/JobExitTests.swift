@@ -55,6 +55,8 @@ final class JobExitTests: XCTestCase {
             return out
         }
         XCTAssertEqual(statuses, Array(repeating: [66, 70, 75], count: 3))
+        // A stop before the first step has nothing to save, checkpoint directory or not (it said "no --checkpoint-dir").
+        XCTAssertEqual(Preempted(signal: SIGUSR1, step: 0).description, "stopped by SIGUSR1 after step 0; nothing to save before the first step")
         XCTAssertEqual(lines.all.sorted(), ["dml-train: error (reported by rank 2): data.csv: no such file",
                                             "dml-train: error: training diverged",
                                             "dml-train: stopped by SIGUSR1 after step 4; no --checkpoint-dir, so nothing was saved (exit status 75)"])

@@ -104,6 +104,17 @@ final class BenchmarkSuiteTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("done: 10 steps"), r.stdout)
     }
 
+    /// The script's own settings are refused when misspelt, before anything is launched (exit 64, one line).
+    func testSlurmScriptRefusesAnUnknownLauncherOrRequeueSetting() throws {
+        for (key, value) in [("LAUNCHER", "srunn"), ("REQUEUE", "yes")] {
+            let r = try MPIRunner.runProcess("bash", ["\(root)/benchmarks/slurm/dml-train.sbatch", "--steps", "1"],
+                                             environment: [key: value, "SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"])
+            XCTAssertEqual(r.status, 64, r.stdout + r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("dml-train.sbatch: \(key) must be ") && r.stderr.contains("(got '\(value)')"), r.stderr)
+            XCTAssertEqual(r.stdout, "", "nothing launched")
+        }
+    }
+
     /// `--overlap` times the MLP without and with overlapping bucket allreduces in one run; the benchmark
     /// itself fails unless both end with the same loss bits.
     func testDMLBenchTrainTimesTheMLPWithAndWithoutOverlap() throws {
