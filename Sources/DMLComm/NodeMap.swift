@@ -1,7 +1,7 @@
 import Foundation
 
 /// Which ranks share a node, seen two ways: by `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)` (what `hier`, `shm`
-/// and `auto` use, through `splitByNode()`) and by each rank's host name. On a real cluster, and on
+/// and `auto` use, through `splitByNode()`) and by each rank's node name (its host name, or Slurm's node name under `srun`: `localNodeName`). On a real cluster, and on
 /// `scripts/cluster`'s namespace nodes (each with its own host name), the two must agree; a launcher that
 /// put ranks of different hosts in one shared-memory group, or one host's ranks in several, would make `hier`
 /// group them wrongly. `DML_FAKE_NODES` plays no part here (it only cuts `nodeGroup()` further).
@@ -32,8 +32,17 @@ public struct NodeMap: Equatable, Sendable {
         self.hosts = hosts
     }
 
-    /// Collective over `comm`.
-    public init(_ comm: Communicator, hostName: String = ProcessInfo.processInfo.hostName) throws {
+    /// This process's node name: Slurm's node name of the task (`SLURMD_NODENAME`) under `srun`, else the host
+    /// name. The two differ where one host runs several `slurmd` (Slurm's multiple-slurmd layout, as
+    /// `scripts/slurm-local` does): there every Slurm node is a node for PMIx and so for
+    /// `MPI_COMM_TYPE_SHARED`, while the host name is the same on all of them.
+    public static func localNodeName(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let slurm = environment["SLURMD_NODENAME"], !slurm.isEmpty { return slurm }
+        return ProcessInfo.processInfo.hostName
+    }
+
+    /// Collective over `comm`. `hostName`: this rank's node name (`localNodeName()` by default).
+    public init(_ comm: Communicator, hostName: String = NodeMap.localNodeName()) throws {
         let node = try comm.splitByNode()
         let leader = Int(try node.allreduced(Int64(comm.rank), op: .min))
         let leaders = try comm.allgathered(Int64(leader)).map(Int.init)
