@@ -1,6 +1,7 @@
 import XCTest
 import DMLComm
 import DMLData
+import DMLKernels
 import DMLModels
 import DMLTraining
 import DMLTestSupport
@@ -17,9 +18,16 @@ final class ShuffleOffTests: XCTestCase {
         return c
     }
 
-    func train(ranks: Int, steps: Int, shuffle: Bool) throws -> [[Float]] {
+    /// `data` as CSR rows when `sparse` (the same values).
+    func rowsAs(_ data: Dataset, sparse: Bool) -> Dataset {
+        guard sparse else { return data }
+        return Dataset(features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow,
+                       csr: CSRMatrix(dense: data.x, rows: data.rows, columns: data.features), y: data.y)
+    }
+
+    func train(ranks: Int, steps: Int, shuffle: Bool, sparse: Bool = false) throws -> [[Float]] {
         try LocalCommunicator.run(size: ranks) { comm -> [Float] in
-            let shard = self.task.trainingShard(rows: self.rows, rank: comm.rank, ranks: comm.size)
+            let shard = self.rowsAs(self.task.trainingShard(rows: self.rows, rank: comm.rank, ranks: comm.size), sparse: sparse)
             let trainer = Trainer(comm: comm, model: SoftmaxRegression(features: 12, classes: 3), train: shard,
                                   config: self.config(steps: steps, batch: self.batch, shuffle: shuffle),
                                   allreduce: AllreduceKind.ring.make(for: comm))
@@ -37,12 +45,17 @@ final class ShuffleOffTests: XCTestCase {
     }
 
     /// One rank, 25 steps (3 epochs and a part; the last batch of each epoch is 11 rows): the same bits as
-    /// plain SGD steps taken one by one, each a full-batch step over the next consecutive rows (wrapping at the
-    /// end of the data), started from the previous step's parameters.
+    /// plain SGD steps taken one by one, each a full-batch step over a copy of the next consecutive rows
+    /// (wrapping at the end of the data), started from the previous step's parameters. Dense and CSR rows: the
+    /// rows used in place give the bits of copied (gathered) rows.
     func testOneRankTakesConsecutiveRowsInFileOrder() throws {
+        for sparse in [false, true] { try checkFileOrder(sparse: sparse) }
+    }
+
+    func checkFileOrder(sparse: Bool) throws {
         let steps = 25
-        let shuffled = try train(ranks: 1, steps: steps, shuffle: true)[0]
-        let inOrder = try train(ranks: 1, steps: steps, shuffle: false)[0]
+        let shuffled = try train(ranks: 1, steps: steps, shuffle: true, sparse: sparse)[0]
+        let inOrder = try train(ranks: 1, steps: steps, shuffle: false, sparse: sparse)[0]
         let reference = try LocalCommunicator.run(size: 1) { comm -> [Float] in
             let model = SoftmaxRegression(features: 12, classes: 3)
             var w: [Float]?
@@ -50,7 +63,7 @@ final class ShuffleOffTests: XCTestCase {
             for s in 0..<steps {
                 let k = s % perEpoch
                 let range = k * self.batch ..< min(self.rows, (k + 1) * self.batch)
-                let one = Trainer(comm: comm, model: model, train: self.slice(range), config: self.config(steps: 1, batch: nil, shuffle: false),
+                let one = Trainer(comm: comm, model: model, train: self.rowsAs(self.slice(range), sparse: sparse), config: self.config(steps: 1, batch: nil, shuffle: false),
                                   allreduce: AllreduceKind.ring.make(for: comm))
                 if let w { try one.start(from: w) }
                 try one.run { _ in }
@@ -58,8 +71,8 @@ final class ShuffleOffTests: XCTestCase {
             }
             return w!
         }[0]
-        XCTAssertEqual(inOrder.map(\.bitPattern), reference.map(\.bitPattern), "file order: consecutive batches, the same bits")
-        XCTAssertNotEqual(shuffled.map(\.bitPattern), inOrder.map(\.bitPattern), "shuffle on visits another order")
+        XCTAssertEqual(inOrder.map(\.bitPattern), reference.map(\.bitPattern), "sparse \(sparse): file order, consecutive batches, the same bits")
+        XCTAssertNotEqual(shuffled.map(\.bitPattern), inOrder.map(\.bitPattern), "sparse \(sparse): shuffle on visits another order")
     }
 
     /// On 2 and 3 ranks (batches cut across the shard boundaries) the same math as on one, up to the rounding of
