@@ -4,7 +4,7 @@ import DMLTraining
 import DMLTestSupport
 
 /// `--shuffle off` under a real `mpirun`: shown in the start-up line, killed and resumed to the same bits, a
-/// resume with the other value refused (the order is part of the run's identity), and its refusals.
+/// resume with the other value refused, streamed rows (`--cache-dir`) the same bits, (the order is part of the run's identity), and its refusals.
 final class ShuffleIntegrationTests: XCTestCase {
     var dir = ""
     override func setUpWithError() throws {
@@ -25,6 +25,16 @@ final class ShuffleIntegrationTests: XCTestCase {
         XCTAssertEqual(on.status, 0, on.stderr)
         XCTAssertFalse(on.stdout.contains("file order"), on.stdout)
         XCTAssertNotEqual(FileManager.default.contents(atPath: shuffled), FileManager.default.contents(atPath: reference))
+        // Rows streamed from a shard cache, read in file order: the parameters of the in-memory run, bit for bit.
+        let cache = "\(dir)/cache", streamed = "\(dir)/streamed.safetensors"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        let s = try MPIRunner.run(ranks: 2, "dml-train", args + ["--cache-dir", cache, "--output", streamed])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let (a, b) = (try Safetensors.read(path: reference), try Safetensors.read(path: streamed))
+        XCTAssertEqual(Set(a.entries.keys), Set(b.entries.keys))
+        for name in a.entries.keys {
+            XCTAssertEqual(try a.floats(name).map(\.bitPattern), try b.floats(name).map(\.bitPattern), "streamed \(name)")
+        }
         let ckpt = "\(dir)/ckpt", out = "\(dir)/resumed.safetensors"
         let run = args + ["--checkpoint-dir", ckpt, "--checkpoint-every", "4", "--output", out]
         let killed = try MPIRunner.run(ranks: 2, "dml-train", run, environment: ["DML_FAULT": "crash:rank=1:step=11"])
