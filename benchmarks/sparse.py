@@ -11,8 +11,9 @@ standalone after `swift build -c release`):
 2. One pass of logistic SGD on the click log: Vowpal Wabbit through its own driver and parser
    (benchmarks/peers/sparse_peers.py vw; its default adaptive, normalised, invariant updates) against
    `dml-train --sparse on --hash-bits 22 --allreduce auto --epochs 1 --batch-size 256 --optimizer adagrad
-   --lr 0.2` at each np; examples/s with parsing included (DML: the whole mpirun command's wall time) and the
-   test log-loss.
+   --lr 0.2 --shuffle off` at each np (`--shuffle off`: batches in file order, the order VW learns in; `--shuffle
+   off,on` runs both); examples/s with parsing included (DML: the whole mpirun command's wall time) and the
+   test log-loss. `--repeat N` runs VW and DML interleaved N times (a shared machine: compare within a run).
 3. Full-batch L2-regularised logistic regression on the rcv1-like set: DML `--optimizer lbfgs` and `newton`
    at each np against LIBLINEAR -s 0 (benchmarks/peers/liblinear_peer.py) and scipy.sparse L-BFGS + mpi4py
    (benchmarks/peers/sparse_peers.py lbfgs) at each np: final objective (float64, recomputed from each one's
@@ -127,6 +128,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small files: checks the script, not the machine")
     ap.add_argument("--python", default=sys.executable, help="the Python with the peers installed")
     ap.add_argument("--weight-decay", type=float, default=1e-5)
+    ap.add_argument("--shuffle", default="off",
+                    help="DML's batch order(s) in the one-pass SGD part: off (file order, as VW reads the file), on, or off,on (both)")
+    ap.add_argument("--repeat", type=int, default=1, help="the one-pass SGD part: VW and DML at each np, interleaved, this many times")
     ap.add_argument("--parts", default="sgd,full", help="which parts to run: sgd (against VW), full (full batch against LIBLINEAR and scipy)")
     a = ap.parse_args()
     nps = [int(v) for v in a.np.split(",")]
@@ -146,26 +150,31 @@ def main():
 
     parts = set(a.parts.split(","))
     if "sgd" in parts:
-        # 2. One pass of SGD: VW against DML.
-        o, e, _ = run([a.python, HERE / "peers" / "sparse_peers.py", "vw", clicks, out / "clicks.test.svm", "--bits", "22"])
-        _, _, _, nnz, seconds, rate, _, logloss = o.strip().splitlines()[-1].split(",")
-        vw_cpu = float(next(line.split()[-1] for line in e.splitlines() if line.startswith("# cpu_seconds")))
-        rows.append(dict(task="clicks: 1 pass logistic SGD", who="Vowpal Wabbit", np=1, seconds=float(seconds),
-                         figure=float(rate), unit="examples/s", quality=float(logloss), measure="test log-loss", cpu_seconds=vw_cpu))
-        for np_ in nps:
-            metrics = out / f"sgd-np{np_}.jsonl"
-            _, _, seconds = run(mpirun(np_, [train, "--data", clicks, "--test-data", out / "clicks.test.svm", "--model", "logistic",
-                                             "--sparse", "on", "--hash-bits", "22", "--allreduce", "auto", "--epochs", "1",
-                                             "--batch-size", "256", "--optimizer", "adagrad", "--lr", "0.2",
-                                             "--metrics", metrics, "--output", out / f"sgd-np{np_}.safetensors"]))
-            dml_cpu = LAST_CPU[0]
-            final = [json.loads(line) for line in open(metrics) if '"event": "final"' in line][-1]
-            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML --sparse on --hash-bits 22 --optimizer adagrad (whole command)", np=np_,
-                             seconds=seconds, figure=clicks_rows / seconds, unit="examples/s", quality=final["test_loss"],
-                             measure="test log-loss", cpu_seconds=dml_cpu))
-            rows.append(dict(task="clicks: 1 pass logistic SGD", who="DML (training steps only)", np=np_,
-                             seconds=final["seconds"], figure=clicks_rows / final["seconds"], unit="examples/s",
-                             quality=final["test_loss"], measure="test log-loss"))
+        # 2. One pass of SGD: VW against DML, interleaved in each repetition (a shared machine's load changes).
+        for rep in range(a.repeat):
+            o, e, _ = run([a.python, HERE / "peers" / "sparse_peers.py", "vw", clicks, out / "clicks.test.svm", "--bits", "22"])
+            _, _, _, nnz, seconds, rate, _, logloss = o.strip().splitlines()[-1].split(",")
+            vw_cpu = float(next(line.split()[-1] for line in e.splitlines() if line.startswith("# cpu_seconds")))
+            rows.append(dict(task="clicks: 1 pass logistic SGD", who="Vowpal Wabbit", np=1, seconds=float(seconds),
+                             figure=float(rate), unit="examples/s", quality=float(logloss), measure="test log-loss", cpu_seconds=vw_cpu,
+                             repetition=rep + 1))
+            for np_, shuffle in [(n, v) for n in nps for v in a.shuffle.split(",")]:
+                metrics = out / f"sgd-np{np_}.jsonl"
+                if metrics.exists():
+                    metrics.unlink()
+                _, _, seconds = run(mpirun(np_, [train, "--data", clicks, "--test-data", out / "clicks.test.svm", "--model", "logistic",
+                                                 "--sparse", "on", "--hash-bits", "22", "--allreduce", "auto", "--epochs", "1",
+                                                 "--batch-size", "256", "--optimizer", "adagrad", "--lr", "0.2", "--shuffle", shuffle,
+                                                 "--metrics", metrics, "--output", out / f"sgd-np{np_}.safetensors"]))
+                dml_cpu = LAST_CPU[0]
+                final = [json.loads(line) for line in open(metrics) if '"event": "final"' in line][-1]
+                rows.append(dict(task="clicks: 1 pass logistic SGD",
+                                 who=f"DML --sparse on --hash-bits 22 --optimizer adagrad --shuffle {shuffle} (whole command)", np=np_,
+                                 seconds=seconds, figure=clicks_rows / seconds, unit="examples/s", quality=final["test_loss"],
+                                 measure="test log-loss", cpu_seconds=dml_cpu, repetition=rep + 1))
+                rows.append(dict(task="clicks: 1 pass logistic SGD", who=f"DML --shuffle {shuffle} (training steps only)", np=np_,
+                                 seconds=final["seconds"], figure=clicks_rows / final["seconds"], unit="examples/s",
+                                 quality=final["test_loss"], measure="test log-loss", repetition=rep + 1))
 
     if "full" in parts:
         # 3. Full batch: LIBLINEAR, scipy + mpi4py L-BFGS, DML lbfgs and newton.
@@ -210,10 +219,10 @@ def main():
         w.writeheader()
         w.writerows(rows)
     md = [f"CPU: {cpu_model()}; {datetime.date.today()}; `benchmarks/sparse.py{' --quick' if a.quick else ''}`", "",
-          "| task | who | np | seconds | figure | unit | quality | measure | CPU s (all processes) |", "|---|---|---|---|---|---|---|---|---|"]
+          "| task | who | np | run | seconds | figure | unit | quality | measure | CPU s (all processes) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cpu = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else ""
-        md.append(f"| {r['task']} | {r['who']} | {r['np']} | {r['seconds']:.3f} | {r['figure']:.4g} | {r['unit']} | {r['quality']:.4g} | {r['measure']} | {cpu} |")
+        md.append(f"| {r['task']} | {r['who']} | {r['np']} | {r.get('repetition', 1)} | {r['seconds']:.3f} | {r['figure']:.4g} | {r['unit']} | {r['quality']:.4g} | {r['measure']} | {cpu} |")
     (out / "sparse.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -54,7 +54,7 @@ public final class FeaturePartitionedTrainer: TrainingStrategy {
         hooks = StepHooks(comm: comm, faults: faults, collectiveTimeout: config.collectiveTimeout)
         optimizer = Optimizer(config.optimizer, layout: slice.layout)
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
-                               seed: config.seed, shuffle: config.batchSize != nil)
+                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle)
         // Zero, like the row-partitioned linear models (their losses are convex).
         parameters = [Float](repeating: 0, count: slice.localCount)
         gradient = [Float](repeating: 0, count: slice.localCount)

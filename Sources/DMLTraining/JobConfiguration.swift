@@ -72,6 +72,9 @@ public struct JobConfiguration: Sendable, Equatable {
         public var steps: Int?
         /// Rows per global batch; nil: every training row each step.
         public var batchSize: Int? = 256
+        /// `--shuffle`: `on` visits each epoch's rows in a seeded permutation; `off` cuts batches from the
+        /// rows in their global (file) order, as Vowpal Wabbit reads a file. Part of the math.
+        public var shuffle: ShuffleMode = .on
         public var lr: Float = 0.2
         public var lrSearch: [Float]?
         public var seed: UInt64 = 1
@@ -246,6 +249,14 @@ public enum Partition: String, Sendable, CaseIterable {
     case rows
     /// Each rank every row and a share of the feature columns (linear, logistic, softmax).
     case features
+}
+
+/// The order of the rows within an epoch (`--shuffle`).
+public enum ShuffleMode: String, Sendable, CaseIterable {
+    /// A seeded permutation per epoch (`BatchSampler.row(at:epoch:)`).
+    case on
+    /// The global row order: batch k is rows k·B ..< (k+1)·B, each rank's part a run of consecutive rows.
+    case off
 }
 
 /// The learning-rate decay after the warm-up (`--lr-schedule`).

@@ -30,6 +30,10 @@ public struct TrainingConfig: Sendable {
     public var overlap = false
     /// A staged model's stages are merged, top layer first, into buckets of at least this many bytes.
     public var bucketBytes = 1 << 20
+    /// Mini-batches visit each epoch's rows in a seeded permutation (`--shuffle on`); false: in their global
+    /// order (`--shuffle off`), so each rank's part of a batch is a run of consecutive rows used in place.
+    /// Full batches (`batchSize` nil) are never shuffled (the order of a whole-set sum is fixed either way).
+    public var shuffle = true
     /// Straggler balancing (`--balance`): rows in fixed blocks moved towards the faster ranks at epoch
     /// boundaries, gradients summed in block order (see `BlockPlan`), so the bits do not depend on who
     /// holds which block.
@@ -144,7 +148,7 @@ public final class Trainer: TrainingStrategy {
         hooks = StepHooks(comm: comm, faults: faults, collectiveTimeout: config.collectiveTimeout)
         optimizer = Optimizer(config.optimizer, layout: model.layout)
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
-                               seed: config.seed, shuffle: config.batchSize != nil)
+                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
     }

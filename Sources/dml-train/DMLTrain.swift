@@ -167,6 +167,7 @@ extension DMLTrain {
         c.optimization.epochs = training.epochs
         c.optimization.steps = training.steps
         if case let .rows(n) = training.batchSize { c.optimization.batchSize = n } else { c.optimization.batchSize = nil }
+        c.optimization.shuffle = training.shuffle
         c.optimization.lr = training.lr
         c.optimization.lrSearch = training.lrCandidates
         c.optimization.seed = training.seed

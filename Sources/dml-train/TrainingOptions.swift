@@ -13,6 +13,10 @@ struct TrainingOptions: ParsableArguments {
             help: "Rows per global batch, over all ranks together, or 'full' for every training row each step.")
     var batchSize: BatchSize = .rows(256)
 
+    @Option(help: ArgumentHelp("Mini-batch row order: on visits each epoch's rows in a seeded permutation; off cuts the batches from the rows in file order (as Vowpal Wabbit reads a file), each rank's part used in place.",
+                               discussion: "Part of the run's identity: a resume with the other value is refused."))
+    var shuffle: ShuffleMode = .on
+
     @Option(help: "Base learning rate.")
     var lr: Float = 0.2
 
@@ -135,3 +139,4 @@ enum BatchSize: ExpressibleByArgument {
 
 extension OptimizerKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
+extension ShuffleMode: ExpressibleByArgument {}

@@ -29,6 +29,7 @@ final class IdentityTests: XCTestCase {
         "data.syntheticFeatures": { $0.data.syntheticFeatures = 5 },
         "data.syntheticClasses": { $0.data.syntheticClasses = 3 },
         "optimization.batchSize": { $0.optimization.batchSize = nil },
+        "optimization.shuffle": { $0.optimization.shuffle = .off },
         "optimization.lr": { $0.optimization.lr = 0.01 },
         "optimization.lrSearch": { $0.optimization.lrSearch = [0.1, 1] },
         "optimization.seed": { $0.optimization.seed = 9 },

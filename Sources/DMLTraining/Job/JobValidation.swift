@@ -120,6 +120,7 @@ extension JobConfiguration {
                 ("beta1", o.beta1 != d.beta1), ("beta2", o.beta2 != d.beta2), ("adam-eps", o.adamEpsilon != d.adamEpsilon),
                 ("lr-schedule", o.schedule != d.schedule), ("lr-step-every", o.lrStepEvery != d.lrStepEvery),
                 ("lr-gamma", o.lrGamma != d.lrGamma), ("lr-min", o.lrMin != d.lrMin), ("warmup", o.warmup != d.warmup),
-                ("overlap", r.overlap), ("compress", r.compress != nil), ("error-feedback", r.errorFeedback), ("balance", r.balance)]
+                ("overlap", r.overlap), ("compress", r.compress != nil), ("error-feedback", r.errorFeedback), ("balance", r.balance),
+                ("shuffle", o.shuffle != d.shuffle)]
     }
 }

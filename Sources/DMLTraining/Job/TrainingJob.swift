@@ -133,6 +133,7 @@ public final class TrainingJob {
             config.overlap = job.reduction.overlap
             config.bucketBytes = job.reduction.bucketBytes
             config.balance = job.reduction.balance
+            config.shuffle = job.optimization.shuffle == .on
             if let settings = job.optimization.fullBatchSettings, let convex = model as? TwiceDifferentiable {
                 return SecondOrderTrainer(comm: comm, model: convex, train: train, config: config, settings: settings, allreduce: exact, faults: faults)
             }
@@ -357,7 +358,7 @@ public final class TrainingJob {
             return "\(output.program): \(model.kind) on \(description), \(layout), full batch, at most \(steps) iterations, "
                 + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)"
         }
-        return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full"), \(steps) steps, "
+        return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full")\(batch != nil && job.optimization.shuffle == .off ? " in file order (--shuffle off)" : ""), \(steps) steps, "
             + "\(job.optimization.optimizerConfig.description), lr \(lr), allreduce \(job.reduction.allreduce.rawValue)\(wire)"
     }
 
