@@ -221,14 +221,24 @@ public final class SecondOrderTrainer: TrainingStrategy {
             try trainer.hooks.gate(step: number, completed: trainer.step)
         }
 
-        private func withShard<R>(_ body: (Batch) -> R) -> R {
+        /// `body` over this rank's rows; nil when streamed rows could not be read (`readFailure`, which the
+        /// `allreduce` that follows every pass agrees on: every rank throws it).
+        private func withShard<R>(_ body: (Batch) -> R) -> R? {
             let t = trainer.train
-            return t.withRows(0..<t.rows) { block in
-                t.y.withUnsafeBufferPointer { y in
-                    body(Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+            do {
+                return try t.withRows(0..<t.rows) { block in
+                    t.y.withUnsafeBufferPointer { y in
+                        body(Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+                    }
                 }
+            } catch {
+                if readFailure == nil { readFailure = error }
+                return nil
             }
         }
+
+        /// A streamed shard's read error in the last pass over the rows.
+        private var readFailure: Error?
 
         /// Sums `local` and `extra` (the loss sum, or 0) over the ranks into `reduced`, the first collective of a
         /// step running the hooks (the `nan` fault poisons `extra`). Throws when the gated sums are not finite.
@@ -250,11 +260,14 @@ public final class SecondOrderTrainer: TrainingStrategy {
             try allreduce(extra: extra, what: what)
         }
 
+        /// `[local | extra]` summed over the ranks. Streamed rows first agree on whether every rank could read
+        /// its rows (`readFailure`: then every rank throws it): one small collective per pass over the shard.
         private func allreduce(extra: Double, what: String) throws {
             let p = local.count
             for i in 0..<p { reduced[i] = Double(local[i]) }
             reduced[p] = extra
             try trainer.comm.watched("the \(what) allreduce of iteration \(trainer.step + 1)", seconds: trainer.config.collectiveTimeout) {
+                if trainer.train.isStreamed { try trainer.comm.agree(error: readFailure) }
                 try reduced.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
             }
             trainer.hooks.span("allreduce", step: trainer.step + 1)
@@ -266,7 +279,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
             for i in 0..<p { local[i] = 0 }
             let loss = parameters.withUnsafeBufferPointer { w in
                 local.withUnsafeMutableBufferPointer { g in
-                    withShard { model.dataLossAndGradient(parameters: w.baseAddress!, batch: $0, into: g.baseAddress!, workspace: workspace) }
+                    withShard { model.dataLossAndGradient(parameters: w.baseAddress!, batch: $0, into: g.baseAddress!, workspace: workspace) } ?? 0
                 }
             }
             try reduce(extra: loss, what: "objective")
@@ -289,7 +302,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
             for i in 0..<p { local[i] = 0 }
             vf.withUnsafeBufferPointer { vp in
                 local.withUnsafeMutableBufferPointer { out in
-                    withShard { model.dataHessianVector(vp.baseAddress!, batch: $0, workspace: workspace, into: out.baseAddress!) }
+                    _ = withShard { model.dataHessianVector(vp.baseAddress!, batch: $0, workspace: workspace, into: out.baseAddress!) }
                 }
             }
             try reduce(extra: 0, what: "Hessian-vector product")
