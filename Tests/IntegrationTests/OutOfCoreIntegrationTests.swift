@@ -189,6 +189,32 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(try tensors(out), try tensors(reference), "killed at step 27, resumed from step 20: the in-memory run's bits")
     }
 
+    /// A shard cache cut short while the job streams from it (`DML_FAULT=truncate:rank=1:step=S`: rank 1 truncates
+    /// its cache to 0 bytes as step S begins, as another process would): every rank stops with one message from
+    /// one rank naming rank 1's cache, exit 74 (I/O error), no output, no hang. The read fails in a step window's
+    /// load (dense rows: the next epoch's window), in a read a row (CSR rows), in a full-batch L-BFGS pass, and
+    /// in the final evaluation (the last step's rows were already in the window).
+    func testACacheCutShortMidRunIsOneAgreedError() throws {
+        let data = csv(), svm = libsvm()
+        let out = "\(dir)/out.safetensors"
+        let softmax = ["--data", data, "--model", "softmax"]
+        for (name, args, step) in [
+            ("window", softmax + ["--epochs", "3", "--batch-size", "32", "--lr", "0.1"], 5),
+            ("a read a row", ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--batch-size", "40"], 3),
+            ("lbfgs", softmax + ["--optimizer", "lbfgs", "--steps", "8", "--tol", "0"], 3),
+            ("evaluation", softmax + ["--epochs", "1", "--batch-size", "32", "--lr", "0.1"], 19),
+        ] {
+            let cache = "\(dir)/cache-\(name.replacingOccurrences(of: " ", with: "-"))"
+            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+            let r = try train(2, args + ["--cache-dir", cache], output: out, environment: ["DML_FAULT": "truncate:rank=1:step=\(step)"])
+            XCTAssertEqual(r.status, 74, "\(name): \(r.stderr)")
+            XCTAssertEqual(count("the shard cache ends early", in: r.stderr), 1, "\(name): one message: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("rank1of2.dmlshard: the shard cache ends early (at byte "), "\(name): names rank 1's cache: \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), name)
+        }
+    }
+
     func testBadSettingsAreRefusedWithOneMessage() throws {
         let data = csv()
         let cache = "\(dir)/cache"
