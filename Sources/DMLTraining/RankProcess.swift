@@ -1,5 +1,4 @@
 import Foundation
-import CStopSignals
 import DMLComm
 import DMLStatus
 
@@ -15,10 +14,6 @@ public enum RankProcess {
     /// and again after it (the MPI library may replace them), for a job that stops cleanly on them.
     public static func run(program: String, collectiveTimeout: Double, stopSignals: Bool = false,
                            _ body: (MPICommunicator) throws -> Void) -> Int32 {
-        // Every thread allocates from the main malloc arena: glibc reserves 64 MB of address space for each
-        // further arena, which a `ulimit -v` counts (MPI's and libdispatch's threads made two: a quarter of a
-        // 512 MB limit, and the streamed rows' allocations failed). The rank's work runs on its main thread.
-        dml_single_malloc_arena()
         if stopSignals { Preemption.install() }
         let startup = collectiveTimeout * 5
         let initialising = Backstop(seconds: startup,
