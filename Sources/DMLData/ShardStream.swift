@@ -133,6 +133,11 @@ public final class ShardStream: @unchecked Sendable {
         return try read(local)
     }
 
+    /// Step `step`'s local rows as planned (`plan`'s `rowsOf(step)`), from the step window when it holds them
+    /// all (no resident rows), loading it if needed: the caller need not ask the sampler again. nil when there
+    /// is no such window. Throws a read error of the window.
+    public func plannedRows(step: Int) throws -> [Int]? { try windows?.plannedRows(step: step) }
+
     /// The rows `local` (indices into this shard), in that order, read directly. Throws `DataError` on a read
     /// error or a short file.
     public func gather(_ local: [Int]) throws -> Rows { try read(local) }

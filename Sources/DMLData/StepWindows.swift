@@ -47,13 +47,27 @@ final class StepWindows {
         self.rowsOf = rowsOf
     }
 
-    /// Step `step`'s rows if they are `local` (nil: the caller asked for other rows than planned, or one step
-    /// holds more rows than a window; it reads them itself). Loads the window that starts at `step` when the
-    /// current one does not hold it. `residentRows` points at the rows held in memory. Throws a read error.
-    func rows(step: Int, local: [Int], residentRows: UnsafePointer<Float>?) throws -> [Float]? {
-        guard step < endStep else { return nil }
+    /// Whether step `step` is in the window, loading the window that starts at `step` when the current one
+    /// does not hold it (false: past the planned steps, or one step holds more rows than a window). Throws a
+    /// read error.
+    private func hold(_ step: Int) throws -> Bool {
+        guard step < endStep else { return false }
         if !(first..<end).contains(step) { try load(from: step) }
-        guard (first..<end).contains(step) else { return nil }
+        return (first..<end).contains(step)
+    }
+
+    /// Step `step`'s local rows in batch order, as planned (`rowsOf(step)`), when none is resident: the rows
+    /// the sampler would give, without computing them again. nil otherwise. Throws a read error.
+    func plannedRows(step: Int) throws -> [Int]? {
+        guard resident == 0, try hold(step) else { return nil }
+        return rows[starts[step - first]..<starts[step - first + 1]].map(Int.init)
+    }
+
+    /// Step `step`'s rows if they are `local` (nil: the caller asked for other rows than planned, or one step
+    /// holds more rows than a window; it reads them itself). `residentRows` points at the rows held in memory.
+    /// Throws a read error.
+    func rows(step: Int, local: [Int], residentRows: UnsafePointer<Float>?) throws -> [Float]? {
+        guard try hold(step) else { return nil }
         let f = stream.features
         var j = starts[step - first]
         let hi = starts[step - first + 1]

@@ -150,7 +150,15 @@ public final class Trainer: TrainingStrategy {
     public func stepBody(number: Int) throws -> (loss: Double, rows: Int) {
         let p = model.layout.count
         if !attached { train = try reducer.attach(train); attached = true }
-        let groups = reducer.begin(step: number, holding: train.globalRange) { sampler.localRows(ofStep: step, in: $0) }
+        if train.isStreamed { planStream() }
+        // A streamed shard's step window already holds the step's rows as the sampler gives them (its read error,
+        // if any, comes again from the gather and is agreed there).
+        let planned: [Int]? = train.isStreamed ? (try? train.stream?.plannedRows(step: step)) ?? nil : nil
+        let (first, whole) = (train.firstRow, train.globalRange)
+        let groups = reducer.begin(step: number, holding: whole) { range in
+            if range == whole, let planned { return planned.map { $0 + first } }
+            return sampler.localRows(ofStep: step, in: range)
+        }
         for group in groups {
             let loss = try withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
@@ -267,6 +275,14 @@ public final class Trainer: TrainingStrategy {
          "derived.data_rows": String(train.globalRows)]
     }
 
+    /// Tells a streamed shard the sampler's rows of every step, once (`ShardStream.plan`).
+    private func planStream() {
+        guard !streamPlanned, let stream = train.stream else { return }
+        let (sampler, range, first) = (sampler, train.globalRange, train.firstRow)
+        stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
+        streamPlanned = true
+    }
+
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
     /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
@@ -282,11 +298,7 @@ public final class Trainer: TrainingStrategy {
         let d = train.features
         let first = train.firstRow
         if let stream = train.stream {
-            if !streamPlanned {
-                let (sampler, range) = (sampler, train.globalRange)
-                stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
-                streamPlanned = true
-            }
+            planStream()
             let got: ShardStream.Rows
             do {
                 got = try stream.gather(rows.map { $0 - first }, step: step)
