@@ -87,6 +87,19 @@ final class OutOfCoreIntegrationTests: XCTestCase {
             XCTAssertTrue(s.stdout.contains("CSR)"), s.stdout)
             XCTAssertEqual(try tensors("\(dir)/svm-streamed.safetensors"), try tensors("\(dir)/svm-mem.safetensors"), "\(extra)")
         }
+        // A .npy file (written to the cache a piece of rows at a time as it is read: ChunkedParseTests), at np 3.
+        var random = TestRandom(seed: 4)
+        let npy = "\(dir)/train.npy"
+        let values = (0..<500 * 6).map { i in i % 6 == 0 ? Float(Int.random(in: 0...2, using: &random)) : Float.random(in: -2...2, using: &random) }
+        writeNPYFile(npy, descr: "<f4", shape: [500, 6], bytes: values.withUnsafeBytes { Array($0) })
+        let npyArgs = ["--data", npy, "--label-column", "0", "--model", "softmax", "--epochs", "2", "--batch-size", "30", "--lr", "0.1"]
+        let npyCache = "\(dir)/npy-cache"
+        try FileManager.default.createDirectory(atPath: npyCache, withIntermediateDirectories: true)
+        XCTAssertEqual(try train(3, npyArgs, output: "\(dir)/npy-mem.safetensors").status, 0)
+        let n = try train(3, npyArgs + ["--cache-dir", npyCache], output: "\(dir)/npy-streamed.safetensors")
+        XCTAssertEqual(n.status, 0, n.stderr)
+        XCTAssertTrue(n.stdout.contains("training rows streamed from shard caches"), n.stdout)
+        XCTAssertEqual(try tensors("\(dir)/npy-streamed.safetensors"), try tensors("\(dir)/npy-mem.safetensors"), ".npy")
     }
 
     func testCacheIsReusedInvalidatedByAChangedFileAndRebuiltWhenDamaged() throws {
