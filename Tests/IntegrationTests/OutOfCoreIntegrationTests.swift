@@ -78,28 +78,28 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         // CSR rows (LIBSVM, --sparse on), and the full batch (unshuffled: runs of consecutive rows).
         let svm = libsvm()
         for extra in [["--batch-size", "40"], ["--batch-size", "full", "--epochs", "4"]] {
-            let args = ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--lr", "0.3"] + extra
-            let cache = "\(dir)/svm-cache-\(extra[1])"
-            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
-            XCTAssertEqual(try train(2, args, output: "\(dir)/svm-mem.safetensors").status, 0)
-            let s = try train(2, args + ["--cache-dir", cache], output: "\(dir)/svm-streamed.safetensors")
-            XCTAssertEqual(s.status, 0, s.stderr)
-            XCTAssertTrue(s.stdout.contains("CSR)"), s.stdout)
-            XCTAssertEqual(try tensors("\(dir)/svm-streamed.safetensors"), try tensors("\(dir)/svm-mem.safetensors"), "\(extra)")
+            try assertStreamedBits(2, ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--lr", "0.3"] + extra,
+                                   name: "svm-\(extra[1])", says: "CSR)")
         }
         // A .npy file (written to the cache a piece of rows at a time as it is read: ChunkedParseTests), at np 3.
         var random = TestRandom(seed: 4)
         let npy = "\(dir)/train.npy"
         let values = (0..<500 * 6).map { i in i % 6 == 0 ? Float(Int.random(in: 0...2, using: &random)) : Float.random(in: -2...2, using: &random) }
         writeNPYFile(npy, descr: "<f4", shape: [500, 6], bytes: values.withUnsafeBytes { Array($0) })
-        let npyArgs = ["--data", npy, "--label-column", "0", "--model", "softmax", "--epochs", "2", "--batch-size", "30", "--lr", "0.1"]
-        let npyCache = "\(dir)/npy-cache"
-        try FileManager.default.createDirectory(atPath: npyCache, withIntermediateDirectories: true)
-        XCTAssertEqual(try train(3, npyArgs, output: "\(dir)/npy-mem.safetensors").status, 0)
-        let n = try train(3, npyArgs + ["--cache-dir", npyCache], output: "\(dir)/npy-streamed.safetensors")
-        XCTAssertEqual(n.status, 0, n.stderr)
-        XCTAssertTrue(n.stdout.contains("training rows streamed from shard caches"), n.stdout)
-        XCTAssertEqual(try tensors("\(dir)/npy-streamed.safetensors"), try tensors("\(dir)/npy-mem.safetensors"), ".npy")
+        try assertStreamedBits(3, ["--data", npy, "--label-column", "0", "--model", "softmax", "--epochs", "2", "--batch-size", "30", "--lr", "0.1"],
+                               name: "npy", says: "training rows streamed from shard caches")
+    }
+
+    /// Trains `args` at `np` ranks in memory and streamed from a fresh cache directory: both succeed, the streamed
+    /// run's output says `says`, and the parameters are the same bits.
+    func assertStreamedBits(_ np: Int, _ args: [String], name: String, says: String) throws {
+        let cache = "\(dir)/\(name)-cache"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        XCTAssertEqual(try train(np, args, output: "\(dir)/\(name)-mem.safetensors").status, 0, name)
+        let s = try train(np, args + ["--cache-dir", cache], output: "\(dir)/\(name)-streamed.safetensors")
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains(says), s.stdout)
+        XCTAssertEqual(try tensors("\(dir)/\(name)-streamed.safetensors"), try tensors("\(dir)/\(name)-mem.safetensors"), name)
     }
 
     func testCacheIsReusedInvalidatedByAChangedFileAndRebuiltWhenDamaged() throws {
