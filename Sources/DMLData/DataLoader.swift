@@ -176,8 +176,9 @@ public enum DataLoader {
     /// `labels` (a test label that the training set lacks is an error). Collective.
     ///
     /// Cost: this rank's byte range (text) or rows (`.npy`) read once; a few small allreduces.
-    /// `rowSink`: a CSV file's rows go there a chunk at a time (`parseCSVInChunks`) and the shard returned
-    /// streams them (`Dataset.stream`); ignored for other formats (the caller checks `acceptsRowSink`).
+    /// `rowSink`: a CSV, `.npy` or HDF5 file's rows go there a chunk at a time (`parseCSVInChunks`,
+    /// `readArrays`) and the shard returned streams them (`Dataset.stream`); ignored for LIBSVM (the caller
+    /// passes none).
     public static func read(_ source: DataSource, options: ReadOptions, comm: Communicator,
                             features expected: Int? = nil, labels known: LabelMapping? = nil,
                             rowSink: DenseRowSink? = nil) throws -> (Dataset, LabelMapping?) {
@@ -375,8 +376,8 @@ public enum DataLoader {
             var local: Result<RawShard, Error>
             var rowsInFile = 0
             do {
-                let (shard, rows, first) = try format == .hdf5 ? readHDF5(source, options: options, classification: classification, comm: comm)
-                    : readNPY(source, options: options, classification: classification, comm: comm)
+                let (shard, rows, first) = try format == .hdf5 ? readHDF5(source, options: options, classification: classification, comm: comm, sink: rowSink)
+                    : readNPY(source, options: options, classification: classification, comm: comm, sink: rowSink)
                 local = .success(shard)
                 rowsInFile = rows
                 firstRow = first
@@ -478,7 +479,7 @@ public enum DataLoader {
                            + "is likely not a label (a row index or an ID?): name the label with --label-column, leave columns out with --drop-columns, "
                            + "or use --task regression for a real-valued target", kind: .dataFormat)
         }
-        if let rowSink, format == .csv {
+        if let rowSink, format != .libsvm {
             let finished = Result { try rowSink.finish(y: y, features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows,
                                                         firstRow: firstRow, labels: mapping) }
             try comm.agree(error: { if case let .failure(e) = finished { return e }; return nil }())
@@ -815,9 +816,9 @@ public enum DataLoader {
 
     /// This rank's rows of a `.npy` source (`readArrays`).
     static func readNPY(_ source: DataSource, options: ReadOptions, classification: Bool,
-                        comm: Communicator) throws -> (RawShard, rows: Int, firstRow: Int) {
+                        comm: Communicator, sink: DenseRowSink? = nil) throws -> (RawShard, rows: Int, firstRow: Int) {
         try readArrays(x: try NPYFile(source.path), labels: try source.labelsPath.map { try NPYFile($0) }, options: options,
-                       classification: classification, comm: comm)
+                       classification: classification, comm: comm, sink: sink)
     }
 }
 

@@ -64,18 +64,33 @@ public struct Dataset {
     }
 
     /// Calls `body` with this shard's rows `range` (local indices) as a `RowBlock`, dense or CSR (no copy
-    /// in memory; a streamed shard reads the rows into a temporary buffer first, and a read error stops the
-    /// process with the file's name: use `streamedRows` where it can be thrown).
-    public func withRows<R>(_ range: Range<Int>, _ body: (RowBlock) -> R) -> R {
-        if let stream {
-            let rows: ShardStream.Rows
-            do { rows = try stream.rows(range) } catch { fatalError("\(error)") }
-            return Dataset.withBlock(rows, features: features, body)
-        }
+    /// in memory; a streamed shard reads the rows into a temporary buffer first, `range.count` rows at once).
+    /// Throws only for streamed rows: the cache's read error (`DataError`, `.ioError`, naming the file), which
+    /// the caller must agree across ranks before its next collective (`Communicator.agree(error:)`).
+    public func withRows<R>(_ range: Range<Int>, _ body: (RowBlock) -> R) throws -> R {
+        if let stream { return Dataset.withBlock(try stream.rows(range), features: features, body) }
         if let csr { return csr.withView(rows: range) { body(RowBlock($0)) } }
         return x.withUnsafeBufferPointer { x in
             body(RowBlock(dense: (x.baseAddress ?? UnsafePointer(bitPattern: 8)!) + range.lowerBound * features,
                           rows: range.count, features: features))
+        }
+    }
+
+    /// Calls `body` with consecutive pieces of this shard's rows, in order, each at most `rows` rows (the last
+    /// shorter), as `(local range, block)`: views of rows in memory, or the pieces read from a streamed shard's
+    /// cache (memory: one piece). Throws a streamed shard's read error (see `withRows`) or `body`'s error, and
+    /// stops at the first.
+    public func forEachChunk(rows chunk: Int = 4096, _ body: (Range<Int>, RowBlock) throws -> Void) throws {
+        precondition(chunk > 0)
+        var lo = 0
+        while lo < rows {
+            let range = lo ..< Swift.min(rows, lo + chunk)
+            var failure: Error?
+            try withRows(range) { block in
+                do { try body(range, block) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            lo = range.upperBound
         }
     }
 

@@ -260,7 +260,7 @@ extension DataLoader {
     /// This rank's rows of an HDF5 source (`readArrays`): the features dataset and the labels dataset of
     /// `source.hdf5`, each rank its hyperslab of rows.
     static func readHDF5(_ source: DataSource, options: ReadOptions, classification: Bool,
-                         comm: Communicator) throws -> (RawShard, rows: Int, firstRow: Int) {
+                         comm: Communicator, sink: DenseRowSink? = nil) throws -> (RawShard, rows: Int, firstRow: Int) {
         guard let sets = source.hdf5 else {
             throw DataError(file: source.path, "an HDF5 file: name its features dataset (--h5-features /path/X)", kind: .usage)
         }
@@ -271,7 +271,7 @@ extension DataLoader {
         if labels != nil && !x.twoDimensional {
             throw x.failure("a 1-D dataset: the features must be 2-D (rows × features)")
         }
-        let read = try readArrays(x: x, labels: labels, options: options, classification: classification, comm: comm)
+        let read = try readArrays(x: x, labels: labels, options: options, classification: classification, comm: comm, sink: sink)
         // DML_DATA_STATS=1: the bytes are the rows' values as the datasets store them, uncompressed.
         let bytes = read.0.rows * (x.columns * x.elementSize + (labels?.elementSize ?? 0))
         ReadStatistics.report(file: source.path, rank: comm.rank, bytes: bytes, rows: read.0.rows, spent: ReadStatistics.since(started))

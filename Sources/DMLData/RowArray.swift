@@ -33,8 +33,10 @@ extension DataLoader {
     /// by offset: no rank reads another's rows. Every value must be finite and in Float range.
     ///
     /// Cost: this rank's rows read once (a piece at a time) and converted; the shard's arrays reserved once.
+    /// `sink`: the rows go there `sink.chunkBytes` of values at a time and the shard returned has an empty `x`
+    /// (the job's shard cache: memory is one piece of rows and the labels).
     static func readArrays(x xFile: any RowArray, labels: (any RowArray)?, options: ReadOptions, classification: Bool,
-                           comm: Communicator) throws -> (RawShard, rows: Int, firstRow: Int) {
+                           comm: Communicator, sink: DenseRowSink? = nil) throws -> (RawShard, rows: Int, firstRow: Int) {
         var labelColumn: Int? = nil
         if let l = labels {
             guard l.rows == xFile.rows else {
@@ -73,27 +75,37 @@ extension DataLoader {
         }
         // The shard's values are written in place, a row at a time: one check and one conversion loop over the
         // row's columns, without a branch per value (the error is located only when the row has one).
-        var x = [Float](repeating: 0, count: range.count * features)
-        try x.withUnsafeMutableBufferPointer { out in
-            try xFile.forEachRow(range) { i, row in
-                var bad: UInt8 = 0
-                for v in row { bad |= abs(v) <= largest ? 0 : 1 }   // NaN compares false: bad
-                guard bad == 0 else { throw badValue(row, global: range.lowerBound + i) }
-                let target = out.baseAddress! + i * features
-                if let l = labelColumn {
-                    for c in 0..<l { target[c] = Float(row[c]) }
-                    for c in (l + 1)..<xFile.columns { target[c - 1] = Float(row[c]) }
-                    do { try shard.addLabel(row[l], line: i, column: nil, classification: classification) }
-                    catch let e as LocalLineError {
-                        throw DataError(file: xFile.path, location: "\(name)[\(range.lowerBound + i), \(l)]", e.message)
+        // With a sink, the rows are converted a piece at a time into one reused buffer and handed on.
+        let pieceRows = sink.map { Swift.max(1, $0.chunkBytes / Swift.max(1, 4 * features)) } ?? range.count
+        var x = [Float](repeating: 0, count: Swift.min(pieceRows, range.count) * features)
+        var start = range.lowerBound
+        repeat {
+            let piece = start ..< Swift.min(range.upperBound, start + pieceRows)
+            let shift = piece.lowerBound - range.lowerBound
+            try x.withUnsafeMutableBufferPointer { out in
+                try xFile.forEachRow(piece) { j, row in
+                    let i = shift + j
+                    var bad: UInt8 = 0
+                    for v in row { bad |= abs(v) <= largest ? 0 : 1 }   // NaN compares false: bad
+                    guard bad == 0 else { throw badValue(row, global: range.lowerBound + i) }
+                    let target = out.baseAddress! + j * features
+                    if let l = labelColumn {
+                        for c in 0..<l { target[c] = Float(row[c]) }
+                        for c in (l + 1)..<xFile.columns { target[c - 1] = Float(row[c]) }
+                        do { try shard.addLabel(row[l], line: i, column: nil, classification: classification) }
+                        catch let e as LocalLineError {
+                            throw DataError(file: xFile.path, location: "\(name)[\(range.lowerBound + i), \(l)]", e.message)
+                        }
+                    } else {
+                        for c in 0..<features { target[c] = Float(row[c]) }
+                        if labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
                     }
-                } else {
-                    for c in 0..<features { target[c] = Float(row[c]) }
-                    if labels == nil { shard.labels.append(0) }   // no labels: a target of 0 per row
                 }
             }
-        }
-        shard.x = x
+            if let sink { try sink.append(rows: piece.count == pieceRows ? x : Array(x[0..<(piece.count * features)]), features: features) }
+            start = piece.upperBound
+        } while start < range.upperBound
+        shard.x = sink == nil ? x : []
         if let l = labels {
             let name = l.dataset ?? "y"
             try l.forEachRow(range) { i, row in

@@ -3,24 +3,23 @@ import Glibc
 #endif
 import Foundation
 import DMLKernels
+import DMLStatus
 
 /// A shard's feature rows read from its binary cache file (`ShardCache`, written by the job) instead of
 /// held in memory: `--max-memory` / `--cache-dir`. The labels stay in memory in the `Dataset` (4 bytes a
-/// row); the features are read with `pread` for each batch, in the batch's order, so a step sees exactly the
-/// bytes the in-memory shard would have given it (the cache stores the parsed Float32 values, or the CSR
-/// arrays, bit for bit).
+/// row); the features are read for each batch, in the batch's order, so a step sees exactly the bytes the
+/// in-memory shard would have given it (the cache stores the parsed Float32 values, or the CSR arrays, bit
+/// for bit).
 ///
-/// Read-ahead: `prefetch(rows:)` starts reading the next batch's rows on a background thread into a second
-/// buffer while the current step computes; `gather` of the same rows then waits for it and takes its buffer.
-/// A gather of other rows (the prefetch guessed wrong) discards it and reads directly, so the result never
-/// depends on what was prefetched.
+/// How a batch's rows are read (`useMemory` and `plan` choose; all on the caller's thread, no read-ahead
+/// thread): rows `0 ..< residentRows` are held in memory; the others come from step windows (`StepWindows`:
+/// the rows of many steps read in one sequential pass of 1 MiB blocks) when those pay, else one `pread` per
+/// run of consecutive rows (a shuffled batch is mostly single rows), served by the page cache when the file
+/// fits there, else by the disk.
 ///
-/// Memory: the CSR row starts (8 bytes a row), at most two batches of rows, and the resident rows
-/// (`keepResident`). Cost per batch: one `pread`
-/// per run of consecutive rows (a shuffled batch is mostly single rows), served by the page cache when the
-/// file fits there, else by the disk.
+/// Memory: the CSR row starts (8 bytes a row), one batch of rows, the resident rows and the window.
 /// Invariant: the file is not changed while the stream is open (the cache is replaced by `rename`, which
-/// leaves this descriptor on the old file).
+/// leaves this descriptor on the old file); if it is cut short anyway, a read throws `DataError` (`.ioError`).
 public final class ShardStream: @unchecked Sendable {
     /// Where the rows lie in the file.
     public enum Layout: Sendable {
@@ -46,20 +45,14 @@ public final class ShardStream: @unchecked Sendable {
     /// `--max-memory` budget leaves over spares those rows' reads. Empty: every row is read from the file.
     private var resident: [Float] = []
     public private(set) var residentRows = 0
-    /// Bytes of each of the two step windows (`StepWindows`) that `plan` may use for a dense shard.
-    public var windowBytes = 64 << 20
-    /// The sampler's rows of each step (`plan`), and the windows read from it when they pay.
-    private var rowsOf: (@Sendable (Int) -> [Int])?
-    private var endStep = 0
+    /// Bytes of the step window (`StepWindows`) that `plan` may use for a dense shard: 128 MiB unless
+    /// `useMemory` sets it.
+    public var windowBytes = 128 << 20
     private var windows: StepWindows?
-    /// Whether `plan` chose step windows (dense rows, none resident, a window holding at least half the rows:
-    /// a pass then reads at most twice the bytes it uses; at 1/8 a window pass was slower than one `pread` a
-    /// row on a page-cached file, benchmarks/RESULTS.md).
+    /// Whether `plan` chose step windows.
     public var readsWindows: Bool { windows != nil }
-    /// The background read of the next batch, if any (guarded by `lock`).
-    private var pending: (rows: [Int], done: DispatchSemaphore, result: Result<Rows, Error>?)?
-    private let lock = NSLock()
-    private let queue = DispatchQueue(label: "dml.shard-stream.read-ahead")
+    /// Windows read so far.
+    public var windowLoads: Int { windows?.loads ?? 0 }
 
     /// Opens `path` for reading rows laid out as `layout`. Throws `DataError` naming the file. `name`: the
     /// path to name in messages, when `path` is a temporary that is about to be renamed there (the stream
@@ -73,10 +66,7 @@ public final class ShardStream: @unchecked Sendable {
         self.layout = layout
     }
 
-    deinit {
-        if let p = pending { p.done.wait() }
-        close(fd)
-    }
+    deinit { close(fd) }
 
     public var isSparse: Bool { if case .csr = layout { return true }; return false }
 
@@ -101,65 +91,56 @@ public final class ShardStream: @unchecked Sendable {
         residentRows = n
     }
 
+    /// Spends about `bytes` of memory on the rows (dense layout; call before the first gather): all of them
+    /// resident when they fit; else `2·bytes − shard` bytes of the first rows resident (none when that is
+    /// negative) and the rest of `bytes` a step window. With a window of W bytes and N bytes of rows not
+    /// resident, an epoch reads N²/W bytes; with R = bytes − W resident, N = shard − R, and N²/W is least at
+    /// R = 2·bytes − shard. Throws a read error.
+    public func useMemory(_ bytes: Int) throws {
+        guard case .dense = layout, features > 0 else { return }
+        let shard = rows * 4 * features
+        if shard <= bytes {
+            try keepResident(bytes: shard)
+            return
+        }
+        try keepResident(bytes: Swift.max(0, 2 * bytes - shard))
+        windowBytes = Swift.max(0, bytes - residentRows * 4 * features)
+    }
+
     /// Non-zeros of the shard (CSR), or 0.
     public var nonZeros: Int { if case let .csr(starts, _, _) = layout { return starts.last ?? 0 }; return 0 }
 
     /// Tells the stream which local rows each step `< endStep` will ask for (`rowsOf`, from the sampler), so
-    /// `gather(_:step:)` can read ahead: whole step windows in one sequential pass when they pay
-    /// (`StepWindows`), else the next step's rows in the background.
+    /// `gather(_:step:)` can read whole step windows in one sequential pass when they pay: a dense layout with
+    /// rows not held in memory, a window of at least 64 rows, and one pass per window costing no more per row
+    /// than a `pread` of its own (k × a row's bytes ≤ 4 KiB, with k windows an epoch; `StepWindows`).
     public func plan(endStep: Int, rowsOf: @escaping @Sendable (Int) -> [Int]) {
-        self.rowsOf = rowsOf
-        self.endStep = endStep
-        guard case let .dense(offset) = layout, features > 0, residentRows < rows else { return }
-        let capacity = windowBytes / (4 * features + 16)
-        if capacity * 2 >= rows && residentRows == 0 {
-            windows = StepWindows(stream: self, offset: offset, capacityRows: capacity, endStep: endStep, rowsOf: rowsOf)
-        }
+        windows = nil
+        guard case let .dense(offset) = layout, features > 0, residentRows < rows, rows <= Int(Int32.max) else { return }
+        let rowBytes = 4 * features
+        let capacity = Swift.min(windowBytes / (rowBytes + 8), rows - residentRows)
+        guard capacity >= 64, (rows - residentRows) * rowBytes <= capacity * 4096 else { return }
+        windows = StepWindows(stream: self, offset: offset, resident: residentRows, capacityRows: capacity, endStep: endStep, rowsOf: rowsOf)
     }
 
-    /// Step `step`'s rows `local`, in that order: from the step windows when planned, else read (taking a
-    /// prefetch of exactly these rows) and the next step's rows prefetched. Throws a read error.
+    /// Step `step`'s rows `local`, in that order: from the step window when planned (and the rows are the
+    /// planned ones), else read directly. Throws a read error.
     public func gather(_ local: [Int], step: Int) throws -> Rows {
-        if let windows, let x = try windows.rows(step: step, local: local) { return .dense(x) }
-        let got = try gather(local)
-        if let rowsOf, step + 1 < endStep { prefetch(rowsOf(step + 1)) }
-        return got
-    }
-
-    /// The rows `local` (indices into this shard), in that order. Takes the prefetched buffer when it holds
-    /// exactly these rows. Throws `DataError` on a read error or a short file.
-    public func gather(_ local: [Int]) throws -> Rows {
-        lock.lock()
-        let p = pending
-        pending = nil
-        lock.unlock()
-        if let p {
-            p.done.wait()
-            if p.rows == local, let r = p.result { return try r.get() }
+        if let windows {
+            let x = try resident.withUnsafeBufferPointer { try windows.rows(step: step, local: local, residentRows: $0.baseAddress) }
+            if let x { return .dense(x) }
         }
         return try read(local)
     }
 
-    /// Starts reading `local` on the background thread (the next step's rows). A previous prefetch still
-    /// running is waited for and dropped.
-    public func prefetch(_ local: [Int]) {
-        lock.lock()
-        let old = pending
-        pending = nil
-        lock.unlock()
-        old?.done.wait()
-        let done = DispatchSemaphore(value: 0)
-        lock.lock()
-        pending = (local, done, nil)
-        lock.unlock()
-        queue.async { [self] in
-            let result = Result { try read(local) }
-            lock.lock()
-            pending?.result = result
-            lock.unlock()
-            done.signal()
-        }
-    }
+    /// Step `step`'s local rows as planned (`plan`'s `rowsOf(step)`), from the step window when it holds them
+    /// all (no resident rows), loading it if needed: the caller need not ask the sampler again. nil when there
+    /// is no such window. Throws a read error of the window.
+    public func plannedRows(step: Int) throws -> [Int]? { try windows?.plannedRows(step: step) }
+
+    /// The rows `local` (indices into this shard), in that order, read directly. Throws `DataError` on a read
+    /// error or a short file.
+    public func gather(_ local: [Int]) throws -> Rows { try read(local) }
 
     /// The consecutive rows `range` (indices into this shard).
     public func rows(_ range: Range<Int>) throws -> Rows { try read(Array(range)) }
@@ -214,8 +195,10 @@ public final class ShardStream: @unchecked Sendable {
         while done < count {
             let n = pread(fd, buffer + done, count - done, off_t(offset + done))
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw DataError(file: path, "read failed: \(String(cString: strerror(errno)))") }
-            if n == 0 { throw DataError(file: path, "the shard cache ends early (at byte \(offset + done)): it was truncated while in use") }
+            if n < 0 { throw DataError(file: path, "reading the shard cache failed: \(String(cString: strerror(errno)))", kind: .ioError) }
+            if n == 0 {
+                throw DataError(file: path, "the shard cache ends early (at byte \(offset + done)): it was truncated or damaged while in use", kind: .ioError)
+            }
             done += n
         }
     }

@@ -82,7 +82,7 @@ public final class PredictionJob {
             + "\(comm.size) rank\(comm.size == 1 ? "" : "s")" + loaded.notes.map { "; " + $0 }.joined())
 
         phase("read")
-        let predictions = predict(model, data)
+        let predictions = try comm.agreeing { try predict(model, data) }   // throws only for streamed rows (never here)
         phase("predict")
         try comm.agree(predictions.firstNonFiniteRow.map {
             "\(job.data), row \(data.firstRow + $0 + 1): the model's output is not a finite number (features too large for this model?)"
@@ -126,13 +126,14 @@ public final class PredictionJob {
     }
 
     /// The model's outputs for this rank's rows (`Model.predict`: a row's outputs depend on that row alone, so
-    /// they do not depend on how the rows were shared out). Cost: one forward pass over them.
-    private func predict(_ model: ModelFile, _ data: Dataset) -> Predictions {
+    /// they do not depend on how the rows were shared out). Cost: one forward pass over them. Throws a streamed
+    /// shard's read error (`Dataset.withRows`).
+    private func predict(_ model: ModelFile, _ data: Dataset) throws -> Predictions {
         let network = model.makeModel()
         var outputs = [Float](repeating: 0, count: data.rows * network.outputs)
         if data.rows > 0 {
-            model.parameters.withUnsafeBufferPointer { p in
-                data.withRows(0..<data.rows) { block in
+            try model.parameters.withUnsafeBufferPointer { p in
+                try data.withRows(0..<data.rows) { block in
                     outputs.withUnsafeMutableBufferPointer { o in
                         network.predict(parameters: p.baseAddress!, block: block, into: o.baseAddress!)
                     }

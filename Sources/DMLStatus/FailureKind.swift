@@ -10,7 +10,7 @@
 /// | 69 `EX_UNAVAILABLE` | `unavailable` | a rank stopped answering (a collective timeout, at start-up, in a step or at the end), MPI did not start, or an MPI call failed: a peer or the network went away | yes, if the cause was passing |
 /// | 70 `EX_SOFTWARE` | `software` | the computation failed its own checks (divergence: a non-finite loss, gradient or parameter; replicas that differ), or an error nobody classified (a bug) | no: the same inputs give the same result |
 /// | 73 `EX_CANTCREAT` | `cannotCreate` | an output cannot be created, found before training: `--output`, `--timeline`, `--metrics`, `--checkpoint-dir` | no |
-/// | 74 `EX_IOERR` | `ioError` | a read or write failed during the run (a checkpoint or the output on a full disk) | no (not by itself) |
+/// | 74 `EX_IOERR` | `ioError` | a read or write failed during the run (a checkpoint or the output on a full disk, a shard cache cut short mid-run) | no (not by itself) |
 /// | 75 `EX_TEMPFAIL` | `preempted` | stopped on request (SIGTERM, SIGINT, SIGUSR1) at a step boundary, the checkpoint of that step written | yes: `--resume` continues with the same bits |
 /// | 78 `EX_CONFIG` | `configuration` | the configuration conflicts with stored or shared state: a checkpoint written by another configuration, ranks that parsed different flags | no |
 ///

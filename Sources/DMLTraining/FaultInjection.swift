@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import DMLStatus
+import DMLData
 
 /// Deliberate faults at a chosen rank and step, for testing the runtime's own safety nets. Read from the
 /// environment variable `DML_FAULT`, a comma-separated list of `KIND:rank=R:step=S`:
@@ -22,13 +23,15 @@ import DMLStatus
 /// - `writefail`: rank R's checkpoint write after step S fails half-way, as on a full disk (the previous
 ///   checkpoint must stay intact and no temporary file remain);
 /// - `slow`: rank R spends 200 µs more per row of its gradient at every step from S on, as a rank on a slower
-///   core would (the
-///   timeline must name it).
+///   core would (the timeline must name it);
+/// - `truncate`: rank R cuts the shard cache its training rows stream from (`--cache-dir`) to 0 bytes as step S
+///   begins, as a file cut short or damaged while in use would be (the next read of a row not held in memory
+///   fails: every rank must stop with its one message, exit 74). Nothing with rows in memory.
 ///
 /// Steps are 1-based, as in the progress lines and the metrics. Unset, it costs one comparison per step.
 public struct FaultPlan: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
-        case perturb, nan, crash, hang, preempt, writefail, slow
+        case perturb, nan, crash, hang, preempt, writefail, slow, truncate
     }
 
     /// Where in step S (or after it) a fault fires; only `hang` takes another phase than `step`.
@@ -109,6 +112,13 @@ public struct FaultPlan: Sendable, Equatable {
 
     /// The extra time a straggler spends per step.
     static let stragglingPerRow: useconds_t = 200
+
+    /// Cuts `data`'s shard cache file to 0 bytes (`truncate(2)` on its path, as another process would) when a
+    /// `truncate` fault is planned for `rank` at `step` and the rows are streamed.
+    public func truncateCacheIfPlanned(_ data: Dataset, rank: Int, step: Int) {
+        guard fires(.truncate, rank: rank, step: step), let stream = data.stream else { return }
+        _ = Glibc.truncate(stream.path, 0)
+    }
 
     /// Hangs this rank now if a `hang` at step 0 is planned for it (a rank stalled during start-up).
     public func hangDuringStartupIfPlanned(rank: Int) {

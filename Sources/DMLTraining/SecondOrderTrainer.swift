@@ -229,11 +229,11 @@ public final class SecondOrderTrainer: TrainingStrategy {
         let n = train.rows, size = blockRows
         guard let stream = train.stream else {
             return ShardBlocks(rows: n) { body in
-                train.y.withUnsafeBufferPointer { y in
+                try train.y.withUnsafeBufferPointer { y in
                     var first = 0
                     while first < n {
                         let count = Swift.min(size, n - first)
-                        train.withRows(first ..< first + count) { body(Batch(block: $0, y: y.baseAddress! + first), first) }
+                        try train.withRows(first ..< first + count) { body(Batch(block: $0, y: y.baseAddress! + first), first) }
                         first += count
                     }
                 }
@@ -315,8 +315,23 @@ public final class SecondOrderTrainer: TrainingStrategy {
             try allreduce(&values, what: what)
         }
 
+        /// A streamed shard's read error in the last pass over the rows (`pass`), agreed before the next allreduce.
+        private var readFailure: Error?
+
+        /// Runs one pass over this rank's rows. A streamed shard's read error is kept (`readFailure`) rather than
+        /// thrown here, so that this rank still joins the allreduce that follows, where every rank throws it.
+        private func pass(_ body: () throws -> Void) throws {
+            do { try body() } catch {
+                guard trainer.train.isStreamed else { throw error }
+                if readFailure == nil { readFailure = error }
+            }
+        }
+
+        /// `values` summed over the ranks. Streamed rows first agree on whether every rank could read its rows
+        /// (`readFailure`: then every rank throws it): one small collective per pass over the shard.
         private func allreduce(_ values: inout [Double], what: String) throws {
             try trainer.comm.watched("the \(what) allreduce of iteration \(trainer.step + 1)", seconds: trainer.config.collectiveTimeout) {
+                if trainer.train.isStreamed { try trainer.comm.agree(error: readFailure) }
                 try values.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
             }
             trainer.hooks.span("allreduce", step: trainer.step + 1)
@@ -325,9 +340,12 @@ public final class SecondOrderTrainer: TrainingStrategy {
         func evaluate(_ parameters: [Float]) throws -> FullBatchPoint {
             let model = trainer.model, p = sums.count - 1
             let trial = 1 - accepted
-            let loss = try parameters.withUnsafeBufferPointer { w in
-                try sums.withUnsafeMutableBufferPointer { g in
-                    try model.dataLossAndGradient(parameters: w.baseAddress!, blocks: blocks, into: g.baseAddress!, workspace: workspaces[trial])
+            var loss = 0.0
+            try pass {
+                loss = try parameters.withUnsafeBufferPointer { w in
+                    try sums.withUnsafeMutableBufferPointer { g in
+                        try model.dataLossAndGradient(parameters: w.baseAddress!, blocks: blocks, into: g.baseAddress!, workspace: workspaces[trial])
+                    }
                 }
             }
             points[trial] = parameters
@@ -372,8 +390,10 @@ public final class SecondOrderTrainer: TrainingStrategy {
 
         func hessianDiagonal() throws -> [Double] {
             let model = trainer.model, p = sums.count - 1
-            try sums.withUnsafeMutableBufferPointer { out in
-                try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+            try pass {
+                try sums.withUnsafeMutableBufferPointer { out in
+                    try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+                }
             }
             sums[p] = 0
             try reduce(&sums, what: "Hessian diagonal")
@@ -388,9 +408,11 @@ public final class SecondOrderTrainer: TrainingStrategy {
         func hessianVector(_ v: [Double]) throws -> [Double] {
             let model = trainer.model, p = sums.count - 1
             let vf = v.map { Float($0) }
-            try vf.withUnsafeBufferPointer { vp in
-                try sums.withUnsafeMutableBufferPointer { out in
-                    try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+            try pass {
+                try vf.withUnsafeBufferPointer { vp in
+                    try sums.withUnsafeMutableBufferPointer { out in
+                        try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
+                    }
                 }
             }
             sums[p] = 0

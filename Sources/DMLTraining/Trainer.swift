@@ -156,7 +156,15 @@ public final class Trainer: TrainingStrategy {
     public func stepBody(number: Int) throws -> (loss: Double, rows: Int) {
         let p = model.layout.count
         if !attached { train = try reducer.attach(train); attached = true }
-        let groups = reducer.begin(step: number, holding: train.globalRange) { sampler.localRows(ofStep: step, in: $0) }
+        if train.isStreamed { planStream() }
+        // A streamed shard's step window already holds the step's rows as the sampler gives them (its read error,
+        // if any, comes again from the gather and is agreed there).
+        let planned: [Int]? = train.isStreamed ? (try? train.stream?.plannedRows(step: step)) ?? nil : nil
+        let (first, whole) = (train.firstRow, train.globalRange)
+        let groups = reducer.begin(step: number, holding: whole) { range in
+            if range == whole, let planned { return planned.map { $0 + first } }
+            return sampler.localRows(ofStep: step, in: range)
+        }
         for group in groups {
             let loss = try withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
@@ -278,22 +286,38 @@ public final class Trainer: TrainingStrategy {
          "derived.data_rows": String(train.globalRows)]
     }
 
+    /// Tells a streamed shard the sampler's rows of every step, once (`ShardStream.plan`).
+    private func planStream() {
+        guard !streamPlanned, let stream = train.stream else { return }
+        let (sampler, range, first) = (sampler, train.globalRange, train.firstRow)
+        stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
+        streamPlanned = true
+    }
+
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
     /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
     /// the shard cache in the batch's order — the same values as the in-memory gather — with read-ahead
     /// (`ShardStream.plan`: windows of steps in one sequential pass, or the next step's rows in the
-    /// background). Throws a read error of the cache.
+    /// background).
+    ///
+    /// A read error of the cache (the file cut short, replaced or unreadable mid-run) does not leave this rank
+    /// alone: it becomes `hooks.failureToAgree` and `body` gets the batch's rows as zeros, so this rank runs the
+    /// step's collectives as every rank does; the step's gate then agrees on it and every rank throws the one
+    /// message (exit 74) before the update.
     func withBatch<R>(_ rows: [Int], _ body: (Batch) -> R) throws -> R {
         let d = train.features
         let first = train.firstRow
         if let stream = train.stream {
-            if !streamPlanned {
-                let (sampler, range) = (sampler, train.globalRange)
-                stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
-                streamPlanned = true
+            planStream()
+            let got: ShardStream.Rows
+            do {
+                got = try stream.gather(rows.map { $0 - first }, step: step)
+            } catch {
+                if hooks.failureToAgree == nil { hooks.failureToAgree = error }
+                got = stream.isSparse ? .csr(CSRMatrix(columns: d, rowStarts: [Int](repeating: 0, count: rows.count + 1), indices: [], values: []))
+                                      : .dense([Float](repeating: 0, count: rows.count * d))
             }
-            let got = try stream.gather(rows.map { $0 - first }, step: step)
             if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
             for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
             return Dataset.withBlock(got, features: d) { block in
@@ -301,7 +325,7 @@ public final class Trainer: TrainingStrategy {
             }
         }
         if !sampler.shuffle, let lo = rows.first {
-            return train.withRows((lo - first) ..< (lo - first + rows.count)) { block in
+            return try train.withRows((lo - first) ..< (lo - first + rows.count)) { block in
                 train.y.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress! + (lo - first))) }
             }
         }
@@ -349,24 +373,33 @@ public final class Trainer: TrainingStrategy {
 }
 
 /// Mean loss (and accuracy, for a classifier) of `model` at `parameters` over `data`, all ranks' shards
-/// together (`TrainingStrategy.evaluate` of the row-partitioned strategies). Collective: one allreduce of 3
-/// Doubles, under `timeout` plus twice this rank's own evaluation time (shards differ in size, so the others
-/// may need longer). The `hang` fault at `eval` fires first.
+/// together (`TrainingStrategy.evaluate` of the row-partitioned strategies). Collective: one allreduce of 4
+/// Doubles (the fourth counts the ranks whose streamed rows could not be read: then every rank throws that
+/// read error, agreed), under `timeout` plus twice this rank's own evaluation time (shards differ in size, so
+/// the others may need longer). The `hang` fault at `eval` fires first.
 func evaluateCollectively(model: Model, parameters: [Float], data: Dataset, comm: Communicator, hooks: StepHooks, step: Int,
                           timeout: Double) throws -> Evaluation {
     hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
     let clock = DispatchTime.now().uptimeNanoseconds
-    let sums = try data.stream.map { try streamedEvaluationSums(model: model, parameters: parameters, data, stream: $0) }
-        ?? parameters.withUnsafeBufferPointer { w in
-            data.withRows(0..<data.rows) { block in
-                data.y.withUnsafeBufferPointer { y in
-                    model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+    // A streamed shard's read error is agreed in the same allreduce (a fourth value: the ranks that failed), so
+    // no rank waits in it for one that has stopped, and none pays another collective when all is well.
+    var failure: Error?
+    var sums = EvaluationSums(loss: 0, correct: 0)
+    do {
+        sums = try data.isStreamed ? streamedEvaluationSums(model: model, parameters: parameters, data)
+            : parameters.withUnsafeBufferPointer { w in
+                try data.withRows(0..<data.rows) { block in
+                    data.y.withUnsafeBufferPointer { y in
+                        model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress ?? UnsafePointer(bitPattern: 8)!))
+                    }
                 }
             }
-        }
+    } catch { failure = error }
     let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
     let totals = try comm.watched("the evaluation after step \(step)", seconds: timeout + 2 * own) {
-        try comm.allreduced([sums.loss, sums.correct, Double(data.rows)], op: .sum)
+        let totals = try comm.allreduced([sums.loss, sums.correct, Double(data.rows), failure == nil ? 0 : 1], op: .sum)
+        if totals[3] > 0 { try comm.agree(error: failure) }
+        return totals
     }
     let n = Swift.max(totals[2], 1)
     return Evaluation(rows: Int(totals[2]), loss: totals[0] / n, accuracy: model.isClassifier ? totals[1] / n : nil)
@@ -377,20 +410,16 @@ let streamedEvaluationChunk = 4096
 
 /// `evaluateCollectively`'s sums over streamed rows, read `streamedEvaluationChunk` rows at a time (the chunks'
 /// sums added in order, so the last bits of the reported loss may differ from an in-memory evaluation's).
-func streamedEvaluationSums(model: Model, parameters: [Float], _ data: Dataset, stream: ShardStream) throws -> EvaluationSums {
+func streamedEvaluationSums(model: Model, parameters: [Float], _ data: Dataset) throws -> EvaluationSums {
     var total = EvaluationSums(loss: 0, correct: 0)
-    var lo = 0
-    while lo < data.rows {
-        let hi = Swift.min(data.rows, lo + streamedEvaluationChunk)
-        let rows = try stream.rows(lo..<hi)
-        let part = parameters.withUnsafeBufferPointer { w in
-            Dataset.withBlock(rows, features: data.features) { block in
-                data.y.withUnsafeBufferPointer { y in model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress! + lo)) }
+    try parameters.withUnsafeBufferPointer { w in
+        try data.y.withUnsafeBufferPointer { y in
+            try data.forEachChunk(rows: streamedEvaluationChunk) { range, block in
+                let part = model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress! + range.lowerBound))
+                total.loss += part.loss
+                total.correct += part.correct
             }
         }
-        total.loss += part.loss
-        total.correct += part.correct
-        lo = hi
     }
     return total
 }

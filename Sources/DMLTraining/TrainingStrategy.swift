@@ -68,12 +68,14 @@ extension TrainingStrategy {
     public var finished: String? { nil }
     public var usesLearningRate: Bool { true }
 
-    /// One global step, with the hooks around it: `begin` (faults that fire as a step begins, the timeline),
+    /// One global step, with the hooks around it: `begin` (faults that fire as a step begins, the timeline; the
+    /// `truncate` fault),
     /// the strategy's body, `end` (which checks the body ran the gate; the `perturb` fault; the timeline).
     @discardableResult
     public func trainStep() throws -> (loss: Double, rows: Int) {
         let number = step + 1
         hooks.begin(step: number)
+        hooks.faults.truncateCacheIfPlanned(train, rank: hooks.comm.rank, step: number)
         let result = try stepBody(number: number)
         withReplicatedParameters { hooks.end(step: number, parameters: $0) }
         return result

@@ -61,6 +61,41 @@ final class ChunkedParseTests: XCTestCase {
         }
     }
 
+    /// `.npy` rows (label column 0, and features with a separate labels file) go to the sink a piece of rows at a
+    /// time: the same rows, labels and mapping as the whole read, for any piece size and rank count.
+    func testNPYRowsGoToTheSinkAPieceAtATime() throws {
+        var random = TestRandom(seed: 12)
+        let rows = 97, columns = 4
+        let values = (0..<rows * columns).map { i in i % columns == 0 ? Double(Int.random(in: 0...3, using: &random)) : Double.random(in: -5...5, using: &random) }
+        let xy = "\(dir)/xy.npy", x = "\(dir)/x.npy", y = "\(dir)/y.npy"
+        writeNPYFile(xy, descr: "<f8", shape: [rows, columns], bytes: values.withUnsafeBytes { Array($0) })
+        let features = (0..<rows).flatMap { r in (1..<columns).map { Float(values[r * columns + $0]) } }
+        writeNPYFile(x, descr: "<f4", shape: [rows, columns - 1], bytes: features.withUnsafeBytes { Array($0) })
+        let labels = (0..<rows).map { Int64(values[$0 * columns]) }
+        writeNPYFile(y, descr: "<i8", shape: [rows], bytes: labels.withUnsafeBytes { Array($0) })
+        for source in [DataSource(path: xy), DataSource(path: x, labelsPath: y)] {
+            for ranks in [1, 3] {
+                let whole = try LocalCommunicator.run(size: ranks) { comm in try DataLoader.read(source, options: ReadOptions(), comm: comm) }
+                for chunk in [1, 40, 1 << 20] {
+                    let sinks = (0..<ranks).map { FileSink(path: "\(dir)/npy-\(ranks)-\(chunk)-\($0)", chunkBytes: chunk) }
+                    let shared = sinks
+                    let parts = try LocalCommunicator.run(size: ranks) { comm in
+                        try DataLoader.read(source, options: ReadOptions(), comm: comm, rowSink: shared[comm.rank])
+                    }
+                    for r in 0..<ranks {
+                        let (a, b) = (whole[r].0, parts[r].0)
+                        XCTAssertTrue(b.isStreamed)
+                        XCTAssertEqual(sinks[r].x, a.x, "\(source.path) ranks \(ranks) chunk \(chunk) rank \(r)")
+                        XCTAssertEqual(b.y, a.y)
+                        XCTAssertEqual([b.rows, b.firstRow, b.globalRows, b.classes, b.features], [a.rows, a.firstRow, a.globalRows, a.classes, a.features])
+                        XCTAssertEqual(parts[r].1, whole[r].1)
+                        XCTAssertEqual(sinks[r].appends, chunk == 1 << 20 ? 1 : (a.rows + Swift.max(1, chunk / 12) - 1) / Swift.max(1, chunk / 12))
+                    }
+                }
+            }
+        }
+    }
+
     func testAnErrorInALaterChunkNamesTheFilesLine() throws {
         var text = "y,a\n"
         for i in 0..<50 { text += "\(i % 2),\(i)\n" }

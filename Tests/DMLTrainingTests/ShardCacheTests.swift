@@ -26,7 +26,7 @@ final class ShardCacheTests: XCTestCase {
         var random = TestRandom(seed: 1)
         let x = (0..<rows * features).map { _ in Float.random(in: -3...3, using: &random) }
         let y = (0..<rows).map { Float($0 % 3) }
-        return Dataset(features: features, classes: 3, globalRows: 100, firstRow: 40, x: x, y: y)
+        return Dataset(features: features, classes: 3, globalRows: Swift.max(100, 40 + rows), firstRow: 40, x: x, y: y)
     }
 
     func sparse() -> Dataset {
@@ -66,18 +66,12 @@ final class ShardCacheTests: XCTestCase {
                     XCTAssertEqual(m, expected)
                 }
             }
-            // A prefetch of the same rows is taken; of other rows, dropped (the result is the direct read's).
-            let stream = try XCTUnwrap(back.stream)
-            let direct = (describe(try stream.gather([7, 2])), describe(try stream.gather([9])))
             // The first rows kept in memory (dense only): the same rows, partly from memory and partly read.
+            let stream = try XCTUnwrap(back.stream)
             let before = describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28]))
             try stream.keepResident(bytes: 4 * data.features * 4 + 3)
             XCTAssertEqual(stream.residentRows, data.isSparse ? 0 : 4)
             XCTAssertEqual(describe(try stream.gather([5, 3, 4, 27, 0, 1, 2, 28])), before)
-            stream.prefetch([7, 2])
-            XCTAssertEqual(describe(try stream.gather([7, 2])), direct.0)
-            stream.prefetch([1, 2])
-            XCTAssertEqual(describe(try stream.gather([9])), direct.1)
             nonisolated(unsafe) let pair = (back, data)
             let sums = try LocalCommunicator.run(size: 1) { comm in [try Checksum.dataset(pair.0, comm: comm), try Checksum.dataset(pair.1, comm: comm)] }
             XCTAssertEqual(sums[0][0], sums[0][1], "the data checksum of streamed rows is that of the rows in memory")
@@ -85,31 +79,46 @@ final class ShardCacheTests: XCTestCase {
     }
 
     /// Step windows (`plan`): each step's rows are the direct read's, across window boundaries, from any
-    /// starting step (a resume), and a step asked for other rows than planned gets those rows.
+    /// starting step (a resume), with and without resident rows, and a step asked for other rows than planned
+    /// gets those rows. `useMemory` splits a budget between resident rows and the window.
     func testStepWindowsGiveEachStepTheRowsOfADirectRead() throws {
-        let data = dense(rows: 37, features: 5)
+        let data = dense(rows: 370, features: 5)
         let path = ShardCache.path(directory: dir, key: key())
         try ShardCache.write(data, labels: nil, key: key(), to: path)
-        let sampler = BatchSampler(rows: 100, batchSize: 16, seed: 3)
+        let sampler = BatchSampler(rows: 1000, batchSize: 160, seed: 3)
         let range = data.globalRange
         let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range).map { $0 - 40 } }
-        for (windowRows, start) in [(19, 0), (25, 5), (40, 0), (20, 2)] {
+        for (windowRows, resident, start) in [(100, 0, 0), (150, 0, 5), (400, 0, 0), (120, 90, 2), (64, 300, 0)] {
             let (back, _) = try XCTUnwrap(open(path, key()))
             let stream = try XCTUnwrap(back.stream)
-            stream.windowBytes = windowRows * (4 * 5 + 16)
+            try stream.keepResident(bytes: resident * 20)
+            stream.windowBytes = windowRows * (4 * 5 + 8)
             stream.plan(endStep: 30, rowsOf: rowsOf)
-            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows covers half of 37")
+            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows, \(resident) resident")
             for step in start..<30 {
                 let local = rowsOf(step)
                 XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
                                "window \(windowRows) step \(step)")
             }
+            XCTAssertGreaterThan(stream.windowLoads, windowRows >= 370 - resident ? 0 : 1)
             XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
         }
-        let (back, _) = try XCTUnwrap(open(path, key()))
-        back.stream!.windowBytes = 18 * (4 * 5 + 16)
-        back.stream!.plan(endStep: 30, rowsOf: rowsOf)
-        XCTAssertFalse(back.stream!.readsWindows, "18 of 37 rows: one pread a row")
+        // A window that cannot hold 64 rows: a read a row.
+        for windowRows in [63, 1] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            back.stream!.windowBytes = windowRows * (4 * 5 + 8)
+            back.stream!.plan(endStep: 30, rowsOf: rowsOf)
+            XCTAssertFalse(back.stream!.readsWindows, "\(windowRows) rows")
+        }
+        // useMemory: all rows resident when they fit; else 2·budget − shard resident and the rest a window.
+        let shard = 370 * 20
+        for (budget, resident, window) in [(shard, 370, -1), (shard * 3 / 4, 185, shard * 3 / 4 - 185 * 20), (shard / 3, 0, shard / 3)] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            let stream = try XCTUnwrap(back.stream)
+            try stream.useMemory(budget)
+            XCTAssertEqual(stream.residentRows, resident, "budget \(budget)")
+            if window >= 0 { XCTAssertEqual(stream.windowBytes, window, "budget \(budget)") }
+        }
     }
 
     func describe(_ rows: ShardStream.Rows) -> String {

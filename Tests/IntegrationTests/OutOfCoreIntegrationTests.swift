@@ -78,15 +78,28 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         // CSR rows (LIBSVM, --sparse on), and the full batch (unshuffled: runs of consecutive rows).
         let svm = libsvm()
         for extra in [["--batch-size", "40"], ["--batch-size", "full", "--epochs", "4"]] {
-            let args = ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--lr", "0.3"] + extra
-            let cache = "\(dir)/svm-cache-\(extra[1])"
-            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
-            XCTAssertEqual(try train(2, args, output: "\(dir)/svm-mem.safetensors").status, 0)
-            let s = try train(2, args + ["--cache-dir", cache], output: "\(dir)/svm-streamed.safetensors")
-            XCTAssertEqual(s.status, 0, s.stderr)
-            XCTAssertTrue(s.stdout.contains("CSR)"), s.stdout)
-            XCTAssertEqual(try tensors("\(dir)/svm-streamed.safetensors"), try tensors("\(dir)/svm-mem.safetensors"), "\(extra)")
+            try assertStreamedBits(2, ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--lr", "0.3"] + extra,
+                                   name: "svm-\(extra[1])", says: "CSR)")
         }
+        // A .npy file (written to the cache a piece of rows at a time as it is read: ChunkedParseTests), at np 3.
+        var random = TestRandom(seed: 4)
+        let npy = "\(dir)/train.npy"
+        let values = (0..<500 * 6).map { i in i % 6 == 0 ? Float(Int.random(in: 0...2, using: &random)) : Float.random(in: -2...2, using: &random) }
+        writeNPYFile(npy, descr: "<f4", shape: [500, 6], bytes: values.withUnsafeBytes { Array($0) })
+        try assertStreamedBits(3, ["--data", npy, "--label-column", "0", "--model", "softmax", "--epochs", "2", "--batch-size", "30", "--lr", "0.1"],
+                               name: "npy", says: "training rows streamed from shard caches")
+    }
+
+    /// Trains `args` at `np` ranks in memory and streamed from a fresh cache directory: both succeed, the streamed
+    /// run's output says `says`, and the parameters are the same bits.
+    func assertStreamedBits(_ np: Int, _ args: [String], name: String, says: String) throws {
+        let cache = "\(dir)/\(name)-cache"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        XCTAssertEqual(try train(np, args, output: "\(dir)/\(name)-mem.safetensors").status, 0, name)
+        let s = try train(np, args + ["--cache-dir", cache], output: "\(dir)/\(name)-streamed.safetensors")
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains(says), s.stdout)
+        XCTAssertEqual(try tensors("\(dir)/\(name)-streamed.safetensors"), try tensors("\(dir)/\(name)-mem.safetensors"), name)
     }
 
     func testCacheIsReusedInvalidatedByAChangedFileAndRebuiltWhenDamaged() throws {
@@ -187,6 +200,32 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resum"), resumed.stdout)
         XCTAssertEqual(try tensors(out), try tensors(reference), "killed at step 27, resumed from step 20: the in-memory run's bits")
+    }
+
+    /// A shard cache cut short while the job streams from it (`DML_FAULT=truncate:rank=1:step=S`: rank 1 truncates
+    /// its cache to 0 bytes as step S begins, as another process would): every rank stops with one message from
+    /// one rank naming rank 1's cache, exit 74 (I/O error), no output, no hang. The read fails in a step window's
+    /// load (dense rows: the next epoch's window), in a read a row (CSR rows), in a full-batch L-BFGS pass, and
+    /// in the final evaluation (the last step's rows were already in the window).
+    func testACacheCutShortMidRunIsOneAgreedError() throws {
+        let data = csv(), svm = libsvm()
+        let out = "\(dir)/out.safetensors"
+        let softmax = ["--data", data, "--model", "softmax"]
+        for (name, args, step) in [
+            ("window", softmax + ["--epochs", "3", "--batch-size", "32", "--lr", "0.1"], 5),
+            ("a read a row", ["--data", svm, "--model", "logistic", "--sparse", "on", "--epochs", "2", "--batch-size", "40"], 3),
+            ("lbfgs", softmax + ["--optimizer", "lbfgs", "--steps", "8", "--tol", "0"], 3),
+            ("evaluation", softmax + ["--epochs", "1", "--batch-size", "32", "--lr", "0.1"], 19),
+        ] {
+            let cache = "\(dir)/cache-\(name.replacingOccurrences(of: " ", with: "-"))"
+            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+            let r = try train(2, args + ["--cache-dir", cache], output: out, environment: ["DML_FAULT": "truncate:rank=1:step=\(step)"])
+            XCTAssertEqual(r.status, 74, "\(name): \(r.stderr)")
+            XCTAssertEqual(count("the shard cache ends early", in: r.stderr), 1, "\(name): one message: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("rank1of2.dmlshard: the shard cache ends early (at byte "), "\(name): names rank 1's cache: \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), name)
+        }
     }
 
     func testBadSettingsAreRefusedWithOneMessage() throws {

@@ -1,5 +1,6 @@
 #ifndef DML_CSTOPSIGNALS_H
 #define DML_CSTOPSIGNALS_H
+#include "MallocArenas.h"
 // Stop requests by signal (SIGTERM, SIGINT, SIGUSR1), recorded by an async-signal-safe handler in a
 // `volatile sig_atomic_t`, the only kind of variable a handler may write. See Preemption.swift.
 

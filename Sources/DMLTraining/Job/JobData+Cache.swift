@@ -57,8 +57,8 @@ extension JobConfiguration.Data {
             warn("shard cache \(ShardCache.path(directory: dir, key: k)) \(why): rebuilding it")
         }
         lookup = .absent   // closes a cache this rank will rewrite
-        // The cache this rank writes: a CSV file's rows go to it a chunk at a time as they are parsed (only the
-        // labels stay in memory); other formats are parsed whole, then written.
+        // The cache this rank writes: a CSV, .npy or HDF5 file's rows go to it a chunk at a time as they are read
+        // (only the labels stay in memory); LIBSVM rows are parsed whole, then written.
         var writer: ShardCache.Writer?
         var failure: Error?
         do {
@@ -68,7 +68,7 @@ extension JobConfiguration.Data {
             failure = error
         }
         try comm.agree(error: failure)
-        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) == .csv
+        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) != .libsvm
         let (parsed, labels) = try DataLoader.read(source, options: options, comm: comm, rowSink: chunked ? writer : nil)
         if parsed.isStreamed { return (parsed, labels) }
         var written: Error?

@@ -26,8 +26,8 @@ public enum MemoryBudget {
 
     /// Bytes a rank streaming its rows from a shard cache holds besides the model and the passes: the process's
     /// own baseline (`baseline`: the runtime, MPI, the code), the labels (4 bytes a row), CSR row starts
-    /// (8 bytes a row) and two gathered batches (the current one and the prefetched one: dense values, or 8
-    /// bytes a non-zero and a row start).
+    /// (8 bytes a row) and two gathered batches (the rows as read and their copy for the step: dense values,
+    /// or 8 bytes a non-zero and a row start). The step window comes out of what `--max-memory` leaves over.
     public static func streamed(shardRows: Int, batchRows: Int, features: Int, nonZerosPerRow: Double?) -> Double {
         let rowBytes = nonZerosPerRow.map { 8 + 8 * $0 } ?? 4 * Double(features)
         return baseline + 4 * Double(shardRows) + (nonZerosPerRow == nil ? 0 : 8 * Double(shardRows)) + 2 * Double(batchRows) * rowBytes

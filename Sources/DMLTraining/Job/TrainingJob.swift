@@ -113,8 +113,10 @@ public final class TrainingJob {
                              rowsAtOnce: batch == nil ? Swift.min(train.rows, SecondOrderTrainer.chunkRows(stream)) : nil)
                         }, residentStream: train.stream)
         if let stream = train.stream {
-            say(stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory) and reads the rest from its cache"
-                : "rank 0 reads its \(stream.rows) rows from its cache with read-ahead (step windows of \(MemoryBudget.format(Double(stream.windowBytes))) when one covers half of them)")
+            let window = stream.isSparse || stream.residentRows == stream.rows ? ""
+                : "; the others are read from its cache in step windows of up to \(MemoryBudget.format(Double(stream.windowBytes))) when those pay, else a read a row"
+            say((stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory)"
+                 : "rank 0 reads its \(stream.rows) rows from its cache") + window)
         }
         let model = try comm.agreeing {
             try job.model.make(features: features, classes: train.classes, weightDecay: job.optimization.modelWeightDecay, synthetic: job.data.path == nil)
@@ -227,8 +229,8 @@ public final class TrainingJob {
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
     /// gathered rows (the current and the prefetched one; for a full-batch method two of its pass's chunks,
     /// `rowsAtOnce`) are counted too, and `--max-memory` replaces the node's figure.
-    /// `residentStream`: the streamed shard, which keeps as many of its first rows resident as half the limit's
-    /// slack holds (`ShardStream.keepResident`).
+    /// `residentStream`: the streamed shard, which spends half the limit's slack on its rows: resident rows and
+    /// a step window (`ShardStream.useMemory`).
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
                              streamed: (shardRows: Int, features: Int, rowsAtOnce: Int?)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
@@ -242,14 +244,13 @@ public final class TrainingJob {
             needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: streamed.rowsAtOnce ?? localRows, features: streamed.features,
                                             nonZerosPerRow: nonZerosPerRow)
         }
-        // With --max-memory a streamed shard keeps as many of its first rows resident as half of what the limit
-        // leaves over holds (the rest stays for what the estimate does not see: allocator slack, MPI's buffers,
-        // thread stacks, which a `ulimit -v` counts); all of them when they fit. The others are read per step
-        // (measured faster than step windows on a page-cached file: benchmarks/RESULTS.md). Without it, every
-        // row is read from the cache.
+        // With --max-memory a streamed shard spends half of what the limit leaves over on its rows (the rest stays
+        // for what the estimate does not see: allocator slack, MPI's buffers, thread stacks, which a `ulimit -v`
+        // counts): all of them resident when they fit, else resident rows and a step window (`useMemory`).
+        // Without it, no row is resident and the window has its default size.
         if let stream = streamed.flatMap({ _ in residentStream }), let limit = job.data.maxMemory.map(Double.init), needed < limit {
             var failure: Error?
-            do { try stream.keepResident(bytes: Int((limit - needed) / 2)) } catch { failure = error }
+            do { try stream.useMemory(Int((limit - needed) / 2)) } catch { failure = error }
             try comm.agree(error: failure)
         } else if streamed != nil && job.data.maxMemory != nil {
             try comm.agree(nil, kind: .usage)   // the same collectives on every rank
