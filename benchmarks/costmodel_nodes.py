@@ -12,7 +12,7 @@ time = a·α + b·n·β, α the cost of one message step, β seconds per byte th
                                                              whole buffers through the link each time)
   hier  a = (2(N−1) + 2)·⌈n/block⌉      b = 2(N−1)/N       (q > 1: per block two shm syncs and the rails'
                                                              ring; q = 1: the ring over the N nodes)
-  auto  its policy (from the run's log line, else rd<=64K,hier): the chosen algorithm's fitted model, not
+  auto  its policy (from the run's log line, else rd<=16K,hier): the chosen algorithm's fitted model, not
         fitted itself — a check of the policy and of the components' models.
 The reductions (γ) are left out: at a capped link they are far faster than the network.
 α and β are fitted per algorithm, minimising the sum of absolute relative errors (iteratively reweighted
@@ -71,7 +71,7 @@ def main():
     block = int(a.block[:-1]) << {"K": 10, "M": 20}[a.block[-1]] if a.block[-1] in "KM" else int(a.block)
 
     times = {}
-    policy = parse_policy("rd<=64K,hier")
+    policy = parse_policy("rd<=16K,hier")
     for path in a.csv:
         log = Path(path).with_suffix(".log")
         if log.exists():

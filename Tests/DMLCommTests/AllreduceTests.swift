@@ -177,7 +177,7 @@ final class AllreduceTests: XCTestCase {
         try XCTSkipIf(ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] != nil, "DML_ALLREDUCE_AUTO is set")
         let policies = try LocalCommunicator.run(size: 3) { comm in try AutoAllreduce(comm: comm).resolvedPolicy() }
         XCTAssertEqual(policies, [AutoAllreducePolicy.oneNode, .oneNode, .oneNode])
-        XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=64K,hier")
+        XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=16K,hier")
         let given = try LocalCommunicator.run(size: 2) { comm in
             try AutoAllreduce(comm: comm, policy: AutoAllreducePolicy(parsing: "rd<=1K,ring")).resolvedPolicy()
         }
