@@ -30,12 +30,15 @@ mlp=(--data "$csv" --model mlp --hidden 64 --batch-size $batch --epochs 1 --lr 0
 streamed=(--cache-dir "$work/cache" --max-memory "${limit_mb}M")
 run() {  # name, limit (KiB or unlimited), flags...
     local name=$1 limit=$2; shift 2
+    # Each rank's /usr/bin/time appends one line to $name.time (one small O_APPEND write each: the two ranks'
+    # lines cannot interleave, as they did on the shared stderr).
+    rm -f "$work/$name.time"
     ( ulimit -v "$limit"
-      timeout 1200 mpirun --oversubscribe -np 2 /usr/bin/time -f "peak_rss_kb %M cpu_s %U %S" "$bin" "$@" --output "$work/$name.safetensors" ) \
+      timeout 1200 mpirun --oversubscribe -np 2 /usr/bin/time -a -o "$work/$name.time" -f "peak_rss_kb %M cpu_s %U %S" "$bin" "$@" --output "$work/$name.safetensors" ) \
         > "$work/$name.out" 2> "$work/$name.err" || { echo "$name failed:"; tail -5 "$work/$name.err"; return 1; }
     echo "## $name: $*"
     grep -E "^step|^done" "$work/$name.out" | sed 's/^/   /'
-    echo "   peak RSS per rank (MB): $(grep peak_rss_kb "$work/$name.err" | awk '{printf "%.0f ", $2/1024}'); CPU s per rank (user+sys): $(grep peak_rss_kb "$work/$name.err" | awk '{printf "%.1f ", $4 + $5}')"
+    echo "   peak RSS per rank (MB): $(grep peak_rss_kb "$work/$name.time" | awk '{printf "%.0f ", $2/1024}'); CPU s per rank (user+sys): $(grep peak_rss_kb "$work/$name.time" | awk '{printf "%.1f ", $4 + $5}')"
 }
 same() {  # streamed run, in-memory run
     python3 - "$work/$1.safetensors" "$work/$2.safetensors" <<'PY'
