@@ -38,6 +38,9 @@ public struct TrainingConfig: Sendable {
     /// boundaries, gradients summed in block order (see `BlockPlan`), so the bits do not depend on who
     /// holds which block.
     public var balance = false
+    /// `--reproducible`: the rows in blocks of this many (`ReproducibleReducer.blockRows`), batches of whole
+    /// blocks, the gradient summed exactly, so the bits do not depend on the number of ranks; nil: off.
+    public var reproducibleBlockRows: Int?
 
     public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
                 optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
@@ -148,7 +151,8 @@ public final class Trainer: TrainingStrategy {
         hooks = StepHooks(comm: comm, faults: faults, collectiveTimeout: config.collectiveTimeout)
         optimizer = Optimizer(config.optimizer, layout: model.layout)
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
-                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle)
+                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle,
+                               blockRows: config.reproducibleBlockRows ?? 1)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
     }
