@@ -28,9 +28,7 @@ import DMLKernels
 /// allreduce of 2 Doubles (latency only) and an Int64 allreduce of n + 2 values (twice the Float32 bytes:
 /// about 2× the ring's wire time at any p, as the ring's cost, 2n·(p−1)/p, is flat in p).
 final class ReproducibleReducer: GradientReducer {
-    /// Rows per block (a leaf): part of the run's identity through `--reproducible`; batch sizes must be a
-    /// multiple of it (or every row).
-    static let blockRows = 64
+    static let blockRows = Reproducible.blockRows
 
     let comm: Communicator
     let count: Int
@@ -145,6 +143,13 @@ final class ReproducibleReducer: GradientReducer {
         let scale = Double(sign: .plus, exponent: k, significand: 1)
         for i in 0..<n { q[i] &+= Int64(Double(x[i]) * scale) }
     }
+}
+
+/// `--reproducible`'s constants, for the executables.
+public enum Reproducible {
+    /// Rows per block (a leaf of `ReproducibleReducer`): fixed, so part of the run's identity through
+    /// `--reproducible`; batch sizes must be a multiple of it (or every row).
+    public static let blockRows = 64
 }
 
 extension Dataset {
