@@ -357,12 +357,18 @@ public final class Trainer: TrainingStrategy {
     }
 
     /// Mean loss (and accuracy, for a classifier) of the current parameters over `data`, all ranks'
-    /// shards together. Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
+    /// shards together (under `--reproducible`: `reproducibleEvaluation`, the same bits for any np). Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
     /// rank's own evaluation time (shards differ in size, so the others may need longer).
     public func evaluate(_ data: Dataset) throws -> Evaluation {
         try hooks.outside("evaluate", step: step) {
-            try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
-                                     timeout: config.collectiveTimeout)
+            // --reproducible: sums with the same bits for any np (one row at a time, exact fixed point).
+            if config.reproducibleBlockRows != nil {
+                hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
+                return try reproducibleEvaluation(model: model, parameters: parameters, data: data, comm: comm, step: step,
+                                                  timeout: config.collectiveTimeout)
+            }
+            return try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
+                                            timeout: config.collectiveTimeout)
         }
     }
 

@@ -31,19 +31,38 @@ final class ReproducibleIntegrationTests: XCTestCase {
             ("softmax-adam", ["--synthetic-classes", "3", "--model", "softmax", "--optimizer", "adam", "--lr", "0.01"]),
             ("mlp-adamw", ["--synthetic-classes", "3", "--model", "mlp", "--hidden", "16,8", "--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.01"]),
             ("softmax-adagrad", ["--synthetic-classes", "3", "--model", "softmax", "--optimizer", "adagrad", "--lr", "0.1"]),
+            // The standardisation statistics and the validation losses that choose the rate and the best model: exact too.
+            ("softmax-standardize-lr-search", ["--synthetic-classes", "3", "--standardize", "--validation-fraction", "0.25", "--lr-search", "0.01,0.3"]),
+            ("mlp-early-stopping", ["--synthetic-classes", "3", "--model", "mlp", "--hidden", "8", "--optimizer", "momentum", "--lr", "0.5",
+                                    "--validation-fraction", "0.2", "--early-stopping", "1", "--eval-every", "1"]),
         ]
         for (name, args) in cases {
-            var outputs: [Int: [UInt8]] = [:]
+            var outputs: [Int: [UInt8]] = [:], finals: [Int: [String: String]] = [:]
             for np in [1, 2, 3, 4, 5, 8] {
-                let out = "\(dir)/\(name)-np\(np).safetensors"
-                let r = try train(ranks: np, args, output: out)
+                let out = "\(dir)/\(name)-np\(np).safetensors", metrics = "\(dir)/\(name)-np\(np).jsonl"
+                let r = try train(ranks: np, args + ["--metrics", metrics], output: out)
                 XCTAssertEqual(r.status, 0, "\(name) np \(np): \(r.stderr)")
                 if np == 1 { XCTAssertTrue(r.stdout.contains("reproducible (blocks of 64 rows, exact sums)"), r.stdout) }
                 outputs[np] = bytes(out)
+                finals[np] = try finalFigures(metrics)
             }
             XCTAssertFalse(outputs[1]!.isEmpty, name)
-            for np in [2, 3, 4, 5, 8] { XCTAssertEqual(outputs[np], outputs[1], "\(name): np \(np) wrote other bytes than np 1") }
+            XCTAssertNotNil(finals[1]?["test_loss"], name)
+            for np in [2, 3, 4, 5, 8] {
+                XCTAssertEqual(outputs[np], outputs[1], "\(name): np \(np) wrote other bytes than np 1")
+                // The last step's loss and the evaluations (train and test sets) are np-independent too.
+                XCTAssertEqual(finals[np], finals[1], "\(name): np \(np) reported other figures than np 1")
+            }
         }
+    }
+
+    /// The final metrics line's loss and evaluation figures, as written (full precision).
+    func finalFigures(_ path: String) throws -> [String: String] {
+        let last = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").last { $0.contains("\"final\"") }
+        let object = try JSONSerialization.jsonObject(with: Data((last ?? "{}").utf8)) as? [String: Any] ?? [:]
+        var out: [String: String] = [:]
+        for key in ["loss", "train_loss", "train_accuracy", "test_loss", "test_accuracy"] { out[key] = object[key].map { "\($0)" } }
+        return out
     }
 
     func testARunCheckpointedAtFourRanksAndResumedAtThreeEndsWithTheBytesOfOneRank() throws {
@@ -67,17 +86,21 @@ final class ReproducibleIntegrationTests: XCTestCase {
     }
 
     func testWhatItCannotHonourIsRefusedWithOneMessage() throws {
+        let csv = "\(dir)/missing.csv"
+        try "y,a,b\n0,1,2\n1,,3\n0,2,1\n1,3,\n".write(toFile: csv, atomically: true, encoding: .utf8)
         let refusals: [([String], String)] = [
-            (["--batch-size", "100"], "--batch-size 100 is not a multiple of 64"),
-            (["--balance"], "it cannot be combined with --balance"),
-            (["--compress", "bf16"], "it cannot be combined with --compress"),
-            (["--allreduce", "ring"], "--allreduce means nothing with it"),
-            (["--partition", "features"], "it needs --partition rows"),
-            (["--standardize"], "--standardize's statistics"),
+            (common + ["--batch-size", "100"], "--batch-size 100 is not a multiple of 64"),
+            (common + ["--balance"], "it cannot be combined with --balance"),
+            (common + ["--compress", "bf16"], "it cannot be combined with --compress"),
+            (common + ["--model", "mlp", "--overlap"], "it cannot be combined with --overlap"),
+            (common + ["--allreduce", "ring"], "--allreduce means nothing with it"),
+            (common + ["--partition", "features"], "it needs --partition rows"),
+            (["--data", csv, "--missing", "mean", "--reproducible", "--batch-size", "64"], "--missing mean's column means"),
         ]
-        for (extra, message) in refusals {
+        for (args, message) in refusals {
+            let extra = args
             let out = "\(dir)/refused.safetensors"
-            let r = try MPIRunner.run(ranks: 2, "dml-train", common + extra + ["--output", out])
+            let r = try MPIRunner.run(ranks: 2, "dml-train", args + ["--output", out])
             XCTAssertEqual(r.status, 64, "\(extra): \(r.stderr)")
             XCTAssertEqual(r.stderr.components(separatedBy: message).count - 1, 1, "\(extra): one message: \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(extra)")

@@ -3,8 +3,9 @@ extension JobConfiguration {
     /// it moves dense rows held in memory into whole blocks and sums the gradient of whole blocks exactly, so
     /// every variation that reduces otherwise (`--balance`, `--compress`, `--overlap`, an `--allreduce`
     /// algorithm, `--partition features`, a full-batch method), keeps rows sparse or streamed, or computes
-    /// statistics whose sums still depend on np (`--standardize`, `--missing mean`, and the validation losses
-    /// that choose `--lr-search`'s rate and `--early-stopping`'s model) is refused with it.
+    /// statistics whose sums still depend on np (`--missing mean`'s column means) is refused with it.
+    /// `--standardize` is honoured (`Standardization.computeExactly`), and so are `--lr-search` and
+    /// `--early-stopping`, whose validation losses are `reproducibleEvaluation`'s exact sums.
     func reproducibleConflict() -> String? {
         guard reduction.reproducible else { return nil }
         let r = reduction, d = data, o = optimization, block = ReproducibleReducer.blockRows
@@ -19,11 +20,7 @@ extension JobConfiguration {
         if o.optimizer.isFullBatch { return "--reproducible covers the mini-batch optimizers (sgd, momentum, adam, adamw, adagrad); --optimizer \(o.optimizer.rawValue)'s sums are not np-independent yet" }
         if d.sparse == .on { return "--reproducible moves dense rows between ranks: give --sparse off or auto with it" }
         if d.cacheDir != nil || d.maxMemory != nil { return "--reproducible moves rows held in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory) yet" }
-        if d.standardize { return "--standardize's statistics are summed in an order that depends on the number of ranks: it cannot be combined with --reproducible yet" }
         if d.missing == .mean { return "--missing mean's column means are summed in an order that depends on the number of ranks: with --reproducible use --missing zero or error" }
-        if o.lrSearch != nil || o.earlyStopping != nil {
-            return "--\(o.lrSearch != nil ? "lr-search" : "early-stopping") chooses by validation losses summed in an order that depends on the number of ranks: it cannot be combined with --reproducible yet"
-        }
         if let b = o.batchSize, b % block != 0 {
             return "--batch-size \(b) is not a multiple of \(block): --reproducible makes batches of whole blocks of \(block) rows (give a multiple of \(block), or full)"
         }

@@ -96,8 +96,8 @@ public final class TrainingJob {
             (loaded, columns) = try data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
                                                          standardization: initial?.standardization)
         } else {
-            (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction,
-                                                   standardization: initial?.standardization, warn: rank0 ? output.warn : { _ in }), nil)
+            (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction, standardization: initial?.standardization,
+                                                   exactStatistics: job.reduction.reproducible, warn: rank0 ? output.warn : { _ in }), nil)
         }
         let train = loaded.train
         if let stream = train.stream {

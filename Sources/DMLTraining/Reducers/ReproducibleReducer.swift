@@ -1,6 +1,8 @@
+import Foundation
 import DMLComm
 import DMLData
 import DMLKernels
+import DMLModels
 
 /// `--reproducible`: the mean gradient, loss and row count of a step have the same bits for any number of
 /// ranks, and whichever rank holds which rows.
@@ -112,23 +114,34 @@ final class ReproducibleReducer: GradientReducer {
         try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
             try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
         }
-        let rows = Double(integers[p + 1])
-        let down = Double(sign: .plus, exponent: -kGradient, significand: 1)
-        for i in 0..<p { whole[i] = Float(Double(integers[i]) * down / rows) }
-        whole[p] = Float(Double(integers[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1))
-        whole[p + 1] = Float(integers[p + 1])
+        integers.withUnsafeBufferPointer { q in
+            // The mean: each integer sum times 2^−k / rows in Double, rounded once to Float.
+            let factor = Double(sign: .plus, exponent: -kGradient, significand: 1) / Double(q[p + 1])
+            for i in 0..<p { whole[i] = Float(Double(q[i]) * factor) }
+            whole[p] = Float(Double(q[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1))
+            whole[p + 1] = Float(q[p + 1])
+        }
         return whole
     }
 
     /// max |x[i]| as a Double; +infinity when any x[i] is not finite. Cost: one pass.
     static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        var m: Float = 0, poison: Float = 0
-        for i in 0..<n {
-            let a = x[i].magnitude
-            m = a > m ? a : m
-            poison += x[i] * 0  // NaN when any x[i] is NaN or infinite
+        // Sixteen lanes at a time (a max is exact in any order); `poison` is NaN when any x[i] is NaN or infinite.
+        var m = SIMD16<Float>(repeating: 0), poison = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            m = pointwiseMax(m, pointwiseMax(v, -v))
+            poison += v * 0
+            i += 16
         }
-        return poison.isNaN || !m.isFinite ? .infinity : Double(m)
+        var top = m.max(), tail: Float = poison.sum()
+        while i < n {
+            top = Swift.max(top, x[i].magnitude)
+            tail += x[i] * 0
+            i += 1
+        }
+        return tail.isNaN || !top.isFinite ? .infinity : Double(top)
     }
 
     /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62.
@@ -161,5 +174,39 @@ extension Dataset {
         let highs = try comm.allgathered(Int64(globalRange.upperBound))
         let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
         return ranges == targets ? self : try redistributed(from: ranges, to: targets, comm: moves)
+    }
+}
+
+/// `--reproducible`'s evaluation (`Trainer.evaluate`): mean loss and accuracy of `model` over `data`, all ranks'
+/// shards together, with the same bits for any number of ranks. The evaluated shards are not cut at blocks, so
+/// the leaves are single rows: each row is evaluated alone (its loss depends on that row only), the losses are
+/// summed as Int64 fixed point with one scale for the whole set (from an allreduce-max), and the loss sum,
+/// correct count and row count are one Int64 allreduce — exact in any order. Cost: one model call per row
+/// (slower than the batched default: the evaluation, not the training, pays it) and two small collectives,
+/// under `timeout` plus twice this rank's own evaluation time. Dense rows held in memory.
+func reproducibleEvaluation(model: Model, parameters: [Float], data: Dataset, comm: Communicator, step: Int,
+                            timeout: Double) throws -> Evaluation {
+    let clock = DispatchTime.now().uptimeNanoseconds
+    var losses = [Double](repeating: 0, count: data.rows)
+    var correct: Int64 = 0
+    try parameters.withUnsafeBufferPointer { w in
+        try data.y.withUnsafeBufferPointer { y in
+            for r in 0..<data.rows {
+                let sums = try data.withRows(r ..< r + 1) { block in model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress! + r)) }
+                losses[r] = sums.loss
+                correct += Int64(sums.correct)
+            }
+        }
+    }
+    let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
+    return try comm.watched("the evaluation after step \(step)", seconds: timeout + 2 * own) {
+        let largest = try comm.allreduced(losses.reduce(0.0) { Swift.max($0, $1.isFinite ? $1.magnitude : .infinity) }, op: .max)
+        let k = ReproducibleReducer.exponent(largest.isFinite ? largest : 1, leaves: Swift.max(data.globalRows, 1))
+        let scale = Double(sign: .plus, exponent: k, significand: 1)
+        let sum = largest.isFinite ? losses.reduce(Int64(0)) { $0 + Int64($1 * scale) } : 0
+        let totals = try comm.allreduced([sum, correct, Int64(data.rows)], op: .sum)
+        let n = Double(Swift.max(totals[2], 1))
+        let loss = largest.isFinite ? Double(totals[0]) * Double(sign: .plus, exponent: -k, significand: 1) / n : .nan
+        return Evaluation(rows: Int(totals[2]), loss: loss, accuracy: model.isClassifier ? Double(totals[1]) / n : nil)
     }
 }
