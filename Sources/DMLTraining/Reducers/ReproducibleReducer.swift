@@ -126,22 +126,13 @@ final class ReproducibleReducer: GradientReducer {
 
     /// max |x[i]| as a Double; +infinity when any x[i] is not finite. Cost: one pass.
     static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        // Sixteen lanes at a time (a max is exact in any order); `poison` is NaN when any x[i] is NaN or infinite.
-        var m = SIMD16<Float>(repeating: 0), poison = SIMD16<Float>(repeating: 0)
-        var i = 0
-        while i + 16 <= n {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-            m = pointwiseMax(m, pointwiseMax(v, -v))
-            poison += v * 0
-            i += 16
+        // |x| as its bit pattern without the sign: for finite values the integers order as the magnitudes do, and
+        // NaN and ±infinity (exponent all ones) are the patterns ≥ 0x7F80_0000. An integer max vectorises.
+        var top: UInt32 = 0
+        UnsafeRawPointer(x).withMemoryRebound(to: UInt32.self, capacity: n) { bits in
+            for i in 0..<n { top = Swift.max(top, bits[i] & 0x7FFF_FFFF) }
         }
-        var top = m.max(), tail: Float = poison.sum()
-        while i < n {
-            top = Swift.max(top, x[i].magnitude)
-            tail += x[i] * 0
-            i += 1
-        }
-        return tail.isNaN || !top.isFinite ? .infinity : Double(top)
+        return top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top))
     }
 
     /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62.
