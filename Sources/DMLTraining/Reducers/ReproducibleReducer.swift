@@ -135,12 +135,9 @@ final class ReproducibleReducer: GradientReducer {
         return top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top))
     }
 
-    /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62.
-    static func exponent(_ largest: Double, leaves: Int) -> Int {
-        guard largest > 0 else { return 0 }
-        let headroom = Int.bitWidth - Swift.max(leaves, 1).leadingZeroBitCount  // 2^headroom > leaves
-        return 62 - headroom - (Int(largest.exponent) + 1)                     // largest < 2^(exponent + 1)
-    }
+    /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62
+    /// (`exactSumExponent`, shared with the exact standardisation statistics).
+    static func exponent(_ largest: Double, leaves: Int) -> Int { exactSumExponent(largest, terms: leaves) }
 
     /// q[i] += trunc(x[i] · 2^k), exactly (|x[i]| · 2^k < 2^62 by the choice of k; the product is exact in Double).
     static func addFixedPoint(_ x: UnsafePointer<Float>, _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) {
