@@ -97,6 +97,8 @@ public enum ReducerKind: Sendable, Equatable {
     /// density on the first step under `--allreduce auto` (`auto`: the dense algorithm and the largest touched
     /// fraction for which the sparse path is taken).
     case sparse(auto: SparseSelection?)
+    /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`).
+    case reproducible
 
     /// The strategy a configuration selects: the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
@@ -104,6 +106,7 @@ public enum ReducerKind: Sendable, Equatable {
     /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
+        if config.reproducibleBlockRows != nil { return .reproducible }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
         if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
@@ -127,6 +130,8 @@ public enum ReducerKind: Sendable, Equatable {
             return BucketedReducer(comm: comm, stages: (model as! StagedGradientModel).gradientStages, count: count,
                                    bucketBytes: bytes, overlap: overlap && comm.allowsSerializedThreads,
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
+        case .reproducible:
+            return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
         case let .sparse(auto):

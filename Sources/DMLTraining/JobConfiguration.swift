@@ -113,6 +113,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var overlap = false
         public var bucketBytes = 1 << 20
         public var balance = false
+        /// `--reproducible`: the same bits for any number of ranks (`ReproducibleReducer`); part of the math.
+        public var reproducible = false
         public init() {}
     }
 

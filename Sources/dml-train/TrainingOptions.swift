@@ -35,6 +35,9 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Straggler balancing: at epoch boundaries move blocks of rows from slower ranks to faster ones; gradients are summed in block order, so the parameters have the same bits as without moving (see README).")
     var balance = false
 
+    @Flag(help: "The same bits for any number of ranks: batches of whole blocks of 64 rows, gradients summed exactly (fixed point), so np 1, 8 and a run resumed on another np end byte-identical (see README).")
+    var reproducible = false
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 
