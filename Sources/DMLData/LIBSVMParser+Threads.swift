@@ -69,6 +69,39 @@ private final class ChunkQueue: @unchecked Sendable {
     func stop() { condition.lock(); stopped = true; condition.broadcast(); condition.unlock() }
 }
 
+/// A joinable POSIX thread running `body` once, with an 8 MiB stack; `start` says whether it could be
+/// created (Foundation's `Thread` does not).
+private final class HelperThread: @unchecked Sendable {
+    let body: @Sendable () -> Void
+    private var thread: pthread_t? = nil
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    func start() -> Bool {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setstacksize(&attributes, 8 << 20)
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var id = pthread_t()
+        let status = pthread_create(&id, &attributes, { context in
+            let me = Unmanaged<HelperThread>.fromOpaque(context!).takeRetainedValue()
+            me.body()
+            return nil
+        }, context)
+        guard status == 0 else {
+            Unmanaged<HelperThread>.fromOpaque(context).release()
+            return false
+        }
+        thread = id
+        return true
+    }
+
+    func join() {
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+}
+
 extension LIBSVMParser {
     /// The rank's lines parsed by `threads` threads: its byte range cut into chunks of about `chunkBytes`,
     /// each owning the lines that start in it (`LineRange`'s rule, the one that cuts the file between ranks),
@@ -104,11 +137,9 @@ extension LIBSVMParser {
         let parser = self
         nonisolated(unsafe) let file = lines.file
         let rows = estimatedRows / count + 16, pairs = estimatedNonZeros / count + 64
-        let group = DispatchGroup()
+        var helpers: [HelperThread] = []
         for t in 1..<n {
-            group.enter()
-            let thread = Thread {
-                defer { group.leave() }
+            let helper = HelperThread {
                 for c in stride(from: t, to: count, by: n) {
                     guard queue.mayStart(c) else { return }
                     let r = Result { try parser.parse(LineRange(file: file, range: piece(c)), estimatedRows: rows, estimatedNonZeros: pairs) }
@@ -116,8 +147,13 @@ extension LIBSVMParser {
                     if case .failure = r { return }   // the chunks after it are never joined
                 }
             }
-            thread.stackSize = 8 << 20
-            thread.start()
+            guard helper.start() else {
+                // No thread to be had (a `ulimit -v` or a thread limit): the one-thread parse, nothing lost.
+                queue.stop()
+                helpers.forEach { $0.join() }
+                return try parse(lines, estimatedRows: estimatedRows, estimatedNonZeros: estimatedNonZeros)
+            }
+            helpers.append(helper)
         }
         do {
             for c in 0..<count {
@@ -135,10 +171,10 @@ extension LIBSVMParser {
             }
         } catch {
             queue.stop()
-            group.wait()
+            helpers.forEach { $0.join() }
             throw error
         }
-        group.wait()
+        helpers.forEach { $0.join() }
         return s
     }
 }
