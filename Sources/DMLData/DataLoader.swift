@@ -106,6 +106,9 @@ public struct ReadOptions: Sendable {
     public var unseenCategoryIsError = false
     /// How `categorical` columns are encoded; `.hash` needs `hash` (the bits) and makes the rows CSR.
     public var categoricalEncoding: CategoricalEncoding = .onehot
+    /// LIBSVM: threads that parse this rank's byte range (`LIBSVMParser.parse(_:threads:)`): the same rows and
+    /// errors for any count; more only pay where the rank has cores to spare (`ParseThreads.spare`).
+    public var parseThreads = 1
 
     public init() {}
 }
@@ -269,7 +272,7 @@ public enum DataLoader {
                     let (rowsEstimate, nonZeros) = try estimatedLinesAndPairs(input, range: lines.range)
                     let bound = options.hash != nil ? options.features : (options.features ?? expected)
                     let s = try LIBSVMParser(file: file, classification: classification, maxFeatures: bound, hash: options.hash)
-                        .parse(lines, estimatedRows: rowsEstimate, estimatedNonZeros: nonZeros)
+                        .parse(lines, threads: options.parseThreads, estimatedRows: rowsEstimate, estimatedNonZeros: nonZeros)
                     sparse = s
                     local = .success(s.shard)
                 }

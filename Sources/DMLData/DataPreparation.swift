@@ -159,6 +159,9 @@ public struct LoadedData {
     public var inputColumns: Int?
     /// The features' names when the reader knows them (a CSV header; `name=value` for one-hot features).
     public var featureNames: [String]?
+    /// LIBSVM text read into memory: the threads that parsed this rank's part (`ReadOptions.parseThreads`);
+    /// nil for other input. For the log, not the model file (it does not change a bit of the rows).
+    public var parseThreads: Int?
 
     public init(train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, labels: LabelMapping? = nil,
                 standardization: Standardization? = nil, description: String) {

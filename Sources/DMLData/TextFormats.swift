@@ -134,8 +134,18 @@ struct LIBSVMParser {
         s.values.reserveCapacity(estimatedNonZeros)
         s.rowEnds.reserveCapacity(estimatedRows)
         s.shard.labels.reserveCapacity(estimatedRows)
+        try parse(lines, into: &s)
+        return s
+    }
+
+    /// Appends the rows of `lines` to `s`, the rows of the lines just before them: line indices (of errors and
+    /// first-seen labels) continue from `s.shard.lines`. Throws at the first bad line, leaving `s` partly
+    /// appended.
+    func parse(_ lines: LineRange, into s: inout Sparse) throws {
         var scratch: [(Int32, Float)] = []
-        s.shard.lines = try lines.forEachLine { line, index in
+        let base = s.shard.lines
+        let count = try lines.forEachLine { line, local in
+            let index = base + local
             let rowStart = s.indices.count
             guard var p = line.baseAddress else { return }
             var end = p + line.count
@@ -214,7 +224,7 @@ struct LIBSVMParser {
             if let hash { hash.hashRow(indices: &s.indices, values: &s.values, from: rowStart, scratch: &scratch) }
             s.rowEnds.append(s.indices.count)
         }
-        return s
+        s.shard.lines += count
     }
 
     private func word(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> String {

@@ -276,10 +276,13 @@ extension LinearRegression: TwiceDifferentiable, OneOutputLoss {
 }
 
 extension LogisticRegression: TwiceDifferentiable, OneOutputLoss {
-    /// Binary cross-entropy of logit z (`crossEntropy`): derivatives `σ(z) − y` and `σ(z)·(1 − σ(z))`.
+    /// Binary cross-entropy of logit z (`crossEntropy`, the same bits): derivatives `σ(z) − y` and
+    /// `σ(z)·(1 − σ(z))`. One exp a row: e = exp(−|z|) ∈ (0, 1] gives the loss's log1p(e) and σ(z) = 1/(1 + e)
+    /// for z ≥ 0, e/(1 + e) below (no overflow either way).
     public static func loss(_ z: Float, _ y: Float) -> (value: Double, first: Float, second: Float) {
-        let p = 1 / (1 + Foundation.exp(-Double(z)))
-        return (crossEntropy(z, y), Float(p - Double(y)), Float(p * (1 - p)))
+        let zd = Double(z), e = Foundation.exp(-abs(zd))
+        let p = zd >= 0 ? 1 / (1 + e) : e / (1 + e)
+        return (Swift.max(zd, 0) - Double(y) * zd + Foundation.log1p(e), Float(p - Double(y)), Float(p * (1 - p)))
     }
 }
 

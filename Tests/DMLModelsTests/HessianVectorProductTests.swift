@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import DMLModels
 import DMLTestSupport
 
@@ -144,6 +145,24 @@ final class HessianVectorProductTests: XCTestCase {
                     }
                     XCTAssertTrue(diagonal.allSatisfy { $0 >= 0 } && diagonal.contains { $0 > 0 }, kind)
                 }
+            }
+        }
+    }
+    /// The logistic loss's one-exp form: the value is the cross-entropy's bits, and σ(z) − y and σ(z)(1 − σ(z))
+    /// are the two-exp form's within a Float rounding, over the whole range of margins (no overflow at ±100).
+    func testTheLogisticLossTakesOneExpAndKeepsTheCrossEntropysBits() {
+        var random = TestRandom(seed: 4)
+        let margins: [Float] = [0, -0.0, 1e-30, -1e-30, 100, -100, 88, -88, 20, -20] + random.floats(500, in: -30...30)
+        for z in margins {
+            for y: Float in [0, 1] {
+                let l = LogisticRegression.loss(z, y)
+                let zd = Double(z)
+                let value = Swift.max(zd, 0) - Double(y) * zd + log1p(exp(-abs(zd)))
+                XCTAssertEqual(l.value.bitPattern, value.bitPattern, "z \(z) y \(y)")
+                let p = 1 / (1 + exp(-zd))
+                XCTAssertEqual(Double(l.first), p - Double(y), accuracy: Swift.max(Double(Float.leastNonzeroMagnitude), abs(p - Double(y)) * 2e-7), "z \(z) y \(y)")
+                XCTAssertEqual(Double(l.second), p * (1 - p), accuracy: Swift.max(Double(Float.leastNonzeroMagnitude), p * (1 - p) * 2e-7), "z \(z) y \(y)")
+                XCTAssertTrue(l.first.isFinite && l.second.isFinite && l.second >= 0)
             }
         }
     }

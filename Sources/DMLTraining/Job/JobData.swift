@@ -111,8 +111,11 @@ extension JobConfiguration.Data {
     }
 
     private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
-        let options = readOptions
+        var options = readOptions
         let source = trainingSource!
+        // LIBSVM text: a parsing thread for each core this rank has to spare (none at np 2 on 2 cores).
+        let libsvm = (source.format ?? DataFormat.infer(fromPath: source.path)) == .libsvm
+        if libsvm { options.parseThreads = ParseThreads.spare(ranksOnNode: MemoryBudget.ranksOnNode) }
         try checkShardFits(source, options: options, comm: comm)
         let trainFile: LoadedFile
         if streamsFromCache {
@@ -137,6 +140,7 @@ extension JobConfiguration.Data {
         var loaded = LoadedData(train: train, test: test, labels: mapping,
                                 description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"
                                     + trainFile.notes.map { "; " + $0 }.joined() + ")")
+        if libsvm && !streamsFromCache { loaded.parseThreads = options.parseThreads }
         loaded.missing = missing
         loaded.missingFill = trainFile.missingFill
         loaded.dropColumns = dropColumns

@@ -191,7 +191,7 @@ public final class TrainingJob {
         // Before anything is trained: every rank must run the same configuration.
         try session.checkConfigurationAgreement()
         say(header(model: model, description: loaded.description, batch: batch, steps: totalSteps, schedule: strategy.config.schedule,
-                   columns: features))
+                   columns: features) + (loaded.parseThreads.map { "; rank 0 parsed its text with \($0) thread\($0 == 1 ? "" : "s")" } ?? ""))
         if let candidates = job.optimization.lrSearch {
             let best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: build)
             strategy = try build(lr: best)
