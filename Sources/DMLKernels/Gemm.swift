@@ -43,6 +43,8 @@ public enum Gemm {
     /// - `transA == false`: `A` is `m × k`, element (i, p) at `a[i·lda + p]`; `true`: `A` is stored `k × m`,
     ///   (i, p) at `a[p·lda + i]`. Likewise `B`: `k × n` at `b[p·ldb + j]`, or stored `n × k` at `b[j·ldb + p]`.
     /// - `beta == 0` never reads C (it may hold garbage); `beta == 1` accumulates.
+    /// - Threads: with `KernelThreads.count` > 1, a call of at least `parallelMinimumFlops` is cut into strips of C
+    ///   (`columnUnit`, `rowUnit`) shared by the threads; the bits are those of one thread.
     /// - Cost: 2·m·n·k flops. Allocates nothing once warm: the packing buffers (and the few-class TN
     ///   kernel's pairwise scratch) come from `workspace`, by default the calling thread's own (created on
     ///   the thread's first call, then reused; the scratch grows to the largest k seen).
@@ -61,12 +63,52 @@ public enum Gemm {
             for i in 0..<m { scaleRow(c + i * ldc, n, beta) }
             return
         }
-        // A classifier's few-class side: no packing, no padding (Gemm+Skinny.swift).
-        if !transA && transB && n <= skinnyLimit {
+        // A classifier's few-class side: no packing, no padding (Gemm+Skinny.swift). The route is chosen from
+        // the whole shape, so a thread's strip of C is computed exactly as the single-threaded call would.
+        let route: Route = !transA && transB && n <= skinnyLimit ? .skinnyNT
+            : transA && !transB && m <= skinnyLimit ? .skinnyTN : .packed
+        if KernelThreads.count > 1 && 2 * m * n * k >= parallelMinimumFlops {
+            if n >= 2 * columnUnit {  // strips of columns: each thread packs A and its own columns of B
+                return KernelThreads.parallel(units: (n + columnUnit - 1) / columnUnit) { begin, end in
+                    let j0 = begin * columnUnit, j1 = Swift.min(n, end * columnUnit)
+                    serial(route, transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
+                           b: transB ? b + j0 * ldb : b + j0, ldb: ldb, beta: beta, c: c + j0, ldc: ldc, workspace: nil)
+                }
+            }
+            if m >= 2 * rowUnit {  // strips of rows: each thread packs B and its own rows of A
+                return KernelThreads.parallel(units: (m + rowUnit - 1) / rowUnit) { begin, end in
+                    let i0 = begin * rowUnit, i1 = Swift.min(m, end * rowUnit)
+                    serial(route, transA: transA, transB: transB, m: i1 - i0, n: n, k: k, alpha: alpha,
+                           a: transA ? a + i0 : a + i0 * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + i0 * ldc,
+                           ldc: ldc, workspace: nil)
+                }
+            }
+        }
+        serial(route, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+               beta: beta, c: c, ldc: ldc, workspace: workspace)
+    }
+
+    /// Which kernel computes a gemm, chosen from the whole call's shape.
+    enum Route { case skinnyNT, skinnyTN, packed }
+
+    /// Gemms of at least this many flops are split over `KernelThreads` (when it has more than one thread);
+    /// smaller ones (about 10 µs on one core) stay on the calling thread, where the hand-off would not pay.
+    public static let parallelMinimumFlops = 1 << 20
+    /// The threaded split's units, fixed by the shape alone: strips of 32 columns of C (a multiple of every
+    /// ISA's `nr`) when C has at least 64 columns, else strips of 24 rows (a multiple of `mr` and of the
+    /// few-class NT kernel's row groups). Each element of C is computed by one thread exactly as by `serial`
+    /// on the whole C, so the bits do not depend on the thread count.
+    static let columnUnit = 32, rowUnit = 24
+
+    /// The single-threaded gemm over (a strip of) C by `route`'s kernel.
+    static func serial(_ route: Route, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: GemmWorkspace?) {
+        if route == .skinnyNT {
             return skinnyNT(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
         let ws = workspace ?? GemmWorkspace.current
-        if transA && !transB && m <= skinnyLimit {
+        if route == .skinnyTN {
             return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
                             workspace: ws)
         }

@@ -123,6 +123,25 @@ const char *_Nullable dml_kernels_override_note(void);
 float dml_dot(const float *_Nonnull x, const float *_Nonnull y, long n);
 void dml_axpy(float a, const float *_Nonnull x, float *_Nonnull y, long n);
 
+/// Threads per process for the kernels (`dml_parallel`): the calling thread plus T − 1 persistent workers.
+/// At most DML_MAX_THREADS.
+#define DML_MAX_THREADS 256
+/// One parallel call's work: units [begin, end) on one thread.
+typedef void (*dml_range_fn)(void *_Nullable ctx, long begin, long end);
+/// Sets the process's kernel threads to `threads` (1: no pool), replacing the pool; waits for a running call.
+/// Returns 0, or -1 for a count outside 1...DML_MAX_THREADS or when a thread cannot be started (then unchanged).
+int dml_threads_set(long threads);
+/// The process's kernel threads (1 when no pool).
+long dml_threads(void);
+/// Runs fn over units 0 ..< units: thread t of T gets the contiguous run [units·t/T, units·(t+1)/T), the caller
+/// being thread 0, and returns when all are done. With one thread, or when the pool is already running a call
+/// (another thread's, or a nested one), fn(ctx, 0, units) runs on the caller. So fn must give the same results
+/// however the units are cut into runs. Overhead about a microsecond while the workers spin (they sleep after
+/// a few hundred microseconds idle).
+void dml_parallel(long units, dml_range_fn _Nonnull fn, void *_Nullable ctx);
+/// CPUs in this process's affinity mask (what the launcher gave the rank), or the online CPUs.
+long dml_affinity_cpus(void);
+
 /// A software prefetch into all cache levels (Swift cannot spell `__builtin_prefetch`): for gathering rows
 /// scattered in memory, where the hardware prefetcher follows each row once started but not the jump to the next.
 static inline void dml_prefetch_read(const void *_Nonnull p) { __builtin_prefetch(p, 0, 3); }

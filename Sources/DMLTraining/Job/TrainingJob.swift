@@ -1,6 +1,7 @@
 import Foundation
 import DMLComm
 import DMLData
+import DMLKernels
 import DMLModels
 import DMLStatus
 
@@ -71,6 +72,7 @@ public final class TrainingJob {
     public func run() throws -> JobResult {
         let job = configuration
         if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
+        try KernelThreads.use(job.threads ?? KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))
         comm.deadlines.interruption = Preemption.diedWhileWaiting
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
@@ -349,7 +351,8 @@ public final class TrainingJob {
 
     private func header(model: Model, description: String, batch: Int?, steps: Int, schedule: LearningRateSchedule, columns features: Int) -> String {
         let job = configuration, p = comm.size
-        var layout = "\(p) rank\(p == 1 ? "" : "s")"
+        let t = KernelThreads.count
+        var layout = "\(p) rank\(p == 1 ? "" : "s") × \(t) thread\(t == 1 ? "" : "s")" + (job.threads == nil ? " (rank 0's cores)" : "")
         if job.data.partition == .features {
             layout += " partitioned by features (\(features % p == 0 ? "\(features / p)" : "\(features / p)–\(features / p + 1)") columns each)"
         }
