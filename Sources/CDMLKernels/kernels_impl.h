@@ -110,6 +110,21 @@ static void FN(gemm_tile)(long kc, const float *a, const float *b, float *c, lon
         for (long j = 0; j < cols; j++) c[r * ldc + j] = WB1(tile[r * NR + j], alpha, beta, c + r * ldc + j);
 }
 
+// MARK: the FMA peak's probe: 12 independent chains, as many accumulators as the gemm tile.
+
+static float FN(fma_peak)(long iters) {
+    VF acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = (VF)(1e-3f * (float)i);
+    const VF x = (VF)0.999999f, y = (VF)1e-7f;
+    for (long p = 0; p < iters; p++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) acc[i] = FMA(acc[i], x, y);
+    }
+    VF s = acc[0];
+    for (int i = 1; i < 12; i++) s += acc[i];
+    return s[0];
+}
+
 // MARK: few-class kernels (a classifier's output layer)
 
 #if DML_VW == 16
@@ -647,6 +662,8 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .gemm_mr = MR,
     .gemm_nr = NR,
     .gemm_tile = FN(gemm_tile),
+    .fma_peak = FN(fma_peak),
+    .fma_flops_per_iter = 24 * DML_VW,
     .skinny_nt = FN(skinny_nt),
     .skinny_tn_block = FN(skinny_tn_block),
     .gemv = FN(gemv),

@@ -38,6 +38,11 @@ typedef struct {
     /// Each element's sum is one fma chain over p, so the tile shape does not change the bits.
     void (*_Nonnull gemm_tile)(long kc, const float *_Nonnull a, const float *_Nonnull b, float *_Nonnull c,
                                long ldc, long rows, long cols, float alpha, float beta);
+    /// The FMA peak's probe: `iters` iterations of 12 independent chains of vector FMAs (as many accumulators as
+    /// the gemm tile), each iteration 24·(vector width) flops (`fma_flops_per_iter`); returns a sum of the chains
+    /// so that nothing is removed.
+    float (*_Nonnull fma_peak)(long iters);
+    long fma_flops_per_iter;
     /// C = wb(A·Bᵀ), A m × k, B n × k (n ≤ 16 classes), C m × n: two rows of A (four with AVX-512, two rows'
     /// lanes per register) against five rows of B, eight-lane partial sums over k combined in a fixed tree, then
     /// the k mod 8 tail.
