@@ -1,10 +1,12 @@
 // The kernels' thread pool: one per process, T − 1 persistent pthreads plus the calling thread. See CDMLKernels.h.
 //
-// A parallel call publishes its work (function, context, unit count) and bumps a generation counter; each worker
-// spins briefly on the counter (the next gemm of a step usually follows within microseconds), then sleeps on a
-// condition variable. The caller runs its own share, then waits the same way for the workers' count to reach
-// zero. Sleepers are woken only when one is actually asleep (a seq_cst store/load pair on each side, so a wake-up
-// is never lost), so a call between busy threads costs two cache-line handoffs, not a system call.
+// A parallel call publishes its work (function, context, unit count) under a new tag; each worker spins briefly on
+// the tag (the next gemm of a step usually follows within microseconds), then sleeps on a condition variable.
+// Every thread, the caller included, claims units one at a time (a compare-and-swap on the tag and the next unit)
+// until none is left, and the caller returns when all are finished: a worker that the OS has not scheduled (a
+// loaded or oversubscribed machine) leaves its units to the others instead of stalling the call. Which thread
+// runs a unit never changes what the unit computes. Sleepers are woken only when one is actually asleep (a
+// seq_cst store/load pair on each side, so a wake-up is never lost).
 #define _GNU_SOURCE
 #include "CDMLKernels.h"
 #include <pthread.h>
@@ -25,15 +27,17 @@ typedef struct {
     long count;  // threads, the caller included
     pthread_t *workers;
     pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    _Atomic unsigned long generation;
-    _Atomic long pending;
+    pthread_cond_t wake, done_cond;
+    /// The current job's tag (high 32 bits) and its next unclaimed unit (low 32 bits): a unit is claimed by a
+    /// compare-and-swap that also checks the tag, so a thread that slept through a job never touches the next.
+    _Atomic unsigned long long next;
+    _Atomic long done;  // units of the current job finished
     _Atomic int sleepers;
     _Atomic int caller_sleeping;
     _Atomic int stop;
-    dml_range_fn fn;
-    void *ctx;
-    long units;
+    _Atomic(dml_range_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic long units;
 } dml_pool;
 
 typedef struct {
@@ -45,41 +49,50 @@ static dml_pool *_Atomic current_pool;
 static _Atomic int busy;  // a parallel call is running on the pool
 static pthread_mutex_t config_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/// Thread t's share of `units`: the contiguous run [units·t/T, units·(t+1)/T).
-static inline void share(long units, long t, long threads, long *begin, long *end) {
-    *begin = units * t / threads;
-    *end = units * (t + 1) / threads;
+/// Claims and runs units of job `tag` until none is left (or the job is no longer current); returns how many ran.
+static long work(dml_pool *p, unsigned long long tag) {
+    long ran = 0;
+    for (;;) {
+        unsigned long long w = atomic_load(&p->next);
+        if ((w >> 32) != tag) return ran;
+        const long unit = (long)(w & 0xFFFFFFFFull), units = atomic_load_explicit(&p->units, memory_order_relaxed);
+        if (unit >= units) return ran;
+        dml_range_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        // Succeeds only while job `tag` is current with `unit` unclaimed, so fn and ctx read above are its own.
+        if (!atomic_compare_exchange_weak(&p->next, &w, w + 1)) continue;
+        fn(ctx, unit, unit + 1);
+        ran++;
+        if (atomic_fetch_add(&p->done, 1) + 1 == units && atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_broadcast(&p->done_cond);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
 }
 
 static void *worker_main(void *raw) {
     worker_arg arg = *(worker_arg *)raw;
     free(raw);
     dml_pool *p = arg.pool;
-    unsigned long seen = 0;
+    unsigned long long seen = 0;
     for (;;) {
-        unsigned long g;
+        unsigned long long tag;
         long spins = 0;
-        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen && spins < SPIN) {
+        while ((tag = atomic_load_explicit(&p->next, memory_order_acquire) >> 32) == seen && spins < SPIN) {
             relax();
             spins++;
         }
-        if (g == seen) {
+        if (tag == seen) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
-            while ((g = atomic_load(&p->generation)) == seen) pthread_cond_wait(&p->wake, &p->mu);
+            while ((tag = atomic_load(&p->next) >> 32) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->mu);
             atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
         }
-        seen = g;
         if (atomic_load(&p->stop)) return NULL;
-        long b, e;
-        share(p->units, arg.index, p->count, &b, &e);
-        if (b < e) p->fn(p->ctx, b, e);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_broadcast(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        seen = tag;
+        work(p, tag);
     }
 }
 
@@ -87,13 +100,12 @@ static void pool_destroy(dml_pool *p) {
     if (!p) return;
     atomic_store(&p->stop, 1);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (long i = 1; i < p->count; i++) pthread_join(p->workers[i - 1], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->done_cond);
     free(p->workers);
     free(p);
 }
@@ -105,7 +117,7 @@ static dml_pool *pool_create(long threads) {
     p->workers = calloc((size_t)threads, sizeof(pthread_t));
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
+    pthread_cond_init(&p->done_cond, NULL);
     for (long i = 1; i < threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
         arg->pool = p;
@@ -163,28 +175,27 @@ void dml_parallel(long units, dml_range_fn fn, void *ctx) {
         fn(ctx, 0, units);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->units = units;
-    atomic_store(&p->pending, p->count - 1);
-    atomic_fetch_add(&p->generation, 1);  // seq_cst: publishes the work, then reads `sleepers`
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->units, units, memory_order_relaxed);
+    atomic_store(&p->done, 0);
+    const unsigned long long tag = (atomic_load(&p->next) >> 32) + 1;
+    atomic_store(&p->next, tag << 32);  // seq_cst: publishes the job, then reads `sleepers`
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
-    long b, e;
-    share(units, 0, p->count, &b, &e);
-    if (b < e) fn(ctx, b, e);
+    work(p, tag);  // the caller claims units too: if a worker is not running, the caller does its share
     long spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN) {
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < units && spins < SPIN) {
         relax();
         spins++;
     }
-    if (atomic_load(&p->pending) > 0) {
+    if (atomic_load(&p->done) < units) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_sleeping, 1);
-        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        while (atomic_load(&p->done) < units) pthread_cond_wait(&p->done_cond, &p->mu);
         atomic_store(&p->caller_sleeping, 0);
         pthread_mutex_unlock(&p->mu);
     }

@@ -10,6 +10,9 @@ internal import CDMLKernels
 /// decide who computes which elements. So T = 1, 2, 3, … give the same bits, and ranks with different T
 /// stay bit-identical replicas (`KernelThreadsTests`, `ThreadsIntegrationTests`).
 ///
+/// Which thread computes which strip is decided at run time (threads claim strips one at a time), which balances a
+/// loaded machine and changes no bit.
+///
 /// Cost: a parallel call publishes its work and waits for the workers, about a microsecond while they spin
 /// (they spin for a few hundred microseconds after each call, then sleep on a condition variable, so an idle
 /// pool takes no CPU). Calls smaller than `Gemm.parallelMinimumFlops` stay on the calling thread. A call made
@@ -49,9 +52,10 @@ public enum KernelThreads {
         }
     }
 
-    /// Runs `body` over `units` units, each thread of the pool on one contiguous run `begin ..< end` (thread t of
-    /// T: `units·t/T ..< units·(t+1)/T`), the caller on the first; returns when all runs are done. `body` must give
-    /// the same results however the units are cut into runs (it may get all of them on the caller).
+    /// Runs `body` over `units` units, `body(begin, end)` for runs of them: the pool's threads, the caller among
+    /// them, claim one unit at a time (so a thread the OS does not schedule on a loaded machine leaves its units
+    /// to the others rather than stalling the call); returns when all are done. `body` must give the same results
+    /// however the units are cut into runs (it may get all of them at once on the caller).
     static func parallel(units: Int, _ body: (Int, Int) -> Void) {
         if units <= 1 || dml_threads() <= 1 { return body(0, units) }
         withoutActuallyEscaping(body) { escaping in

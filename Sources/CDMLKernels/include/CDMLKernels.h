@@ -27,6 +27,14 @@ typedef enum {
     DML_ISA_COUNT = 3
 } dml_isa;
 
+/// What a gemm tile applies to C after its write-back (each field optional), offset to the tile by the caller.
+typedef struct dml_epilogue {
+    const float *_Nullable bias;  ///< added per column: C[i, j] += bias[j]
+    const float *_Nullable mask;  ///< C[i, j] = 0 where mask[i·ldm + j] <= 0
+    long ldm;
+    int relu;  ///< C = max(C, 0) (after the bias, before the mask)
+} dml_epilogue;
+
 /// One ISA's kernels. Every pointer is set; `gemm_nr` is the width its micro-tile wants B packed in.
 typedef struct {
     dml_isa isa;
@@ -36,8 +44,12 @@ typedef struct {
     /// C[0..<rows, 0..<cols] = wb(Σ_p a[p·mr + i]·b[p·nr + j]) over p < kc from packed slivers, where
     /// wb(s) = s·alpha if beta == 0 (C not read), fma(s, alpha, C) if beta == 1, else fma(s, alpha, C·beta).
     /// Each element's sum is one fma chain over p, so the tile shape does not change the bits.
+    /// The epilogue (`ep`, NULL for none; pointers at the tile's first row and column) then applies, in order and
+    /// per element, exactly what the separate passes compute: v = v + bias[j] (axpy's fma(1, bias, v)), v = v < 0 ? 0
+    /// : v (ReLU), v = mask[i·ldm + j] <= 0 ? 0 : v (ReLU's derivative from the activations).
     void (*_Nonnull gemm_tile)(long kc, const float *_Nonnull a, const float *_Nonnull b, float *_Nonnull c,
-                               long ldc, long rows, long cols, float alpha, float beta);
+                               long ldc, long rows, long cols, float alpha, float beta,
+                               const struct dml_epilogue *_Nullable ep);
     /// The FMA peak's probe: `iters` iterations of 12 independent chains of vector FMAs (as many accumulators as
     /// the gemm tile), each iteration 24·(vector width) flops (`fma_flops_per_iter`); returns a sum of the chains
     /// so that nothing is removed.
@@ -138,11 +150,11 @@ typedef void (*dml_range_fn)(void *_Nullable ctx, long begin, long end);
 int dml_threads_set(long threads);
 /// The process's kernel threads (1 when no pool).
 long dml_threads(void);
-/// Runs fn over units 0 ..< units: thread t of T gets the contiguous run [units·t/T, units·(t+1)/T), the caller
-/// being thread 0, and returns when all are done. With one thread, or when the pool is already running a call
-/// (another thread's, or a nested one), fn(ctx, 0, units) runs on the caller. So fn must give the same results
-/// however the units are cut into runs. Overhead about a microsecond while the workers spin (they sleep after
-/// a few hundred microseconds idle).
+/// Runs fn over units 0 ..< units and returns when all are done: the threads, the caller among them, claim one
+/// unit at a time (fn(ctx, u, u + 1)), so a thread the OS does not schedule leaves its units to the others. With
+/// one thread, or when the pool is already running a call (another thread's, or a nested one), fn(ctx, 0, units)
+/// runs on the caller. So fn must give the same results however the units are cut into runs. Overhead about a
+/// microsecond while the workers spin (they sleep after a few hundred microseconds idle).
 void dml_parallel(long units, dml_range_fn _Nonnull fn, void *_Nullable ctx);
 /// CPUs in this process's affinity mask (what the launcher gave the rank), or the online CPUs.
 long dml_affinity_cpus(void);
