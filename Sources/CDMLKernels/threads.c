@@ -17,7 +17,13 @@
 
 enum { SPIN = 1 << 14 };
 
-static inline void relax(void) {
+/// One step of a spin-wait: a pause, and every 64th step a yield, so that on a loaded or oversubscribed machine a
+/// waiting thread hands its core to the thread it waits for (or to another process) instead of burning its slice.
+static inline void relax(long spins) {
+    if ((spins & 63) == 63) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #endif
@@ -80,7 +86,7 @@ static void *worker_main(void *raw) {
         unsigned long long tag;
         long spins = 0;
         while ((tag = atomic_load_explicit(&p->next, memory_order_acquire) >> 32) == seen && spins < SPIN) {
-            relax();
+            relax(spins);
             spins++;
         }
         if (tag == seen) {
@@ -189,7 +195,7 @@ void dml_parallel(long units, dml_range_fn fn, void *ctx) {
     work(p, tag);  // the caller claims units too: if a worker is not running, the caller does its share
     long spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < units && spins < SPIN) {
-        relax();
+        relax(spins);
         spins++;
     }
     if (atomic_load(&p->done) < units) {

@@ -184,9 +184,10 @@ struct TrainBenchmark: ParsableCommand {
             what = "synthetic task \(rows) rows × \(features) features, 10 classes"
         }
         if comm.rank == 0 {
-            print("dml-bench train: \(p) rank\(p == 1 ? "" : "s") × \(t) thread\(t == 1 ? "" : "s")\(threads == nil ? " (rank 0's cores)" : "")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
+            print("dml-bench train: \(p) rank\(p == 1 ? "" : "s")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
                   + "\(what), global batch \(batch), plain SGD, "
-                  + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
+                  + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce), "
+                  + "\(t) kernel thread\(t == 1 ? "" : "s") per rank\(threads == nil ? " (rank 0's cores)" : "")")
             print("model          samples/s  (mean)       step ms  comm share  first step  final loss")
             fflush(nil)
         }
