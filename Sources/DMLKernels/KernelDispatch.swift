@@ -49,8 +49,9 @@ public enum KernelDispatch {
 
     /// The measured FMA peak of one thread with the active ISA, in GFLOP/s: the best of `repeats` runs of about
     /// `seconds` each of 12 independent chains of vector fused multiply-adds (the gemm tile's accumulator count),
-    /// the ceiling a single-precision kernel on this core can reach. Costs `repeats · seconds`.
-    public static func fmaPeak(seconds: Double = 0.05, repeats: Int = 5) -> Double {
+    /// the ceiling a single-precision kernel on this core can reach. Many short runs, so that on a shared machine
+    /// one of them runs without being preempted (a long run is always interrupted there). Costs `repeats · seconds`.
+    public static func fmaPeak(seconds: Double = 0.004, repeats: Int = 50) -> Double {
         let kernels = dml_kernels().pointee
         var iters = 1 << 16, best = 0.0
         for _ in 0..<repeats {

@@ -96,7 +96,7 @@ struct Kernels: ParsableCommand {
         print("cpu: \(cpuModel()); kernels: \(KernelDispatch.isa.rawValue) (supported here: "
               + KernelDispatch.supported.map(\.rawValue).joined(separator: ", ") + "; DML_KERNELS_ISA chooses)")
         print("cpu family \(cpuField("cpu family")) model \(cpuField("model")); flags: \(cpuFlags())")
-        print(String(format: "FMA peak: %.1f GFLOP/s (one thread, %@ kernels: 12 independent FMA chains, best of 5 × 50 ms); ", peak,
+        print(String(format: "FMA peak: %.1f GFLOP/s (one thread, %@ kernels: 12 independent FMA chains, best of 50 × 4 ms); ", peak,
                      KernelDispatch.isa.rawValue) + "each GFLOP/s figure below also as a fraction of it")
         if let note = KernelDispatch.overrideNote { print("note: \(note)") }
         rows.append(Row(kernel: "fma_peak", n: 0, gflops: peak, gbps: nil))

@@ -4,20 +4,7 @@ import XCTest
 /// `GemmEpilogue`: the bias, ReLU and ReLU-derivative mask fused into gemm's final write give bit for bit the
 /// separate passes (`Vector.axpy(1, bias, row)`, `Activation.relu`, `Activation.reluBackward`), on the packed
 /// kernel (k across several panels, edge tiles), the few-class routes, and with threads.
-final class GemmEpilogueTests: XCTestCase {
-    override func tearDown() {
-        try? KernelThreads.use(1)
-        super.tearDown()
-    }
-
-    private func values(_ count: Int, seed: UInt32) -> [Float] {
-        var state = seed &* 2_654_435_761 | 1
-        return (0..<count).map { _ in
-            state ^= state << 13; state ^= state >> 17; state ^= state << 5
-            return Float(state % 20_000) / 10_000 - 1
-        }
-    }
-
+final class GemmEpilogueTests: ThreadedKernelTestCase {
     func testFusedEpilogueEqualsSeparatePasses() throws {
         let shapes: [(Bool, Bool, Int, Int, Int)] = [
             (false, true, 37, 70, 600), (false, false, 256, 256, 10), (false, true, 101, 13, 90),
@@ -27,8 +14,8 @@ final class GemmEpilogueTests: XCTestCase {
             try KernelThreads.use(threads)
             for (transA, transB, m, n, k) in shapes {
                 let lda = transA ? m : k, ldb = transB ? k : n, ldc = n + 3, ldm = n + 1
-                let a = values((transA ? k : m) * lda, seed: 5), b = values((transB ? n : k) * ldb, seed: 6)
-                let bias = values(n, seed: 7), mask = values(m * ldm, seed: 8)
+                let a = operandValues((transA ? k : m) * lda, seed: 5), b = operandValues((transB ? n : k) * ldb, seed: 6)
+                let bias = operandValues(n, seed: 7), mask = operandValues(m * ldm, seed: 8)
                 for (useBias, relu, useMask) in [(true, true, false), (true, false, false), (false, false, true), (true, true, true)] {
                     var separate = [Float](repeating: 9, count: m * ldc), fused = separate
                     separate.withUnsafeMutableBufferPointer { c in

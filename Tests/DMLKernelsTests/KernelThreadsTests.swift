@@ -3,25 +3,29 @@ import XCTest
 
 /// `KernelThreads`: the threaded gemm gives the single thread's bits for every thread count, on odd shapes
 /// that cross the strip units, the cache blocks and the few-class routes; bad counts are refused.
-final class KernelThreadsTests: XCTestCase {
+/// Deterministic values in [-1, 1) (xorshift32), for the kernel tests' operands.
+func operandValues(_ count: Int, seed: UInt32) -> [Float] {
+    var state = seed &* 2_654_435_761 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 17; state ^= state << 5
+        return Float(state % 20_000) / 10_000 - 1
+    }
+}
+
+/// A test case that may change the kernel threads: back to one thread after each test.
+class ThreadedKernelTestCase: XCTestCase {
     override func tearDown() {
         try? KernelThreads.use(1)
         super.tearDown()
     }
+}
 
-    /// Deterministic values in [-1, 1).
-    private func values(_ count: Int, seed: UInt32) -> [Float] {
-        var state = seed &* 2_654_435_761 | 1
-        return (0..<count).map { _ in
-            state ^= state << 13; state ^= state >> 17; state ^= state << 5
-            return Float(state % 20_000) / 10_000 - 1
-        }
-    }
+final class KernelThreadsTests: ThreadedKernelTestCase {
 
     private func run(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, beta: Float) -> [UInt32] {
         let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2
-        let a = values((transA ? k : m) * lda, seed: 1), b = values((transB ? n : k) * ldb, seed: 2)
-        var c = values(m * ldc, seed: 3)
+        let a = operandValues((transA ? k : m) * lda, seed: 1), b = operandValues((transB ? n : k) * ldb, seed: 2)
+        var c = operandValues(m * ldc, seed: 3)
         c.withUnsafeMutableBufferPointer { cp in
             Gemm.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.75, a: a, lda: lda, b: b, ldb: ldb,
                       beta: beta, c: cp.baseAddress!, ldc: ldc)
