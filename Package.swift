@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "dml-train", dependencies: [
-            "DMLTraining", "DMLStatus", "DMLCommandLine",
+            "DMLTraining", "DMLStatus", "DMLCommandLine", "DMLKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Prediction and evaluation with a trained model (the library side of dml-predict and of dml-bench

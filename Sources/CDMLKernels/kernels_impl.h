@@ -78,8 +78,19 @@ static inline __attribute__((always_inline)) void FN(wbv8)(float *c, v8f s, floa
 
 enum { MR = 6, NR = 2 * DML_VW };
 
+/// The epilogue on `cols` values of row r of a tile (element-wise: the same bits as the separate passes).
+static inline __attribute__((always_inline)) void FN(epilogue_row)(float *c, long r, long cols, const dml_epilogue *ep) {
+    for (long j = 0; j < cols; j++) {
+        float v = c[j];
+        if (ep->bias) v = __builtin_fmaf(1.0f, ep->bias[j], v);
+        if (ep->relu) v = v < 0 ? 0 : v;
+        if (ep->mask) v = ep->mask[r * ep->ldm + j] <= 0 ? 0 : v;
+        c[j] = v;
+    }
+}
+
 static void FN(gemm_tile)(long kc, const float *a, const float *b, float *c, long ldc, long rows, long cols,
-                          float alpha, float beta) {
+                          float alpha, float beta, const dml_epilogue *ep) {
     VF acc[MR][2];
     for (int r = 0; r < MR; r++) { acc[r][0] = 0; acc[r][1] = 0; }
     for (long p = 0; p < kc; p++) {
@@ -99,6 +110,24 @@ static void FN(gemm_tile)(long kc, const float *a, const float *b, float *c, lon
             WBV(c + r * ldc, acc[r][0], alpha, beta);
             WBV(c + r * ldc + DML_VW, acc[r][1], alpha, beta);
         }
+        if (ep) {
+            const VF zero = 0;
+            VF bias0 = 0, bias1 = 0;
+            if (ep->bias) { bias0 = LDV(ep->bias); bias1 = LDV(ep->bias + DML_VW); }
+#pragma clang loop unroll(full)
+            for (int r = 0; r < MR; r++) {
+                VF v0 = LDV(c + r * ldc), v1 = LDV(c + r * ldc + DML_VW);
+                if (ep->bias) { v0 = FMA((VF)1.0f, bias0, v0); v1 = FMA((VF)1.0f, bias1, v1); }
+                if (ep->relu) { v0 = DML_SEL(v0 < 0, zero, v0); v1 = DML_SEL(v1 < 0, zero, v1); }
+                if (ep->mask) {
+                    const float *m = ep->mask + r * ep->ldm;
+                    v0 = DML_SEL(LDV(m) <= 0, zero, v0);
+                    v1 = DML_SEL(LDV(m + DML_VW) <= 0, zero, v1);
+                }
+                STV(c + r * ldc, v0);
+                STV(c + r * ldc + DML_VW, v1);
+            }
+        }
         return;
     }
     float tile[MR * NR];
@@ -106,8 +135,25 @@ static void FN(gemm_tile)(long kc, const float *a, const float *b, float *c, lon
         STV(tile + r * NR, acc[r][0]);
         STV(tile + r * NR + DML_VW, acc[r][1]);
     }
-    for (long r = 0; r < rows; r++)
+    for (long r = 0; r < rows; r++) {
         for (long j = 0; j < cols; j++) c[r * ldc + j] = WB1(tile[r * NR + j], alpha, beta, c + r * ldc + j);
+        if (ep) FN(epilogue_row)(c + r * ldc, r, cols, ep);
+    }
+}
+
+// MARK: the FMA peak's probe: 12 independent chains, as many accumulators as the gemm tile.
+
+static float FN(fma_peak)(long iters) {
+    VF acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = (VF)(1e-3f * (float)i);
+    const VF x = (VF)0.999999f, y = (VF)1e-7f;
+    for (long p = 0; p < iters; p++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) acc[i] = FMA(acc[i], x, y);
+    }
+    VF s = acc[0];
+    for (int i = 1; i < 12; i++) s += acc[i];
+    return s[0];
 }
 
 // MARK: few-class kernels (a classifier's output layer)
@@ -647,6 +693,8 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .gemm_mr = MR,
     .gemm_nr = NR,
     .gemm_tile = FN(gemm_tile),
+    .fma_peak = FN(fma_peak),
+    .fma_flops_per_iter = 24 * DML_VW,
     .skinny_nt = FN(skinny_nt),
     .skinny_tn_block = FN(skinny_tn_block),
     .gemv = FN(gemv),

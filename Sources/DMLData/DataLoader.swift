@@ -107,7 +107,7 @@ public struct ReadOptions: Sendable {
     /// How `categorical` columns are encoded; `.hash` needs `hash` (the bits) and makes the rows CSR.
     public var categoricalEncoding: CategoricalEncoding = .onehot
     /// LIBSVM: threads that parse this rank's byte range (`LIBSVMParser.parse(_:threads:)`): the same rows and
-    /// errors for any count; more only pay where the rank has cores to spare (`ParseThreads.spare`).
+    /// errors for any count; the trainer passes its kernel threads (`--threads`).
     public var parseThreads = 1
 
     public init() {}

@@ -5,33 +5,6 @@ import Darwin
 #endif
 import Foundation
 
-/// How many threads a rank may parse its text with: the cores this process may run on, shared by the ranks
-/// of the job on this node, at least 1 and at most `limit`. A rank bound to one core (`mpirun`'s default
-/// binding at small np) gets 1; `mpirun --bind-to none -np 1` on a 2-core machine gets 2; np 2 on 2 cores
-/// gets 1 (no rank has a spare core, so a second thread would only compete with the other rank's training).
-public enum ParseThreads {
-    /// Cores this process may run on: the bits of its affinity mask (`Cpus_allowed` in /proc/self/status,
-    /// where `mpirun --bind-to core` leaves one), capped by the online cores and by `activeProcessorCount` (a
-    /// cgroup's CPU quota). Where the mask cannot be read, the online cores.
-    public static var coresForThisProcess: Int {
-        let online = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        var allowed = online
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) {
-            // A hex mask in comma-separated groups of 32 bits: "3", "ff,ffffffff".
-            let bits = line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + ($1.hexDigitValue?.nonzeroBitCount ?? 0) }
-            if bits > 0 { allowed = bits }
-        }
-        return Swift.max(1, Swift.min(online, allowed, ProcessInfo.processInfo.activeProcessorCount))
-    }
-
-    /// `min(limit, cores of this process, online cores ÷ ranksOnNode)`, at least 1.
-    public static func spare(ranksOnNode: Int, limit: Int = 8) -> Int {
-        let online = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        return Swift.max(1, Swift.min(limit, coresForThisProcess, online / Swift.max(1, ranksOnNode)))
-    }
-}
-
 /// The chunks of a threaded parse: each helper thread's parsed chunks wait here until the calling thread
 /// appends them in file order; `window` bounds how far ahead of it the helpers may run (the memory).
 private final class ChunkQueue: @unchecked Sendable {

@@ -43,6 +43,8 @@ public enum Gemm {
     /// - `transA == false`: `A` is `m × k`, element (i, p) at `a[i·lda + p]`; `true`: `A` is stored `k × m`,
     ///   (i, p) at `a[p·lda + i]`. Likewise `B`: `k × n` at `b[p·ldb + j]`, or stored `n × k` at `b[j·ldb + p]`.
     /// - `beta == 0` never reads C (it may hold garbage); `beta == 1` accumulates.
+    /// - Threads: with `KernelThreads.count` > 1, a call of at least `parallelMinimumFlops` is cut into strips of C
+    ///   (`columnUnit`, `rowUnit`) shared by the threads; the bits are those of one thread.
     /// - Cost: 2·m·n·k flops. Allocates nothing once warm: the packing buffers (and the few-class TN
     ///   kernel's pairwise scratch) come from `workspace`, by default the calling thread's own (created on
     ///   the thread's first call, then reused; the scratch grows to the largest k seen).
@@ -52,23 +54,70 @@ public enum Gemm {
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-                            workspace: GemmWorkspace? = nil) {
+                            workspace: GemmWorkspace? = nil, epilogue: GemmEpilogue? = nil) {
         precondition(m >= 0 && n >= 0 && k >= 0)
         precondition(lda >= (transA ? m : k) && ldb >= (transB ? k : n) && ldc >= n,
                      "gemm: leading dimension smaller than the row")
         if m == 0 || n == 0 { return }
         if k == 0 || alpha == 0 {
             for i in 0..<m { scaleRow(c + i * ldc, n, beta) }
+            epilogue?.apply(c, ldc: ldc, m: m, n: n)
             return
         }
-        // A classifier's few-class side: no packing, no padding (Gemm+Skinny.swift).
-        if !transA && transB && n <= skinnyLimit {
-            return skinnyNT(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        // A classifier's few-class side: no packing, no padding (Gemm+Skinny.swift). The route is chosen from
+        // the whole shape, so a thread's strip of C is computed exactly as the single-threaded call would.
+        let route: Route = !transA && transB && n <= skinnyLimit ? .skinnyNT
+            : transA && !transB && m <= skinnyLimit ? .skinnyTN : .packed
+        if KernelThreads.count > 1 && 2 * m * n * k >= parallelMinimumFlops {
+            if n >= 2 * columnUnit {  // strips of columns: each thread packs A and its own columns of B
+                return KernelThreads.parallel(units: (n + columnUnit - 1) / columnUnit) { begin, end in
+                    let j0 = begin * columnUnit, j1 = Swift.min(n, end * columnUnit)
+                    serial(route, transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
+                           b: transB ? b + j0 * ldb : b + j0, ldb: ldb, beta: beta, c: c + j0, ldc: ldc, workspace: nil,
+                           epilogue: epilogue?.offset(row: 0, column: j0))
+                }
+            }
+            if m >= 2 * rowUnit {  // strips of rows: each thread packs B and its own rows of A
+                return KernelThreads.parallel(units: (m + rowUnit - 1) / rowUnit) { begin, end in
+                    let i0 = begin * rowUnit, i1 = Swift.min(m, end * rowUnit)
+                    serial(route, transA: transA, transB: transB, m: i1 - i0, n: n, k: k, alpha: alpha,
+                           a: transA ? a + i0 : a + i0 * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + i0 * ldc,
+                           ldc: ldc, workspace: nil, epilogue: epilogue?.offset(row: i0, column: 0))
+                }
+            }
+        }
+        serial(route, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+               beta: beta, c: c, ldc: ldc, workspace: workspace, epilogue: epilogue)
+    }
+
+    /// Which kernel computes a gemm, chosen from the whole call's shape.
+    enum Route { case skinnyNT, skinnyTN, packed }
+
+    /// Gemms of at least this many flops are split over `KernelThreads` (when it has more than one thread);
+    /// smaller ones (about 10 µs on one core) stay on the calling thread, where the hand-off would not pay.
+    public static let parallelMinimumFlops = 1 << 20
+    /// The threaded split's units, fixed by the shape alone: strips of 32 columns of C (a multiple of every
+    /// ISA's `nr`) when C has at least 64 columns, else strips of 24 rows (a multiple of `mr` and of the
+    /// few-class NT kernel's row groups). Each element of C is computed by one thread exactly as by `serial`
+    /// on the whole C, so the bits do not depend on the thread count.
+    static let columnUnit = 32, rowUnit = 24
+
+    /// The single-threaded gemm over (a strip of) C by `route`'s kernel.
+    static func serial(_ route: Route, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: GemmWorkspace?,
+                       epilogue: GemmEpilogue?) {
+        if route == .skinnyNT {
+            skinnyNT(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            epilogue?.apply(c, ldc: ldc, m: m, n: n)
+            return
         }
         let ws = workspace ?? GemmWorkspace.current
-        if transA && !transB && m <= skinnyLimit {
-            return skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
-                            workspace: ws)
+        if route == .skinnyTN {
+            skinnyTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
+                     workspace: ws)
+            epilogue?.apply(c, ldc: ldc, m: m, n: n)
+            return
         }
         let packA = ws.packA, packB = ws.packB
         let kernels = dml_kernels().pointee  // one ISA for the whole call: packing and tiles agree on nr
@@ -82,6 +131,7 @@ public enum Gemm {
                 let kcb = min(kc, k - pc)
                 packPanelB(transB, b, ldb, pc, jc, kcb, ncb, nr, packB)
                 let betaHere: Float = pc == 0 ? beta : 1
+                let lastPanel = pc + kcb == k  // the epilogue goes with the final write of each element
                 var ic = 0
                 while ic < m {
                     let mcb = min(mc, m - ic)
@@ -94,7 +144,12 @@ public enum Gemm {
                         while ir < mcb {
                             let rows = min(mr, mcb - ir)
                             let pa = packA + ir * kcb
-                            tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere)
+                            if lastPanel, let e = epilogue {
+                                var ep = e.offset(row: ic + ir, column: jc + jr).c
+                                tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere, &ep)
+                            } else {
+                                tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere, nil)
+                            }
                             ir += mr
                         }
                         jr += nr
@@ -277,6 +332,42 @@ public enum Gemm {
             }
             kernels.write_back(cols, sums.total(), alpha, beta, y + j0)
             j0 += cols
+        }
+    }
+}
+
+/// What `Gemm.gemm` applies to each element of C after its sum, in this order: `+ bias[j]` (a layer's bias, per
+/// column), ReLU (`max(·, 0)`), and zero where `mask[i·ldm + j] ≤ 0` (ReLU's derivative, from the activations).
+/// Bit for bit the separate passes (`Vector.axpy(1, bias, row)`, `Activation.relu`, `Activation.reluBackward`),
+/// but fused into the packed kernel's final write of each tile, so C is not read and written again; the few-class
+/// routes run the separate passes on their output. Pointers must cover C's rows and columns.
+public struct GemmEpilogue {
+    public var bias: UnsafePointer<Float>?
+    public var relu: Bool
+    public var mask: UnsafePointer<Float>?
+    public var ldm: Int
+
+    public init(bias: UnsafePointer<Float>? = nil, relu: Bool = false, mask: UnsafePointer<Float>? = nil, ldm: Int = 0) {
+        self.bias = bias
+        self.relu = relu
+        self.mask = mask
+        self.ldm = ldm
+    }
+
+    /// The same epilogue for the block of C starting at (row, column).
+    func offset(row: Int, column: Int) -> GemmEpilogue {
+        GemmEpilogue(bias: bias.map { $0 + column }, relu: relu, mask: mask.map { $0 + row * ldm + column }, ldm: ldm)
+    }
+
+    var c: dml_epilogue { dml_epilogue(bias: bias, mask: mask, ldm: ldm, relu: relu ? 1 : 0) }
+
+    /// The epilogue as separate passes over the rows of an m × n C.
+    func apply(_ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int) {
+        for i in 0..<m {
+            let row = c + i * ldc
+            if let bias { Vector.axpy(1, bias, row, n) }
+            if relu { Activation.relu(row, n) }
+            if let mask { Activation.reluBackward(row, mask + i * ldm, n) }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 internal import CDMLKernels
 
 /// An instruction set the arithmetic kernels are compiled for (CDMLKernels: one copy of every kernel per ISA).
@@ -45,6 +46,29 @@ public enum KernelDispatch {
 
     /// Why `DML_KERNELS_ISA` was not followed (an unknown name, or an ISA this CPU lacks), or nil.
     public static var overrideNote: String? { dml_kernels_override_note().map { String(cString: $0) } }
+
+    /// The measured FMA peak of one thread with the active ISA, in GFLOP/s: the best of `repeats` runs of about
+    /// `seconds` each of 12 independent chains of vector fused multiply-adds (the gemm tile's accumulator count),
+    /// the ceiling a single-precision kernel on this core can reach. Many short runs, so that on a shared machine
+    /// one of them runs without being preempted (a long run is always interrupted there). Costs `repeats · seconds`.
+    public static func fmaPeak(seconds: Double = 0.004, repeats: Int = 50) -> Double {
+        let kernels = dml_kernels().pointee
+        var iters = 1 << 16, best = 0.0
+        for _ in 0..<repeats {
+            while true {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let sink = kernels.fma_peak(iters)
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                precondition(sink.isFinite)
+                if elapsed >= seconds {
+                    best = Swift.max(best, Double(iters * kernels.fma_flops_per_iter) / elapsed / 1e9)
+                    break
+                }
+                iters *= 2
+            }
+        }
+        return best
+    }
 
     /// Runs `body` with `isa`'s kernels, then restores the previous choice. For tests and benchmarks: the choice is
     /// process-wide, so no other thread may run kernels meanwhile. `isa` must be in `supported`.

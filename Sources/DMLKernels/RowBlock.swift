@@ -52,6 +52,22 @@ public struct RowBlock {
         }
     }
 
+    /// `scores`, then `+ bias[c]` on every row and, when `relu`, `max(·, 0)`: a layer's pre-activation and ReLU.
+    /// Dense rows with several outputs fuse both into the gemm's final write of each tile (`GemmEpilogue`: no
+    /// second pass over `out`); CSR rows and one output run them as passes. The same bits either way, and the
+    /// same as `scores` followed by `Vector.axpy(1, bias, row)` per row and `Activation.relu`.
+    public func scores(weights w: UnsafePointer<Float>, outputs: Int, into out: UnsafeMutablePointer<Float>,
+                       bias: UnsafePointer<Float>, relu: Bool) {
+        let epilogue = GemmEpilogue(bias: bias, relu: relu)
+        if case let .dense(x) = storage, outputs > 1 {
+            Gemm.gemm(transA: false, transB: true, m: rows, n: outputs, k: features, alpha: 1, a: x, lda: features,
+                      b: w, ldb: features, beta: 0, c: out, ldc: outputs, epilogue: epilogue)
+        } else {
+            scores(weights: w, outputs: outputs, into: out)
+            epilogue.apply(out, ldc: outputs, m: rows, n: outputs)
+        }
+    }
+
     /// `grad[c·features + k] += Σ_r D[r·outputs + c]·X[r, k]`: `∂W += Dᵀ·X` for `W` `outputs × features`. Dense:
     /// one transposed gemv for one output, one gemm otherwise (every entry of `grad` written); CSR: only the
     /// touched columns are read and written (`SparseRows.accumulateTransposed`, with `sparse`'s scratch).

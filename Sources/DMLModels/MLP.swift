@@ -10,8 +10,9 @@ import Foundation
 /// On a batch X (rows × features), everything is a gemm over the whole batch:
 /// ```
 /// forward:  A₀ = X;  Zₗ = Aₗ₋₁·Wₗᵀ + bₗ;  Aₗ = act(Zₗ) (in place);  P = softmax(Z_out)
+///           (bias and ReLU fused into the gemm's final write of each tile, `GemmEpilogue`)
 /// backward: D = P − onehot(y);  for each layer from the top: ∂Wₗ += Dᵀ·Aₗ₋₁,  ∂bₗ += Σ_rows D,
-///           D ← (D·Wₗ) ⊙ act′(Aₗ₋₁)
+///           D ← (D·Wₗ) ⊙ act′(Aₗ₋₁)   (ReLU's derivative fused into that gemm's final write)
 /// ```
 /// Cost ≈ 6·rows·Σ(inₗ·outₗ) flops per step. Activations and deltas live in scratch buffers that grow to
 /// the largest batch seen and are then reused, so steady-state steps allocate nothing.
@@ -85,15 +86,11 @@ public final class MLP: StagedGradientModel {
         for l in 1...layers {
             let fanOut = widths[l]
             out = activations[l - 1].get(rows * fanOut)
-            // The first layer reads the rows as given (dense or CSR); the layers above, dense activations.
-            (l == 1 ? x : input).scores(weights: p + weight(l).offset, outputs: fanOut, into: out)
-            addBias(out, p + bias(l).offset, rows: rows, cols: fanOut)
-            if l < layers {
-                switch activation {
-                case .relu: Activation.relu(out, rows * fanOut)
-                case .tanh: Activation.tanh(out, rows * fanOut)
-                }
-            }
+            // The first layer reads the rows as given (dense or CSR); the layers above, dense activations. The
+            // bias and ReLU go into the gemm's final write (no pass over the activations); tanh is a pass.
+            (l == 1 ? x : input).scores(weights: p + weight(l).offset, outputs: fanOut, into: out, bias: p + bias(l).offset,
+                                        relu: l < layers && activation == .relu)
+            if l < layers && activation == .tanh { Activation.tanh(out, rows * fanOut) }
             input = RowBlock(dense: out, rows: rows, features: fanOut)
         }
         return out
@@ -136,12 +133,12 @@ public final class MLP: StagedGradientModel {
             decay += WeightDecay.apply(weightDecay, views: [weight(l)], parameters: parameters, gradient: gradient, rows: n)
             stageDone(layers - l)
             if l > 1 {
+                // ReLU's derivative goes into the gemm's final write (zero where the activation is ≤ 0); tanh's is a pass.
+                let below = activations[l - 2].get(0)
                 Gemm.gemm(transA: false, transB: false, m: n, n: fanIn, k: fanOut, alpha: 1, a: d, lda: fanOut,
-                          b: parameters + weight(l).offset, ldb: fanIn, beta: 0, c: spare, ldc: fanIn)
-                switch activation {
-                case .relu: Activation.reluBackward(spare, activations[l - 2].get(0), n * fanIn)
-                case .tanh: Activation.tanhBackward(spare, activations[l - 2].get(0), n * fanIn)
-                }
+                          b: parameters + weight(l).offset, ldb: fanIn, beta: 0, c: spare, ldc: fanIn,
+                          epilogue: activation == .relu ? GemmEpilogue(mask: below, ldm: fanIn) : nil)
+                if activation == .tanh { Activation.tanhBackward(spare, below, n * fanIn) }
                 d = spare
                 swap(&spare, &other)
             }

@@ -142,6 +142,9 @@ public struct JobConfiguration: Sendable, Equatable {
     public var optimization = Optimization()
     public var reduction = Reduction()
     public var outputs = Outputs()
+    /// `--threads`: kernel threads per rank (`KernelThreads`); nil: `KernelThreads.defaultCount`, the cores the
+    /// launcher gave the rank.
+    public var threads: Int?
     /// The long names of the flags written on the command line, sorted: a flag set to its default value there is
     /// still refused where it means nothing (`conflict`); a `--config` file's settings count by their values (an
     /// effective configuration lists every setting). Empty for a configuration built in code.
@@ -187,6 +190,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "outputs.logEvery": "when progress is printed",
         "outputs.collectiveTimeout": "how long ranks wait for each other",
         "outputs.configurationRecord": "a record of the settings, which the other fields hold",
+        "threads": "every thread count computes the same bits (KernelThreadsTests, ThreadsIntegrationTests)",
         "givenFlags": "which flags were written, not their values (the other fields hold those)",
     ]
 
@@ -234,9 +238,14 @@ public struct JobConfiguration: Sendable, Equatable {
         return out
     }
 
-    /// Every field, one `path=value` line each: all ranks must have the same text.
+    /// Fields the ranks of one job may set differently.
+    static let mayDifferBetweenRanks: Set<String> = ["threads", "outputs.configurationRecord"]
+
+    /// Every field but `threads` and the configuration record, one `path=value` line each: all ranks must have
+    /// the same text. The kernel threads may differ between ranks (a multi-program launch over nodes of different
+    /// sizes): every count gives the same bits; the record only repeats the other fields (and `--threads`).
     public var agreementText: String {
-        leaves.map { "\($0.path)=\($0.value)" }.joined(separator: "\n")
+        leaves.filter { !Self.mayDifferBetweenRanks.contains($0.path) }.map { "\($0.path)=\($0.value)" }.joined(separator: "\n")
     }
 }
 

@@ -82,9 +82,12 @@ struct Kernels: ParsableCommand {
             return
         }
         var rows: [Row] = []
+        // The ceiling of every GFLOP/s figure below: one thread's FMA peak with the active ISA, measured now.
+        let peak = KernelDispatch.fmaPeak()
         func report(_ r: Row) {
             rows.append(r)
-            let value = r.gflops.map { String(format: "%9.2f GFLOP/s", $0) } ?? String(format: "%9.2f GB/s", r.gbps!)
+            let value = r.gflops.map { String(format: "%9.2f GFLOP/s (%3.0f%% of peak)", $0, 100 * $0 / peak) }
+                ?? String(format: "%9.2f GB/s", r.gbps!)
             let name = r.kernel.padding(toLength: Swift.max(34, r.kernel.count), withPad: " ", startingAt: 0)
             print(name + String(format: " %7d ", r.n) + value)
             fflush(nil)
@@ -92,7 +95,11 @@ struct Kernels: ParsableCommand {
         print("dml-bench kernels: one thread; best of \(repeats) runs of ≥ \(minTime) s")
         print("cpu: \(cpuModel()); kernels: \(KernelDispatch.isa.rawValue) (supported here: "
               + KernelDispatch.supported.map(\.rawValue).joined(separator: ", ") + "; DML_KERNELS_ISA chooses)")
+        print("cpu family \(cpuField("cpu family")) model \(cpuField("model")); flags: \(cpuFlags())")
+        print(String(format: "FMA peak: %.1f GFLOP/s (one thread, %@ kernels: 12 independent FMA chains, best of 50 × 4 ms); ", peak,
+                     KernelDispatch.isa.rawValue) + "each GFLOP/s figure below also as a fraction of it")
         if let note = KernelDispatch.overrideNote { print("note: \(note)") }
+        rows.append(Row(kernel: "fma_peak", n: 0, gflops: peak, gbps: nil))
         if let path = sparseData {
             try sparseRows(path, outputs: CommaList.positiveIntegers(sparseOutputs)!, report: report)
             return try writeCSV(rows)
@@ -232,6 +239,24 @@ private func cpuModel() -> String {
           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
           let colon = line.firstIndex(of: ":") else { return "unknown" }
     return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+}
+
+/// The value of /proc/cpuinfo's first line named `name` (e.g. "cpu family", "model"), or "?".
+private func cpuField(_ name: String) -> String {
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: {
+              $0.split(separator: ":").first?.trimmingCharacters(in: .whitespaces) == name
+          }),
+          let colon = line.firstIndex(of: ":") else { return "?" }
+    return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+}
+
+/// The vector flags of the CPU that matter to the kernels (FMA, AVX2, AVX-512 subsets), as /proc/cpuinfo names them.
+private func cpuFlags() -> String {
+    let all = Set(cpuField("flags").split(separator: " ").map(String.init))
+    let wanted = ["sse4_2", "avx", "f16c", "fma", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni"]
+    let have = wanted.filter(all.contains)
+    return have.isEmpty ? "none of the vector flags" : have.joined(separator: " ")
 }
 
 /// `count` floats uniform in [−1, 1), from the seed.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DMLComm
 import DMLData
+import DMLKernels
 import DMLModels
 import DMLStatus
 import DMLTraining
@@ -53,6 +54,9 @@ struct TrainBenchmark: ParsableCommand {
 
     @Option(help: "MLP hidden layer widths, comma-separated (e.g. 512,256).")
     var hidden: String = "256"
+
+    @Option(help: "Kernel threads per rank (dml-train --threads); default: the cores the launcher gave the rank.")
+    var threads: Int?
 
     @Flag(help: "Time the MLP a second time with each gradient bucket's allreduce overlapping the backward pass (row mlp+overlap); the plain mlp row does not overlap.")
     var overlap = false
@@ -141,6 +145,7 @@ struct TrainBenchmark: ParsableCommand {
             throw ValidationError("--reproducible makes batches of whole blocks of \(Reproducible.blockRows) rows: --batch \(batch) is not a multiple of \(Reproducible.blockRows)")
         }
         if reproducible && data != nil { throw ValidationError("--reproducible trains dense rows; --data keeps CSR rows: leave out one of them") }
+        if let t = threads, let why = KernelThreads.problem(t) { throw ValidationError("--threads " + why) }
     }
 
     struct Result {
@@ -171,6 +176,8 @@ struct TrainBenchmark: ParsableCommand {
         let onNode = try comm.nodeLayout().ranksOnNode
         let oversubscribed = try comm.allreduced(Int64(onNode > ProcessInfo.processInfo.activeProcessorCount ? 1 : 0), op: .max) == 1
         let maxInit = try comm.allreduced(mpiInit, op: .max)
+        try KernelThreads.use(threads ?? KernelThreads.defaultCount(ranksOnNode: onNode))
+        let t = KernelThreads.count
         let train: Dataset
         let what: String
         if let path = data {
@@ -189,7 +196,8 @@ struct TrainBenchmark: ParsableCommand {
         if comm.rank == 0 {
             print("dml-bench train: \(p) rank\(p == 1 ? "" : "s")\(oversubscribed ? " (OVERSUBSCRIBED: more ranks than cores, timings are not meaningful)" : ""), "
                   + "\(what), global batch \(batch), plain SGD, "
-                  + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce)")
+                  + "\(warmup) warm-up + \(steps) timed steps, allreduce \(allreduce), "
+                  + "\(t) kernel thread\(t == 1 ? "" : "s") per rank\(threads == nil ? " (rank 0's cores)" : "")")
             print("model          samples/s  (mean)       step ms  comm share  first step  final loss")
             fflush(nil)
         }

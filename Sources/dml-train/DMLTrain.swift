@@ -2,6 +2,7 @@ import ArgumentParser
 import DMLComm
 import DMLCommandLine
 import DMLData
+import DMLKernels
 import DMLModels
 import DMLStatus
 import DMLTraining
@@ -72,6 +73,10 @@ struct DMLTrain: ParsableCommand {
             help: ArgumentHelp("Seconds any collective of the job may wait without progress; on expiry the ranks hold a roll call and the job ends with a message naming the phase and the ranks that did not answer. 0 waits forever.",
                                discussion: "The start-up (data loading) gets five times this; a checkpoint or output write gets this plus the time to write it at 50 MB/s; an evaluation this plus twice the rank's own evaluation time."))
     var collectiveTimeout: Double = 60
+
+    @Option(help: ArgumentHelp("Kernel threads per rank (1-\(KernelThreads.maximum)): the dense gemms of each step are split among them, with the same bits for every count.",
+                               discussion: "Default: the cores the launcher gave the rank (its affinity mask; mpirun binds a rank to one core at np <= 2: give it more with --bind-to none or --map-by slot:PE=N), at most its share of the node's CPUs."))
+    var threads: Int?
 
     func validate() throws {
         if let l = logEvery, l <= 0 { throw ValidationError("--log-every must be at least 1 (got \(l))") }
@@ -208,6 +213,7 @@ extension DMLTrain {
         c.outputs.timeline = timeline
         c.outputs.logEvery = logEvery
         c.outputs.collectiveTimeout = collectiveTimeout
+        c.threads = threads
         return c
     }
 }

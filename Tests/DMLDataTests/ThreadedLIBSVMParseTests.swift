@@ -99,11 +99,4 @@ final class ThreadedLIBSVMParseTests: XCTestCase {
             }
         }
     }
-
-    func testSpareThreadsFollowTheRanksOnTheNode() {
-        let cores = ParseThreads.coresForThisProcess
-        XCTAssertEqual(ParseThreads.spare(ranksOnNode: 1, limit: 64), cores)
-        XCTAssertEqual(ParseThreads.spare(ranksOnNode: 1, limit: 1), 1)
-        XCTAssertEqual(ParseThreads.spare(ranksOnNode: 10_000), 1)
-    }
 }

@@ -3,7 +3,7 @@ import Foundation
 import DMLStatus
 import DMLTestSupport
 
-/// A rank with a spare core parses its LIBSVM text with a thread per core (`ParseThreads`): under a real
+/// A rank with a spare core parses its LIBSVM text with its kernel threads (`--threads`): under a real
 /// `mpirun` the same model bits and the same single error message as the one-thread parse.
 final class ThreadedParseIntegrationTests: XCTestCase {
     var dir = ""

@@ -27,6 +27,14 @@ typedef enum {
     DML_ISA_COUNT = 3
 } dml_isa;
 
+/// What a gemm tile applies to C after its write-back (each field optional), offset to the tile by the caller.
+typedef struct dml_epilogue {
+    const float *_Nullable bias;  ///< added per column: C[i, j] += bias[j]
+    const float *_Nullable mask;  ///< C[i, j] = 0 where mask[i·ldm + j] <= 0
+    long ldm;
+    int relu;  ///< C = max(C, 0) (after the bias, before the mask)
+} dml_epilogue;
+
 /// One ISA's kernels. Every pointer is set; `gemm_nr` is the width its micro-tile wants B packed in.
 typedef struct {
     dml_isa isa;
@@ -36,8 +44,17 @@ typedef struct {
     /// C[0..<rows, 0..<cols] = wb(Σ_p a[p·mr + i]·b[p·nr + j]) over p < kc from packed slivers, where
     /// wb(s) = s·alpha if beta == 0 (C not read), fma(s, alpha, C) if beta == 1, else fma(s, alpha, C·beta).
     /// Each element's sum is one fma chain over p, so the tile shape does not change the bits.
+    /// The epilogue (`ep`, NULL for none; pointers at the tile's first row and column) then applies, in order and
+    /// per element, exactly what the separate passes compute: v = v + bias[j] (axpy's fma(1, bias, v)), v = v < 0 ? 0
+    /// : v (ReLU), v = mask[i·ldm + j] <= 0 ? 0 : v (ReLU's derivative from the activations).
     void (*_Nonnull gemm_tile)(long kc, const float *_Nonnull a, const float *_Nonnull b, float *_Nonnull c,
-                               long ldc, long rows, long cols, float alpha, float beta);
+                               long ldc, long rows, long cols, float alpha, float beta,
+                               const struct dml_epilogue *_Nullable ep);
+    /// The FMA peak's probe: `iters` iterations of 12 independent chains of vector FMAs (as many accumulators as
+    /// the gemm tile), each iteration 24·(vector width) flops (`fma_flops_per_iter`); returns a sum of the chains
+    /// so that nothing is removed.
+    float (*_Nonnull fma_peak)(long iters);
+    long fma_flops_per_iter;
     /// C = wb(A·Bᵀ), A m × k, B n × k (n ≤ 16 classes), C m × n: two rows of A (four with AVX-512, two rows'
     /// lanes per register) against five rows of B, eight-lane partial sums over k combined in a fixed tree, then
     /// the k mod 8 tail.
@@ -122,6 +139,25 @@ const char *_Nullable dml_kernels_override_note(void);
 // Entry points that dispatch through the active table (one indirect jump).
 float dml_dot(const float *_Nonnull x, const float *_Nonnull y, long n);
 void dml_axpy(float a, const float *_Nonnull x, float *_Nonnull y, long n);
+
+/// Threads per process for the kernels (`dml_parallel`): the calling thread plus T − 1 persistent workers.
+/// At most DML_MAX_THREADS.
+#define DML_MAX_THREADS 256
+/// One parallel call's work: units [begin, end) on one thread.
+typedef void (*dml_range_fn)(void *_Nullable ctx, long begin, long end);
+/// Sets the process's kernel threads to `threads` (1: no pool), replacing the pool; waits for a running call.
+/// Returns 0, or -1 for a count outside 1...DML_MAX_THREADS or when a thread cannot be started (then unchanged).
+int dml_threads_set(long threads);
+/// The process's kernel threads (1 when no pool).
+long dml_threads(void);
+/// Runs fn over units 0 ..< units and returns when all are done: the threads, the caller among them, claim one
+/// unit at a time (fn(ctx, u, u + 1)), so a thread the OS does not schedule leaves its units to the others. With
+/// one thread, or when the pool is already running a call (another thread's, or a nested one), fn(ctx, 0, units)
+/// runs on the caller. So fn must give the same results however the units are cut into runs. Overhead about a
+/// microsecond while the workers spin (they sleep after a few hundred microseconds idle).
+void dml_parallel(long units, dml_range_fn _Nonnull fn, void *_Nullable ctx);
+/// CPUs in this process's affinity mask (what the launcher gave the rank), or the online CPUs.
+long dml_affinity_cpus(void);
 
 /// A software prefetch into all cache levels (Swift cannot spell `__builtin_prefetch`): for gathering rows
 /// scattered in memory, where the hardware prefetcher follows each row once started but not the jump to the next.

@@ -1,4 +1,5 @@
 import DMLComm
+import DMLKernels
 import DMLData
 import DMLStatus
 
@@ -113,9 +114,10 @@ extension JobConfiguration.Data {
     private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
         var options = readOptions
         let source = trainingSource!
-        // LIBSVM text: a parsing thread for each core this rank has to spare (none at np 2 on 2 cores).
+        // LIBSVM text: parsed by the rank's kernel threads (`--threads`, by default the cores the rank was
+        // given: none to spare at np 2 on 2 cores).
         let libsvm = (source.format ?? DataFormat.infer(fromPath: source.path)) == .libsvm
-        if libsvm { options.parseThreads = ParseThreads.spare(ranksOnNode: MemoryBudget.ranksOnNode) }
+        if libsvm { options.parseThreads = KernelThreads.count }
         try checkShardFits(source, options: options, comm: comm)
         let trainFile: LoadedFile
         if streamsFromCache {

@@ -1,4 +1,5 @@
 import DMLData
+import DMLKernels
 import DMLModels
 
 extension JobConfiguration {
@@ -8,6 +9,7 @@ extension JobConfiguration {
     /// combinations of the step's variations and checks each is either refused here or has its effect.
     public func conflict() -> String? {
         let r = reduction, d = data, o = outputs
+        if let t = threads, let why = KernelThreads.problem(t) { return "--threads " + why }
         if let files = d.filesConflict { return files }
         if givenFlags.contains("label-column"), let path = d.path {
             let format = d.format ?? DataFormat.infer(fromPath: path)

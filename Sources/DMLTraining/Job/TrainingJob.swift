@@ -1,6 +1,7 @@
 import Foundation
 import DMLComm
 import DMLData
+import DMLKernels
 import DMLModels
 import DMLStatus
 
@@ -71,6 +72,7 @@ public final class TrainingJob {
     public func run() throws -> JobResult {
         let job = configuration
         if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
+        try KernelThreads.use(job.threads ?? KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))
         comm.deadlines.interruption = Preemption.diedWhileWaiting
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
@@ -355,6 +357,8 @@ public final class TrainingJob {
     private func header(model: Model, description: String, batch: Int?, steps: Int, schedule: LearningRateSchedule, columns features: Int) -> String {
         let job = configuration, p = comm.size
         var layout = "\(p) rank\(p == 1 ? "" : "s")"
+        let t = KernelThreads.count
+        let threads = ", \(t) kernel thread\(t == 1 ? "" : "s") per rank" + (job.threads == nil ? " (rank 0's cores)" : "")
         if job.data.partition == .features {
             layout += " partitioned by features (\(features % p == 0 ? "\(features / p)" : "\(features / p)–\(features / p + 1)") columns each)"
         }
@@ -362,11 +366,11 @@ public final class TrainingJob {
         let wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
         if let settings = job.optimization.fullBatchSettings {
             return "\(output.program): \(model.kind) on \(description), \(layout), full batch, at most \(steps) iterations, "
-                + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)"
+                + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)" + threads
         }
         return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full")\(batch != nil && job.optimization.shuffle == .off ? " in file order (--shuffle off)" : ""), \(steps) steps, "
             + "\(job.optimization.optimizerConfig.description), lr \(lr), "
-            + (job.reduction.reproducible ? "reproducible (blocks of \(ReproducibleReducer.blockRows) rows, exact sums)" : "allreduce \(job.reduction.allreduce.rawValue)\(wire)")
+            + (job.reduction.reproducible ? "reproducible (blocks of \(ReproducibleReducer.blockRows) rows, exact sums)" : "allreduce \(job.reduction.allreduce.rawValue)\(wire)") + threads
     }
 
     /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).

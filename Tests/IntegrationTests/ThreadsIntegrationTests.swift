@@ -1,0 +1,69 @@
+import XCTest
+import DMLKernels
+import DMLTestSupport
+
+/// `dml-train --threads T`: the kernel threads per rank change who computes each element of a gemm, never how, so
+/// the model's bytes are the same for every T, and ranks with different T stay identical replicas. The shapes are
+/// big enough (a 200-feature MLP, 128 rows per rank) that every gemm of the step is split among the threads.
+final class ThreadsIntegrationTests: XCTestCase {
+    let data = ["--synthetic-rows", "768", "--synthetic-features", "200", "--synthetic-classes", "10",
+                "--synthetic-test-rows", "128", "--epochs", "2", "--batch-size", "256", "--verify-every", "1"]
+    let models: [[String]] = [
+        ["--model", "mlp", "--hidden", "96,48", "--lr", "0.05"],
+        ["--model", "softmax"],
+        ["--model", "linear", "--task", "regression", "--lr", "0.01"],
+    ]
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
+    }
+
+    func testModelBytesDoNotDependOnThreads() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for model in models {
+            var reference: Data?
+            for threads in 1...4 {
+                let out = "\(dir)/\(model[1])-\(threads).safetensors"
+                let r = try MPIRunner.run(ranks: 2, "dml-train", data + model + ["--threads", "\(threads)", "--output", out],
+                                          mpirunOptions: ["--bind-to", "none"])
+                XCTAssertEqual(r.status, 0, "\(model[1]) T=\(threads): \(r.stdout)\(r.stderr)")
+                XCTAssertTrue(r.stdout.contains(", \(threads) kernel thread\(threads == 1 ? "" : "s") per rank\n"), r.stdout)
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: out))
+                if let reference {
+                    XCTAssertEqual(bytes, reference, "\(model[1]): T=\(threads) wrote other bytes than T=1")
+                } else {
+                    reference = bytes
+                }
+            }
+        }
+    }
+
+    /// One rank with 1 thread, the other with 3: the replica check after every step passes and the model is the
+    /// one both ranks with 1 thread write.
+    func testRanksWithDifferentThreadsStayReplicas() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = MPIRunner.executable("dml-train")
+        let args = data + models[0]
+        let reference = "\(dir)/plain.safetensors", mixed = "\(dir)/mixed.safetensors"
+        let plain = try MPIRunner.run(ranks: 2, "dml-train", args + ["--threads", "1", "--output", reference])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let r = try MPIRunner.runProcess("mpirun", ["--oversubscribe", "--bind-to", "none",
+                                                    "-np", "1", binary] + args + ["--threads", "1", "--output", mixed]
+                                          + [":", "-np", "1", binary] + args + ["--threads", "3", "--output", mixed])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: mixed)), try Data(contentsOf: URL(fileURLWithPath: reference)))
+    }
+
+    func testBadThreadCountsAreRefusedOnce() throws {
+        for bad in ["0", "\(KernelThreads.maximum + 1)"] {
+            let r = try MPIRunner.run(ranks: 2, "dml-train", data + ["--threads", bad], timeout: 60)
+            XCTAssertNotEqual(r.status, 0, r.stdout)
+            let lines = (r.stdout + r.stderr).split(separator: "\n").filter { $0.contains("--threads") }
+            XCTAssertEqual(lines.count, 1, "--threads \(bad): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue(lines.first?.contains("between 1 and \(KernelThreads.maximum)") == true, "\(lines)")
+            XCTAssertFalse(r.stdout.contains("done:"), r.stdout)
+        }
+    }
+}
