@@ -18,7 +18,9 @@ import Foundation
 ///   against the ring's 2(p−1)/p·n, in 2(N−1) steps against 2(p−1)). With 2 ranks per node `hier` moved its
 ///   bytes at about half the link's rate at 512 KiB–1 MiB (the two rails' flows through one shaped link; the
 ///   ring 1.5× faster at 512 KiB, 1.14× at 1 MiB); with one rank per node `hier` is the ring, so the exception
-///   costs nothing there.
+///   costs nothing there. Its rails have since moved to 32 KiB segments (`HierarchicalAllreduce.railSegmentBytes`),
+///   which were faster there on the loaded machine; the exception stays until a quiet rerun
+///   (`benchmarks/cluster_hier_dip.sh`) shows `hier` ahead at those sizes too.
 /// Override with the environment variable `DML_ALLREDUCE_AUTO` (every rank must see the same value;
 /// `mpirun -x DML_ALLREDUCE_AUTO=rd<=64K,shm` passes it on), or `dml-bench allreduce --auto`.
 public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {
