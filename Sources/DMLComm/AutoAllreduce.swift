@@ -9,18 +9,15 @@ import Foundation
 /// - all ranks on one node: `shm` at every size. One pass over memory beat `MPI_Allreduce`, the ring and
 ///   recursive doubling from 4 KiB to 256 MiB at np=2 (no crossover: the window costs two barriers per
 ///   block, cheaper than any message exchange).
-/// - ranks on several nodes: `rd<=16K,hier<=256K,ring<=1M,hier`: recursive doubling while latency dominates,
-///   then `hier` (shared memory inside each node, one ring per rail across the nodes; with one rank per node it
-///   is the ring), except at 512 KiB–1 MiB, where the flat ring. Chosen from 4 network-namespace nodes at
-///   1 Gbit/s per node, 1 and 2 ranks per node, measured on a quiet machine (benchmarks/RESULTS.md,
-///   "Multi-node"): rd's log2(p) exchanges of the whole buffer win up to 16 KiB, `hier` from 32 KiB (at 2 ranks
-///   per node, 64 KiB: 0.76 ms against rd's 2.14 ms) and from 2 MiB (its network carries 2(N−1)/N·n per node
-///   against the ring's 2(p−1)/p·n, in 2(N−1) steps against 2(p−1)). With 2 ranks per node `hier` moved its
-///   bytes at about half the link's rate at 512 KiB–1 MiB (the two rails' flows through one shaped link; the
-///   ring 1.5× faster at 512 KiB, 1.14× at 1 MiB); with one rank per node `hier` is the ring, so the exception
-///   costs nothing there. Its rails have since moved to 32 KiB segments (`HierarchicalAllreduce.railSegmentBytes`),
-///   which were faster there on the loaded machine; the exception stays until a quiet rerun
-///   (`benchmarks/cluster_hier_dip.sh`) shows `hier` ahead at those sizes too.
+/// - ranks on several nodes: `rd<=16K,hier`: recursive doubling while latency dominates, then `hier` (shared
+///   memory inside each node, one ring per rail across the nodes; with one rank per node it is the ring).
+///   Chosen from 4 network-namespace nodes at 1 Gbit/s per node, 1 and 2 ranks per node (benchmarks/RESULTS.md,
+///   "Multi-node"): rd's log2(p) exchanges of the whole buffer win up to 16 KiB, `hier` from 32 KiB (quiet, at
+///   2 ranks per node, 64 KiB: 0.76 ms against rd's 2.14 ms); above that `hier` is as fast as the flat ring or
+///   faster (its network carries 2(N−1)/N·n per node against the ring's 2(p−1)/p·n, in 2(N−1) steps against
+///   2(p−1)). Its rails once sent 64–128 KiB rendezvous messages at 512 KiB–1 MiB and ran at half the link's
+///   rate there (the ring 1.5× faster, quiet); with 32 KiB rail segments (`HierarchicalAllreduce.railSegmentBytes`)
+///   `hier` measured 2.4× / 2.2× faster than the ring at 512 KiB / 1 MiB (loaded machine, 3 rounds).
 /// Override with the environment variable `DML_ALLREDUCE_AUTO` (every rank must see the same value;
 /// `mpirun -x DML_ALLREDUCE_AUTO=rd<=64K,shm` passes it on), or `dml-bench allreduce --auto`.
 public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {
@@ -37,8 +34,7 @@ public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable 
     /// The default when every rank shares one node.
     public static let oneNode = AutoAllreducePolicy(rules: [], otherwise: .shm)
     /// The default when the ranks span nodes.
-    public static let acrossNodes = AutoAllreducePolicy(rules: [Rule(kind: .rd, maxBytes: 16 << 10), Rule(kind: .hier, maxBytes: 256 << 10),
-                                                                 Rule(kind: .ring, maxBytes: 1 << 20)], otherwise: .hier)
+    public static let acrossNodes = AutoAllreducePolicy(rules: [Rule(kind: .rd, maxBytes: 16 << 10)], otherwise: .hier)
 
     public init(rules: [Rule], otherwise: AllreduceKind) {
         self.rules = rules
