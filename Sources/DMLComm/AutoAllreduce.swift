@@ -11,12 +11,13 @@ import Foundation
 ///   block, cheaper than any message exchange).
 /// - ranks on several nodes: `rd<=16K,hier`: recursive doubling while latency dominates, then `hier` (shared
 ///   memory inside each node, one ring per rail across the nodes; with one rank per node it is the ring).
-///   Chosen from 4 network-namespace nodes at 1 Gbit/s per node, 1 and 2 ranks per node, measured on a quiet
-///   machine (benchmarks/RESULTS.md, "Multi-node", the quiet rerun): rd's log2(p) exchanges of the whole buffer
-///   win up to 16 KiB, `hier` from 32 KiB (at 2 ranks per node, 64 KiB: 0.76 ms against rd's 2.14 ms); above
-///   that `hier` is as fast as the flat ring or faster (its network carries 2(N−1)/N·n per node against the
-///   ring's 2(p−1)/p·n, in 2(N−1) steps against 2(p−1)), except at 512 KiB–1 MiB with 2 ranks per node, where
-///   the ring measured faster (an open finding, see RESULTS.md).
+///   Chosen from 4 network-namespace nodes at 1 Gbit/s per node, 1 and 2 ranks per node (benchmarks/RESULTS.md,
+///   "Multi-node"): rd's log2(p) exchanges of the whole buffer win up to 16 KiB, `hier` from 32 KiB (quiet, at
+///   2 ranks per node, 64 KiB: 0.76 ms against rd's 2.14 ms); above that `hier` is as fast as the flat ring or
+///   faster (its network carries 2(N−1)/N·n per node against the ring's 2(p−1)/p·n, in 2(N−1) steps against
+///   2(p−1)). Its rails once sent 64–128 KiB rendezvous messages at 512 KiB–1 MiB and ran at half the link's
+///   rate there (the ring 1.5× faster, quiet); with 32 KiB rail segments (`HierarchicalAllreduce.railSegmentBytes`)
+///   `hier` measured 2.4× / 2.2× faster than the ring at 512 KiB / 1 MiB (loaded machine, 3 rounds).
 /// Override with the environment variable `DML_ALLREDUCE_AUTO` (every rank must see the same value;
 /// `mpirun -x DML_ALLREDUCE_AUTO=rd<=64K,shm` passes it on), or `dml-bench allreduce --auto`.
 public struct AutoAllreducePolicy: Equatable, CustomStringConvertible, Sendable {

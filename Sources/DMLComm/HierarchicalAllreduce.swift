@@ -60,6 +60,15 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
     /// `DML_SHM_BLOCK` overrides it as it does `shm`'s.
     public static let blockBytes = 4 << 20
 
+    /// The segment of the rails' rings across the nodes: 32 KiB, below OpenMPI's TCP eager limit (64 KiB with the
+    /// header), so every message between nodes goes out at once instead of as a rendezvous (a request, the
+    /// receiver's answer, then the data) that waits behind the other rails' data on the node's shared link. At
+    /// 512 KiB–1 MiB with 2 ranks per node the flat ring's 256 KiB segments left each rail one 64–128 KiB
+    /// rendezvous per step; 4 namespace nodes at 1 Gbit/s, 8 rounds: 32 KiB segments 1.3–1.7× faster there
+    /// (medians; benchmarks/RESULTS.md, "Multi-node"). The bits do not depend on the segment. `DML_RING_SEGMENT`
+    /// overrides it as it does every ring's.
+    public static let railSegmentBytes = 32 << 10
+
     /// The in-node block in bytes per rank (nil: `DML_SHM_BLOCK`, else `blockBytes`).
     let block: Int?
 
@@ -95,12 +104,15 @@ public final class HierarchicalAllreduce: AllreduceAlgorithm {
         let group = try comm.split(color: rails || node.rank == 0 ? node.rank : 1, key: comm.rank)
         inNode = SharedMemoryAllreduce(comm: node, blockBytes: block ?? (ProcessInfo.processInfo.environment["DML_SHM_BLOCK"] == nil ? Self.blockBytes : nil))
         try inNode.prepare()
-        across = RingAllreduce(comm: group)
+        across = RingAllreduce(comm: group, segmentBytes: RingSchedule.segmentBytesFromEnvironment ?? Self.railSegmentBytes)
         prepared = true
     }
 
     /// True when the rails are in use (every node holds the same number of ranks), after `prepare`.
     public var usesRails: Bool { rails }
+
+    /// The segment of the ring across the nodes (`railSegmentBytes` unless `DML_RING_SEGMENT`), after `prepare`.
+    public var acrossSegmentBytes: Int { across?.segmentBytes ?? 0 }
 
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws { try hier(buffer, op: op) }
     public func run(_ buffer: UnsafeMutableBufferPointer<Double>, op: ReduceOp) throws { try hier(buffer, op: op) }

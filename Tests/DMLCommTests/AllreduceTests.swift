@@ -173,11 +173,27 @@ final class AllreduceTests: XCTestCase {
         }
     }
 
+    /// The rings across the nodes send 32 KiB segments (eager over OpenMPI's TCP), not the flat ring's 256 KiB
+    /// (the ring's bits do not depend on the segment: RingDigestTests).
+    func testHierRailsSendSegmentsBelowTheTCPEagerLimit() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["DML_RING_SEGMENT"] != nil, "DML_RING_SEGMENT is set")
+        let segments = try LocalCommunicator.run(size: 4) { comm -> Int in
+            let h = HierarchicalAllreduce(comm: comm, fakeNodes: 2)
+            try h.prepare()
+            return h.acrossSegmentBytes
+        }
+        XCTAssertEqual(segments, [Int](repeating: 32 << 10, count: 4))
+        XCTAssertLessThan(HierarchicalAllreduce.railSegmentBytes, RingAllreduce.defaultSegmentBytes)
+        XCTAssertLessThanOrEqual(HierarchicalAllreduce.railSegmentBytes + 64, 65536, "below btl_tcp_eager_limit with a header")
+    }
+
     func testAutoDefaultsToSharedMemoryWhenTheRanksShareANode() throws {
         try XCTSkipIf(ProcessInfo.processInfo.environment["DML_ALLREDUCE_AUTO"] != nil, "DML_ALLREDUCE_AUTO is set")
         let policies = try LocalCommunicator.run(size: 3) { comm in try AutoAllreduce(comm: comm).resolvedPolicy() }
         XCTAssertEqual(policies, [AutoAllreducePolicy.oneNode, .oneNode, .oneNode])
         XCTAssertEqual(AutoAllreducePolicy.acrossNodes.description, "rd<=16K,hier")
+        XCTAssertEqual([16 << 10, 32 << 10, 512 << 10, 1 << 20, 2 << 20].map { AutoAllreducePolicy.acrossNodes.choice(bytes: $0) },
+                       [.rd, .hier, .hier, .hier, .hier])
         let given = try LocalCommunicator.run(size: 2) { comm in
             try AutoAllreduce(comm: comm, policy: AutoAllreducePolicy(parsing: "rd<=1K,ring")).resolvedPolicy()
         }
