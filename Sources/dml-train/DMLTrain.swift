@@ -195,6 +195,7 @@ extension DMLTrain {
         c.reduction.errorFeedback = errorFeedback
         c.reduction.overlap = training.overlap
         c.reduction.balance = training.balance
+        c.reduction.shardUpdate = training.shardUpdate
         c.outputs.checkpointDir = checkpoints.checkpointDir
         c.outputs.checkpointEvery = checkpoints.checkpointEvery
         c.outputs.keepCheckpoints = checkpoints.keepCheckpoints

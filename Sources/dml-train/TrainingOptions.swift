@@ -35,6 +35,10 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Straggler balancing: at epoch boundaries move blocks of rows from slower ranks to faster ones; gradients are summed in block order, so the parameters have the same bits as without moving (see README).")
     var balance = false
 
+    @Flag(name: .customLong("shard-update"),
+          help: "ZeRO-style sharded update: reduce-scatter the gradient with the ring, each rank updates and keeps optimizer state for its 1/p of the parameters, then allgather them (the bits of --allreduce ring; optimizer state per rank divided by the number of ranks).")
+    var shardUpdate = false
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 

@@ -133,6 +133,7 @@ public final class TrainingJob {
                                         schedule: job.optimization.schedule(totalSteps: totalSteps, base: lr))
             config.collectiveTimeout = timeout
             config.overlap = job.reduction.overlap
+            config.shardUpdate = job.reduction.shardUpdate
             config.bucketBytes = job.reduction.bucketBytes
             config.balance = job.reduction.balance
             config.shuffle = job.optimization.shuffle == .on

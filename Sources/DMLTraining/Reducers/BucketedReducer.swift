@@ -42,6 +42,13 @@ final class BucketedReducer: GradientReducer {
         self.overlap = overlap
         self.collectiveTimeout = collectiveTimeout
         sums = ReduceBuffer(count: count + 2)
+        (buckets, closedByStage) = Self.buckets(stages: stages, count: count, bucketBytes: bucketBytes)
+    }
+
+    /// The buckets of a staged model's stages (top layer first), each at least `bucketBytes` but the last,
+    /// then the loss-sum and row-count tail; and the bucket each stage closes. The sharded update reduces the
+    /// same pieces (`ReducerKind.sharded`), so it has the bucketed reducer's bits.
+    static func buckets(stages: [Range<Int>], count: Int, bucketBytes: Int) -> (buckets: [Range<Int>], closedByStage: [Int?]) {
         var buckets: [Range<Int>] = [], closes: [Int?] = []
         var open: Range<Int>?
         for stage in stages {
@@ -59,8 +66,7 @@ final class BucketedReducer: GradientReducer {
             buckets.append(last)
             closes[closes.count - 1] = buckets.count - 1
         }
-        self.buckets = buckets + [count ..< count + 2]
-        closedByStage = closes
+        return (buckets + [count ..< count + 2], closes)
     }
 
     /// The algorithm's collective set-up (its own communicator, windows) on the main thread, before the

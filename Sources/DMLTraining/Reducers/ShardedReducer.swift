@@ -1,0 +1,167 @@
+import Foundation
+import DMLComm
+import DMLData
+import DMLKernels
+
+/// Which coordinates of the parameters each rank updates and keeps optimizer state for. `replicated`: every
+/// rank all of them (every reducer but the sharded one). A sharded update (`ShardedReducer`) cuts the reduce
+/// buffer `[gradient | loss sum | row count]` into `pieces` (one, or the MLP's layer buckets and the tail),
+/// each reduced by its own ring, and rank r owns the ring's chunk r+1 of every piece (`RingReduceScatter`),
+/// clipped to the gradient: a pure function of (pieces, count, rank, p), so any rank can compute any other's.
+public struct UpdateShards: Sendable, Equatable {
+    /// The number of parameters.
+    public let count: Int
+    /// Ranges of `0..<count+2` reduced apart, in order, tiling it; empty for `replicated`.
+    public let pieces: [Range<Int>]
+    public let parts: Int
+
+    /// Every rank updates every coordinate.
+    public static func replicated(count: Int) -> UpdateShards { UpdateShards(count: count, pieces: [], parts: 1) }
+
+    public init(count: Int, pieces: [Range<Int>], parts: Int) {
+        self.count = count
+        self.pieces = pieces
+        self.parts = parts
+    }
+
+    /// True when every rank owns everything.
+    public var isReplicated: Bool { pieces.isEmpty }
+
+    /// The gradient coordinates rank `rank` owns: sorted (pieces may run top layer first), disjoint; over all
+    /// ranks they tile `0..<count`.
+    public func owned(rank: Int) -> [Range<Int>] {
+        if isReplicated { return [0..<count] }
+        return pieces.compactMap { piece in
+            let c = RingReduceScatter.ownedChunk(count: piece.count, rank: rank, parts: parts)
+            let lo = piece.lowerBound + c.lowerBound, hi = Swift.min(piece.lowerBound + c.upperBound, count)
+            return lo < hi ? lo ..< hi : nil
+        }.sorted { $0.lowerBound < $1.lowerBound }
+    }
+
+    /// The optimizer state in the whole layout (`copies × count`, as a replicated optimizer holds it and a
+    /// checkpoint stores it) from this rank's compact `state`. Collective for a sharded update (one allgather
+    /// of every rank's state: the whole state on every rank, transiently); for `replicated` the state itself.
+    public func wholeState(_ state: [Float], copies: Int, comm: Communicator) throws -> [Float] {
+        if isReplicated || copies == 0 { return state }
+        let all = try comm.allgathered(state)
+        var whole = [Float](repeating: 0, count: copies * count)
+        for (rank, theirs) in all.enumerated() {
+            let ranges = owned(rank: rank), n = ranges.reduce(0) { $0 + $1.count }
+            precondition(theirs.count == copies * n, "rank \(rank)'s optimizer state holds \(theirs.count) values, not \(copies * n)")
+            var at = 0
+            for c in 0..<copies {
+                for r in ranges {
+                    whole[(c * count + r.lowerBound) ..< (c * count + r.upperBound)] = theirs[at ..< at + r.count]
+                    at += r.count
+                }
+            }
+        }
+        return whole
+    }
+
+    /// Rank `rank`'s compact state cut from the whole layout's `copies × count` values (a checkpoint's, written
+    /// by any number of ranks, sharded or not). Cost: O(copies × owned).
+    public func ownedState(_ whole: [Float], copies: Int, rank: Int) -> [Float] {
+        if isReplicated { return whole }
+        var out: [Float] = []
+        for c in 0..<copies { for r in owned(rank: rank) { out += whole[(c * count + r.lowerBound) ..< (c * count + r.upperBound)] } }
+        return out
+    }
+}
+
+/// `--shard-update` (ZeRO stages 1–2, as PyTorch's `ZeroRedundancyOptimizer`): the ring allreduce cut in its
+/// two halves with the update between them. Per step:
+/// ```
+/// reduce-scatter each piece (ring order) ─▶ rank r holds its owned chunks of Σ gradient reduced
+///   ─▶ one allreduce of 3 Doubles: [loss sum, row count, non-finite owned values]  (the global pieces)
+///   ─▶ scale the owned chunks by 1/rows ─▶ the trainer's guard and update (owned coordinates only,
+///      optimizer state for those only: `UpdateShards`) ─▶ allgather the updated parameters (`gather`)
+/// ```
+/// Invariants: every owned coordinate is reduced in the ring's order over the same pieces the unsharded
+/// reducer would use (one buffer, or the MLP's buckets then the tail, `BucketedReducer.buckets`), scaled by the
+/// same Float, and updated by the same rule with the same λ, so the parameters have the bits of the unsharded
+/// run over `--allreduce ring` at the same np, on every rank. The loss, rows and non-finite flag are exact
+/// (each comes from its one owner, the others add +0).
+///
+/// Cost per step: the bytes of one ring allreduce of the buffer (the reduce-scatter and the allgather are its
+/// two halves: `2(p−1)/p · n` bytes sent per rank), plus one 24-byte allreduce; the update runs over n/p
+/// coordinates per rank, and the optimizer state is `copies × n/p` floats per rank instead of `copies × n`.
+final class ShardedReducer: GradientReducer {
+    let comm: Communicator
+    let count: Int
+    let collectiveTimeout: Double
+    let shards: UpdateShards
+    private let ring: RingReduceScatter
+    private let sums: ReduceBuffer
+    private let mine: [Range<Int>]
+    private var nonFinite = false
+
+    /// `pieces`: the ranges of `0..<count+2` reduced apart (nil: one piece, the whole buffer).
+    init(comm: Communicator, count: Int, pieces: [Range<Int>]?, collectiveTimeout: Double) {
+        self.comm = comm
+        self.count = count
+        self.collectiveTimeout = collectiveTimeout
+        shards = UpdateShards(count: count, pieces: pieces ?? [0 ..< count + 2], parts: comm.size)
+        mine = shards.owned(rank: comm.rank)
+        ring = RingReduceScatter(comm: comm)
+        sums = ReduceBuffer(count: count + 2)
+    }
+
+    var updateShards: UpdateShards? { shards }
+
+    func attach(_ train: Dataset) throws -> Dataset {
+        try ring.prepare()
+        return train
+    }
+
+    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
+        sums.buffer.initialize(repeating: 0)
+        return [Contribution(rows: rows(holding), buffer: sums.base)]
+    }
+
+    /// The owner of tail element `i` (`count` or `count + 1`) contributes it; every other rank +0.
+    private func owns(_ i: Int) -> Bool {
+        shards.pieces.contains { piece in
+            piece.contains(i) && RingReduceScatter.ownedChunk(count: piece.count, rank: comm.rank, parts: comm.size)
+                .contains(i - piece.lowerBound)
+        }
+    }
+
+    func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
+        try gate()
+        let whole = sums.buffer
+        let globals: [Double] = try comm.watched("the gradient reduce-scatter of step \(number)", seconds: collectiveTimeout) {
+            for piece in shards.pieces { try ring.reduceScatter(UnsafeMutableBufferPointer(rebasing: whole[piece])) }
+            let bad = mine.reduce(0) { n, r in n + whole[r].reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+            return try comm.allreduced([owns(count) ? Double(whole[count]) : 0, owns(count + 1) ? Double(whole[count + 1]) : 0,
+                                        Double(bad)], op: .sum)
+        }
+        whole[count] = Float(globals[0])
+        whole[count + 1] = Float(globals[1])
+        nonFinite = globals[2] > 0
+        let scale = 1 / whole[count + 1]
+        for r in mine { Vector.scale(scale, whole.baseAddress! + r.lowerBound, r.count) }
+        return whole
+    }
+
+    /// No rank holds the whole gradient: `finish` counted every rank's non-finite owned values.
+    func gradientIsNonFinite(_ reduced: UnsafeMutableBufferPointer<Float>) -> Bool { nonFinite }
+
+    /// Copies each rank's updated owned parameters to every rank: per piece, an allgather of the ring's chunks
+    /// (the piece holding the tail goes through the reduce buffer, whose length the chunks are cut from).
+    func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws {
+        let whole = sums.buffer
+        try comm.watched("the parameter allgather of step \(number)", seconds: collectiveTimeout) {
+            for piece in shards.pieces where piece.lowerBound < count {
+                if piece.upperBound <= count {
+                    try ring.allgather(UnsafeMutableBufferPointer(rebasing: parameters[piece]))
+                } else {
+                    let inner = piece.lowerBound ..< count
+                    for r in mine where r.overlaps(inner) { whole[r] = parameters[r] }
+                    try ring.allgather(UnsafeMutableBufferPointer(rebasing: whole[piece]))
+                    parameters[inner] = whole[inner]
+                }
+            }
+        }
+    }
+}

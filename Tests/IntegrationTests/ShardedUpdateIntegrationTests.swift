@@ -1,0 +1,89 @@
+import XCTest
+import Foundation
+import DMLTestSupport
+
+/// `--shard-update` under a real `mpirun`: the model file has the bytes of the unsharded run over the ring
+/// (`cmp`) for every element-wise optimizer at np 2, 3 and 4 (softmax: one piece; the MLP: its buckets), a
+/// checkpoint written sharded resumes unsharded and on another np, and what it cannot honour is refused with
+/// one message from one rank.
+final class ShardedUpdateIntegrationTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed (scripts/setup installs it)")
+        dir = MPIRunner.temporaryDirectory()
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    let small = ["--synthetic-rows", "600", "--synthetic-test-rows", "100", "--synthetic-features", "30", "--synthetic-classes", "4",
+                 "--batch-size", "64", "--steps", "12", "--lr", "0.05", "--verify-every", "4"]
+
+    func output(_ ranks: Int, _ name: String, _ args: [String]) throws -> Data? {
+        let path = "\(dir)/\(name).safetensors"
+        let r = try MPIRunner.run(ranks: ranks, "dml-train", small + args + ["--output", path])
+        XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+        return FileManager.default.contents(atPath: path)
+    }
+
+    func testEveryOptimizerHasTheUnshardedRingsBytesAtNpTwoThreeAndFour() throws {
+        for np in [2, 3, 4] {
+            for optimizer in ["sgd", "momentum", "adam", "adamw", "adagrad"] {
+                var args = ["--optimizer", optimizer]
+                if optimizer == "adamw" { args += ["--weight-decay", "0.01"] }
+                let plain = try output(np, "plain-\(np)-\(optimizer)", args + ["--allreduce", "ring"])
+                let sharded = try output(np, "sharded-\(np)-\(optimizer)", args + ["--shard-update"])
+                XCTAssertNotNil(plain)
+                XCTAssertEqual(plain, sharded, "np \(np) \(optimizer): --shard-update ≠ --allreduce ring")
+            }
+        }
+        // The MLP's layer buckets (small ones: several pieces per step).
+        for np in [2, 3] {
+            let args = ["--model", "mlp", "--hidden", "16,8", "--optimizer", "adam", "--lr", "0.01"]
+            let plain = try output(np, "mlp-plain-\(np)", args)
+            let sharded = try output(np, "mlp-sharded-\(np)", args + ["--shard-update"])
+            XCTAssertEqual(plain, sharded, "np \(np) mlp: --shard-update ≠ the bucketed ring")
+        }
+    }
+
+    func testAShardedCheckpointResumesUnshardedAndOnAnotherRankCount() throws {
+        let args = ["--optimizer", "adam", "--checkpoint-every", "6"]
+        let reference = try output(2, "reference", ["--optimizer", "adam"])
+        let ckpt = "\(dir)/ckpt"
+        let first = try MPIRunner.run(ranks: 2, "dml-train", small + args + ["--shard-update", "--checkpoint-dir", ckpt, "--steps", "6"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        func resume(_ ranks: Int, _ name: String, _ flags: [String]) throws -> Data? {
+            let copy = "\(dir)/ckpt-\(name)"
+            try FileManager.default.copyItem(atPath: ckpt, toPath: copy)
+            let out = "\(dir)/resumed-\(name).safetensors"
+            let r = try MPIRunner.run(ranks: ranks, "dml-train", small + args + flags + ["--checkpoint-dir", copy, "--resume", "--output", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("(step 6)"), r.stdout)
+            return FileManager.default.contents(atPath: out)
+        }
+        // Written sharded at np 2, resumed at np 2 sharded or not: the uninterrupted unsharded run's bytes.
+        XCTAssertEqual(try resume(2, "np2-unsharded", []), reference)
+        XCTAssertEqual(try resume(2, "np2-sharded", ["--shard-update"]), reference)
+        // At np 3 the sums round as np 3's do: sharded and unsharded resumptions agree with each other.
+        let three = try resume(3, "np3-unsharded", [])
+        XCTAssertNotNil(three)
+        XCTAssertEqual(try resume(3, "np3-sharded", ["--shard-update"]), three)
+    }
+
+    func testWhatItCannotHonourIsRefusedWithOneMessage() throws {
+        let cases: [([String], String)] = [
+            (["--optimizer", "lbfgs", "--batch-size", "full"], "--shard-update shards the per-step update"),
+            (["--partition", "features"], "--shard-update shards a replicated model's update"),
+            (["--balance"], "--shard-update reduce-scatters with the ring; --balance"),
+            (["--allreduce", "mpi"], "it cannot use --allreduce mpi"),
+            (["--allreduce", "sparse"], "it cannot use --allreduce sparse"),
+            (["--compress", "fp16"], "cannot be combined with --compress"),
+            (["--model", "mlp", "--overlap"], "cannot be combined with --overlap"),
+        ]
+        let base = ["--synthetic-rows", "200", "--synthetic-features", "8", "--synthetic-classes", "3", "--steps", "3", "--shard-update"]
+        for (flags, message) in cases {
+            let r = try MPIRunner.run(ranks: 2, "dml-train", base + flags)
+            XCTAssertEqual(r.status, 64, "\(flags): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "\(flags): \(r.stderr)")
+            XCTAssertEqual(r.stderr.components(separatedBy: message).count - 1, 1, "one message from one rank: \(r.stderr)")
+        }
+    }
+}
