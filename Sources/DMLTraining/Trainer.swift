@@ -269,6 +269,15 @@ public final class Trainer: TrainingStrategy {
                    layout: model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }, identity: identity)
     }
 
+    /// Sharded: each rank's own state as its part, the rest as the manifest's snapshot (no gathering).
+    public func checkpointParts(identity: [String: String]) throws -> ShardedSnapshot? {
+        guard !shards.isReplicated else { return nil }
+        let snapshot = Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters, optimizerState: [],
+                                  layout: model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }, identity: identity)
+        return ShardedSnapshot(snapshot: snapshot, part: CheckpointPart(rank: comm.rank, parts: comm.size, step: step, state: optimizer.state),
+                               shards: shards, copies: optimizer.config.kind.stateCopies)
+    }
+
     /// Continues from `checkpoint` (which the caller has checked against this run's identity).
     public func restore(_ checkpoint: Checkpoint) throws {
         let mine = model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }

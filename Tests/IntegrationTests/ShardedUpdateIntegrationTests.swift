@@ -68,6 +68,34 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
         XCTAssertEqual(try resume(3, "np3-sharded", ["--shard-update"]), three)
     }
 
+    /// Each rank writes its part, rank 0 the manifest: a part whose write fails half-way (rank 1, as on a full
+    /// disk) stops every rank with one message and leaves the previous complete set alone (no manifest, no part,
+    /// no temporary of step 10); the resume continues from it — at np 2 to the uninterrupted run's bytes, at np 3
+    /// with the state re-cut.
+    func testAFailedPartLeavesThePreviousCompleteSetAndResumesOnAnyNp() throws {
+        let args = small + ["--optimizer", "adam", "--steps", "20", "--checkpoint-every", "5", "--shard-update"]
+        let reference = try output(2, "uninterrupted", ["--optimizer", "adam", "--steps", "20"])
+        let ckpt = "\(dir)/ckpt"
+        let r = try MPIRunner.run(ranks: 2, "dml-train", args + ["--checkpoint-dir", ckpt, "--output", "\(dir)/never.safetensors"],
+                                  environment: ["DML_FAULT": "writefail:rank=1:step=10"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.components(separatedBy: "dml-train: error").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("ckpt-00000010.part-1-of-2.safetensors"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ckpt).filter { $0 != ".dml-lock" }.sorted(),
+                       ["ckpt-00000005.part-0-of-2.safetensors", "ckpt-00000005.part-1-of-2.safetensors", "ckpt-00000005.safetensors"])
+        for (np, name) in [(2, "np2"), (3, "np3")] {
+            let copy = "\(dir)/ckpt-\(name)"
+            try FileManager.default.copyItem(atPath: ckpt, toPath: copy)
+            let out = "\(dir)/resumed-\(name).safetensors"
+            let resumed = try MPIRunner.run(ranks: np, "dml-train", args + ["--checkpoint-dir", copy, "--resume", "--output", out])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssertTrue(resumed.stdout.contains("resuming from \(copy)/ckpt-00000005.safetensors (step 5)"), resumed.stdout)
+            if np == 2 { XCTAssertEqual(FileManager.default.contents(atPath: out), reference, "resumed at np 2: the uninterrupted bytes") }
+            // The resumed run writes its own sets, np parts each.
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(copy)/ckpt-00000020.part-\(np - 1)-of-\(np).safetensors"))
+        }
+    }
+
     func testWhatItCannotHonourIsRefusedWithOneMessage() throws {
         let cases: [([String], String)] = [
             (["--optimizer", "lbfgs", "--batch-size", "full"], "--shard-update shards the per-step update"),

@@ -46,17 +46,25 @@ public struct UpdateShards: Sendable, Equatable {
         let all = try comm.allgathered(state)
         var whole = [Float](repeating: 0, count: copies * count)
         for (rank, theirs) in all.enumerated() {
-            let ranges = owned(rank: rank), n = ranges.reduce(0) { $0 + $1.count }
-            precondition(theirs.count == copies * n, "rank \(rank)'s optimizer state holds \(theirs.count) values, not \(copies * n)")
-            var at = 0
-            for c in 0..<copies {
-                for r in ranges {
-                    whole[(c * count + r.lowerBound) ..< (c * count + r.upperBound)] = theirs[at ..< at + r.count]
-                    at += r.count
-                }
-            }
+            precondition(theirs.count == copies * ownedCount(rank: rank), "rank \(rank)'s optimizer state holds \(theirs.count) values")
+            place(theirs, rank: rank, copies: copies, into: &whole)
         }
         return whole
+    }
+
+    /// The number of coordinates rank `rank` owns.
+    public func ownedCount(rank: Int) -> Int { owned(rank: rank).reduce(0) { $0 + $1.count } }
+
+    /// Writes rank `rank`'s compact state (`copies × ownedCount(rank:)` values) at its coordinates of `whole`
+    /// (`copies × count`).
+    public func place(_ compact: [Float], rank: Int, copies: Int, into whole: inout [Float]) {
+        var at = 0
+        for c in 0..<copies {
+            for r in owned(rank: rank) {
+                whole[(c * count + r.lowerBound) ..< (c * count + r.upperBound)] = compact[at ..< at + r.count]
+                at += r.count
+            }
+        }
     }
 
     /// Rank `rank`'s compact state cut from the whole layout's `copies × count` values (a checkpoint's, written
