@@ -179,8 +179,9 @@ public final class TrainingSession {
             var fault: AtomicFile.Fault?
             if faults.fires(.writefail, rank: comm.rank, step: step) { fault = .fail(afterBytes: 100) }
             if faults.fires(.hang, rank: comm.rank, step: step, at: .checkpoint) {
-                // Rank 0 stalls half-way through the file (a temporary file exists), the others on arrival.
-                if rank0 { fault = .stall(afterBytes: 100, hang: { faults.hang() }) } else { faults.hang() }
+                // Rank 0 stalls half-way through the file (a temporary file exists), the others on arrival; with a
+                // sharded update every rank writes a part, and the rank stalls half-way through its own.
+                if rank0 || sharded != nil { fault = .stall(afterBytes: 100, hang: { faults.hang() }) } else { faults.hang() }
             }
             // The other ranks wait while rank 0 writes: the deadline allows for the write (at 50 MB/s).
             let bytes = Double(4 * (snapshot.parameters.count + snapshot.optimizerState.count))

@@ -96,6 +96,28 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
         }
     }
 
+    /// A rank stopped half-way through writing its part (`hang` at the checkpoint: rank 1 stalls with its
+    /// temporary file half-written, as a killed writer leaves it): the job ends at the collective timeout naming
+    /// it, no manifest of that step exists, and the resume removes the temporary and continues from the previous
+    /// complete set to the uninterrupted run's bytes.
+    func testARankStoppedWhileWritingItsPartLeavesNoCheckpoint() throws {
+        let args = small + ["--optimizer", "momentum", "--steps", "20", "--checkpoint-every", "5", "--shard-update"]
+        let reference = try output(2, "uninterrupted", ["--optimizer", "momentum", "--steps", "20"])
+        let ckpt = "\(dir)/ckpt", out = "\(dir)/resumed.safetensors"
+        let stalled = try MPIRunner.run(ranks: 2, "dml-train", args + ["--checkpoint-dir", ckpt, "--collective-timeout", "1", "--output", out],
+                                        environment: ["DML_FAULT": "hang:rank=1:step=10:at=checkpoint"], timeout: 60)
+        XCTAssertEqual(stalled.status, 69, stalled.stderr)
+        XCTAssertTrue(stalled.stderr.contains("rank 1"), stalled.stderr)
+        let names = try FileManager.default.contentsOfDirectory(atPath: ckpt)
+        XCTAssertTrue(names.contains { $0.hasPrefix(".ckpt-00000010.part-1-of-2.safetensors.tmp-") }, "\(names)")
+        XCTAssertFalse(names.contains("ckpt-00000010.safetensors"), "no manifest: \(names)")
+        let resumed = try MPIRunner.run(ranks: 2, "dml-train", args + ["--checkpoint-dir", ckpt, "--resume", "--output", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("removed 1 temporary file of an interrupted checkpoint write"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resuming from \(ckpt)/ckpt-00000005.safetensors (step 5)"), resumed.stdout)
+        XCTAssertEqual(FileManager.default.contents(atPath: out), reference)
+    }
+
     func testWhatItCannotHonourIsRefusedWithOneMessage() throws {
         let cases: [([String], String)] = [
             (["--optimizer", "lbfgs", "--batch-size", "full"], "--shard-update shards the per-step update"),
