@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.build/release/dml-train
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$work"
-echo "# $(lscpu | grep 'Model name' | sed 's/  */ /g'); $(nproc) cores; MLP 784-4096-1536-10 (9,523,722 parameters), adam, batch 256, $steps steps"
+echo "# $(lscpu | grep 'Model name' | sed 's/  */ /g'), family $(lscpu | awk -F: '/^CPU family/ {gsub(/ /,"",$2); print $2}') model $(lscpu | awk -F: '/^Model:/ {gsub(/ /,"",$2); print $2}'); $(nproc) cores; load $(cut -d' ' -f1 /proc/loadavg); MLP 784-4096-1536-10 (9,523,722 parameters), adam, batch 256, $steps steps"
 common=(--model mlp --hidden 4096,1536 --synthetic-features 784 --synthetic-classes 10 --synthetic-rows 4096 --synthetic-test-rows 256
         --optimizer adam --lr 0.001 --batch-size 256 --steps "$steps" --eval-every 0 --log-every "$steps" --allreduce ring)
 run() {  # name, np, flags...

@@ -50,6 +50,7 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
         let ckpt = "\(dir)/ckpt"
         let first = try MPIRunner.run(ranks: 2, "dml-train", small + args + ["--shard-update", "--checkpoint-dir", ckpt, "--steps", "6"])
         XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("allreduce ring, sharded update (optimizer state of 1/2 of the parameters per rank)"), first.stdout)
         func resume(_ ranks: Int, _ name: String, _ flags: [String]) throws -> Data? {
             let copy = "\(dir)/ckpt-\(name)"
             try FileManager.default.copyItem(atPath: ckpt, toPath: copy)
