@@ -117,15 +117,15 @@ public enum ReducerKind: Sendable, Equatable {
     case sparse(auto: SparseSelection?)
     /// `--shard-update`: the ring's reduce-scatter, each rank's update of its owned chunks, the allgather of
     /// the parameters (`ShardedReducer`); over the MLP's buckets when the unsharded run would use them.
-    case sharded(bucketBytes: Int)
+    case sharded(bucketBytes: Int, overlap: Bool)
 
-    /// The strategy a configuration selects: the block chain under `balance`; the sparse reducer for
+    /// The strategy a configuration selects: the sharded update under `shardUpdate`; the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
     /// then picks sparse or dense by the first step's density); buckets for a staged model on a plain wire (a
     /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
-        if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes) }
+        if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes, overlap: config.overlap) }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
         if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
@@ -151,12 +151,15 @@ public enum ReducerKind: Sendable, Equatable {
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
-        case let .sharded(bucketBytes):
-            // The pieces of the unsharded run over --allreduce ring: the MLP's buckets and the tail, or one buffer.
-            let pieces = (model as? StagedGradientModel).flatMap { staged in
-                staged.gradientStages.count > 1 ? BucketedReducer.buckets(stages: staged.gradientStages, count: count, bucketBytes: bucketBytes).buckets : nil
+        case let .sharded(bucketBytes, overlap):
+            // The pieces of the unsharded run over --allreduce ring: the MLP's buckets and the tail, or one buffer;
+            // with overlap, reduce-scattered as the backward pass completes them.
+            guard let staged = model as? StagedGradientModel, staged.gradientStages.count > 1 else {
+                return ShardedReducer(comm: comm, count: count, pieces: nil, collectiveTimeout: collectiveTimeout)
             }
-            return ShardedReducer(comm: comm, count: count, pieces: pieces, collectiveTimeout: collectiveTimeout)
+            let (pieces, closes) = BucketedReducer.buckets(stages: staged.gradientStages, count: count, bucketBytes: bucketBytes)
+            return ShardedReducer(comm: comm, count: count, pieces: pieces, closedByStage: overlap && comm.allowsSerializedThreads ? closes : nil,
+                                  collectiveTimeout: collectiveTimeout)
         case let .sparse(auto):
             return SparseReducer(comm: comm, count: count, sparse: hook.algorithm as? SparseAllreduceAlgorithm ?? SparseAllreduce(comm: comm),
                                  dense: auto == nil ? nil : hook.algorithm, selection: auto, collectiveTimeout: collectiveTimeout, note: note)

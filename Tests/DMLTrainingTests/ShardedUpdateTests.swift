@@ -23,18 +23,19 @@ final class ShardedUpdateTests: XCTestCase {
     }
 
     func trainer(_ comm: Communicator, sharded: Bool, optimizer: OptimizerConfig, model: Model, steps: Int, bucketBytes: Int = 1 << 20,
-                 lr: Float = 0.3) -> Trainer {
+                 lr: Float = 0.3, overlap: Bool = false) -> Trainer {
         var config = TrainingConfig(steps: steps, batchSize: 24, learningRate: lr, seed: 3, logEvery: 1000, optimizer: optimizer)
         config.shardUpdate = sharded
+        config.overlap = overlap
         config.bucketBytes = bucketBytes
         return Trainer(comm: comm, model: model, train: task.trainingShard(rows: 240, rank: comm.rank, ranks: comm.size), config: config,
                        allreduce: RingAllreduce(comm: comm), note: { _ in })
     }
 
     func train(ranks: Int, sharded: Bool, optimizer: OptimizerConfig, steps: Int = 10, bucketBytes: Int = 1 << 20, checkpointAt: Int? = nil,
-               model: @escaping () -> Model) throws -> [Run] {
+               overlap: Bool = false, model: @escaping () -> Model) throws -> [Run] {
         try LocalCommunicator.run(size: ranks, timeout: 60) { comm -> Run in
-            let t = self.trainer(comm, sharded: sharded, optimizer: optimizer, model: model(), steps: steps, bucketBytes: bucketBytes)
+            let t = self.trainer(comm, sharded: sharded, optimizer: optimizer, model: model(), steps: steps, bucketBytes: bucketBytes, overlap: overlap)
             var losses: [UInt64] = [], saved: Checkpoint?
             for s in 1...steps {
                 losses.append(try t.trainStep().loss.bitPattern)
@@ -63,15 +64,25 @@ final class ShardedUpdateTests: XCTestCase {
     }
 
     /// The MLP's unsharded run over the ring reduces layer buckets; the sharded one reduce-scatters the same
-    /// buckets, so small buckets (several pieces, one of them the tail alone) give the same bits too.
-    func testTheMLPsBucketsAreShardedWithTheBucketedReducersBits() throws {
+    /// buckets, so small buckets (several pieces, one of them the tail alone) give the same bits too — and with
+    /// `--overlap` (each bucket reduce-scattered on the communication thread as the backward pass completes it).
+    func testTheMLPsBucketsAreShardedWithTheBucketedReducersBitsWithAndWithoutOverlap() throws {
+        let staged = try LocalCommunicator.run(size: 2) { comm in
+            [false, true].map { self.trainer(comm, sharded: true, optimizer: OptimizerConfig(), model: MLP(features: 40, hidden: [7, 5], classes: 3),
+                                             steps: 1, bucketBytes: 64, overlap: $0).reducer.wantsStages }
+        }
+        XCTAssertEqual(staged[0], [false, true], "only --overlap hands the stages to the reducer")
         for p in [2, 3, 5] {
             for bucketBytes in [64, 1 << 20] {
                 for optimizer in [OptimizerConfig(kind: .adam), OptimizerConfig(kind: .momentum)] {
                     let model = { MLP(features: 40, hidden: [7, 5], classes: 3) as Model }
-                    let sharded = try train(ranks: p, sharded: true, optimizer: optimizer, steps: 6, bucketBytes: bucketBytes, model: model)
                     let plain = try train(ranks: p, sharded: false, optimizer: optimizer, steps: 6, bucketBytes: bucketBytes, model: model)
-                    for r in 0..<p { XCTAssertEqual(sharded[r].parameters, plain[0].parameters, "p=\(p) buckets \(bucketBytes) \(optimizer.description) rank \(r)") }
+                    for overlap in [false, true] {
+                        let sharded = try train(ranks: p, sharded: true, optimizer: optimizer, steps: 6, bucketBytes: bucketBytes, overlap: overlap, model: model)
+                        for r in 0..<p {
+                            XCTAssertEqual(sharded[r].parameters, plain[0].parameters, "p=\(p) buckets \(bucketBytes) overlap \(overlap) \(optimizer.description) rank \(r)")
+                        }
+                    }
                 }
             }
         }

@@ -3,7 +3,8 @@ import Foundation
 import DMLTestSupport
 
 /// `--shard-update` under a real `mpirun`: the model file has the bytes of the unsharded run over the ring
-/// (`cmp`) for every element-wise optimizer at np 2, 3 and 4 (softmax: one piece; the MLP: its buckets), a
+/// (`cmp`) for every element-wise optimizer at np 2, 3 and 4 (softmax: one piece; the MLP: its buckets, also
+/// reduce-scattered as the backward pass completes them under `--overlap`), a
 /// checkpoint written sharded resumes unsharded and on another np, and what it cannot honour is refused with
 /// one message from one rank.
 final class ShardedUpdateIntegrationTests: XCTestCase {
@@ -41,6 +42,10 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
             let plain = try output(np, "mlp-plain-\(np)", args)
             let sharded = try output(np, "mlp-sharded-\(np)", args + ["--shard-update"])
             XCTAssertEqual(plain, sharded, "np \(np) mlp: --shard-update ≠ the bucketed ring")
+            // Wide enough for two 1 MiB buckets and the tail: reduce-scattered as the backward pass completes them.
+            let wide = ["--model", "mlp", "--hidden", "1024,512", "--optimizer", "adam", "--lr", "0.01", "--steps", "4"]
+            let overlapped = try output(np, "mlp-sharded-overlap-\(np)", wide + ["--shard-update", "--overlap"])
+            XCTAssertEqual(try output(np, "mlp-wide-\(np)", wide), overlapped, "np \(np) mlp: --shard-update --overlap ≠ the bucketed ring")
         }
     }
 
@@ -127,7 +132,6 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
             (["--allreduce", "mpi"], "it cannot use --allreduce mpi"),
             (["--allreduce", "sparse"], "it cannot use --allreduce sparse"),
             (["--compress", "fp16"], "cannot be combined with --compress"),
-            (["--model", "mlp", "--overlap"], "cannot be combined with --overlap"),
         ]
         let base = ["--synthetic-rows", "200", "--synthetic-features", "8", "--synthetic-classes", "3", "--steps", "3", "--shard-update"]
         for (flags, message) in cases {

@@ -15,7 +15,6 @@ extension JobConfiguration {
             return "--shard-update reduce-scatters the gradient with the ring and allgathers the parameters: it cannot use --allreduce \(r.allreduce.rawValue) (leave out --allreduce, or give ring)"
         }
         if r.compress != nil { return "--shard-update reduce-scatters Float32 values: it cannot be combined with --compress yet" }
-        if r.overlap { return "--shard-update reduce-scatters after the backward pass: it cannot be combined with --overlap yet" }
         return nil
     }
 }

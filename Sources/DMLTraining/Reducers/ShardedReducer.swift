@@ -80,7 +80,8 @@ public struct UpdateShards: Sendable, Equatable {
 /// `--shard-update` (ZeRO stages 1–2, as PyTorch's `ZeroRedundancyOptimizer`): the ring allreduce cut in its
 /// two halves with the update between them. Per step:
 /// ```
-/// reduce-scatter each piece (ring order) ─▶ rank r holds its owned chunks of Σ gradient reduced
+/// reduce-scatter each piece (ring order; under --overlap the MLP's buckets on the communication thread as the
+///   backward pass completes them, the tail after the gate) ─▶ rank r holds its owned chunks of Σ gradient reduced
 ///   ─▶ one allreduce of 3 Doubles: [loss sum, row count, non-finite owned values]  (the global pieces)
 ///   ─▶ scale the owned chunks by 1/rows ─▶ the trainer's guard and update (owned coordinates only,
 ///      optimizer state for those only: `UpdateShards`) ─▶ allgather the updated parameters (`gather`)
@@ -103,9 +104,15 @@ final class ShardedReducer: GradientReducer {
     private let sums: ReduceBuffer
     private let mine: [Range<Int>]
     private var nonFinite = false
+    /// `--overlap`: the piece (bucket) that stage i of the backward pass completes, if any; nil: no overlap.
+    private let closedByStage: [Int?]?
+    private let overlapped: OverlappedBuckets
+    private var stepNumber = 0
 
-    /// `pieces`: the ranges of `0..<count+2` reduced apart (nil: one piece, the whole buffer).
-    init(comm: Communicator, count: Int, pieces: [Range<Int>]?, collectiveTimeout: Double) {
+    /// `pieces`: the ranges of `0..<count+2` reduced apart (nil: one piece, the whole buffer), the tail last.
+    /// `closedByStage` (the MLP's buckets under `--overlap`): each piece but the tail is reduce-scattered on the
+    /// communication thread as soon as the backward pass has completed it, in the same order as without.
+    init(comm: Communicator, count: Int, pieces: [Range<Int>]?, closedByStage: [Int?]? = nil, collectiveTimeout: Double) {
         self.comm = comm
         self.count = count
         self.collectiveTimeout = collectiveTimeout
@@ -113,9 +120,23 @@ final class ShardedReducer: GradientReducer {
         mine = shards.owned(rank: comm.rank)
         ring = RingReduceScatter(comm: comm)
         sums = ReduceBuffer(count: count + 2)
+        self.closedByStage = closedByStage
+        overlapped = OverlappedBuckets(comm: comm, collectiveTimeout: collectiveTimeout)
     }
 
     var updateShards: UpdateShards? { shards }
+    var wantsStages: Bool { closedByStage != nil }
+    private var phase: String { "the gradient reduce-scatter of step \(stepNumber)" }
+
+    private func reduceScatter(_ piece: Range<Int>) throws {
+        try ring.reduceScatter(UnsafeMutableBufferPointer(rebasing: sums.buffer[piece]))
+    }
+
+    func stageReady(_ stage: Int) {
+        guard let b = closedByStage?[stage] else { return }
+        let piece = shards.pieces[b]
+        overlapped.start { [unowned self] in try reduceScatter(piece) }
+    }
 
     func attach(_ train: Dataset) throws -> Dataset {
         try ring.prepare()
@@ -123,7 +144,9 @@ final class ShardedReducer: GradientReducer {
     }
 
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
+        stepNumber = number
         sums.buffer.initialize(repeating: 0)
+        if closedByStage != nil { overlapped.begin(phase: phase) }
         return [Contribution(rows: rows(holding), buffer: sums.base)]
     }
 
@@ -136,10 +159,13 @@ final class ShardedReducer: GradientReducer {
     }
 
     func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
+        // Overlapped: every piece but the tail is already on its way (in the same order as without overlap).
+        let overlapping = closedByStage != nil
+        if overlapping { try overlapped.wait() }
         try gate()
         let whole = sums.buffer
-        let globals: [Double] = try comm.watched("the gradient reduce-scatter of step \(number)", seconds: collectiveTimeout) {
-            for piece in shards.pieces { try ring.reduceScatter(UnsafeMutableBufferPointer(rebasing: whole[piece])) }
+        let globals: [Double] = try comm.watched(phase, seconds: collectiveTimeout) {
+            for piece in overlapping ? shards.pieces.suffix(1) : shards.pieces[...] { try reduceScatter(piece) }
             let bad = mine.reduce(0) { n, r in n + whole[r].reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
             return try comm.allreduced([owns(count) ? Double(whole[count]) : 0, owns(count + 1) ? Double(whole[count + 1]) : 0,
                                         Double(bad)], op: .sum)
