@@ -12,9 +12,13 @@ import Foundation
 ///
 /// Cost with n bytes: each half `(p−1)·α + (p−1)/p · n·β`, so both together are the ring allreduce's
 /// `2(p−1)·α + 2(p−1)/p · n·β`: sharding the update costs no extra bytes on the wire.
-public final class RingReduceScatter: @unchecked Sendable {
+public final class RingReduceScatter {
     let comm: PrivateCommunicator
     let schedule: RingSchedule
+    /// The 16-bit view of a buffer reduce-scattered on a 16-bit wire.
+    private var wire = UnsafeMutableBufferPointer<UInt16>(start: nil, count: 0)
+
+    deinit { wire.deallocate() }
 
     /// `segmentBytes` nil: the ring's default (or `DML_RING_SEGMENT`), so the halves cut segments as the
     /// ring allreduce does.
@@ -38,6 +42,19 @@ public final class RingReduceScatter: @unchecked Sendable {
     /// partial sums (meaningless). Collective.
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         try run(buffer, phase: .reduceScatter)
+    }
+
+    /// The reduce-scatter on a 16-bit wire (`--compress`): the first half of `CompressedRingAllreduce`, message
+    /// for message, so the owned chunk holds the bits that allreduce gives it (the decoded 16-bit sum).
+    public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, format: WireFormat) throws {
+        let comm = try comm.get()
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
+        if wire.count < buffer.count {
+            wire.deallocate()
+            wire = .allocate(capacity: buffer.count)
+        }
+        try schedule.run(SixteenBit(format: format), values: base, wire: wire.baseAddress!, count: buffer.count, op: .sum, comm: comm,
+                         phase: .reduceScatter)
     }
 
     /// Copies every rank's `ownedChunk` of `buffer` into all ranks' buffers (this rank's own chunk is sent,

@@ -154,6 +154,10 @@ public enum ReducerKind: Sendable, Equatable {
         case let .sharded(bucketBytes, overlap):
             // The pieces of the unsharded run over --allreduce ring: the MLP's buckets and the tail, or one buffer;
             // with overlap, reduce-scattered as the backward pass completes them.
+            // A 16-bit wire takes the whole gradient, as the unsharded run's flat reducer does.
+            if let compressed = hook.algorithm as? CompressedAllreduce {
+                return ShardedReducer(comm: comm, count: count, pieces: nil, compressed: compressed, collectiveTimeout: collectiveTimeout)
+            }
             guard let staged = model as? StagedGradientModel, staged.gradientStages.count > 1 else {
                 return ShardedReducer(comm: comm, count: count, pieces: nil, collectiveTimeout: collectiveTimeout)
             }

@@ -88,6 +88,35 @@ final class ShardedUpdateTests: XCTestCase {
         }
     }
 
+    /// `--compress`: the gradient reduce-scattered on the 16-bit wire (divided by the rows first, with error
+    /// feedback or not), the loss and rows by the exact ring: the bits of the unsharded 16-bit ring allreduce.
+    func testA16BitWireGivesTheUnshardedCompressedRingsBits() throws {
+        for p in 1...4 {
+            for format in [WireFormat.fp16, .bf16] {
+                for feedback in [false, true] {
+                    for optimizer in [OptimizerConfig(kind: .adam), OptimizerConfig(kind: .momentum)] {
+                        let runs = try [false, true].map { sharded in
+                            try LocalCommunicator.run(size: p, timeout: 60) { comm -> [UInt32] in
+                                var config = TrainingConfig(steps: 8, batchSize: 24, learningRate: 0.1, seed: 3, logEvery: 1000, optimizer: optimizer)
+                                config.shardUpdate = sharded
+                                let ring = RingAllreduce(comm: comm)
+                                let t = Trainer(comm: comm, model: SoftmaxRegression(features: 40, classes: 3),
+                                                train: self.task.trainingShard(rows: 240, rank: comm.rank, ranks: comm.size), config: config, allreduce: ring,
+                                                hook: .compressed(format, exact: ring, errorFeedback: feedback, comm: comm), note: { _ in })
+                                for _ in 0..<8 { _ = try t.trainStep() }
+                                XCTAssertEqual(t.reducer.updateShards != nil, sharded)
+                                return t.parameters.map(\.bitPattern)
+                            }
+                        }
+                        for r in 0..<p {
+                            XCTAssertEqual(runs[1][r], runs[0][0], "p=\(p) \(format) feedback \(feedback) \(optimizer.description) rank \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// A checkpoint holds the whole state whoever wrote it (sharded at p = 3, or unsharded at p = 2: the same
     /// state as the unsharded run's at that p), and resumes sharded or not on any p; at the writer's p = 2 with
     /// the bits of the run that never stopped.

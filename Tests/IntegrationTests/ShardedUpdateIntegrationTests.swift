@@ -36,6 +36,12 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
                 XCTAssertEqual(plain, sharded, "np \(np) \(optimizer): --shard-update ≠ --allreduce ring")
             }
         }
+        // A 16-bit wire: the gradient reduce-scattered in fp16/bf16 (with error feedback), as the compressed ring does.
+        for (np, flags) in [(2, ["--compress", "fp16"]), (3, ["--compress", "bf16", "--error-feedback"])] {
+            let args = ["--optimizer", "adam"] + flags
+            XCTAssertEqual(try output(np, "compressed-plain-\(np)", args), try output(np, "compressed-sharded-\(np)", args + ["--shard-update"]),
+                           "np \(np) \(flags): --shard-update ≠ the compressed ring")
+        }
         // The MLP's layer buckets (small ones: several pieces per step).
         for np in [2, 3] {
             let args = ["--model", "mlp", "--hidden", "16,8", "--optimizer", "adam", "--lr", "0.01"]
@@ -131,7 +137,6 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
             (["--balance"], "--shard-update reduce-scatters with the ring; --balance"),
             (["--allreduce", "mpi"], "it cannot use --allreduce mpi"),
             (["--allreduce", "sparse"], "it cannot use --allreduce sparse"),
-            (["--compress", "fp16"], "cannot be combined with --compress"),
         ]
         let base = ["--synthetic-rows", "200", "--synthetic-features", "8", "--synthetic-classes", "3", "--steps", "3", "--shard-update"]
         for (flags, message) in cases {

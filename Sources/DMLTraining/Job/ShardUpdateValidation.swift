@@ -14,7 +14,6 @@ extension JobConfiguration {
         if r.allreduce != .ring {
             return "--shard-update reduce-scatters the gradient with the ring and allgathers the parameters: it cannot use --allreduce \(r.allreduce.rawValue) (leave out --allreduce, or give ring)"
         }
-        if r.compress != nil { return "--shard-update reduce-scatters Float32 values: it cannot be combined with --compress yet" }
         return nil
     }
 }

@@ -80,7 +80,7 @@ public struct UpdateShards: Sendable, Equatable {
 /// `--shard-update` (ZeRO stages 1–2, as PyTorch's `ZeroRedundancyOptimizer`): the ring allreduce cut in its
 /// two halves with the update between them. Per step:
 /// ```
-/// reduce-scatter each piece (ring order; under --overlap the MLP's buckets on the communication thread as the
+/// reduce-scatter each piece (ring order; on the 16-bit wire under --compress; under --overlap the MLP's buckets on the communication thread as the
 ///   backward pass completes them, the tail after the gate) ─▶ rank r holds its owned chunks of Σ gradient reduced
 ///   ─▶ one allreduce of 3 Doubles: [loss sum, row count, non-finite owned values]  (the global pieces)
 ///   ─▶ scale the owned chunks by 1/rows ─▶ the trainer's guard and update (owned coordinates only,
@@ -108,15 +108,22 @@ final class ShardedReducer: GradientReducer {
     private let closedByStage: [Int?]?
     private let overlapped: OverlappedBuckets
     private var stepNumber = 0
+    private let compressed: CompressedAllreduce?
 
     /// `pieces`: the ranges of `0..<count+2` reduced apart (nil: one piece, the whole buffer), the tail last.
     /// `closedByStage` (the MLP's buckets under `--overlap`): each piece but the tail is reduce-scattered on the
     /// communication thread as soon as the backward pass has completed it, in the same order as without.
-    init(comm: Communicator, count: Int, pieces: [Range<Int>]?, closedByStage: [Int?]? = nil, collectiveTimeout: Double) {
+    /// `compressed` (`--compress`, the hook's algorithm): the gradient, divided by the batch's rows first, is
+    /// reduce-scattered on its 16-bit wire (with its error feedback), and the loss and rows by the exact ring, as
+    /// `CompressedAllreduce` over `--allreduce ring` does.
+    init(comm: Communicator, count: Int, pieces: [Range<Int>]?, closedByStage: [Int?]? = nil, compressed: CompressedAllreduce? = nil,
+         collectiveTimeout: Double) {
         self.comm = comm
         self.count = count
         self.collectiveTimeout = collectiveTimeout
-        shards = UpdateShards(count: count, pieces: pieces ?? [0 ..< count + 2], parts: comm.size)
+        self.compressed = compressed
+        shards = UpdateShards(count: count, pieces: compressed != nil ? [0 ..< count, count ..< count + 2] : pieces ?? [0 ..< count + 2],
+                              parts: comm.size)
         mine = shards.owned(rank: comm.rank)
         ring = RingReduceScatter(comm: comm)
         sums = ReduceBuffer(count: count + 2)
@@ -164,6 +171,7 @@ final class ShardedReducer: GradientReducer {
         if overlapping { try overlapped.wait() }
         try gate()
         let whole = sums.buffer
+        if let compressed { return try finishCompressed(compressed, globalRows: globalRows) }
         let globals: [Double] = try comm.watched(phase, seconds: collectiveTimeout) {
             for piece in overlapping ? shards.pieces.suffix(1) : shards.pieces[...] { try reduceScatter(piece) }
             let bad = mine.reduce(0) { n, r in n + whole[r].reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
@@ -175,6 +183,24 @@ final class ShardedReducer: GradientReducer {
         nonFinite = globals[2] > 0
         let scale = 1 / whole[count + 1]
         for r in mine { Vector.scale(scale, whole.baseAddress! + r.lowerBound, r.count) }
+        return whole
+    }
+
+    /// `--compress`: divide by the rows, error feedback, the 16-bit reduce-scatter of the gradient, the exact ring
+    /// allreduce of the loss and rows (its two halves), and the count of non-finite owned values.
+    private func finishCompressed(_ compressed: CompressedAllreduce, globalRows: Int) throws -> UnsafeMutableBufferPointer<Float> {
+        let whole = sums.buffer
+        let head = UnsafeMutableBufferPointer(rebasing: whole[0..<count]), tail = UnsafeMutableBufferPointer(rebasing: whole[count...])
+        Vector.scale(1 / Float(globalRows), whole.baseAddress!, count)
+        if compressed.errorFeedback { compressed.feedBack(head) }
+        let bad: Double = try comm.watched(phase, seconds: collectiveTimeout) {
+            try ring.reduceScatter(head, format: compressed.compressed.format)
+            try ring.reduceScatter(tail)
+            try ring.allgather(tail)
+            let bad = mine.reduce(0) { n, r in n + whole[r].reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+            return try comm.allreduced(Double(bad), op: .sum)
+        }
+        nonFinite = bad > 0
         return whole
     }
 
