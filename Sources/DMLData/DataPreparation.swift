@@ -185,9 +185,10 @@ public struct LoadedData {
 
     /// Splits off the validation rows (when `validationFraction > 0`) and standardises every split with the
     /// training rows' statistics (when `standardize`), or with `given` statistics (a warm start keeps its
-    /// model's). Collective.
+    /// model's). `exactStatistics` (`--reproducible`): the statistics with the same bits for any number of ranks
+    /// (`Standardization.computeExactly`). Collective.
     public mutating func prepare(validationFraction: Double, standardize: Bool, seed: UInt64, comm: Communicator,
-                                 given: Standardization? = nil) throws {
+                                 given: Standardization? = nil, exactStatistics: Bool = false) throws {
         if validationFraction > 0 {
             // The shard's rows are handed over, so CSR rows are compacted in place, not copied.
             let (t, v) = try train.splitValidationReleasingRows(fraction: validationFraction, seed: seed, comm: comm)
@@ -198,7 +199,7 @@ public struct LoadedData {
             try comm.agree(train.isSparse
                 ? "--standardize centres every feature, which would make the CSR rows dense (--sparse): leave out --standardize, or read the rows dense with --sparse off"
                   + (given != nil && !standardize ? " (the --init model was trained on standardised features)" : "") : nil, kind: .usage)
-            let s = try given ?? Standardization.compute(train, comm: comm)
+            let s = try given ?? (exactStatistics ? Standardization.computeExactly(train, comm: comm) : Standardization.compute(train, comm: comm))
             s.apply(to: &train)
             if validation != nil { s.apply(to: &validation!) }
             if test != nil { s.apply(to: &test!) }

@@ -118,6 +118,8 @@ public enum ReducerKind: Sendable, Equatable {
     /// `--shard-update`: the ring's reduce-scatter, each rank's update of its owned chunks, the allgather of
     /// the parameters (`ShardedReducer`); over the MLP's buckets when the unsharded run would use them.
     case sharded(bucketBytes: Int, overlap: Bool)
+    /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`).
+    case reproducible
 
     /// The strategy a configuration selects: the sharded update under `shardUpdate`; the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
@@ -126,6 +128,7 @@ public enum ReducerKind: Sendable, Equatable {
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
         if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes, overlap: config.overlap) }
+        if config.reproducibleBlockRows != nil { return .reproducible }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
         if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
@@ -149,6 +152,8 @@ public enum ReducerKind: Sendable, Equatable {
             return BucketedReducer(comm: comm, stages: (model as! StagedGradientModel).gradientStages, count: count,
                                    bucketBytes: bytes, overlap: overlap && comm.allowsSerializedThreads,
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
+        case .reproducible:
+            return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
         case let .sharded(bucketBytes, overlap):

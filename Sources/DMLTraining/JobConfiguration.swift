@@ -115,6 +115,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var balance = false
         /// `--shard-update`: each rank updates, and keeps optimizer state for, its 1/p of the parameters.
         public var shardUpdate = false
+        /// `--reproducible`: the same bits for any number of ranks (`ReproducibleReducer`); part of the math.
+        public var reproducible = false
         public init() {}
     }
 

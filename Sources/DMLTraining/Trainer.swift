@@ -41,6 +41,9 @@ public struct TrainingConfig: Sendable {
     /// boundaries, gradients summed in block order (see `BlockPlan`), so the bits do not depend on who
     /// holds which block.
     public var balance = false
+    /// `--reproducible`: the rows in blocks of this many (`ReproducibleReducer.blockRows`), batches of whole
+    /// blocks, the gradient summed exactly, so the bits do not depend on the number of ranks; nil: off.
+    public var reproducibleBlockRows: Int?
 
     public init(steps: Int, batchSize: Int?, learningRate: Float, seed: UInt64, logEvery: Int,
                 optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule? = nil) {
@@ -154,7 +157,8 @@ public final class Trainer: TrainingStrategy {
         shards = reducer.updateShards ?? .replicated(count: model.layout.count)
         optimizer = Optimizer(config.optimizer, layout: model.layout, owned: shards.owned(rank: comm.rank))
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
-                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle)
+                               seed: config.seed, shuffle: config.batchSize != nil && config.shuffle,
+                               blockRows: config.reproducibleBlockRows ?? 1)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
     }
@@ -372,12 +376,18 @@ public final class Trainer: TrainingStrategy {
     }
 
     /// Mean loss (and accuracy, for a classifier) of the current parameters over `data`, all ranks'
-    /// shards together. Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
+    /// shards together (under `--reproducible`: `reproducibleEvaluation`, the same bits for any np). Collective: one allreduce of 3 Doubles, under the collective timeout plus twice this
     /// rank's own evaluation time (shards differ in size, so the others may need longer).
     public func evaluate(_ data: Dataset) throws -> Evaluation {
         try hooks.outside("evaluate", step: step) {
-            try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
-                                     timeout: config.collectiveTimeout)
+            // --reproducible: sums with the same bits for any np (one row at a time, exact fixed point).
+            if config.reproducibleBlockRows != nil {
+                hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
+                return try reproducibleEvaluation(model: model, parameters: parameters, data: data, comm: comm, step: step,
+                                                  timeout: config.collectiveTimeout)
+            }
+            return try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
+                                            timeout: config.collectiveTimeout)
         }
     }
 

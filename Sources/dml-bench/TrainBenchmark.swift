@@ -57,6 +57,9 @@ struct TrainBenchmark: ParsableCommand {
     @Flag(help: "Time the MLP a second time with each gradient bucket's allreduce overlapping the backward pass (row mlp+overlap); the plain mlp row does not overlap.")
     var overlap = false
 
+    @Flag(help: "Time each model a second time with --reproducible (rows softmax+repro, mlp+repro: whole 64-row blocks, exact fixed-point sums), right after its default row; --batch must be a multiple of 64.")
+    var reproducible = false
+
     @Option(name: .customLong("bucket-kb"),
             help: "MLP gradient buckets: layers are grouped, top layer first, into buckets of at least this many KiB, one allreduce each.")
     var bucketKB: Int = 1024
@@ -90,8 +93,10 @@ struct TrainBenchmark: ParsableCommand {
     var hiddenWidths: [Int]? { CommaList.positiveIntegers(hidden) }
 
     /// What is timed, in order: each model once, and the MLP a second time with overlap when asked.
-    var runs: [(model: ModelName, overlap: Bool)] {
-        modelList!.flatMap { m in m == .mlp && overlap ? [(m, false), (m, true)] : [(m, false)] }
+    var runs: [(model: ModelName, overlap: Bool, reproducible: Bool)] {
+        modelList!.flatMap { m in
+            [(m, false, false)] + (reproducible ? [(m, false, true)] : []) + (m == .mlp && overlap ? [(m, true, false)] : [])
+        }
     }
 
     var modelList: [ModelName]? {
@@ -132,11 +137,16 @@ struct TrainBenchmark: ParsableCommand {
             throw ValidationError("\(flag) must be positive (got \(lr))")
         }
         if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
+        if reproducible && batch % Reproducible.blockRows != 0 {
+            throw ValidationError("--reproducible makes batches of whole blocks of \(Reproducible.blockRows) rows: --batch \(batch) is not a multiple of \(Reproducible.blockRows)")
+        }
+        if reproducible && data != nil { throw ValidationError("--reproducible trains dense rows; --data keeps CSR rows: leave out one of them") }
     }
 
     struct Result {
         let model: ModelName
         let overlap: Bool
+        let reproducible: Bool
         let samplesPerSecond: Double
         let meanSamplesPerSecond: Double
         let stepSeconds: Double
@@ -145,7 +155,7 @@ struct TrainBenchmark: ParsableCommand {
         let finalLoss: Double
 
         /// The row's name in the table and the CSV.
-        var label: String { model.rawValue + (overlap ? "+overlap" : "") }
+        var label: String { model.rawValue + (overlap ? "+overlap" : "") + (reproducible ? "+repro" : "") }
     }
 
     func run() throws {
@@ -185,7 +195,7 @@ struct TrainBenchmark: ParsableCommand {
         }
         var results: [Result] = []
         for (i, run) in runs.enumerated() {
-            let r = try measure(run.model, overlap: run.overlap, comm: comm, train: train, fromProcessStart: i == 0)
+            let r = try measure(run.model, overlap: run.overlap, reproducible: run.reproducible, comm: comm, train: train, fromProcessStart: i == 0)
             results.append(r)
             if comm.rank == 0 {
                 print(r.label.padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -195,7 +205,12 @@ struct TrainBenchmark: ParsableCommand {
             }
         }
         if comm.rank == 0 { print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit)) }
-        if let plain = results.first(where: { $0.model == .mlp && !$0.overlap }),
+        for repro in results where repro.reproducible {
+            guard let plain = results.first(where: { $0.model == repro.model && !$0.overlap && !$0.reproducible }), comm.rank == 0 else { continue }
+            print(String(format: "reproducible: %@ step %.3f ms, default %.3f ms (%.3f× the default's time)",
+                         repro.model.rawValue, repro.stepSeconds * 1e3, plain.stepSeconds * 1e3, repro.stepSeconds / plain.stepSeconds))
+        }
+        if let plain = results.first(where: { $0.model == .mlp && !$0.overlap && !$0.reproducible }),
            let over = results.first(where: { $0.model == .mlp && $0.overlap }) {
             let same = plain.finalLoss == over.finalLoss
             if comm.rank == 0 {
@@ -222,7 +237,7 @@ struct TrainBenchmark: ParsableCommand {
     }
 
     /// Trains one model for `warmup + steps` steps and times it. Collective.
-    func measure(_ name: ModelName, overlap: Bool, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
+    func measure(_ name: ModelName, overlap: Bool, reproducible: Bool, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
         let model: Model
         switch name {
         case .softmax: model = SoftmaxRegression(features: train.features, classes: Swift.max(2, train.classes))
@@ -236,6 +251,8 @@ struct TrainBenchmark: ParsableCommand {
         let total = warmup + steps
         var config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
         config.overlap = overlap
+        // --reproducible's Int64 sums do not go through `timed` (its comm share is then 0).
+        config.reproducibleBlockRows = reproducible ? Reproducible.blockRows : nil
         config.bucketBytes = bucketKB << 10
         let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: timed)
 
@@ -267,7 +284,7 @@ struct TrainBenchmark: ParsableCommand {
         let first = try fromProcessStart ? comm.allreduced(firstStep ?? -1, op: .max) : -1
         let median = BenchOutput.median(slowest)
         let loss = try trainer.evaluate(train).loss
-        return Result(model: name, overlap: overlap, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
+        return Result(model: name, overlap: overlap, reproducible: reproducible, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
                       stepSeconds: median, commShare: share, firstStep: first >= 0 ? first : nil, finalLoss: loss)
     }
 }

@@ -39,6 +39,9 @@ struct TrainingOptions: ParsableArguments {
           help: "ZeRO-style sharded update: reduce-scatter the gradient with the ring, each rank updates and keeps optimizer state for its 1/p of the parameters, then allgather them (the bits of --allreduce ring; optimizer state per rank divided by the number of ranks).")
     var shardUpdate = false
 
+    @Flag(help: "The same bits for any number of ranks: batches of whole blocks of 64 rows, gradients summed exactly (fixed point), so np 1, 8 and a run resumed on another np end byte-identical (see README).")
+    var reproducible = false
+
     @Option(help: "Seed for the data set, the batch order and the initial parameters.")
     var seed: UInt64 = 1
 

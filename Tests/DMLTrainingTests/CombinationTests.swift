@@ -5,7 +5,7 @@ import DMLModels
 import DMLTraining
 import DMLTestSupport
 
-/// Every combination of the step's variations — `--overlap`, `--compress`, `--balance`, `--partition`,
+/// Every combination of the step's variations — `--overlap`, `--compress`, `--balance`, `--reproducible`, `--partition`,
 /// `--shard-update`, `--timeline`, `DML_FAULT` (none, nan, perturb) and `--verify-every` (0, 1) — is either refused before
 /// training with one message (`JobConfiguration.conflict`) or has its effect when the job runs (through the
 /// library's `TrainingJob`, 3 in-process ranks): a timeline records every phase of every step, a NaN stops the
@@ -15,7 +15,7 @@ final class CombinationTests: XCTestCase {
     struct Outcome { let refused: String?; let error: Error?; let spans: Set<String>; let replicasDiffer: Bool; let steps: Int }
 
     func configuration(overlap: Bool, compress: WireFormat?, balance: Bool, features: Bool, timeline: String?, verify: Int,
-                       shard: Bool = false) -> JobConfiguration {
+                       shard: Bool = false, reproducible: Bool = false) -> JobConfiguration {
         var c = JobConfiguration()
         c.model.kind = features ? .softmax : .mlp
         c.model.hidden = [8]
@@ -35,6 +35,12 @@ final class CombinationTests: XCTestCase {
         c.outputs.timeline = timeline
         c.outputs.verifyEvery = verify
         c.outputs.collectiveTimeout = 30
+        if reproducible {
+            // Whole blocks of 64 rows on every rank (7 blocks for 3 ranks), each step every row, so the nan fault's rank has a block.
+            c.reduction.reproducible = true
+            c.data.syntheticRows = 400
+            c.optimization.batchSize = nil
+        }
         return c
     }
 
@@ -61,17 +67,17 @@ final class CombinationTests: XCTestCase {
         var refused = 0, ran = 0
         for overlap in [false, true] {
             for compress in [nil, WireFormat.bf16] {
-                for balance in [false, true] {
+                for (balance, reproducible) in [(false, false), (true, false), (false, true), (true, true)] {
                   for shard in [false, true] {
                     for features in [false, true] {
                         for withTimeline in [false, true] {
                             for fault in [nil, "nan:rank=1:step=3", "perturb:rank=2:step=3"] {
                                 for verify in [0, 1] {
-                                    let name = "overlap \(overlap) compress \(compress?.rawValue ?? "none") balance \(balance) shard \(shard) "
+                                    let name = "overlap \(overlap) compress \(compress?.rawValue ?? "none") balance \(balance) reproducible \(reproducible) shard \(shard) "
                                         + "features \(features) timeline \(withTimeline) fault \(fault ?? "none") verify \(verify)"
                                     let trace = withTimeline ? dir + "/trace-\(ran + refused).json" : nil
                                     let c = configuration(overlap: overlap, compress: compress, balance: balance, features: features,
-                                                          timeline: trace, verify: verify, shard: shard)
+                                                          timeline: trace, verify: verify, shard: shard, reproducible: reproducible)
                                     let o = try run(c, fault: fault)
                                     if let message = o.refused {
                                         refused += 1
@@ -118,7 +124,7 @@ final class CombinationTests: XCTestCase {
             }
         }
         print("combinations: \(ran) ran with their effect, \(refused) refused with one message")
-        XCTAssertGreaterThan(ran, 50)
-        XCTAssertGreaterThan(refused, 100)
+        XCTAssertGreaterThan(ran, 60)
+        XCTAssertGreaterThan(refused, 250)
     }
 }

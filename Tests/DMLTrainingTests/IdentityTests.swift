@@ -52,6 +52,7 @@ final class IdentityTests: XCTestCase {
         "reduction.compress": { $0.reduction.compress = .bf16 },
         "reduction.errorFeedback": { $0.reduction.errorFeedback = true },
         "reduction.balance": { $0.reduction.balance = true },
+        "reduction.reproducible": { $0.reduction.reproducible = true },
     ]
 
     func testEveryFieldEitherChangesTheIdentityOrIsListedWithAReason() {

@@ -7,11 +7,12 @@ extension JobConfiguration.Data {
     /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
     /// `standardization`: statistics to apply instead of computing them (a warm start's model's).
     /// `warn`: where a stale or damaged shard cache is reported (rank 0, once).
+    /// `exactStatistics`: `--reproducible`'s standardisation, the same bits for any number of ranks.
     public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
-                     standardization: Standardization? = nil, warn: (String) -> Void = { _ in }) throws -> LoadedData {
+                     standardization: Standardization? = nil, exactStatistics: Bool = false, warn: (String) -> Void = { _ in }) throws -> LoadedData {
         var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm, warn: warn)
         try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm,
-                           given: standardization)
+                           given: standardization, exactStatistics: exactStatistics)
         return loaded
     }
 

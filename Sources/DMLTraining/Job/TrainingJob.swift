@@ -90,12 +90,14 @@ public final class TrainingJob {
         var data = job.data
         // --balance moves dense rows: `auto` reads them dense (`conflict()` refused `--sparse on`).
         if job.reduction.balance && data.sparse == .auto { data.sparse = .off }
+        // So does --reproducible (it moves rows into whole blocks).
+        if job.reduction.reproducible && data.sparse == .auto { data.sparse = .off }
         if job.data.partition == .features {
             (loaded, columns) = try data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
                                                          standardization: initial?.standardization)
         } else {
-            (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction,
-                                                   standardization: initial?.standardization, warn: rank0 ? output.warn : { _ in }), nil)
+            (loaded, columns) = (try data.load(comm: comm, seed: seed, validationFraction: fraction, standardization: initial?.standardization,
+                                                   exactStatistics: job.reduction.reproducible, warn: rank0 ? output.warn : { _ in }), nil)
         }
         let train = loaded.train
         if let stream = train.stream {
@@ -136,6 +138,7 @@ public final class TrainingJob {
             config.shardUpdate = job.reduction.shardUpdate
             config.bucketBytes = job.reduction.bucketBytes
             config.balance = job.reduction.balance
+            config.reproducibleBlockRows = job.reduction.reproducible ? ReproducibleReducer.blockRows : nil
             config.shuffle = job.optimization.shuffle == .on
             if let settings = job.optimization.fullBatchSettings, let convex = model as? TwiceDifferentiable {
                 return SecondOrderTrainer(comm: comm, model: convex, train: train, config: config, settings: settings, allreduce: exact, faults: faults)
@@ -288,7 +291,9 @@ public final class TrainingJob {
     /// The model file of `parameters` after `step`, with what prediction needs from the data.
     private func modelFile(model: Model, parameters: [Float], step: Int, loaded: LoadedData, checksum: UInt64?, columns: Bool) -> ModelFile {
         let job = configuration
-        var provenance = ["step": String(step), "seed": String(job.optimization.seed), "ranks": String(comm.size),
+        // --reproducible: the file does not depend on the number of ranks, so it does not record it (np 1 and np 8 write the same bytes).
+        var provenance = ["step": String(step), "seed": String(job.optimization.seed),
+                          "ranks": job.reduction.reproducible ? "any (--reproducible)" : String(comm.size),
                           "partition": job.data.partition.rawValue, "data": loaded.description, "data_rows": String(loaded.train.globalRows)]
         if let checksum { provenance["data_checksum"] = Checksum.hex(checksum) }
         if let i = job.optimization.initFrom { provenance["init"] = i }
@@ -362,7 +367,8 @@ public final class TrainingJob {
                 + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)"
         }
         return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full")\(batch != nil && job.optimization.shuffle == .off ? " in file order (--shuffle off)" : ""), \(steps) steps, "
-            + "\(job.optimization.optimizerConfig.description), lr \(lr), allreduce \(job.reduction.allreduce.rawValue)\(wire)"
+            + "\(job.optimization.optimizerConfig.description), lr \(lr), "
+            + (job.reduction.reproducible ? "reproducible (blocks of \(ReproducibleReducer.blockRows) rows, exact sums)" : "allreduce \(job.reduction.allreduce.rawValue)\(wire)")
     }
 
     /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).

@@ -52,12 +52,8 @@ final class BlockChainReducer: GradientReducer {
 
     /// Every rank's current rows, then each fetches the rows `plan` gives it. Collective.
     private func move(_ train: Dataset, to plan: BlockPlan) throws -> Dataset {
-        let lows = try comm.allgathered(Int64(train.globalRange.lowerBound))
-        let highs = try comm.allgathered(Int64(train.globalRange.upperBound))
-        let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
-        let targets = (0..<comm.size).map { plan.rowRange(of: $0) }
         self.plan = plan
-        return ranges == targets ? train : try train.redistributed(from: ranges, to: targets, comm: try moves.get())
+        return try train.moved(to: (0..<comm.size).map { plan.rowRange(of: $0) }, comm: comm, via: try moves.get())
     }
 
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {

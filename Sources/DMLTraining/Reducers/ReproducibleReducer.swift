@@ -1,0 +1,200 @@
+import Foundation
+import DMLComm
+import DMLData
+import DMLKernels
+import DMLModels
+
+/// `--reproducible`: the mean gradient, loss and row count of a step have the same bits for any number of
+/// ranks, and whichever rank holds which rows.
+///
+/// Why the default path cannot: a rank computes the gradient of its rows of the batch in one model call
+/// (gemm), whose rounding depends on exactly which rows are in the call, and the ranks' sums are then added
+/// in an order that depends on np. Two things fix it:
+/// - **Leaves that do not depend on np.** The rows are cut into fixed blocks of `blockRows` (64) global rows;
+///   the sampler permutes whole blocks (`BatchSampler(blockRows:)`), so a batch is a set of whole blocks, and
+///   at `attach` the rows move so that every rank holds whole blocks (`ShardPlan` over blocks, rows moved as
+///   `--balance` moves them). A leaf is one block of the batch: one model call over its rows in ascending
+///   order, into its own zeroed buffer — the same bits on whichever rank computes it.
+/// - **A sum that does not depend on the order.** Each leaf's gradient (and its loss) is turned into
+///   fixed-point integers with one scale shared by the whole batch, 2^k with k chosen from the batch's largest
+///   |value| (one allreduce-max of 2 Doubles) so that the sum of all the batch's leaves fits in an Int64; the
+///   integers are summed exactly — locally, then one Int64 allreduce — so any order and any grouping give
+///   the same integers, and the mean is formed from them in Double and rounded once to Float.
+///
+/// Precision: a leaf value is truncated to a multiple of 2^−k, an absolute error below 4·M·L·2^−62 for the
+/// batch's largest |value| M and L leaves; only a coordinate more than about 2^36/L times smaller than M is
+/// held with fewer than Float32's 24 bits. A non-finite value anywhere makes the whole result NaN on every rank (the divergence guard stops).
+///
+/// Cost per step, n gradient values, L leaves of which this rank holds L/p: L/p model calls of 64 rows
+/// instead of one of B/p rows, L/p buffers of n + 2 Floats, two passes over each (max, quantise), an
+/// allreduce of 2 Doubles (latency only) and an Int64 allreduce of n + 2 values (twice the Float32 bytes:
+/// about 2× the ring's wire time at any p, as the ring's cost, 2n·(p−1)/p, is flat in p).
+final class ReproducibleReducer: GradientReducer {
+    static let blockRows = Reproducible.blockRows
+
+    let comm: Communicator
+    let count: Int
+    let collectiveTimeout: Double
+    private var scratch = ReduceBuffer(count: 0)
+    private var leaves: [(buffer: UnsafeMutablePointer<Float>, rows: Int)] = []
+    private var integers: [Int64]
+    private let result: ReduceBuffer
+    private let moves: PrivateCommunicator
+
+    init(comm: Communicator, count: Int, collectiveTimeout: Double) {
+        self.comm = comm
+        self.count = count
+        self.collectiveTimeout = collectiveTimeout
+        integers = [Int64](repeating: 0, count: count + 2)
+        result = ReduceBuffer(count: count + 2)
+        moves = PrivateCommunicator(comm)
+    }
+
+    /// The global rows rank `r` of `ranks` holds: whole blocks, `ShardPlan` over the blocks.
+    static func rowRange(of r: Int, ranks: Int, rows: Int) -> Range<Int> {
+        let blocks = ShardPlan(rows: (rows + blockRows - 1) / blockRows, ranks: ranks).range(of: r)
+        return Swift.min(rows, blocks.lowerBound * blockRows) ..< Swift.min(rows, blocks.upperBound * blockRows)
+    }
+
+    /// Moves this rank's rows so that every rank holds whole blocks. Collective.
+    func attach(_ train: Dataset) throws -> Dataset {
+        precondition(!train.isSparse && !train.isStreamed, "--reproducible moves dense rows held in memory (JobConfiguration.conflict)")
+        let targets = (0..<comm.size).map { Self.rowRange(of: $0, ranks: comm.size, rows: train.globalRows) }
+        return try train.moved(to: targets, comm: comm, via: try moves.get())
+    }
+
+    /// One leaf per block of the batch that this rank holds: the batch's rows in `holding`, in batch order,
+    /// are runs of one block each.
+    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
+        let mine = rows(holding), n = count + 2, r = Self.blockRows
+        var groups: [[Int]] = []
+        var start = 0
+        for i in mine.indices.dropFirst() where mine[i] / r != mine[start] / r {
+            groups.append(Array(mine[start..<i]))
+            start = i
+        }
+        if !mine.isEmpty { groups.append(Array(mine[start...])) }
+        if scratch.count < groups.count * n { scratch = ReduceBuffer(count: groups.count * n) }
+        leaves = []
+        return groups.enumerated().map { i, rows in
+            let g = scratch.base + i * n
+            g.initialize(repeating: 0, count: n)
+            leaves.append((g, rows.count))
+            return Contribution(rows: rows, buffer: g)
+        }
+    }
+
+    func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
+        try gate()
+        let p = count, whole = result.buffer
+        // The batch's largest |gradient| and |loss| over every leaf (a max is exact in any order); NaN when any is not finite.
+        var local = [0.0, 0.0]
+        for leaf in leaves {
+            local[0] = Swift.max(local[0], Self.largestMagnitude(leaf.buffer, p))
+            local[1] = Swift.max(local[1], Self.largestMagnitude(leaf.buffer + p, 1))
+        }
+        let largest = try comm.watched("the gradient scale of step \(number)", seconds: collectiveTimeout) {
+            try comm.allreduced(local, op: .max)
+        }
+        let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
+        guard largest.allSatisfy({ $0.isFinite }) else {
+            whole.initialize(repeating: .nan)
+            whole[p + 1] = Float(globalRows)
+            return whole
+        }
+        let (kGradient, kLoss) = (Self.exponent(largest[0], leaves: leafCount), Self.exponent(largest[1], leaves: leafCount))
+        integers.withUnsafeMutableBufferPointer { q in
+            q.initialize(repeating: 0)
+            for leaf in leaves {
+                Self.addFixedPoint(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!)
+                Self.addFixedPoint(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p)
+                q[p + 1] += Int64(leaf.rows)
+            }
+        }
+        try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
+            try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
+        }
+        integers.withUnsafeBufferPointer { q in
+            // The mean: each integer sum times 2^−k / rows in Double, rounded once to Float.
+            let factor = Double(sign: .plus, exponent: -kGradient, significand: 1) / Double(q[p + 1])
+            for i in 0..<p { whole[i] = Float(Double(q[i]) * factor) }
+            whole[p] = Float(Double(q[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1))
+            whole[p + 1] = Float(q[p + 1])
+        }
+        return whole
+    }
+
+    /// max |x[i]| as a Double; +infinity when any x[i] is not finite. Cost: one pass.
+    static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        // |x| as its bit pattern without the sign: for finite values the integers order as the magnitudes do, and
+        // NaN and ±infinity (exponent all ones) are the patterns ≥ 0x7F80_0000. An integer max vectorises.
+        var top: UInt32 = 0
+        UnsafeRawPointer(x).withMemoryRebound(to: UInt32.self, capacity: n) { bits in
+            for i in 0..<n { top = Swift.max(top, bits[i] & 0x7FFF_FFFF) }
+        }
+        return top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top))
+    }
+
+    /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62
+    /// (`exactSumExponent`, shared with the exact standardisation statistics).
+    static func exponent(_ largest: Double, leaves: Int) -> Int { exactSumExponent(largest, terms: leaves) }
+
+    /// q[i] += trunc(x[i] · 2^k), exactly (|x[i]| · 2^k < 2^62 by the choice of k; the product is exact in Double).
+    static func addFixedPoint(_ x: UnsafePointer<Float>, _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) {
+        let scale = Double(sign: .plus, exponent: k, significand: 1)
+        for i in 0..<n { q[i] &+= Int64(Double(x[i]) * scale) }
+    }
+}
+
+/// `--reproducible`'s constants, for the executables.
+public enum Reproducible {
+    /// Rows per block (a leaf of `ReproducibleReducer`): fixed, so part of the run's identity through
+    /// `--reproducible`; batch sizes must be a multiple of it (or every row).
+    public static let blockRows = 64
+}
+
+extension Dataset {
+    /// This rank's rows changed to `targets[rank]` (global rows; `targets[q]`: what rank q will hold), fetched
+    /// from the ranks that hold them now (`redistributed`, over `moves`). Collective: an allgather of every
+    /// rank's current range, then one message per pair of ranks whose old and new ranges overlap.
+    func moved(to targets: [Range<Int>], comm: Communicator, via moves: Communicator) throws -> Dataset {
+        let lows = try comm.allgathered(Int64(globalRange.lowerBound))
+        let highs = try comm.allgathered(Int64(globalRange.upperBound))
+        let ranges = zip(lows, highs).map { Int($0) ..< Int($1) }
+        return ranges == targets ? self : try redistributed(from: ranges, to: targets, comm: moves)
+    }
+}
+
+/// `--reproducible`'s evaluation (`Trainer.evaluate`): mean loss and accuracy of `model` over `data`, all ranks'
+/// shards together, with the same bits for any number of ranks. The evaluated shards are not cut at blocks, so
+/// the leaves are single rows: each row is evaluated alone (its loss depends on that row only), the losses are
+/// summed as Int64 fixed point with one scale for the whole set (from an allreduce-max), and the loss sum,
+/// correct count and row count are one Int64 allreduce — exact in any order. Cost: one model call per row
+/// (slower than the batched default: the evaluation, not the training, pays it) and two small collectives,
+/// under `timeout` plus twice this rank's own evaluation time. Dense rows held in memory.
+func reproducibleEvaluation(model: Model, parameters: [Float], data: Dataset, comm: Communicator, step: Int,
+                            timeout: Double) throws -> Evaluation {
+    let clock = DispatchTime.now().uptimeNanoseconds
+    var losses = [Double](repeating: 0, count: data.rows)
+    var correct: Int64 = 0
+    try parameters.withUnsafeBufferPointer { w in
+        try data.y.withUnsafeBufferPointer { y in
+            for r in 0..<data.rows {
+                let sums = try data.withRows(r ..< r + 1) { block in model.evaluate(parameters: w.baseAddress!, batch: Batch(block: block, y: y.baseAddress! + r)) }
+                losses[r] = sums.loss
+                correct += Int64(sums.correct)
+            }
+        }
+    }
+    let own = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9
+    return try comm.watched("the evaluation after step \(step)", seconds: timeout + 2 * own) {
+        let largest = try comm.allreduced(losses.reduce(0.0) { Swift.max($0, $1.isFinite ? $1.magnitude : .infinity) }, op: .max)
+        let k = ReproducibleReducer.exponent(largest.isFinite ? largest : 1, leaves: Swift.max(data.globalRows, 1))
+        let scale = Double(sign: .plus, exponent: k, significand: 1)
+        let sum = largest.isFinite ? losses.reduce(Int64(0)) { $0 + Int64($1 * scale) } : 0
+        let totals = try comm.allreduced([sum, correct, Int64(data.rows)], op: .sum)
+        let n = Double(Swift.max(totals[2], 1))
+        let loss = largest.isFinite ? Double(totals[0]) * Double(sign: .plus, exponent: -k, significand: 1) / n : .nan
+        return Evaluation(rows: Int(totals[2]), loss: loss, accuracy: model.isClassifier ? Double(totals[1]) / n : nil)
+    }
+}
