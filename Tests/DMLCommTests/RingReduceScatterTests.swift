@@ -59,4 +59,32 @@ final class RingReduceScatterTests: XCTestCase {
             }
         }
     }
+
+    /// On the 16-bit wire (`--compress`): the owned chunk holds the compressed ring allreduce's bits (the decoded
+    /// 16-bit sum every rank gets), for fp16 and bf16.
+    func testThe16BitReduceScatterIsTheCompressedRingsFirstHalf() throws {
+        for p in 1...16 {
+            for format in [WireFormat.fp16, .bf16] {
+                for (n, segment) in [(1, 1 << 18), (p + 1, 1 << 18), (777, 1 << 18), (777, 10)] {
+                    let inputs = (0..<p).map { inexact(rank: $0, count: n, seed: UInt64(p * 1000 + n)).map { $0 / 1e3 } }
+                    let results = try LocalCommunicator.run(size: p, timeout: 30) { comm -> (ring: [Float], owned: [Float]) in
+                        var ring = inputs[comm.rank]
+                        try ring.withUnsafeMutableBufferPointer {
+                            try CompressedRingAllreduce(comm: comm, format: format, segmentBytes: segment, window: 2).run($0, op: .sum)
+                        }
+                        var buffer = inputs[comm.rank]
+                        try buffer.withUnsafeMutableBufferPointer {
+                            try RingReduceScatter(comm: comm, segmentBytes: segment, window: 2).reduceScatter($0, format: format)
+                        }
+                        return (ring, Array(buffer[RingReduceScatter.ownedChunk(count: n, rank: comm.rank, parts: comm.size)]))
+                    }
+                    for r in 0..<p {
+                        let mine = RingReduceScatter.ownedChunk(count: n, rank: r, parts: p)
+                        XCTAssertEqual(results[r].owned.map(\.bitPattern), Array(results[0].ring[mine]).map(\.bitPattern),
+                                       "\(format) p=\(p) n=\(n) rank \(r): owned chunk ≠ the compressed ring's")
+                    }
+                }
+            }
+        }
+    }
 }
