@@ -180,7 +180,17 @@ public final class CompressedAllreduce: AllreduceAlgorithm {
     public func run(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws {
         let tail = Swift.min(exactTail, buffer.count), m = buffer.count - tail
         let head = UnsafeMutableBufferPointer(rebasing: buffer[0..<m])
-        if errorFeedback && m > 0 {
+        if errorFeedback { feedBack(head) }
+        try compressed.run(head, op: op)
+        if tail > 0 { try exact.run(UnsafeMutableBufferPointer(rebasing: buffer[m...]), op: op) }
+    }
+
+    /// Error feedback on this rank's contribution `head` (before it is reduced): adds the residual kept from the
+    /// previous call, rounds to the wire format and keeps what the rounding lost. (A sharded update's
+    /// reduce-scatter calls it as the allreduce does.) Cost: three passes over `head`.
+    public func feedBack(_ head: UnsafeMutableBufferPointer<Float>) {
+        let m = head.count
+        if m > 0 {
             if residual.count != m {
                 residual = [Float](repeating: 0, count: m)
                 coded = [UInt16](repeating: 0, count: m)
@@ -203,7 +213,5 @@ public final class CompressedAllreduce: AllreduceAlgorithm {
                 }
             }
         }
-        try compressed.run(head, op: op)
-        if tail > 0 { try exact.run(UnsafeMutableBufferPointer(rebasing: buffer[m...]), op: op) }
     }
 }

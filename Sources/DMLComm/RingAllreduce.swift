@@ -118,6 +118,10 @@ struct Unencoded<T: ReducibleScalar>: RingWireEncoding {
     @inline(__always) func gathered(_ wire: UnsafePointer<T>, into values: UnsafeMutablePointer<T>, count: Int) {}
 }
 
+/// Which half of the ring `RingSchedule.run` runs: both (an allreduce), or one (a sharded update's
+/// reduce-scatter, then its allgather of the updated parameters).
+enum RingPhase { case both, reduceScatter, allgather }
+
 /// The segmented, pipelined ring schedule (reduce-scatter, then allgather; see `RingAllreduce`), once, for
 /// every wire encoding. Owns what is kept between calls: the receive scratch (`window` segments of wire
 /// elements) and the request arrays. One call at a time (an algorithm object is used by one thread at a time).
@@ -151,11 +155,14 @@ final class RingSchedule {
 
     /// The ring over `count` elements: `values` and their `wire` view (the same memory for `Unencoded`).
     /// Messages carry the step number as their tag, on `comm` (the algorithm's own communicator).
+    /// `phase` runs half of it: `.reduceScatter` (steps 0 … p−2: rank r ends holding chunk r+1 reduced, the
+    /// other chunks partial) or `.allgather` (steps p−1 … 2p−3, from each rank's completed chunk r+1); the two
+    /// halves called one after the other are the whole ring, message for message.
     func run<E: RingWireEncoding>(_ encoding: E, values: UnsafeMutablePointer<E.Value>, wire: UnsafeMutablePointer<E.Wire>,
-                                  count n: Int, op: ReduceOp, comm: Communicator) throws {
+                                  count n: Int, op: ReduceOp, comm: Communicator, phase: RingPhase = .both) throws {
         let p = comm.size, r = comm.rank
         guard n > 0 else { return }
-        guard p > 1 else { return encoding.alone(values, wire: wire, count: n) }
+        guard p > 1 else { return phase == .allgather ? () : encoding.alone(values, wire: wire, count: n) }
         let right = comm.rightNeighbour, left = comm.leftNeighbour
         let stride = MemoryLayout<E.Wire>.stride
         let segment = Swift.max(1, segmentBytes / stride)
@@ -166,7 +173,7 @@ final class RingSchedule {
         if receives.count < slots { receives = Array(repeating: .completed, count: slots) }
         sendsThisStep.removeAll(keepingCapacity: true)  // (left over only by a call that threw)
         sendsNextStep.removeAll(keepingCapacity: true)
-        let steps = 2 * (p - 1)
+        let first = phase == .allgather ? p - 1 : 0, steps = phase == .reduceScatter ? p - 1 : 2 * (p - 1)
         // Step t receives chunk `received(t)` and, from step 1 on, sends what it received in step t − 1.
         func received(_ t: Int) -> Range<Int> {
             let c = t < p - 1 ? r - t - 1 : r - (t - (p - 1))
@@ -176,13 +183,14 @@ final class RingSchedule {
             UnsafeRawBufferPointer(start: wire + range.lowerBound, count: range.count * stride)
         }
 
-        // Step 0 sends this rank's own chunk r, cut into the same segments its right neighbour expects.
-        let own = RingAllreduce.chunk(r, count: n, parts: p)
-        encoding.encode(values + own.lowerBound, into: wire + own.lowerBound, count: own.count)
+        // Step 0 sends this rank's own chunk r (an allgather alone: its completed chunk r+1, what step p−2 would
+        // have forwarded), cut into the same segments its right neighbour expects.
+        let own = first == 0 ? RingAllreduce.chunk(r, count: n, parts: p) : received(first - 1)
+        if first == 0 { encoding.encode(values + own.lowerBound, into: wire + own.lowerBound, count: own.count) }
         for lower in Swift.stride(from: own.lowerBound, to: own.upperBound, by: segment) {
-            sendsThisStep.append(try comm.isend(bytes(lower ..< Swift.min(lower + segment, own.upperBound)), to: right, tag: 0))
+            sendsThisStep.append(try comm.isend(bytes(lower ..< Swift.min(lower + segment, own.upperBound)), to: right, tag: first))
         }
-        for t in 0..<steps {
+        for t in first..<steps {
             let chunk = received(t)
             let reduce = t < p - 1, forward = t + 1 < steps, completes = t == p - 2
             let segments = (chunk.count + segment - 1) / segment

@@ -213,7 +213,7 @@ public final class CheckpointStore {
                                   + "the newest at step \(newest.step): continue that run with --resume, give this run another --checkpoint-dir, "
                                   + "or pass --overwrite-checkpoints to delete them", kind: .configuration)
         }
-        for f in present { unlink(f.path) }
+        for f in present { Self.remove(f.path) }
         return "--overwrite-checkpoints: deleted \(present.count) checkpoint\(present.count == 1 ? "" : "s") (up to step \(newest.step)) from \(directory)"
     }
 
@@ -256,7 +256,7 @@ public final class CheckpointStore {
         let p = path(step: checkpoint.step)
         try AtomicFile.write(stamped.encode(), to: p, fault: fault)
         if keep > 0 {
-            for old in list().filter({ Self.runID(of: $0.path) == runID }).dropFirst(keep) { unlink(old.path) }
+            for old in list().filter({ Self.runID(of: $0.path) == runID }).dropFirst(keep) { Self.remove(old.path) }
         }
         return p
     }
@@ -273,9 +273,14 @@ public final class CheckpointStore {
                 guard let data = FileManager.default.contents(atPath: f.path) else {
                     throw Safetensors.FormatError(reason: "cannot be read")
                 }
-                let bytes = [UInt8](data)
-                let c = try Checkpoint.decode(bytes)
+                var bytes = [UInt8](data)
+                var c = try Checkpoint.decode(bytes)
                 guard c.step == f.step else { throw Safetensors.FormatError(reason: "holds step \(c.step), not \(f.step)") }
+                // A sharded update's manifest: its parts put together, as one whole checkpoint (`ShardedCheckpoint.swift`).
+                if c.isShardedManifest {
+                    c = try c.assemblingParts(manifest: f.path)
+                    bytes = try c.encode()
+                }
                 return (c, f.path, bytes)
             } catch {
                 let message = "checkpoint \(f.path) is unusable (\(error)); trying an older one"

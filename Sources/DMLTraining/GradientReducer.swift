@@ -53,6 +53,17 @@ public protocol GradientReducer: AnyObject {
     /// The gradient coordinates of the last `finish`'s result that may be non-zero, sorted (valid until the
     /// next `begin`); every other coordinate of the mean gradient is exactly +0 on every rank. nil: any may be.
     var reducedSupport: UnsafeBufferPointer<Int32>? { get }
+    /// Which coordinates this rank updates and keeps optimizer state for: nil (every reducer that returns the
+    /// whole mean gradient on every rank) means all of them; a sharded update (`ShardedReducer`) returns its
+    /// shards, and `finish` then holds the mean gradient at the owned coordinates only.
+    var updateShards: UpdateShards? { get }
+    /// The divergence guard's question about `finish`'s result: is any coordinate of the mean gradient not
+    /// finite? The same answer on every rank. By default the reduced support (or every coordinate) is scanned;
+    /// a sharded update answers from the global count its `finish` agreed on.
+    func gradientIsNonFinite(_ reduced: UnsafeMutableBufferPointer<Float>) -> Bool
+    /// After the update of this rank's owned coordinates: gives every rank the whole updated parameters (a
+    /// sharded update's allgather). Collective; nothing when every rank updated everything.
+    func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws
 }
 
 extension GradientReducer {
@@ -63,6 +74,13 @@ extension GradientReducer {
     public func touched(_ coordinates: [Int32]) {}
     public var wantsTouchedCoordinates: Bool { false }
     public var reducedSupport: UnsafeBufferPointer<Int32>? { nil }
+    public var updateShards: UpdateShards? { nil }
+    public func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws {}
+    public func gradientIsNonFinite(_ reduced: UnsafeMutableBufferPointer<Float>) -> Bool {
+        // A sparse reducer's result is +0 off its support: only the support can be non-finite.
+        let p = reduced.count - 2
+        return reducedSupport.map { s in s.contains { !reduced[Int($0)].isFinite } } ?? reduced[0..<p].contains { !$0.isFinite }
+    }
 }
 
 /// How a buffer of gradient sums crosses the wire, as c10d's communication hooks and Horovod's
@@ -97,15 +115,19 @@ public enum ReducerKind: Sendable, Equatable {
     /// density on the first step under `--allreduce auto` (`auto`: the dense algorithm and the largest touched
     /// fraction for which the sparse path is taken).
     case sparse(auto: SparseSelection?)
+    /// `--shard-update`: the ring's reduce-scatter, each rank's update of its owned chunks, the allgather of
+    /// the parameters (`ShardedReducer`); over the MLP's buckets when the unsharded run would use them.
+    case sharded(bucketBytes: Int, overlap: Bool)
     /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`).
     case reproducible
 
-    /// The strategy a configuration selects: the block chain under `balance`; the sparse reducer for
+    /// The strategy a configuration selects: the sharded update under `shardUpdate`; the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
     /// then picks sparse or dense by the first step's density); buckets for a staged model on a plain wire (a
     /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
+        if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes, overlap: config.overlap) }
         if config.reproducibleBlockRows != nil { return .reproducible }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
@@ -134,6 +156,19 @@ public enum ReducerKind: Sendable, Equatable {
             return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
+        case let .sharded(bucketBytes, overlap):
+            // The pieces of the unsharded run over --allreduce ring: the MLP's buckets and the tail, or one buffer;
+            // with overlap, reduce-scattered as the backward pass completes them.
+            // A 16-bit wire takes the whole gradient, as the unsharded run's flat reducer does.
+            if let compressed = hook.algorithm as? CompressedAllreduce {
+                return ShardedReducer(comm: comm, count: count, pieces: nil, compressed: compressed, collectiveTimeout: collectiveTimeout)
+            }
+            guard let staged = model as? StagedGradientModel, staged.gradientStages.count > 1 else {
+                return ShardedReducer(comm: comm, count: count, pieces: nil, collectiveTimeout: collectiveTimeout)
+            }
+            let (pieces, closes) = BucketedReducer.buckets(stages: staged.gradientStages, count: count, bucketBytes: bucketBytes)
+            return ShardedReducer(comm: comm, count: count, pieces: pieces, closedByStage: overlap && comm.allowsSerializedThreads ? closes : nil,
+                                  collectiveTimeout: collectiveTimeout)
         case let .sparse(auto):
             return SparseReducer(comm: comm, count: count, sparse: hook.algorithm as? SparseAllreduceAlgorithm ?? SparseAllreduce(comm: comm),
                                  dense: auto == nil ? nil : hook.algorithm, selection: auto, collectiveTimeout: collectiveTimeout, note: note)

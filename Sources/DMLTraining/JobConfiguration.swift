@@ -113,6 +113,8 @@ public struct JobConfiguration: Sendable, Equatable {
         public var overlap = false
         public var bucketBytes = 1 << 20
         public var balance = false
+        /// `--shard-update`: each rank updates, and keeps optimizer state for, its 1/p of the parameters.
+        public var shardUpdate = false
         /// `--reproducible`: the same bits for any number of ranks (`ReproducibleReducer`); part of the math.
         public var reproducible = false
         public init() {}
@@ -176,6 +178,7 @@ public struct JobConfiguration: Sendable, Equatable {
         "reduction.autotune": "chooses among allreduce algorithms, which change only the rounding",
         "reduction.tuneCache": "where the tuning is cached",
         "reduction.overlap": "the same buckets with and without overlap: the same bits (OverlapTests)",
+        "reduction.shardUpdate": "the same reduction order and update arithmetic per coordinate as the unsharded ring: the same bits (ShardedUpdateIntegrationTests)",
         "reduction.bucketBytes": "bucket sizes change only the rounding of the sums",
         "outputs.checkpointDir": "where checkpoints are written",
         "outputs.checkpointEvery": "when checkpoints are written",

@@ -104,7 +104,13 @@ public final class Optimizer {
     public let decayed: [Range<Int>]
     /// The update rule, with its hyper-parameters.
     public let rule: any UpdateRule
-    /// The optimizer's state, `config.kind.stateCopies × count` floats.
+    /// The coordinates this optimizer updates and keeps state for, sorted and disjoint: `[0..<count]`, or a
+    /// sharded update's slice of them (`UpdateShards.owned`).
+    public let owned: [Range<Int>]
+    /// The coordinates in `owned`, Σ of their counts: the length of one copy of the state.
+    public let ownedCount: Int
+    /// The optimizer's state, `config.kind.stateCopies × ownedCount` floats: copy k holds the owned ranges'
+    /// values one after the other (the whole layout when `owned` is everything).
     public var state: [Float]
     /// `0..<count` cut into consecutive runs, each with the decay λ it gets (0 outside `decayed`, and
     /// everywhere when `config.weightDecay` is 0: then one run).
@@ -114,8 +120,17 @@ public final class Optimizer {
 
     /// An optimizer over `count` parameters that decays the ranges `decayed` (sorted, disjoint, in bounds).
     /// `config.kind` must name an element-wise rule, not a full-batch method.
-    public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int, decayed: [Range<Int>]) {
+    /// `owned` (nil: every coordinate) restricts it to a sharded update's coordinates, with state for
+    /// those only.
+    public init(_ config: OptimizerConfig = OptimizerConfig(), count: Int, decayed: [Range<Int>], owned: [Range<Int>]? = nil) {
         precondition(count >= 0)
+        let owned = (owned ?? [0..<count]).filter { !$0.isEmpty }
+        for (i, r) in owned.enumerated() {
+            precondition(r.lowerBound >= 0 && r.upperBound <= count && (i == 0 || owned[i - 1].upperBound <= r.lowerBound),
+                         "owned ranges must be sorted, disjoint and inside 0..<\(count)")
+        }
+        self.owned = owned
+        ownedCount = owned.reduce(0) { $0 + $1.count }
         for (i, r) in decayed.enumerated() {
             precondition(r.lowerBound >= 0 && r.upperBound <= count, "decayed range \(r) outside 0..<\(count)")
             precondition(i == 0 || decayed[i - 1].upperBound <= r.lowerBound, "decayed ranges must be sorted and disjoint")
@@ -127,7 +142,7 @@ public final class Optimizer {
         self.count = count
         self.decayed = decayed
         self.rule = rule.init(config)
-        state = [Float](repeating: 0, count: rule.stateCopies * count)
+        state = [Float](repeating: 0, count: rule.stateCopies * ownedCount)
         var runs: [(range: Range<Int>, lambda: Float)] = []
         if config.weightDecay == 0 {
             runs = [(0..<count, 0)]
@@ -144,9 +159,12 @@ public final class Optimizer {
     }
 
     /// An optimizer over `layout`'s parameters that decays every tensor but the biases.
-    public convenience init(_ config: OptimizerConfig = OptimizerConfig(), layout: ParameterLayout) {
-        self.init(config, count: layout.count, decayed: layout.weightRanges)
+    public convenience init(_ config: OptimizerConfig = OptimizerConfig(), layout: ParameterLayout, owned: [Range<Int>]? = nil) {
+        self.init(config, count: layout.count, decayed: layout.weightRanges, owned: owned)
     }
+
+    /// True when this optimizer updates every coordinate (not a shard of them).
+    public var ownsEverything: Bool { ownedCount == count }
 
     /// True when an update over only the coordinates where the gradient is not +0 (`step(…at:…)`) gives
     /// the same bits as the dense update: a rule that leaves +0-gradient coordinates alone
@@ -163,33 +181,42 @@ public final class Optimizer {
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, at coordinates: UnsafeBufferPointer<Int32>,
                      t: Int, learningRate lr: Float) {
         precondition(updatesOnlyNonZeroGradients, "the indexed update needs a rule that leaves +0 gradients alone and no weight decay; \(config.description) updates every coordinate")
-        withBuffers(w, g) { rule.update($0, at: coordinates, step: UpdateStep(t: t, learningRate: lr)) }
+        precondition(ownsEverything, "the indexed update needs the whole state, not a shard")
+        withBuffers(w, g, owned: 0) { rule.update($0, at: coordinates, step: UpdateStep(t: t, learningRate: lr)) }
     }
 
     /// Applies update number `t` (1-based: Adam's bias correction uses it) with learning rate `lr` to every
     /// coordinate. `gradient` is left unchanged.
+    /// A sharded optimizer updates its owned coordinates only.
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, t: Int, learningRate lr: Float) {
-        step(parameters: w, gradient: g, range: 0..<count, t: t, learningRate: lr)
+        for r in owned { step(parameters: w, gradient: g, range: r, t: t, learningRate: lr) }
     }
 
     /// Applies update number `t` to the coordinates `range` only, with the weight decay each gets: the bits
     /// the full update gives them (a sharded update calls it on its 1/p slice). Cost: O(range.count).
     public func step(parameters w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, range: Range<Int>, t: Int, learningRate lr: Float) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "range \(range) outside 0..<\(count)")
+        guard !range.isEmpty else { return }
+        guard let k = owned.firstIndex(where: { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }) else {
+            preconditionFailure("range \(range) is not inside one owned range of \(owned)")
+        }
         let step = UpdateStep(t: t, learningRate: lr)
-        withBuffers(w, g) { b in
+        withBuffers(w, g, owned: k) { b in
             for (run, lambda) in runs {
                 let lo = Swift.max(run.lowerBound, range.lowerBound), hi = Swift.min(run.upperBound, range.upperBound)
-                if lo < hi { rule.update(b.advanced(by: lo), count: hi - lo, lambda: lambda, step: step) }
+                if lo < hi { rule.update(b.advanced(by: lo - owned[k].lowerBound), count: hi - lo, lambda: lambda, step: step) }
             }
         }
     }
 
-    private func withBuffers(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ body: (UpdateBuffers) -> Void) {
+    /// The buffers at the first coordinate of owned range `k` (its state at its offset in the compact copies).
+    private func withBuffers(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, owned k: Int, _ body: (UpdateBuffers) -> Void) {
+        let lower = owned.isEmpty ? 0 : owned[k].lowerBound
+        let offset = owned[..<k].reduce(0) { $0 + $1.count }
         state.withUnsafeMutableBufferPointer { s in
             // No state (SGD): any valid pointer; the rule never reads it.
-            let base = s.baseAddress ?? w
-            body(UpdateBuffers(parameters: w, gradient: g, state: base, stateStride: count))
+            let base = s.baseAddress.map { $0 + offset } ?? w + lower
+            body(UpdateBuffers(parameters: w + lower, gradient: g + lower, state: base, stateStride: ownedCount))
         }
     }
 }

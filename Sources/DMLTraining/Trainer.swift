@@ -28,6 +28,9 @@ public struct TrainingConfig: Sendable {
     /// the backward pass computes the next (`--overlap`, opt-in: it needs a spare core for the communication
     /// thread to pay). The buckets are the same either way, so the result has the same bits with and without.
     public var overlap = false
+    /// `--shard-update`: each rank updates and keeps optimizer state for its 1/p of the coordinates
+    /// (`ShardedReducer`), with the bits of the unsharded ring.
+    public var shardUpdate = false
     /// A staged model's stages are merged, top layer first, into buckets of at least this many bytes.
     public var bucketBytes = 1 << 20
     /// Mini-batches visit each epoch's rows in a seeded permutation (`--shuffle on`); false: in their global
@@ -109,6 +112,8 @@ public final class Trainer: TrainingStrategy {
     public let optimizer: Optimizer
     public let sampler: BatchSampler
     public let reducer: GradientReducer
+    /// The coordinates each rank updates (all of them, or a sharded update's slices).
+    public let shards: UpdateShards
     public let hooks: StepHooks
     /// Deliberate faults (tests of the safety nets); empty in normal runs.
     public var faults: FaultPlan { hooks.faults }
@@ -149,7 +154,8 @@ public final class Trainer: TrainingStrategy {
         reducer = ReducerKind.select(config, model: model, hook: hook)
             .make(comm: comm, model: model, hook: hook, collectiveTimeout: config.collectiveTimeout, note: note)
         hooks = StepHooks(comm: comm, faults: faults, collectiveTimeout: config.collectiveTimeout)
-        optimizer = Optimizer(config.optimizer, layout: model.layout)
+        shards = reducer.updateShards ?? .replicated(count: model.layout.count)
+        optimizer = Optimizer(config.optimizer, layout: model.layout, owned: shards.owned(rank: comm.rank))
         sampler = BatchSampler(rows: train.globalRows, batchSize: config.batchSize ?? train.globalRows,
                                seed: config.seed, shuffle: config.batchSize != nil && config.shuffle,
                                blockRows: config.reproducibleBlockRows ?? 1)
@@ -196,11 +202,10 @@ public final class Trainer: TrainingStrategy {
         let globalRows = Int(reduced[p + 1])
         precondition(globalRows == sampler.globalBatchRows(ofStep: step), "ranks disagree on the batch")
         let meanLoss = Double(reduced[p]) / Double(globalRows)
-        // Divergence guard. Every rank holds the same reduced bits, so every rank decides alike. A sparse
-        // reducer's result is +0 off its support: only the support can be non-finite.
+        // Divergence guard. Every rank holds the same reduced bits (or, sharded, the same agreed count), so every
+        // rank decides alike.
         let support = reducer.reducedSupport
-        let nonFinite = support.map { s in s.contains { !reduced[Int($0)].isFinite } } ?? reduced[0..<p].contains { !$0.isFinite }
-        guard meanLoss.isFinite, !nonFinite else { throw diverged(number, lossFinite: meanLoss.isFinite) }
+        guard meanLoss.isFinite, !reducer.gradientIsNonFinite(reduced) else { throw diverged(number, lossFinite: meanLoss.isFinite) }
         let lr = config.schedule.lr(at: step)
         parameters.withUnsafeMutableBufferPointer { w in
             // Over the support only where that is the dense update's bits (plain SGD); else every coordinate.
@@ -210,6 +215,7 @@ public final class Trainer: TrainingStrategy {
                 optimizer.step(parameters: w.baseAddress!, gradient: reduced.baseAddress!, t: number, learningRate: lr)
             }
         }
+        try parameters.withUnsafeMutableBufferPointer { try reducer.gather(parameters: $0, step: number) }
         step += 1
         lastLoss = meanLoss
         return (meanLoss, globalRows)
@@ -252,8 +258,9 @@ public final class Trainer: TrainingStrategy {
     }
 
     /// A checksum of this rank's parameters and optimizer state (bit patterns).
+    /// A sharded update's state differs between ranks by design: then the parameters alone.
     public var stateChecksum: UInt64 {
-        Checksum.hash(optimizer.state, seed: Checksum.hash(parameters))
+        shards.isReplicated ? Checksum.hash(optimizer.state, seed: Checksum.hash(parameters)) : Checksum.hash(parameters)
     }
 
     /// The parameters and the optimizer state: every rank holds them with the same bits.
@@ -261,8 +268,18 @@ public final class Trainer: TrainingStrategy {
 
     /// A snapshot of the training state for a checkpoint.
     public func checkpoint(identity: [String: String]) throws -> Checkpoint {
-        Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters, optimizerState: optimizer.state,
+        Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters,
+                   optimizerState: try shards.wholeState(optimizer.state, copies: optimizer.config.kind.stateCopies, comm: comm),
                    layout: model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }, identity: identity)
+    }
+
+    /// Sharded: each rank's own state as its part, the rest as the manifest's snapshot (no gathering).
+    public func checkpointParts(identity: [String: String]) throws -> ShardedSnapshot? {
+        guard !shards.isReplicated else { return nil }
+        let snapshot = Checkpoint(step: step, epoch: sampler.epoch(ofStep: step), parameters: parameters, optimizerState: [],
+                                  layout: model.layout.views.map { NamedShape(name: $0.name, shape: $0.shape) }, identity: identity)
+        return ShardedSnapshot(snapshot: snapshot, part: CheckpointPart(rank: comm.rank, parts: comm.size, step: step, state: optimizer.state),
+                               shards: shards, copies: optimizer.config.kind.stateCopies)
     }
 
     /// Continues from `checkpoint` (which the caller has checked against this run's identity).
@@ -272,12 +289,14 @@ public final class Trainer: TrainingStrategy {
             throw TrainingFailure("checkpoint holds tensors \(checkpoint.layout.map { "\($0.name)\($0.shape)" }.joined(separator: ", ")); "
                                   + "this model has \(mine.map { "\($0.name)\($0.shape)" }.joined(separator: ", "))", kind: .configuration)
         }
-        guard checkpoint.parameters.count == parameters.count, checkpoint.optimizerState.count == optimizer.state.count else {
+        let copies = optimizer.config.kind.stateCopies
+        guard checkpoint.parameters.count == parameters.count, checkpoint.optimizerState.count == copies * parameters.count else {
             throw TrainingFailure("checkpoint holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
-                                  + "optimizer values; this model needs \(parameters.count) and \(optimizer.state.count)", kind: .configuration)
+                                  + "optimizer values; this model needs \(parameters.count) and \(copies * parameters.count)", kind: .configuration)
         }
         parameters = checkpoint.parameters
-        optimizer.state = checkpoint.optimizerState
+        // A checkpoint holds the whole state whoever wrote it: this rank keeps its shard of it.
+        optimizer.state = shards.ownedState(checkpoint.optimizerState, copies: copies, rank: comm.rank)
         step = checkpoint.step
     }
 

@@ -172,19 +172,34 @@ public final class TrainingSession {
 
         func saveCheckpointNow() throws {
             try trainer.checkParametersFinite()
-            var snapshot = try trainer.checkpoint(identity: identity)
+            let sharded = try trainer.checkpointParts(identity: identity)
+            var snapshot = try sharded?.snapshot ?? trainer.checkpoint(identity: identity)
             if let early { snapshot.sessionState = early.state }
             let faults = trainer.hooks.faults, step = trainer.step
             var fault: AtomicFile.Fault?
             if faults.fires(.writefail, rank: comm.rank, step: step) { fault = .fail(afterBytes: 100) }
             if faults.fires(.hang, rank: comm.rank, step: step, at: .checkpoint) {
-                // Rank 0 stalls half-way through the file (a temporary file exists), the others on arrival.
-                if rank0 { fault = .stall(afterBytes: 100, hang: { faults.hang() }) } else { faults.hang() }
+                // Rank 0 stalls half-way through the file (a temporary file exists), the others on arrival; with a
+                // sharded update every rank writes a part, and the rank stalls half-way through its own.
+                if rank0 || sharded != nil { fault = .stall(afterBytes: 100, hang: { faults.hang() }) } else { faults.hang() }
             }
             // The other ranks wait while rank 0 writes: the deadline allows for the write (at 50 MB/s).
             let bytes = Double(4 * (snapshot.parameters.count + snapshot.optimizerState.count))
             let path = try comm.watched("the checkpoint after step \(trainer.step)", seconds: timeout + bytes / 50e6) {
-                try comm.agreeing { rank0 ? try store!.save(snapshot, fault: fault) : "" }
+                guard let sharded else { return try comm.agreeing { rank0 ? try store!.save(snapshot, fault: fault) : "" } }
+                // A sharded update: every rank writes its part in parallel, then rank 0 the manifest (with every part's
+                // checksum) once all are durable; a failed part stops every rank before the manifest exists.
+                do {
+                    let sum = try comm.agreeing { try store!.savePart(sharded.part, fault: fault) }
+                    let sums = try comm.allgathered(Int64(bitPattern: sum)).map { UInt64(bitPattern: $0) }
+                    return try comm.agreeing {
+                        rank0 ? try store!.saveManifest(snapshot, shards: sharded.shards, copies: sharded.copies, checksums: sums) : ""
+                    }
+                } catch {
+                    // An incomplete set is no checkpoint: each rank removes the part it may have written.
+                    unlink(CheckpointPart.path(manifest: store!.path(step: sharded.part.step), rank: comm.rank, parts: comm.size))
+                    throw error
+                }
             }
             lastCheckpoint = trainer.step
             if rank0 && printer?.interactive == false { log("checkpoint \(path)") }

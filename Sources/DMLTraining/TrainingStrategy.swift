@@ -61,9 +61,25 @@ public protocol TrainingStrategy: AnyObject {
     /// Why the strategy has stopped before `config.steps` (a tolerance reached), identical on every rank;
     /// nil while it goes on (the default). The loop runs no further step once it is set.
     var finished: String? { get }
+    /// A checkpoint in parts, for a strategy whose optimizer state is sharded (`--shard-update`): the snapshot
+    /// without the state (rank 0 writes it as the manifest) and this rank's part; nil (the default): `checkpoint`
+    /// holds everything and rank 0 writes it alone.
+    func checkpointParts(identity: [String: String]) throws -> ShardedSnapshot?
+}
+
+/// A sharded update's checkpoint as the ranks write it (`ShardedCheckpoint.swift`).
+public struct ShardedSnapshot {
+    /// Parameters, identity, step; no optimizer state.
+    public var snapshot: Checkpoint
+    /// This rank's part of the optimizer state.
+    public var part: CheckpointPart
+    /// How the state is cut among the ranks, and the state copies per coordinate.
+    public var shards: UpdateShards
+    public var copies: Int
 }
 
 extension TrainingStrategy {
+    public func checkpointParts(identity: [String: String]) throws -> ShardedSnapshot? { nil }
     public var stepFigures: [(name: String, value: Double)] { [] }
     public var finished: String? { nil }
     public var usesLearningRate: Bool { true }

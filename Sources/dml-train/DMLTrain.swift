@@ -200,6 +200,7 @@ extension DMLTrain {
         c.reduction.errorFeedback = errorFeedback
         c.reduction.overlap = training.overlap
         c.reduction.balance = training.balance
+        c.reduction.shardUpdate = training.shardUpdate
         c.reduction.reproducible = training.reproducible
         c.outputs.checkpointDir = checkpoints.checkpointDir
         c.outputs.checkpointEvery = checkpoints.checkpointEvery

@@ -35,6 +35,10 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Straggler balancing: at epoch boundaries move blocks of rows from slower ranks to faster ones; gradients are summed in block order, so the parameters have the same bits as without moving (see README).")
     var balance = false
 
+    @Flag(name: .customLong("shard-update"),
+          help: "ZeRO-style sharded update: reduce-scatter the gradient with the ring, each rank updates and keeps optimizer state for its 1/p of the parameters, then allgather them (the bits of --allreduce ring; optimizer state per rank divided by the number of ranks).")
+    var shardUpdate = false
+
     @Flag(help: "The same bits for any number of ranks: batches of whole blocks of 64 rows, gradients summed exactly (fixed point), so np 1, 8 and a run resumed on another np end byte-identical (see README).")
     var reproducible = false
 

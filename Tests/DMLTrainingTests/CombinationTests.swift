@@ -6,7 +6,7 @@ import DMLTraining
 import DMLTestSupport
 
 /// Every combination of the step's variations — `--overlap`, `--compress`, `--balance`, `--reproducible`, `--partition`,
-/// `--timeline`, `DML_FAULT` (none, nan, perturb) and `--verify-every` (0, 1) — is either refused before
+/// `--shard-update`, `--timeline`, `DML_FAULT` (none, nan, perturb) and `--verify-every` (0, 1) — is either refused before
 /// training with one message (`JobConfiguration.conflict`) or has its effect when the job runs (through the
 /// library's `TrainingJob`, 3 in-process ranks): a timeline records every phase of every step, a NaN stops the
 /// job at its step, a perturbed rank is caught by the replica check or (check disabled) leaves the replicas
@@ -15,7 +15,7 @@ final class CombinationTests: XCTestCase {
     struct Outcome { let refused: String?; let error: Error?; let spans: Set<String>; let replicasDiffer: Bool; let steps: Int }
 
     func configuration(overlap: Bool, compress: WireFormat?, balance: Bool, features: Bool, timeline: String?, verify: Int,
-                       reproducible: Bool = false) -> JobConfiguration {
+                       shard: Bool = false, reproducible: Bool = false) -> JobConfiguration {
         var c = JobConfiguration()
         c.model.kind = features ? .softmax : .mlp
         c.model.hidden = [8]
@@ -30,6 +30,7 @@ final class CombinationTests: XCTestCase {
         c.reduction.overlap = overlap
         c.reduction.compress = compress
         c.reduction.balance = balance
+        c.reduction.shardUpdate = shard
         c.reduction.bucketBytes = 64
         c.outputs.timeline = timeline
         c.outputs.verifyEvery = verify
@@ -67,15 +68,16 @@ final class CombinationTests: XCTestCase {
         for overlap in [false, true] {
             for compress in [nil, WireFormat.bf16] {
                 for (balance, reproducible) in [(false, false), (true, false), (false, true), (true, true)] {
+                  for shard in [false, true] {
                     for features in [false, true] {
                         for withTimeline in [false, true] {
                             for fault in [nil, "nan:rank=1:step=3", "perturb:rank=2:step=3"] {
                                 for verify in [0, 1] {
-                                    let name = "overlap \(overlap) compress \(compress?.rawValue ?? "none") balance \(balance) reproducible \(reproducible) "
+                                    let name = "overlap \(overlap) compress \(compress?.rawValue ?? "none") balance \(balance) reproducible \(reproducible) shard \(shard) "
                                         + "features \(features) timeline \(withTimeline) fault \(fault ?? "none") verify \(verify)"
                                     let trace = withTimeline ? dir + "/trace-\(ran + refused).json" : nil
                                     let c = configuration(overlap: overlap, compress: compress, balance: balance, features: features,
-                                                          timeline: trace, verify: verify, reproducible: reproducible)
+                                                          timeline: trace, verify: verify, shard: shard, reproducible: reproducible)
                                     let o = try run(c, fault: fault)
                                     if let message = o.refused {
                                         refused += 1
@@ -95,6 +97,11 @@ final class CombinationTests: XCTestCase {
                                         if verify > 0 {
                                             XCTAssertTrue("\(o.error.map { "\($0)" } ?? "none")".contains("replica check failed after step 3"),
                                                           "\(name): \(String(describing: o.error))")
+                                        } else if shard {
+                                            // The allgather of the next step overwrites every rank's copy from the
+                                            // coordinate's owner: the flipped bit flows into (or out of) every replica.
+                                            XCTAssertNil(o.error, name)
+                                            XCTAssertFalse(o.replicasDiffer, "\(name): the allgather re-replicates")
                                         } else {
                                             XCTAssertNil(o.error, name)
                                             XCTAssertTrue(o.replicasDiffer, "\(name): the fault had its effect (the check is off)")
@@ -112,6 +119,7 @@ final class CombinationTests: XCTestCase {
                             }
                         }
                     }
+                  }
                 }
             }
         }

@@ -54,6 +54,7 @@ extension JobConfiguration {
             if r.balance { return "--balance moves dense rows between ranks: give --sparse off or auto with it" }
         }
         if let refusal = fullBatchConflict() { return refusal }
+        if let refusal = shardUpdateConflict() { return refusal }
         if let refusal = reproducibleConflict() { return refusal }
         if d.maxMemory != nil && d.cacheDir == nil { return "--max-memory streams the training rows from a shard cache: give --cache-dir DIR for it" }
         if d.cacheDir != nil {

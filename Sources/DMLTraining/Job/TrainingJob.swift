@@ -137,6 +137,7 @@ public final class TrainingJob {
                                         schedule: job.optimization.schedule(totalSteps: totalSteps, base: lr))
             config.collectiveTimeout = timeout
             config.overlap = job.reduction.overlap
+            config.shardUpdate = job.reduction.shardUpdate
             config.bucketBytes = job.reduction.bucketBytes
             config.balance = job.reduction.balance
             config.reproducibleBlockRows = job.reduction.reproducible ? ReproducibleReducer.blockRows : nil
@@ -363,7 +364,8 @@ public final class TrainingJob {
             layout += " partitioned by features (\(features % p == 0 ? "\(features / p)" : "\(features / p)–\(features / p + 1)") columns each)"
         }
         let lr = job.optimization.lrSearch == nil ? schedule.description : "search"
-        let wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
+        var wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
+        if job.reduction.shardUpdate { wire += ", sharded update (optimizer state of 1/\(p) of the parameters per rank)" }
         if let settings = job.optimization.fullBatchSettings {
             return "\(output.program): \(model.kind) on \(description), \(layout), full batch, at most \(steps) iterations, "
                 + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)" + threads

@@ -25,12 +25,8 @@ final class BucketedReducer: GradientReducer {
     private let closedByStage: [Int?]
     private let sums: ReduceBuffer
     /// Runs the overlapped bucket allreduces, one at a time.
-    private let communication = DispatchQueue(label: "dml-communication")
-    private let started = DispatchGroup()
-    private let failure = LockedError()
+    private let overlapped: OverlappedBuckets
     private var stepNumber = 0
-    /// The deadline in force before an overlapped step set its own.
-    private var ambient: CollectiveDeadline?
 
     var wantsStages: Bool { true }
 
@@ -42,6 +38,14 @@ final class BucketedReducer: GradientReducer {
         self.overlap = overlap
         self.collectiveTimeout = collectiveTimeout
         sums = ReduceBuffer(count: count + 2)
+        overlapped = OverlappedBuckets(comm: comm, collectiveTimeout: collectiveTimeout)
+        (buckets, closedByStage) = Self.buckets(stages: stages, count: count, bucketBytes: bucketBytes)
+    }
+
+    /// The buckets of a staged model's stages (top layer first), each at least `bucketBytes` but the last,
+    /// then the loss-sum and row-count tail; and the bucket each stage closes. The sharded update reduces the
+    /// same pieces (`ReducerKind.sharded`), so it has the bucketed reducer's bits.
+    static func buckets(stages: [Range<Int>], count: Int, bucketBytes: Int) -> (buckets: [Range<Int>], closedByStage: [Int?]) {
         var buckets: [Range<Int>] = [], closes: [Int?] = []
         var open: Range<Int>?
         for stage in stages {
@@ -59,8 +63,7 @@ final class BucketedReducer: GradientReducer {
             buckets.append(last)
             closes[closes.count - 1] = buckets.count - 1
         }
-        self.buckets = buckets + [count ..< count + 2]
-        closedByStage = closes
+        return (buckets + [count ..< count + 2], closes)
     }
 
     /// The algorithm's collective set-up (its own communicator, windows) on the main thread, before the
@@ -80,36 +83,19 @@ final class BucketedReducer: GradientReducer {
         stepNumber = number
         sums.buffer.initialize(repeating: 0)
         // The communication thread's waits run under this step's deadline.
-        if overlap {
-            ambient = comm.deadlines.current
-            comm.deadlines.current = collectiveTimeout > 0 ? CollectiveDeadline(seconds: collectiveTimeout, phase: phase) : nil
-        }
+        if overlap { overlapped.begin(phase: phase) }
         return [Contribution(rows: rows(holding), buffer: sums.base)]
     }
 
     func stageReady(_ stage: Int) {
         guard overlap, let b = closedByStage[stage] else { return }
-        let job = BucketJob(reducer: self, bucket: buckets[b])
-        started.enter()
-        communication.async { job.run() }
-    }
-
-    /// One overlapped bucket's allreduce, handed to the communication thread.
-    private final class BucketJob: @unchecked Sendable {
-        let reducer: BucketedReducer
-        let bucket: Range<Int>
-        init(reducer: BucketedReducer, bucket: Range<Int>) { self.reducer = reducer; self.bucket = bucket }
-        func run() {
-            defer { reducer.started.leave() }
-            do { try reducer.reduce(bucket) } catch { reducer.failure.record(error) }
-        }
+        let bucket = buckets[b]
+        overlapped.start { [unowned self] in try reduce(bucket) }
     }
 
     func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
         if overlap {
-            started.wait()
-            comm.deadlines.current = ambient
-            if let error = failure.error { throw error }
+            try overlapped.wait()
             try gate()
             try comm.watched(phase, seconds: collectiveTimeout) { try reduce(buckets[buckets.count - 1]) }
         } else {

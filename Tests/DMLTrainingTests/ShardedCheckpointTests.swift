@@ -1,0 +1,135 @@
+import XCTest
+import DMLComm
+@testable import DMLTraining
+import DMLTestSupport
+
+/// Sharded checkpoints (`ShardedCheckpoint.swift`): parts and a manifest put together into the whole state;
+/// a part missing, damaged, of another step or of another run, or parts without a manifest (a writer killed
+/// before it), make the store fall back to the previous complete checkpoint or name every problem; pruning
+/// and a fresh start remove parts with their manifests.
+final class ShardedCheckpointTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = MPIRunner.temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    let count = 50, copies = 2
+    /// Pieces as the MLP's would be: top layer first, then the tail.
+    var shards: UpdateShards { UpdateShards(count: count, pieces: [30..<50, 0..<30, 50..<52], parts: 3) }
+
+    func state(_ step: Int, salt: Float = 0) -> [Float] { (0..<(copies * count)).map { Float($0) * 0.5 + Float(step) + salt } }
+
+    /// Writes step `step`'s parts (each rank's cut of `whole`) and its manifest; returns the manifest's path.
+    @discardableResult
+    func write(_ store: CheckpointStore, step: Int, whole: [Float]? = nil) throws -> String {
+        let whole = whole ?? state(step)
+        let sums = try (0..<shards.parts).map { rank in
+            try store.savePart(CheckpointPart(rank: rank, parts: shards.parts, step: step,
+                                              state: shards.ownedState(whole, copies: copies, rank: rank)))
+        }
+        let snapshot = Checkpoint(step: step, epoch: 0, parameters: (0..<count).map { Float($0 + step) }, optimizerState: [], identity: ["config.x": "1"])
+        return try store.saveManifest(snapshot, shards: shards, copies: copies, checksums: sums)
+    }
+
+    func store() throws -> CheckpointStore {
+        let s = CheckpointStore(directory: dir + "/ckpt", keep: 0)
+        try s.prepare()
+        try s.startFresh(overwrite: false)
+        return s
+    }
+
+    func testPartsAndTheManifestGiveTheWholeState() throws {
+        let s = try store()
+        let path = try write(s, step: 4)
+        XCTAssertEqual(CheckpointStore.partFiles(of: path).count, 3)
+        let found = try XCTUnwrap(try s.newestValid { XCTFail($0) })
+        XCTAssertEqual(found.checkpoint.step, 4)
+        XCTAssertEqual(found.checkpoint.optimizerState, state(4))
+        XCTAssertEqual(found.checkpoint.parameters, (0..<count).map { Float($0 + 4) })
+        XCTAssertTrue(found.checkpoint.strategyState.isEmpty, "the manifest's keys are not carried on")
+        // What every rank decodes from the broadcast bytes is the assembled checkpoint.
+        XCTAssertEqual(try Checkpoint.decode(found.bytes).optimizerState, state(4))
+        // The manifest alone holds no optimizer tensors.
+        XCTAssertEqual(try Safetensors.read(path: path).metadata["optimizer_copies"], "0")
+    }
+
+    func testABrokenSetFallsBackToThePreviousCompleteCheckpoint() throws {
+        let attacks: [(String, (String) throws -> Void)] = [
+            ("is missing", { m in unlink(CheckpointPart.path(manifest: m, rank: 1, parts: 3)) }),
+            ("is damaged", { m in
+                let p = CheckpointPart.path(manifest: m, rank: 2, parts: 3)
+                var b = [UInt8](FileManager.default.contents(atPath: p)!)
+                b[b.count - 3] ^= 0x10
+                _ = FileManager.default.createFile(atPath: p, contents: Data(b))
+            }),
+            ("is not the one the manifest lists", { m in   // a part of another step, under this step's name
+                let other = m.replacingOccurrences(of: "00000008", with: "00000004")
+                let p = CheckpointPart.path(manifest: m, rank: 0, parts: 3)
+                unlink(p)
+                try FileManager.default.copyItem(atPath: CheckpointPart.path(manifest: other, rank: 0, parts: 3), toPath: p)
+            }),
+        ]
+        for (n, (what, attack)) in attacks.enumerated() {
+            let s = CheckpointStore(directory: dir + "/ckpt-\(n)", keep: 0)
+            try s.prepare()
+            try s.startFresh(overwrite: false)
+            try write(s, step: 4)
+            let newest = try write(s, step: 8)
+            try attack(newest)
+            var warnings: [String] = []
+            let found = try XCTUnwrap(try s.newestValid { warnings.append($0) })
+            XCTAssertEqual(found.checkpoint.step, 4, what)
+            XCTAssertEqual(found.checkpoint.optimizerState, state(4), what)
+            XCTAssertEqual(warnings.count, 1, what)
+            XCTAssertTrue(warnings.first?.contains(what) == true, "\(what): \(warnings)")
+        }
+    }
+
+    /// A part of another run at the same step: a valid file with its own seal, but not the bytes the manifest
+    /// lists.
+    func testAPartOfAnotherRunIsRefused() throws {
+        let s = try store()
+        try write(s, step: 4)
+        let newest = try write(s, step: 8)
+        let other = CheckpointStore(directory: dir + "/other", keep: 0)
+        try other.prepare()
+        try other.startFresh(overwrite: false)
+        let foreign = try write(other, step: 8, whole: state(8, salt: 1))
+        let p = CheckpointPart.path(manifest: newest, rank: 1, parts: 3)
+        unlink(p)
+        try FileManager.default.copyItem(atPath: CheckpointPart.path(manifest: foreign, rank: 1, parts: 3), toPath: p)
+        var warnings: [String] = []
+        XCTAssertEqual(try s.newestValid { warnings.append($0) }?.checkpoint.step, 4)
+        XCTAssertTrue(warnings.first?.contains("another step or run") == true, "\(warnings)")
+    }
+
+    /// Parts written without their manifest (a rank or rank 0 killed before the set was complete) are no
+    /// checkpoint; when nothing is complete the error names every problem.
+    func testPartsWithoutAManifestAreNoCheckpointAndNoneValidIsOneError() throws {
+        let s = try store()
+        try write(s, step: 4)
+        _ = try s.savePart(CheckpointPart(rank: 0, parts: 3, step: 8, state: shards.ownedState(state(8), copies: copies, rank: 0)))
+        XCTAssertEqual(try s.newestValid { XCTFail($0) }?.checkpoint.step, 4)
+        unlink(CheckpointPart.path(manifest: s.path(step: 4), rank: 2, parts: 3))
+        XCTAssertThrowsError(try s.newestValid { _ in }) { error in
+            XCTAssertTrue("\(error)".contains("no valid checkpoint") && "\(error)".contains("part-2-of-3.safetensors is missing"), "\(error)")
+        }
+    }
+
+    func testPruningAndAFreshStartRemoveThePartsWithTheirManifest() throws {
+        func first() throws {   // (its store, and the directory's lock, released on return)
+            let s = CheckpointStore(directory: dir + "/ckpt", keep: 2)
+            try s.prepare()
+            try s.startFresh(overwrite: false)
+            for step in [2, 4, 6] { try write(s, step: step) }
+            XCTAssertEqual(s.list().map(\.step), [6, 4])
+            XCTAssertTrue(CheckpointStore.partFiles(of: s.path(step: 2)).isEmpty)
+            XCTAssertEqual(CheckpointStore.partFiles(of: s.path(step: 4)).count, 3)
+        }
+        try first()
+        let again = CheckpointStore(directory: dir + "/ckpt", keep: 2)
+        try again.prepare()
+        try again.startFresh(overwrite: true)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt").filter { !$0.hasPrefix(".") }
+        XCTAssertEqual(left, [], "\(left)")
+    }
+}
