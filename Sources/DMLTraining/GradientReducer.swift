@@ -118,8 +118,9 @@ public enum ReducerKind: Sendable, Equatable {
     /// `--shard-update`: the ring's reduce-scatter, each rank's update of its owned chunks, the allgather of
     /// the parameters (`ShardedReducer`); over the MLP's buckets when the unsharded run would use them.
     case sharded(bucketBytes: Int, overlap: Bool)
-    /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`).
-    case reproducible
+    /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`);
+    /// `sharded` (with `--shard-update`): each rank updates only its slice and the parameters are allgathered.
+    case reproducible(sharded: Bool)
 
     /// The strategy a configuration selects: the sharded update under `shardUpdate`; the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
@@ -127,8 +128,8 @@ public enum ReducerKind: Sendable, Equatable {
     /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
     public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
+        if config.reproducibleBlockRows != nil { return .reproducible(sharded: config.shardUpdate) }
         if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes, overlap: config.overlap) }
-        if config.reproducibleBlockRows != nil { return .reproducible }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
         if !hook.prescales, hook.algorithm is AutoAllreduce, !config.overlap,
@@ -152,8 +153,8 @@ public enum ReducerKind: Sendable, Equatable {
             return BucketedReducer(comm: comm, stages: (model as! StagedGradientModel).gradientStages, count: count,
                                    bucketBytes: bytes, overlap: overlap && comm.allowsSerializedThreads,
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
-        case .reproducible:
-            return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout)
+        case let .reproducible(sharded):
+            return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, sharded: sharded)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
         case let .sharded(bucketBytes, overlap):

@@ -56,6 +56,23 @@ final class ReproducibleIntegrationTests: XCTestCase {
         }
     }
 
+    /// `--shard-update` with `--reproducible`: each rank updates only its slice of the exact mean gradient and
+    /// the parameters are allgathered, so the slices (np 2, 3, 4) change nothing: the bytes of np 1 unsharded,
+    /// for a stateful optimizer (Adam, state per slice) on the MLP.
+    func testTheShardedUpdateKeepsTheBytesOfOneRank() throws {
+        let args = ["--synthetic-classes", "3", "--model", "mlp", "--hidden", "16,8", "--optimizer", "adam", "--lr", "0.01"]
+        let reference = "\(dir)/np1.safetensors"
+        let one = try train(ranks: 1, args, output: reference)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        for np in [2, 3, 4] {
+            let out = "\(dir)/sharded-np\(np).safetensors"
+            let r = try train(ranks: np, args + ["--shard-update"], output: out)
+            XCTAssertEqual(r.status, 0, "np \(np): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("exact sums), sharded update (optimizer state of 1/\(np) of the parameters per rank)"), r.stdout)
+            XCTAssertEqual(bytes(out), bytes(reference), "np \(np) sharded wrote other bytes than np 1")
+        }
+    }
+
     /// The final metrics line's loss and evaluation figures, as written (full precision).
     func finalFigures(_ path: String) throws -> [String: String] {
         let last = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").last { $0.contains("\"final\"") }

@@ -137,7 +137,6 @@ final class ShardedUpdateIntegrationTests: XCTestCase {
             (["--balance"], "--shard-update reduce-scatters with the ring; --balance"),
             (["--allreduce", "mpi"], "it cannot use --allreduce mpi"),
             (["--allreduce", "sparse"], "it cannot use --allreduce sparse"),
-            (["--reproducible", "--batch-size", "64"], "--reproducible sums every step's gradient exactly in its own way: give one of them"),
         ]
         let base = ["--synthetic-rows", "200", "--synthetic-features", "8", "--synthetic-classes", "3", "--steps", "3", "--shard-update"]
         for (flags, message) in cases {

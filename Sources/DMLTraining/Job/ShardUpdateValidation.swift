@@ -10,9 +10,6 @@ extension JobConfiguration {
             return "--shard-update shards the per-step update of sgd, momentum, adam, adamw or adagrad; --optimizer \(optimization.optimizer.rawValue) is a full-batch method that needs the whole gradient on every rank: leave out --shard-update"
         }
         if data.partition == .features { return "--shard-update shards a replicated model's update; --partition features already holds a share of the model on each rank: use --partition rows" }
-        if r.reproducible {
-            return "--shard-update reduce-scatters with the ring, whose sums round as the number of ranks does; --reproducible sums every step's gradient exactly in its own way: give one of them"
-        }
         if r.balance { return "--shard-update reduce-scatters with the ring; --balance sums the gradient along its own chain: give one of them" }
         if r.allreduce != .ring {
             return "--shard-update reduce-scatters the gradient with the ring and allgathers the parameters: it cannot use --allreduce \(r.allreduce.rawValue) (leave out --allreduce, or give ring)"

@@ -365,14 +365,15 @@ public final class TrainingJob {
         }
         let lr = job.optimization.lrSearch == nil ? schedule.description : "search"
         var wire = job.reduction.compress.map { ", gradients \($0.rawValue)\(job.reduction.errorFeedback ? " with error feedback" : "")" } ?? ""
-        if job.reduction.shardUpdate { wire += ", sharded update (optimizer state of 1/\(p) of the parameters per rank)" }
+        let sharded = job.reduction.shardUpdate ? ", sharded update (optimizer state of 1/\(p) of the parameters per rank)" : ""
+        wire += sharded
         if let settings = job.optimization.fullBatchSettings {
             return "\(output.program): \(model.kind) on \(description), \(layout), full batch, at most \(steps) iterations, "
                 + "\(settings.description) to --tol \(settings.tolerance), weight decay \(job.optimization.weightDecay), allreduce \(job.reduction.allreduce.rawValue)" + threads
         }
         return "\(output.program): \(model.kind) on \(description), \(layout), global batch \(batch.map(String.init) ?? "full")\(batch != nil && job.optimization.shuffle == .off ? " in file order (--shuffle off)" : ""), \(steps) steps, "
             + "\(job.optimization.optimizerConfig.description), lr \(lr), "
-            + (job.reduction.reproducible ? "reproducible (blocks of \(ReproducibleReducer.blockRows) rows, exact sums)" : "allreduce \(job.reduction.allreduce.rawValue)\(wire)") + threads
+            + (job.reduction.reproducible ? "reproducible (blocks of \(ReproducibleReducer.blockRows) rows, exact sums)\(sharded)" : "allreduce \(job.reduction.allreduce.rawValue)\(wire)") + threads
     }
 
     /// Rank 0's last line: steps, time, and the evaluations (accuracy for classifiers, MSE for regression).

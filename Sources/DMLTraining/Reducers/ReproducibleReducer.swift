@@ -41,10 +41,21 @@ final class ReproducibleReducer: GradientReducer {
     private let result: ReduceBuffer
     private let moves: PrivateCommunicator
 
-    init(comm: Communicator, count: Int, collectiveTimeout: Double) {
+    /// `--shard-update`: rank r updates only its `UpdateShards` slice (optimizer state for it alone) and the
+    /// parameters are then allgathered. Every rank holds the same exact mean gradient, and the update is
+    /// element-wise, so the bits are those of the unsharded reproducible run whatever the slices are. Cost: the
+    /// Int64 allreduce as unsharded, plus the allgather of the parameters; optimizer state 1/p per rank.
+    let shards: UpdateShards?
+    private let ring: RingReduceScatter
+    private let mine: [Range<Int>]
+
+    init(comm: Communicator, count: Int, collectiveTimeout: Double, sharded: Bool = false) {
         self.comm = comm
         self.count = count
         self.collectiveTimeout = collectiveTimeout
+        shards = sharded ? UpdateShards(count: count, pieces: [0 ..< count + 2], parts: comm.size) : nil
+        mine = shards?.owned(rank: comm.rank) ?? []
+        ring = RingReduceScatter(comm: comm)
         integers = [Int64](repeating: 0, count: count + 2)
         result = ReduceBuffer(count: count + 2)
         moves = PrivateCommunicator(comm)
@@ -57,7 +68,18 @@ final class ReproducibleReducer: GradientReducer {
     }
 
     /// Moves this rank's rows so that every rank holds whole blocks. Collective.
+    var updateShards: UpdateShards? { shards }
+
+    /// Sharded: each rank's updated slice to every rank (`UpdateShards.allgather`). Collective.
+    func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws {
+        guard let shards else { return }
+        try comm.watched("the parameter allgather of step \(number)", seconds: collectiveTimeout) {
+            try shards.allgather(parameters: parameters, through: result.buffer, ring: ring, mine: mine)
+        }
+    }
+
     func attach(_ train: Dataset) throws -> Dataset {
+        if shards != nil { try ring.prepare() }
         precondition(!train.isSparse && !train.isStreamed, "--reproducible moves dense rows held in memory (JobConfiguration.conflict)")
         let targets = (0..<comm.size).map { Self.rowRange(of: $0, ranks: comm.size, rows: train.globalRows) }
         return try train.moved(to: targets, comm: comm, via: try moves.get())

@@ -210,17 +210,27 @@ final class ShardedReducer: GradientReducer {
     /// Copies each rank's updated owned parameters to every rank: per piece, an allgather of the ring's chunks
     /// (the piece holding the tail goes through the reduce buffer, whose length the chunks are cut from).
     func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws {
-        let whole = sums.buffer
         try comm.watched("the parameter allgather of step \(number)", seconds: collectiveTimeout) {
-            for piece in shards.pieces where piece.lowerBound < count {
-                if piece.upperBound <= count {
-                    try ring.allgather(UnsafeMutableBufferPointer(rebasing: parameters[piece]))
-                } else {
-                    let inner = piece.lowerBound ..< count
-                    for r in mine where r.overlaps(inner) { whole[r] = parameters[r] }
-                    try ring.allgather(UnsafeMutableBufferPointer(rebasing: whole[piece]))
-                    parameters[inner] = whole[inner]
-                }
+            try shards.allgather(parameters: parameters, through: sums.buffer, ring: ring, mine: mine)
+        }
+    }
+}
+
+extension UpdateShards {
+    /// Copies each rank's owned coordinates of `parameters` to every rank: per piece, an allgather of the ring's
+    /// chunks; the piece holding the tail goes through `whole` (a buffer of `count + 2`, whose length that
+    /// piece's chunks are cut from; its contents are overwritten). `mine`: `owned(rank:)` of this rank.
+    /// Collective. Cost: the second half of a ring allreduce of the parameters, `(p−1)/p · n` values per rank.
+    func allgather(parameters: UnsafeMutableBufferPointer<Float>, through whole: UnsafeMutableBufferPointer<Float>,
+                   ring: RingReduceScatter, mine: [Range<Int>]) throws {
+        for piece in pieces where piece.lowerBound < count {
+            if piece.upperBound <= count {
+                try ring.allgather(UnsafeMutableBufferPointer(rebasing: parameters[piece]))
+            } else {
+                let inner = piece.lowerBound ..< count
+                for r in mine where r.overlaps(inner) { whole[r] = parameters[r] }
+                try ring.allgather(UnsafeMutableBufferPointer(rebasing: whole[piece]))
+                parameters[inner] = whole[inner]
             }
         }
     }
