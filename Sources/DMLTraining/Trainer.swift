@@ -289,17 +289,16 @@ public final class Trainer: TrainingStrategy {
     /// Tells a streamed shard the sampler's rows of every step, once (`ShardStream.plan`).
     private func planStream() {
         guard !streamPlanned, let stream = train.stream else { return }
-        let (sampler, range, first) = (sampler, train.globalRange, train.firstRow)
-        stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
+        let (sampler, first) = (sampler, train.firstRow)
+        stream.plan(endStep: config.steps, sampler: sampler, firstRow: first)
         streamPlanned = true
     }
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
     /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
-    /// the shard cache in the batch's order — the same values as the in-memory gather — with read-ahead
-    /// (`ShardStream.plan`: windows of steps in one sequential pass, or the next step's rows in the
-    /// background).
+    /// the shard cache in the batch's order — the same values as the in-memory gather — from a sliding step
+    /// window (`ShardStream.plan`: a block scan of the file spread over the steps) or, without one, directly.
     ///
     /// A read error of the cache (the file cut short, replaced or unreadable mid-run) does not leave this rank
     /// alone: it becomes `hooks.failureToAgree` and `body` gets the batch's rows as zeros, so this rank runs the

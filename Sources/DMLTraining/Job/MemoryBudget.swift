@@ -37,6 +37,24 @@ public enum MemoryBudget {
     /// as 64 MB.
     public static let baseline = 64.0 * 1e6
 
+    /// Bytes a streamed shard may spend on its rows (resident rows or a step window) under `limit` bytes per
+    /// rank, when `future` bytes are still to be allocated (the model, the passes, the gathered batches): the
+    /// limit less the address space this process has mapped now (`mappedBytes`: what a `ulimit -v` counts, and
+    /// at least what is resident), less `future`, less a margin of 1/16 of the limit (at least 24 MB) for what
+    /// no estimate sees (allocator slack, MPI's buffers, thread stacks). Where the system does not say what is
+    /// mapped: half of `limit − needed` (`needed`: the whole estimate, the baseline included). Never negative.
+    public static func streamingBudget(limit: Double, needed: Double, future: Double) -> Double {
+        guard let mapped = mappedBytes else { return Swift.max(0, (limit - needed) / 2) }
+        return Swift.max(0, limit - mapped - future - Swift.max(24e6, limit / 16))
+    }
+
+    /// The address space this process has mapped (`/proc/self/statm`), or nil where the system does not say.
+    public static var mappedBytes: Double? {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = statm.split(separator: " ").first.flatMap({ Double($0) }) else { return nil }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the
     /// cgroup's limit less its usage, shared by `ranksOnNode` ranks. nil where the system does not say.
     public static func available(ranksOnNode: Int) -> Double? {
