@@ -49,16 +49,6 @@ public struct BatchSampler: Sendable {
         return Int(v)
     }
 
-    /// The position of global row `row` in epoch `epoch`'s order: the inverse of `row(at:epoch:)` (the Feistel
-    /// rounds run backwards, walking the cycle back into `0 ..< rows`). O(1), about the cost of `row(at:epoch:)`.
-    public func position(ofRow row: Int, epoch: Int) -> Int {
-        guard shuffle else { return row }
-        let key = CounterRandom.hash(seed, 0x5A3B_1E5, UInt64(epoch))
-        var v = UInt64(row)
-        repeat { v = inverseFeistel(v, key: key) } while v >= UInt64(rows)
-        return Int(v)
-    }
-
     /// The global rows of step `step`'s batch that lie in `shard`, in batch order.
     public func localRows(ofStep step: Int, in shard: Range<Int>) -> [Int] {
         let e = epoch(ofStep: step)
@@ -83,17 +73,6 @@ public struct BatchSampler: Sendable {
         for round in 0..<4 {
             let f = CounterRandom.hash(key, UInt64(round), right) & mask
             (left, right) = (right, left ^ f)
-        }
-        return (left << UInt64(halfBits)) | right
-    }
-
-    /// The inverse of `feistel`: its rounds in reverse order.
-    private func inverseFeistel(_ v: UInt64, key: UInt64) -> UInt64 {
-        let mask: UInt64 = (1 << UInt64(halfBits)) - 1
-        var left = v >> UInt64(halfBits), right = v & mask
-        for round in (0..<4).reversed() {
-            let f = CounterRandom.hash(key, UInt64(round), left) & mask
-            (left, right) = (right ^ f, left)
         }
         return (left << UInt64(halfBits)) | right
     }

@@ -12,12 +12,12 @@ import DMLStatus
 /// for bit).
 ///
 /// How a batch's rows are read (`useMemory` and `plan` choose; all on the caller's thread, no read-ahead
-/// thread): all rows held in memory when the budget holds them (`residentRows`); else, for shuffled batches,
-/// from a sliding step window (`StepWindows`: a scan of the file in 1 MiB blocks, spread over the steps, keeps
-/// the rows of the steps ahead) when it pays; else one `pread` per run of consecutive rows (an unshuffled batch
-/// is one run), served by the page cache when the file fits there, else by the disk.
+/// thread): rows `0 ..< residentRows` are held in memory; the others come from step windows (`StepWindows`:
+/// the rows of many steps read in one sequential pass of 1 MiB blocks) when those pay, else one `pread` per
+/// run of consecutive rows (a shuffled batch is mostly single rows), served by the page cache when the file
+/// fits there, else by the disk.
 ///
-/// Memory: the CSR row starts (8 bytes a row), one batch of rows, the resident rows or the window.
+/// Memory: the CSR row starts (8 bytes a row), one batch of rows, the resident rows and the window.
 /// Invariant: the file is not changed while the stream is open (the cache is replaced by `rename`, which
 /// leaves this descriptor on the old file); if it is cut short anyway, a read throws `DataError` (`.ioError`).
 public final class ShardStream: @unchecked Sendable {
@@ -45,19 +45,14 @@ public final class ShardStream: @unchecked Sendable {
     /// `--max-memory` budget leaves over spares those rows' reads. Empty: every row is read from the file.
     private var resident: [Float] = []
     public private(set) var residentRows = 0
-    /// Bytes of the step window (`StepWindows`, all its parts) that `plan` may use for a dense shard: 128 MiB
-    /// unless `useMemory` sets it.
+    /// Bytes of the step window (`StepWindows`) that `plan` may use for a dense shard: 128 MiB unless
+    /// `useMemory` sets it.
     public var windowBytes = 128 << 20
-    /// The window's block: the unit of its reads (1 MiB; tests make it small).
-    public var windowBlockBytes = 1 << 20
     private var windows: StepWindows?
-    /// Whether `plan` chose a step window.
+    /// Whether `plan` chose step windows.
     public var readsWindows: Bool { windows != nil }
-    /// The window's slots (rows it can hold at once) and period (steps between two reads of a block), or 0.
-    public var windowShape: (slots: Int, period: Int) { windows.map { ($0.capacity, $0.period) } ?? (0, 0) }
-    /// 1 MiB blocks read by the window so far; rows that found no free slot (read on their own); restarts of
-    /// its scan (the first step, a resume, a step out of sequence).
-    public var windowReads: (blocks: Int, misses: Int, restarts: Int) { windows.map { ($0.blockReads, $0.misses, $0.restarts) } ?? (0, 0, 0) }
+    /// Windows read so far.
+    public var windowLoads: Int { windows?.loads ?? 0 }
 
     /// Opens `path` for reading rows laid out as `layout`. Throws `DataError` naming the file. `name`: the
     /// path to name in messages, when `path` is a temporary that is about to be renamed there (the stream
@@ -97,7 +92,10 @@ public final class ShardStream: @unchecked Sendable {
     }
 
     /// Spends about `bytes` of memory on the rows (dense layout; call before the first gather): all of them
-    /// resident when they fit, else all of `bytes` a step window (`plan`). Throws a read error.
+    /// resident when they fit; else `2·bytes − shard` bytes of the first rows resident (none when that is
+    /// negative) and the rest of `bytes` a step window. With a window of W bytes and N bytes of rows not
+    /// resident, an epoch reads N²/W bytes; with R = bytes − W resident, N = shard − R, and N²/W is least at
+    /// R = 2·bytes − shard. Throws a read error.
     public func useMemory(_ bytes: Int) throws {
         guard case .dense = layout, features > 0 else { return }
         let shard = rows * 4 * features
@@ -105,41 +103,48 @@ public final class ShardStream: @unchecked Sendable {
             try keepResident(bytes: shard)
             return
         }
-        windowBytes = Swift.max(0, bytes)
+        try keepResident(bytes: Swift.max(0, 2 * bytes - shard))
+        windowBytes = Swift.max(0, bytes - residentRows * 4 * features)
     }
 
     /// Non-zeros of the shard (CSR), or 0.
     public var nonZeros: Int { if case let .csr(starts, _, _) = layout { return starts.last ?? 0 }; return 0 }
 
-    /// Tells the stream the batches of steps `< endStep` (`sampler`'s, the shard's first row being global row
-    /// `firstRow`), so that `gather(_:step:)` can take each step's rows from a sliding step window
-    /// (`StepWindows`) when it pays: a dense layout not held in memory, shuffled batches (an unshuffled batch is
-    /// one run of rows, one `pread`), a window of at least 64 slots within `windowBytes`, and its passes costing
-    /// no more per row than a `pread` of its own (k × a row's bytes ≤ 4 KiB, with k passes over the file an epoch).
-    public func plan(endStep: Int, sampler: BatchSampler, firstRow: Int) {
+    /// Tells the stream which local rows each step `< endStep` will ask for (`rowsOf`, from the sampler), so
+    /// `gather(_:step:)` can read whole step windows in one sequential pass when they pay: a dense layout with
+    /// rows not held in memory, a window of at least 64 rows, and one pass per window costing no more per row
+    /// than a `pread` of its own (k × a row's bytes ≤ 4 KiB, with k windows an epoch; `StepWindows`).
+    public func plan(endStep: Int, rowsOf: @escaping @Sendable (Int) -> [Int]) {
         windows = nil
-        guard case let .dense(offset) = layout, features > 0, residentRows < rows, sampler.shuffle,
-              rows <= Int(Int32.max) - 2, sampler.rows <= Int(UInt32.max), sampler.batchSize <= Int(Int32.max) else { return }
+        guard case let .dense(offset) = layout, features > 0, residentRows < rows, rows <= Int(Int32.max) else { return }
         let rowBytes = 4 * features
-        let capacity = Swift.min(rows, Int(Double(windowBytes - 4 * rows - windowBlockBytes)
-                                           / StepWindows.slotBytes(features: features, rows: rows, sampler: sampler)))
-        let period = StepWindows.period(capacity: capacity, rows: rows, features: features, sampler: sampler, blockBytes: windowBlockBytes)
-        guard capacity >= 64, period >= 1,
-              Double(sampler.stepsPerEpoch) / Double(period) * Double(rowBytes) <= 4096 else { return }
-        windows = StepWindows(stream: self, offset: offset, sampler: sampler, firstRow: firstRow, capacity: capacity, period: period, endStep: endStep,
-                              blockBytes: windowBlockBytes)
+        let capacity = Swift.min(windowBytes / (rowBytes + 8), rows - residentRows)
+        guard capacity >= 64, (rows - residentRows) * rowBytes <= capacity * 4096 else { return }
+        windows = StepWindows(stream: self, offset: offset, resident: residentRows, capacityRows: capacity, endStep: endStep, rowsOf: rowsOf)
     }
 
     /// Step `step`'s rows `local`, in that order: from the step window when planned (and the rows are the
     /// planned ones), else read directly. Throws a read error.
     public func gather(_ local: [Int], step: Int) throws -> Rows {
-        if let windows, let x = try windows.rows(step: step, local: local) { return .dense(x) }
+        if let windows {
+            let x = try resident.withUnsafeBufferPointer { try windows.rows(step: step, local: local, residentRows: $0.baseAddress) }
+            if let x { return .dense(x) }
+        }
         return try read(local)
     }
 
-    /// Step `step`'s local rows in batch order, from the step window (reading what is scheduled up to that
-    /// step): the caller need not ask the sampler. nil when there is no window. Throws a read error of the
-    /// window (which then gives nothing more: `gather` reads directly).
+    /// Calls `body` with step `step`'s rows `local` in place in the step window, as a dense `RowBlock` (no copy),
+    /// when the window holds exactly those rows in that order and none is resident; nil otherwise (then
+    /// `gather(_:step:)` reads them). Throws a read error of the window.
+    public func withWindowRows<R>(_ local: [Int], step: Int, _ body: (RowBlock) -> R) throws -> R? {
+        guard let windows else { return nil }
+        let f = features
+        return try windows.withRows(step: step, local: local) { body(RowBlock(dense: $0, rows: local.count, features: f)) }
+    }
+
+    /// Step `step`'s local rows as planned (`plan`'s `rowsOf(step)`), from the step window when it holds them
+    /// all (no resident rows), loading it if needed: the caller need not ask the sampler again. nil when there
+    /// is no such window. Throws a read error of the window.
     public func plannedRows(step: Int) throws -> [Int]? { try windows?.plannedRows(step: step) }
 
     /// The rows `local` (indices into this shard), in that order, read directly. Throws `DataError` on a read

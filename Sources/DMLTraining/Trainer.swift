@@ -289,16 +289,17 @@ public final class Trainer: TrainingStrategy {
     /// Tells a streamed shard the sampler's rows of every step, once (`ShardStream.plan`).
     private func planStream() {
         guard !streamPlanned, let stream = train.stream else { return }
-        let (sampler, first) = (sampler, train.firstRow)
-        stream.plan(endStep: config.steps, sampler: sampler, firstRow: first)
+        let (sampler, range, first) = (sampler, train.globalRange, train.firstRow)
+        stream.plan(endStep: config.steps) { sampler.localRows(ofStep: $0, in: range).map { $0 - first } }
         streamPlanned = true
     }
 
     /// Calls `body` with this rank's rows of the batch as one contiguous block (dense or CSR, as the data is).
     /// Unshuffled batches are runs of consecutive rows and are passed in place; shuffled rows are gathered into
     /// a reused buffer (CSR: the batch's non-zeros copied once). Streamed rows (`Dataset.stream`) are read from
-    /// the shard cache in the batch's order — the same values as the in-memory gather — from a sliding step
-    /// window (`ShardStream.plan`: a block scan of the file spread over the steps) or, without one, directly.
+    /// the shard cache in the batch's order — the same values as the in-memory gather — with read-ahead
+    /// (`ShardStream.plan`: windows of steps in one sequential pass, or the next step's rows in the
+    /// background).
     ///
     /// A read error of the cache (the file cut short, replaced or unreadable mid-run) does not leave this rank
     /// alone: it becomes `hooks.failureToAgree` and `body` gets the batch's rows as zeros, so this rank runs the
@@ -309,16 +310,22 @@ public final class Trainer: TrainingStrategy {
         let first = train.firstRow
         if let stream = train.stream {
             planStream()
+            if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
+            for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
+            let local = rows.map { $0 - first }
             let got: ShardStream.Rows
             do {
-                got = try stream.gather(rows.map { $0 - first }, step: step)
+                // The step window's rows in place when it holds this batch; else read (copied).
+                let inPlace = try stream.withWindowRows(local, step: step) { block in
+                    batchY.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress!)) }
+                }
+                if let inPlace { return inPlace }
+                got = try stream.gather(local, step: step)
             } catch {
                 if hooks.failureToAgree == nil { hooks.failureToAgree = error }
                 got = stream.isSparse ? .csr(CSRMatrix(columns: d, rowStarts: [Int](repeating: 0, count: rows.count + 1), indices: [], values: []))
                                       : .dense([Float](repeating: 0, count: rows.count * d))
             }
-            if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
-            for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
             return Dataset.withBlock(got, features: d) { block in
                 batchY.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress!)) }
             }

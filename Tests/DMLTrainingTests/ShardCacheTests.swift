@@ -78,39 +78,55 @@ final class ShardCacheTests: XCTestCase {
         }
     }
 
-    /// A step window (`plan`) over a shard cache: each step's rows are the direct read's, across passes and
-    /// epochs, from any starting step (a resume), and a step asked for other rows than planned gets those rows
-    /// (the scan itself: StepWindowsTests). `useMemory`: all rows resident when they fit, else a window of the budget.
+    /// Step windows (`plan`): each step's rows are the direct read's, across window boundaries, from any
+    /// starting step (a resume), with and without resident rows, and a step asked for other rows than planned
+    /// gets those rows; without resident rows a step's rows are used in place (`withWindowRows`). `useMemory`
+    /// splits a budget between resident rows and the window.
     func testStepWindowsGiveEachStepTheRowsOfADirectRead() throws {
         let data = dense(rows: 370, features: 5)
         let path = ShardCache.path(directory: dir, key: key())
         try ShardCache.write(data, labels: nil, key: key(), to: path)
         let sampler = BatchSampler(rows: 1000, batchSize: 160, seed: 3)
         let range = data.globalRange
-        for (slots, start) in [(130, 0), (150, 5), (400, 0)] {
+        let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range).map { $0 - 40 } }
+        for (windowRows, resident, start) in [(100, 0, 0), (150, 0, 5), (400, 0, 0), (120, 90, 2), (64, 300, 0)] {
             let (back, _) = try XCTUnwrap(open(path, key()))
             let stream = try XCTUnwrap(back.stream)
-            stream.windowBlockBytes = 20 * 16
-            stream.windowBytes = slots * (20 + 16) + 4 * 370 + stream.windowBlockBytes
-            stream.plan(endStep: 30, sampler: sampler, firstRow: 40)
-            XCTAssertTrue(stream.readsWindows, "a window of \(slots) rows")
+            try stream.keepResident(bytes: resident * 20)
+            stream.windowBytes = windowRows * (4 * 5 + 8)
+            stream.plan(endStep: 30, rowsOf: rowsOf)
+            XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows, \(resident) resident")
             for step in start..<30 {
-                let local = sampler.localRows(ofStep: step, in: range).map { $0 - 40 }
-                XCTAssertEqual(try stream.plannedRows(step: step), local)
-                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
-                               "window \(slots) step \(step)")
+                let local = rowsOf(step)
+                let expected = local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] }
+                // In place in the window when no row is resident (the step's rows lie there in batch order).
+                let inPlace = try stream.withWindowRows(local, step: step) { block -> [Float] in
+                    var out = [Float](repeating: 0, count: block.rows * block.features)
+                    out.withUnsafeMutableBufferPointer { block.densify(into: $0.baseAddress!) }
+                    return out
+                }
+                XCTAssertEqual(inPlace, resident == 0 ? expected : nil, "window \(windowRows) step \(step)")
+                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(expected)), "window \(windowRows) step \(step)")
             }
-            XCTAssertGreaterThan(stream.windowReads.blocks, 24)
+            XCTAssertNil(try stream.withWindowRows([3, 1], step: 29) { $0.rows }, "other rows than planned are not in place")
+            XCTAssertGreaterThan(stream.windowLoads, windowRows >= 370 - resident ? 0 : 1)
             XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
         }
-        // useMemory: all rows resident when they fit; else no row resident and the whole budget a window.
+        // A window that cannot hold 64 rows: a read a row.
+        for windowRows in [63, 1] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            back.stream!.windowBytes = windowRows * (4 * 5 + 8)
+            back.stream!.plan(endStep: 30, rowsOf: rowsOf)
+            XCTAssertFalse(back.stream!.readsWindows, "\(windowRows) rows")
+        }
+        // useMemory: all rows resident when they fit; else 2·budget − shard resident and the rest a window.
         let shard = 370 * 20
-        for (budget, resident) in [(shard, 370), (shard * 3 / 4, 0), (shard / 3, 0)] {
+        for (budget, resident, window) in [(shard, 370, -1), (shard * 3 / 4, 185, shard * 3 / 4 - 185 * 20), (shard / 3, 0, shard / 3)] {
             let (back, _) = try XCTUnwrap(open(path, key()))
             let stream = try XCTUnwrap(back.stream)
             try stream.useMemory(budget)
             XCTAssertEqual(stream.residentRows, resident, "budget \(budget)")
-            if resident == 0 { XCTAssertEqual(stream.windowBytes, budget, "budget \(budget)") }
+            if window >= 0 { XCTAssertEqual(stream.windowBytes, window, "budget \(budget)") }
         }
     }
 

@@ -114,7 +114,7 @@ public final class TrainingJob {
                         }, residentStream: train.stream)
         if let stream = train.stream {
             let window = stream.isSparse || stream.residentRows == stream.rows ? ""
-                : "; shuffled batches take them from a sliding step window of up to \(MemoryBudget.format(Double(stream.windowBytes))) when it pays, else a read a row"
+                : "; the others are read from its cache in step windows of up to \(MemoryBudget.format(Double(stream.windowBytes))) when those pay, else a read a row"
             say((stream.residentRows > 0 ? "rank 0 holds \(stream.residentRows) of its \(stream.rows) rows in memory (--max-memory)"
                  : "rank 0 reads its \(stream.rows) rows from its cache") + window)
         }
@@ -229,8 +229,8 @@ public final class TrainingJob {
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
     /// gathered rows (the current and the prefetched one; for a full-batch method two of its pass's chunks,
     /// `rowsAtOnce`) are counted too, and `--max-memory` replaces the node's figure.
-    /// `residentStream`: the streamed shard, which spends the limit's slack on its rows: all of them resident, or
-    /// a step window (`ShardStream.useMemory`, `MemoryBudget.streamingBudget`).
+    /// `residentStream`: the streamed shard, which spends the limit's slack on its rows: resident rows and a step
+    /// window (`ShardStream.useMemory`, `MemoryBudget.streamingBudget`).
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
                              streamed: (shardRows: Int, features: Int, rowsAtOnce: Int?)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
@@ -246,8 +246,8 @@ public final class TrainingJob {
         }
         // With --max-memory a streamed shard spends what the limit leaves over on its rows, less what the process
         // has mapped already and will still allocate, less a margin (`MemoryBudget.streamingBudget`): all of them
-        // resident when they fit, else a step window (`useMemory`). Without it, no row is resident and the window
-        // has its default size.
+        // resident when they fit, else resident rows and a step window (`useMemory`). Without it, no row is
+        // resident and the window has its default size.
         if let stream = streamed.flatMap({ _ in residentStream }), let limit = job.data.maxMemory.map(Double.init), needed < limit {
             // Already in memory: the labels (and CSR row starts); still to come: the rest of the estimate.
             let held = MemoryBudget.baseline + Double(streamed!.shardRows) * (nonZerosPerRow == nil ? 4 : 12)
