@@ -133,6 +133,15 @@ public final class ShardStream: @unchecked Sendable {
         return try read(local)
     }
 
+    /// Calls `body` with step `step`'s rows `local` in place in the step window, as a dense `RowBlock` (no copy),
+    /// when the window holds exactly those rows in that order and none is resident; nil otherwise (then
+    /// `gather(_:step:)` reads them). Throws a read error of the window.
+    public func withWindowRows<R>(_ local: [Int], step: Int, _ body: (RowBlock) -> R) throws -> R? {
+        guard let windows else { return nil }
+        let f = features
+        return try windows.withRows(step: step, local: local) { body(RowBlock(dense: $0, rows: local.count, features: f)) }
+    }
+
     /// Step `step`'s local rows as planned (`plan`'s `rowsOf(step)`), from the step window when it holds them
     /// all (no resident rows), loading it if needed: the caller need not ask the sampler again. nil when there
     /// is no such window. Throws a read error of the window.

@@ -11,7 +11,8 @@ import Foundation
 /// 11 GB/s of copying from the page cache here) and O(rows) bookkeeping; per step, one copy of its rows.
 /// With a window of 1/k of those rows an epoch reads them k times, so a row costs k × its size of copying,
 /// against ~0.45 µs of system time for a `pread` of its own (benchmarks/RESULTS.md): `ShardStream.plan` uses
-/// windows when k × a row's bytes ≤ 4 KiB. Loads are synchronous, on the caller's thread: every rank loads
+/// windows when k × a row's bytes ≤ 4 KiB. A step's rows lie consecutively in the window, in batch order, and
+/// are used in place (`withRows(step:local:_:)`) when no row is resident. Loads are synchronous, on the caller's thread: every rank loads
 /// at the same steps, no thread competes with the ranks for cores, and no thread has to be created (under a
 /// `ulimit -v` one may not be, and libdispatch then waits for good).
 ///
@@ -89,6 +90,20 @@ final class StepWindows {
             }
         }
         return matched ? out : nil
+    }
+
+    /// Calls `body` with step `step`'s rows in place in the window (`local.count` rows, batch order: the window
+    /// holds a step's rows consecutively) when they are `local` and none is resident; nil otherwise (the caller
+    /// copies them out with `rows`). Throws a read error.
+    func withRows<R>(step: Int, local: [Int], _ body: (UnsafePointer<Float>) -> R) throws -> R? {
+        guard resident == 0, try hold(step) else { return nil }
+        let lo = starts[step - first], hi = starts[step - first + 1]
+        guard hi - lo == local.count else { return nil }
+        let same = rows.withUnsafeBufferPointer { planned in
+            local.withUnsafeBufferPointer { l in (0..<l.count).allSatisfy { Int(planned[lo + $0]) == l[$0] } }
+        }
+        guard same else { return nil }
+        return x.withUnsafeBufferPointer { body($0.baseAddress! + lo * stream.features) }
     }
 
     /// Plans the window starting at step `from` and reads its rows.

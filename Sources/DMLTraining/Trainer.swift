@@ -333,16 +333,22 @@ public final class Trainer: TrainingStrategy {
         let first = train.firstRow
         if let stream = train.stream {
             planStream()
+            if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
+            for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
+            let local = rows.map { $0 - first }
             let got: ShardStream.Rows
             do {
-                got = try stream.gather(rows.map { $0 - first }, step: step)
+                // The step window's rows in place when it holds this batch; else read (copied).
+                let inPlace = try stream.withWindowRows(local, step: step) { block in
+                    batchY.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress!)) }
+                }
+                if let inPlace { return inPlace }
+                got = try stream.gather(local, step: step)
             } catch {
                 if hooks.failureToAgree == nil { hooks.failureToAgree = error }
                 got = stream.isSparse ? .csr(CSRMatrix(columns: d, rowStarts: [Int](repeating: 0, count: rows.count + 1), indices: [], values: []))
                                       : .dense([Float](repeating: 0, count: rows.count * d))
             }
-            if batchY.count < Swift.max(rows.count, 1) { batchY = [Float](repeating: 0, count: Swift.max(rows.count, 1)) }
-            for (i, r) in rows.enumerated() { batchY[i] = train.y[r - first] }
             return Dataset.withBlock(got, features: d) { block in
                 batchY.withUnsafeBufferPointer { y in body(Batch(block: block, y: y.baseAddress!)) }
             }

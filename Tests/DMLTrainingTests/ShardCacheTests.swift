@@ -80,7 +80,8 @@ final class ShardCacheTests: XCTestCase {
 
     /// Step windows (`plan`): each step's rows are the direct read's, across window boundaries, from any
     /// starting step (a resume), with and without resident rows, and a step asked for other rows than planned
-    /// gets those rows. `useMemory` splits a budget between resident rows and the window.
+    /// gets those rows; without resident rows a step's rows are used in place (`withWindowRows`). `useMemory`
+    /// splits a budget between resident rows and the window.
     func testStepWindowsGiveEachStepTheRowsOfADirectRead() throws {
         let data = dense(rows: 370, features: 5)
         let path = ShardCache.path(directory: dir, key: key())
@@ -97,9 +98,17 @@ final class ShardCacheTests: XCTestCase {
             XCTAssertTrue(stream.readsWindows, "a window of \(windowRows) rows, \(resident) resident")
             for step in start..<30 {
                 let local = rowsOf(step)
-                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] })),
-                               "window \(windowRows) step \(step)")
+                let expected = local.flatMap { r in data.x[(r * 5)..<((r + 1) * 5)] }
+                // In place in the window when no row is resident (the step's rows lie there in batch order).
+                let inPlace = try stream.withWindowRows(local, step: step) { block -> [Float] in
+                    var out = [Float](repeating: 0, count: block.rows * block.features)
+                    out.withUnsafeMutableBufferPointer { block.densify(into: $0.baseAddress!) }
+                    return out
+                }
+                XCTAssertEqual(inPlace, resident == 0 ? expected : nil, "window \(windowRows) step \(step)")
+                XCTAssertEqual(describe(try stream.gather(local, step: step)), describe(.dense(expected)), "window \(windowRows) step \(step)")
             }
+            XCTAssertNil(try stream.withWindowRows([3, 1], step: 29) { $0.rows }, "other rows than planned are not in place")
             XCTAssertGreaterThan(stream.windowLoads, windowRows >= 370 - resident ? 0 : 1)
             XCTAssertEqual(describe(try stream.gather([3, 1], step: 29)), describe(.dense(Array(data.x[15..<20] + data.x[5..<10]))))
         }

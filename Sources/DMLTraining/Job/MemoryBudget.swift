@@ -37,6 +37,37 @@ public enum MemoryBudget {
     /// as 64 MB.
     public static let baseline = 64.0 * 1e6
 
+    /// Bytes a streamed shard may spend on its rows (resident rows or a step window) under `limit` bytes per
+    /// rank, when `future` bytes are still to be allocated (the model, the passes, the gathered batches): the
+    /// limit less the address space this process has mapped now (`mappedBytes`: what a `ulimit -v` counts, and
+    /// at least what is resident), less `future`, less a margin of 1/16 of the limit (at least 24 MB) for what
+    /// no estimate sees (allocator slack, MPI's buffers, thread stacks) — or half of `limit − needed` (`needed`:
+    /// the whole estimate, the baseline included) when that is more: what is mapped counts heap that was freed
+    /// (the cache's checksum pass) but not given back, which a later allocation reuses, and under a 512 MB
+    /// `ulimit -v` half of the slack has held (benchmarks/RESULTS.md). Never negative.
+    public static func streamingBudget(limit: Double, needed: Double, future: Double) -> Double {
+        let half = Swift.max(0, (limit - needed) / 2)
+        guard let mapped = mappedBytes else { return half }
+        return Swift.max(half, limit - mapped - future - Swift.max(24e6, limit / 16))
+    }
+
+    /// The address space this process has mapped (`/proc/self/statm`), or nil where the system does not say.
+    /// One `read` of the first field (pages), no allocation beyond 64 bytes.
+    public static var mappedBytes: Double? {
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var text = [UInt8](repeating: 0, count: 64)
+        let n = text.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        var pages = 0.0
+        for c in text[0..<n] {
+            guard (48...57).contains(c) else { break }
+            pages = pages * 10 + Double(c - 48)
+        }
+        return pages > 0 ? pages * Double(sysconf(Int32(_SC_PAGESIZE))) : nil
+    }
+
     /// Bytes this process may still allocate: the node's available memory (`MemAvailable`), capped by the
     /// cgroup's limit less its usage, shared by `ranksOnNode` ranks. nil where the system does not say.
     public static func available(ranksOnNode: Int) -> Double? {

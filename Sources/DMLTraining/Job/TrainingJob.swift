@@ -235,8 +235,8 @@ public final class TrainingJob {
     /// `streamed`: the rows are streamed from a shard cache (`--cache-dir`): the labels and two batches'
     /// gathered rows (the current and the prefetched one; for a full-batch method two of its pass's chunks,
     /// `rowsAtOnce`) are counted too, and `--max-memory` replaces the node's figure.
-    /// `residentStream`: the streamed shard, which spends half the limit's slack on its rows: resident rows and
-    /// a step window (`ShardStream.useMemory`).
+    /// `residentStream`: the streamed shard, which spends the limit's slack on its rows: resident rows and a step
+    /// window (`ShardStream.useMemory`, `MemoryBudget.streamingBudget`).
     private func checkMemory(features: Int, classes: Int, localRows: Int, nonZerosPerRow: Double?,
                              streamed: (shardRows: Int, features: Int, rowsAtOnce: Int?)? = nil, residentStream: ShardStream? = nil) throws {
         let sparse = nonZerosPerRow != nil
@@ -250,13 +250,15 @@ public final class TrainingJob {
             needed += MemoryBudget.streamed(shardRows: streamed.shardRows, batchRows: streamed.rowsAtOnce ?? localRows, features: streamed.features,
                                             nonZerosPerRow: nonZerosPerRow)
         }
-        // With --max-memory a streamed shard spends half of what the limit leaves over on its rows (the rest stays
-        // for what the estimate does not see: allocator slack, MPI's buffers, thread stacks, which a `ulimit -v`
-        // counts): all of them resident when they fit, else resident rows and a step window (`useMemory`).
-        // Without it, no row is resident and the window has its default size.
+        // With --max-memory a streamed shard spends what the limit leaves over on its rows, less what the process
+        // has mapped already and will still allocate, less a margin (`MemoryBudget.streamingBudget`): all of them
+        // resident when they fit, else resident rows and a step window (`useMemory`). Without it, no row is
+        // resident and the window has its default size.
         if let stream = streamed.flatMap({ _ in residentStream }), let limit = job.data.maxMemory.map(Double.init), needed < limit {
+            // Already in memory: the labels (and CSR row starts); still to come: the rest of the estimate.
+            let held = MemoryBudget.baseline + Double(streamed!.shardRows) * (nonZerosPerRow == nil ? 4 : 12)
             var failure: Error?
-            do { try stream.useMemory(Int((limit - needed) / 2)) } catch { failure = error }
+            do { try stream.useMemory(Int(MemoryBudget.streamingBudget(limit: limit, needed: needed, future: Swift.max(0, needed - held)))) } catch { failure = error }
             try comm.agree(error: failure)
         } else if streamed != nil && job.data.maxMemory != nil {
             try comm.agree(nil, kind: .usage)   // the same collectives on every rank
