@@ -499,6 +499,97 @@ static float FN(sum)(const float *x, long n) {
     return s;
 }
 
+// MARK: exact fixed point (`--reproducible`'s sum)
+
+/// max over i of the bits of |x[i]| (the sign cleared): an integer max, so the same on every ISA; for finite
+/// values the order of the bit patterns is the order of the magnitudes, and ≥ 0x7F800000 means ±∞ or NaN.
+static uint32_t FN(max_abs_bits)(const float *x, long n) {
+    const uint32_t *b = (const uint32_t *)x;
+    uint32_t top = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t v = b[i] & 0x7FFFFFFFu;
+        top = v > top ? v : top;
+    }
+    return top;
+}
+
+typedef double v4d __attribute__((ext_vector_type(4), aligned(8)));
+typedef long long v4q __attribute__((ext_vector_type(4), aligned(8)));
+typedef double v8dq __attribute__((ext_vector_type(8), aligned(8)));
+typedef long long v8q __attribute__((ext_vector_type(8), aligned(8)));
+
+#if DML_VW != 16
+/// trunc(v) as Int64 for integer-or-not doubles with |v| < 2^62, without a 64-bit conversion instruction (AVX2 and
+/// SSE2 have none): t = trunc(v); hi = floor(t·2^−32) (|hi| ≤ 2^30) and lo = t − hi·2^32 (0 ≤ lo < 2^32), both
+/// exact; each becomes an integer through the magic-number trick (adding 1.5·2^52 or 2^52 puts the integer in the
+/// low mantissa bits, exactly, as it is an integer below 2^51), and the result is hi·2^32 + lo in integer
+/// arithmetic: the same integer as a truncating conversion (C's cast, AVX-512DQ's vcvttpd2qq).
+static inline __attribute__((always_inline)) v4q FN(trunc_q4)(v4d v) {
+    const v4d t = __builtin_elementwise_trunc(v);
+    const v4d hi = __builtin_elementwise_floor(t * 0x1p-32);
+    const v4d lo = t - hi * 0x1p32;
+    const v4d mh = 0x1.8p52, ml = 0x1p52;
+    const v4q h = (v4q)(hi + mh) - (v4q)mh, l = (v4q)(lo + ml) - (v4q)ml;
+    return (h << 32) + l;
+}
+#endif
+
+typedef unsigned long long v4uq __attribute__((ext_vector_type(4), aligned(8)));
+typedef unsigned long long v8uq __attribute__((ext_vector_type(8), aligned(8)));
+
+/// q[i] += trunc(x[i]·scale) (`scale` a power of two, so the product is exact in Double), the same integers on
+/// every ISA (AVX-512DQ: vcvttpd2qq; AVX2 and generic: the exact split above; the tail: C's truncating cast).
+/// Exact where |x[i]·scale| < 2^62 and the sums stay below 2^63; beyond (a scale too large for x, or ±∞, NaN) the
+/// product is first clamped to ±2^62 and the sums wrap: defined but meaningless integers, which the caller
+/// discards, knowing it from the returned max. Returns max_abs_bits(x, n), found in the same pass.
+static uint32_t FN(fixed_add)(const float *x, long n, double scale, int64_t *q) {
+    long i = 0;
+    uint32_t top = 0;
+#if DML_VW == 16
+    v16i tops = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16f xv = LDV(x + i);
+        const v16i bits = (v16i)xv & 0x7FFFFFFF;
+        tops = __builtin_elementwise_max(tops, bits);
+#pragma clang loop unroll(full)
+        for (int h = 0; h < 2; h++) {
+            const v8f x8 = h == 0 ? xv.lo : xv.hi;
+            v8dq v = __builtin_convertvector(x8, v8dq) * scale;
+            v = __builtin_elementwise_max(__builtin_elementwise_min(v, (v8dq)0x1p62), (v8dq)-0x1p62);
+            v8uq *d = (v8uq *)(q + i + 8 * h);
+            *d = *d + (v8uq)__builtin_convertvector(v, v8q);
+        }
+    }
+    top = (uint32_t)__builtin_reduce_max(tops);
+#else
+    v8i tops = 0;
+    for (; i + 8 <= n; i += 8) {
+        const v8f xv = LD8(x + i);
+        tops = __builtin_elementwise_max(tops, (v8i)xv & 0x7FFFFFFF);
+#pragma clang loop unroll(full)
+        for (int h = 0; h < 2; h++) {
+            const __typeof__(xv.lo) x4 = h == 0 ? xv.lo : xv.hi;
+            v4d v = __builtin_convertvector(x4, v4d) * scale;
+            v = __builtin_elementwise_max(__builtin_elementwise_min(v, (v4d)0x1p62), (v4d)-0x1p62);
+            v4uq *d = (v4uq *)(q + i + 4 * h);
+            *d = *d + (v4uq)FN(trunc_q4)(v);
+        }
+    }
+    top = (uint32_t)__builtin_reduce_max(tops);
+#endif
+    for (; i < n; i++) {
+        uint32_t b;
+        __builtin_memcpy(&b, x + i, 4);
+        b &= 0x7FFFFFFFu;
+        top = b > top ? b : top;
+        double v = (double)x[i] * scale;
+        v = v < 0x1p62 ? v : 0x1p62;   // NaN: 2^62
+        v = v > -0x1p62 ? v : -0x1p62;
+        q[i] = (int64_t)((uint64_t)q[i] + (uint64_t)(int64_t)v);
+    }
+    return top;
+}
+
 // MARK: 16-bit wire formats (plain loops: the compiler vectorises them, with F16C where the ISA has it)
 
 static void FN(fp16_encode)(const float *src, uint16_t *dst, long n) {
@@ -720,4 +811,6 @@ const dml_kernel_table FN(dml_kernels_table) = {
     .csr_scatter = FN(csr_scatter),
     .csr_forward_t = FN(csr_forward_t),
     .csr_margins = FN(csr_margins),
+    .max_abs_bits = FN(max_abs_bits),
+    .fixed_add = FN(fixed_add),
 };

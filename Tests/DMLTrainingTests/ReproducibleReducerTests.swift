@@ -90,4 +90,61 @@ final class ReproducibleReducerTests: XCTestCase {
         x[1] = -.infinity
         XCTAssertEqual(ReproducibleReducer.largestMagnitude(x, 3), .infinity)
     }
+
+    /// The scale of a bucket leaves room for every leaf, and keeps at least 56 bits of the largest value's sum.
+    func testBucketScaleLeavesRoomForEveryLeaf() {
+        for leaves in [1, 2, 3, 64, 1000] {
+            for largest: Float in [1e-30, 0.75, 1, 1.5, 2, 3e5, 3e38, Float(bitPattern: 1)] {
+                let b = ReproducibleReducer.bucket(Double(largest))
+                XCTAssertEqual(b % ReproducibleReducer.bucketBinades, 0)
+                XCTAssertLessThan(Double(largest), Double(sign: .plus, exponent: b, significand: 1))
+                XCTAssertGreaterThanOrEqual(Double(largest), Double(sign: .plus, exponent: b - ReproducibleReducer.bucketBinades, significand: 1))
+                let sum = Double(leaves) * Double(largest) * Double(sign: .plus, exponent: ReproducibleReducer.exponent(bucket: b, leaves: leaves), significand: 1)
+                XCTAssertLessThan(sum, 0x1p62, "\(largest) \(leaves)")
+                XCTAssertGreaterThanOrEqual(sum, 0x1p56, "\(largest) \(leaves)")
+            }
+        }
+        XCTAssertEqual(ReproducibleReducer.bucket(0), .min)
+        XCTAssertEqual(ReproducibleReducer.bucket(.infinity), .max)
+        XCTAssertEqual(ReproducibleReducer.bucket(1), 4)
+        XCTAssertEqual(ReproducibleReducer.bucket(0.025), -4)
+    }
+
+    /// A step quantised with the last step's buckets (one collective) has the bits of the exact path (a fresh
+    /// reducer: an allreduce-max first), and a wrong guess — a bucket above or below — falls back to the exact
+    /// path: np 1 and 3, four leaves of 1000 values.
+    func testTheGuessedScaleGivesTheBitsOfTheExactPath() throws {
+        let n = 1000, rows = 4 * 64, batch = Array(0..<rows)
+        func step(_ reducer: ReproducibleReducer, rank: Int, ranks: Int, number: Int, magnitude: Float) throws -> [UInt32] {
+            let holding = ReproducibleReducer.rowRange(of: rank, ranks: ranks, rows: rows)
+            let groups = reducer.begin(step: number, holding: holding) { r in batch.filter { r.contains($0) } }
+            for g in groups {
+                let block = g.rows[0] / 64
+                for i in 0..<n { g.buffer[i] = Float((block * 7919 + i * 104_729) % 2001 - 1000) / 997 * magnitude }
+                g.buffer[n] = Float(block + 1) * magnitude
+                g.buffer[n + 1] = Float(g.rows.count)
+            }
+            return try reducer.finish(step: number, globalRows: rows) {}.map(\.bitPattern)
+        }
+        // Buckets: gradient 4, 4, 8, −4, −4; loss 4, 4, 8, 0, 0. Exact path at steps 1, 3 and 4.
+        let magnitudes: [Float] = [1, 1.1, 40, 1.0 / 40, 1.0 / 41], rescaled = [1, 1, 2, 3, 3]
+        for ranks in [1, 3] {
+            let runs = try LocalCommunicator.run(size: ranks) { comm -> [([UInt32], [UInt32], Int)] in
+                let warm = ReproducibleReducer(comm: comm, count: n, collectiveTimeout: 30)
+                return try magnitudes.enumerated().map { i, m in
+                    let guessed = try step(warm, rank: comm.rank, ranks: comm.size, number: i + 1, magnitude: m)
+                    let fresh = try step(ReproducibleReducer(comm: comm, count: n, collectiveTimeout: 30), rank: comm.rank,
+                                         ranks: comm.size, number: 1, magnitude: m)
+                    return (guessed, fresh, warm.rescaledSteps)
+                }
+            }
+            for (r, run) in runs.enumerated() {
+                for (i, (guessed, fresh, count)) in run.enumerated() {
+                    XCTAssertEqual(guessed, fresh, "np \(ranks) rank \(r) step \(i + 1)")
+                    XCTAssertEqual(count, rescaled[i], "np \(ranks) rank \(r) step \(i + 1)")
+                    XCTAssertEqual(guessed, runs[0][i].0, "np \(ranks): ranks agree")
+                }
+            }
+        }
+    }
 }

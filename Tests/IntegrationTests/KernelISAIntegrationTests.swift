@@ -42,4 +42,30 @@ final class KernelISAIntegrationTests: XCTestCase {
             }
         }
     }
+
+    /// `--reproducible`'s exact sums quantise with `FixedPoint` (vcvttpd2qq on AVX-512, an exact split on AVX2 and
+    /// generic): an MLP at np 3 with one rank on each supported ISA writes the bytes of np 1 on each ISA alone.
+    func testReproducibleSumsAreTheSameOnEveryISA() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = MPIRunner.executable("dml-train")
+        let isas = KernelDispatch.supported.map(\.rawValue)
+        let args = small + ["--model", "mlp", "--hidden", "16", "--optimizer", "adam", "--lr", "0.01", "--reproducible"]
+        var files: [String] = []
+        for isa in isas {
+            let out = "\(dir)/np1-\(isa).safetensors"
+            let r = try MPIRunner.runProcess("mpirun", ["-np", "1", "-x", "DML_KERNELS_ISA=\(isa)", binary] + args + ["--output", out])
+            XCTAssertEqual(r.status, 0, "np 1 on \(isa): \(r.stdout)\(r.stderr)")
+            files.append(out)
+        }
+        let mixed = "\(dir)/mixed.safetensors"
+        let launch = isas.flatMap { [":", "-np", "1", "-x", "DML_KERNELS_ISA=\($0)", binary] + args + ["--output", mixed] }.dropFirst()
+        let r = try MPIRunner.runProcess("mpirun", ["--oversubscribe"] + Array(launch))
+        XCTAssertEqual(r.status, 0, "np \(isas.count) on \(isas): \(r.stdout)\(r.stderr)")
+        files.append(mixed)
+        let reference = try Data(contentsOf: URL(fileURLWithPath: files[0]))
+        for file in files.dropFirst() {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: file)), reference, "\(file) differs from \(files[0])")
+        }
+    }
 }

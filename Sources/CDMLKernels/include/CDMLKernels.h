@@ -120,6 +120,14 @@ typedef struct {
     /// long rows would wait on one chain's latency). Each chain's operations are the same on every ISA.
     void (*_Nonnull csr_margins)(long rows, const long *_Nonnull row_starts, const int32_t *_Nonnull indices,
                                  const float *_Nonnull values, const float *_Nonnull w, float *_Nonnull out);
+    /// max over i of the bits of |x[i]| (sign cleared), 0 for n = 0: an integer max (≥ 0x7F800000: ±∞ or NaN).
+    uint32_t (*_Nonnull max_abs_bits)(const float *_Nonnull x, long n);
+    /// q[i] += trunc(x[i]·scale) for `scale` a power of two: exact, and the same integers on every ISA (AVX-512DQ
+    /// vcvttpd2qq; elsewhere an exact two-part split), where |x[i]·scale| < 2^62 and the sums stay below 2^63;
+    /// beyond, defined but meaningless integers (products clamped to ±2^62, sums wrapping), for the caller to
+    /// discard. Returns max_abs_bits(x, n), found in the same pass, so that the caller knows. The exact fixed-point
+    /// accumulation of `--reproducible`. One pass: n Floats read, n Int64 read and written.
+    uint32_t (*_Nonnull fixed_add)(const float *_Nonnull x, long n, double scale, int64_t *_Nonnull q);
 } dml_kernel_table;
 
 /// The kernels in use: chosen at load time as the best ISA this CPU and OS support, unless the environment

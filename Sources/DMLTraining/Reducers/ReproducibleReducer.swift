@@ -16,19 +16,30 @@ import DMLModels
 ///   `--balance` moves them). A leaf is one block of the batch: one model call over its rows in ascending
 ///   order, into its own zeroed buffer — the same bits on whichever rank computes it.
 /// - **A sum that does not depend on the order.** Each leaf's gradient (and its loss) is turned into
-///   fixed-point integers with one scale shared by the whole batch, 2^k with k chosen from the batch's largest
-///   |value| (one allreduce-max of 2 Doubles) so that the sum of all the batch's leaves fits in an Int64; the
-///   integers are summed exactly — locally, then one Int64 allreduce — so any order and any grouping give
-///   the same integers, and the mean is formed from them in Double and rounded once to Float.
+///   fixed-point integers with one scale shared by the whole batch, 2^k with k fixed by the *bucket* of the
+///   batch's largest |value| M (the least multiple b of 4 with M < 2^b, `bucket`), so that the sum of all the
+///   batch's leaves fits in an Int64; the integers are summed exactly — locally, then one Int64 allreduce — so
+///   any order and any grouping give the same integers, and the mean is formed from them in Double and rounded
+///   once to Float.
+/// - **One collective per step, almost always.** The scale needs the global M's bucket, which a rank learns
+///   only from the others. The reducer guesses it: last step's buckets (the same on every rank, as they came
+///   from collectives). It quantises with the guess while finding its own maxima (one pass, `FixedPoint.add`),
+///   and the Int64 allreduce carries four more integers: how many ranks' maxima lie above the guessed
+///   buckets, and how many in them. None above and one in: the batch's buckets are the guessed ones, and the
+///   result is what the exact path would give. Otherwise (the first step after attach or a resume, a bucket
+///   change, a non-finite value) the exact path runs: an allreduce-max of 2 Doubles, quantise, the Int64
+///   allreduce again. The guess changes the time, never the bits.
 ///
-/// Precision: a leaf value is truncated to a multiple of 2^−k, an absolute error below 4·M·L·2^−62 for the
-/// batch's largest |value| M and L leaves; only a coordinate more than about 2^36/L times smaller than M is
-/// held with fewer than Float32's 24 bits. A non-finite value anywhere makes the whole result NaN on every rank (the divergence guard stops).
+/// Precision: a leaf value is truncated to a multiple of 2^−k, an absolute error below 4·M·L·2^−62·2^3 for the
+/// batch's largest |value| M and L leaves (the bucket costs up to 3 of the binade's bits); only a coordinate
+/// more than about 2^33/L times smaller than M is held with fewer than Float32's 24 bits. A non-finite value
+/// anywhere makes the whole result NaN on every rank (the divergence guard stops).
 ///
 /// Cost per step, n gradient values, L leaves of which this rank holds L/p: L/p model calls of 64 rows
-/// instead of one of B/p rows, L/p buffers of n + 2 Floats, two passes over each (max, quantise), an
-/// allreduce of 2 Doubles (latency only) and an Int64 allreduce of n + 2 values (twice the Float32 bytes:
-/// about 2× the ring's wire time at any p, as the ring's cost, 2n·(p−1)/p, is flat in p).
+/// instead of one of B/p rows, L/p zeroed buffers of n + 2 Floats, one vectorised pass over each (quantise
+/// and max together; the kernel threads split it in fixed runs), and one Int64 allreduce of n + 6 values
+/// (twice the Float32 bytes: about 2× the ring's wire time at any p, as the ring's cost, 2n·(p−1)/p, is flat
+/// in p). A step whose bucket changed pays a max pass, an allreduce of 2 Doubles and a second Int64 allreduce.
 final class ReproducibleReducer: GradientReducer {
     static let blockRows = Reproducible.blockRows
 
@@ -38,6 +49,11 @@ final class ReproducibleReducer: GradientReducer {
     private var scratch = ReduceBuffer(count: 0)
     private var leaves: [(buffer: UnsafeMutablePointer<Float>, rows: Int)] = []
     private var integers: [Int64]
+    /// The scale buckets of the last step that had finite maxima (nil before the first and after a non-finite
+    /// one): `finish`'s guess. It decides only whether a step needs the second collective, never the bits.
+    private(set) var guess: (gradient: Int, loss: Int)?
+    /// Steps that took the exact path (no guess, or a wrong one): two more collectives each.
+    private(set) var rescaledSteps = 0
     private let result: ReduceBuffer
     private let moves: PrivateCommunicator
 
@@ -56,7 +72,7 @@ final class ReproducibleReducer: GradientReducer {
         shards = sharded ? UpdateShards(count: count, pieces: [0 ..< count + 2], parts: comm.size) : nil
         mine = shards?.owned(rank: comm.rank) ?? []
         ring = RingReduceScatter(comm: comm)
-        integers = [Int64](repeating: 0, count: count + 2)
+        integers = [Int64](repeating: 0, count: count + 6)
         result = ReduceBuffer(count: count + 2)
         moves = PrivateCommunicator(comm)
     }
@@ -108,8 +124,41 @@ final class ReproducibleReducer: GradientReducer {
 
     func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
         try gate()
-        let p = count, whole = result.buffer
-        // The batch's largest |gradient| and |loss| over every leaf (a max is exact in any order); NaN when any is not finite.
+        let p = count, n = count + 2
+        let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
+        // The guess: the last step's scale buckets. Quantise with them while finding the maxima (one pass), and let
+        // the one Int64 allreduce also count the ranks whose maxima lie above and in the guessed buckets.
+        if let guess {
+            let (kGradient, kLoss) = (Self.exponent(bucket: guess.gradient, leaves: leafCount), Self.exponent(bucket: guess.loss, leaves: leafCount))
+            var largest = (0.0, 0.0)
+            integers.withUnsafeMutableBufferPointer { q in
+                q.initialize(repeating: 0)
+                for leaf in leaves {
+                    largest.0 = Swift.max(largest.0, FixedPoint.add(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!))
+                    largest.1 = Swift.max(largest.1, FixedPoint.add(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p))
+                    q[p + 1] += Int64(leaf.rows)
+                }
+                let (bGradient, bLoss) = (Self.bucket(largest.0), Self.bucket(largest.1))
+                // Above the guess, this rank's integers are meaningless (clamped, wrapped): send zeros, so that
+                // no sum overflows; the step is redone anyway.
+                if bGradient > guess.gradient { q.baseAddress!.update(repeating: 0, count: p) }
+                if bLoss > guess.loss { q[p] = 0 }
+                q[n] = bGradient > guess.gradient ? 1 : 0
+                q[n + 1] = bGradient == guess.gradient ? 1 : 0
+                q[n + 2] = bLoss > guess.loss ? 1 : 0
+                q[n + 3] = bLoss == guess.loss ? 1 : 0
+            }
+            try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
+                try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
+            }
+            // No rank above and one in the bucket: the batch's buckets are the guessed ones, so are its scales.
+            if integers[n] == 0, integers[n + 1] > 0, integers[n + 2] == 0, integers[n + 3] > 0 {
+                return mean(kGradient, kLoss)
+            }
+        }
+        // No guess, or a wrong one: the batch's largest |gradient| and |loss| over every leaf (a max is exact in
+        // any order; +infinity when any value is not finite) from an allreduce-max, then quantise and sum.
+        rescaledSteps += 1
         var local = [0.0, 0.0]
         for leaf in leaves {
             local[0] = Swift.max(local[0], Self.largestMagnitude(leaf.buffer, p))
@@ -118,26 +167,35 @@ final class ReproducibleReducer: GradientReducer {
         let largest = try comm.watched("the gradient scale of step \(number)", seconds: collectiveTimeout) {
             try comm.allreduced(local, op: .max)
         }
-        let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
         guard largest.allSatisfy({ $0.isFinite }) else {
+            guess = nil
+            let whole = result.buffer
             whole.initialize(repeating: .nan)
             whole[p + 1] = Float(globalRows)
             return whole
         }
-        let (kGradient, kLoss) = (Self.exponent(largest[0], leaves: leafCount), Self.exponent(largest[1], leaves: leafCount))
+        let buckets = (gradient: Self.bucket(largest[0]), loss: Self.bucket(largest[1]))
+        guess = buckets
+        let (kGradient, kLoss) = (Self.exponent(bucket: buckets.gradient, leaves: leafCount), Self.exponent(bucket: buckets.loss, leaves: leafCount))
         integers.withUnsafeMutableBufferPointer { q in
             q.initialize(repeating: 0)
             for leaf in leaves {
-                Self.addFixedPoint(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!)
-                Self.addFixedPoint(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p)
+                FixedPoint.add(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!)
+                FixedPoint.add(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p)
                 q[p + 1] += Int64(leaf.rows)
             }
         }
         try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
             try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
         }
+        return mean(kGradient, kLoss)
+    }
+
+    /// The mean gradient, loss sum and row count from the summed integers: each integer sum times 2^−k / rows in
+    /// Double, rounded once to Float.
+    private func mean(_ kGradient: Int, _ kLoss: Int) -> UnsafeMutableBufferPointer<Float> {
+        let p = count, whole = result.buffer
         integers.withUnsafeBufferPointer { q in
-            // The mean: each integer sum times 2^−k / rows in Double, rounded once to Float.
             let factor = Double(sign: .plus, exponent: -kGradient, significand: 1) / Double(q[p + 1])
             for i in 0..<p { whole[i] = Float(Double(q[i]) * factor) }
             whole[p] = Float(Double(q[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1))
@@ -146,25 +204,40 @@ final class ReproducibleReducer: GradientReducer {
         return whole
     }
 
-    /// max |x[i]| as a Double; +infinity when any x[i] is not finite. Cost: one pass.
-    static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        // |x| as its bit pattern without the sign: for finite values the integers order as the magnitudes do, and
-        // NaN and ±infinity (exponent all ones) are the patterns ≥ 0x7F80_0000. An integer max vectorises.
-        var top: UInt32 = 0
-        UnsafeRawPointer(x).withMemoryRebound(to: UInt32.self, capacity: n) { bits in
-            for i in 0..<n { top = Swift.max(top, bits[i] & 0x7FFF_FFFF) }
-        }
-        return top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top))
+    /// Binades per scale bucket: the scale is fixed by the bucket of the batch's largest |value|, not its binade,
+    /// so that it changes rarely from step to step and the last step's bucket is almost always right.
+    static let bucketBinades = 4
+
+    /// The bucket of a largest |value| M: the least multiple b of `bucketBinades` with M < 2^b; `Int.min` for
+    /// M = 0, `Int.max` when M is not finite.
+    static func bucket(_ largest: Double) -> Int {
+        guard largest.isFinite else { return .max }
+        guard largest > 0 else { return .min }
+        let e = Int(largest.exponent) + 1, w = bucketBinades  // largest < 2^e
+        return (e >= 0 ? (e + w - 1) / w : -(-e / w)) * w
     }
+
+    /// The scale exponent k of bucket b: L values below 2^b, times 2^k, sum to less than 2^62 (and, for the
+    /// largest, to at least 2^(59 − bucketBinades + 1) with L leaves: up to 3 bits less than the binade's own
+    /// scale, `exponent(_:leaves:)`). 0 for the zero bucket.
+    static func exponent(bucket b: Int, leaves: Int) -> Int {
+        guard b != .min else { return 0 }
+        let headroom = Int.bitWidth - Swift.max(leaves, 1).leadingZeroBitCount  // 2^headroom > leaves
+        return 62 - headroom - b
+    }
+
+    /// max |x[i]| as a Double; +infinity when any x[i] is not finite (`FixedPoint.largestMagnitude`: one vectorised
+    /// pass, over the kernel threads when n is large).
+    static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double { FixedPoint.largestMagnitude(x, n) }
 
     /// The scale exponent k: L values of magnitude at most `largest`, times 2^k, sum to less than 2^62
     /// (`exactSumExponent`, shared with the exact standardisation statistics).
     static func exponent(_ largest: Double, leaves: Int) -> Int { exactSumExponent(largest, terms: leaves) }
 
-    /// q[i] += trunc(x[i] · 2^k), exactly (|x[i]| · 2^k < 2^62 by the choice of k; the product is exact in Double).
+    /// q[i] += trunc(x[i] · 2^k), exactly (|x[i]| · 2^k < 2^62 by the choice of k; the product is exact in Double):
+    /// `FixedPoint.add`, the same integers on every ISA and thread count.
     static func addFixedPoint(_ x: UnsafePointer<Float>, _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) {
-        let scale = Double(sign: .plus, exponent: k, significand: 1)
-        for i in 0..<n { q[i] &+= Int64(Double(x[i]) * scale) }
+        FixedPoint.add(x, n, exponent: k, into: q)
     }
 }
 

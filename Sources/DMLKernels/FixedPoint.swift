@@ -1,0 +1,66 @@
+internal import CDMLKernels
+
+/// Exact fixed-point sums of Floats (`--reproducible`'s reduction): values scaled by a shared power of two,
+/// truncated to Int64 and added as integers, so any order and any grouping give the same integers.
+///
+/// Invariant: the same integers on every ISA (AVX-512DQ converts with vcvttpd2qq; AVX2 and generic with an exact
+/// two-part split, `CDMLKernels` `fixed_add`) and for any thread count: the work is cut into fixed runs of
+/// `unit` elements, each element is computed by exactly one thread with the same operations, and integer maxima
+/// and sums do not depend on who computes what (`FixedPointTests`).
+///
+/// Cost: one pass over the input per call (`largestMagnitude`: n Floats read; `add`: n Floats read, n Int64 read
+/// and written), over the kernel threads when n spans more than one unit.
+public enum FixedPoint {
+    /// Elements per unit of a threaded call (64 KiB of Floats): large enough that a unit outweighs a claim.
+    public static let unit = 16384
+
+    /// max |x[i]| for i < n as a Double (0 for n = 0), or +infinity when any x[i] is not finite. Exact.
+    public static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        let kernel = dml_kernels().pointee.max_abs_bits
+        var top: UInt32 = 0
+        if n <= unit {
+            top = kernel(x, n)
+        } else {
+            let units = (n + unit - 1) / unit
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: units) { tops in
+                KernelThreads.parallel(units: units) { begin, end in
+                    for u in begin..<end {
+                        let lo = u * unit
+                        tops[u] = kernel(x + lo, Swift.min(unit, n - lo))
+                    }
+                }
+                top = tops.max() ?? 0
+            }
+        }
+        return magnitude(bits: top)
+    }
+
+    /// q[i] += trunc(x[i] · 2^k) for i < n, and returns `largestMagnitude(x, n)`, found in the same pass. Exact
+    /// when the returned value times 2^k is below 2^62 and every q[i] stays below 2^63 in magnitude (the caller's
+    /// choice of k); otherwise q holds defined but meaningless integers, for the caller to discard. x[i] · 2^k is
+    /// exact in Double.
+    @discardableResult
+    public static func add(_ x: UnsafePointer<Float>, _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) -> Double {
+        let kernel = dml_kernels().pointee.fixed_add
+        let scale = Double(sign: .plus, exponent: k, significand: 1)
+        var top: UInt32 = 0
+        if n <= unit {
+            top = kernel(x, n, scale, q)
+        } else {
+            let units = (n + unit - 1) / unit
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: units) { tops in
+                KernelThreads.parallel(units: units) { begin, end in
+                    for u in begin..<end {
+                        let lo = u * unit
+                        tops[u] = kernel(x + lo, Swift.min(unit, n - lo), scale, q + lo)
+                    }
+                }
+                top = tops.max() ?? 0
+            }
+        }
+        return magnitude(bits: top)
+    }
+
+    /// The Double of a max of |x|'s bit patterns: +infinity for ±∞ and NaN.
+    static func magnitude(bits top: UInt32) -> Double { top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top)) }
+}
