@@ -18,4 +18,12 @@ public enum LauncherEnvironment {
         }
         return 0
     }
+
+    /// False when this process was started with a command line of its own (OpenMPI's MPMD form,
+    /// `mpirun -np 1 A : -np 1 B`: an app context other than rank 0's); true otherwise, rank 0's arguments.
+    public static var sharesRankZerosArguments: Bool {
+        let env = ProcessInfo.processInfo.environment
+        guard let contexts = env["OMPI_NUM_APP_CTX"].flatMap({ Int($0) }), contexts > 1 else { return true }
+        return env["OMPI_MCA_orte_app_num"] == "0"
+    }
 }

@@ -131,7 +131,8 @@ public struct Checkpoint: Equatable {
     }
 }
 
-/// The checkpoint directory. Only rank 0 ever creates one of these: other ranks never touch the directory.
+/// The checkpoint directory. Only rank 0 ever creates one of these: other ranks never touch the directory, except
+/// that under `--shard-update` each rank writes its own part file into it (`savePart`).
 ///
 /// Files are `ckpt-<step, 8 digits>.safetensors`, written atomically (`AtomicFile`: temp file, fsync,
 /// rename, directory fsync), so a crash leaves either the previous file set or the new complete file.

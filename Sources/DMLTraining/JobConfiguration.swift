@@ -247,8 +247,12 @@ public struct JobConfiguration: Sendable, Equatable {
     /// Every field but `threads` and the configuration record, one `path=value` line each: all ranks must have
     /// the same text. The kernel threads may differ between ranks (a multi-program launch over nodes of different
     /// sizes): every count gives the same bits; the record only repeats the other fields (and `--threads`).
+    /// Whether `--threads` was written may differ too (one rank given T, another left to its cores' default), so
+    /// `givenFlags` enters the text without it.
     public var agreementText: String {
-        leaves.filter { !Self.mayDifferBetweenRanks.contains($0.path) }.map { "\($0.path)=\($0.value)" }.joined(separator: "\n")
+        var agreed = self
+        agreed.givenFlags.removeAll { $0 == "threads" }
+        return agreed.leaves.filter { !Self.mayDifferBetweenRanks.contains($0.path) }.map { "\($0.path)=\($0.value)" }.joined(separator: "\n")
     }
 }
 

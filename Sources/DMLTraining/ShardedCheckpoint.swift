@@ -139,11 +139,22 @@ extension CheckpointStore {
     }
 
     /// Rank 0, after every part is written: the manifest of `checkpoint`'s parts (`Checkpoint.manifest`),
-    /// written last, then pruning as `save` does (manifests and their parts).
+    /// written last, then pruning as `save` does (manifests and their parts). First it checks that it sees every
+    /// rank's part: a `--checkpoint-dir` that is not one shared directory (a node-local path of the same name)
+    /// would otherwise make every checkpoint incomplete, found only at `--resume`. Cost: one `stat` per rank.
     @discardableResult
     public func saveManifest(_ checkpoint: Checkpoint, shards: UpdateShards, copies: Int, checksums: [UInt64],
                              fault: AtomicFile.Fault? = nil) throws -> String {
-        try save(checkpoint.manifest(shards: shards, copies: copies, checksums: checksums), fault: fault)
+        let manifest = path(step: checkpoint.step)
+        for rank in 0..<checksums.count {
+            let part = CheckpointPart.path(manifest: manifest, rank: rank, parts: checksums.count)
+            guard FileManager.default.fileExists(atPath: part) else {
+                throw AtomicFile.WriteError(path: manifest, reason: "rank \(rank) wrote its part \(part), which rank 0 does not see: "
+                                            + "with --shard-update every rank writes into --checkpoint-dir, which must be one directory shared by every node",
+                                            kind: .cannotCreate)
+            }
+        }
+        return try save(checkpoint.manifest(shards: shards, copies: copies, checksums: checksums), fault: fault)
     }
 
     /// The part files beside the manifest `path` (any part count).

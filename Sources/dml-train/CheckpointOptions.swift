@@ -3,7 +3,7 @@ import ArgumentParser
 /// Checkpoints, resume and the replica check.
 struct CheckpointOptions: ParsableArguments {
     @Option(name: .customLong("checkpoint-dir"),
-            help: "Directory for checkpoints (rank 0 creates and writes it; other ranks never touch it).")
+            help: "Directory for checkpoints (rank 0 creates and writes it; other ranks never touch it, but with --shard-update each writes its part there: then it must be shared by every node).")
     var checkpointDir: String?
 
     @Option(name: .customLong("checkpoint-every"), help: "Write a checkpoint every N steps, and at the end (default: once per epoch; with a full batch, ten per run).")

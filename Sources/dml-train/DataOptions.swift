@@ -76,7 +76,7 @@ struct DataOptions: ParsableArguments {
 
     @Option(name: .customLong("cache-dir"),
             help: ArgumentHelp("Stream the training rows from a binary shard cache in DIR instead of holding them in memory.",
-                               discussion: "The first run parses each rank's part of --data once and writes DIR/<file>.<digest>.rank<r>of<n>.dmlshard (float32 or CSR rows, XXH3-checked); later runs on the same file, size, modification time and read options reuse it, and a stale or damaged cache is rebuilt with a warning. Every epoch reads the rows of each batch from it (with read-ahead): the same bits as in memory."))
+                               discussion: "The first run parses each rank's part of --data once and writes DIR/<file>.<digest>.rank<r>of<n>.dmlshard (float32 or CSR rows, XXH3-checked); later runs on the same file, size, modification time and read options reuse it, and a stale or damaged cache is rebuilt with a warning. Every epoch reads the rows of each batch from it (in step windows, on the rank's own thread): the same bits as in memory."))
     var cacheDir: String?
 
     @Option(name: .customLong("max-memory"),

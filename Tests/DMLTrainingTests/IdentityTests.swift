@@ -96,6 +96,13 @@ final class IdentityTests: XCTestCase {
         var threaded = base
         threaded.threads = 3
         XCTAssertEqual(base.agreementText, threaded.agreementText)
+        // One rank given --threads, another left to its default: written or not, the same agreement.
+        threaded.givenFlags = ["threads", "lr"]
+        var defaulted = base
+        defaulted.givenFlags = ["lr"]
+        XCTAssertEqual(defaulted.agreementText, threaded.agreementText)
+        defaulted.givenFlags = ["lr", "seed"]
+        XCTAssertNotEqual(defaulted.agreementText, threaded.agreementText, "every other written flag still counts")
     }
 
     /// A checkpoint's identity survives encoding, and a mismatch names every differing field.

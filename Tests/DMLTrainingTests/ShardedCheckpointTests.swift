@@ -52,6 +52,22 @@ final class ShardedCheckpointTests: XCTestCase {
         XCTAssertEqual(try Safetensors.read(path: path).metadata["optimizer_copies"], "0")
     }
 
+    /// A part rank 0 does not see (a node-local --checkpoint-dir of the same name on another node): no manifest
+    /// is written, and the error says why.
+    func testAPartRankZeroDoesNotSeeStopsTheManifest() throws {
+        let s = try store()
+        let sums = try (0..<shards.parts).map { rank in
+            try s.savePart(CheckpointPart(rank: rank, parts: shards.parts, step: 6, state: shards.ownedState(state(6), copies: copies, rank: rank)))
+        }
+        let missing = CheckpointPart.path(manifest: s.path(step: 6), rank: 2, parts: shards.parts)
+        XCTAssertEqual(unlink(missing), 0)
+        let snapshot = Checkpoint(step: 6, epoch: 0, parameters: [Float](repeating: 1, count: count), optimizerState: [], identity: ["config.x": "1"])
+        XCTAssertThrowsError(try s.saveManifest(snapshot, shards: shards, copies: copies, checksums: sums)) { error in
+            XCTAssertTrue("\(error)".contains("rank 2 wrote its part \(missing), which rank 0 does not see"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: s.path(step: 6)), "no manifest")
+    }
+
     func testABrokenSetFallsBackToThePreviousCompleteCheckpoint() throws {
         let attacks: [(String, (String) throws -> Void)] = [
             ("is missing", { m in unlink(CheckpointPart.path(manifest: m, rank: 1, parts: 3)) }),

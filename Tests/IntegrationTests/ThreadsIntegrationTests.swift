@@ -56,6 +56,29 @@ final class ThreadsIntegrationTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: mixed)), try Data(contentsOf: URL(fileURLWithPath: reference)))
     }
 
+    /// One rank given --threads and the other left to its default: the same job (whether a flag that may differ
+    /// was written does not enter the ranks' agreement). A bad --threads on rank 1 only (a multi-program launch):
+    /// one message naming rank 1 and the flag, a non-zero exit at once, not rank 0 waiting in the start-up.
+    func testThreadsGivenOnOneRankOnlyAndABadCountOnRankOne() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = MPIRunner.executable("dml-train")
+        let args = data + models[1]
+        let half = "\(dir)/half.safetensors"
+        let r = try MPIRunner.runProcess("mpirun", ["--oversubscribe", "-np", "1", binary] + args + ["--threads", "2", "--output", half]
+                                          + [":", "-np", "1", binary] + args + ["--output", half])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let started = Date()
+        let bad = try MPIRunner.runProcess("mpirun", ["--oversubscribe", "-np", "1", binary] + args + ["--threads", "2"]
+                                            + [":", "-np", "1", binary] + args + ["--threads", "0"], timeout: 60)
+        XCTAssertNotEqual(bad.status, 0, bad.stdout)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "no wait for the start-up deadline")
+        let lines = bad.stderr.split(separator: "\n").filter { $0.contains("--threads") }
+        XCTAssertEqual(lines.count, 1, bad.stderr)
+        XCTAssertTrue(lines.first?.contains("dml-train: error on rank 1: ") == true, bad.stderr)
+        XCTAssertFalse(bad.stdout.contains("done:"), bad.stdout)
+    }
+
     func testBadThreadCountsAreRefusedOnce() throws {
         for bad in ["0", "\(KernelThreads.maximum + 1)"] {
             let r = try MPIRunner.run(ranks: 2, "dml-train", data + ["--threads", bad], timeout: 60)

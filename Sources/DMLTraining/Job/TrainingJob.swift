@@ -72,7 +72,13 @@ public final class TrainingJob {
     public func run() throws -> JobResult {
         let job = configuration
         if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
-        try KernelThreads.use(job.threads ?? KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))
+        if let given = job.threads {
+            try KernelThreads.use(given)
+        } else if (try? KernelThreads.use(KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))) == nil {
+            // The default count is the rank's cores, not a flag: where those threads cannot start (a `ulimit -v`
+            // leaves no room for their stacks) the rank runs on its own thread; the bits are the same.
+            try KernelThreads.use(1)
+        }
         comm.deadlines.interruption = Preemption.diedWhileWaiting
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
