@@ -48,7 +48,7 @@ public enum KernelThreads {
     public static func use(_ threads: Int) throws(KernelThreadsError) {
         if let why = problem(threads) { throw KernelThreadsError(message: "threads " + why) }
         guard dml_threads_set(threads) == 0 else {
-            throw KernelThreadsError(message: "could not start \(threads) kernel threads")
+            throw KernelThreadsError(message: "--threads \(threads): could not start \(threads) kernel threads (too little address space for their stacks, or a limit on threads)")
         }
     }
 

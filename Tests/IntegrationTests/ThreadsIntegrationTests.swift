@@ -79,6 +79,23 @@ final class ThreadsIntegrationTests: XCTestCase {
         XCTAssertFalse(bad.stdout.contains("done:"), bad.stdout)
     }
 
+    /// Threads that cannot start on one rank only (its `ulimit -v` leaves no room for 256 thread stacks): one
+    /// agreed error naming that rank, every rank stops, nothing written.
+    func testThreadsThatCannotStartOnOneRankAreOneAgreedError() throws {
+        let dir = MPIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = MPIRunner.executable("dml-train")
+        let args = data + models[1] + ["--threads", "256", "--output", "\(dir)/never.safetensors"]
+        let limited = (["ulimit -v 1500000;", "exec", binary] + args).joined(separator: " ")
+        let r = try MPIRunner.runProcess("mpirun", ["--oversubscribe", "-np", "1", binary] + args
+                                          + [":", "-np", "1", "sh", "-c", limited], timeout: 90)
+        XCTAssertNotEqual(r.status, 0, r.stdout)
+        let lines = r.stderr.split(separator: "\n").filter { $0.contains("could not start 256 kernel threads") }
+        XCTAssertEqual(lines.count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 1"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/never.safetensors"))
+    }
+
     func testBadThreadCountsAreRefusedOnce() throws {
         for bad in ["0", "\(KernelThreads.maximum + 1)"] {
             let r = try MPIRunner.run(ranks: 2, "dml-train", data + ["--threads", bad], timeout: 60)

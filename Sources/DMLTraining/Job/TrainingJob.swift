@@ -72,16 +72,19 @@ public final class TrainingJob {
     public func run() throws -> JobResult {
         let job = configuration
         if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
-        if let given = job.threads {
-            try KernelThreads.use(given)
-        } else if (try? KernelThreads.use(KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))) == nil {
-            // The default count is the rank's cores, not a flag: where those threads cannot start (a `ulimit -v`
-            // leaves no room for their stacks) the rank runs on its own thread; the bits are the same.
-            try KernelThreads.use(1)
-        }
         comm.deadlines.interruption = Preemption.diedWhileWaiting
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
+        // A given count that cannot start on some rank (its `ulimit -v`) is one agreed error, named by that rank
+        // (every rank takes part, whether it was given --threads or not). The default count is the rank's cores, not
+        // a flag: where those threads cannot start the rank runs on its own thread; the bits are the same.
+        var threadFailure: KernelThreadsError?
+        if let given = job.threads {
+            do { try KernelThreads.use(given) } catch { threadFailure = error }
+        } else if (try? KernelThreads.use(KernelThreads.defaultCount(ranksOnNode: MemoryBudget.ranksOnNode))) == nil {
+            try KernelThreads.use(1)
+        }
+        try comm.agree(error: threadFailure)
         try checkFiles()
         faults.hangDuringStartupIfPlanned(rank: comm.rank)
 
