@@ -14,25 +14,23 @@ public enum FixedPoint {
     /// Elements per unit of a threaded call (64 KiB of Floats): large enough that a unit outweighs a claim.
     public static let unit = 16384
 
+    /// Runs `kernel(lo, count)` over `0..<n` — whole when n ≤ `unit`, else in fixed runs of `unit` values over the
+    /// kernel threads — and returns the largest bit pattern the runs return (a max: the same for any split).
+    private static func largestBits(_ n: Int, _ kernel: (Int, Int) -> UInt32) -> UInt32 {
+        if n <= unit { return kernel(0, n) }
+        let units = (n + unit - 1) / unit
+        return withUnsafeTemporaryAllocation(of: UInt32.self, capacity: units) { tops in
+            KernelThreads.parallel(units: units) { begin, end in
+                for u in begin..<end { tops[u] = kernel(u * unit, Swift.min(unit, n - u * unit)) }
+            }
+            return tops.max() ?? 0
+        }
+    }
+
     /// max |x[i]| for i < n as a Double (0 for n = 0), or +infinity when any x[i] is not finite. Exact.
     public static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
         let kernel = dml_kernels().pointee.max_abs_bits
-        var top: UInt32 = 0
-        if n <= unit {
-            top = kernel(x, n)
-        } else {
-            let units = (n + unit - 1) / unit
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: units) { tops in
-                KernelThreads.parallel(units: units) { begin, end in
-                    for u in begin..<end {
-                        let lo = u * unit
-                        tops[u] = kernel(x + lo, Swift.min(unit, n - lo))
-                    }
-                }
-                top = tops.max() ?? 0
-            }
-        }
-        return magnitude(bits: top)
+        return magnitude(bits: largestBits(n) { lo, count in kernel(x + lo, count) })
     }
 
     /// q[i] += trunc(x[i] · 2^k) for i < n, and returns `largestMagnitude(x, n)`, found in the same pass. Exact
@@ -43,21 +41,7 @@ public enum FixedPoint {
     public static func add(_ x: UnsafePointer<Float>, _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) -> Double {
         let kernel = dml_kernels().pointee.fixed_add
         let scale = Double(sign: .plus, exponent: k, significand: 1)
-        var top: UInt32 = 0
-        if n <= unit {
-            top = kernel(x, n, scale, q)
-        } else {
-            let units = (n + unit - 1) / unit
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: units) { tops in
-                KernelThreads.parallel(units: units) { begin, end in
-                    for u in begin..<end {
-                        let lo = u * unit
-                        tops[u] = kernel(x + lo, Swift.min(unit, n - lo), scale, q + lo)
-                    }
-                }
-                top = tops.max() ?? 0
-            }
-        }
+        let top = largestBits(n) { lo, count in kernel(x + lo, count, scale, q + lo) }
         return magnitude(bits: top)
     }
 
