@@ -1,17 +1,19 @@
-/// Byte counts as people write them: `4096`, `4K`, `256M`, `1G` (binary units: K = 1024), `64KiB`, `8MB`.
+/// Byte counts as people write them: `4096`, `4K`, `256M`, `1G`, `2T` (binary units: K = 1024), `64KiB`, `8MB`,
+/// `512m`, `100B`; the unit's case does not matter.
 public enum ByteCount {
     /// The number of bytes `text` names, or nil if it is not a count.
     public static func parse(_ text: String) -> Int? {
-        var digits = Substring(text.trimmingSpaces())
+        // Units are case-insensitive (`512m`, `512MB`, `512MiB` are the same): nobody means millibytes.
+        var digits = Substring(text.trimmingSpaces().lowercased())
         var unit = 1
-        for (suffixes, scale) in [(["KiB", "KB", "K", "k"], 1 << 10), (["MiB", "MB", "M"], 1 << 20), (["GiB", "GB", "G"], 1 << 30)] {
+        for (suffixes, scale) in [(["kib", "kb", "k"], 1 << 10), (["mib", "mb", "m"], 1 << 20), (["gib", "gb", "g"], 1 << 30), (["tib", "tb", "t"], 1 << 40)] {
             if let s = suffixes.first(where: { digits.hasSuffix($0) }) {
                 digits = digits.dropLast(s.count)
                 unit = scale
                 break
             }
         }
-        if digits.hasSuffix("B") { digits = digits.dropLast() }
+        if unit == 1, digits.hasSuffix("b") { digits = digits.dropLast() }
         guard let n = Int(digits), n >= 0 else { return nil }
         let (bytes, overflow) = n.multipliedReportingOverflow(by: unit)
         return overflow ? nil : bytes
