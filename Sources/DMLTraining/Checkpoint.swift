@@ -198,7 +198,17 @@ public final class CheckpointStore {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         let stray = names.filter { $0.hasPrefix(".ckpt-") && $0.contains(".safetensors.tmp-") }
         for name in stray { unlink(directory + "/" + name) }
-        return stray.isEmpty ? nil : "removed \(stray.count) temporary file\(stray.count == 1 ? "" : "s") of an interrupted checkpoint write from \(directory)"
+        // Parts whose manifest does not exist (a job killed between its parts and its manifest) can never be
+        // resumed: they are removed too. Parts beside a manifest stay, even a damaged one's (for inspection).
+        let orphans = names.filter { name in
+            guard name.hasPrefix("ckpt-"), let dot = name.range(of: ".part-") else { return false }
+            return !names.contains(String(name[..<dot.lowerBound]) + ".safetensors")
+        }
+        for name in orphans { unlink(directory + "/" + name) }
+        var removed: [String] = []
+        if !stray.isEmpty { removed.append("\(stray.count) temporary file\(stray.count == 1 ? "" : "s") of an interrupted checkpoint write") }
+        if !orphans.isEmpty { removed.append("\(orphans.count) checkpoint part\(orphans.count == 1 ? "" : "s") without a manifest") }
+        return removed.isEmpty ? nil : "removed \(removed.joined(separator: " and ")) from \(directory)"
     }
 
     /// A fresh run in this directory: refused (`.configuration`) when it already holds checkpoints, unless

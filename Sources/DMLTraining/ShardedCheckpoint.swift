@@ -154,7 +154,13 @@ extension CheckpointStore {
                                             kind: .cannotCreate)
             }
         }
-        return try save(checkpoint.manifest(shards: shards, copies: copies, checksums: checksums), fault: fault)
+        let written = try save(checkpoint.manifest(shards: shards, copies: copies, checksums: checksums), fault: fault)
+        // A step written again at another np (a resume whose newest set was damaged): the other set's parts
+        // are no longer listed by any manifest.
+        // (Compared by name: `partFiles` gives absolute paths, the store's directory may be relative.)
+        let mine = Set((0..<checksums.count).map { URL(fileURLWithPath: CheckpointPart.path(manifest: manifest, rank: $0, parts: checksums.count)).lastPathComponent })
+        for part in Self.partFiles(of: manifest) where !mine.contains(URL(fileURLWithPath: part).lastPathComponent) { unlink(part) }
+        return written
     }
 
     /// The part files beside the manifest `path` (any part count).

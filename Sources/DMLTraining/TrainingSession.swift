@@ -189,15 +189,30 @@ public final class TrainingSession {
                 guard let sharded else { return try comm.agreeing { rank0 ? try store!.save(snapshot, fault: fault) : "" } }
                 // A sharded update: every rank writes its part in parallel, then rank 0 the manifest (with every part's
                 // checksum) once all are durable; a failed part stops every rank before the manifest exists.
+                var partsAgreed = false, manifestWritten = false
                 do {
                     let sum = try comm.agreeing { try store!.savePart(sharded.part, fault: fault) }
                     let sums = try comm.allgathered(Int64(bitPattern: sum)).map { UInt64(bitPattern: $0) }
-                    return try comm.agreeing {
-                        rank0 ? try store!.saveManifest(snapshot, shards: sharded.shards, copies: sharded.copies, checksums: sums) : ""
+                    partsAgreed = true
+                    return try comm.agreeing { () -> String in
+                        guard rank0 else { return "" }
+                        let p = try store!.saveManifest(snapshot, shards: sharded.shards, copies: sharded.copies, checksums: sums)
+                        manifestWritten = true
+                        return p
                     }
                 } catch {
-                    // An incomplete set is no checkpoint: each rank removes the part it may have written.
-                    unlink(CheckpointPart.path(manifest: store!.path(step: sharded.part.step), rank: comm.rank, parts: comm.size))
+                    // An incomplete set is no checkpoint, but a complete one must never lose a part. Before the
+                    // checksums were agreed, each rank removes the part it may have written. After, only rank 0
+                    // knows whether the manifest exists: a rank that stalled in the last agreement (stopped, swapped
+                    // out) and fails late keeps its part, which rank 0's manifest may list; rank 0 removes the
+                    // set's parts only when its own manifest write failed. Parts a killed rank 0 leaves without a
+                    // manifest are removed by the next job's `CheckpointStore.prepare`.
+                    let manifest = store!.path(step: sharded.part.step)
+                    if !partsAgreed {
+                        unlink(CheckpointPart.path(manifest: manifest, rank: comm.rank, parts: comm.size))
+                    } else if rank0 && !manifestWritten && !FileManager.default.fileExists(atPath: manifest) {
+                        CheckpointStore.remove(manifest)
+                    }
                     throw error
                 }
             }

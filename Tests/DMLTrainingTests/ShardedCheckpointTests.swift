@@ -148,4 +148,36 @@ final class ShardedCheckpointTests: XCTestCase {
         let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt").filter { !$0.hasPrefix(".") }
         XCTAssertEqual(left, [], "\(left)")
     }
+    /// Parts no manifest lists can never be resumed, and nothing else removes them: the next job's `prepare`
+    /// (holding the lock) removes parts whose manifest is absent, and a step written again at another np removes
+    /// the other set's parts. Parts beside an existing manifest stay, even a damaged one's.
+    func testOrphanPartsAreRemovedAndListedPartsStay() throws {
+        func first() throws {
+            // A relative --checkpoint-dir, as users give it (the part files are found by absolute path).
+            let cwd = FileManager.default.currentDirectoryPath
+            _ = FileManager.default.changeCurrentDirectoryPath(dir)
+            defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
+            let s = CheckpointStore(directory: "ckpt", keep: 0)
+            try s.prepare()
+            try s.startFresh(overwrite: false)
+            try write(s, step: 4)
+            _ = try s.savePart(CheckpointPart(rank: 1, parts: 3, step: 8, state: shards.ownedState(state(8), copies: copies, rank: 1)))
+            // Step 4 written again by 2 ranks (a resume at np 2): the 3-rank set of step 4 goes.
+            let two = UpdateShards(count: count, pieces: [0..<50], parts: 2)
+            let sums = try (0..<2).map { rank in
+                try s.savePart(CheckpointPart(rank: rank, parts: 2, step: 4, state: two.ownedState(state(4), copies: copies, rank: rank)))
+            }
+            let snapshot = Checkpoint(step: 4, epoch: 0, parameters: (0..<count).map { Float($0 + 4) }, optimizerState: [], identity: ["config.x": "1"])
+            try s.saveManifest(snapshot, shards: two, copies: copies, checksums: sums)
+            XCTAssertEqual(CheckpointStore.partFiles(of: s.path(step: 4)).map { URL(fileURLWithPath: $0).lastPathComponent }.sorted(),
+                           ["ckpt-00000004.part-0-of-2.safetensors", "ckpt-00000004.part-1-of-2.safetensors"])
+            XCTAssertEqual(try s.newestValid { XCTFail($0) }?.checkpoint.optimizerState, state(4))
+        }
+        try first()
+        let again = CheckpointStore(directory: dir + "/ckpt", keep: 0)
+        let note = try again.prepare()
+        XCTAssertEqual(note, "removed 1 checkpoint part without a manifest from \(dir)/ckpt")
+        XCTAssertTrue(CheckpointStore.partFiles(of: again.path(step: 8)).isEmpty)
+        XCTAssertEqual(CheckpointStore.partFiles(of: again.path(step: 4)).count, 2, "a manifest's parts stay")
+    }
 }
