@@ -162,6 +162,12 @@ public final class CheckpointStore {
 
     deinit { if lock >= 0 { close(lock) } }
 
+    /// The names this store writes, renames or deletes in its directory: checkpoints, their parts, their
+    /// temporaries and the lock.
+    public static func owns(_ name: String) -> Bool {
+        (name.hasPrefix("ckpt-") && name.hasSuffix(".safetensors")) || name.hasPrefix(".ckpt-") || name == ".dml-lock"
+    }
+
     public func path(step: Int) -> String {
         directory + "/" + String(format: "ckpt-%08d.safetensors", step)
     }

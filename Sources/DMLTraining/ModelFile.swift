@@ -4,7 +4,7 @@ import DMLData
 import DMLModels
 import DMLStatus
 
-/// A trained model as a file that describes itself (`--output`, `best.safetensors`; read by `dml-predict`,
+/// A trained model as a file that describes itself (`--output`, `NAME.best.safetensors`; read by `dml-predict`,
 /// `--init`, and any safetensors reader): one tensor per named parameter (`layers.0.weight` [outputs ×
 /// inputs], `layers.0.bias`, … `layers.L.bias`) and metadata holding everything prediction needs.
 ///

@@ -25,6 +25,23 @@ public enum OutputPaths {
         }
     }
 
+    /// Throws `JobError(.usage)` naming both flags when an output would land on a file the job manages in
+    /// `directory` (given by `directoryFlag`): a name `owned` accepts, in that directory however it is spelt.
+    /// The job writes, renames and deletes such files itself (checkpoints and their parts, shard caches), so
+    /// an output there would replace one, or be replaced by one, silently.
+    public static func checkOutside(_ directory: String?, flag directoryFlag: String, owned: (String) -> Bool,
+                                    outputs: [(flag: String, path: String)]) throws {
+        guard let directory else { return }
+        let dir = resolved(directory + "/x").dropLast(2)
+        for out in outputs {
+            let r = resolved(out.path), name = URL(fileURLWithPath: out.path).lastPathComponent
+            if r.dropLast(name.count + 1) == dir && owned(name) {
+                throw JobError(.usage, "\(out.flag) \(out.path) is a name of the files \(directoryFlag) \(directory) holds, which the job writes, "
+                               + "renames and deletes itself: one would replace the other. Give \(out.flag) another name or directory")
+            }
+        }
+    }
+
     /// (device, inode) of an existing file, following links; nil when it does not exist.
     static func inode(_ path: String) -> [UInt64]? {
         var st = stat()

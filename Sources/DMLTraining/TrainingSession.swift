@@ -20,7 +20,7 @@ public struct SessionOptions {
     /// Early stopping: stop when the validation loss has not improved for this many evaluations.
     public var earlyStopping: Int?
     /// Called on every rank (collective) when the validation loss reaches a new lowest value after step `s`:
-    /// the job writes the best model (`best.safetensors`).
+    /// the job writes the best model (`NAME.best.safetensors` beside `--output NAME.safetensors`).
     public var onBest: ((Int) throws -> Void)?
     /// Replica check every N steps (and at the end); 0 disables it.
     public var verifyEvery: Int = 0

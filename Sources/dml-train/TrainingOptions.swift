@@ -98,7 +98,7 @@ struct TrainingOptions: ParsableArguments {
     var initFrom: String?
 
     @Option(name: .customLong("early-stopping"),
-            help: "Stop when the validation loss (--validation-fraction) has not improved for this many evaluations (--eval-every); the best model is kept as best.safetensors beside --output.")
+            help: "Stop when the validation loss (--validation-fraction) has not improved for this many evaluations (--eval-every); the best model is kept as NAME.best.safetensors beside --output NAME.safetensors.")
     var earlyStopping: Int?
 
 

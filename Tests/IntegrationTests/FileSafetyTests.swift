@@ -77,6 +77,18 @@ final class FileSafetyTests: XCTestCase {
         let both = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "5", "--output", dir + "/x", "--metrics", dir + "/x"])
         XCTAssertEqual(both.status, 64, both.stderr)
         XCTAssertTrue(both.stderr.contains("--output and --metrics name the same file"), both.stderr)
+        // An output on a name the checkpoint or cache directory's files take (another spelling of the directory
+        // too) would replace a checkpoint or a cache, or be replaced by one.
+        for (flag, path, extra) in [("--output", dir + "/ck/ckpt-00000005.safetensors", ["--checkpoint-dir", dir + "/ck"]),
+                                    ("--metrics", dir + "/ck/../ck/ckpt-00000005.part-0-of-2.safetensors", ["--checkpoint-dir", dir + "/ck"]),
+                                    ("--timeline", dir + "/cache/train.csv.0.rank0of2.dmlshard", ["--cache-dir", dir + "/cache"])] {
+            try FileManager.default.createDirectory(atPath: dir + "/ck", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/cache", withIntermediateDirectories: true)
+            let r = try MPIRunner.run(ranks: 2, "dml-train", ["--data", csv, "--steps", "5", flag, path] + extra)
+            XCTAssertEqual(r.status, 64, "\(flag): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("\(flag) \(path) is a name of the files \(extra[0]) \(extra[1]) holds"), r.stderr)
+            XCTAssertEqual(r.stderr.components(separatedBy: "error:").count, 2, "one message: \(r.stderr)")
+        }
     }
 
     /// A temporary file left by a writer that was killed (its process is gone) is removed by the next write

@@ -70,7 +70,7 @@ final class WarmStartAndEarlyStoppingTests: XCTestCase {
         XCTAssertEqual(straight.status, 0, straight.stderr)
         XCTAssertTrue(straight.stdout.contains("early stopping after step 99"), straight.stdout)
         XCTAssertTrue(straight.stdout.contains("(stopped early)"), straight.stdout)
-        let best = try ModelFile.read(path: dir + "/straight/best.safetensors")
+        let best = try ModelFile.read(path: dir + "/straight/out.best.safetensors")
         XCTAssertEqual(best.provenance["step"], "81")
         XCTAssertTrue(straight.stdout.contains("best model (validation loss 0.159021 after step 81)"), straight.stdout)
 

@@ -81,7 +81,7 @@ extension JobConfiguration {
             if patience < 1 { return "--early-stopping must be at least 1 evaluation (got \(patience))" }
             if d.validationFraction == 0 { return "--early-stopping watches the validation loss: give --validation-fraction" }
             if o.evalEvery == 0 { return "--early-stopping needs evaluations during the run: --eval-every must be at least 1" }
-            if o.output == nil { return "--early-stopping keeps the best model beside --output (best.safetensors): give --output" }
+            if o.output == nil { return "--early-stopping keeps the best model beside --output (NAME.best.safetensors): give --output" }
             if optimization.lrSearch != nil { return "--early-stopping and --lr-search both use the validation split: give one of them" }
         }
         return nil

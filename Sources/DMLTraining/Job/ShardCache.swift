@@ -74,6 +74,9 @@ public enum ShardCache {
         return "\(directory)/\(base).\(digest).rank\(key.rank)of\(key.ranks).dmlshard"
     }
 
+    /// The names written, renamed or deleted in a cache directory: caches and their temporaries.
+    public static func owns(_ name: String) -> Bool { name.hasSuffix(".dmlshard") || name.contains(".dmlshard.tmp-") }
+
     /// What `open` found.
     public enum Lookup {
         /// The cache matches: the shard streamed from it.

@@ -295,10 +295,11 @@ public final class TrainingJob {
         return (output as NSString).deletingPathExtension + ".config.toml"
     }
 
-    /// `best.safetensors` beside `--output`, with `--early-stopping`.
+    /// `NAME.best.safetensors` beside `--output NAME.safetensors`, with `--early-stopping`: named after the
+    /// output, so two runs writing into one directory keep their own best models.
     var bestPath: String? {
         guard configuration.optimization.earlyStopping != nil, let output = configuration.outputs.output else { return nil }
-        return ((output as NSString).deletingLastPathComponent as NSString).appendingPathComponent("best.safetensors")
+        return (output as NSString).deletingPathExtension + ".best.safetensors"
     }
 
     /// The model file of `parameters` after `step`, with what prediction needs from the data.
@@ -362,6 +363,8 @@ public final class TrainingJob {
                            ("--metrics", job.outputs.metrics), ("--timeline", job.outputs.timeline),
                            ("--tune-cache", job.reduction.autotune ? job.reduction.tuneCache : nil)].compactMap { f, p in p.map { (flag: f, path: $0) } }
             try OutputPaths.checkDistinct(inputs: inputs, outputs: outputs)
+            try OutputPaths.checkOutside(job.outputs.checkpointDir, flag: "--checkpoint-dir", owned: CheckpointStore.owns, outputs: outputs)
+            try OutputPaths.checkOutside(job.data.cacheDir, flag: "--cache-dir", owned: ShardCache.owns, outputs: outputs)
             for path in [job.outputs.output, job.outputs.timeline].compactMap({ $0 }) { try AtomicFile.checkWritable(path) }
         }
     }
