@@ -18,7 +18,7 @@ final class CombinationTests: XCTestCase {
                        shard: Bool = false, reproducible: Bool = false) -> JobConfiguration {
         var c = JobConfiguration()
         c.model.kind = features ? .softmax : .mlp
-        c.model.hidden = [8]
+        if !features { c.model.hidden = [8] }
         c.data.syntheticRows = 120
         c.data.syntheticTestRows = 0
         c.data.syntheticFeatures = 9

@@ -35,8 +35,10 @@ final class SparseTrainingTests: XCTestCase {
     func configuration(_ path: String, model: ModelKind, sparse: SparseMode) -> JobConfiguration {
         var c = JobConfiguration()
         c.model.kind = model
-        c.model.hidden = [12]
-        c.model.activation = .tanh
+        if model == .mlp {
+            c.model.hidden = [12]
+            c.model.activation = .tanh
+        }
         c.data.path = path
         c.data.task = model == .linear ? .regression : .classification
         c.data.features = 80

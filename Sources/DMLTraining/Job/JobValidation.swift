@@ -56,6 +56,7 @@ extension JobConfiguration {
         if let refusal = fullBatchConflict() { return refusal }
         if let refusal = shardUpdateConflict() { return refusal }
         if let refusal = reproducibleConflict() { return refusal }
+        if let refusal = unusedFlagConflict() { return refusal }
         if d.maxMemory != nil && d.cacheDir == nil { return "--max-memory streams the training rows from a shard cache: give --cache-dir DIR for it" }
         if d.cacheDir != nil {
             if d.path == nil { return "--cache-dir caches the parsed rows of a --data file; the synthetic task has none" }
