@@ -243,7 +243,17 @@ public final class CheckpointStore {
     static func newRunID() -> String { Checksum.hex(UInt64.random(in: 0 ... .max)) }
 
     /// The `run_id` in a checkpoint file's header, read without reading its data; nil when unreadable.
-    static func runID(of path: String) -> String? {
+    static func runID(of path: String) -> String? { metadata(of: path)?["run_id"] }
+
+    /// The value of identity key `key` in the newest checkpoint file that records it, read from the headers
+    /// alone; nil when no checkpoint has it. (Every checkpoint of one run records the same identity, so a
+    /// damaged newest file only moves the answer to the next one; a file of another run is refused at resume.)
+    public func newestRecorded(_ key: String) -> String? {
+        list().lazy.compactMap { Self.metadata(of: $0.path)?[key] }.first
+    }
+
+    /// A safetensors file's `__metadata__`, read without reading its data; nil when unreadable.
+    static func metadata(of path: String) -> [String: String]? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }
         guard let head = try? handle.read(upToCount: 8), head.count == 8 else { return nil }
@@ -251,7 +261,7 @@ public final class CheckpointStore {
         guard n < 1 << 24, let json = try? handle.read(upToCount: Int(n)), json.count == Int(n),
               let header = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
               let metadata = header["__metadata__"] as? [String: String] else { return nil }
-        return metadata["run_id"]
+        return metadata
     }
 
     /// The checkpoint files present, newest (highest step) first.

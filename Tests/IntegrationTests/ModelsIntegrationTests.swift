@@ -83,6 +83,28 @@ final class LearningRateSearchIntegrationTests: XCTestCase {
         XCTAssertEqual(bad.status, 64)
         XCTAssertTrue(bad.stderr.contains("--lr-search must be distinct positive rates"), bad.stderr)
     }
+
+    /// A resume takes the rate the search chose in the run it continues, without searching again, even with a
+    /// longer --steps (a search over that horizon could choose another rate); the bytes are the uninterrupted run's.
+    func testAResumeKeepsTheSearchedRate() throws {
+        try XCTSkipUnless(MPIRunner.available, "mpirun is not installed")
+        let dir = MPIRunner.temporaryDirectory()
+        let args = ["--synthetic-rows", "600", "--synthetic-features", "16", "--synthetic-classes", "3", "--batch-size", "50",
+                    "--lr-search", "0.001,0.3", "--checkpoint-dir", dir + "/ck", "--checkpoint-every", "4"]
+        let first = try MPIRunner.run(ranks: 2, "dml-train", args + ["--steps", "8"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("best lr 0.3 "), first.stdout)
+        let resumed = try MPIRunner.run(ranks: 2, "dml-train", args + ["--steps", "16", "--resume", "--output", dir + "/resumed.safetensors"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("--lr-search: resuming with lr 0.3, the rate the search chose"), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("learning-rate search:"), "not searched again:\n\(resumed.stdout)")
+        let straight = try MPIRunner.run(ranks: 2, "dml-train", ["--synthetic-rows", "600", "--synthetic-features", "16", "--synthetic-classes", "3",
+                                                                "--batch-size", "50", "--lr", "0.3", "--validation-fraction", "0.2", "--steps", "16",
+                                                                "--output", dir + "/straight.safetensors"])
+        XCTAssertEqual(straight.status, 0, straight.stderr)
+        let a = try ModelFile.read(path: dir + "/resumed.safetensors"), b = try ModelFile.read(path: dir + "/straight.safetensors")
+        XCTAssertEqual(a.parameters, b.parameters, "the resumed run trains with the searched rate as a run given it would")
+    }
 }
 
 /// `--overlap` under mpirun: the MLP's layer buckets reduced during the backward pass give the very same

@@ -162,8 +162,10 @@ public final class TrainingJob {
             return Trainer(comm: comm, model: model, train: train, config: config, allreduce: exact,
                            hook: job.reduction.hook(exact: exact, comm: comm), faults: faults, note: say)
         }
-        func makeSession(_ strategy: TrainingStrategy) -> TrainingSession {
+        func makeSession(_ strategy: TrainingStrategy, searched: Float? = nil) -> TrainingSession {
             var identity = job.identity
+            // --lr-search's choice: recorded, so that a resume takes it instead of searching again.
+            if let searched { identity[Self.searchedRateKey] = String(describing: searched) }
             // The hashing map is part of the math: by its full description (hash, seed, bits).
             if let h = job.data.readOptions.hash { identity["derived.feature_hash"] = h.description }
             // A warm start's model is part of the math: by its content.
@@ -205,9 +207,22 @@ public final class TrainingJob {
         say(header(model: model, description: loaded.description, batch: batch, steps: totalSteps, schedule: strategy.config.schedule,
                    columns: features) + (loaded.parseThreads.map { "; rank 0 parsed its text with \($0) thread\($0 == 1 ? "" : "s")" } ?? ""))
         if let candidates = job.optimization.lrSearch {
-            let best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: build)
+            // A resume continues with the rate the search chose in the run it continues (searching again would
+            // cost every candidate's training, and could choose otherwise: a longer --steps, another np).
+            var chosen = ""
+            if rank0, job.outputs.resume, let dir = job.outputs.checkpointDir {
+                chosen = CheckpointStore(directory: dir, keep: 0).newestRecorded(Self.searchedRateKey) ?? ""
+            }
+            try comm.broadcast(&chosen, root: 0)
+            let best: Float
+            if let rate = Float(chosen), candidates.contains(rate) {
+                best = rate
+                say("--lr-search: resuming with lr \(chosen), the rate the search chose in the run being continued (not searched again)")
+            } else {
+                best = try searchLearningRate(candidates, validation: loaded.validation, makeStrategy: build)
+            }
             strategy = try build(lr: best)
-            session = makeSession(strategy)
+            session = makeSession(strategy, searched: best)
             say("training the final model with lr \(strategy.config.schedule.description)")
         }
         self.strategy = strategy
@@ -422,6 +437,9 @@ public final class TrainingJob {
 
     /// `--lr-search`: trains every candidate, prints a table of validation scores (rank 0) and returns the
     /// best rate. Collective. Fails, on every rank alike, when every candidate diverged.
+    /// The identity key recording `--lr-search`'s choice.
+    static let searchedRateKey = "derived.lr_search_choice"
+
     private func searchLearningRate(_ candidates: [Float], validation: Dataset?, makeStrategy: (Float) throws -> TrainingStrategy) throws -> Float {
         guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)", kind: .usage) }
         say("learning-rate search: \(candidates.count) candidates, scored on \(validation.globalRows) validation rows")
