@@ -130,6 +130,32 @@ final class ShardCacheTests: XCTestCase {
         }
     }
 
+    /// Window loads over several 1 MiB blocks and several windows give the rows of a direct read.
+    func testWindowLoadsOverManyBlocksGiveTheRowsOfADirectRead() throws {
+        let rows = 2400, features = 1000   // 262 rows a 1 MiB block: 10 blocks
+        var random = TestRandom(seed: 7)
+        let x = (0..<rows * features).map { _ in Float.random(in: -1...1, using: &random) }
+        let data = Dataset(features: features, classes: 2, globalRows: rows, firstRow: 0, x: x, y: (0..<rows).map { Float($0 % 2) })
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(data, labels: nil, key: key(), to: path)
+        let sampler = BatchSampler(rows: rows, batchSize: 300, seed: 5)
+        let range = data.globalRange
+        let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range) }
+        for start in [0, 3] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            let stream = try XCTUnwrap(back.stream)
+            stream.windowBytes = rows * (4 * features + 8)
+            stream.plan(endStep: 16, rowsOf: rowsOf)
+            XCTAssertTrue(stream.readsWindows)
+            for step in start..<16 {
+                let local = rowsOf(step)
+                guard case let .dense(got) = try stream.gather(local, step: step) else { return XCTFail("dense rows") }
+                XCTAssertTrue(got == local.flatMap { x[($0 * features)..<(($0 + 1) * features)] }, "from step \(start): step \(step)")
+            }
+            XCTAssertGreaterThan(stream.windowLoads, 1, "16 steps of 300 rows: more than one window of 2400")
+        }
+    }
+
     func describe(_ rows: ShardStream.Rows) -> String {
         switch rows {
         case let .dense(x): return "\(x)"
