@@ -300,6 +300,12 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(big.status, 64, big.stderr)
         XCTAssertEqual(count("give --cache-dir DIR to stream them from a shard cache", in: big.stderr), 1, big.stderr)
         XCTAssertTrue(big.stderr.contains("huge.csv would take about"), big.stderr)
+        // --categorical rows are parsed whole before their cache is written: over --max-memory, refused before the parse.
+        let whole = try train(2, ["--data", huge, "--categorical", "c1", "--cache-dir", cache, "--max-memory", "512M"], output: out)
+        XCTAssertEqual(whole.status, 64, whole.stderr)
+        XCTAssertEqual(count("with --categorical the rows are parsed whole before their shard cache is written", in: whole.stderr), 1, whole.stderr)
+        XCTAssertTrue(whole.stderr.contains("over --max-memory 512M"), whole.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache), [], "nothing written")
         for (args, message) in [
             (["--max-memory", "512M"], "--max-memory streams the training rows from a shard cache: give --cache-dir DIR"),
             (["--max-memory", "lots", "--cache-dir", cache], "--max-memory: 'lots' is not a size"),

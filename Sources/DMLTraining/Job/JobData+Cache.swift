@@ -59,6 +59,17 @@ extension JobConfiguration.Data {
             warn("shard cache \(ShardCache.path(directory: dir, key: k)) \(why): rebuilding it")
         }
         lookup = .absent   // closes a cache this rank will rewrite
+        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) != .libsvm && options.categorical.isEmpty
+        // Rows parsed whole before their cache is written are held in memory by this first run: over --max-memory
+        // (by the file's estimate, before anything is parsed; LIBSVM is not estimated) they are refused.
+        let whole = chunked ? nil : maxMemory.flatMap { limit in
+            DataLoader.estimatedShardBytes(source, options: options, rank: comm.rank, ranks: comm.size).flatMap { bytes in
+                bytes > Double(limit) ? "\(source.path): with --categorical the rows are parsed whole before their shard cache is written (the encoding "
+                    + "needs every rank's categories first), and rank \(comm.rank)'s would take at least about \(MemoryBudget.format(bytes)), over "
+                    + "--max-memory \(ByteCount.format(limit)): run more ranks, or encode the column before training" : nil
+            }
+        }
+        try comm.agree(whole, kind: .usage)
         // The cache this rank writes: a CSV, .npy or HDF5 file's rows go to it a chunk at a time as they are read
         // (only the labels stay in memory; `--missing mean` fills them in the file once the means are agreed, and
         // quoted fields are read chunk by chunk with the quote parity carried over); LIBSVM rows and a CSV with
@@ -73,7 +84,6 @@ extension JobConfiguration.Data {
             failure = error
         }
         try comm.agree(error: failure)
-        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) != .libsvm && options.categorical.isEmpty
         let loaded = try DataLoader.load(source, options: options, comm: comm, rowSink: chunked ? writer : nil)
         let (parsed, labels) = (loaded.data, loaded.labels)
         if parsed.isStreamed { return loaded }
