@@ -48,6 +48,26 @@ def tensors(p):
 print(f"   parameters {'identical to' if tensors(sys.argv[1]) == tensors(sys.argv[2]) else 'DIFFERENT from'} the in-memory run's")
 PY
 }
+ratio() {  # label, streamed run, in-memory run: samples/s streamed ÷ in-memory per epoch and the training time's ratio
+    python3 - "$1" "$work/$2.out" "$work/$3.out" "$work/ratios.txt" <<'PY'
+import re, sys
+label, s_path, m_path, log = sys.argv[1:]
+def epochs(p):
+    out = {}
+    for line in open(p):
+        m = re.search(r"epoch (\d+) .* ([\d,]+) samples/s", line)
+        if m: out[int(m.group(1))] = float(m.group(2).replace(",", ""))
+    t = [float(m.group(1)) for m in (re.search(r"^\s*done: \d+ steps in ([\d.]+) s", l) for l in open(p)) if m]
+    return out, (t[0] if t else float("nan"))
+(s, ts), (m, tm) = epochs(s_path), epochs(m_path)
+per = "  ".join(f"epoch {e}: {s[e] / m[e]:.2f}" for e in sorted(s) if e in m)
+last = max(e for e in s if e in m)
+line = f"RATIO {label}: streamed / in-memory samples/s  {per}  (last epoch {s[last] / m[last]:.2f}); training time in-memory / streamed {tm / ts:.2f}"
+print("   " + line)
+open(log, "a").write(f"{label} {s[last] / m[last]:.4f}\n")
+PY
+}
+rm -f "$work/ratios.txt"
 rm -f "$work"/cache/*
 run memory-0 unlimited "${softmax[@]}"
 run streamed-first $(( limit_mb * 1024 )) "${softmax[@]}" "${streamed[@]}"
@@ -56,7 +76,20 @@ for r in $(seq "$repeats"); do
     run memory-$r unlimited "${softmax[@]}"
     run streamed-$r $(( limit_mb * 1024 )) "${softmax[@]}" "${streamed[@]}"
     same streamed-$r memory-$r
+    ratio "softmax run $r" streamed-$r memory-$r
     run mlp-memory-$r unlimited "${mlp[@]}"
     run mlp-streamed-$r $(( limit_mb * 1024 )) "${mlp[@]}" "${streamed[@]}"
     same mlp-streamed-$r mlp-memory-$r
+    ratio "mlp run $r" mlp-streamed-$r mlp-memory-$r
 done
+# The figure the target is about (epochs after the first at ≥ 0.70 of the in-memory samples/s), one line per model.
+python3 - "$work/ratios.txt" <<'PY'
+import statistics, sys
+by = {}
+for line in open(sys.argv[1]):
+    *label, v = line.split()
+    by.setdefault(label[0], []).append(float(v))
+for model, v in by.items():
+    print(f"RATIO SUMMARY {model} last epoch, streamed / in-memory: " + " ".join(f"{x:.2f}" for x in v)
+          + f"  min {min(v):.2f} median {statistics.median(v):.2f}  target >= 0.70 in every run: {'met' if min(v) >= 0.70 else 'MISSED'}")
+PY

@@ -293,11 +293,11 @@ public enum DataLoader {
             // The first pass's results are discarded: a line error may come from a range that started inside a
             // quoted field. A rank whose file or layout failed (`csv` nil) keeps that failure.
             if format == .csv, try comm.allreduced(Int64(needQuotes ? 1 : 0), op: .max) == 1 {
-                // Chunks written into a shard cache cut the range by the fast pass's line rule, which a quoted
-                // line break defeats: such a file is read into memory, not streamed.
-                try comm.agree(rowSink != nil ? "\(file): a CSV with quoted fields cannot be streamed through a shard cache (--cache-dir) yet: "
-                               + "leave out --cache-dir and --max-memory (its rows then stay in memory)" : nil, kind: .usage)
+                // A shard cache being written drops the fast pass's rows; the quote-aware chunks follow the parity
+                // from chunk to chunk (`parseCSVInChunks`).
                 var count = 0
+                var restartFailure: Error?
+                do { try rowSink?.restart() } catch { restartFailure = error }
                 var start = ReadStatistics.now()
                 if let (input, _, lines) = csv {
                     do { count = try LineRange.quoteCount(input, lines.range) } catch { local = .failure(error) }
@@ -307,11 +307,14 @@ public enum DataLoader {
                 start = ReadStatistics.now()
                 if let (input, layout, lines) = csv {
                     do {
+                        if let restartFailure { throw restartFailure }
                         var quotedLines = lines
                         quotedLines.quoteParity = counts[0..<comm.rank].reduce(0, +) & 1 == 1
                         var parser = CSVParser(layout: layout, classification: classification, missing: options.missing)
                         parser.quoted = true
-                        local = .success(try parser.parse(quotedLines, estimatedRows: try estimatedLines(input, range: lines.range)))
+                        let estimate = try estimatedLines(input, range: lines.range)
+                        local = .success(try rowSink.map { try parseCSVInChunks(quotedLines, parser: parser, estimatedRows: estimate, sink: $0) }
+                                         ?? parser.parse(quotedLines, estimatedRows: estimate))
                     } catch {
                         local = .failure(error)
                     }
@@ -483,8 +486,9 @@ public enum DataLoader {
                            + "or use --task regression for a real-valued target", kind: .dataFormat)
         }
         if let rowSink, format != .libsvm {
+            let facts = ShardFacts(missingFill: missingFill, notes: notes, categories: categories, featureNames: featureNames, inputColumns: inputColumns)
             let finished = Result { try rowSink.finish(y: y, features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows,
-                                                        firstRow: firstRow, labels: mapping) }
+                                                        firstRow: firstRow, labels: mapping, facts: facts) }
             try comm.agree(error: { if case let .failure(e) = finished { return e }; return nil }())
             return LoadedFile(data: Dataset(features: raw.features, classes: mapping?.values.count ?? 0, globalRows: globalRows, firstRow: firstRow,
                                             stream: try finished.get(), y: y),
@@ -510,17 +514,22 @@ public enum DataLoader {
             precondition(given.count == d, "one fill value per feature")
             fill = given
         } else {
-            var sums = [Double](repeating: 0, count: 2 * d)
-            raw.x.withUnsafeBufferPointer { x in
-                for r in 0..<rows {
-                    for j in 0..<d where !x[r * d + j].isNaN { sums[j] += Double(x[r * d + j]); sums[d + j] += 1 }
+            // A chunked parse summed its rows as they went by (`columnSums`, the same order, the same Doubles).
+            var sums = raw.columnSums ?? [Double](repeating: 0, count: 2 * d)
+            if raw.columnSums == nil {
+                raw.x.withUnsafeBufferPointer { x in
+                    for r in 0..<rows {
+                        for j in 0..<d where !x[r * d + j].isNaN { sums[j] += Double(x[r * d + j]); sums[d + j] += 1 }
+                    }
                 }
             }
             let total = try comm.allreduced(sums, op: .sum)
             fill = (0..<d).map { total[d + $0] > 0 ? Float(total[$0] / total[d + $0]) : 0 }
         }
+        // Rows in a row sink (x empty) are filled there (`DenseRowSink.finish`); their missing values were counted.
+        missing = raw.missingValues
         raw.x.withUnsafeMutableBufferPointer { x in
-            for r in 0..<rows { for j in 0..<d where x[r * d + j].isNaN { x[r * d + j] = fill[j]; missing += 1 } }
+            for r in 0..<(x.isEmpty ? 0 : rows) { for j in 0..<d where x[r * d + j].isNaN { x[r * d + j] = fill[j]; missing += 1 } }
         }
         let filled = try comm.allreduced(Int64(missing), op: .sum)
         if filled > 0 { notes.append("\(filled) missing values filled with \(given == nil ? "the column means" : "the training means")") }

@@ -39,6 +39,10 @@ struct RawShard {
     /// CSV: whether column 0 held exactly `indexStart, indexStart + 1, …` on every row (a pandas index).
     var indexLike = true
     var indexStart = 0.0
+    /// A chunked parse with `--missing mean` (`parseCSVInChunks`, whose `x` is empty): each feature's sum of
+    /// non-missing values, then their counts (`2 × features`), and the missing values seen.
+    var columnSums: [Double]? = nil
+    var missingValues = 0
 
     var rows: Int { labels.count }
 }

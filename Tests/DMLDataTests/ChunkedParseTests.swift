@@ -19,7 +19,9 @@ final class ChunkedParseTests: XCTestCase {
         var appends = 0
         init(path: String, chunkBytes: Int) { self.path = path; self.chunkBytes = chunkBytes }
         func append(rows: [Float], features: Int) throws { x += rows; appends += 1 }
-        func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream {
+        func restart() throws { x = [] }
+        func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?, facts: ShardFacts) throws -> ShardStream {
+            if let fill = facts.missingFill { for i in x.indices where x[i].isNaN { x[i] = Float(bitPattern: fill[i % features]) } }
             _ = FileManager.default.createFile(atPath: path, contents: x.withUnsafeBytes { Data($0) })
             return try ShardStream(path: path, rows: y.count, features: features, layout: .dense(offset: 0))
         }
@@ -91,6 +93,52 @@ final class ChunkedParseTests: XCTestCase {
                         XCTAssertEqual(parts[r].1, whole[r].1)
                         XCTAssertEqual(sinks[r].appends, chunk == 1 << 20 ? 1 : (a.rows + Swift.max(1, chunk / 12) - 1) / Swift.max(1, chunk / 12))
                     }
+                }
+            }
+        }
+    }
+
+    /// Quoted fields with line breaks, commas and quotes inside (a dropped note column), quoted numbers, text
+    /// labels and missing values filled with the column means (`--missing mean`): the chunks, however small
+    /// (a chunk may start inside a quoted line break), give the whole read's rows (the means filled in), labels,
+    /// fill values and notes, at any rank count.
+    func testQuotedFieldsTextLabelsAndMissingMeansGoThroughChunks() throws {
+        var random = TestRandom(seed: 13)
+        var text = "note,label,a,b\r\n"
+        for i in 0..<120 {
+            let note = i % 4 == 0 ? "\"line one\nline, \"\"two\"\"\r\nthree\"" : i % 4 == 1 ? "\"plain\"" : "n\(i)"
+            let label = ["cat", "dog", "\"emu\nbird\"", "7"][Int.random(in: 0...3, using: &random)]
+            let a = i % 5 == 0 ? "" : i % 7 == 0 ? "NA" : String(format: "%.3f", Double.random(in: -4...4, using: &random))
+            let b = i % 3 == 0 ? "\"\(Double(i) / 8)\"" : i % 11 == 0 ? "?" : "\(i)"
+            text += "\(note),\(label),\(a),\(b)" + (i % 2 == 0 ? "\n" : "\r\n")
+        }
+        let path = write(text)
+        var options = ReadOptions()
+        options.missing = .mean
+        options.dropColumns = [.name("note")]
+        options.labelColumn = .name("label")
+        for ranks in [1, 2, 3] {
+            let whole = try LocalCommunicator.run(size: ranks) { comm in try DataLoader.load(DataSource(path: path), options: options, comm: comm) }
+            XCTAssertEqual(whole[0].labels?.text, ["7", "cat", "dog", "emu\nbird"])
+            XCTAssertFalse(whole[0].notes.isEmpty, "missing values were filled")
+            for chunk in [1, 13, 100, 1 << 20] {
+                let sinks = (0..<ranks).map { FileSink(path: "\(dir)/q-\(ranks)-\(chunk)-\($0)", chunkBytes: chunk) }
+                let shared = sinks
+                let parts = try LocalCommunicator.run(size: ranks) { comm in
+                    try DataLoader.load(DataSource(path: path), options: options, comm: comm, rowSink: shared[comm.rank])
+                }
+                for r in 0..<ranks {
+                    let (a, b) = (whole[r], parts[r])
+                    XCTAssertTrue(b.data.isStreamed)
+                    XCTAssertEqual(sinks[r].x.map(\.bitPattern), a.data.x.map(\.bitPattern), "ranks \(ranks) chunk \(chunk) rank \(r)")
+                    XCTAssertFalse(sinks[r].x.contains { $0.isNaN })
+                    XCTAssertEqual(b.data.y, a.data.y)
+                    XCTAssertEqual([b.data.rows, b.data.firstRow, b.data.globalRows, b.data.classes], [a.data.rows, a.data.firstRow, a.data.globalRows, a.data.classes])
+                    XCTAssertEqual(b.labels, a.labels)
+                    XCTAssertEqual(b.missingFill, a.missingFill)
+                    XCTAssertEqual(b.notes, a.notes)
+                    XCTAssertEqual(b.inputColumns, a.inputColumns)
+                    XCTAssertEqual(b.featureNames, a.featureNames)
                 }
             }
         }

@@ -38,7 +38,7 @@ final class ShardCacheTests: XCTestCase {
     }
 
     func open(_ path: String, _ key: ShardCache.Key) -> (Dataset, LabelMapping?)? {
-        if case let .hit(d, l) = ShardCache.open(path, key: key) { return (d, l) }
+        if case let .hit(d, l, _) = ShardCache.open(path, key: key) { return (d, l) }
         return nil
     }
 
@@ -130,6 +130,32 @@ final class ShardCacheTests: XCTestCase {
         }
     }
 
+    /// Window loads over several 1 MiB blocks and several windows give the rows of a direct read.
+    func testWindowLoadsOverManyBlocksGiveTheRowsOfADirectRead() throws {
+        let rows = 2400, features = 1000   // 262 rows a 1 MiB block: 10 blocks
+        var random = TestRandom(seed: 7)
+        let x = (0..<rows * features).map { _ in Float.random(in: -1...1, using: &random) }
+        let data = Dataset(features: features, classes: 2, globalRows: rows, firstRow: 0, x: x, y: (0..<rows).map { Float($0 % 2) })
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(data, labels: nil, key: key(), to: path)
+        let sampler = BatchSampler(rows: rows, batchSize: 300, seed: 5)
+        let range = data.globalRange
+        let rowsOf: @Sendable (Int) -> [Int] = { sampler.localRows(ofStep: $0, in: range) }
+        for start in [0, 3] {
+            let (back, _) = try XCTUnwrap(open(path, key()))
+            let stream = try XCTUnwrap(back.stream)
+            stream.windowBytes = rows * (4 * features + 8)
+            stream.plan(endStep: 16, rowsOf: rowsOf)
+            XCTAssertTrue(stream.readsWindows)
+            for step in start..<16 {
+                let local = rowsOf(step)
+                guard case let .dense(got) = try stream.gather(local, step: step) else { return XCTFail("dense rows") }
+                XCTAssertTrue(got == local.flatMap { x[($0 * features)..<(($0 + 1) * features)] }, "from step \(start): step \(step)")
+            }
+            XCTAssertGreaterThan(stream.windowLoads, 1, "16 steps of 300 rows: more than one window of 2400")
+        }
+    }
+
     func describe(_ rows: ShardStream.Rows) -> String {
         switch rows {
         case let .dense(x): return "\(x)"
@@ -164,6 +190,48 @@ final class ShardCacheTests: XCTestCase {
         guard case let .stale(reason) = ShardCache.open(path, key: key()) else { return XCTFail() }
         XCTAssertTrue(reason.contains("another version of"), reason)
         if case .absent = ShardCache.open(dir + "/none.dmlshard", key: key()) {} else { XCTFail("no file: absent") }
+    }
+
+    /// A rewrite that keeps the size and sets the modification time back (`touch -r`, a copy keeping times) is
+    /// still another version: the status-change time moved (and the sampled blocks differ); a rewrite of the same
+    /// bytes in place changes only the status-change time, and is stale too. An untouched file stays a hit.
+    func testARewriteWithTheSameSizeAndModificationTimeIsStale() throws {
+        let text = String(repeating: "1,2.5,3\n", count: 3000)   // 24 kB: the sampled blocks cover part of it
+        _ = FileManager.default.createFile(atPath: source, contents: Data(text.utf8))
+        let path = ShardCache.path(directory: dir, key: key())
+        try ShardCache.write(dense(), labels: nil, key: key(), to: path)
+        XCTAssertNotNil(open(path, key()), "unchanged: a hit")
+        var st = stat()
+        XCTAssertEqual(stat(source, &st), 0)
+        let times = [st.st_atim, st.st_mtim]
+        for (name, bytes) in [("other bytes", text.replacingOccurrences(of: "2.5", with: "7.5")), ("the same bytes", text)] {
+            Thread.sleep(forTimeInterval: 0.02)   // the kernel's file clock ticks every few ms
+            let handle = try XCTUnwrap(FileHandle(forWritingAtPath: source))   // in place: the inode stays
+            handle.write(Data(bytes.utf8))
+            try handle.close()
+            XCTAssertEqual(times.withUnsafeBufferPointer { utimensat(AT_FDCWD, source, $0.baseAddress, 0) }, 0)   // touch -r
+            var now = stat()
+            XCTAssertEqual(stat(source, &now), 0)
+            XCTAssertEqual([Int(now.st_size), now.st_mtim.tv_sec, now.st_mtim.tv_nsec, Int(now.st_ino)],
+                           [Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, Int(st.st_ino)], "\(name): size, time and inode restored")
+            guard case let .stale(reason) = ShardCache.open(path, key: key()) else { return XCTFail("\(name): a stale cache was reused") }
+            XCTAssertTrue(reason.contains("another version of"), reason)
+        }
+    }
+
+    /// What the read learnt besides the rows (input columns, text labels, the fill, categories, names, notes)
+    /// comes back from the cache as written.
+    func testTheFactsOfTheReadComeBackFromTheCache() throws {
+        let path = ShardCache.path(directory: dir, key: key())
+        let facts = ShardFacts(missingFill: [0.25, -.nan, 3], notes: ["filled 4 missing values\nwith means"], categories: [["a=b", "c"]],
+                               featureNames: ["x", "colour=red"], inputColumns: 4)
+        try ShardCache.write(dense(), labels: LabelMapping(text: ["cat", "dog", "émeu"]), facts: facts, key: key(), to: path)
+        guard case let .hit(_, labels, back) = ShardCache.open(path, key: key()) else { return XCTFail("a hit") }
+        XCTAssertEqual(labels, LabelMapping(text: ["cat", "dog", "émeu"]))
+        var expected = facts
+        expected.labelText = ["cat", "dog", "émeu"]
+        XCTAssertEqual(back, expected)
+        XCTAssertEqual(back.file(data: dense(), labels: labels).inputColumns, 4)
     }
 
     func testEveryDamagedByteIsFound() throws {

@@ -102,6 +102,52 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(try tensors("\(dir)/\(name)-streamed.safetensors"), try tensors("\(dir)/\(name)-mem.safetensors"), name)
     }
 
+    /// Everyday CSV through the cache: text labels, a quoted note column (line breaks, commas and quotes inside)
+    /// left out with --drop-columns, quoted numbers, missing values, a categorical column. With `--missing mean`,
+    /// `--categorical` one-hot and hashed, the streamed run (cache written, then reused) writes the in-memory
+    /// run's model file byte for byte — parameters and metadata (`input_columns`, the fill, the categories, the
+    /// labels, the description) — at np 1 and 2 under --max-memory.
+    func testEverydayCSVStreamsWithTheInMemoryModelFileBytes() throws {
+        var random = TestRandom(seed: 21)
+        var text = "note,label,colour,a,b\n"
+        for i in 0..<300 {
+            let note = i % 3 == 0 ? "\"first\nsecond, \"\"third\"\"\"" : "n\(i)"
+            let colour = ["red", "green", "\"blue, dark\"", "grey"][Int.random(in: 0...3, using: &random)]
+            let a = Float.random(in: -2...2, using: &random), b = Float.random(in: -2...2, using: &random)
+            let label = a + b > 0 ? (colour == "red" ? "cat" : "dog") : "\"emu\nbird\""
+            let aText = i % 7 == 0 ? "" : i % 11 == 0 ? "NA" : String(format: "%.4f", a)
+            text += "\(note),\(label),\(colour),\(aText),\"\(String(format: "%.4f", b))\"\n"
+        }
+        let data = "\(dir)/everyday.csv"
+        _ = FileManager.default.createFile(atPath: data, contents: Data(text.utf8))
+        let common = ["--data", data, "--label-column", "label", "--model", "softmax", "--epochs", "2", "--batch-size", "16", "--lr", "0.1"]
+        for (name, extra) in [("mean", ["--missing", "mean", "--drop-columns", "note,colour"]),
+                              ("onehot", ["--missing", "mean", "--drop-columns", "note", "--categorical", "colour"]),
+                              ("hash", ["--missing", "zero", "--drop-columns", "note", "--categorical", "colour", "--categorical-encoding", "hash",
+                                        "--hash-bits", "6"])] {
+            for np in [1, 2] {
+                let args = common + extra
+                let memory = "\(dir)/\(name)-\(np)-mem.safetensors"
+                let m = try train(np, args, output: memory)
+                XCTAssertEqual(m.status, 0, "\(name) np \(np): \(m.stderr)")
+                let cache = "\(dir)/\(name)-\(np)-cache"
+                try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+                for pass in ["written", "reused"] {
+                    let out = "\(dir)/\(name)-\(np)-\(pass).safetensors"
+                    let r = try train(np, args + ["--cache-dir", cache, "--max-memory", "200M"], output: out, environment: ["DML_DATA_STATS": "1"])
+                    XCTAssertEqual(r.status, 0, "\(name) np \(np) \(pass): \(r.stderr)")
+                    XCTAssertTrue(r.stdout.contains("training rows streamed from shard caches"), r.stdout)
+                    XCTAssertEqual(count("parsed", in: r.stderr), pass == "written" ? np : 0, r.stderr)
+                    let (a, b) = (try Safetensors.read(path: memory), try Safetensors.read(path: out))
+                    XCTAssertEqual(b.metadata, a.metadata, "\(name) np \(np) \(pass): the same metadata")
+                    XCTAssertEqual(b.metadata["input_columns"], name == "mean" ? "2" : "3")
+                    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), try Data(contentsOf: URL(fileURLWithPath: memory)),
+                                   "\(name) np \(np) \(pass): the same model file, byte for byte")
+                }
+            }
+        }
+    }
+
     func testCacheIsReusedInvalidatedByAChangedFileAndRebuiltWhenDamaged() throws {
         let data = csv()
         let cache = "\(dir)/cache"
@@ -233,11 +279,15 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         let cache = "\(dir)/cache"
         try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
         let out = "\(dir)/out.safetensors"
-        // A limit too small for one batch: one message from one rank, exit 64, no output.
+        // A limit too small for one batch: one message from one rank naming the batch and the limit, exit 64, no
+        // output, and refused before anything is read: nothing parsed, no cache written.
         let small = try train(2, ["--data", data, "--model", "mlp", "--hidden", "4096", "--batch-size", "64", "--cache-dir", cache, "--max-memory", "8M"],
-                              output: out)
+                              output: out, environment: ["DML_DATA_STATS": "1"])
         XCTAssertEqual(small.status, 64, small.stderr)
-        XCTAssertEqual(count("--max-memory 8M is too small for one batch", in: small.stderr), 1, small.stderr)
+        XCTAssertEqual(count("--max-memory 8M is too small for one batch: a batch of 32 rows a rank", in: small.stderr), 1, small.stderr)
+        XCTAssertTrue(small.stderr.contains("need at least about") && small.stderr.contains("over the limit of 8M"), small.stderr)
+        XCTAssertEqual(count("parsed", in: small.stderr), 0, "refused before the parse: \(small.stderr)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache), [], "no cache written")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         // Rows that would not fit in memory without --cache-dir: refused before reading, with the hint. A 10 TB
         // sparse file (a header of 1000 columns, then zeros) reads as about 300 GB of rows a rank.
@@ -250,27 +300,20 @@ final class OutOfCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(big.status, 64, big.stderr)
         XCTAssertEqual(count("give --cache-dir DIR to stream them from a shard cache", in: big.stderr), 1, big.stderr)
         XCTAssertTrue(big.stderr.contains("huge.csv would take about"), big.stderr)
+        // --categorical rows are parsed whole before their cache is written: over --max-memory, refused before the parse.
+        let whole = try train(2, ["--data", huge, "--categorical", "c1", "--cache-dir", cache, "--max-memory", "512M"], output: out)
+        XCTAssertEqual(whole.status, 64, whole.stderr)
+        XCTAssertEqual(count("with --categorical the rows are parsed whole before their shard cache is written", in: whole.stderr), 1, whole.stderr)
+        XCTAssertTrue(whole.stderr.contains("over --max-memory 512M"), whole.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache), [], "nothing written")
         for (args, message) in [
             (["--max-memory", "512M"], "--max-memory streams the training rows from a shard cache: give --cache-dir DIR"),
             (["--max-memory", "lots", "--cache-dir", cache], "--max-memory: 'lots' is not a size"),
             (["--cache-dir", cache, "--standardize"], "--standardize rescales the rows in memory"),
             (["--cache-dir", cache, "--validation-fraction", "0.1"], "split the rows in memory"),
             (["--cache-dir", "\(dir)/nowhere"], "--cache-dir \(dir)/nowhere: no such directory"),
-            (["--cache-dir", cache, "--missing", "mean"], "--missing mean fills the columns' means into rows held in memory"),
-            (["--cache-dir", cache, "--categorical", "1"], "--categorical encodes rows held in memory"),
         ] {
             let r = try train(2, ["--data", data] + args, output: out)
-            XCTAssertNotEqual(r.status, 0, "\(args)")
-            XCTAssertEqual(count(message, in: r.stderr), 1, "\(args): \(r.stderr)")
-            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
-        }
-        // A CSV with quoted fields (a quoted line break moves where a chunk's lines start): read into memory, not
-        // streamed; one message naming the file.
-        let quoted = "\(dir)/quoted.csv"
-        try (0..<40).map { "\($0 % 2),\"\($0).5\",\(Double($0) / 7)" }.joined(separator: "\n").write(toFile: quoted, atomically: true, encoding: .utf8)
-        for args in [["--data", quoted, "--cache-dir", cache]] {
-            let r = try train(2, args, output: out)
-            let message = "\(quoted): a CSV with quoted fields cannot be streamed through a shard cache (--cache-dir) yet"
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertEqual(count(message, in: r.stderr), 1, "\(args): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out))

@@ -26,10 +26,12 @@ extension JobConfiguration.Data {
     /// its cache and then streams it. A cache that was there but stale or damaged is reported once by rank 0
     /// (`warn`) and rebuilt. Collective: the ranks agree on whether all caches hit, so they all parse or
     /// none does. Cost: a hit reads each cache once to verify its checksum; a miss parses the byte range and
-    /// writes the cache: a CSV file 64 MB of text at a time (memory: one chunk's values and the labels), other
-    /// formats whole (their parsed shard is in memory while its cache is written).
+    /// writes the cache: a CSV file 64 MB of text at a time (memory: one chunk's values and the labels; with
+    /// `--missing mean` one more read and write of the cache to fill the means in), LIBSVM and a CSV with
+    /// `--categorical` columns whole (their parsed shard is in memory while its cache is written). What the read
+    /// learnt besides the rows (`ShardFacts`) is kept in the cache, so a hit returns the `LoadedFile` a parse would.
     func cachedShard(_ source: DataSource, options: ReadOptions, comm: Communicator,
-                     warn: (String) -> Void) throws -> (Dataset, LabelMapping?) {
+                     warn: (String) -> Void) throws -> LoadedFile {
         let dir = cacheDir!
         var isDirectory: ObjCBool = false
         try comm.agree(FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) && isDirectory.boolValue ? nil
@@ -47,7 +49,7 @@ extension JobConfiguration.Data {
         case .stale: code = 2
         }
         let codes = try comm.allgathered(code)
-        if case let .hit(data, labels) = lookup, codes.allSatisfy({ $0 == 0 }) { return (data, labels) }
+        if case let .hit(data, labels, facts) = lookup, codes.allSatisfy({ $0 == 0 }) { return facts.file(data: data, labels: labels) }
         // One warning for the job, from rank 0 (`warn` is rank 0's): its own reason, or the first stale rank's.
         let reason: String? = if case let .stale(why) = lookup { why } else { nil }
         let stale = codes.indices.filter { codes[$0] == 2 }
@@ -57,8 +59,22 @@ extension JobConfiguration.Data {
             warn("shard cache \(ShardCache.path(directory: dir, key: k)) \(why): rebuilding it")
         }
         lookup = .absent   // closes a cache this rank will rewrite
+        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) != .libsvm && options.categorical.isEmpty
+        // Rows parsed whole before their cache is written are held in memory by this first run: over --max-memory
+        // (by the file's estimate, before anything is parsed; LIBSVM is not estimated) they are refused.
+        let whole = chunked ? nil : maxMemory.flatMap { limit in
+            DataLoader.estimatedShardBytes(source, options: options, rank: comm.rank, ranks: comm.size).flatMap { bytes in
+                bytes > Double(limit) ? "\(source.path): with --categorical the rows are parsed whole before their shard cache is written (the encoding "
+                    + "needs every rank's categories first), and rank \(comm.rank)'s would take at least about \(MemoryBudget.format(bytes)), over "
+                    + "--max-memory \(ByteCount.format(limit)): run more ranks, or encode the column before training" : nil
+            }
+        }
+        try comm.agree(whole, kind: .usage)
         // The cache this rank writes: a CSV, .npy or HDF5 file's rows go to it a chunk at a time as they are read
-        // (only the labels stay in memory); LIBSVM rows are parsed whole, then written.
+        // (only the labels stay in memory; `--missing mean` fills them in the file once the means are agreed, and
+        // quoted fields are read chunk by chunk with the quote parity carried over); LIBSVM rows and a CSV with
+        // --categorical columns (whose encoding needs every rank's categories before any row can be written) are
+        // parsed whole, then written.
         var writer: ShardCache.Writer?
         var failure: Error?
         do {
@@ -68,21 +84,23 @@ extension JobConfiguration.Data {
             failure = error
         }
         try comm.agree(error: failure)
-        let chunked = (source.format ?? DataFormat.infer(fromPath: source.path)) != .libsvm
-        let (parsed, labels) = try DataLoader.read(source, options: options, comm: comm, rowSink: chunked ? writer : nil)
-        if parsed.isStreamed { return (parsed, labels) }
+        let loaded = try DataLoader.load(source, options: options, comm: comm, rowSink: chunked ? writer : nil)
+        let (parsed, labels) = (loaded.data, loaded.labels)
+        if parsed.isStreamed { return loaded }
         var written: Error?
         var streamed: Dataset?
         do {
             let path = writer!.path
             writer = nil   // its temporary goes; `write` writes its own
-            let stream = try ShardCache.write(parsed, labels: labels, key: key!, to: path)
+            let stream = try ShardCache.write(parsed, labels: labels, facts: ShardFacts(loaded), key: key!, to: path)
             streamed = Dataset(features: parsed.features, classes: parsed.classes, globalRows: parsed.globalRows, firstRow: parsed.firstRow,
                                stream: stream, y: parsed.y)
         } catch {
             written = error
         }
         try comm.agree(error: written)
-        return (streamed!, labels)
+        var file = loaded
+        file.data = streamed!
+        return file
     }
 }

@@ -121,8 +121,7 @@ extension JobConfiguration.Data {
         try checkShardFits(source, options: options, comm: comm)
         let trainFile: LoadedFile
         if streamsFromCache {
-            let (data, labels) = try cachedShard(source, options: options, comm: comm, warn: warn)
-            trainFile = LoadedFile(data: data, labels: labels)
+            trainFile = try cachedShard(source, options: options, comm: comm, warn: warn)
         } else {
             trainFile = try DataLoader.load(source, options: options, comm: comm)
         }
@@ -137,7 +136,8 @@ extension JobConfiguration.Data {
             try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
-        let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""
+        let nonZeros = train.csr?.nonZeros ?? train.stream.flatMap { $0.isSparse ? $0.nonZeros : nil }
+        let storage = nonZeros.map { " CSR, \($0) non-zeros on rank \(comm.rank)" } ?? ""   // streamed or not: the same model file
         let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
         var loaded = LoadedData(train: train, test: test, labels: mapping,
                                 description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"

@@ -66,8 +66,6 @@ extension JobConfiguration {
             }
             if d.partition == .features { return "--partition features transposes the rows in memory: use --partition rows with --cache-dir" }
             if r.balance { return "--balance moves rows between ranks in memory: it cannot be combined with streamed rows (--cache-dir)" }
-            if d.missing == .mean { return "--missing mean fills the columns' means into rows held in memory: with streamed rows (--cache-dir) use --missing zero or error" }
-            if !d.categorical.isEmpty { return "--categorical encodes rows held in memory: it cannot be combined with streamed rows (--cache-dir) yet" }
         }
         if o.overwriteCheckpoints && o.resume { return "--overwrite-checkpoints starts afresh and --resume continues: give one of them" }
         if o.overwriteCheckpoints && o.checkpointDir == nil { return "--overwrite-checkpoints needs --checkpoint-dir" }

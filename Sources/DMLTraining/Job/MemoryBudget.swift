@@ -1,5 +1,6 @@
 import Foundation
 import DMLComm
+import DMLData
 
 /// What a configuration will allocate, checked against what the node has before any of it is allocated:
 /// a model too large for memory is one message with the figures, not an allocation failure with every
@@ -95,6 +96,17 @@ public enum MemoryBudget {
         return 1
     }
 
+    /// The one message for a `--max-memory` of `limit` bytes that cannot hold one batch: the batch's rows
+    /// (`rows` of `inputWidth` Float32 values a rank, or CSR), the model and the passes need about `needed`
+    /// bytes (`atLeast`: a lower bound, from what the file says before it is read).
+    static func tooSmall(limit: Int, parameters: Int, copies: Int, rows: Int, widths: [Int], needed: Double, atLeast: Bool) -> String {
+        "--max-memory \(ByteCount.format(limit)) is too small for one batch: a batch of \(rows) rows a rank "
+            + "(\(format(Double(rows) * Double(widths.first ?? 0) * 4)) of input), its passes through layers \(widths.map(String.init).joined(separator: "→")), "
+            + "the model (\(parameters) parameters × \(copies) copies) and the streamed rows' buffers need \(atLeast ? "at least " : "")about "
+            + "\(Int((needed / Double(1 << 20)).rounded(.up)))M per rank, over the limit of \(ByteCount.format(limit)): "
+            + "give a larger --max-memory, or a smaller --batch-size or model"
+    }
+
     /// "12.6 GB".
     public static func format(_ bytes: Double) -> String {
         bytes >= 1e9 ? String(format: "%.1f GB", bytes / 1e9) : String(format: "%.0f MB", bytes / 1e6)
@@ -107,5 +119,40 @@ extension JobConfiguration.Model {
         let widths = kind == .mlp ? [features] + hidden + [outputs] : [features, outputs]
         let parameters = (1..<widths.count).reduce(0) { $0 + widths[$1] * widths[$1 - 1] + widths[$1] }
         return (parameters, widths)
+    }
+}
+
+extension JobConfiguration {
+    /// Refuses a `--max-memory` that cannot hold one batch before anything is read or written (the parse and
+    /// the shard cache of a big file take minutes): one message, from what the training file says before it is
+    /// read — a CSV's first record or a `.npy` header give the feature columns, `DataLoader.estimatedShardBytes`
+    /// the rank's rows. The figure is a lower bound of what `TrainingJob.checkMemory` counts once the rows are
+    /// read (two classes at least, no label bytes, the batch capped at half the estimated rows, the input as
+    /// it is before one-hot encoding), so a limit refused here is refused there too; a file that says nothing
+    /// before it is read (LIBSVM, HDF5, hashed CSV columns) is checked there only. Collective (agreed).
+    /// Cost: the first record and a 256 KiB sample of the rank's byte range.
+    func refuseTooSmallMemoryLimit(comm: Communicator) throws {
+        guard let limit = data.maxMemory, let source = data.trainingSource, data.partition == .rows else { return try comm.agree(nil, kind: .usage) }
+        let options = data.readOptions
+        let format = source.format ?? DataFormat.infer(fromPath: source.path)
+        var message: String?
+        if format == .csv && options.hash == nil || format == .npy,
+           let columns = try? DataLoader.columns(source, options: options)?.count,
+           let bytes = DataLoader.estimatedShardBytes(source, options: options, rank: comm.rank, ranks: comm.size) {
+            let features = Swift.max(1, columns - (options.labeled && source.labelsPath == nil ? 1 : 0))
+            let fields = Double(Swift.max(1, columns + (format == .csv ? options.dropColumns.count : 0)))
+            let globalRows = bytes / (4 * fields) * Double(comm.size)
+            let batchRows = optimization.optimizer.isFullBatch ? 0
+                : optimization.batchSize.map { Int((Swift.min(Double($0), globalRows / 2) / Double(comm.size)).rounded(.up)) } ?? Int(globalRows / 2 / Double(comm.size))
+            let classification = data.task == .classification && (model.kind == .softmax || model.kind == .mlp)
+            let (parameters, widths) = model.size(features: features, outputs: classification ? 2 : 1)
+            let needed = MemoryBudget.estimate(parameters: parameters, optimizerCopies: optimization.stateCopies, rows: batchRows, widths: widths)
+                + MemoryBudget.streamed(shardRows: 0, batchRows: batchRows, features: features, nonZerosPerRow: nil)
+            if needed > Double(limit) {
+                message = MemoryBudget.tooSmall(limit: limit, parameters: parameters, copies: 3 + 2 * optimization.stateCopies, rows: batchRows,
+                                                widths: widths, needed: needed, atLeast: true)
+            }
+        }
+        try comm.agree(message, kind: .usage)
     }
 }

@@ -20,10 +20,12 @@ import DMLStatus
 /// UInt64 header offset  UInt64 header bytes  UInt64 checksum: XXH3-64 of every byte before it, chained
 /// over 1 MiB blocks (`Checksum.hash(b, seed: h)`)
 /// ```
-/// The header names the source (absolute path, size, modification time in ns), the parse options that
-/// change the rows (`ReadOptions`, as text), the rank and rank count, and the shard's shape and class
-/// labels. A cache is used only when all of them match this run and the checksum and the length agree;
-/// otherwise it is rebuilt (with one warning when it was there but stale or damaged).
+/// The header names the source (`Key`: absolute path, size, modification and status-change times in ns, inode,
+/// a digest of sampled blocks), the parse options that change the rows (`ReadOptions`, as text), the rank and
+/// rank count, the shard's shape and class labels, and what else the read learnt (`ShardFacts`, JSON: the
+/// model file's `input_columns`, the `--missing mean` fill, the categories, the feature names). A cache is used
+/// only when all of them match this run and the checksum and the length agree; otherwise it is rebuilt (with
+/// one warning when it was there but stale or damaged).
 ///
 /// Concurrency: a writer writes `.NAME.tmp-<host>-<pid>` beside the cache, fsyncs it and renames it over
 /// the cache (`AtomicFile`), so a reader sees the old complete file or the new complete one, two jobs
@@ -33,28 +35,60 @@ import DMLStatus
 /// file it opened, whatever is renamed over it.
 /// Cost: writing, one pass over the shard; opening, one read pass of the file to verify the checksum.
 public enum ShardCache {
-    public static let version = 1
+    public static let version = 2
     static let magic = Array("DMLSHARD".utf8)
     static let block = 1 << 20
 
     /// What a cache file must match: the source file as it is now, the options and the rank.
+    ///
+    /// The file is known by its size, its modification time (which `touch -r` or a copy keeping times can set
+    /// back), its inode and its status-change time (`ctime`: set by the kernel on every write, truncation, rename
+    /// or `touch`, and by no call a user can make, so a rewrite that restores the size and the modification time
+    /// still changes it), and an XXH3 digest of `sampleBlocks` blocks of 4 KiB spread evenly over the file (the
+    /// first and the last included). Cost: one `stat`, one `open` and `sampleBlocks` `pread`s of 4 KiB.
+    /// What it cannot see: a change that keeps the inode, the size, both times and the sampled blocks, which
+    /// needs the system clock set back (or the disk written under the file system), or a file system that keeps
+    /// no `ctime`; a `chmod`, `chown` or hard link changes `ctime` too, so it makes the cache be rebuilt
+    /// (harmless). Checking every byte would cost a read of the file, which is what the cache saves.
     public struct Key: Equatable, Sendable {
         public var source: String
         public var size: Int
         public var modified: Int
+        public var changed: Int
+        public var inode: UInt64
+        public var sampled: UInt64
         public var options: String
         public var rank: Int
         public var ranks: Int
+
+        /// Blocks of the source hashed into the key.
+        public static let sampleBlocks = 16
 
         /// The key of `path` read with `options` by `rank` of `ranks`; nil when the file cannot be examined
         /// (the reader then reports it).
         public init?(path: String, options: String, rank: Int, ranks: Int) {
             var st = stat()
             let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-            guard stat(absolute, &st) == 0 else { return nil }
+            let fd = Glibc.open(absolute, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            guard fstat(fd, &st) == 0 else { return nil }
             source = absolute
             size = Int(st.st_size)
             modified = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
+            changed = Int(st.st_ctim.tv_sec) * 1_000_000_000 + Int(st.st_ctim.tv_nsec)
+            inode = UInt64(st.st_ino)
+            var h: UInt64 = 0
+            var block = [UInt8](repeating: 0, count: 4096)
+            let n = Key.sampleBlocks
+            for i in 0..<n {
+                let at = size <= block.count ? 0 : (size - block.count) * i / (n - 1)
+                let got = block.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(at)) }
+                guard got >= 0 else { return nil }
+                h = block.withUnsafeBytes { Checksum.hash(UnsafeRawBufferPointer(rebasing: $0[0..<got]), seed: h) }
+                if size <= block.count { break }
+            }
+            sampled = h
             self.options = options
             self.rank = rank
             self.ranks = ranks
@@ -62,6 +96,7 @@ public enum ShardCache {
 
         var fields: [(String, String)] {
             [("version", String(ShardCache.version)), ("source", source), ("size", String(size)), ("modified_ns", String(modified)),
+             ("changed_ns", String(changed)), ("inode", String(inode)), ("sampled", Checksum.hex(sampled)),
              ("options", options), ("rank", String(rank)), ("ranks", String(ranks))]
         }
     }
@@ -79,8 +114,8 @@ public enum ShardCache {
 
     /// What `open` found.
     public enum Lookup {
-        /// The cache matches: the shard streamed from it.
-        case hit(Dataset, LabelMapping?)
+        /// The cache matches: the shard streamed from it, with its labels and what else the read learnt.
+        case hit(Dataset, LabelMapping?, ShardFacts)
         /// No cache file.
         case absent
         /// A cache file that cannot be used: `reason` says why (from another file, another version of it,
@@ -125,7 +160,8 @@ public enum ShardCache {
         for (name, value) in key.fields where header[name] != value {
             switch name {
             case "source": return .stale("was made from another file (\(header[name] ?? "?"))")
-            case "size", "modified_ns": return .stale("was made from another version of \(key.source) (its size or modification time differ)")
+            case "size", "modified_ns", "changed_ns", "inode", "sampled":
+                return .stale("was made from another version of \(key.source) (its \(name == "size" ? "size" : name == "inode" ? "inode" : name == "sampled" ? "content" : "modification or status-change time") differs)")
             default: return .stale("was made with other settings (\(name) differs)")
             }
         }
@@ -134,7 +170,10 @@ public enum ShardCache {
               let firstRow = header["first_row"].flatMap(Int.init), let nonZeros = header["non_zeros"].flatMap(Int.init),
               let storage = header["storage"], storage == "dense" || storage == "csr", rows >= 0, features > 0, nonZeros >= 0
         else { return .stale("is damaged (its header lacks the shard's shape)") }
-        let labels: LabelMapping? = header["labels"].flatMap { $0 == "none" ? nil : LabelMapping(values: $0.split(separator: ",").compactMap { Double($0) }) }
+        guard let factsText = header["facts"], let facts = try? JSONDecoder().decode(ShardFacts.self, from: Data(factsText.utf8))
+        else { return .stale("is damaged (its header lacks what the read learnt)") }
+        let labels: LabelMapping? = facts.labelText.map(LabelMapping.init(text:))
+            ?? header["labels"].flatMap { $0 == "none" ? nil : LabelMapping(values: $0.split(separator: ",").compactMap { Double($0) }) }
         let dataAt = 16
         let dataBytes = storage == "dense" ? 4 * rows * features : 8 * (rows + 1) + 8 * nonZeros
         let yAt = dataAt + dataBytes
@@ -175,7 +214,7 @@ public enum ShardCache {
             layout = .csr(rowStarts: starts, indices: dataAt + 8 * (rows + 1), values: dataAt + 8 * (rows + 1) + 4 * nonZeros)
         }
         guard let stream = try? ShardStream(path: path, rows: rows, features: features, layout: layout) else { return .stale("cannot be opened") }
-        return .hit(Dataset(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, stream: stream, y: y), labels)
+        return .hit(Dataset(features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, stream: stream, y: y), labels, facts)
     }
 
     /// Writes `data` (rows in memory, dense or CSR) with `labels` as the cache at `path` for `key`: a
@@ -184,7 +223,8 @@ public enum ShardCache {
     /// renaming its own cache over `path` meanwhile cannot hand this one its rows).
     /// `fault`: a deliberate failure after so many bytes (tests of a full disk).
     @discardableResult
-    public static func write(_ data: Dataset, labels: LabelMapping?, key: Key, to path: String, fault: AtomicFile.Fault? = nil) throws -> ShardStream {
+    public static func write(_ data: Dataset, labels: LabelMapping?, facts: ShardFacts = ShardFacts(), key: Key, to path: String,
+                             fault: AtomicFile.Fault? = nil) throws -> ShardStream {
         precondition(!data.isStreamed, "a cache is written from rows in memory")
         let writer = try Writer(path: path, key: key, fault: fault)
         if let csr = data.csr {
@@ -197,7 +237,7 @@ public enum ShardCache {
         let layout: ShardStream.Layout = data.csr.map { .csr(rowStarts: $0.rowStarts, indices: 16 + 8 * ($0.rows + 1), values: 16 + 8 * ($0.rows + 1) + 4 * $0.nonZeros) }
             ?? .dense(offset: 16)
         return try writer.commit(y: data.y, features: data.features, classes: data.classes, globalRows: data.globalRows, firstRow: data.firstRow,
-                                 storage: data.csr == nil ? "dense" : "csr", nonZeros: data.csr?.nonZeros ?? 0, labels: labels, layout: layout)
+                                 storage: data.csr == nil ? "dense" : "csr", nonZeros: data.csr?.nonZeros ?? 0, labels: labels, facts: facts, layout: layout)
     }
 
     /// A cache being written, front to back: the rows (all of them at once, or a chunk at a time from a
@@ -224,10 +264,62 @@ public enum ShardCache {
             self.fault = fault
             self.chunkBytes = chunkBytes
             temp = AtomicFile.temporary(for: path)
-            fd = Glibc.open(temp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+            fd = Glibc.open(temp, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw AtomicFile.failure(path, "cannot create \(temp)", kind: .cannotCreate) }
             pending.reserveCapacity(2 * block)
+            try start()
+        }
+
+        /// The file's first 16 bytes (magic, version), written and hashed.
+        private func start() throws {
             try put(magic + withUnsafeBytes(of: UInt32(version).littleEndian, Array.init) + [0, 0, 0, 0])
+        }
+
+        /// Drops the rows appended so far: the file is cut back to nothing and started again.
+        public func restart() throws {
+            guard ftruncate(fd, 0) == 0 else { throw AtomicFile.failure(path, "cannot truncate \(temp)") }
+            (at, rows, hash) = (0, 0, 0)
+            pending.removeAll(keepingCapacity: true)
+            try start()
+        }
+
+        /// `--missing mean` after a chunked parse: replaces each NaN of the rows written (`features` Float32
+        /// values a row from byte 16) with its column's `fill`, in place, and hashes the file again from its
+        /// start. Cost: one more read and write of the rows (sequential 1 MiB blocks; a Float32 never straddles
+        /// a block, whose boundaries are multiples of 4). Call before the labels are put.
+        func fillMissing(_ fill: [Float], features: Int) throws {
+            precondition(fill.count == features, "one fill value per feature")
+            let end = at
+            (hash, at) = (0, 0)
+            pending.removeAll(keepingCapacity: true)
+            var buffer = [UInt8](repeating: 0, count: block)
+            var offset = 0
+            while offset < end {
+                let n = Swift.min(block, end - offset)
+                var changed = false
+                try buffer.withUnsafeMutableBytes { b in
+                    var done = 0
+                    while done < n {
+                        let r = pread(fd, b.baseAddress! + done, n - done, off_t(offset + done))
+                        if r < 0 && errno == EINTR { continue }
+                        guard r > 0 else { throw AtomicFile.failure(path, "cannot read back \(temp)") }
+                        done += r
+                    }
+                    var p = Swift.max(offset, 16)
+                    while p < offset + n {
+                        let v = Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: p - offset, as: UInt32.self)))
+                        if v.isNaN {
+                            b.storeBytes(of: fill[(p - 16) / 4 % features].bitPattern.littleEndian, toByteOffset: p - offset, as: UInt32.self)
+                            changed = true
+                        }
+                        p += 4
+                    }
+                    if changed { try AtomicFile.write(UnsafeRawBufferPointer(rebasing: b[0..<n]), to: fd, at: offset, path: path) }
+                }
+                if n == block { hash = buffer.withUnsafeBytes { Checksum.hash($0, seed: hash) } } else { pending = Array(buffer[0..<n]) }
+                offset += n
+            }
+            at = end
         }
 
         deinit {
@@ -254,22 +346,28 @@ public enum ShardCache {
             rows += x.count / Swift.max(features, 1)
         }
 
-        public func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?) throws -> ShardStream {
+        public func finish(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, labels: LabelMapping?,
+                           facts: ShardFacts) throws -> ShardStream {
             precondition(y.count == rows, "one label per row appended")
+            if let fill = facts.missingFill { try fillMissing(fill.map(Float.init(bitPattern:)), features: features) }
             return try commit(y: y, features: features, classes: classes, globalRows: globalRows, firstRow: firstRow, storage: "dense", nonZeros: 0,
-                              labels: labels, layout: .dense(offset: 16))
+                              labels: labels, facts: facts, layout: .dense(offset: 16))
         }
 
         /// Writes the labels, the header and the checksum, fsyncs and renames the file over `path`; returns
         /// the rows (`layout`) streamed from this file, opened before the rename.
         func commit(y: [Float], features: Int, classes: Int, globalRows: Int, firstRow: Int, storage: String, nonZeros: Int,
-                    labels: LabelMapping?, layout: ShardStream.Layout) throws -> ShardStream {
+                    labels: LabelMapping?, facts: ShardFacts, layout: ShardStream.Layout) throws -> ShardStream {
             try put(y)
+            var facts = facts
+            facts.labelText = labels?.text
             var fields = key.fields
             fields += [("rows", String(y.count)), ("features", String(features)), ("classes", String(classes)),
                        ("global_rows", String(globalRows)), ("first_row", String(firstRow)),
                        ("storage", storage), ("non_zeros", String(nonZeros)),
-                       ("labels", labels.map { $0.values.map { "\($0)" }.joined(separator: ",") } ?? "none")]
+                       ("labels", labels.map { $0.values.map { "\($0)" }.joined(separator: ",") } ?? "none"),
+                       // Compact JSON: one line (a line break inside a string is escaped).
+                       ("facts", String(decoding: try JSONEncoder().encode(facts), as: UTF8.self))]
             let header = Array(fields.map { "\($0.0)=\($0.1.replacingOccurrences(of: "\n", with: " "))" }.joined(separator: "\n").utf8)
             let headerAt = at
             try put(header)

@@ -86,6 +86,7 @@ public final class TrainingJob {
         }
         try comm.agree(error: threadFailure)
         try checkFiles()
+        try job.refuseTooSmallMemoryLimit(comm: comm)
         faults.hangDuringStartupIfPlanned(rank: comm.rank)
 
         // A warm start (--init): the saved model, read by every rank, its preprocessing applied to the data.
@@ -289,9 +290,8 @@ public final class TrainingJob {
         }
         if let limit = job.data.maxMemory {
             try comm.agree(needed > Double(limit)
-                ? "--max-memory \(ByteCount.format(limit)) is too small for one batch: the model (\(parameters) parameters × \(3 + 2 * job.optimization.stateCopies) copies), "
-                  + "the passes of \(localRows) rows through layers \(widths.map(String.init).joined(separator: "→")) and the streamed rows' buffers need about "
-                  + "\(Int((needed / Double(1 << 20)).rounded(.up)))M per rank: give a larger --max-memory, or a smaller --batch-size or model" : nil, kind: .usage)
+                ? MemoryBudget.tooSmall(limit: limit, parameters: parameters, copies: 3 + 2 * job.optimization.stateCopies, rows: localRows, widths: widths,
+                                        needed: needed, atLeast: false) : nil, kind: .usage)
             return
         }
         try comm.agreeing {
