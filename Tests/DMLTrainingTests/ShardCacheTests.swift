@@ -190,6 +190,20 @@ final class ShardCacheTests: XCTestCase {
         guard case let .stale(reason) = ShardCache.open(path, key: key()) else { return XCTFail() }
         XCTAssertTrue(reason.contains("another version of"), reason)
         if case .absent = ShardCache.open(dir + "/none.dmlshard", key: key()) {} else { XCTFail("no file: absent") }
+
+        // The --labels file rewritten (its version is in the key's companions, not in the cache's name).
+        let labels = dir + "/y.npy"
+        _ = FileManager.default.createFile(atPath: labels, contents: Data([1, 2, 3, 4]))
+        var withLabels = key()
+        withLabels.companions = ShardCache.Key.version(of: labels)
+        try ShardCache.write(dense(), labels: nil, key: withLabels, to: path)
+        XCTAssertNotNil(open(path, withLabels))
+        XCTAssertEqual(ShardCache.path(directory: dir, key: withLabels), path)
+        Thread.sleep(forTimeInterval: 0.02)
+        _ = FileManager.default.createFile(atPath: labels, contents: Data([4, 3, 2, 1]))
+        withLabels.companions = ShardCache.Key.version(of: labels)
+        guard case let .stale(why) = ShardCache.open(path, key: withLabels) else { return XCTFail("a rewritten labels file reused the cache") }
+        XCTAssertEqual(why, "was made with another version of the labels file \(labels)")
     }
 
     /// A rewrite that keeps the size and sets the modification time back (`touch -r`, a copy keeping times) is

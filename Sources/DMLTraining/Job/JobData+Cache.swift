@@ -36,9 +36,14 @@ extension JobConfiguration.Data {
         var isDirectory: ObjCBool = false
         try comm.agree(FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) && isDirectory.boolValue ? nil
                        : "--cache-dir \(dir): no such directory", kind: .cannotCreate)
-        let fingerprint = "\(options) format=\(source.format.map(\.rawValue) ?? "auto") labels=\(source.labelsPath ?? "-")"
+        // The rows are the same bits for any number of parse threads (`--threads`): not part of the key.
+        var keyed = options
+        keyed.parseThreads = 1
+        let fingerprint = "\(keyed) format=\(source.format.map(\.rawValue) ?? "auto") labels=\(source.labelsPath ?? "-")"
             + " h5=\(source.hdf5.map { "\($0.features),\($0.labels ?? "-")" } ?? "-")"
-        let key = ShardCache.Key(path: source.path, options: fingerprint, rank: comm.rank, ranks: comm.size)
+        let companions = source.labelsPath.map(ShardCache.Key.version(of:)) ?? ""
+        var key = ShardCache.Key(path: source.path, options: fingerprint, rank: comm.rank, ranks: comm.size)
+        key?.companions = companions
         var lookup = ShardCache.Lookup.absent
         if let key { lookup = ShardCache.open(ShardCache.path(directory: dir, key: key), key: key) }
         // 0 hit, 1 absent, 2 stale: the ranks parse unless every cache hit.

@@ -60,6 +60,9 @@ public enum ShardCache {
         public var options: String
         public var rank: Int
         public var ranks: Int
+        /// The same facts of the other files the rows are read from (the `--labels` file): a rewritten labels
+        /// file makes the cache stale as a rewritten data file does. Compared, not part of the cache's name.
+        public var companions = ""
 
         /// Blocks of the source hashed into the key.
         public static let sampleBlocks = 16
@@ -97,7 +100,14 @@ public enum ShardCache {
         var fields: [(String, String)] {
             [("version", String(ShardCache.version)), ("source", source), ("size", String(size)), ("modified_ns", String(modified)),
              ("changed_ns", String(changed)), ("inode", String(inode)), ("sampled", Checksum.hex(sampled)),
-             ("options", options), ("rank", String(rank)), ("ranks", String(ranks))]
+             ("options", options), ("rank", String(rank)), ("ranks", String(ranks)), ("companions", companions)]
+        }
+
+        /// What identifies a file's version in a key (path, size, times, inode, sampled blocks), as one line
+        /// for `companions`; "PATH unreadable" when it cannot be examined (its reader reports why).
+        public static func version(of path: String) -> String {
+            guard let k = Key(path: path, options: "", rank: 0, ranks: 1) else { return "\(path) unreadable" }
+            return k.fields.filter { !["version", "options", "rank", "ranks", "companions"].contains($0.0) }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
         }
     }
 
@@ -162,6 +172,7 @@ public enum ShardCache {
             case "source": return .stale("was made from another file (\(header[name] ?? "?"))")
             case "size", "modified_ns", "changed_ns", "inode", "sampled":
                 return .stale("was made from another version of \(key.source) (its \(name == "size" ? "size" : name == "inode" ? "inode" : name == "sampled" ? "content" : "modification or status-change time") differs)")
+            case "companions": return .stale("was made with another version of the labels file \((value.split(separator: " ").first ?? "").dropFirst("source=".count))")
             default: return .stale("was made with other settings (\(name) differs)")
             }
         }
