@@ -6,7 +6,7 @@ public enum ByteCount {
         // Units are case-insensitive (`512m`, `512MB`, `512MiB` are the same): nobody means millibytes.
         var digits = Substring(text.trimmingSpaces().lowercased())
         var unit = 1
-        for (suffixes, scale) in [(["kib", "kb", "k"], 1 << 10), (["mib", "mb", "m"], 1 << 20), (["gib", "gb", "g"], 1 << 30), (["tib", "tb", "t"], 1 << 40)] {
+        for (suffixes, scale) in [(["kib", "ki", "kb", "k"], 1 << 10), (["mib", "mi", "mb", "m"], 1 << 20), (["gib", "gi", "gb", "g"], 1 << 30), (["tib", "ti", "tb", "t"], 1 << 40)] {
             if let s = suffixes.first(where: { digits.hasSuffix($0) }) {
                 digits = digits.dropLast(s.count)
                 unit = scale

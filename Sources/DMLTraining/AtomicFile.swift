@@ -112,10 +112,23 @@ public enum AtomicFile {
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw WriteError(path: path, reason: "directory \(dir) does not exist", kind: .cannotCreate)
         }
+        try probe(dir, naming: path)
+    }
+
+    /// Checks, without leaving anything behind, that files can be created in the existing directory `dir`;
+    /// the error names the directory alone.
+    public static func checkWritable(directory dir: String) throws {
+        try probe(dir, naming: dir)
+    }
+
+    /// Creates and removes a probe file in `dir`; an error (`.cannotCreate`) names `path`.
+    private static func probe(_ dir: String, naming path: String) throws {
         let probe = dir + "/.dml-write-probe-\(getpid())"
         let fd = open(probe, O_CREAT | O_WRONLY | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw WriteError(path: path, reason: "directory \(dir) is not writable (\(String(cString: strerror(errno))))", kind: .cannotCreate)
+            let why = String(cString: strerror(errno))
+            throw WriteError(path: path, reason: path == dir ? "the directory is not writable (\(why))" : "directory \(dir) is not writable (\(why))",
+                             kind: .cannotCreate)
         }
         close(fd)
         unlink(probe)

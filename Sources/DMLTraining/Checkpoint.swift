@@ -183,7 +183,7 @@ public final class CheckpointStore {
             throw AtomicFile.WriteError(path: directory, reason: "cannot create the checkpoint directory (\(error.localizedDescription))",
                                          kind: .cannotCreate)
         }
-        try AtomicFile.checkWritable(directory + "/probe")
+        try AtomicFile.checkWritable(directory: directory)
         let lockPath = directory + "/.dml-lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {

@@ -209,6 +209,7 @@ final class AllreduceTests: XCTestCase {
         XCTAssertEqual(ByteCount.parse("512m"), 512 << 20)
         XCTAssertEqual(ByteCount.parse("2gb"), 2 << 30)
         XCTAssertEqual(ByteCount.parse("64kib"), 64 << 10)
+        XCTAssertEqual(ByteCount.parse("64Mi"), 64 << 20)
         XCTAssertEqual(ByteCount.parse("100B"), 100)
         XCTAssertNil(ByteCount.parse("12x"))
         XCTAssertNil(ByteCount.parse("mb"))
