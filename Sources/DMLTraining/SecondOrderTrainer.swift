@@ -275,11 +275,16 @@ public final class SecondOrderTrainer: TrainingStrategy {
         private var segmentPenalty: (a: Double, b: Double, c: Double)?
         /// Segment evaluations since `beginStep` (the line search's trials that read no rows).
         private(set) var segmentTrials = 0
+        /// Kept between calls so a Hessian-vector product allocates only the vector it returns: the product's
+        /// direction as Float (p), and the regulariser's unit vector for the diagonal (p, made on first use).
+        private var directionScratch: [Float]
+        private lazy var unitVector = [Double](repeating: 1, count: sums.count - 1)
         let blocks: ShardBlocks
 
         init(_ trainer: SecondOrderTrainer) {
             self.trainer = trainer
             sums = [Double](repeating: 0, count: trainer.model.layout.count + 1)
+            directionScratch = [Float](repeating: 0, count: trainer.model.layout.count)
             blocks = SecondOrderTrainer.blocks(of: trainer.train)
         }
 
@@ -400,16 +405,15 @@ public final class SecondOrderTrainer: TrainingStrategy {
             let n = Double(trainer.train.globalRows)
             var out = [Double](repeating: 0, count: p)
             for i in 0..<p { out[i] = sums[i] / n }
-            let ones = [Double](repeating: 1, count: p)
-            ones.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { model.addRegularizerCurvature(v.baseAddress!, into: $0.baseAddress!) } }
+            unitVector.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { model.addRegularizerCurvature(v.baseAddress!, into: $0.baseAddress!) } }
             return out
         }
 
         func hessianVector(_ v: [Double]) throws -> [Double] {
             let model = trainer.model, p = sums.count - 1
-            let vf = v.map { Float($0) }
+            directionScratch.withUnsafeMutableBufferPointer { f in for i in 0..<p { f[i] = Float(v[i]) } }
             try pass {
-                try vf.withUnsafeBufferPointer { vp in
+                try directionScratch.withUnsafeBufferPointer { vp in
                     try sums.withUnsafeMutableBufferPointer { out in
                         try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
                     }
