@@ -20,7 +20,6 @@ extension JobConfiguration {
         if o.optimizer.isFullBatch { return "--reproducible covers the mini-batch optimizers (sgd, momentum, adam, adamw, adagrad); --optimizer \(o.optimizer.rawValue)'s sums are not np-independent yet" }
         if d.sparse == .on { return "--reproducible moves dense rows between ranks: give --sparse off or auto with it" }
         if d.cacheDir != nil || d.maxMemory != nil { return "--reproducible moves rows held in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory) yet" }
-        if d.missing == .mean { return "--missing mean's column means are summed in an order that depends on the number of ranks: with --reproducible use --missing zero or error" }
         if let b = o.batchSize, b % block != 0 {
             return "--batch-size \(b) is not a multiple of \(block): --reproducible makes batches of whole blocks of \(block) rows (give a multiple of \(block), or full)"
         }
