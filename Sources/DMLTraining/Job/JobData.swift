@@ -138,7 +138,9 @@ extension JobConfiguration.Data {
             try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
-        let storage = train.csr.map { " CSR, \($0.nonZeros) non-zeros on rank \(comm.rank)" } ?? ""
+        // --reproducible: the model file records this line, so it names no figure that depends on the number of ranks.
+        let nonZeros = try train.csr.map { exactSums ? "\(try comm.allreduced(Int64($0.nonZeros), op: .sum)) non-zeros" : "\($0.nonZeros) non-zeros on rank \(comm.rank)" }
+        let storage = nonZeros.map { " CSR, " + $0 } ?? ""
         let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
         var loaded = LoadedData(train: train, test: test, labels: mapping,
                                 description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"
