@@ -74,12 +74,27 @@ final class ReproducibleDataIntegrationTests: XCTestCase {
         for (i, (name, args)) in cases.enumerated() { try assertSameBytes(name, data + args, ranks: i < 2 ? [1, 2, 3, 4, 5, 8] : [1, 3, 8]) }
     }
 
+    /// L-BFGS and trust-region Newton: every sum over the rows (objective, gradient, Hessian-vector products,
+    /// the line search's segment) exact over leaves of 1,024 rows, dense and CSR.
+    func testFullBatchMethodsGiveTheSameBytesForAnyNumberOfRanks() throws {
+        let dense = ["--synthetic-rows", "3000", "--synthetic-test-rows", "200", "--synthetic-features", "12", "--synthetic-classes", "3",
+                     "--model", "softmax", "--steps", "5"]
+        let sparse = ["--data", libsvm(), "--sparse", "on", "--model", "logistic", "--weight-decay", "0.001", "--steps", "5"]
+        // Every np for L-BFGS dense and Newton CSR; np 1, 3, 8 for the other two (the test's time: CI's budget).
+        for (name, args, all) in [("lbfgs-dense", dense + ["--optimizer", "lbfgs"], true), ("newton-csr", sparse + ["--optimizer", "newton"], true),
+                                  ("newton-dense", dense + ["--optimizer", "newton"], false), ("lbfgs-csr", sparse + ["--optimizer", "lbfgs"], false)] {
+            try assertSameBytes(name, args, ranks: all ? [1, 2, 3, 4, 5, 8] : [1, 3, 8])
+        }
+    }
+
     /// Killed at np 4, resumed at np 3 from the last checkpoint: the bytes of an uninterrupted np 1 run, for CSR
     /// rows with momentum and for L-BFGS (its history pairs in the checkpoint).
     func testRunsKilledAtFourRanksAndResumedAtThreeEndWithTheBytesOfOneRank() throws {
         let cases: [(String, [String], Int, Int)] = [
             ("csr-momentum", ["--data", libsvm(), "--sparse", "on", "--model", "logistic", "--optimizer", "momentum", "--lr", "0.2",
                               "--batch-size", "128", "--steps", "14"], 4, 10),
+            ("lbfgs", ["--synthetic-rows", "3000", "--synthetic-features", "12", "--synthetic-classes", "3", "--model", "softmax",
+                       "--optimizer", "lbfgs", "--steps", "6"], 2, 5),
         ]
         for (name, args, every, crash) in cases {
             let reference = "\(dir)/\(name)-np1.safetensors", out = "\(dir)/\(name)-resumed.safetensors", ckpt = "\(dir)/\(name)-ckpt"

@@ -17,7 +17,6 @@ extension JobConfiguration {
         if r.allreduce != .ring || givenFlags.contains("allreduce") {
             return "\(why) (an Int64 MPI_Allreduce, exact in any order): --allreduce means nothing with it; leave it out"
         }
-        if o.optimizer.isFullBatch { return "--reproducible covers the mini-batch optimizers (sgd, momentum, adam, adamw, adagrad); --optimizer \(o.optimizer.rawValue)'s sums are not np-independent yet" }
         if d.partition == .features { return "--reproducible moves rows between ranks: it needs --partition rows" }
         if d.sparse == .on && r.shardUpdate { return "--reproducible with CSR rows (--sparse on) sums only the touched coordinates: it cannot be combined with --shard-update (give --sparse off or auto)" }
         if d.cacheDir != nil || d.maxMemory != nil { return "--reproducible moves rows held in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory) yet" }
