@@ -25,8 +25,11 @@ extension TwiceDifferentiable {
     /// sums the blocks exactly, so that the result does not depend on which rank held which block). The
     /// per-block values are those the plain pass adds up, and the workspace keeps the margins and curvature
     /// as after the plain pass. CSR blocks: only the touched columns' positions (and the biases) are handed
-    /// over and zeroed again, so a block costs its non-zeros, not p. Throws what reading the rows throws.
-    public func leafPass(_ pass: LeafPass, blocks: ShardBlocks, workspace: CurvatureWorkspace, leaf: (LeafSums) -> Void) throws {
+    /// over and zeroed again, so a block costs its non-zeros, not p. `positions` caches each CSR block's
+    /// positions by its first shard row (the caller's, valid while the rows are the same). Throws what reading
+    /// the rows throws.
+    public func leafPass(_ pass: LeafPass, blocks: ShardBlocks, workspace: CurvatureWorkspace, positions cache: inout [Int: [Int32]],
+                         leaf: (LeafSums) -> Void) throws {
         let p = layout.count, k = outputs, d = inputs
         workspace.zeroSums(p)
         switch pass {
@@ -52,11 +55,15 @@ extension TwiceDifferentiable {
                 sums.update(repeating: 0, count: p)
                 return
             }
-            var positions: [Int32] = []
-            let columns = view.touchedColumns()
-            positions.reserveCapacity((columns.count + 1) * k)
-            for j in columns { for c in 0..<k { positions.append(Int32(Int(j) * k + c)) } }
-            for c in 0..<k { positions.append(Int32(d * k + c)) }
+            let positions = cache[first] ?? {
+                var positions: [Int32] = []
+                let columns = view.touchedColumns()
+                positions.reserveCapacity((columns.count + 1) * k)
+                for j in columns { for c in 0..<k { positions.append(Int32(Int(j) * k + c)) } }
+                for c in 0..<k { positions.append(Int32(d * k + c)) }
+                return positions
+            }()
+            cache[first] = positions
             positions.withUnsafeBufferPointer { leaf(LeafSums(positions: $0, sums: sums, loss: loss)) }
             for i in positions { sums[Int(i)] = 0 }
         }

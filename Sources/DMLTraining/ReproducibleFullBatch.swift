@@ -43,6 +43,8 @@ final class ExactLeafSums {
     private var scalars: [Double] = []
     private var scalarsPerLeaf = 1
     private var integers: [Int64] = []
+    /// Each CSR leaf's positions, by its first shard row (the rows never change after the move).
+    private var leafPositions: [Int: [Int32]] = [:]
 
     init(comm: Communicator, model: TwiceDifferentiable, globalRows: Int) {
         self.comm = comm
@@ -60,15 +62,18 @@ final class ExactLeafSums {
     func run(_ pass: LeafPass, blocks: ShardBlocks, workspace: CurvatureWorkspace) throws -> Double {
         clear(scalarsPerLeaf: 1)
         let p = model.layout.count
-        try model.leafPass(pass, blocks: blocks, workspace: workspace) { leaf in
-            if let kept = leaf.positions {
-                for i in kept { positions.append(i); values.append(leaf.sums[Int(i)]) }
+        // Local arrays while the pass runs (appends to the object's own would pay an exclusivity check each).
+        var (kept, keptValues, losses, cache) = (positions, values, scalars, leafPositions)
+        defer { (positions, values, scalars, leafPositions) = (kept, keptValues, losses, cache) }
+        try model.leafPass(pass, blocks: blocks, workspace: workspace, positions: &cache) { leaf in
+            if let at = leaf.positions {
+                for i in at { kept.append(i); keptValues.append(leaf.sums[Int(i)]) }
             } else {
-                for i in 0..<p where leaf.sums[i] != 0 { positions.append(Int32(i)); values.append(leaf.sums[i]) }
+                for i in 0..<p where leaf.sums[i] != 0 { kept.append(Int32(i)); keptValues.append(leaf.sums[i]) }
             }
-            scalars.append(leaf.loss)
+            losses.append(leaf.loss)
         }
-        return scalars.reduce(0, +)
+        return losses.reduce(0, +)
     }
 
     /// Keeps `perLeaf(first, rows)` for each of this rank's leaves (`rows` shard rows from `first`): the

@@ -51,6 +51,10 @@ final class ReproducibleSparseReducer: GradientReducer {
     private var accumulator: [Int64]
     private var positions: [Int32] = []
     private var sums: [Int64] = []
+    /// Finds a leaf's columns (a bitmap of the columns and a radix sort of the touched ones).
+    private let columnScratch = SparseRows()
+    /// One bit per coordinate, all clear between steps: the rank's union of its leaves' coordinates.
+    private var marks: [UInt64]
     private let result: ReduceBuffer
     /// The last result's support, kept at a stable address (`reducedSupport`).
     private var support = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 1)
@@ -65,6 +69,7 @@ final class ReproducibleSparseReducer: GradientReducer {
         moves = PrivateCommunicator(comm)
         sparse = SparseAllreduce(comm: comm)
         accumulator = [Int64](repeating: 0, count: count)
+        marks = [UInt64](repeating: 0, count: (count + 63) / 64)
         result = ReduceBuffer(count: count + 2)
     }
 
@@ -98,7 +103,11 @@ final class ReproducibleSparseReducer: GradientReducer {
         while buffers.count < runs.count { buffers.append(ReduceBuffer(count: count + 2)) }
         let csr = train!.csr!, first = train!.firstRow
         leaves = runs.enumerated().map { i, run in
-            let columns = Self.sortedUnique(run.flatMap { r in csr.indices[csr.rowStarts[r - first] ..< csr.rowStarts[r - first + 1]] })
+            // A leaf is a whole block's rows, ascending: consecutive shard rows (else gathered).
+            let lo = run.first! - first
+            let columns = run.last! - run.first! + 1 == run.count
+                ? csr.withView(rows: lo ..< lo + run.count) { columnScratch.touchedColumns($0) }
+                : Self.sortedUnique(run.flatMap { r in csr.indices[csr.rowStarts[r - first] ..< csr.rowStarts[r - first + 1]] })
             let coordinates = columns.withUnsafeBufferPointer { model.gradientCoordinates(touchingColumns: $0) }
             return (buffers[i].base, run.count, coordinates)
         }
@@ -129,26 +138,36 @@ final class ReproducibleSparseReducer: GradientReducer {
         // Quantise each leaf into the accumulator at its coordinates (nothing when not finite: every rank sends zeros
         // and reports NaN), and put the leaf buffer back to +0 there.
         var loss: Int64 = 0, rowCount: Int64 = 0
-        positions.removeAll(keepingCapacity: true)
+        var union: [Int32] = []
+        var values: [Int64] = []
         accumulator.withUnsafeMutableBufferPointer { q in
-            for leaf in leaves {
-                for c in leaf.coordinates {
-                    if finite { q[Int(c)] += Int64(Double(leaf.buffer[Int(c)]) * scaleGradient) }
-                    leaf.buffer[Int(c)] = 0
+            marks.withUnsafeMutableBufferPointer { marks in
+                for leaf in leaves {
+                    let g = leaf.buffer
+                    for c in leaf.coordinates {
+                        let i = Int(c), bit: UInt64 = 1 << UInt64(i & 63)
+                        if finite { q[i] += Int64(Double(g[i]) * scaleGradient) }
+                        g[i] = 0
+                        if marks[i >> 6] & bit == 0 { marks[i >> 6] |= bit; union.append(c) }
+                    }
+                    if finite { loss += Int64(Double(g[n]) * scaleLoss) }
+                    rowCount += Int64(leaf.rows)
+                    g[n] = 0
+                    g[n + 1] = 0
                 }
-                if finite { loss += Int64(Double(leaf.buffer[n]) * scaleLoss) }
-                rowCount += Int64(leaf.rows)
-                leaf.buffer[n] = 0
-                leaf.buffer[n + 1] = 0
-                positions.append(contentsOf: leaf.coordinates)
+                // One leaf's coordinates are sorted already; several leaves' union is sorted here.
+                if leaves.count > 1 { RadixSort.sortNonNegative(&union) }
+                values.reserveCapacity(union.count + 2)
+                for c in union {
+                    let i = Int(c)
+                    values.append(q[i])
+                    q[i] = 0
+                    marks[i >> 6] = 0
+                }
             }
         }
-        if leaves.count > 1 { positions = Self.sortedUnique(positions) }
-        sums.removeAll(keepingCapacity: true)
-        for c in positions {
-            sums.append(accumulator[Int(c)])
-            accumulator[Int(c)] = 0
-        }
+        positions = union
+        sums = values
         positions.append(Int32(n))
         positions.append(Int32(n + 1))
         sums.append(loss)
