@@ -94,6 +94,9 @@ public struct ReadOptions: Sendable {
     /// With `missing == .mean`: the values to fill with, per feature (a test set or a prediction input takes
     /// the training rows' means); nil: computed from this data (training).
     public var missingFill: [Float]? = nil
+    /// `--reproducible`: statistics of the rows (`--missing mean`'s column means) with the same bits for any
+    /// number of ranks (`DataLoader.exactColumnMeans`).
+    public var exactSums = false
     /// CSV: columns left out (`--drop-columns`: 0-based indices, `last`, or header names).
     public var dropColumns: [LabelColumn] = []
     /// CSV: columns one-hot encoded (`--categorical`): each becomes one 0/1 feature per category, in its place.
@@ -419,7 +422,7 @@ public enum DataLoader {
                 }
             }
             if options.missing == .mean {
-                missingFill = try fillMissing(&raw, given: options.missingFill, comm: comm, notes: &notes)
+                missingFill = try fillMissing(&raw, given: options.missingFill, exactRows: options.exactSums ? globalRows : nil, comm: comm, notes: &notes)
             }
         }
 
@@ -505,14 +508,17 @@ public enum DataLoader {
     /// `--missing mean`: replaces the NaN the CSV parser left for missing values with `given` (a test set or a
     /// prediction input: the training means) or with the columns' means over every rank's non-missing values
     /// (one allreduce of `2 × features` Doubles: sums and counts; a column with no value at all gets 0).
-    /// Returns the fill values. Collective.
-    static func fillMissing(_ raw: inout RawShard, given: [Float]?, comm: Communicator, notes: inout [String]) throws -> [Float] {
+    /// Returns the fill values. `exactRows` (`--reproducible`: the rows of all ranks): the means with the same
+    /// bits for any number of ranks instead (`exactColumnMeans`). Collective.
+    static func fillMissing(_ raw: inout RawShard, given: [Float]?, exactRows: Int? = nil, comm: Communicator, notes: inout [String]) throws -> [Float] {
         let d = raw.features, rows = raw.rows
         var fill: [Float]
         var missing = 0
         if let given {
             precondition(given.count == d, "one fill value per feature")
             fill = given
+        } else if let exactRows {
+            fill = try exactColumnMeans(raw, globalRows: exactRows, comm: comm)
         } else {
             // A chunked parse summed its rows as they went by (`columnSums`, the same order, the same Doubles).
             var sums = raw.columnSums ?? [Double](repeating: 0, count: 2 * d)

@@ -11,17 +11,8 @@ extension Standardization {
     public static func computeExactly(_ data: Dataset, comm: Communicator) throws -> Standardization {
         let d = data.features, rows = data.rows
         let n = Double(data.globalRows)
-        /// Σ over all ranks' rows of `value(row, column)` per column, exactly.
         func exactSums(_ value: (Int, Int) -> Double) throws -> [Double] {
-            var largest = [Double](repeating: 0, count: d)
-            for r in 0..<rows { for j in 0..<d { largest[j] = Swift.max(largest[j], value(r, j).magnitude) } }
-            largest = try comm.allreduced(largest, op: .max)
-            let exponents = largest.map { exactSumExponent($0, terms: data.globalRows) }
-            let scales = exponents.map { Double(sign: .plus, exponent: $0, significand: 1) }
-            var sums = [Int64](repeating: 0, count: d)
-            for r in 0..<rows { for j in 0..<d { sums[j] += Int64(value(r, j) * scales[j]) } }
-            sums = try comm.allreduced(sums, op: .sum)
-            return (0..<d).map { Double(sums[$0]) * Double(sign: .plus, exponent: -exponents[$0], significand: 1) }
+            try exactColumnSums(rows: rows, columns: d, terms: data.globalRows, comm: comm, value)
         }
         let mean = try data.x.withUnsafeBufferPointer { x in try exactSums { r, j in Double(x[r * d + j]) }.map { $0 / n } }
         let variance = try data.x.withUnsafeBufferPointer { x in
@@ -33,6 +24,24 @@ extension Standardization {
         }
         return Standardization(mean: mean.map { Float($0) }, std: std)
     }
+}
+
+/// Σ over every rank's `rows` of `value(row, column)`, per column, with the same bits for any number of ranks
+/// and any split of the rows: per column a scale 2^k from the largest |value| over all ranks (an
+/// allreduce-max), each value truncated to a multiple of 2^−k and summed as Int64 (`terms`: the rows of all
+/// ranks, which bounds the sum below 2^62), the integers allreduced and turned back into Doubles. Collective:
+/// an allreduce-max of `columns` Doubles and an allreduce of `columns` Int64. Cost: two passes over the rows.
+/// A non-finite value makes its column's sum 0 (callers pass finite values).
+func exactColumnSums(rows: Int, columns d: Int, terms: Int, comm: Communicator, _ value: (Int, Int) -> Double) throws -> [Double] {
+    var largest = [Double](repeating: 0, count: d)
+    for r in 0..<rows { for j in 0..<d { largest[j] = Swift.max(largest[j], value(r, j).magnitude) } }
+    largest = try comm.allreduced(largest, op: .max)
+    let exponents = largest.map { exactSumExponent($0, terms: terms) }
+    let scales = exponents.map { Double(sign: .plus, exponent: $0, significand: 1) }
+    var sums = [Int64](repeating: 0, count: d)
+    for r in 0..<rows { for j in 0..<d { sums[j] += Int64(value(r, j) * scales[j]) } }
+    sums = try comm.allreduced(sums, op: .sum)
+    return (0..<d).map { Double(sums[$0]) * Double(sign: .plus, exponent: -exponents[$0], significand: 1) }
 }
 
 /// The exponent k for an exact Int64 sum of `terms` values of magnitude at most `largest`, each scaled by 2^k

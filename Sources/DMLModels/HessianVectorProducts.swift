@@ -103,7 +103,7 @@ public final class CurvatureWorkspace {
 
 extension TwiceDifferentiable {
     /// W (`k × d` at `w`) transposed into the workspace, when CSR rows with several outputs will read it.
-    private func transpose(_ w: UnsafePointer<Float>, _ workspace: CurvatureWorkspace) {
+    func transpose(_ w: UnsafePointer<Float>, _ workspace: CurvatureWorkspace) {
         let k = outputs, d = inputs
         guard k > 1 else { return }
         let t = workspace.transposed.get(d * k)

@@ -121,14 +121,18 @@ public enum ReducerKind: Sendable, Equatable {
     /// `--reproducible`: leaves of whole blocks summed as exact fixed-point integers (`ReproducibleReducer`);
     /// `sharded` (with `--shard-update`): each rank updates only its slice and the parameters are allgathered.
     case reproducible(sharded: Bool)
+    /// `--reproducible` with CSR rows: the same leaves, summed as exact integers over the touched coordinates
+    /// only (`ReproducibleSparseReducer`).
+    case reproducibleSparse
 
     /// The strategy a configuration selects: the sharded update under `shardUpdate`; the block chain under `balance`; the sparse reducer for
     /// `--allreduce sparse` on a plain wire, and under `auto` for a model with one stage on a plain wire (it
     /// then picks sparse or dense by the first step's density); buckets for a staged model on a plain wire (a
     /// 16-bit wire takes the whole buffer: its exact tail and error feedback are positional); otherwise one
     /// buffer. (`JobConfiguration.conflict` refuses `sparse` with `--balance`, `--compress`, `--overlap`.)
-    public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook) -> ReducerKind {
-        if config.reproducibleBlockRows != nil { return .reproducible(sharded: config.shardUpdate) }
+    /// `sparseRows`: the training rows are CSR held in memory.
+    public static func select(_ config: TrainingConfig, model: Model, hook: ReductionHook, sparseRows: Bool = false) -> ReducerKind {
+        if config.reproducibleBlockRows != nil { return sparseRows && !config.shardUpdate ? .reproducibleSparse : .reproducible(sharded: config.shardUpdate) }
         if config.shardUpdate { return .sharded(bucketBytes: config.bucketBytes, overlap: config.overlap) }
         if config.balance { return .blockChain }
         if !hook.prescales, hook.algorithm is SparseAllreduceAlgorithm { return .sparse(auto: nil) }
@@ -155,6 +159,8 @@ public enum ReducerKind: Sendable, Equatable {
                                    algorithm: hook.algorithm, collectiveTimeout: collectiveTimeout)
         case let .reproducible(sharded):
             return ReproducibleReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, sharded: sharded)
+        case .reproducibleSparse:
+            return ReproducibleSparseReducer(comm: comm, model: model, collectiveTimeout: collectiveTimeout)
         case .blockChain:
             return BlockChainReducer(comm: comm, count: count, collectiveTimeout: collectiveTimeout, note: note)
         case let .sharded(bucketBytes, overlap):

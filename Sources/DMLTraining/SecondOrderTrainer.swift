@@ -126,7 +126,8 @@ extension FullBatchSettings {
 public final class SecondOrderTrainer: TrainingStrategy {
     public let comm: Communicator
     public let model: TwiceDifferentiable
-    public let train: Dataset
+    /// This rank's rows (under `--reproducible` moved into whole leaves before the first iteration).
+    public private(set) var train: Dataset
     public let config: TrainingConfig
     public let settings: FullBatchSettings
     public let allreduce: AllreduceAlgorithm
@@ -145,6 +146,8 @@ public final class SecondOrderTrainer: TrainingStrategy {
     private var objective: Objective!
     private var figures: [(name: String, value: Double)] = []
     private var started: Date?
+    /// Whether `train` is as the iterations use it (`attach`).
+    private var attached = false
 
     public init(comm: Communicator, model: TwiceDifferentiable, train: Dataset, config: TrainingConfig, settings: FullBatchSettings,
                 allreduce: AllreduceAlgorithm, faults: FaultPlan = FaultPlan()) {
@@ -167,6 +170,7 @@ public final class SecondOrderTrainer: TrainingStrategy {
 
     public func stepBody(number: Int) throws -> (loss: Double, rows: Int) {
         if started == nil { started = Date() }
+        try attach()
         objective.beginStep(number)
         var evaluations = 0, products = 0
         if current == nil {
@@ -203,6 +207,17 @@ public final class SecondOrderTrainer: TrainingStrategy {
         if settings.kind == .lbfgs { figures.append(("line_trials", Double(objective.segmentTrials))) }
         figures.append(("seconds", Date().timeIntervalSince(started!)))
         return (point.loss, train.globalRows)
+    }
+
+    /// `--reproducible`: moves the rows so that every rank holds whole leaves (`ExactLeafSums`), once, before the
+    /// first pass. Collective.
+    private func attach() throws {
+        guard !attached else { return }
+        attached = true
+        guard config.reproducibleBlockRows != nil else { return }
+        let targets = (0..<comm.size).map { ExactLeafSums.rows(of: $0, ranks: comm.size, rows: train.globalRows) }
+        train = try train.movedIntoBlocks(to: targets, comm: comm, via: try comm.duplicate())
+        objective = Objective(self)
     }
 
     private func converged(_ point: FullBatchPoint) -> Bool {
@@ -280,12 +295,41 @@ public final class SecondOrderTrainer: TrainingStrategy {
         private var directionScratch: [Float]
         private lazy var unitVector = [Double](repeating: 1, count: sums.count - 1)
         let blocks: ShardBlocks
+        /// `--reproducible`: the passes' sums exact, np-independent (nil: one Double allreduce each).
+        let exact: ExactLeafSums?
+        /// What `exact` holds: a vector pass's leaves (true) or a segment's scalars.
+        private var exactVector = true
 
         init(_ trainer: SecondOrderTrainer) {
             self.trainer = trainer
             sums = [Double](repeating: 0, count: trainer.model.layout.count + 1)
             directionScratch = [Float](repeating: 0, count: trainer.model.layout.count)
             blocks = SecondOrderTrainer.blocks(of: trainer.train)
+            exact = trainer.config.reproducibleBlockRows == nil ? nil
+                : ExactLeafSums(comm: trainer.comm, model: trainer.model, globalRows: trainer.train.globalRows)
+        }
+
+        /// A pass over this rank's rows into `sums` (its last entry the loss sum, or 0): the model's plain pass,
+        /// or under `--reproducible` each leaf kept for `allreduce`'s exact sum (`sums` then holds only the loss,
+        /// for the hooks).
+        private func vectorPass(_ leafPass: LeafPass, plain: (UnsafeMutablePointer<Double>) throws -> Double) throws {
+            let p = sums.count - 1
+            var loss = 0.0
+            try pass {
+                if let exact {
+                    exactVector = true
+                    loss = try exact.run(leafPass, blocks: blocks, workspace: workspaces[leafWorkspace(leafPass)])
+                } else {
+                    loss = try sums.withUnsafeMutableBufferPointer { try plain($0.baseAddress!) }
+                }
+            }
+            sums[p] = loss
+        }
+
+        /// The workspace a pass works in: a new point's the trial one, the curvature passes the accepted one's.
+        private func leafWorkspace(_ pass: LeafPass) -> Int {
+            if case .lossAndGradient = pass { return 1 - accepted }
+            return accepted
         }
 
         func beginStep(_ number: Int) {
@@ -337,7 +381,11 @@ public final class SecondOrderTrainer: TrainingStrategy {
         private func allreduce(_ values: inout [Double], what: String) throws {
             try trainer.comm.watched("the \(what) allreduce of iteration \(trainer.step + 1)", seconds: trainer.config.collectiveTimeout) {
                 if trainer.train.isStreamed { try trainer.comm.agree(error: readFailure) }
-                try values.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
+                if let exact {
+                    values = try exact.reduce(vector: exactVector, poisoned: values[values.count - 1].isNaN)
+                } else {
+                    try values.withUnsafeMutableBufferPointer { try trainer.allreduce.run($0, op: .sum) }
+                }
             }
             trainer.hooks.span("allreduce", step: trainer.step + 1)
         }
@@ -345,17 +393,13 @@ public final class SecondOrderTrainer: TrainingStrategy {
         func evaluate(_ parameters: [Float]) throws -> FullBatchPoint {
             let model = trainer.model, p = sums.count - 1
             let trial = 1 - accepted
-            var loss = 0.0
-            try pass {
-                loss = try parameters.withUnsafeBufferPointer { w in
-                    try sums.withUnsafeMutableBufferPointer { g in
-                        try model.dataLossAndGradient(parameters: w.baseAddress!, blocks: blocks, into: g.baseAddress!, workspace: workspaces[trial])
-                    }
+            try parameters.withUnsafeBufferPointer { w in
+                try vectorPass(.lossAndGradient(parameters: w.baseAddress!)) { g in
+                    try model.dataLossAndGradient(parameters: w.baseAddress!, blocks: blocks, into: g, workspace: workspaces[trial])
                 }
             }
             points[trial] = parameters
             segmentPenalty = nil
-            sums[p] = loss
             try reduce(&sums, what: "objective")
             let n = Double(trainer.train.globalRows)
             var gradient = [Double](repeating: 0, count: p)
@@ -382,11 +426,21 @@ public final class SecondOrderTrainer: TrainingStrategy {
                     points[1 - accepted].withUnsafeBufferPointer { w1 in model.regularizerAlongSegment(from: w0.baseAddress!, to: w1.baseAddress!) }
                 }
             }
-            let data = trainer.train.y.withUnsafeBufferPointer { y in
-                model.segmentLoss(from: workspaces[accepted].keptMargins, to: workspaces[1 - accepted].keptMargins, t: t,
-                                  labels: y.baseAddress ?? UnsafePointer(bitPattern: 8)!, rows: trainer.train.rows)
+            let (z0, z1, k) = (workspaces[accepted].keptMargins, workspaces[1 - accepted].keptMargins, model.outputs)
+            var pair = trainer.train.y.withUnsafeBufferPointer { y -> [Double] in
+                let labels = y.baseAddress ?? UnsafePointer(bitPattern: 8)!
+                if let exact {
+                    // --reproducible: each leaf's loss and slope kept, summed exactly in `allreduce`.
+                    exactVector = false
+                    exact.run(rows: trainer.train.rows, scalars: 2) { first, rows in
+                        let leaf = model.segmentLoss(from: z0 + first * k, to: z1 + first * k, t: t, labels: labels + first, rows: rows)
+                        return [leaf.slope, leaf.loss]
+                    }
+                    return [0, 0]
+                }
+                let data = model.segmentLoss(from: z0, to: z1, t: t, labels: labels, rows: trainer.train.rows)
+                return [data.slope, data.loss]
             }
-            var pair = [data.slope, data.loss]
             try reduce(&pair, what: "line search")
             segmentTrials += 1
             let n = Double(trainer.train.globalRows), r = segmentPenalty!
@@ -395,12 +449,10 @@ public final class SecondOrderTrainer: TrainingStrategy {
 
         func hessianDiagonal() throws -> [Double] {
             let model = trainer.model, p = sums.count - 1
-            try pass {
-                try sums.withUnsafeMutableBufferPointer { out in
-                    try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
-                }
+            try vectorPass(.curvatureDiagonal) { out in
+                try model.dataCurvatureDiagonal(blocks: blocks, workspace: workspaces[accepted], into: out)
+                return 0
             }
-            sums[p] = 0
             try reduce(&sums, what: "Hessian diagonal")
             let n = Double(trainer.train.globalRows)
             var out = [Double](repeating: 0, count: p)
@@ -412,14 +464,12 @@ public final class SecondOrderTrainer: TrainingStrategy {
         func hessianVector(_ v: [Double]) throws -> [Double] {
             let model = trainer.model, p = sums.count - 1
             directionScratch.withUnsafeMutableBufferPointer { f in for i in 0..<p { f[i] = Float(v[i]) } }
-            try pass {
-                try directionScratch.withUnsafeBufferPointer { vp in
-                    try sums.withUnsafeMutableBufferPointer { out in
-                        try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out.baseAddress!)
-                    }
+            try directionScratch.withUnsafeBufferPointer { vp in
+                try vectorPass(.hessianVector(vp.baseAddress!)) { out in
+                    try model.dataHessianVector(vp.baseAddress!, blocks: blocks, workspace: workspaces[accepted], into: out)
+                    return 0
                 }
             }
-            sums[p] = 0
             try reduce(&sums, what: "Hessian-vector product")
             let n = Double(trainer.train.globalRows)
             var out = [Double](repeating: 0, count: p)
@@ -445,7 +495,13 @@ public final class SecondOrderTrainer: TrainingStrategy {
 
     public func evaluate(_ data: Dataset) throws -> Evaluation {
         try hooks.outside("evaluate", step: step) {
-            try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
+            // --reproducible: sums with the same bits for any np (one row at a time, exact fixed point).
+            if config.reproducibleBlockRows != nil {
+                hooks.faults.hangIfPlanned(rank: comm.rank, step: step, at: .eval)
+                return try reproducibleEvaluation(model: model, parameters: parameters, data: data, comm: comm, step: step,
+                                                  timeout: config.collectiveTimeout)
+            }
+            return try evaluateCollectively(model: model, parameters: parameters, data: data, comm: comm, hooks: hooks, step: step,
                                      timeout: config.collectiveTimeout)
         }
     }

@@ -151,7 +151,7 @@ public final class Trainer: TrainingStrategy {
         self.train = train
         self.config = config
         let hook = hook ?? .plain(allreduce)
-        reducer = ReducerKind.select(config, model: model, hook: hook)
+        reducer = ReducerKind.select(config, model: model, hook: hook, sparseRows: train.csr != nil)
             .make(comm: comm, model: model, hook: hook, collectiveTimeout: config.collectiveTimeout, note: note)
         hooks = StepHooks(comm: comm, faults: faults, collectiveTimeout: config.collectiveTimeout)
         shards = reducer.updateShards ?? .replicated(count: model.layout.count)

@@ -144,7 +144,6 @@ struct TrainBenchmark: ParsableCommand {
         if reproducible && batch % Reproducible.blockRows != 0 {
             throw ValidationError("--reproducible makes batches of whole blocks of \(Reproducible.blockRows) rows: --batch \(batch) is not a multiple of \(Reproducible.blockRows)")
         }
-        if reproducible && data != nil { throw ValidationError("--reproducible trains dense rows; --data keeps CSR rows: leave out one of them") }
         if let t = threads, let why = KernelThreads.problem(t) { throw ValidationError("--threads " + why) }
     }
 

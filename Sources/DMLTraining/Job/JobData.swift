@@ -8,10 +8,10 @@ extension JobConfiguration.Data {
     /// Collective: every rank must call it; a problem on any rank is thrown on all (`AgreedFailure`).
     /// `standardization`: statistics to apply instead of computing them (a warm start's model's).
     /// `warn`: where a stale or damaged shard cache is reported (rank 0, once).
-    /// `exactStatistics`: `--reproducible`'s standardisation, the same bits for any number of ranks.
+    /// `exactStatistics`: `--reproducible`'s standardisation and `--missing mean` fill, the same bits for any number of ranks.
     public func load(comm: Communicator, seed: UInt64, validationFraction: Double? = nil,
                      standardization: Standardization? = nil, exactStatistics: Bool = false, warn: (String) -> Void = { _ in }) throws -> LoadedData {
-        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm, warn: warn)
+        var loaded = try path == nil ? synthetic(comm: comm, seed: seed) : files(comm: comm, warn: warn, exactSums: exactStatistics)
         try loaded.prepare(validationFraction: validationFraction ?? self.validationFraction, standardize: standardize, seed: seed, comm: comm,
                            given: standardization, exactStatistics: exactStatistics)
         return loaded
@@ -111,8 +111,9 @@ extension JobConfiguration.Data {
         return trainingSource?.partsConflict(.training) ?? testSource?.partsConflict(.test)
     }
 
-    private func files(comm: Communicator, warn: (String) -> Void) throws -> LoadedData {
+    private func files(comm: Communicator, warn: (String) -> Void, exactSums: Bool) throws -> LoadedData {
         var options = readOptions
+        options.exactSums = exactSums
         let source = trainingSource!
         // LIBSVM text: parsed by the rank's kernel threads (`--threads`, by default the cores the rank was
         // given: none to spare at np 2 on 2 cores).
@@ -136,8 +137,11 @@ extension JobConfiguration.Data {
             try DataLoader.read($0, options: testOptions, comm: comm, features: train.features, labels: mapping).0
         }
         let what = task == .classification ? "\(train.classes) classes" : "regression"
-        let nonZeros = train.csr?.nonZeros ?? train.stream.flatMap { $0.isSparse ? $0.nonZeros : nil }
-        let storage = nonZeros.map { " CSR, \($0) non-zeros on rank \(comm.rank)" } ?? ""   // streamed or not: the same model file
+        // Streamed or not: the same model file. --reproducible: the model file records this line, so it names no
+        // figure that depends on the number of ranks.
+        let localNonZeros = train.csr?.nonZeros ?? train.stream.flatMap { $0.isSparse ? $0.nonZeros : nil }
+        let nonZeros = try localNonZeros.map { exactSums ? "\(try comm.allreduced(Int64($0), op: .sum)) non-zeros" : "\($0) non-zeros on rank \(comm.rank)" }
+        let storage = nonZeros.map { " CSR, " + $0 } ?? ""
         let hashed = options.hash.map { ", indices hashed into 2^\($0.bits)" } ?? ""
         var loaded = LoadedData(train: train, test: test, labels: mapping,
                                 description: "\(source.path) (\(train.globalRows) rows × \(train.features) features\(hashed)\(storage), \(what)"

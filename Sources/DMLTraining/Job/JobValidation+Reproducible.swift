@@ -1,11 +1,12 @@
 extension JobConfiguration {
-    /// `--reproducible` (`ReproducibleReducer`) and what it cannot honour yet, each refused with one message:
-    /// it moves dense rows held in memory into whole blocks and sums the gradient of whole blocks exactly, so
-    /// every variation that reduces otherwise (`--balance`, `--compress`, `--overlap`, an `--allreduce`
-    /// algorithm, `--partition features`, a full-batch method), keeps rows sparse or streamed, or computes
-    /// statistics whose sums still depend on np (`--missing mean`'s column means) is refused with it.
-    /// `--standardize` is honoured (`Standardization.computeExactly`), and so are `--lr-search` and
-    /// `--early-stopping`, whose validation losses are `reproducibleEvaluation`'s exact sums.
+    /// `--reproducible` and what it cannot honour yet, each refused with one message: it moves rows held in
+    /// memory (dense or CSR) into whole blocks and sums the gradient of whole blocks exactly
+    /// (`ReproducibleReducer`, `ReproducibleSparseReducer` for CSR rows, `ExactLeafSums` for `lbfgs`/`newton`),
+    /// so every variation that reduces otherwise (`--balance`, `--compress`, `--overlap`, an `--allreduce`
+    /// algorithm, `--partition features`, CSR rows with `--shard-update`) or streams rows is refused with it.
+    /// `--standardize` and `--missing mean` are honoured (`Standardization.computeExactly`,
+    /// `DataLoader.exactColumnMeans`), and so are `--lr-search` and `--early-stopping`, whose validation losses
+    /// are `reproducibleEvaluation`'s exact sums.
     func reproducibleConflict() -> String? {
         guard reduction.reproducible else { return nil }
         let r = reduction, d = data, o = optimization, block = ReproducibleReducer.blockRows
@@ -17,10 +18,8 @@ extension JobConfiguration {
             return "\(why) (an Int64 MPI_Allreduce, exact in any order): --allreduce means nothing with it; leave it out"
         }
         if d.partition == .features { return "--reproducible moves rows between ranks: it needs --partition rows" }
-        if o.optimizer.isFullBatch { return "--reproducible covers the mini-batch optimizers (sgd, momentum, adam, adamw, adagrad); --optimizer \(o.optimizer.rawValue)'s sums are not np-independent yet" }
-        if d.sparse == .on { return "--reproducible moves dense rows between ranks: give --sparse off or auto with it" }
+        if d.sparse == .on && r.shardUpdate { return "--reproducible with CSR rows (--sparse on) sums only the touched coordinates: it cannot be combined with --shard-update (give --sparse off or auto)" }
         if d.cacheDir != nil || d.maxMemory != nil { return "--reproducible moves rows held in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory) yet" }
-        if d.missing == .mean { return "--missing mean's column means are summed in an order that depends on the number of ranks: with --reproducible use --missing zero or error" }
         if let b = o.batchSize, b % block != 0 {
             return "--batch-size \(b) is not a multiple of \(block): --reproducible makes batches of whole blocks of \(block) rows (give a multiple of \(block), or full)"
         }

@@ -102,8 +102,8 @@ public final class TrainingJob {
         var data = job.data
         // --balance moves dense rows: `auto` reads them dense (`conflict()` refused `--sparse on`).
         if job.reduction.balance && data.sparse == .auto { data.sparse = .off }
-        // So does --reproducible (it moves rows into whole blocks).
-        if job.reduction.reproducible && data.sparse == .auto { data.sparse = .off }
+        // So does --reproducible's sharded update (its reducer moves and sums dense rows; CSR rows have their own).
+        if job.reduction.reproducible && job.reduction.shardUpdate && data.sparse == .auto { data.sparse = .off }
         if job.data.partition == .features {
             (loaded, columns) = try data.loadColumns(comm: comm, seed: seed, validationFraction: fraction,
                                                          standardization: initial?.standardization)
