@@ -98,6 +98,8 @@ struct Kernels: ParsableCommand {
         print("cpu family \(cpuField("cpu family")) model \(cpuField("model")); flags: \(cpuFlags())")
         print(String(format: "FMA peak: %.1f GFLOP/s (one thread, %@ kernels: 12 independent FMA chains, best of 50 × 4 ms); ", peak,
                      KernelDispatch.isa.rawValue) + "each GFLOP/s figure below also as a fraction of it")
+        print("gemm blocks: mc \(Gemm.mc) × kc \(Gemm.kc) × nc \(Gemm.nc), micro-tile \(Gemm.mr) × \(Gemm.nr) "
+              + "(mc, nc from this CPU's caches: \(CacheSizes.current); kc fixed, it is part of the bits)")
         if let note = KernelDispatch.overrideNote { print("note: \(note)") }
         rows.append(Row(kernel: "fma_peak", n: 0, gflops: peak, gbps: nil))
         if let path = sparseData {
