@@ -52,6 +52,28 @@ public enum KernelThreads {
         }
     }
 
+    /// What a split costs on top of its work: a call of `2·count` units, each a fixed chain of FMAs (a few
+    /// microseconds), timed split among the threads (`parallel`) and on the calling thread alone. Returns the
+    /// best mean seconds per call of each over `repeats` rounds of `calls` calls; `parallel − serial / count` is the
+    /// hand-off (publish, wake, claim, wait for the last unit). Both equal with one thread.
+    public static func handOffSeconds(calls: Int = 1000, repeats: Int = 5) -> (parallel: Double, serial: Double) {
+        let units = 2 * count, work = dml_kernels().pointee.fma_peak
+        var sink: Float = 0
+        func best(_ body: () -> Void) -> Double {
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls { body() }
+                best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(calls))
+            }
+            return best
+        }
+        let split = best { parallel(units: units) { begin, end in for _ in begin..<end { _ = work(1024) } } }
+        let alone = best { for _ in 0..<units { sink += work(1024) } }
+        precondition(sink.isFinite)
+        return (split, alone)
+    }
+
     /// Runs `body` over `units` units, `body(begin, end)` for runs of them: the pool's threads, the caller among
     /// them, claim one unit at a time (so a thread the OS does not schedule on a loaded machine leaves its units
     /// to the others rather than stalling the call); returns when all are done. `body` must give the same results
