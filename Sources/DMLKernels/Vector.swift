@@ -37,6 +37,11 @@ public enum Vector {
         split(n) { lo, count in kernel(a, x + lo, count) }
     }
 
+    /// `x[i] = 0` for `i < n` (a gradient buffer before a step); over the kernel threads from `parallelMinimum` on.
+    public static func zero(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        split(n) { lo, count in (x + lo).update(repeating: 0, count: count) }
+    }
+
     /// Element-wise passes over at least this many floats (256 KiB: a model's gradient and parameters, an
     /// optimizer's update) are cut into fixed runs of `parallelRun` and shared by `KernelThreads`; each element is
     /// computed by one thread with the same operations, so the bits do not depend on T. Shorter passes (a few

@@ -112,7 +112,11 @@ final class KernelThreadsTests: ThreadedKernelTestCase {
                 Vector.scale(1.0 / 3, yp.baseAddress!, n)
                 // A bias gradient: the column sums of 256 rows × 301 columns (runs of 64 columns), added to y.
                 Gemm.columnSums(m: 256, n: 301, a: x, lda: 301, beta: 1, y: yp.baseAddress!)
+                Vector.zero(yp.baseAddress! + 1000, Vector.parallelMinimum + 5)
             }
+            XCTAssertEqual(Set(y[1000 ..< 1005 + Vector.parallelMinimum]), [0])
+            XCTAssertNotEqual(y[999], 0)
+            XCTAssertNotEqual(y[1005 + Vector.parallelMinimum], 0)
             return y.map(\.bitPattern)
         }
         let width = 101, rows = (0..<2000).map { ($0 * 7919) % 2000 }
