@@ -4,7 +4,7 @@
 # with torch.set_num_threads(1) and (2), interleaved in each round so that a shared machine's load hits all alike;
 # compare ratios within a round. With BASELINE (another dml-bench, e.g. main's before a change), it runs too, in
 # the same rounds, as "base".
-# usage: benchmarks/threads.sh [DML-BENCH] [ROUNDS] [STEPS] [BASELINE]
+# usage: [MODEL=softmax] benchmarks/threads.sh [DML-BENCH] [ROUNDS] [STEPS] [BASELINE]   (MODEL: mlp, the default, or softmax)
 # Prints one CSV line per run (round,what,samples_per_s), then a summary: each configuration's min / median / max
 # over the rounds and the T 2 ÷ T 1 ratio of each round (both runs of a ratio come from the same round).
 set -u
@@ -12,24 +12,25 @@ BENCH=${1:-.build/release/dml-bench}
 ROUNDS=${2:-3}
 STEPS=${3:-500}
 BASE=${4:-}
+MODEL=${MODEL:-mlp}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$(mktemp)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-echo "# $(lscpu | grep 'Model name' | sed 's/  */ /g'); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $MODEL; $(lscpu | grep 'Model name' | sed 's/  */ /g'); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "round,what,samples_per_s" | tee "$OUT"
 dml() {  # dml BINARY THREADS
-  mpirun --oversubscribe --bind-to none -np 1 "$1" train --models mlp --steps "$STEPS" --threads "$2" 2>&1 \
-    | awk '$1 == "mlp" { print $2 }'
+  mpirun --oversubscribe --bind-to none -np 1 "$1" train --models "$MODEL" --steps "$STEPS" --threads "$2" 2>&1 \
+    | awk -v m="$MODEL" '$1 == m { print $2 }'
 }
 for r in $(seq 1 "$ROUNDS"); do
   for t in 1 2; do
     echo "$r,dml T$t,$(dml "$BENCH" "$t")" | tee -a "$OUT"
     [ -n "$BASE" ] && echo "$r,base T$t,$(dml "$BASE" "$t")" | tee -a "$OUT"
-    v=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t python3 "$HERE/peers/train_numpy_cheapest.py" --model mlp --steps "$STEPS" \
+    v=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t python3 "$HERE/peers/train_numpy_cheapest.py" --model "$MODEL" --steps "$STEPS" \
         | cut -d, -f6)
     echo "$r,numpy cheapest T$t,$v" | tee -a "$OUT"
     if python3 -c 'import torch' 2>/dev/null; then
-      v=$(OMP_NUM_THREADS=$t python3 "$HERE/peers/train_torch_ddp.py" --model mlp --steps "$STEPS" --threads "$t" \
+      v=$(OMP_NUM_THREADS=$t python3 "$HERE/peers/train_torch_ddp.py" --model "$MODEL" --steps "$STEPS" --threads "$t" \
           --port $((29600 + r * 2 + t)) 2>/dev/null | tail -1 | cut -d, -f6)
       echo "$r,torch T$t,$v" | tee -a "$OUT"
     fi
