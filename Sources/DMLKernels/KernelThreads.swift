@@ -4,10 +4,11 @@ internal import CDMLKernels
 /// Threads per process for the dense kernels: the calling thread plus `count − 1` persistent pthreads
 /// (CDMLKernels `threads.c`), shared by every kernel call of the process.
 ///
-/// Invariant: results do not depend on the thread count. A threaded kernel cuts its output into units fixed
-/// by the shapes alone (`Gemm`: 32-column or 24-row strips of C) and each output element is computed by one
-/// thread with exactly the operations, in exactly the order, of the single-threaded kernel; threads only
-/// decide who computes which elements. So T = 1, 2, 3, … give the same bits, and ranks with different T
+/// Invariant: results do not depend on the thread count. A threaded kernel cuts its output into units (the packed
+/// gemm: blocks of whole 6 × 32 slivers of C after B is packed once by all threads, `Gemm+Parallel.swift`; the
+/// few-class gemms: 32-column or 24-row strips; element-wise passes: runs of `Vector.parallelRun`) and each output
+/// element is computed by one thread with exactly the operations, in exactly the order, of the single-threaded
+/// kernel; threads only decide who computes which elements. So T = 1, 2, 3, … give the same bits, and ranks with different T
 /// stay bit-identical replicas (`KernelThreadsTests`, `ThreadsIntegrationTests`).
 ///
 /// Which thread computes which strip is decided at run time (threads claim strips one at a time), which balances a
