@@ -17,9 +17,22 @@ public enum Gemm {
     public static let mr = 6
     /// Micro-tile columns of the active ISA's kernel (16 for AVX2 and generic, 32 for AVX-512).
     public static var nr: Int { dml_kernels().pointee.gemm_nr }
-    /// Cache blocks: A block `mc × kc` (96 KiB: L2), B panel `kc × nc` (2 MiB: L3), B sliver `kc × nr`
-    /// (16 KiB: L1).
-    public static let mc = 96, kc = 256, nc = 2048
+    /// Depth of a k panel. Fixed on every machine: the packed kernel sums each element over one panel in
+    /// registers and adds the panels into C, so `kc` is part of the bits (a B sliver `kc × nr` is 16 or 32 KiB: L1).
+    public static let kc = 256
+    /// Rows of an A block `mc × kc`, kept in L2: a quarter of this CPU's L2 (`CacheSizes.current`), a multiple of
+    /// `mr`, 48 … 1020 (1 MiB L2: 252 rows, 252 KiB). Tiles only M, so it changes no bit.
+    public static let mc = blocks(CacheSizes.current).mc
+    /// Columns of a B panel `kc × nc`, kept in L3: half of this core's share of the L3, a multiple of 64,
+    /// 512 … 4096 (4 MiB of L3 per core: 2048). Tiles only N, so it changes no bit.
+    public static let nc = blocks(CacheSizes.current).nc
+
+    /// `mc` and `nc` for `caches` (see them).
+    public static func blocks(_ caches: CacheSizes) -> (mc: Int, nc: Int) {
+        let mc = Swift.min(1020, Swift.max(48, caches.l2 / 4 / (kc * 4) / mr * mr))
+        let nc = Swift.min(4096, Swift.max(512, caches.l3PerCore / 2 / (kc * 4) / 64 * 64))
+        return (mc, nc)
+    }
     /// Rows summed in registers (or a small buffer) before a sum over rows hands its block partial to
     /// `PairwiseSums` (the few-class TN kernel, `gemvT`, `columnSums`). Small enough that a block's own
     /// rounding stays near Float32's precision; large enough that a mini-batch of 256 rows per rank is one
@@ -43,8 +56,9 @@ public enum Gemm {
     /// - `transA == false`: `A` is `m × k`, element (i, p) at `a[i·lda + p]`; `true`: `A` is stored `k × m`,
     ///   (i, p) at `a[p·lda + i]`. Likewise `B`: `k × n` at `b[p·ldb + j]`, or stored `n × k` at `b[j·ldb + p]`.
     /// - `beta == 0` never reads C (it may hold garbage); `beta == 1` accumulates.
-    /// - Threads: with `KernelThreads.count` > 1, a call of at least `parallelMinimumFlops` is cut into strips of C
-    ///   (`columnUnit`, `rowUnit`) shared by the threads; the bits are those of one thread.
+    /// - Threads: with `KernelThreads.count` > 1, a call of at least `parallelMinimumFlops` is shared by the
+    ///   threads: the packed route packs B once for all of them and cuts C into blocks (`parallelPacked`); the
+    ///   few-class routes cut C into strips (`columnUnit`, `rowUnit`). The bits are those of one thread.
     /// - Cost: 2·m·n·k flops. Allocates nothing once warm: the packing buffers (and the few-class TN
     ///   kernel's pairwise scratch) come from `workspace`, by default the calling thread's own (created on
     ///   the thread's first call, then reused; the scratch grows to the largest k seen).
@@ -69,6 +83,10 @@ public enum Gemm {
         let route: Route = !transA && transB && n <= skinnyLimit ? .skinnyNT
             : transA && !transB && m <= skinnyLimit ? .skinnyTN : .packed
         if KernelThreads.count > 1 && 2 * m * n * k >= parallelMinimumFlops {
+            if route == .packed {  // B packed once for all threads, C in blocks (Gemm+Parallel.swift)
+                return parallelPacked(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, epilogue: epilogue)
+            }
             if n >= 2 * columnUnit {  // strips of columns: each thread packs A and its own columns of B
                 return KernelThreads.parallel(units: (n + columnUnit - 1) / columnUnit) { begin, end in
                     let j0 = begin * columnUnit, j1 = Swift.min(n, end * columnUnit)
@@ -96,8 +114,8 @@ public enum Gemm {
     /// Gemms of at least this many flops are split over `KernelThreads` (when it has more than one thread);
     /// smaller ones (about 10 µs on one core) stay on the calling thread, where the hand-off would not pay.
     public static let parallelMinimumFlops = 1 << 20
-    /// The threaded split's units, fixed by the shape alone: strips of 32 columns of C (a multiple of every
-    /// ISA's `nr`) when C has at least 64 columns, else strips of 24 rows (a multiple of `mr` and of the
+    /// The few-class routes' threaded split, fixed by the shape alone: strips of 32 columns of C (a multiple of
+    /// every ISA's `nr`) when C has at least 64 columns, else strips of 24 rows (a multiple of `mr` and of the
     /// few-class NT kernel's row groups). Each element of C is computed by one thread exactly as by `serial`
     /// on the whole C, so the bits do not depend on the thread count.
     static let columnUnit = 32, rowUnit = 24
@@ -136,29 +154,45 @@ public enum Gemm {
                 while ic < m {
                     let mcb = min(mc, m - ic)
                     packBlockA(transA, a, lda, ic, pc, mcb, kcb, packA)
-                    var jr = 0
-                    while jr < ncb {
-                        let cols = min(nr, ncb - jr)
-                        let pb = packB + jr * kcb
-                        var ir = 0
-                        while ir < mcb {
-                            let rows = min(mr, mcb - ir)
-                            let pa = packA + ir * kcb
-                            if lastPanel, let e = epilogue {
-                                var ep = e.offset(row: ic + ir, column: jc + jr).c
-                                tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere, &ep)
-                            } else {
-                                tile(kcb, pa, pb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, betaHere, nil)
-                            }
-                            ir += mr
-                        }
-                        jr += nr
-                    }
+                    tiles(tile, nr: nr, kcb: kcb, packA: packA, rows: mcb, packB: packB, columns: 0..<ncb,
+                          c: c + ic * ldc + jc, ldc: ldc, alpha: alpha, beta: betaHere,
+                          epilogue: lastPanel ? epilogue?.offset(row: ic, column: jc) : nil)
                     ic += mc
                 }
                 pc += kc
             }
             jc += nc
+        }
+    }
+
+    /// The micro-tiles of one packed block: `C[0..<rows, columns]` (c at the block's first row and the packed
+    /// panel's first column) from an A block packed in slivers of `mr` (`rows × kcb`) and a B panel packed in
+    /// slivers of `nr` (sliver t at `packB + t·nr·kcb`); `columns` starts at a multiple of `nr`. B's slivers outside,
+    /// A's inside: a B sliver stays in L1 while the A block streams from L2. The epilogue (at the block's (0, 0))
+    /// goes with the final panel's write only.
+    @inline(__always)
+    static func tiles(_ tile: @convention(c) (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
+                                              Int, Int, Int, Float, Float, UnsafePointer<dml_epilogue>?) -> Void,
+                      nr: Int, kcb: Int, packA: UnsafePointer<Float>, rows: Int, packB: UnsafePointer<Float>,
+                      columns: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
+                      epilogue: GemmEpilogue?) {
+        var jr = columns.lowerBound
+        while jr < columns.upperBound {
+            let cols = min(nr, columns.upperBound - jr)
+            let pb = packB + jr * kcb
+            var ir = 0
+            while ir < rows {
+                let n = min(mr, rows - ir)
+                let pa = packA + ir * kcb
+                if let e = epilogue {
+                    var ep = e.offset(row: ir, column: jr).c
+                    tile(kcb, pa, pb, c + ir * ldc + jr, ldc, n, cols, alpha, beta, &ep)
+                } else {
+                    tile(kcb, pa, pb, c + ir * ldc + jr, ldc, n, cols, alpha, beta, nil)
+                }
+                ir += mr
+            }
+            jr += nr
         }
     }
 
@@ -312,8 +346,14 @@ public enum Gemm {
         if m == 0 || alpha == 0 { return scaleRow(y, n, beta) }
         let kernels = dml_kernels().pointee
         if m <= rowBlock && alpha == 1 {  // one block (a mini-batch): straight into y
-            scaleRow(y, n, beta)
-            return kernels.add_rows(m, n, a, lda, x, y)
+            // Each column's sum is its own chain over the rows (the same operations wherever the column lies in a
+            // run), so a large block's columns go to the kernel threads in runs of 64.
+            let run = { (j0: Int, cols: Int) in
+                scaleRow(y + j0, cols, beta)
+                kernels.add_rows(m, cols, a + j0, lda, x, y + j0)
+            }
+            if m * n < Vector.parallelMinimum || n < 128 || KernelThreads.count == 1 { return run(0, n) }
+            return KernelThreads.parallel(units: (n + 63) / 64) { begin, end in run(begin * 64, Swift.min(n, end * 64) - begin * 64) }
         }
         let blocks = (m + rowBlock - 1) / rowBlock
         let ws = workspace ?? GemmWorkspace.current

@@ -4,10 +4,11 @@ internal import CDMLKernels
 /// Threads per process for the dense kernels: the calling thread plus `count − 1` persistent pthreads
 /// (CDMLKernels `threads.c`), shared by every kernel call of the process.
 ///
-/// Invariant: results do not depend on the thread count. A threaded kernel cuts its output into units fixed
-/// by the shapes alone (`Gemm`: 32-column or 24-row strips of C) and each output element is computed by one
-/// thread with exactly the operations, in exactly the order, of the single-threaded kernel; threads only
-/// decide who computes which elements. So T = 1, 2, 3, … give the same bits, and ranks with different T
+/// Invariant: results do not depend on the thread count. A threaded kernel cuts its output into units (the packed
+/// gemm: blocks of whole 6 × 32 slivers of C after B is packed once by all threads, `Gemm+Parallel.swift`; the
+/// few-class gemms: 32-column or 24-row strips; element-wise passes: runs of `Vector.parallelRun`) and each output
+/// element is computed by one thread with exactly the operations, in exactly the order, of the single-threaded
+/// kernel; threads only decide who computes which elements. So T = 1, 2, 3, … give the same bits, and ranks with different T
 /// stay bit-identical replicas (`KernelThreadsTests`, `ThreadsIntegrationTests`).
 ///
 /// Which thread computes which strip is decided at run time (threads claim strips one at a time), which balances a
@@ -50,6 +51,28 @@ public enum KernelThreads {
         guard dml_threads_set(threads) == 0 else {
             throw KernelThreadsError(message: "--threads \(threads): could not start \(threads) kernel threads (too little address space for their stacks, or a limit on threads)")
         }
+    }
+
+    /// What a split costs on top of its work: a call of `2·count` units, each a fixed chain of FMAs (a few
+    /// microseconds), timed split among the threads (`parallel`) and on the calling thread alone. Returns the
+    /// best mean seconds per call of each over `repeats` rounds of `calls` calls; `parallel − serial / count` is the
+    /// hand-off (publish, wake, claim, wait for the last unit). Both equal with one thread.
+    public static func handOffSeconds(calls: Int = 1000, repeats: Int = 5) -> (parallel: Double, serial: Double) {
+        let units = 2 * count, work = dml_kernels().pointee.fma_peak
+        var sink: Float = 0
+        func best(_ body: () -> Void) -> Double {
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls { body() }
+                best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(calls))
+            }
+            return best
+        }
+        let split = best { parallel(units: units) { begin, end in for _ in begin..<end { _ = work(1024) } } }
+        let alone = best { for _ in 0..<units { sink += work(1024) } }
+        precondition(sink.isFinite)
+        return (split, alone)
     }
 
     /// Runs `body` over `units` units, `body(begin, end)` for runs of them: the pool's threads, the caller among

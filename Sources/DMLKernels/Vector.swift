@@ -26,14 +26,36 @@ public enum Vector {
         dml_dot(x, y, n)
     }
 
-    /// `y[i] = fma(a, x[i], y[i])` for `i < n`. 2n flops.
+    /// `y[i] = fma(a, x[i], y[i])` for `i < n`. 2n flops; over the kernel threads from `parallelMinimum` on.
     public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        dml_axpy(a, x, y, n)
+        split(n) { lo, count in dml_axpy(a, x + lo, y + lo, count) }
     }
 
-    /// `x[i] *= a` for `i < n`.
+    /// `x[i] *= a` for `i < n`; over the kernel threads from `parallelMinimum` on.
     public static func scale(_ a: Float, _ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        dml_kernels().pointee.scale(a, x, n)
+        let kernel = dml_kernels().pointee.scale
+        split(n) { lo, count in kernel(a, x + lo, count) }
+    }
+
+    /// `x[i] = 0` for `i < n` (a gradient buffer before a step); over the kernel threads from `parallelMinimum` on.
+    public static func zero(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        split(n) { lo, count in (x + lo).update(repeating: 0, count: count) }
+    }
+
+    /// Element-wise passes over at least this many floats (256 KiB: a model's gradient and parameters, an
+    /// optimizer's update) are cut into fixed runs of `parallelRun` and shared by `KernelThreads`; each element is
+    /// computed by one thread with the same operations, so the bits do not depend on T. Shorter passes (a few
+    /// microseconds) stay on the calling thread.
+    public static let parallelMinimum = 1 << 16, parallelRun = 1 << 14
+
+    /// Runs `body(lo, count)` over `0..<n`: whole on the caller when n < `parallelMinimum` or with one thread,
+    /// else in runs of `parallelRun` over the kernel threads. For element-wise passes (any split, the same bits).
+    @inline(__always)
+    public static func split(_ n: Int, _ body: (Int, Int) -> Void) {
+        if n < parallelMinimum || KernelThreads.count == 1 { return body(0, n) }
+        KernelThreads.parallel(units: (n + parallelRun - 1) / parallelRun) { begin, end in
+            body(begin * parallelRun, Swift.min(n, end * parallelRun) - begin * parallelRun)
+        }
     }
 
     /// `Σ x[i]` for `i < n`: blocks of `sumBlock` elements (four eight-lane accumulators, 128 terms per lane),
@@ -86,6 +108,15 @@ extension Vector {
     /// rows `lookahead` ahead keeps several of those misses in flight.
     public static func gatherRows(_ source: UnsafePointer<Float>, width: Int, rows: UnsafeBufferPointer<Int>,
                                   firstRow: Int = 0, into destination: UnsafeMutablePointer<Float>) {
+        // A large batch is copied by the kernel threads, each a fixed run of rows (a copy: the same bytes).
+        let perRun = Swift.max(1, parallelRun / Swift.max(1, width))
+        if rows.count * width >= parallelMinimum && KernelThreads.count > 1 && rows.count > perRun {
+            return KernelThreads.parallel(units: (rows.count + perRun - 1) / perRun) { begin, end in
+                let lo = begin * perRun, hi = Swift.min(rows.count, end * perRun)
+                gatherRows(source, width: width, rows: UnsafeBufferPointer(rebasing: rows[lo..<hi]), firstRow: firstRow,
+                           into: destination + lo * width)
+            }
+        }
         let lookahead = 4, floatsPerLine = 16
         @inline(__always) func row(_ i: Int) -> UnsafePointer<Float> { source + (rows[i] - firstRow) * width }
         for i in 0..<min(lookahead, rows.count) { prefetchRow(row(i), width, floatsPerLine) }

@@ -1,5 +1,6 @@
 import DMLComm
 import DMLData
+import DMLKernels
 import DMLModels
 
 /// One group of rows of a step that this rank computes, and where its sums go: `buffer` holds
@@ -79,7 +80,9 @@ extension GradientReducer {
     public func gradientIsNonFinite(_ reduced: UnsafeMutableBufferPointer<Float>) -> Bool {
         // A sparse reducer's result is +0 off its support: only the support can be non-finite.
         let p = reduced.count - 2
-        return reducedSupport.map { s in s.contains { !reduced[Int($0)].isFinite } } ?? reduced[0..<p].contains { !$0.isFinite }
+        // Dense: one vectorised pass (max |g| as bits, over the kernel threads), not a scalar loop.
+        return reducedSupport.map { s in s.contains { !reduced[Int($0)].isFinite } }
+            ?? (FixedPoint.largestMagnitude(reduced.baseAddress!, p) == .infinity)
     }
 }
 

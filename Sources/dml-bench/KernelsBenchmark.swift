@@ -5,11 +5,11 @@ import Foundation
 
 /// `dml-bench kernels`: GFLOP/s of gemm (square sizes and the shapes of an MLP step) and GB/s of the
 /// memory-bound kernels (gemv, dot, axpy) in and out of cache, each next to a naive scalar loop measured in
-/// the same run. Single-threaded. Each figure is the best of `--repeats` timed runs, each run repeating the
+/// the same run. One thread unless --threads. Each figure is the best of `--repeats` timed runs, each run repeating the
 /// kernel for at least `--min-time` seconds (the same method as benchmarks/openblas_gemm.py).
 struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Single-thread kernel throughput: gemm GFLOP/s, gemv/dot/axpy GB/s, against naive loops.")
+        abstract: "Kernel throughput (one thread, or --threads T): gemm GFLOP/s, gemv/dot/axpy GB/s, against naive loops.")
 
     @Option(help: "Square gemm sizes, comma-separated.")
     var sizes: String = "128,256,512,1024,2048"
@@ -33,12 +33,16 @@ struct Kernels: ParsableCommand {
     @Option(name: .customLong("sparse-outputs"), help: "With --sparse-data: the widths k of W (features × k) and G (rows × k), comma-separated.")
     var sparseOutputs: String = "1,16"
 
+    @Option(help: "Kernel threads (dml-train --threads): gemms of at least 1 MFLOP and long passes are split among them.")
+    var threads: Int = 1
+
     @Flag(name: .customLong("list-isas"), help: "Print the kernels' ISAs this CPU supports (one a line, from the baseline up: the default is the last) and exit.")
     var listISAs = false
 
     func validate() throws {
         guard parsedSizes != nil else { throw ValidationError("--sizes must be positive integers separated by commas (got '\(sizes)')") }
         guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
+        if let why = KernelThreads.problem(threads) { throw ValidationError("--threads " + why) }
         guard minTime > 0 && minTime.isFinite else { throw ValidationError("--min-time must be positive") }
         if let c = csv, c.isEmpty { throw ValidationError("--csv must name a file") }
         guard CommaList.positiveIntegers(sparseOutputs) != nil else {
@@ -81,6 +85,7 @@ struct Kernels: ParsableCommand {
             for isa in KernelDispatch.supported { print(isa.rawValue) }
             return
         }
+        do { try KernelThreads.use(threads) } catch { throw ValidationError("\(error)") }
         var rows: [Row] = []
         // The ceiling of every GFLOP/s figure below: one thread's FMA peak with the active ISA, measured now.
         let peak = KernelDispatch.fmaPeak()
@@ -92,12 +97,20 @@ struct Kernels: ParsableCommand {
             print(name + String(format: " %7d ", r.n) + value)
             fflush(nil)
         }
-        print("dml-bench kernels: one thread; best of \(repeats) runs of ≥ \(minTime) s")
+        print("dml-bench kernels: \(threads == 1 ? "one thread" : "\(threads) kernel threads (--threads)"); best of \(repeats) runs of ≥ \(minTime) s")
+        if threads > 1 {
+            let (split, alone) = KernelThreads.handOffSeconds()
+            print(String(format: "hand-off: %.2f µs per parallel call (2·T units of FMA chains: %.2f µs split, %.2f µs on one thread); ",
+                         (split - alone / Double(threads)) * 1e6, split * 1e6, alone * 1e6)
+                  + "the FMA peak below is one thread's, the gemm figures use all \(threads)")
+        }
         print("cpu: \(cpuModel()); kernels: \(KernelDispatch.isa.rawValue) (supported here: "
               + KernelDispatch.supported.map(\.rawValue).joined(separator: ", ") + "; DML_KERNELS_ISA chooses)")
         print("cpu family \(cpuField("cpu family")) model \(cpuField("model")); flags: \(cpuFlags())")
         print(String(format: "FMA peak: %.1f GFLOP/s (one thread, %@ kernels: 12 independent FMA chains, best of 50 × 4 ms); ", peak,
                      KernelDispatch.isa.rawValue) + "each GFLOP/s figure below also as a fraction of it")
+        print("gemm blocks: mc \(Gemm.mc) × kc \(Gemm.kc) × nc \(Gemm.nc), micro-tile \(Gemm.mr) × \(Gemm.nr) "
+              + "(mc, nc from this CPU's caches: \(CacheSizes.current); kc fixed, it is part of the bits)")
         if let note = KernelDispatch.overrideNote { print("note: \(note)") }
         rows.append(Row(kernel: "fma_peak", n: 0, gflops: peak, gbps: nil))
         if let path = sparseData {

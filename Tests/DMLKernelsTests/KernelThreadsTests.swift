@@ -56,6 +56,89 @@ final class KernelThreadsTests: ThreadedKernelTestCase {
         }
     }
 
+    func testSharedPackingAcrossColumnBlocksAndPanelGroupsKeepsTheBits() throws {
+        // n past `Gemm.nc` (two column blocks), k over several kc panels, so the shared B buffer holds one panel
+        // group at a time; m = 13 (fewer row slivers than 4·T: C is cut by columns too) and m = 200 (by rows).
+        for (m, n, k) in [(13, Gemm.nc + 45, 530), (200, 301, 1100)] {
+            for beta: Float in [0, 1] {
+                try KernelThreads.use(1)
+                let reference = run(transA: false, transB: true, m: m, n: n, k: k, beta: beta)
+                for threads in [2, 3, 8] {
+                    try KernelThreads.use(threads)
+                    XCTAssertEqual(run(transA: false, transB: true, m: m, n: n, k: k, beta: beta), reference,
+                                   "T=\(threads) NT \(m)×\(n)×\(k) beta \(beta)")
+                }
+            }
+        }
+    }
+
+    func testFusedEpilogueBitsDoNotDependOnThreads() throws {
+        // Bias + ReLU (a forward layer) and the ReLU mask (a backward delta) in the threaded packed gemm's tiles.
+        let m = 256, n = 200, k = 300
+        let a = operandValues(m * k, seed: 5), b = operandValues(n * k, seed: 6), bias = operandValues(n, seed: 7)
+        let mask = operandValues(m * n, seed: 8)
+        func run(_ epilogue: GemmEpilogue) -> [UInt32] {
+            var c = [Float](repeating: 0, count: m * n)
+            c.withUnsafeMutableBufferPointer { cp in
+                Gemm.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: k, beta: 0,
+                          c: cp.baseAddress!, ldc: n, epilogue: epilogue)
+            }
+            return c.map(\.bitPattern)
+        }
+        bias.withUnsafeBufferPointer { bp in
+            mask.withUnsafeBufferPointer { mp in
+                for epilogue in [GemmEpilogue(bias: bp.baseAddress!, relu: true), GemmEpilogue(mask: mp.baseAddress!, ldm: n)] {
+                    try? KernelThreads.use(1)
+                    let reference = run(epilogue)
+                    XCTAssertTrue(reference.contains(0) && reference.contains { $0 != 0 })
+                    for threads in 2...8 {
+                        try? KernelThreads.use(threads)
+                        XCTAssertEqual(KernelThreads.count, threads)
+                        XCTAssertEqual(run(epilogue), reference, "T=\(threads) relu \(epilogue.relu)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testElementWisePassesAreSharedExactly() throws {
+        // axpy, scale and the row gather over the threads: every element written once, with the one-thread bits.
+        let n = 3 * Vector.parallelMinimum + 777
+        let x = operandValues(n, seed: 9), y0 = operandValues(n, seed: 10)
+        func passes() -> [UInt32] {
+            var y = y0
+            y.withUnsafeMutableBufferPointer { yp in
+                Vector.axpy(0.37, x, yp.baseAddress!, n)
+                Vector.scale(1.0 / 3, yp.baseAddress!, n)
+                // A bias gradient: the column sums of 256 rows × 301 columns (runs of 64 columns), added to y.
+                Gemm.columnSums(m: 256, n: 301, a: x, lda: 301, beta: 1, y: yp.baseAddress!)
+                Vector.zero(yp.baseAddress! + 1000, Vector.parallelMinimum + 5)
+            }
+            XCTAssertEqual(Set(y[1000 ..< 1005 + Vector.parallelMinimum]), [0])
+            XCTAssertNotEqual(y[999], 0)
+            XCTAssertNotEqual(y[1005 + Vector.parallelMinimum], 0)
+            return y.map(\.bitPattern)
+        }
+        let width = 101, rows = (0..<2000).map { ($0 * 7919) % 2000 }
+        let source = operandValues(2000 * width, seed: 11)
+        func gather() -> [Float] {
+            var out = [Float](repeating: .nan, count: rows.count * width)
+            rows.withUnsafeBufferPointer { r in
+                out.withUnsafeMutableBufferPointer { Vector.gatherRows(source, width: width, rows: r, into: $0.baseAddress!) }
+            }
+            return out
+        }
+        let expected = rows.flatMap { source[$0 * width ..< ($0 + 1) * width] }
+        try KernelThreads.use(1)
+        let reference = passes()
+        XCTAssertEqual(gather(), expected)
+        for threads in 2...8 {
+            try KernelThreads.use(threads)
+            XCTAssertEqual(passes(), reference, "T=\(threads)")
+            XCTAssertEqual(gather(), expected, "T=\(threads)")
+        }
+    }
+
     func testWorkIsSharedAmongThreads() throws {
         // A split covers C exactly once: with beta 1 on zeros, an element written by two strips would hold 2k,
         // one left out 0 (uneven shares: 16 column strips over 3 threads).

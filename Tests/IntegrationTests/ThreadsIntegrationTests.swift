@@ -106,4 +106,22 @@ final class ThreadsIntegrationTests: XCTestCase {
             XCTAssertFalse(r.stdout.contains("done:"), r.stdout)
         }
     }
+
+    /// `dml-bench kernels --threads T`: the header shows the cache blocks chosen for this CPU and, with T > 1, the
+    /// measured hand-off of a parallel call; a bad count is one message naming the flag, before any timing.
+    func testKernelsBenchmarkShowsBlocksAndHandOff() throws {
+        let bench = MPIRunner.executable("dml-bench")
+        let args = ["kernels", "--sizes", "64", "--naive-max", "1", "--repeats", "1", "--min-time", "0.001"]
+        let r = try MPIRunner.runProcess(bench, args + ["--threads", "2"], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("dml-bench kernels: 2 kernel threads (--threads)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("gemm blocks: mc \(Gemm.mc) × kc 256 × nc \(Gemm.nc), micro-tile 6 × "), r.stdout)
+        XCTAssertTrue(r.stdout.contains(CacheSizes.current.description), r.stdout)
+        XCTAssertTrue(r.stdout.contains("hand-off: "), r.stdout)
+        let bad = try MPIRunner.runProcess(bench, args + ["--threads", "0"], timeout: 60)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual((bad.stdout + bad.stderr).split(separator: "\n").filter { $0.contains("--threads must be between") }.count, 1,
+                       bad.stdout + bad.stderr)
+        XCTAssertFalse(bad.stdout.contains("gemm blocks"), bad.stdout)
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import DMLKernels
 
 /// Adam (Kingma & Ba): `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `w ← w − lr·m̂/(√v̂ + ε)` with the bias
 /// corrections `m̂ = m/(1−β1ᵗ)`, `v̂ = v/(1−β2ᵗ)`; weight decay as an L2 term `g + λ·w`, or decoupled
@@ -45,7 +46,9 @@ public struct AdamRule: UpdateRule {
 
     public func update(_ b: UpdateBuffers, count: Int, lambda: Float, step: UpdateStep) {
         let (c1, c2) = corrections(step.t)
-        for i in 0..<count { apply(i, b, lambda: lambda, lr: step.learningRate, c1: c1, c2: c2) }
+        Vector.split(count) { lo, n in  // over the kernel threads for a large model: per coordinate, the same bits
+            for i in lo..<lo + n { apply(i, b, lambda: lambda, lr: step.learningRate, c1: c1, c2: c2) }
+        }
     }
 
     public func update(_ b: UpdateBuffers, at coordinates: UnsafeBufferPointer<Int32>, step: UpdateStep) {

@@ -15,7 +15,7 @@ public struct SGDRule: UpdateRule {
         if lambda == 0 {
             Vector.axpy(-lr, g, w, count)
         } else {
-            for i in 0..<count { w[i] -= lr * (g[i] + lambda * w[i]) }
+            Vector.split(count) { lo, n in for i in lo..<lo + n { w[i] -= lr * (g[i] + lambda * w[i]) } }
         }
     }
 

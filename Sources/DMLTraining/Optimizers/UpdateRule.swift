@@ -1,4 +1,5 @@
 import Foundation
+import DMLKernels
 
 /// Where one update reads and writes: the parameters and the gradient of a run of coordinates, and the rule's
 /// state copies for the same coordinates. Copy k of the state starts at `state + k·stateStride`, so one view
@@ -94,7 +95,9 @@ public protocol CoordinateRule: UpdateRule {
 
 extension CoordinateRule {
     public func update(_ b: UpdateBuffers, count: Int, lambda: Float, step: UpdateStep) {
-        for i in 0..<count { apply(i, b, lambda: lambda, learningRate: step.learningRate) }
+        Vector.split(count) { lo, n in  // over the kernel threads for a large model: per coordinate, the same bits
+            for i in lo..<lo + n { apply(i, b, lambda: lambda, learningRate: step.learningRate) }
+        }
     }
 
     public func update(_ b: UpdateBuffers, at coordinates: UnsafeBufferPointer<Int32>, step: UpdateStep) {

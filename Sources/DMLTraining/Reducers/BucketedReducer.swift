@@ -81,7 +81,7 @@ final class BucketedReducer: GradientReducer {
 
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
         stepNumber = number
-        sums.buffer.initialize(repeating: 0)
+        Vector.zero(sums.base, sums.buffer.count)  // over the kernel threads for a large model
         // The communication thread's waits run under this step's deadline.
         if overlap { overlapped.begin(phase: phase) }
         return [Contribution(rows: rows(holding), buffer: sums.base)]

@@ -22,7 +22,7 @@ final class FlatReducer: GradientReducer {
     }
 
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
-        sums.buffer.initialize(repeating: 0)
+        Vector.zero(sums.base, sums.buffer.count)  // over the kernel threads for a large model
         return [Contribution(rows: rows(holding), buffer: sums.base)]
     }
 
