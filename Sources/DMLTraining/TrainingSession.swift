@@ -22,6 +22,9 @@ public struct SessionOptions {
     /// Called on every rank (collective) when the validation loss reaches a new lowest value after step `s`:
     /// the job writes the best model (`NAME.best.safetensors` beside `--output NAME.safetensors`).
     public var onBest: ((Int) throws -> Void)?
+    /// Called on every rank (collective) after the final evaluation, before the metrics' `final` line: the job
+    /// writes its outputs there, so a `final` line says the run's outputs exist (a failed write leaves none).
+    public var writeOutputs: (() throws -> Void)?
     /// Replica check every N steps (and at the end); 0 disables it.
     public var verifyEvery: Int = 0
     /// Evaluate on the test set every N epochs (and always at the end); 0: only at the end.
@@ -98,7 +101,7 @@ public final class TrainingSession {
     public let test: Dataset?
     /// The held-out part of the training rows (`--validation-fraction`), evaluated like the test set.
     public let validation: Dataset?
-    public let options: SessionOptions
+    public var options: SessionOptions
     private let log: (String) -> Void
     private let warn: (String) -> Void
     private var comm: Communicator { trainer.comm }
@@ -275,6 +278,7 @@ public final class TrainingSession {
         if let v = validationEval, early != nil, stoppedEarly == nil, early!.record(v.loss, step: trainer.step) {
             try options.onBest?(trainer.step)
         }
+        try options.writeOutputs?()
         let s = trainer.step
         // The last line, then every rank learns whether rank 0 could write it (or an earlier line).
         log(to: metrics, ["event": "final", "step": s, "epoch": s > 0 ? trainer.sampler.epoch(ofStep: s - 1) + 1 : 0, "task": task,

@@ -42,7 +42,7 @@ final class DeadlineTests: XCTestCase {
             ("sparse", { SparseAllreduce(comm: $0) }),
         ]
         for (name, make) in algorithms {
-            for (p, stalled) in [(2, 0), (2, 1), (3, 0), (4, 2), (5, 4)] {
+            for (p, stalled) in [(2, 1), (3, 0), (5, 4)] {   // rank 0 stalled (rank 1 reports), another rank, a larger world
                 let started = Date()
                 let outcomes = try run(size: p, deadline: 0.3, stalled: stalled, algorithm: make)
                 let seconds = Date().timeIntervalSince(started)

@@ -40,6 +40,30 @@ final class FileSafetyTests: XCTestCase {
         XCTAssertTrue(resumed.stdout.contains("resuming from \(root)/ckpt/ckpt-"), resumed.stdout)
     }
 
+    /// The model on a full disk: one error (74), no model, and the metrics have no `final` line (a `final` line
+    /// says the outputs exist). Room for the model but not its configuration record: the error says the model
+    /// was written.
+    func testAFailedModelWriteLeavesNoFinalMetricsLine() throws {
+        let disk = try tinyDisk(kilobytes: 16)
+        defer { disk.unmount() }
+        let root = MPIRunner.temporaryDirectory()
+        // An MLP of 24·400 + 400·4 ≈ 11 k parameters: 45 KB, more than the disk.
+        let r = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "3", "--model", "mlp", "--hidden", "400", "--metrics", root + "/m.jsonl",
+                                                               "--output", disk.path + "/m.safetensors"])
+        XCTAssertEqual(r.status, 74, r.stderr)
+        XCTAssertEqual(count("dml-train: error", in: r.stderr), 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: disk.path + "/m.safetensors"))
+        let metrics = try String(contentsOfFile: root + "/m.jsonl", encoding: .utf8)
+        XCTAssertFalse(metrics.contains("\"final\""), metrics)
+        // A model that fits (about 4 KB) beside 11 KB of filler, and a configuration record that does not.
+        _ = FileManager.default.createFile(atPath: disk.path + "/filler", contents: Data(count: 11 * 1024))
+        let record = try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "3", "--output", disk.path + "/s.safetensors"])
+        // (tmpfs counts 4 KiB pages: 3 of the 4 are the filler's; the model takes the last, the 10 KB record needs 3.)
+        XCTAssertEqual(record.status, 74, record.stderr)
+        XCTAssertTrue(record.stderr.contains("cannot write \(disk.path)/s.config.toml"), record.stderr)
+        XCTAssertTrue(record.stderr.contains("(the model \(disk.path)/s.safetensors was written; its configuration record was not)"), record.stderr)
+    }
+
     /// Checkpoints on a full disk: the write fails with one error (74), its temporary file is gone, and the
     /// previous checkpoint is intact.
     func testCheckpointsOnAFullDiskKeepThePreviousOne() throws {

@@ -232,13 +232,17 @@ public final class TrainingJob {
             try recorder.synchronize(comm)
             strategy.hooks.timeline = recorder
         }
+        // The model file is written at the end of the session, before the metrics' final line.
+        var parameters: [Float] = []
+        session.options.writeOutputs = { [unowned session] in
+            parameters = try strategy.outputParameters()
+            try self.writeOutput(self.modelFile(model: model, parameters: parameters, step: strategy.step, loaded: loaded,
+                                                checksum: session.dataChecksum, columns: columns != nil))
+        }
         let result = try session.run(progress: output.progress)
         if let why = strategy.finished { say(why) }
         say(done(steps: strategy.step, result: result))
-
-        let parameters = try strategy.outputParameters()
-        try writeOutput(modelFile(model: model, parameters: parameters, step: strategy.step, loaded: loaded,
-                                  checksum: session.dataChecksum, columns: columns != nil))
+        if let path = configuration.outputs.output { say("wrote \(path)" + (configurationRecordPath.map { " and its configuration \($0)" } ?? "")) }
         if let best = bestPath, let b = result.best { say("best model (validation loss \(String(format: "%.6f", b.loss)) after step \(b.step)): \(best)") }
         if let recorder, let path = job.outputs.timeline {
             let summary = try recorder.balanceSummary(comm: comm, steps: Swift.max(1, strategy.step - (result.resumedFrom?.step ?? 0)))
@@ -428,17 +432,21 @@ public final class TrainingJob {
                 guard rank0 else { return }
                 try file.write(to: path)
                 if let record = configuration.outputs.configurationRecord, let recordPath = configurationRecordPath {
-                    try AtomicFile.write(Array(record.utf8), to: recordPath)
+                    do {
+                        try AtomicFile.write(Array(record.utf8), to: recordPath)
+                    } catch let e as AtomicFile.WriteError {
+                        throw AtomicFile.WriteError(path: e.path, reason: e.reason + " (the model \(path) was written; its configuration record was not)", kind: e.failureKind)
+                    }
                 }
             }
         }
-        say("wrote \(path)" + (configurationRecordPath.map { " and its configuration \($0)" } ?? ""))
     }
+
+    /// The identity key recording `--lr-search`'s choice.
+    static let searchedRateKey = "derived.lr_search_choice"
 
     /// `--lr-search`: trains every candidate, prints a table of validation scores (rank 0) and returns the
     /// best rate. Collective. Fails, on every rank alike, when every candidate diverged.
-    /// The identity key recording `--lr-search`'s choice.
-    static let searchedRateKey = "derived.lr_search_choice"
 
     private func searchLearningRate(_ candidates: [Float], validation: Dataset?, makeStrategy: (Float) throws -> TrainingStrategy) throws -> Float {
         guard let validation else { throw TrainingFailure("--lr-search needs a validation split (--validation-fraction)", kind: .usage) }
