@@ -35,7 +35,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SWIFT_BACKTRACE
 mkdir -p "$OUT"
 [ -x "$BENCH" ] || { echo "shm_streaks: no $BENCH (swift build -c release first)" >&2; exit 2; }
 PROBE="$OUT/shm_probe"
-cc -O2 -pthread "$HERE/shm_probe.c" -o "$PROBE" || { echo "shm_streaks: cannot build benchmarks/shm_probe.c" >&2; exit 2; }
+cc -O2 -march=native -pthread "$HERE/shm_probe.c" -o "$PROBE" || { echo "shm_streaks: cannot build benchmarks/shm_probe.c" >&2; exit 2; }
 
 PERF=()
 PERF_NOTE="perf: not installed"

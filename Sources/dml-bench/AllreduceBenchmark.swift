@@ -196,6 +196,9 @@ struct AllreduceBenchmark: ParsableCommand {
                       + (nodeMap.agreesWithHostNames ? " (the same as by host name)" : " (NOT the grouping by host name)"))
             }
             if let policy { print("# auto policy: \(policy) (override: --auto or DML_ALLREDUCE_AUTO)") }
+            if let layout = algorithms.lazy.compactMap({ ($0 as? SharedMemoryAllreduce)?.windowLayout }).first {
+                print("# shm window: \(layout)")
+            }
             printHeader(kinds)
         }
 
