@@ -145,10 +145,11 @@ facts = {'run': i, 'rc': rc, 'load': load, 'steal_pct': steal, 'probe': probe}
 ratios = {}
 try:
     rows = list(csv.DictReader(open(f'{d}/allreduce.csv')))
-    mpi = {int(r['bytes']): float(r['busbw_GBps']) for r in rows if r['algorithm'] == 'mpi'}
+    # busbw ratio = time ratio (the CSV's busbw is rounded to 4 decimals: 0 for a 1 KiB call slowed by load).
+    mpi = {int(r['bytes']): float(r['time_us']) for r in rows if r['algorithm'] == 'mpi'}
     for r in rows:
         if r['algorithm'] != 'mpi':
-            ratios.setdefault(r['algorithm'], {})[int(r['bytes'])] = float(r['busbw_GBps']) / mpi[int(r['bytes'])]
+            ratios.setdefault(r['algorithm'], {})[int(r['bytes'])] = mpi[int(r['bytes'])] / float(r['time_us'])
 except (OSError, KeyError, ZeroDivisionError): pass
 def fmt(b): return f'{b >> 20}M' if b >= 1 << 20 else f'{b >> 10}K'
 out = [f"run {i}:"]

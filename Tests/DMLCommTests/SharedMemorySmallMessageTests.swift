@@ -75,3 +75,48 @@ final class SharedMemorySmallMessageTests: XCTestCase {
         }
     }
 }
+
+/// `auto`'s set-up probe on one node: `shm` against `MPI_Allreduce` once, one policy on every rank.
+final class AutoAllreduceProbeTests: XCTestCase {
+    func testTheProbeKeepsSharedMemoryOnlyWhereItWon() {
+        let fast = AutoAllreduce.ProbeResult(bytes: 8 << 20, shmSeconds: 0.002, mpiSeconds: 0.008)
+        let slow = AutoAllreduce.ProbeResult(bytes: 8 << 20, shmSeconds: 0.009, mpiSeconds: 0.008)
+        XCTAssertEqual(fast.policy, .oneNode)
+        XCTAssertEqual(slow.policy, .oneNodeSlowWindow)
+        XCTAssertEqual(AutoAllreducePolicy.oneNodeSlowWindow.description, "shm<=1M,mpi")
+        XCTAssertEqual([4 << 10, 1 << 20, (1 << 20) + 4, 64 << 20].map { AutoAllreducePolicy.oneNodeSlowWindow.choice(bytes: $0) },
+                       [.shm, .shm, .mpi, .mpi])
+        XCTAssertTrue(fast.description.hasPrefix("probe at 8M: shm 2.00 ms, mpi 8.00 ms (4.00x)"), fast.description)
+    }
+
+    /// Every rank ends with the same policy and the same measured numbers (the slowest rank's), the policy
+    /// is the one the numbers call for, and the sums that follow are exact whichever was chosen.
+    func testEveryRankGetsTheSameProbeAndPolicyAndExactSums() throws {
+        let results = try LocalCommunicator.run(size: 3, timeout: 120) { comm -> (AutoAllreduce.ProbeResult?, AutoAllreducePolicy, [Float]) in
+            let auto = AutoAllreduce(comm: comm, probes: true)
+            let policy = try auto.resolvedPolicy()
+            var x = (0..<((2 << 20) / 4)).map { Float(($0 % 7) * (comm.rank + 1)) }
+            try x.withUnsafeMutableBufferPointer { try auto.run($0, op: .sum) }
+            return (auto.probeResult, policy, Array(x[0..<1000]))
+        }
+        let probe = try XCTUnwrap(results[0].0)
+        XCTAssertEqual(probe.bytes, AutoAllreduce.probeBytes)
+        XCTAssertGreaterThan(probe.shmSeconds, 0)
+        XCTAssertGreaterThan(probe.mpiSeconds, 0)
+        XCTAssertEqual(results[0].1, probe.policy)
+        for r in 0..<3 {
+            XCTAssertEqual(results[r].0, probe, "rank \(r)")
+            XCTAssertEqual(results[r].1, probe.policy, "rank \(r)")
+            XCTAssertEqual(results[r].2, (0..<1000).map { Float(($0 % 7) * 6) }, "rank \(r)")
+        }
+        // A given policy is used as given, and in-process ranks are not probed unless asked.
+        let given = try LocalCommunicator.run(size: 2) { comm -> Bool in
+            let given = AutoAllreduce(comm: comm, policy: .oneNode, probes: true)
+            _ = try given.resolvedPolicy()
+            let unasked = AutoAllreduce(comm: comm)  // threads: no probe unless asked
+            _ = try unasked.resolvedPolicy()
+            return given.probeResult == nil && unasked.probeResult == nil
+        }
+        XCTAssertEqual(given, [true, true])
+    }
+}
