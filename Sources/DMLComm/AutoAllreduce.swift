@@ -96,7 +96,8 @@ public final class AutoAllreduce: AllreduceAlgorithm {
 
     /// Whether the default policy on one node is chosen by timing `shm` against `MPI_Allreduce` at set-up
     /// (`probe`): true always, false never (`oneNode`), nil (the default) only when the ranks are processes
-    /// under MPI (in-process ranks are threads of one process; their "MPI" is the local world's own sum).
+    /// under MPI (in-process ranks are threads of one process; their "MPI" is the local world's own sum) and
+    /// there are no more of them than the node has CPUs.
     public let probes: Bool?
     /// What the set-up probe measured (nil: no probe ran).
     public private(set) var probeResult: ProbeResult?
@@ -136,7 +137,10 @@ public final class AutoAllreduce: AllreduceAlgorithm {
         try shm.prepare()
         algorithms[.shm] = shm
         var p = shm.usesSharedMemory ? AutoAllreducePolicy.oneNode : AutoAllreducePolicy.acrossNodes
-        if shm.usesSharedMemory && (probes ?? (own is MPICommunicator)) && own.size > 1 {
+        // Not when the node is oversubscribed (more ranks than CPUs): the timings would measure the scheduler,
+        // and at np 8 on 2 cores the probe cost 1.4–1.7 s of the first step; shm won there (RESULTS.md, np=4).
+        let oversubscribed = own.size > ProcessInfo.processInfo.activeProcessorCount
+        if shm.usesSharedMemory && (probes ?? (own is MPICommunicator && !oversubscribed)) && own.size > 1 {
             let mpi = AllreduceKind.mpi.make(for: own)
             algorithms[.mpi] = mpi
             let result = try Self.probe(shm: shm, mpi: mpi, comm: own)
