@@ -93,8 +93,11 @@ public struct CommRequest {
 public protocol SharedMemoryWindow: AnyObject {
     /// Bytes in each rank's part.
     var bytesPerRank: Int { get }
-    /// The start of rank `rank`'s part (64-byte aligned), valid for this window's lifetime.
+    /// The start of rank `rank`'s part (at least 64-byte aligned; page-aligned under MPI), valid for this
+    /// window's lifetime.
     func base(of rank: Int) -> UnsafeMutableRawPointer
+    /// Where the parts lie, for a benchmark's header (e.g. "2 parts of 1M, each at a page boundary …").
+    var layout: String { get }
     /// A barrier that also orders memory: every store any rank made before `sync` is visible to every
     /// rank after it (`MPI_Win_sync` + `MPI_Barrier` + `MPI_Win_sync` under MPI).
     func sync() throws

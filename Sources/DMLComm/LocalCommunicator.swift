@@ -322,6 +322,7 @@ final class LocalSharedWindow: SharedMemoryWindow {
     init(region: LocalSharedRegion, world: LocalWorld, rootRank: Int) { self.region = region; self.world = world; self.rootRank = rootRank }
     var bytesPerRank: Int { region.bytesPerRank }
     func base(of rank: Int) -> UnsafeMutableRawPointer { region.parts[rank] }
+    var layout: String { "\(region.parts.count) parts of \(ByteCount.format(bytesPerRank)), 64-byte aligned (threads of one process)" }
     /// The world's barrier takes a lock on entry and exit, which orders the threads' memory.
     func sync() throws { try world.barrier(rootRank: rootRank) }
 }

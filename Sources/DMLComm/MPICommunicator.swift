@@ -400,16 +400,27 @@ public final class MPICommunicator: Communicator {
 
 /// An MPI-3 shared-memory window over the ranks of one node. Freed (collectively) when released: every
 /// rank must release it at the same point of the program, before `MPI_Finalize`.
+///
+/// Each part starts on a page boundary. OpenMPI 4.1's `osc/sm` puts its parts 0x108 bytes into a page (8 bytes
+/// off a cache line), so every 64-byte vector load and store of the shared-memory allreduce straddled two cache
+/// lines and a part's last line was shared with the next rank's first; the window therefore asks for one page
+/// more per rank and starts each part at the first page boundary inside it. The segment is mapped page-aligned
+/// in every process, so the same rounding finds the same bytes in every rank. Each rank writes its own part
+/// once at set-up (first touch on its own node, and no page fault inside the first timed call).
 final class MPISharedWindow: SharedMemoryWindow {
     /// The node's ranks (its handle is freed with the window); its barrier follows the job's deadline.
     let node: MPICommunicator
     var window: MPI_Win? = cmpi_win_null()
     let bytesPerRank: Int
+    /// Where MPI put this rank's part: its byte offset within a page, before the window rounded it up.
+    let mpiPageOffset: Int
     private var bases: [UnsafeMutableRawPointer] = []
+
+    static let page = Swift.max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
 
     init(comm node: MPICommunicator, bytesPerRank: Int) throws {
         self.node = node
-        // Round up to whole cache lines so that each part starts 64-byte aligned.
+        // Whole cache lines per part, plus a page of slack to start it on a page boundary.
         self.bytesPerRank = (Swift.max(bytesPerRank, 64) + 63) & ~63
         var info: MPI_Info? = nil
         MPI_Info_create(&info)
@@ -417,17 +428,25 @@ final class MPISharedWindow: SharedMemoryWindow {
         MPI_Info_set(info, "alloc_shared_noncontig", "true")
         defer { MPI_Info_free(&info) }
         var mine: UnsafeMutableRawPointer? = nil
-        try MPICommunicator.check(MPI_Win_allocate_shared(MPI_Aint(self.bytesPerRank), 1, info, node.handle, &mine, &window),
+        try MPICommunicator.check(MPI_Win_allocate_shared(MPI_Aint(self.bytesPerRank + Self.page), 1, info, node.handle, &mine, &window),
                                   "MPI_Win_allocate_shared")
         MPI_Win_set_errhandler(window, cmpi_errors_return())
+        mpiPageOffset = Int(bitPattern: mine) % Self.page
         for r in 0..<node.size {
             var bytes: MPI_Aint = 0, unit: Int32 = 0
             var base: UnsafeMutableRawPointer? = nil
             try MPICommunicator.check(MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &base), "MPI_Win_shared_query")
-            bases.append(base!)
+            let address = Int(bitPattern: base)
+            bases.append(base! + ((Self.page - address % Self.page) % Self.page))
         }
+        memset(bases[node.rank], 0, self.bytesPerRank)
         // One passive epoch for the window's whole life: MPI_Win_sync is then legal at any time.
         try MPICommunicator.check(MPI_Win_lock_all(cmpi_mode_nocheck(), window), "MPI_Win_lock_all")
+    }
+
+    var layout: String {
+        "\(node.size) parts of \(ByteCount.format(bytesPerRank)), each at a page boundary (MPI gave page offset "
+            + String(format: "0x%03x", mpiPageOffset) + "; the window rounds up)"
     }
 
     deinit {

@@ -179,7 +179,8 @@ struct AllreduceBenchmark: ParsableCommand {
         // under a deadline, as dml-train's first allreduce, so its waits are the polled ones.
         try comm.watched("the set-up of the algorithms", seconds: 60) { for a in algorithms { try a.prepare() } }
         // Collective when auto picks its default (it sets up the shared window to see where the ranks are).
-        let policy = try (algorithms.first { $0 is AutoAllreduce } as? AutoAllreduce)?.resolvedPolicy()
+        let autoAlgorithm = algorithms.first { $0 is AutoAllreduce } as? AutoAllreduce
+        let policy = try autoAlgorithm?.resolvedPolicy()
 
         let memcpy = try memcpyBandwidth(comm, bytes: Swift.max(64 << 20, sizes.max()!))
         if comm.rank == 0 {
@@ -195,7 +196,13 @@ struct AllreduceBenchmark: ParsableCommand {
                 print("# nodes (MPI_COMM_TYPE_SHARED): \(nodeMap.description)"
                       + (nodeMap.agreesWithHostNames ? " (the same as by host name)" : " (NOT the grouping by host name)"))
             }
-            if let policy { print("# auto policy: \(policy) (override: --auto or DML_ALLREDUCE_AUTO)") }
+            if let policy {
+                let probe = autoAlgorithm?.probeResult.map { ", chosen by the set-up \($0)" } ?? ""
+                print("# auto policy: \(policy)\(probe) (override: --auto or DML_ALLREDUCE_AUTO)")
+            }
+            if let layout = algorithms.lazy.compactMap({ ($0 as? SharedMemoryAllreduce)?.windowLayout }).first {
+                print("# shm window: \(layout)")
+            }
             printHeader(kinds)
         }
 

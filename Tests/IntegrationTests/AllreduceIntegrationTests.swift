@@ -23,6 +23,11 @@ final class AllreduceIntegrationTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains("# check: every result exact (0 wrong) and bit-identical on every rank"), r.stdout)
             XCTAssertTrue(r.stdout.contains("no algorithm took another concern's messages"), r.stdout)
             XCTAssertTrue(r.stdout.contains("# one-core memcpy"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("# shm window: \(np) parts of 1M, each at a page boundary"), r.stdout)
+            // auto's set-up probe runs where the node has a CPU per rank, and not where it is oversubscribed.
+            let probed = r.stdout.contains("# auto policy: shm, chosen by the set-up probe at 8M: shm ")
+                || r.stdout.contains("# auto policy: shm<=1M,mpi, chosen by the set-up probe at 8M: shm ")
+            XCTAssertEqual(probed, np <= ProcessInfo.processInfo.activeProcessorCount, r.stdout)
             let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map(String.init)
             XCTAssertEqual(lines.first, "algorithm,np,bytes,time_us,algbw_GBps,busbw_GBps")
             let rows = lines.dropFirst().map { $0.split(separator: ",").map(String.init) }
