@@ -28,6 +28,7 @@ public final class DeadlineState: @unchecked Sendable {
     private let lock = NSLock()
     private var deadline: CollectiveDeadline?
     private var hook: (@Sendable (Double) -> Bool)?
+    private var continued: (@Sendable () -> Double)?
 
     public init() {}
 
@@ -44,6 +45,15 @@ public final class DeadlineState: @unchecked Sendable {
     public var interruption: (@Sendable (Double) -> Bool)? {
         get { lock.lock(); defer { lock.unlock() }; return hook }
         set { lock.lock(); hook = newValue; lock.unlock() }
+    }
+
+    /// Seconds since this process was last continued after a stop (SIGSTOP/SIGTSTP, a suspended job), or a
+    /// negative number if never; nil: not known. A wait counts its deadline from the later of its start and
+    /// that moment: time the process spent stopped is not time the others failed to answer in (a rank stopped
+    /// past the deadline and then continued would otherwise take its own stall for theirs).
+    public var sinceContinued: (@Sendable () -> Double)? {
+        get { lock.lock(); defer { lock.unlock() }; return continued }
+        set { lock.lock(); continued = newValue; lock.unlock() }
     }
 }
 

@@ -244,7 +244,8 @@ public final class MPICommunicator: Communicator {
             if now - start > 100_000_000 { usleep(200) } else if spins > 64 { sched_yield() }
             guard now >= nextCheck else { continue }
             nextCheck = now + 1_000_000
-            let waited = Double(now - start) / 1e9
+            var waited = Double(now - start) / 1e9
+            if let since = deadlines.sinceContinued?(), since >= 0, since < waited { waited = since }
             try rollCall?.service()
             let expired = waited >= deadline.seconds || rollCall?.noticed == true
             let interrupted = !expired && !interruptionAnswered && (deadlines.interruption?(waited) ?? false)

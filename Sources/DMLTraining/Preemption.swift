@@ -85,8 +85,25 @@ extension Preemption {
     /// The `DeadlineState.interruption` of a job: a SIGTERM or SIGINT received while a wait has been blocked
     /// for more than half a second is how mpirun ends a job whose rank died (it signals the survivors, then
     /// kills them a second later), so the wait stops for a quick roll call that names the dead rank.
+    ///
+    /// Except on a rank that was itself stopped: mpirun ends a job whose rank was found stalled by continuing
+    /// that rank (SIGCONT) and signalling it at once. Its wait then finds the others gone, and a roll call would
+    /// blame them for its own stall after the reporting rank named it: a rank the freeze watch saw stopped in
+    /// the last `thawedWindow` seconds stays quiet and waits for the launcher to end it.
     public static let diedWhileWaiting: @Sendable (Double) -> Bool = { waited in
         let s = signal
-        return (s == SIGTERM || s == SIGINT) && waited > 0.5
+        guard (s == SIGTERM || s == SIGINT) && waited > 0.5 else { return false }
+        let sinceThawed = dml_seconds_since_thawed()
+        return !(sinceThawed >= 0 && sinceThawed < thawedWindow)
     }
+
+    /// The `DeadlineState.sinceContinued` of a job: seconds since the process was last seen stopped, or -1.
+    /// Starts the freeze watch (`dml_freeze_watch_start`).
+    public static func sinceThawed() -> @Sendable () -> Double {
+        dml_freeze_watch_start()
+        return { dml_seconds_since_thawed() }
+    }
+
+    /// How recently the process must have been stopped for a stop signal to be the launcher ending this rank.
+    public static let thawedWindow = 5.0
 }

@@ -73,6 +73,7 @@ public final class TrainingJob {
         let job = configuration
         if let conflict = job.conflict() { throw TrainingFailure(conflict, kind: .usage) }
         comm.deadlines.interruption = Preemption.diedWhileWaiting
+        comm.deadlines.sinceContinued = Preemption.sinceThawed()
         comm.deadlines.current = timeout > 0 ? CollectiveDeadline(seconds: 5 * timeout,
             phase: "the start-up (data loading, configuration agreement, checkpoint directory, resume; 5 × --collective-timeout)") : nil
         // A given count that cannot start on some rank (its `ulimit -v`) is one agreed error, named by that rank
