@@ -56,6 +56,12 @@ final class ReproducibleReducer: GradientReducer {
     private(set) var rescaledSteps = 0
     private let result: ReduceBuffer
     private let moves: PrivateCommunicator
+    /// The leaf balance's row moves (`attach`: more than one rank and `balances`); nil: each rank computes the
+    /// leaves it holds.
+    private var exchange: LeafExchange?
+    private var sampler: BatchSampler?
+    /// Leaves this rank computed for their holders (`LeafExchange.received`); 0 when unbalanced.
+    var receivedLeaves: Int { exchange?.received ?? 0 }
 
     /// `--shard-update`: rank r updates only its `UpdateShards` slice (optimizer state for it alone) and the
     /// parameters are then allgathered. Every rank holds the same exact mean gradient, and the update is
@@ -98,32 +104,73 @@ final class ReproducibleReducer: GradientReducer {
         if shards != nil { try ring.prepare() }
         precondition(!train.isSparse && !train.isStreamed, "--reproducible moves dense rows held in memory (JobConfiguration.conflict)")
         let targets = (0..<comm.size).map { Self.rowRange(of: $0, ranks: comm.size, rows: train.globalRows) }
-        return try train.moved(to: targets, comm: comm, via: try moves.get())
+        let moved = try train.moved(to: targets, comm: comm, via: try moves.get())
+        if comm.size > 1, Self.balances(count: count, features: moved.features) {
+            exchange = LeafExchange(comm: try moves.get(), train: moved, starts: targets.map(\.lowerBound) + [moved.globalRows])
+        }
+        return moved
     }
 
-    /// One leaf per block of the batch that this rank holds: the batch's rows in `holding`, in batch order,
-    /// are runs of one block each.
-    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
-        let mine = rows(holding), n = count + 2, r = Self.blockRows
+    func plan(_ sampler: BatchSampler) { self.sampler = sampler }
+
+    /// Whether the leaves are balanced over the ranks (`LeafBalance`): when a leaf's model call costs more than
+    /// moving its rows — a gradient of at least `balanceRatio` values per value of a row, so at least that many
+    /// flops per byte moved. The MLP 784→256→10 has 260 (balanced), softmax 784→10 has 10 and logistic
+    /// regression 1 (computed where held: moving 64 rows would cost about what computing them does).
+    static func balances(count: Int, features: Int) -> Bool { count >= balanceRatio * (features + 1) }
+    static let balanceRatio = 32
+
+    /// The leaves of a batch (its rows in batch order): runs of one block each.
+    static func leaves(_ rows: [Int]) -> [[Int]] {
         var groups: [[Int]] = []
         var start = 0
-        for i in mine.indices.dropFirst() where mine[i] / r != mine[start] / r {
-            groups.append(Array(mine[start..<i]))
+        for i in rows.indices.dropFirst() where rows[i] / blockRows != rows[start] / blockRows {
+            groups.append(Array(rows[start..<i]))
             start = i
         }
-        if !mine.isEmpty { groups.append(Array(mine[start...])) }
+        if !rows.isEmpty { groups.append(Array(rows[start...])) }
+        return groups
+    }
+
+    /// This rank's leaves of the step, as one group: its share of the batch's leaves with their rows gathered
+    /// (`LeafExchange`, planned in the previous step's `finish`), or — at the first step, or unbalanced — one
+    /// leaf per block of the batch that it holds (the batch's rows in `holding`, in batch order).
+    func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution] {
+        let n = count + 2
+        let groups: [[Int]], batch: Batch?
+        if let exchange, exchange.planned == number {
+            (groups, batch) = (exchange.leaves.map(\.rows), exchange.gatherOwn())
+        } else {
+            (groups, batch) = (Self.leaves(rows(holding)), nil)
+        }
         if scratch.count < groups.count * n { scratch = ReduceBuffer(count: groups.count * n) }
         leaves = []
-        return groups.enumerated().map { i, rows in
+        var at = 0
+        let cut = groups.enumerated().map { i, rows in
             let g = scratch.base + i * n
-            g.initialize(repeating: 0, count: n)
             leaves.append((g, rows.count))
-            return Contribution(rows: rows, buffer: g)
+            defer { at += rows.count }
+            return GradientLeaf(rows: at ..< at + rows.count, gradient: g)
         }
+        guard let first = cut.first else { return [] }
+        return [Contribution(rows: groups.flatMap { $0 }, buffer: first.gradient, leaves: cut, batch: batch)]
     }
 
     func finish(step number: Int, globalRows: Int, gate: () throws -> Void) throws -> UnsafeMutableBufferPointer<Float> {
         try gate()
+        // The next step's leaf moves travel during this step's collectives, and are complete when it returns.
+        if let exchange, let sampler {
+            try exchange.post(step: number + 1, batch: Self.leaves(sampler.localRows(ofStep: number, in: 0..<exchange.train.globalRows)))
+        }
+        let reduced = try reduce(step: number, globalRows: globalRows)
+        if let exchange {
+            try comm.watched("the row moves for step \(number + 1)", seconds: collectiveTimeout) { try exchange.complete() }
+        }
+        return reduced
+    }
+
+    /// `finish` after the gate: the exact sum of the leaves, on every rank.
+    private func reduce(step number: Int, globalRows: Int) throws -> UnsafeMutableBufferPointer<Float> {
         let p = count, n = count + 2
         let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
         // The guess: the last step's scale buckets. Quantise with them while finding the maxima (one pass), and let
