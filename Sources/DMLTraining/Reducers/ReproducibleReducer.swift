@@ -55,6 +55,8 @@ final class ReproducibleReducer: GradientReducer {
     /// Steps that took the exact path (no guess, or a wrong one): two more collectives each.
     private(set) var rescaledSteps = 0
     private let result: ReduceBuffer
+    /// `finish`'s result: the first `count + 2` values of `result`.
+    private var reduced: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: result.base, count: count + 2) }
     private let moves: PrivateCommunicator
     /// The leaf balance's row moves (`attach`: more than one rank and `balances`); nil: each rank computes the
     /// leaves it holds.
@@ -79,7 +81,8 @@ final class ReproducibleReducer: GradientReducer {
         mine = shards?.owned(rank: comm.rank) ?? []
         ring = RingReduceScatter(comm: comm)
         integers = [Int64](repeating: 0, count: count + 6)
-        result = ReduceBuffer(count: count + 2)
+        // The mean, and the 4 guess counters after it (the ring's Float allgather carries them).
+        result = ReduceBuffer(count: count + 6)
         moves = PrivateCommunicator(comm)
     }
 
@@ -96,7 +99,7 @@ final class ReproducibleReducer: GradientReducer {
     func gather(parameters: UnsafeMutableBufferPointer<Float>, step number: Int) throws {
         guard let shards else { return }
         try comm.watched("the parameter allgather of step \(number)", seconds: collectiveTimeout) {
-            try shards.allgather(parameters: parameters, through: result.buffer, ring: ring, mine: mine)
+            try shards.allgather(parameters: parameters, through: reduced, ring: ring, mine: mine)
         }
     }
 
@@ -162,11 +165,11 @@ final class ReproducibleReducer: GradientReducer {
         if let exchange, let sampler {
             try exchange.post(step: number + 1, batch: Self.leaves(sampler.localRows(ofStep: number, in: 0..<exchange.train.globalRows)))
         }
-        let reduced = try reduce(step: number, globalRows: globalRows)
+        let mean = try reduce(step: number, globalRows: globalRows)
         if let exchange {
             try comm.watched("the row moves for step \(number + 1)", seconds: collectiveTimeout) { try exchange.complete() }
         }
-        return reduced
+        return mean
     }
 
     /// `finish` after the gate: the exact sum of the leaves, on every rank.
@@ -195,13 +198,9 @@ final class ReproducibleReducer: GradientReducer {
                 q[n + 2] = bLoss > guess.loss ? 1 : 0
                 q[n + 3] = bLoss == guess.loss ? 1 : 0
             }
-            try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
-                try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
-            }
+            let (whole, counts) = try sum(step: number, kGradient, kLoss, globalRows: globalRows)
             // No rank above and one in the bucket: the batch's buckets are the guessed ones, so are its scales.
-            if integers[n] == 0, integers[n + 1] > 0, integers[n + 2] == 0, integers[n + 3] > 0 {
-                return mean(kGradient, kLoss)
-            }
+            if counts[0] == 0, counts[1] > 0, counts[2] == 0, counts[3] > 0 { return whole }
         }
         // No guess, or a wrong one: the batch's largest |gradient| and |loss| over every leaf (a max is exact in
         // any order; +infinity when any value is not finite) from an allreduce-max, then quantise and sum.
@@ -216,7 +215,7 @@ final class ReproducibleReducer: GradientReducer {
         }
         guard largest.allSatisfy({ $0.isFinite }) else {
             guess = nil
-            let whole = result.buffer
+            let whole = reduced
             whole.initialize(repeating: .nan)
             whole[p + 1] = Float(globalRows)
             return whole
@@ -232,23 +231,44 @@ final class ReproducibleReducer: GradientReducer {
                 q[p + 1] += Int64(leaf.rows)
             }
         }
-        try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
-            try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
-        }
-        return mean(kGradient, kLoss)
+        return try sum(step: number, kGradient, kLoss, globalRows: globalRows).mean
     }
 
-    /// The mean gradient, loss sum and row count from the summed integers: each integer sum times 2^−k / rows in
-    /// Double, rounded once to Float.
-    private func mean(_ kGradient: Int, _ kLoss: Int) -> UnsafeMutableBufferPointer<Float> {
-        let p = count, whole = result.buffer
-        integers.withUnsafeBufferPointer { q in
-            let factor = Double(sign: .plus, exponent: -kGradient, significand: 1) / Double(q[p + 1])
-            for i in 0..<p { whole[i] = Float(Double(q[i]) * factor) }
-            whole[p] = Float(Double(q[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1))
-            whole[p + 1] = Float(q[p + 1])
+    /// The integers summed over the ranks, as `[mean gradient | loss sum | row count]` on every rank, and the 4
+    /// guess counters summed. One rank, or a sharded update: one Int64 allreduce, then `convert` of every value.
+    /// Otherwise the ring's two halves with a conversion between them: a reduce-scatter of the Int64s, each rank
+    /// turning the chunk it owns into Floats (`convert`: the same arithmetic whoever does it, so the same bits),
+    /// then an allgather of the Floats — 12·n·(p−1)/p bytes sent per rank instead of the Int64 allreduce's
+    /// 16·n·(p−1)/p (the default Float32 ring: 8·n·(p−1)/p), and n/p conversions per rank instead of n.
+    private func sum(step number: Int, _ kGradient: Int, _ kLoss: Int, globalRows: Int) throws
+        -> (mean: UnsafeMutableBufferPointer<Float>, counts: [Int64]) {
+        let n = count + 2, whole = reduced
+        guard comm.size > 1, shards == nil else {
+            try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
+                try integers.withUnsafeMutableBufferPointer { try comm.nativeAllreduce($0, op: .sum) }
+            }
+            convert(0 ..< n, into: whole.baseAddress!, kGradient, kLoss, globalRows: globalRows)
+            return (whole, Array(integers[n...]))
         }
-        return whole
+        try comm.watched("the gradient allreduce of step \(number)", seconds: collectiveTimeout) {
+            try integers.withUnsafeMutableBufferPointer { try ring.reduceScatter($0) }
+            convert(RingReduceScatter.ownedChunk(count: n + 4, rank: comm.rank, parts: comm.size), into: result.base, kGradient, kLoss,
+                    globalRows: globalRows)
+            try ring.allgather(result.buffer)
+        }
+        return (whole, (n ..< n + 4).map { Int64(result.base[$0]) })
+    }
+
+    /// `out[i]` for i in `range` from the summed integers: gradient sums times 2^−k / rows in Double, rounded once
+    /// to Float (the mean); the loss sum times 2^−k; the row count and the guess counters as they are (exact).
+    private func convert(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>, _ kGradient: Int, _ kLoss: Int, globalRows: Int) {
+        let p = count
+        integers.withUnsafeBufferPointer { q in
+            let factor = Double(sign: .plus, exponent: -kGradient, significand: 1) / Double(globalRows)
+            for i in range.clamped(to: 0 ..< p) { out[i] = Float(Double(q[i]) * factor) }
+            if range.contains(p) { out[p] = Float(Double(q[p]) * Double(sign: .plus, exponent: -kLoss, significand: 1)) }
+            for i in range.clamped(to: p + 1 ..< q.count) { out[i] = Float(q[i]) }
+        }
     }
 
     /// Binades per scale bucket: the scale is fixed by the bucket of the batch's largest |value|, not its binade,
