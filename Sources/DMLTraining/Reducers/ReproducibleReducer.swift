@@ -14,32 +14,41 @@ import DMLModels
 ///   the sampler permutes whole blocks (`BatchSampler(blockRows:)`), so a batch is a set of whole blocks, and
 ///   at `attach` the rows move so that every rank holds whole blocks (`ShardPlan` over blocks, rows moved as
 ///   `--balance` moves them). A leaf is one block of the batch: one model call over its rows in ascending
-///   order, into its own zeroed buffer — the same bits on whichever rank computes it.
+///   order (or its rows' part of one pass, `LeafGradientModel`: the same bits) — on whichever rank computes it.
 /// - **A sum that does not depend on the order.** Each leaf's gradient (and its loss) is turned into
 ///   fixed-point integers with one scale shared by the whole batch, 2^k with k fixed by the *bucket* of the
 ///   batch's largest |value| M (the least multiple b of 4 with M < 2^b, `bucket`), so that the sum of all the
-///   batch's leaves fits in an Int64; the integers are summed exactly — locally, then one Int64 allreduce — so
+///   batch's leaves fits in an Int64; the integers are summed exactly — locally, then across the ranks (`sum`) — so
 ///   any order and any grouping give the same integers, and the mean is formed from them in Double and rounded
 ///   once to Float.
-/// - **One collective per step, almost always.** The scale needs the global M's bucket, which a rank learns
+/// - **One sum per step, almost always.** The scale needs the global M's bucket, which a rank learns
 ///   only from the others. The reducer guesses it: last step's buckets (the same on every rank, as they came
 ///   from collectives). It quantises with the guess while finding its own maxima (one pass, `FixedPoint.add`),
-///   and the Int64 allreduce carries four more integers: how many ranks' maxima lie above the guessed
+///   and the Int64 sum carries four more integers: how many ranks' maxima lie above the guessed
 ///   buckets, and how many in them. None above and one in: the batch's buckets are the guessed ones, and the
 ///   result is what the exact path would give. Otherwise (the first step after attach or a resume, a bucket
 ///   change, a non-finite value) the exact path runs: an allreduce-max of 2 Doubles, quantise, the Int64
-///   allreduce again. The guess changes the time, never the bits.
+///   sum again. The guess changes the time, never the bits.
+/// - **Balanced leaves, one pass.** Any rank may compute any leaf (its bits and the exact sum do not care), so
+///   each step every rank computes an even share of the batch's leaves (`LeafBalance`), the rows of those it does
+///   not hold fetched during the previous step's collectives (`LeafExchange`; from the second step after attach,
+///   and only for a model whose gradient is heavy next to its rows, `balances`); and it computes its leaves in one
+///   forward and backward pass (`LeafGradientModel`: per leaf only ∂W, ∂b and the loss, the same bits).
 ///
 /// Precision: a leaf value is truncated to a multiple of 2^−k, an absolute error below 4·M·L·2^−62·2^3 for the
 /// batch's largest |value| M and L leaves (the bucket costs up to 3 of the binade's bits); only a coordinate
 /// more than about 2^33/L times smaller than M is held with fewer than Float32's 24 bits. A non-finite value
 /// anywhere makes the whole result NaN on every rank (the divergence guard stops).
 ///
-/// Cost per step, n gradient values, L leaves of which this rank holds L/p: L/p model calls of 64 rows
-/// instead of one of B/p rows, L/p zeroed buffers of n + 2 Floats, one vectorised pass over each (quantise
-/// and max together; the kernel threads split it in fixed runs), and one Int64 allreduce of n + 6 values
-/// (twice the Float32 bytes: about 2× the ring's wire time at any p, as the ring's cost, 2n·(p−1)/p, is flat
-/// in p). A step whose bucket changed pays a max pass, an allreduce of 2 Doubles and a second Int64 allreduce.
+/// Cost per step, n gradient values, B rows, L = B/64 leaves, p ranks: ⌈L/p⌉ leaves on the busiest rank (without
+/// the balance, the most a rank holds: 2.75 instead of 2 at np 2, L = 4) in one model pass whose row-summing
+/// gemms are per leaf; one pass over each leaf buffer (quantise and max together; the kernel threads split it in
+/// fixed runs), no zeroing (the leaves are written); the rows of the leaves moved (Σ max(0, held − share) leaves
+/// of 64·(features + 1) Floats, overlapped with the collectives); then a ring reduce-scatter of n + 6 Int64, a
+/// conversion of this rank's n/p, and a ring allgather of n + 6 Floats: 12·n·(p−1)/p bytes sent per rank, 1.5×
+/// the default Float32 ring's 8·n·(p−1)/p (flat in p), in the ring's 2(p−1) messages. A step whose bucket
+/// changed pays a max pass, an allreduce of 2 Doubles and the sum again. With `--shard-update` (or one rank) the
+/// sum is one Int64 allreduce of n + 6 values.
 final class ReproducibleReducer: GradientReducer {
     static let blockRows = Reproducible.blockRows
 
