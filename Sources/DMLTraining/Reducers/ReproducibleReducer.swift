@@ -117,7 +117,7 @@ final class ReproducibleReducer: GradientReducer {
         precondition(!train.isSparse && !train.isStreamed, "--reproducible moves dense rows held in memory (JobConfiguration.conflict)")
         let targets = (0..<comm.size).map { Self.rowRange(of: $0, ranks: comm.size, rows: train.globalRows) }
         let moved = try train.moved(to: targets, comm: comm, via: try moves.get())
-        if comm.size > 1, Self.balances(count: count, features: moved.features) {
+        if comm.size > 1, !moved.isSparse, !moved.isStreamed, Self.balances(count: count, features: moved.features) {
             exchange = LeafExchange(comm: try moves.get(), train: moved, starts: targets.map(\.lowerBound) + [moved.globalRows])
         }
         return moved
@@ -186,17 +186,12 @@ final class ReproducibleReducer: GradientReducer {
         let p = count, n = count + 2
         let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
         // The guess: the last step's scale buckets. Quantise with them while finding the maxima (one pass), and let
-        // the one Int64 allreduce also count the ranks whose maxima lie above and in the guessed buckets.
+        // the Int64 sum also count the ranks whose maxima lie above and in the guessed buckets.
         if let guess {
             let (kGradient, kLoss) = (Self.exponent(bucket: guess.gradient, leaves: leafCount), Self.exponent(bucket: guess.loss, leaves: leafCount))
             var largest = (0.0, 0.0)
             integers.withUnsafeMutableBufferPointer { q in
-                q.initialize(repeating: 0)
-                for leaf in leaves {
-                    largest.0 = Swift.max(largest.0, FixedPoint.add(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!))
-                    largest.1 = Swift.max(largest.1, FixedPoint.add(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p))
-                    q[p + 1] += Int64(leaf.rows)
-                }
+                largest = quantise(into: q, kGradient, kLoss)
                 let (bGradient, bLoss) = (Self.bucket(largest.0), Self.bucket(largest.1))
                 // Above the guess, this rank's integers are meaningless (clamped, wrapped): send zeros, so that
                 // no sum overflows; the step is redone anyway.
@@ -232,15 +227,23 @@ final class ReproducibleReducer: GradientReducer {
         let buckets = (gradient: Self.bucket(largest[0]), loss: Self.bucket(largest[1]))
         guess = buckets
         let (kGradient, kLoss) = (Self.exponent(bucket: buckets.gradient, leaves: leafCount), Self.exponent(bucket: buckets.loss, leaves: leafCount))
-        integers.withUnsafeMutableBufferPointer { q in
-            q.initialize(repeating: 0)
-            for leaf in leaves {
-                FixedPoint.add(leaf.buffer, p, exponent: kGradient, into: q.baseAddress!)
-                FixedPoint.add(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p)
-                q[p + 1] += Int64(leaf.rows)
-            }
-        }
+        integers.withUnsafeMutableBufferPointer { q in _ = quantise(into: q, kGradient, kLoss) }
         return try sum(step: number, kGradient, kLoss, globalRows: globalRows).mean
+    }
+
+    /// `q` = [Σ leaves' gradient · 2^kGradient | Σ losses · 2^kLoss | Σ rows | 0, 0, 0, 0], each value truncated
+    /// to an integer (`FixedPoint.sum`: q written once, the leaves read once), and the largest |gradient| and
+    /// |loss| of the leaves, found in the same passes.
+    private func quantise(into q: UnsafeMutableBufferPointer<Int64>, _ kGradient: Int, _ kLoss: Int) -> (Double, Double) {
+        let p = count
+        let gradient = FixedPoint.sum(leaves.map { UnsafePointer($0.buffer) }, p, exponent: kGradient, into: q.baseAddress!)
+        var loss = 0.0
+        q.baseAddress!.advanced(by: p).update(repeating: 0, count: q.count - p)
+        for leaf in leaves {
+            loss = Swift.max(loss, FixedPoint.add(leaf.buffer + p, 1, exponent: kLoss, into: q.baseAddress! + p))
+            q[p + 1] += Int64(leaf.rows)
+        }
+        return (gradient, loss)
     }
 
     /// The integers summed over the ranks, as `[mean gradient | loss sum | row count]` on every rank, and the 4
