@@ -89,6 +89,32 @@ final class ReproducibleReducerTests: XCTestCase {
         }
     }
 
+    /// A NaN or ∞ in one rank's leaf makes the mean NaN and `gradientIsNonFinite` true on every rank (the guard's
+    /// answer without a scan); the next finite step is finite again. np 3, four leaves of 50 values.
+    func testANonFiniteLeafValueIsFlaggedOnEveryRank() throws {
+        let n = 50, rows = 4 * 64, batch = Array(0..<rows)
+        let runs = try LocalCommunicator.run(size: 3) { comm -> [(Bool, Bool)] in
+            let reducer = ReproducibleReducer(comm: comm, count: n, collectiveTimeout: 30)
+            return try [Float(1), .nan, .infinity, 2].enumerated().map { step, poison in
+                let holding = ReproducibleReducer.rowRange(of: comm.rank, ranks: comm.size, rows: rows)
+                for group in reducer.begin(step: step + 1, holding: holding, rows: { r in batch.filter { r.contains($0) } }) {
+                    for leaf in group.leaves ?? [] {
+                        for i in 0..<n { leaf.gradient[i] = Float(i % 7) - 3 }
+                        if comm.rank == 1 { leaf.gradient[n / 2] = poison }
+                        leaf.gradient[n] = 1
+                        leaf.gradient[n + 1] = Float(leaf.rows.count)
+                    }
+                }
+                let mean = try reducer.finish(step: step + 1, globalRows: rows) {}
+                return (reducer.gradientIsNonFinite(mean), mean[0..<n].contains { $0.isNaN })
+            }
+        }
+        for (r, run) in runs.enumerated() {
+            XCTAssertEqual(run.map(\.0), [false, true, true, false], "rank \(r): flagged")
+            XCTAssertEqual(run.map(\.1), [false, true, true, false], "rank \(r): NaN in the mean")
+        }
+    }
+
     /// Each rank computes ⌊L/p⌋ or ⌈L/p⌉ leaves, its own first, and no balanced assignment moves fewer.
     func testLeafBalanceComputesEvenSharesMovingTheFewestLeaves() {
         XCTAssertEqual(LeafBalance.assign(holders: [0, 0, 0, 1], ranks: 2), [0, 0, 1, 1])

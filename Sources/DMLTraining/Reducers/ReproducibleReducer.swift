@@ -61,6 +61,8 @@ final class ReproducibleReducer: GradientReducer {
     /// The scale buckets of the last step that had finite maxima (nil before the first and after a non-finite
     /// one): `finish`'s guess. It decides only whether a step needs the second collective, never the bits.
     private(set) var guess: (gradient: Int, loss: Int)?
+    /// Whether the last `finish` found a value that is not finite (its result is then NaN on every rank).
+    private var nonFinite = false
     /// Steps that took the exact path (no guess, or a wrong one): two more collectives each.
     private(set) var rescaledSteps = 0
     private let result: ReduceBuffer
@@ -184,6 +186,7 @@ final class ReproducibleReducer: GradientReducer {
     /// `finish` after the gate: the exact sum of the leaves, on every rank.
     private func reduce(step number: Int, globalRows: Int) throws -> UnsafeMutableBufferPointer<Float> {
         let p = count, n = count + 2
+        nonFinite = false
         let leafCount = (globalRows + Self.blockRows - 1) / Self.blockRows
         // The guess: the last step's scale buckets. Quantise with them while finding the maxima (one pass), and let
         // the Int64 sum also count the ranks whose maxima lie above and in the guessed buckets.
@@ -219,6 +222,7 @@ final class ReproducibleReducer: GradientReducer {
         }
         guard largest.allSatisfy({ $0.isFinite }) else {
             guess = nil
+            nonFinite = true
             let whole = reduced
             whole.initialize(repeating: .nan)
             whole[p + 1] = Float(globalRows)
@@ -230,6 +234,11 @@ final class ReproducibleReducer: GradientReducer {
         integers.withUnsafeMutableBufferPointer { q in _ = quantise(into: q, kGradient, kLoss) }
         return try sum(step: number, kGradient, kLoss, globalRows: globalRows).mean
     }
+
+    /// The divergence guard's question, answered without a scan: the mean is NaN exactly when some leaf held a
+    /// value that is not finite (the exact path's maxima, the same on every rank); otherwise every |mean| is at
+    /// most the largest |leaf value| (a sum of L truncated values over at least L rows), a finite Float.
+    func gradientIsNonFinite(_ reduced: UnsafeMutableBufferPointer<Float>) -> Bool { nonFinite }
 
     /// `q` = [Σ leaves' gradient · 2^kGradient | Σ losses · 2^kLoss | Σ rows | 0, 0, 0, 0], each value truncated
     /// to an integer (`FixedPoint.sum`: q written once, the leaves read once), and the largest |gradient| and
