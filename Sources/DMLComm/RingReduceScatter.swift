@@ -44,6 +44,14 @@ public final class RingReduceScatter {
         try run(buffer, phase: .reduceScatter)
     }
 
+    /// `reduceScatter` of integers (`--reproducible`'s exact fixed-point sums, then converted and allgathered as
+    /// Floats): a buffer of the same count is cut into the same chunks whatever its element type.
+    public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Int64>) throws {
+        let comm = try comm.get()
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
+        try schedule.run(Unencoded<Int64>(), values: base, wire: base, count: buffer.count, op: .sum, comm: comm, phase: .reduceScatter)
+    }
+
     /// The reduce-scatter on a 16-bit wire (`--compress`): the first half of `CompressedRingAllreduce`, message
     /// for message, so the owned chunk holds the bits that allreduce gives it (the decoded 16-bit sum).
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, format: WireFormat) throws {

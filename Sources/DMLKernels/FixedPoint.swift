@@ -45,6 +45,29 @@ public enum FixedPoint {
         return magnitude(bits: top)
     }
 
+    /// q[i] = Σ_b trunc(xs[b][i] · 2^k) for i < n (q's previous contents never read), and the largest |xs[b][i]|:
+    /// the integers of `add` of every buffer into a zeroed q, but q is written once instead of zeroed and then read
+    /// and written per buffer — each run of `span` values of q is zeroed and summed over the buffers while it is
+    /// in L1. The same units over the kernel threads as `add`. Cost: the buffers read once, q written once.
+    @discardableResult
+    public static func sum(_ xs: [UnsafePointer<Float>], _ n: Int, exponent k: Int, into q: UnsafeMutablePointer<Int64>) -> Double {
+        let kernel = dml_kernels().pointee.fixed_add
+        let scale = Double(sign: .plus, exponent: k, significand: 1)
+        let top = largestBits(n) { lo, count in
+            var top: UInt32 = 0
+            for start in stride(from: lo, to: lo + count, by: span) {
+                let m = Swift.min(span, lo + count - start)
+                (q + start).update(repeating: 0, count: m)
+                for x in xs { top = Swift.max(top, kernel(x + start, m, scale, q + start)) }
+            }
+            return top
+        }
+        return magnitude(bits: top)
+    }
+
+    /// Values of q per run of `sum` (16 KiB of Int64: q's run and one buffer's stay in L1).
+    public static let span = 2048
+
     /// The Double of a max of |x|'s bit patterns: +infinity for ±∞ and NaN.
     static func magnitude(bits top: UInt32) -> Double { top >= 0x7F80_0000 ? .infinity : Double(Float(bitPattern: top)) }
 }

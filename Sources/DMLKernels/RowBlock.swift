@@ -71,11 +71,14 @@ public struct RowBlock {
     /// `grad[c·features + k] += Σ_r D[r·outputs + c]·X[r, k]`: `∂W += Dᵀ·X` for `W` `outputs × features`. Dense:
     /// one transposed gemv for one output, one gemm otherwise (every entry of `grad` written); CSR: only the
     /// touched columns are read and written (`SparseRows.accumulateTransposed`, with `sparse`'s scratch).
+    /// `overwrite`: `grad = Dᵀ·X`, its previous contents never read — dense, the same call with β = 0 (the bits of
+    /// adding into zeros, up to the sign of a zero); CSR, `grad` zeroed first (an `outputs × features` pass).
     public func accumulateTransposed(deltas d: UnsafePointer<Float>, outputs: Int, into grad: UnsafeMutablePointer<Float>,
-                                     sparse: SparseRows) {
+                                     sparse: SparseRows, overwrite: Bool = false) {
         switch storage {
-        case let .dense(x): denseTransposed(x, deltas: d, outputs: outputs, into: grad, beta: 1)
+        case let .dense(x): denseTransposed(x, deltas: d, outputs: outputs, into: grad, beta: overwrite ? 0 : 1)
         case let .sparse(v):
+            if overwrite { grad.update(repeating: 0, count: outputs * features) }
             sparse.accumulateTransposed(v, deltas: d, ldd: outputs, outputs: outputs, into: grad, ldg: features)
         }
     }

@@ -20,7 +20,7 @@ import Foundation
 /// Initialisation (deterministic from the seed, via `CounterRandom`): weights normal with variance
 /// `2/fan_in` (He) before ReLU, `2/(fan_in + fan_out)` (Xavier/Glorot) before tanh and for the output
 /// layer; biases zero. Optional L2 weight decay on the weights (see `WeightDecay`).
-public final class MLP: StagedGradientModel {
+public final class MLP: StagedGradientModel, LeafGradientModel {
     public enum ActivationKind: String, CaseIterable, Sendable {
         case relu, tanh
     }
@@ -108,29 +108,55 @@ public final class MLP: StagedGradientModel {
 
     public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch, into gradient: UnsafeMutablePointer<Float>,
                                    stageDone: (Int) -> Void) -> Double {
+        gradients(parameters, batch, leaves: [GradientLeaf(rows: 0..<batch.rows, gradient: gradient)], write: false, stageDone: stageDone)[0]
+    }
+
+    /// `LeafGradientModel`: one forward and backward pass over all the leaves' rows, `∂W`, `∂b` and the loss per
+    /// leaf. A hidden layer of width 1 runs its forward as a gemv, whose bits depend on a row's place in the
+    /// call: then each leaf is its own pass.
+    public func writeLeafGradients(parameters: UnsafePointer<Float>, batch: Batch, leaves: [GradientLeaf]) -> [Double] {
+        guard hidden.contains(1) else { return gradients(parameters, batch, leaves: leaves, write: true, stageDone: { _ in }) }
+        return leaves.map { leaf in
+            gradients(parameters, batch.rows(leaf.rows), leaves: [GradientLeaf(rows: 0..<leaf.rows.count, gradient: leaf.gradient)],
+                      write: true, stageDone: { _ in })[0]
+        }
+    }
+
+    /// The forward and backward pass over the batch; each leaf's `∂W`, `∂b`, weight decay and loss over its rows
+    /// alone, added into its buffer (`write`: written, the buffer never read). The leaves are disjoint runs of the
+    /// batch's rows; every row's activations and deltas are computed whatever leaf it is in.
+    private func gradients(_ parameters: UnsafePointer<Float>, _ batch: Batch, leaves: [GradientLeaf], write: Bool,
+                           stageDone: (Int) -> Void) -> [Double] {
         let n = batch.rows
         guard n > 0 else {
+            if write { for leaf in leaves { leaf.gradient.update(repeating: 0, count: layout.count) } }
             for i in 0..<layers { stageDone(i) }
-            return 0
+            return leaves.map { _ in 0 }
         }
         let z = forward(parameters, batch.block)
         var correct = 0.0
-        let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: outputs, correct: &correct)
+        let losses = leaves.map { leaf in
+            softmaxCrossEntropy(z + leaf.rows.lowerBound * outputs, labels: batch.y + leaf.rows.lowerBound, rows: leaf.rows.count,
+                                classes: outputs, correct: &correct)
+        }
         for r in 0..<n { z[r * outputs + Int(batch.y[r])] -= 1 }
 
         let maxWidth = widths.dropFirst().max()!
         var d = UnsafeMutablePointer(z)
         var spare = deltaA.get(n * maxWidth)
         var other = deltaB.get(n * maxWidth)
-        var decay = 0.0
+        var decay = [Double](repeating: 0, count: leaves.count)
         for l in stride(from: layers, through: 1, by: -1) {
             let fanIn = widths[l - 1], fanOut = widths[l]
             let below = l == 1 ? batch.block : RowBlock(dense: activations[l - 2].get(0), rows: n, features: fanIn)
-            below.accumulateTransposed(deltas: d, outputs: fanOut, into: gradient + weight(l).offset, sparse: sparse)
-            addColumnSums(d, rows: n, cols: fanOut, into: gradient + bias(l).offset)
-            // Weight decay per layer, so the layer's gradient is final here; the next layer's delta below
-            // reads the parameters, never this gradient.
-            decay += WeightDecay.apply(weightDecay, views: [weight(l)], parameters: parameters, gradient: gradient, rows: n)
+            for (i, leaf) in leaves.enumerated() {
+                let r = leaf.rows, part = r == 0..<n ? below : below.rows(r.lowerBound, r.count), dr = d + r.lowerBound * fanOut
+                part.accumulateTransposed(deltas: dr, outputs: fanOut, into: leaf.gradient + weight(l).offset, sparse: sparse, overwrite: write)
+                addColumnSums(dr, rows: r.count, cols: fanOut, into: leaf.gradient + bias(l).offset, beta: write ? 0 : 1)
+                // Weight decay per layer, so the layer's gradient is final here; the next layer's delta below
+                // reads the parameters, never this gradient.
+                decay[i] += WeightDecay.apply(weightDecay, views: [weight(l)], parameters: parameters, gradient: leaf.gradient, rows: r.count)
+            }
             stageDone(layers - l)
             if l > 1 {
                 // ReLU's derivative goes into the gemm's final write (zero where the activation is ≤ 0); tanh's is a pass.
@@ -143,7 +169,7 @@ public final class MLP: StagedGradientModel {
                 swap(&spare, &other)
             }
         }
-        return loss + decay
+        return zip(losses, decay).map { $0 + $1 }
     }
 
     /// Writes class probabilities (classes per row).

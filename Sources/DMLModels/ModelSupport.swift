@@ -64,10 +64,11 @@ func addBias(_ z: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, row
     for r in 0..<rows { Vector.axpy(1, bias, z + r * cols, cols) }
 }
 
-/// `out[j] += Σ_r m[r·cols + j]`: the bias gradient from a matrix of row deltas (`Gemm.columnSums`).
+/// `out[j] += Σ_r m[r·cols + j]`: the bias gradient from a matrix of row deltas (`Gemm.columnSums`); `beta` 0
+/// writes the sums instead (`out` not read).
 @inline(__always)
-func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
-    Gemm.columnSums(m: rows, n: cols, a: m, lda: cols, beta: 1, y: out)
+func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>, beta: Float = 1) {
+    Gemm.columnSums(m: rows, n: cols, a: m, lda: cols, beta: beta, y: out)
 }
 
 /// Softmax cross-entropy over a block of logits (rows × classes), in place: returns `Σ −log p[label]`,

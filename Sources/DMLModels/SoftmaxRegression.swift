@@ -6,7 +6,7 @@ import Foundation
 /// Layout: `weight` [classes × features], `bias` [classes]. On a batch X (rows × features):
 /// `Z = X·Wᵀ + b` (one gemm), `D = softmax(Z) − onehot(y)`, `∂W += Dᵀ·X` (one gemm), `∂b += Σ_rows D`.
 /// Cost: 4·rows·classes·features flops. Optional L2 weight decay on `weight` (see `WeightDecay`).
-public final class SoftmaxRegression: Model {
+public final class SoftmaxRegression: LeafGradientModel {
     public let kind = "softmax"
     public let isClassifier = true
     public let inputs: Int
@@ -39,17 +39,37 @@ public final class SoftmaxRegression: Model {
 
     public func accumulateGradient(parameters: UnsafePointer<Float>, batch: Batch,
                                    into gradient: UnsafeMutablePointer<Float>) -> Double {
+        gradients(parameters, batch, leaves: [GradientLeaf(rows: 0..<batch.rows, gradient: gradient)], write: false)[0]
+    }
+
+    /// `LeafGradientModel`: the logits and deltas of all the leaves' rows in one pass, `∂W`, `∂b` and the loss per leaf.
+    public func writeLeafGradients(parameters: UnsafePointer<Float>, batch: Batch, leaves: [GradientLeaf]) -> [Double] {
+        gradients(parameters, batch, leaves: leaves, write: true)
+    }
+
+    /// `Z`, the loss and `D` over the batch; each leaf's `∂W`, `∂b`, weight decay and loss over its rows alone,
+    /// added into its buffer (`write`: written, the buffer never read).
+    private func gradients(_ parameters: UnsafePointer<Float>, _ batch: Batch, leaves: [GradientLeaf], write: Bool) -> [Double] {
         let d = inputs, k = outputs, n = batch.rows
-        guard n > 0 else { return 0 }
+        guard n > 0 else {
+            if write { for leaf in leaves { leaf.gradient.update(repeating: 0, count: layout.count) } }
+            return leaves.map { _ in 0 }
+        }
         let z = logits.get(n * k)
         forward(parameters, batch.block, z)
         var correct = 0.0
-        let loss = softmaxCrossEntropy(z, labels: batch.y, rows: n, classes: k, correct: &correct)
+        let losses = leaves.map { leaf in
+            softmaxCrossEntropy(z + leaf.rows.lowerBound * k, labels: batch.y + leaf.rows.lowerBound, rows: leaf.rows.count,
+                                classes: k, correct: &correct)
+        }
         for r in 0..<n { z[r * k + Int(batch.y[r])] -= 1 }
-        batch.block.accumulateTransposed(deltas: z, outputs: k, into: gradient, sparse: sparse)
-        addColumnSums(z, rows: n, cols: k, into: gradient + k * d)
-        return loss + WeightDecay.apply(weightDecay, views: [layout.views[0]], parameters: parameters,
-                                        gradient: gradient, rows: n)
+        return zip(leaves, losses).map { leaf, loss in
+            let r = leaf.rows, part = r == 0..<n ? batch.block : batch.block.rows(r.lowerBound, r.count), dr = z + r.lowerBound * k
+            part.accumulateTransposed(deltas: dr, outputs: k, into: leaf.gradient, sparse: sparse, overwrite: write)
+            addColumnSums(dr, rows: r.count, cols: k, into: leaf.gradient + k * d, beta: write ? 0 : 1)
+            return loss + WeightDecay.apply(weightDecay, views: [layout.views[0]], parameters: parameters,
+                                            gradient: leaf.gradient, rows: r.count)
+        }
     }
 
     public func predict(parameters: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,

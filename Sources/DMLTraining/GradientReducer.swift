@@ -9,6 +9,13 @@ import DMLModels
 public struct Contribution {
     public let rows: [Int]
     public let buffer: UnsafeMutablePointer<Float>
+    /// nil: `rows` summed into `buffer` by one model call. Otherwise `rows` cut into leaves (consecutive runs,
+    /// indices into `rows`), each summed into its own buffer of `[gradient | loss sum | row count]` by one pass
+    /// over all of `rows` (`Model.leafGradients`: the buffers need no zeroing); `buffer` is the first leaf's.
+    public var leaves: [GradientLeaf]? = nil
+    /// The rows' features and targets, gathered by the reducer (it may have fetched rows that other ranks hold),
+    /// valid until `finish`; nil: the trainer gathers `rows` from its shard.
+    public var batch: Batch? = nil
 }
 
 /// How a rank's share of a step's gradient becomes the same averaged gradient on every rank: the part of
@@ -35,6 +42,9 @@ public protocol GradientReducer: AnyObject {
     /// The groups of rows of step `number` (1-based) to compute; `rows(in:)` gives the batch's rows among
     /// a range of global rows, `holding` is this rank's range.
     func begin(step number: Int, holding: Range<Int>, rows: (Range<Int>) -> [Int]) -> [Contribution]
+    /// The run's batch order, once, before the first step: a reducer that fetches a step's rows ahead of it
+    /// (`ReproducibleReducer`'s leaf balance) reads the next step's batch from it.
+    func plan(_ sampler: BatchSampler)
     /// A staged model has finished stage `i` of the (single) group's gradient.
     func stageReady(_ stage: Int)
     /// Completes step `number`'s reduction (`globalRows`: the batch's rows over all ranks). Returns the mean
@@ -70,6 +80,7 @@ public protocol GradientReducer: AnyObject {
 extension GradientReducer {
     public func attach(_ train: Dataset) throws -> Dataset { train }
     public func epochEnded(_ train: Dataset, completed: Int) throws -> Dataset { train }
+    public func plan(_ sampler: BatchSampler) {}
     public func stageReady(_ stage: Int) {}
     public var wantsStages: Bool { false }
     public func touched(_ coordinates: [Int32]) {}

@@ -161,6 +161,7 @@ public final class Trainer: TrainingStrategy {
                                blockRows: config.reproducibleBlockRows ?? 1)
         parameters = [Float](repeating: 0, count: model.layout.count)
         parameters.withUnsafeMutableBufferPointer { model.initialize($0, seed: config.seed) }
+        reducer.plan(sampler)
     }
 
     public func stepBody(number: Int) throws -> (loss: Double, rows: Int) {
@@ -176,6 +177,16 @@ public final class Trainer: TrainingStrategy {
             return sampler.localRows(ofStep: step, in: range)
         }
         for group in groups {
+            if let leaves = group.leaves {
+                // Leaves (`--reproducible`): one pass over the group's rows, a sum per leaf.
+                let losses = try group.batch.map { computeLeaves($0, leaves, step: number) }
+                    ?? withBatch(group.rows) { computeLeaves($0, leaves, step: number) }
+                for (leaf, loss) in zip(leaves, losses) {
+                    leaf.gradient[p] = Float(loss)
+                    leaf.gradient[p + 1] = Float(leaf.rows.count)
+                }
+                continue
+            }
             let loss = try withBatch(group.rows) { batch in
                 hooks.span("data", step: number)
                 // A sparse reducer reduces only what a CSR batch can have touched (with several groups it finds
@@ -229,6 +240,12 @@ public final class Trainer: TrainingStrategy {
             }
             return model.accumulateGradient(parameters: w.baseAddress!, batch: batch, into: gradient)
         }
+    }
+
+    /// Each leaf's Σ gradient and Σ loss of `batch` into its buffer (`Model.leafGradients`).
+    private func computeLeaves(_ batch: Batch, _ leaves: [GradientLeaf], step number: Int) -> [Double] {
+        hooks.span("data", step: number)
+        return parameters.withUnsafeBufferPointer { model.leafGradients(parameters: $0.baseAddress!, batch: batch, leaves: leaves) }
     }
 
     public func withReplicatedParameters(_ body: (UnsafeMutableBufferPointer<Float>) -> Void) {

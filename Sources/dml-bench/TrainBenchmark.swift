@@ -61,7 +61,7 @@ struct TrainBenchmark: ParsableCommand {
     @Flag(help: "Time the MLP a second time with each gradient bucket's allreduce overlapping the backward pass (row mlp+overlap); the plain mlp row does not overlap.")
     var overlap = false
 
-    @Flag(help: "Time each model a second time with --reproducible (rows softmax+repro, mlp+repro: whole 64-row blocks, exact fixed-point sums), right after its default row; --batch must be a multiple of 64.")
+    @Flag(help: "Time each model a second time with --reproducible (rows softmax+repro, mlp+repro: whole 64-row blocks, exact fixed-point sums), together with its default row, one step of each in turn; --batch must be a multiple of 64.")
     var reproducible = false
 
     @Option(name: .customLong("bucket-kb"),
@@ -201,14 +201,21 @@ struct TrainBenchmark: ParsableCommand {
             fflush(nil)
         }
         var results: [Result] = []
-        for (i, run) in runs.enumerated() {
-            let r = try measure(run.model, overlap: run.overlap, reproducible: run.reproducible, comm: comm, train: train, fromProcessStart: i == 0)
-            results.append(r)
-            if comm.rank == 0 {
-                print(r.label.padding(toLength: 12, withPad: " ", startingAt: 0)
-                      + String(format: " %11.0f %11.0f %10.3f %10.1f%% %10@ %11.4f", r.samplesPerSecond, r.meanSamplesPerSecond,
-                               r.stepSeconds * 1e3, 100 * r.commShare, r.firstStep.map { String(format: "%.3f s", $0) } ?? "-", r.finalLoss))
-                fflush(nil)
+        // A model's default and --reproducible rows are timed together, step by step in turn, so that both see the
+        // same machine (a shared machine's load changes from second to second).
+        var pending = runs[...]
+        while let run = pending.first {
+            let together = pending.prefix { $0.model == run.model && !$0.overlap && !run.overlap }
+            pending = pending.dropFirst(Swift.max(1, together.count))
+            let group = together.isEmpty ? [run] : Array(together)
+            for r in try measure(group.map { ($0.model, $0.overlap, $0.reproducible) }, comm: comm, train: train, fromProcessStart: results.isEmpty) {
+                results.append(r)
+                if comm.rank == 0 {
+                    print(r.label.padding(toLength: 12, withPad: " ", startingAt: 0)
+                          + String(format: " %11.0f %11.0f %10.3f %10.1f%% %10@ %11.4f", r.samplesPerSecond, r.meanSamplesPerSecond,
+                                   r.stepSeconds * 1e3, 100 * r.commShare, r.firstStep.map { String(format: "%.3f s", $0) } ?? "-", r.finalLoss))
+                    fflush(nil)
+                }
             }
         }
         if comm.rank == 0 { print(String(format: "MPI_Init: %.3f s (slowest rank)", maxInit)) }
@@ -243,56 +250,64 @@ struct TrainBenchmark: ParsableCommand {
         }
     }
 
-    /// Trains one model for `warmup + steps` steps and times it. Collective.
-    func measure(_ name: ModelName, overlap: Bool, reproducible: Bool, comm: MPICommunicator, train: Dataset, fromProcessStart: Bool) throws -> Result {
-        let model: Model
-        switch name {
-        case .softmax: model = SoftmaxRegression(features: train.features, classes: Swift.max(2, train.classes))
-        case .mlp: model = MLP(features: train.features, hidden: hiddenWidths!, classes: Swift.max(2, train.classes), activation: .relu)
-        case .logistic: model = LogisticRegression(features: train.features)
-        }
-        let lr = name == .mlp ? mlpLr : softmaxLr
-        let algorithm = AllreduceKind(rawValue: allreduce)!.make(for: comm)
-        // The sparse allreduce keeps its sparse form, so the trainer picks the sparse reducer and its calls are timed.
-        let timed = (algorithm as? SparseAllreduceAlgorithm).map { TimedSparseAllreduce($0) } ?? TimedAllreduce(algorithm)
+    /// Trains each of `runs` for `warmup + steps` steps, one step of each in turn, and times every step alone.
+    /// Collective.
+    func measure(_ runs: [(model: ModelName, overlap: Bool, reproducible: Bool)], comm: MPICommunicator, train: Dataset,
+                 fromProcessStart: Bool) throws -> [Result] {
         let total = warmup + steps
-        var config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
-        config.overlap = overlap
-        // --reproducible's Int64 sums do not go through `timed` (its comm share is then 0).
-        config.reproducibleBlockRows = reproducible ? Reproducible.blockRows : nil
-        config.bucketBytes = bucketKB << 10
-        let trainer = Trainer(comm: comm, model: model, train: train, config: config, allreduce: timed)
-
-        var stepTimes = [Double](repeating: 0, count: steps)
+        let trainers = runs.map { run -> (Trainer, TimedAllreduce) in
+            let model: Model
+            switch run.model {
+            case .softmax: model = SoftmaxRegression(features: train.features, classes: Swift.max(2, train.classes))
+            case .mlp: model = MLP(features: train.features, hidden: hiddenWidths!, classes: Swift.max(2, train.classes), activation: .relu)
+            case .logistic: model = LogisticRegression(features: train.features)
+            }
+            let lr = run.model == .mlp ? mlpLr : softmaxLr
+            let algorithm = AllreduceKind(rawValue: allreduce)!.make(for: comm)
+            // The sparse allreduce keeps its sparse form, so the trainer picks the sparse reducer and its calls are timed.
+            let timed = (algorithm as? SparseAllreduceAlgorithm).map { TimedSparseAllreduce($0) } ?? TimedAllreduce(algorithm)
+            var config = TrainingConfig(steps: total, batchSize: batch, learningRate: lr, seed: seed, logEvery: total)
+            config.overlap = run.overlap
+            // --reproducible's Int64 sums do not go through `timed` (its comm share is then 0).
+            config.reproducibleBlockRows = run.reproducible ? Reproducible.blockRows : nil
+            config.bucketBytes = bucketKB << 10
+            return (Trainer(comm: comm, model: model, train: train, config: config, allreduce: timed), timed)
+        }
+        var stepTimes = [[Double]](repeating: [Double](repeating: 0, count: steps), count: runs.count)
         var firstStep: Double?
-        var commSeconds = 0.0, stepSeconds = 0.0
-        var wallStart: UInt64 = 0
+        var stepSeconds = [Double](repeating: 0, count: runs.count)
+        var wall = [Double](repeating: 0, count: runs.count)
         for s in 0..<total {
             if s == warmup {
                 try comm.barrier()
-                wallStart = DispatchTime.now().uptimeNanoseconds
-                timed.seconds = 0
+                for (_, timed) in trainers { timed.seconds = 0 }
             }
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try trainer.trainStep()
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            if s == 0 && fromProcessStart { firstStep = processAge() }
-            if s >= warmup {
-                stepTimes[s - warmup] = Double(t1 - t0) / 1e9
-                stepSeconds += Double(t1 - t0) / 1e9
+            for (i, (trainer, _)) in trainers.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try trainer.trainStep()
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                if s == 0 && i == 0 && fromProcessStart { firstStep = processAge() }
+                if s >= warmup {
+                    stepTimes[i][s - warmup] = Double(t1 - t0) / 1e9
+                    stepSeconds[i] += Double(t1 - t0) / 1e9
+                    wall[i] += Double(t1 - t0) / 1e9
+                }
             }
         }
-        commSeconds = timed.seconds
-        // The slowest rank's end marks the end of the timed run.
-        let wall = try comm.allreduced(Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9, op: .max)
-        let slowest = try comm.allreduced(stepTimes, op: .max)
-        let share = try comm.allreduced(stepSeconds > 0 ? commSeconds / stepSeconds : 0, op: .sum) / Double(comm.size)
         // Collective on every rank alike (a rank without /proc contributes −1; then there is no figure).
         let first = try fromProcessStart ? comm.allreduced(firstStep ?? -1, op: .max) : -1
-        let median = BenchOutput.median(slowest)
-        let loss = try trainer.evaluate(train).loss
-        return Result(model: name, overlap: overlap, reproducible: reproducible, samplesPerSecond: Double(batch) / median, meanSamplesPerSecond: Double(steps * batch) / wall,
-                      stepSeconds: median, commShare: share, firstStep: first >= 0 ? first : nil, finalLoss: loss)
+        return try runs.indices.map { i in
+            let (trainer, timed) = trainers[i]
+            // The slowest rank's time in this run's steps marks its timed wall time.
+            let timedWall = try comm.allreduced(wall[i], op: .max)
+            let slowest = try comm.allreduced(stepTimes[i], op: .max)
+            let share = try comm.allreduced(stepSeconds[i] > 0 ? timed.seconds / stepSeconds[i] : 0, op: .sum) / Double(comm.size)
+            let median = BenchOutput.median(slowest)
+            let loss = try trainer.evaluate(train).loss
+            return Result(model: runs[i].model, overlap: runs[i].overlap, reproducible: runs[i].reproducible, samplesPerSecond: Double(batch) / median,
+                          meanSamplesPerSecond: Double(steps * batch) / timedWall, stepSeconds: median, commShare: share,
+                          firstStep: i == 0 && first >= 0 ? first : nil, finalLoss: loss)
+        }
     }
 }
 

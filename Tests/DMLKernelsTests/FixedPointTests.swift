@@ -73,4 +73,34 @@ final class FixedPointTests: XCTestCase {
         XCTAssertEqual(results[0], results[1])
         XCTAssertEqual(results[0], y.map { 7 + Int64(Double($0) * 0x1p30) })
     }
+
+    /// `sum` over several buffers gives the integers and the max of `add` of each into zeros, whatever q held,
+    /// with 1 and 3 threads, for lengths inside one run, across runs and across units; none: zeros.
+    func testSumOfBuffersIsAddOfEachIntoZeros() throws {
+        defer { try? KernelThreads.use(1) }
+        for threads in [1, 3] {
+            try KernelThreads.use(threads)
+            for n in [0, 5, FixedPoint.span + 3, 2 * FixedPoint.unit + 4097] {
+                let buffers = (0..<3).map { b in
+                    let x = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(n, 1))
+                    for i in 0..<n { x[i] = Float(((i + 31 * b) * 7919) % 10007) / 37 - 130 }
+                    return UnsafePointer(x)
+                }
+                defer { buffers.forEach { $0.deallocate() } }
+                var expected = [Int64](repeating: 0, count: n), top = 0.0
+                for x in buffers {
+                    top = Swift.max(top, expected.withUnsafeMutableBufferPointer { FixedPoint.add(x, n, exponent: 40, into: $0.baseAddress!) })
+                }
+                for count in [3, 1, 0] {
+                    var q = [Int64](repeating: -9, count: Swift.max(n, 1))
+                    let got = q.withUnsafeMutableBufferPointer { FixedPoint.sum(Array(buffers.prefix(count)), n, exponent: 40, into: $0.baseAddress!) }
+                    if count == 3 {
+                        XCTAssertEqual(Array(q.prefix(n)), expected, "threads \(threads) n \(n)")
+                        XCTAssertEqual(got, top, "threads \(threads) n \(n)")
+                    }
+                    if count == 0 { XCTAssertEqual(Array(q.prefix(n)), [Int64](repeating: 0, count: n), "threads \(threads) n \(n): no buffers") }
+                }
+            }
+        }
+    }
 }

@@ -44,7 +44,13 @@ final class ReproducibleReducerTests: XCTestCase {
 
     func train(ranks: Int, model: @escaping @Sendable () -> Model, batch: Int?, shuffle: Bool = true, steps: Int = 12,
                optimizer: OptimizerKind = .adam) throws -> [[Float]] {
-        try LocalCommunicator.run(size: ranks) { comm -> [Float] in
+        try trainCountingMoves(ranks: ranks, model: model, batch: batch, shuffle: shuffle, steps: steps, optimizer: optimizer).map(\.0)
+    }
+
+    /// The trained parameters of every rank, and how many leaves it computed for their holders.
+    func trainCountingMoves(ranks: Int, model: @escaping @Sendable () -> Model, batch: Int?, shuffle: Bool = true, steps: Int = 12,
+                            optimizer: OptimizerKind = .adam) throws -> [([Float], Int)] {
+        try LocalCommunicator.run(size: ranks) { comm -> ([Float], Int) in
             let shard = self.task.trainingShard(rows: 64 * 7 + 23, rank: comm.rank, ranks: comm.size)
             var config = TrainingConfig(steps: steps, batchSize: batch, learningRate: 0.05, seed: 5, logEvery: 1000,
                                         optimizer: OptimizerConfig(kind: optimizer))
@@ -52,7 +58,7 @@ final class ReproducibleReducerTests: XCTestCase {
             config.shuffle = shuffle
             let trainer = Trainer(comm: comm, model: model(), train: shard, config: config, allreduce: RingAllreduce(comm: comm))
             try trainer.run { _ in }
-            return trainer.parameters
+            return (trainer.parameters, (trainer.reducer as! ReproducibleReducer).receivedLeaves)
         }
     }
 
@@ -60,17 +66,78 @@ final class ReproducibleReducerTests: XCTestCase {
         let models: [(String, @Sendable () -> Model)] = [
             ("softmax", { SoftmaxRegression(features: 10, classes: 3) }),
             ("mlp", { MLP(features: 10, hidden: [12], classes: 3) }),
+            // 563 parameters ≥ 32 × 11: its leaves are balanced over the ranks (rows moved between them).
+            ("wide mlp", { MLP(features: 10, hidden: [40], classes: 3) }),
         ]
         for (name, model) in models {
+            let balanced = name == "wide mlp"
+            XCTAssertEqual(ReproducibleReducer.balances(count: model().layout.count, features: 10), balanced, name)
             for (batch, shuffle) in [(128, true), (64, false), (nil, false)] as [(Int?, Bool)] {
                 let reference = try train(ranks: 1, model: model, batch: batch, shuffle: shuffle)[0]
                 for p in 2...6 {
-                    let replicas = try train(ranks: p, model: model, batch: batch, shuffle: shuffle)
+                    let replicas = try trainCountingMoves(ranks: p, model: model, batch: batch, shuffle: shuffle)
                     for r in 0..<p {
-                        XCTAssertEqual(replicas[r].map(\.bitPattern), reference.map(\.bitPattern), "\(name) batch \(batch ?? 0) shuffle \(shuffle) np \(p) rank \(r)")
+                        XCTAssertEqual(replicas[r].0.map(\.bitPattern), reference.map(\.bitPattern), "\(name) batch \(batch ?? 0) shuffle \(shuffle) np \(p) rank \(r)")
                     }
+                    // Balanced: some leaves computed away from their holders when a batch's 2 leaves lie on one of 2 or 3
+                    // ranks (a full batch is even already; at np ≥ 4 they move only when one rank holds both).
+                    let moved = replicas.reduce(0) { $0 + $1.1 }
+                    if !balanced { XCTAssertEqual(moved, 0, "\(name) np \(p)") }
+                    if balanced && batch == 128 && p <= 3 { XCTAssertGreaterThan(moved, 0, "\(name) batch 128 np \(p)") }
                 }
             }
+        }
+    }
+
+    /// A NaN or ∞ in one rank's leaf makes the mean NaN and `gradientIsNonFinite` true on every rank (the guard's
+    /// answer without a scan); the next finite step is finite again. np 3, four leaves of 50 values.
+    func testANonFiniteLeafValueIsFlaggedOnEveryRank() throws {
+        let n = 50, rows = 4 * 64, batch = Array(0..<rows)
+        let runs = try LocalCommunicator.run(size: 3) { comm -> [(Bool, Bool)] in
+            let reducer = ReproducibleReducer(comm: comm, count: n, collectiveTimeout: 30)
+            return try [Float(1), .nan, .infinity, 2].enumerated().map { step, poison in
+                let holding = ReproducibleReducer.rowRange(of: comm.rank, ranks: comm.size, rows: rows)
+                for group in reducer.begin(step: step + 1, holding: holding, rows: { r in batch.filter { r.contains($0) } }) {
+                    for leaf in group.leaves ?? [] {
+                        for i in 0..<n { leaf.gradient[i] = Float(i % 7) - 3 }
+                        if comm.rank == 1 { leaf.gradient[n / 2] = poison }
+                        leaf.gradient[n] = 1
+                        leaf.gradient[n + 1] = Float(leaf.rows.count)
+                    }
+                }
+                let mean = try reducer.finish(step: step + 1, globalRows: rows) {}
+                return (reducer.gradientIsNonFinite(mean), mean[0..<n].contains { $0.isNaN })
+            }
+        }
+        for (r, run) in runs.enumerated() {
+            XCTAssertEqual(run.map(\.0), [false, true, true, false], "rank \(r): flagged")
+            XCTAssertEqual(run.map(\.1), [false, true, true, false], "rank \(r): NaN in the mean")
+        }
+    }
+
+    /// Each rank computes ⌊L/p⌋ or ⌈L/p⌉ leaves, its own first, and no balanced assignment moves fewer.
+    func testLeafBalanceComputesEvenSharesMovingTheFewestLeaves() {
+        XCTAssertEqual(LeafBalance.assign(holders: [0, 0, 0, 1], ranks: 2), [0, 0, 1, 1])
+        XCTAssertEqual(LeafBalance.assign(holders: [1, 0, 1, 1, 1], ranks: 2), [1, 0, 1, 1, 0])
+        XCTAssertEqual(LeafBalance.assign(holders: [2, 2, 2, 2], ranks: 3), [2, 2, 0, 1])
+        XCTAssertEqual(LeafBalance.assign(holders: [3, 3], ranks: 4), [3, 0])
+        var random = TestRandom(seed: 9)
+        for _ in 0..<300 {
+            let p = Int.random(in: 1...9, using: &random), leaves = Int.random(in: 0...20, using: &random)
+            let holders = (0..<leaves).map { _ in Int.random(in: 0..<p, using: &random) }
+            let computers = LeafBalance.assign(holders: holders, ranks: p)
+            let counts = (0..<p).map { r in computers.filter { $0 == r }.count }
+            XCTAssertLessThanOrEqual(counts.max()! - counts.min()!, 1, "\(holders) → \(computers)")
+            let held = (0..<p).map { r in holders.filter { $0 == r }.count }
+            // The fewest moves: each rank keeps min(held, its share) of its own.
+            let kept = zip(holders, computers).filter { $0 == $1 }.count
+            XCTAssertEqual(kept, (0..<p).reduce(0) { $0 + Swift.min(held[$1], counts[$1]) }, "\(holders) → \(computers)")
+            // Brute force over which ranks compute the extra leaves: no balanced assignment moves fewer.
+            let (floor, extra) = leaves.quotientAndRemainder(dividingBy: p)
+            let fewest = (0..<(1 << p)).filter { $0.nonzeroBitCount == extra }.map { set in
+                (0..<p).reduce(0) { $0 + Swift.max(0, held[$1] - floor - ((set >> $1) & 1)) }
+            }.min()!
+            XCTAssertEqual(leaves - kept, fewest, "\(holders) → \(computers)")
         }
     }
 
@@ -118,11 +185,13 @@ final class ReproducibleReducerTests: XCTestCase {
         func step(_ reducer: ReproducibleReducer, rank: Int, ranks: Int, number: Int, magnitude: Float) throws -> [UInt32] {
             let holding = ReproducibleReducer.rowRange(of: rank, ranks: ranks, rows: rows)
             let groups = reducer.begin(step: number, holding: holding) { r in batch.filter { r.contains($0) } }
-            for g in groups {
-                let block = g.rows[0] / 64
-                for i in 0..<n { g.buffer[i] = Float((block * 7919 + i * 104_729) % 2001 - 1000) / 997 * magnitude }
-                g.buffer[n] = Float(block + 1) * magnitude
-                g.buffer[n + 1] = Float(g.rows.count)
+            for group in groups {
+                for leaf in group.leaves ?? [] {
+                    let block = group.rows[leaf.rows.lowerBound] / 64, g = leaf.gradient
+                    for i in 0..<n { g[i] = Float((block * 7919 + i * 104_729) % 2001 - 1000) / 997 * magnitude }
+                    g[n] = Float(block + 1) * magnitude
+                    g[n + 1] = Float(leaf.rows.count)
+                }
             }
             return try reducer.finish(step: number, globalRows: rows) {}.map(\.bitPattern)
         }

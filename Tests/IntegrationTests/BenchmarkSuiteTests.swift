@@ -130,6 +130,20 @@ final class BenchmarkSuiteTests: XCTestCase {
         XCTAssertEqual(rows[0]["final_loss"], rows[1]["final_loss"])
     }
 
+    /// `--reproducible` times each model's default and reproducible rows together, one step of each in turn, and
+    /// prints their ratio; with `--overlap` the MLP's overlap row still follows.
+    func testDMLBenchTrainTimesTheReproducibleRowsWithTheirDefaults() throws {
+        let csv = MPIRunner.temporaryDirectory() + "/repro.csv"
+        let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax,mlp", "--hidden", "48", "--reproducible", "--overlap",
+                                                          "--rows", "1024", "--features", "24", "--batch", "128", "--steps", "20",
+                                                          "--warmup", "2", "--csv", csv])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        for model in ["softmax", "mlp"] { XCTAssertTrue(r.stdout.contains("reproducible: \(model) step"), r.stdout) }
+        let rows = try readCSV(csv, header: "model,np,batch,samples_per_s")
+        XCTAssertEqual(rows.map { $0["model"]! }, ["softmax", "softmax+repro", "mlp", "mlp+repro", "mlp+overlap"])
+        XCTAssertEqual(rows[2]["final_loss"], rows[4]["final_loss"])
+    }
+
     func testDMLBenchTrainRejectsABadModelOnce() throws {
         let r = try MPIRunner.run(ranks: 2, "dml-bench", ["train", "--models", "softmax,resnet"])
         XCTAssertNotEqual(r.status, 0)
