@@ -93,9 +93,6 @@ public final class AutoAllreduce: AllreduceAlgorithm {
     /// default for where the ranks are, chosen by the first `run`.
     private var policy: Result<AutoAllreducePolicy, Error>?
     private var algorithms: [AllreduceKind: AllreduceAlgorithm] = [:]
-    /// The last size asked for and its algorithm: a training loop asks for the same sizes every step, and at
-    /// 1 KiB the policy walk and the dictionary lookup were a measurable share of a 0.6 µs allreduce.
-    private var last: (bytes: Int, algorithm: AllreduceAlgorithm)?
 
     /// Whether the default policy on one node is chosen by timing `shm` against `MPI_Allreduce` at set-up
     /// (`probe`): true always, false never (`oneNode`), nil (the default) only when the ranks are processes
@@ -181,18 +178,12 @@ public final class AutoAllreduce: AllreduceAlgorithm {
 
     /// The algorithm used for `bytes`-byte messages.
     public func algorithm(bytes: Int) throws -> AllreduceAlgorithm {
-        if let last, last.bytes == bytes { return last.algorithm }
         let kind = try resolvedPolicy().choice(bytes: bytes)
-        let a: AllreduceAlgorithm
-        if let known = algorithms[kind] {
-            a = known
-        } else {
-            let policy = try resolvedPolicy(), own = try comm.get()
-            a = kind == .ring && policy.ringSegmentBytes != nil
-                ? RingAllreduce(comm: own, segmentBytes: policy.ringSegmentBytes) : kind.make(for: own)
-            algorithms[kind] = a
-        }
-        last = (bytes, a)
+        if let a = algorithms[kind] { return a }
+        let policy = try resolvedPolicy(), own = try comm.get()
+        let a = kind == .ring && policy.ringSegmentBytes != nil
+            ? RingAllreduce(comm: own, segmentBytes: policy.ringSegmentBytes) : kind.make(for: own)
+        algorithms[kind] = a
         return a
     }
 

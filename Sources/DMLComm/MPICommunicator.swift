@@ -113,8 +113,18 @@ public final class MPICommunicator: Communicator {
 
     @inline(__always)
     static func check(_ rc: Int32, _ call: @autoclosure () -> String) throws {
-        if rc != MPI_SUCCESS { throw CommError.mpi(call: call(), code: rc, message: errorString(rc)) }
+        if rc != MPI_SUCCESS {
+            abandoned = true
+            throw CommError.mpi(call: call(), code: rc, message: errorString(rc))
+        }
     }
+
+    /// Set (once, never cleared) when a wait expired or an MPI call failed: the job is ending, and a rank may be
+    /// gone or stalled. The collective frees that objects do when they go away (`MPI_Win_free`, which holds a
+    /// barrier, and `MPI_Comm_free`) are then skipped: the error unwinds through those objects, and a barrier
+    /// with a stalled rank would hang the rank that must report the stall (review 6, #1). The process ends soon
+    /// after, so nothing leaks for long.
+    nonisolated(unsafe) static var abandoned = false
 
     static func datatype(_ kind: ScalarKind) -> MPI_Datatype {
         switch kind {
@@ -251,11 +261,13 @@ public final class MPICommunicator: Communicator {
             let interrupted = !expired && !interruptionAnswered && (deadlines.interruption?(waited) ?? false)
             guard expired || interrupted else { continue }
             guard let roll = rollCall else {
+                Self.abandoned = true
                 throw CollectiveStall(phase: deadline.phase, seconds: deadline.seconds, missing: [], reporter: true, rank: rank)
             }
             let stall = try roll.stall(phase: deadline.phase, seconds: deadline.seconds, interrupted: interrupted)
             // A stop signal, and every rank answered: nobody died, the wait goes on.
             if interrupted && (stall.missing.isEmpty || !stall.reporter) { interruptionAnswered = true; continue }
+            Self.abandoned = true
             throw stall
         }
     }
@@ -276,7 +288,7 @@ public final class MPICommunicator: Communicator {
     deinit {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
-        if owned && finalized == 0 {
+        if owned && finalized == 0 && !Self.abandoned {
             var c: MPI_Comm? = handle
             MPI_Comm_free(&c)
         }
@@ -453,7 +465,7 @@ final class MPISharedWindow: SharedMemoryWindow {
     deinit {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
-        guard finalized == 0 else { return }
+        guard finalized == 0, !MPICommunicator.abandoned else { return }
         MPI_Win_unlock_all(window)
         MPI_Win_free(&window)
         var c: MPI_Comm? = node.handle

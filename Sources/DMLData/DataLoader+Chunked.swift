@@ -139,7 +139,14 @@ extension DataLoader {
         case .npy:
             guard let file = try? NPYFile(source.path) else { return nil }
             return Double(ShardPlan(rows: file.rows, ranks: ranks).range(of: rank).count) * Double(file.columns) * 4
-        case .libsvm, .hdf5, nil:
+        case .libsvm:
+            // Dense rows of a width known before reading (`--sparse off` with `--hash-bits` or `--features`): one
+            // row a line, each that wide (review 6, #4: 2^22 columns were a 25 GB allocation failure per rank).
+            guard options.sparse == .off, let width = options.hash?.buckets ?? options.features,
+                  let input = try? InputFile(source.path), input.size > 0,
+                  let lines = try? estimatedLines(input, range: LineRange.byteRange(size: input.size, rank: rank, ranks: ranks)) else { return nil }
+            return Double(lines) * Double(width) * 4
+        case .hdf5, nil:
             return nil
         }
     }

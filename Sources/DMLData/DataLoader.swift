@@ -512,6 +512,11 @@ public enum DataLoader {
     /// bits for any number of ranks instead (`exactColumnMeans`). Collective.
     static func fillMissing(_ raw: inout RawShard, given: [Float]?, exactRows: Int? = nil, comm: Communicator, notes: inout [String]) throws -> [Float] {
         let d = raw.features, rows = raw.rows
+        // CSR rows (hashed --categorical columns) keep their missing values as NaN entries, which neither the
+        // means (they read dense rows) nor the fill below reach: refused, on every rank alike, rather than trained
+        // on or read out of bounds (review 6, #2, #6).
+        try comm.agree(raw.csr != nil ? "--missing mean fills dense rows, but these rows are kept as CSR (the hashed --categorical columns make "
+                       + "them sparse): give --missing zero, or --categorical-encoding onehot" : nil, kind: .usage)
         var fill: [Float]
         var missing = 0
         if let given {

@@ -206,9 +206,11 @@ public final class CheckpointStore {
         for name in stray { unlink(directory + "/" + name) }
         // Parts whose manifest does not exist (a job killed between its parts and its manifest) can never be
         // resumed: they are removed too. Parts beside a manifest stay, even a damaged one's (for inspection).
+        // Only names this store writes (`ckpt-<8 digits>.part-<r>-of-<p>.safetensors`): a user's file that merely
+        // looks alike (`ckpt-notes.part-1.txt`, a `.bak` copy) is never touched.
         let orphans = names.filter { name in
-            guard name.hasPrefix("ckpt-"), let dot = name.range(of: ".part-") else { return false }
-            return !names.contains(String(name[..<dot.lowerBound]) + ".safetensors")
+            guard let manifest = CheckpointPart.manifestName(ofPart: name) else { return false }
+            return !names.contains(manifest)
         }
         for name in orphans { unlink(directory + "/" + name) }
         var removed: [String] = []

@@ -41,6 +41,20 @@ public struct CheckpointPart: Equatable {
     }
 
     /// The part's file beside its manifest `ckpt-<step>.safetensors`.
+    /// The manifest's file name of a part's file name `ckpt-NNNNNNNN.part-R-of-P.safetensors` (R < P, eight digits),
+    /// or nil when `name` is not exactly such a name.
+    static func manifestName(ofPart name: String) -> String? {
+        guard name.hasPrefix("ckpt-"), name.hasSuffix(".safetensors") else { return nil }
+        let stem = name.dropFirst(5).dropLast(".safetensors".count)
+        let pieces = stem.split(separator: ".", omittingEmptySubsequences: false)
+        guard pieces.count == 2, pieces[0].count == 8, pieces[0].allSatisfy(\.isASCII), Int(pieces[0]) != nil,
+              pieces[1].hasPrefix("part-") else { return nil }
+        let numbers = pieces[1].dropFirst(5).split(separator: "-", omittingEmptySubsequences: false)
+        guard numbers.count == 3, numbers[1] == "of", let r = Int(numbers[0]), let p = Int(numbers[2]), r >= 0, r < p,
+              String(r) == numbers[0], String(p) == numbers[2] else { return nil }
+        return "ckpt-\(pieces[0]).safetensors"
+    }
+
     public static func path(manifest: String, rank: Int, parts: Int) -> String {
         String(manifest.dropLast(".safetensors".count)) + ".part-\(rank)-of-\(parts).safetensors"
     }

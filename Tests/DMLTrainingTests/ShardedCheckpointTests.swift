@@ -174,9 +174,18 @@ final class ShardedCheckpointTests: XCTestCase {
             XCTAssertEqual(try s.newestValid { XCTFail($0) }?.checkpoint.optimizerState, state(4))
         }
         try first()
+        let userFiles = ["ckpt-notes.part-1.txt", "ckpt-00000008.part-1-of-3.safetensors.bak"].map { dir + "/ckpt/" + $0 }
+        for f in userFiles { _ = FileManager.default.createFile(atPath: f, contents: Data([1])) }
         let again = CheckpointStore(directory: dir + "/ckpt", keep: 0)
         let note = try again.prepare()
+        for f in userFiles { XCTAssertTrue(FileManager.default.fileExists(atPath: f), "a user's file is kept: \(f)") }
         XCTAssertEqual(note, "removed 1 checkpoint part without a manifest from \(dir)/ckpt")
+        // Files that only look like parts are the user's, never removed.
+        for name in ["ckpt-notes.part-1.txt", "ckpt-00000009.part-0-of-2.safetensors.bak", "ckpt-9.part-0-of-2.safetensors",
+                     "ckpt-00000009.part-2-of-2.safetensors", "ckpt-0000000x.part-0-of-2.safetensors"] {
+            XCTAssertNil(CheckpointPart.manifestName(ofPart: name), name)
+        }
+        XCTAssertEqual(CheckpointPart.manifestName(ofPart: "ckpt-00000009.part-1-of-2.safetensors"), "ckpt-00000009.safetensors")
         XCTAssertTrue(CheckpointStore.partFiles(of: again.path(step: 8)).isEmpty)
         XCTAssertEqual(CheckpointStore.partFiles(of: again.path(step: 4)).count, 2, "a manifest's parts stay")
     }

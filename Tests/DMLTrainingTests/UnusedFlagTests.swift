@@ -26,6 +26,10 @@ final class UnusedFlagTests: XCTestCase {
         ("features", { $0.data.features = 10 }, "--features describes a --data file", { $0.data.path = "x.svm" }),
         ("synthetic-rows", { $0.data.path = "x.csv"; $0.data.syntheticRows = 5 }, "--synthetic-rows shapes the synthetic task, which --data x.csv replaces", { $0.data.path = nil }),
         ("synthetic-classes", { $0.data.path = "x.csv"; $0.data.syntheticClasses = 3 }, "--synthetic-classes shapes the synthetic task", { $0.data.path = nil }),
+        ("allreduce", { $0.reduction.balance = true; $0.reduction.allreduce = .shm }, "--balance sums the gradient along its own chain of ranks",
+         { $0.reduction.balance = false }),
+        ("features", { $0.data.path = "x.svm"; $0.data.hashBits = 8; $0.data.features = 300 }, "--features fixes a LIBSVM file's width, which --hash-bits replaces",
+         { $0.data.hashBits = nil }),
     ]
 
     func testEachFlagIsRefusedWithoutWhatReadsItAndHonouredBesideIt() {
@@ -40,6 +44,7 @@ final class UnusedFlagTests: XCTestCase {
             written.givenFlags = [c.flag]
             if c.flag.hasPrefix("synthetic") { written.data.path = "x.csv" }
             if c.flag == "tune-cache" { written.reduction.tuneCache = JobConfiguration().reduction.tuneCache ?? "/tmp/t.json" }
+            if c.flag == "allreduce" { written.reduction.balance = true }
             XCTAssertNotNil(written.conflict(), "\(c.flag) written at its default")
         }
     }

@@ -160,6 +160,17 @@ final class EverydayCSVIntegrationTests: XCTestCase {
         XCTAssertEqual(e.status, 0, e.stderr)
         let unseen = try MPIRunner.run(ranks: 1, "dml-predict", ["--model", model, "--data", x, "--categorical-unseen", "error", "--output", dir + "/u.csv"])
         XCTAssertEqual(unseen.status, FailureKind.usage.exitStatus, unseen.stderr)
+        // A missing value in those CSR rows: --missing mean cannot fill it (it was a NaN trained on, or under
+        // --reproducible a crash): one message from one rank, no model.
+        let gap = write("hm.csv", "size,letter,v\n" + rows.enumerated().map { $0 == 7 ? "small,a," : $1 }.joined(separator: "\n") + "\n")
+        for extra in [[], ["--reproducible", "--batch-size", "64"]] {
+            let m = try MPIRunner.run(ranks: 2, "dml-train", ["--data", gap, "--categorical", "letter", "--categorical-encoding", "hash", "--hash-bits", "8",
+                                                            "--missing", "mean", "--model", "logistic", "--epochs", "1", "--output", dir + "/never.safetensors"] + extra)
+            XCTAssertEqual(m.status, FailureKind.usage.exitStatus, m.stderr)
+            XCTAssertEqual(errors(m, "dml-train").count, 1, m.stderr)
+            XCTAssertTrue(m.stderr.contains("--missing mean fills dense rows, but these rows are kept as CSR"), m.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/never.safetensors"))
+        }
     }
 
     /// `--labels` with a CSV file and `--features` with a dense file are refused (64), one message, no output.

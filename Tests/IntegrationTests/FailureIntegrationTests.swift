@@ -71,6 +71,21 @@ final class FailureIntegrationTests: XCTestCase {
         XCTAssertEqual(try leftovers(marker), "", "no process left behind")
     }
 
+    /// With the shared-memory allreduce too (and `hier`, which runs it inside a node): the stall is reported and
+    /// the job ends, although the window's collective free cannot complete without the stalled rank (the
+    /// failing rank skips it).
+    func testAStallUnderTheSharedMemoryAllreduceEndsTheJob() throws {
+        for algorithm in ["shm", "hier"] {
+            let (r, seconds) = try timed {
+                try MPIRunner.run(ranks: 2, "dml-train", small + ["--steps", "20", "--allreduce", algorithm, "--collective-timeout", "2"],
+                                  environment: ["DML_FAULT": "hang:rank=1:step=5"], timeout: 60)
+            }
+            XCTAssertEqual(r.status, 69, "\(algorithm): \(r.stderr)")
+            XCTAssertLessThan(seconds, 30, algorithm)
+            XCTAssertTrue(r.stderr.contains("the start of step 5 did not finish within 2 s: rank 1 did not answer"), "\(algorithm): \(r.stderr)")
+        }
+    }
+
     func testADeadRankEndsTheJobWithinSecondsNamingTheRankAndTheStep() throws {
         let marker = MPIRunner.temporaryDirectory() + "/m.jsonl"
         let (r, seconds) = try timed {

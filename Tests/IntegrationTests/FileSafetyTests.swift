@@ -115,6 +115,18 @@ final class FileSafetyTests: XCTestCase {
         }
     }
 
+    /// Dense LIBSVM rows of a width known before reading (`--sparse off` with `--hash-bits`) that would not fit are
+    /// refused before the parse with the memory message, not a failed 25 GB allocation on every rank.
+    func testDenseRowsOfAKnownWidthThatDoNotFitAreRefusedBeforeReading() throws {
+        let dir = MPIRunner.temporaryDirectory(), svm = dir + "/h.svm"
+        let text = (0..<3000).map { i in "\(i % 2) \(i % 97 + 1):0.5 \(i % 89 + 200):1.5" }.joined(separator: "\n") + "\n"
+        try text.write(toFile: svm, atomically: true, encoding: .utf8)
+        let r = try MPIRunner.run(ranks: 2, "dml-train", ["--data", svm, "--sparse", "off", "--hash-bits", "28", "--model", "logistic", "--epochs", "1"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertEqual(count("dml-train: error", in: r.stderr), 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("the training rows of \(svm) would take about"), r.stderr)
+    }
+
     /// A temporary file left by a writer that was killed (its process is gone) is removed by the next write
     /// of that file; a live writer's is not touched.
     func testAKilledWritersTemporaryFileIsRemoved() throws {

@@ -120,5 +120,11 @@ final class ReproducibleDataIntegrationTests: XCTestCase {
         XCTAssertEqual(r.status, 64, r.stderr)
         XCTAssertEqual(r.stderr.components(separatedBy: "it cannot be combined with --shard-update").count - 1, 1, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // --sparse auto would read them CSR without --shard-update and dense with it: refused, saying so.
+        let auto = try MPIRunner.run(ranks: 2, "dml-train", ["--data", libsvm(), "--model", "logistic", "--batch-size", "128",
+                                                            "--reproducible", "--shard-update", "--output", out])
+        XCTAssertEqual(auto.status, 64, auto.stderr)
+        XCTAssertEqual(auto.stderr.components(separatedBy: "--sparse auto reads").count - 1, 1, auto.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 }

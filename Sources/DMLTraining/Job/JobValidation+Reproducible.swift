@@ -1,3 +1,4 @@
+import DMLData
 extension JobConfiguration {
     /// `--reproducible` and what it cannot honour yet, each refused with one message: it moves rows held in
     /// memory (dense or CSR) into whole blocks and sums the gradient of whole blocks exactly
@@ -18,7 +19,14 @@ extension JobConfiguration {
             return "\(why) (an Int64 MPI_Allreduce, exact in any order): --allreduce means nothing with it; leave it out"
         }
         if d.partition == .features { return "--reproducible moves rows between ranks: it needs --partition rows" }
-        if d.sparse == .on && r.shardUpdate { return "--reproducible with CSR rows (--sparse on) sums only the touched coordinates: it cannot be combined with --shard-update (give --sparse off or auto)" }
+        if d.sparse == .on && r.shardUpdate { return "--reproducible with CSR rows (--sparse on) sums only the touched coordinates: it cannot be combined with --shard-update (give --sparse off)" }
+        // `auto` would read such rows as CSR without --shard-update and dense with it: other bits for the same
+        // command but one flag. Said, not done silently (review 6, #9).
+        if r.shardUpdate && d.sparse == .auto, let path = d.path,
+           (d.format ?? DataFormat.infer(fromPath: path)) == .libsvm || (d.categoricalEncoding == .hash && !d.categorical.isEmpty) {
+            return "--reproducible --shard-update sums dense rows, but --sparse auto reads \(path)'s rows as CSR without --shard-update "
+                + "(other bits): give --sparse off to train them dense, sharded or not, or leave out --shard-update"
+        }
         if d.cacheDir != nil || d.maxMemory != nil { return "--reproducible moves rows held in memory: it cannot be combined with streamed rows (--cache-dir, --max-memory) yet" }
         if let b = o.batchSize, b % block != 0 {
             return "--batch-size \(b) is not a multiple of \(block): --reproducible makes batches of whole blocks of \(block) rows (give a multiple of \(block), or full)"

@@ -30,6 +30,10 @@ extension JobConfiguration {
             }
         }
         if o.schedule != .cosine && set("lr-min", o.lrMin != defaults.optimization.lrMin) { return "--lr-min is the cosine decay's floor: it needs --lr-schedule cosine" }
+        if reduction.balance && (reduction.allreduce != .ring || givenFlags.contains("allreduce")) {
+            return "--balance sums the gradient along its own chain of ranks (no allreduce algorithm runs it): leave out --allreduce"
+        }
+        if d.hashBits != nil && d.features != nil { return "--features fixes a LIBSVM file's width, which --hash-bits replaces with 2^B columns: give one of them" }
         if o.lrSearch != nil && givenFlags.contains("lr") { return "--lr-search chooses the learning rate among its candidates: leave out --lr" }
         if outputs.checkpointDir == nil && set("keep-checkpoints", outputs.keepCheckpoints != defaults.outputs.keepCheckpoints) {
             return "--keep-checkpoints needs --checkpoint-dir"
