@@ -139,6 +139,8 @@ final class SparseTrainingTests: XCTestCase {
             XCTAssertEqual(c.conflict(), "--hash-bits must be in 1…31 (got \(bits))")
         }
         c.data.hashBits = 31
+        XCTAssertEqual(c.conflict(), "--features fixes a LIBSVM file's width, which --hash-bits replaces with 2^B columns: give one of them")
+        c.data.features = nil
         XCTAssertNil(c.conflict())
     }
 }
